@@ -1,0 +1,85 @@
+"""Request dependencies: the services a route needs, and the caller's key checked for a scope."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from vnode.apikeys import KeyVerifier, Principal, Scope
+from vnode.errors import ApiError, ErrorCode
+from vnode.keys import Signer
+from vnode.ledger.calls import Idempotency
+from vnode.metrics import Metrics
+from vnode.settings import Settings
+
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer vnk_...`")
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    pool: asyncpg.Pool
+    signer: Signer
+    keys: KeyVerifier
+    metrics: Metrics
+
+
+def get_services(request: Request) -> Services:
+    services = request.app.state.services
+    assert isinstance(services, Services)
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that admits keys whose scope includes `scope` (401 no key, 403 too weak)."""
+
+    async def check(
+        services: ServicesDep,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise ApiError(ErrorCode.UNAUTHORIZED, "send an API key as 'Authorization: Bearer ...'")
+        principal = await services.keys.verify(credentials.credentials)
+        if principal is None:
+            raise ApiError(ErrorCode.UNAUTHORIZED, "unknown or revoked API key")
+        if not principal.scope.allows(scope):
+            raise ApiError(
+                ErrorCode.FORBIDDEN, f"this endpoint needs scope '{scope.value}' or above; "
+                f"the key has '{principal.scope.value}'"
+            )
+        return principal
+
+    return check
+
+
+ReadKey = Annotated[Principal, Depends(require(Scope.READ))]
+ReceiveKey = Annotated[Principal, Depends(require(Scope.RECEIVE))]
+SpendKey = Annotated[Principal, Depends(require(Scope.SPEND))]
+AdminKey = Annotated[Principal, Depends(require(Scope.ADMIN))]
+
+
+def idempotency(
+    principal: Principal,
+    key: str | None,
+) -> Idempotency:
+    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise ApiError(ErrorCode.INVALID_IDEMPOTENCY_KEY)
+    return Idempotency(principal.owner, key)
+
+
+IdempotencyHeader = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", description=(
+        "Optional. The first answer under this key is stored and replayed for the same "
+        "request; the same key with a different request is refused (idempotency_key_reused).")),
+]

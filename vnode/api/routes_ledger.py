@@ -1,0 +1,150 @@
+"""The brief's endpoints for virtual nodes, Flow 1 transfers, balances and history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from vnode.api.deps import (
+    IdempotencyHeader,
+    ReadKey,
+    ReceiveKey,
+    ServicesDep,
+    SpendKey,
+    idempotency,
+)
+from vnode.api.errors import documented_errors
+from vnode.api.responses import outcome_response
+from vnode.api.schemas import AssetBalanceBody, HistoryBody, TransferBody, UserBody
+from vnode.errors import ApiError, ErrorCode
+from vnode.ledger import balances, history, nodes, transfers
+
+router = APIRouter(tags=["virtual nodes"])
+
+_TRANSFER_EXAMPLE: dict[str, Any] = {
+    "transfer_id": 42, "status": "completed", "from_user_id": 123456789,
+    "from_node_id": "vn_123456789", "to_user_id": 987654321, "to_node_id": "vn_987654321",
+    "asset_id": "BTC", "amount_msat": 5000000, "amount_sats": 5000, "fee_msat": 0, "memo": None,
+    "created_at": "2026-11-26T10:00:00.000000Z",
+    "sender_balance": {"balance_msat": 95000000, "balance_sats": 95000},
+}
+
+
+def _json(content: object) -> Response:
+    return Response(orjson.dumps(content), media_type="application/json")
+
+
+@router.post(
+    "/virtual_node",
+    summary="Create or fetch a user's virtual node (scope: receive)",
+    description="Creates `vn_{telegram_id}` on first call, with a public key derived by BIP32 "
+    "from the service's master seed; later calls return the same node.",
+    responses={200: {"content": {"application/json": {"example": {
+        "user_id": 123456789, "node_id": "vn_123456789", "pubkey": "02" + "ab" * 32,
+        "created_at": "2026-11-26T10:00:00.000000Z"}}}},
+        **documented_errors(ErrorCode.INVALID_USER_ID, ErrorCode.INVALID_REQUEST)},
+)
+async def virtual_node(body: UserBody, _key: ReceiveKey, services: ServicesDep) -> Response:
+    node = await nodes.ensure_node(services.pool, services.signer, body.user_id)
+    return _json({
+        "user_id": node.user_id, "node_id": node.node_id, "pubkey": node.pubkey,
+        "created_at": node.created_at.isoformat().replace("+00:00", "Z"),
+    })
+
+
+@router.post(
+    "/virtual_transfer",
+    summary="Flow 1: internal transfer between two users (scope: spend)",
+    description="Moves an amount from one user to another in one database transaction, free "
+    "and instant. Exactly one amount field: `amount_sats` or `amount_msat` for BTC, "
+    "`asset_amount` for an RGB asset. The recipient's node is created on first use. "
+    "Send an `Idempotency-Key` header to make retries safe.",
+    responses={200: {"content": {"application/json": {"example": _TRANSFER_EXAMPLE}}},
+               **documented_errors(
+                   ErrorCode.INVALID_JSON, ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_AMOUNT,
+                   ErrorCode.AMOUNT_FIELDS, ErrorCode.INVALID_USER_ID, ErrorCode.INVALID_ASSET_ID,
+                   ErrorCode.INVALID_MEMO, ErrorCode.INVALID_IDEMPOTENCY_KEY,
+                   ErrorCode.SELF_TRANSFER, ErrorCode.UNKNOWN_USER,
+                   ErrorCode.INSUFFICIENT_BALANCE, ErrorCode.IDEMPOTENCY_KEY_REUSED)},
+)
+async def virtual_transfer(
+    body: TransferBody, key: SpendKey, services: ServicesDep,
+    idempotency_key: IdempotencyHeader = None,
+) -> Response:
+    if body.from_user_id == body.to_user_id:
+        raise ApiError(ErrorCode.SELF_TRANSFER)
+    command = transfers.TransferCommand(
+        body.from_user_id, body.to_user_id, body.asset_id, body.amount, body.memo
+    )
+    outcome = await transfers.transfer(
+        services.pool, services.signer, command, idempotency(key, idempotency_key)
+    )
+    services.metrics.transfers.labels(
+        "completed" if outcome.ok else outcome.json()["error"]["code"],  # type: ignore[index]
+        "BTC" if body.asset_id == "BTC" else "RGB",
+    ).inc()
+    return outcome_response(outcome)
+
+
+async def _require_node(services: ServicesDep, user_id: int) -> None:
+    if not await balances.node_exists(services.pool, user_id):
+        raise ApiError(ErrorCode.UNKNOWN_USER)
+
+
+@router.post(
+    "/virtual_assetbalance",
+    summary="A user's balance of one asset (scope: read)",
+    description="`balance` is settled (spendable plus pending), `pending` is reserved for "
+    "outgoing payments in flight, `spendable` can be sent now. BTC amounts are in msat, with "
+    "whole sats rounded down alongside; RGB amounts are in the asset's units.",
+    responses=documented_errors(
+        ErrorCode.INVALID_USER_ID, ErrorCode.INVALID_ASSET_ID, ErrorCode.UNKNOWN_USER,
+        ErrorCode.INVALID_REQUEST),
+)
+async def virtual_assetbalance(
+    body: AssetBalanceBody, _key: ReadKey, services: ServicesDep
+) -> Response:
+    found = await balances.asset_balance(services.pool, body.user_id, body.asset_id)
+    if found is None:
+        raise ApiError(ErrorCode.UNKNOWN_USER)
+    return _json({"user_id": body.user_id, "node_id": f"vn_{body.user_id}", **found.as_json()})
+
+
+@router.post(
+    "/virtual_balances",
+    summary="Every asset a user holds (scope: read)",
+    responses=documented_errors(
+        ErrorCode.INVALID_USER_ID, ErrorCode.UNKNOWN_USER, ErrorCode.INVALID_REQUEST),
+)
+async def virtual_balances(body: UserBody, _key: ReadKey, services: ServicesDep) -> Response:
+    found = await balances.all_balances(services.pool, body.user_id)
+    if found is None:
+        raise ApiError(ErrorCode.UNKNOWN_USER)
+    return _json(balances.balances_json(body.user_id, found))
+
+
+@router.post(
+    "/virtual_history",
+    summary="A user's transactions, newest first (scope: read)",
+    description="Keyset pagination: pass the `next_cursor` of one page as `cursor` to get the "
+    "next; it is null on the last page.",
+    responses=documented_errors(
+        ErrorCode.INVALID_USER_ID, ErrorCode.INVALID_CURSOR, ErrorCode.UNKNOWN_USER,
+        ErrorCode.INVALID_REQUEST),
+)
+async def virtual_history(body: HistoryBody, _key: ReadKey, services: ServicesDep) -> Response:
+    before_id = None
+    if body.cursor is not None:
+        try:
+            before_id = history.decode_cursor(body.cursor)
+        except ValueError:
+            raise ApiError(ErrorCode.INVALID_CURSOR) from None
+    await _require_node(services, body.user_id)
+    entries, next_cursor = await history.history_page(
+        services.pool, body.user_id, body.limit, before_id
+    )
+    return _json({"user_id": body.user_id, "node_id": f"vn_{body.user_id}",
+                  "transactions": entries, "next_cursor": next_cursor})

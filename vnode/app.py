@@ -1,0 +1,87 @@
+"""create_app(settings): the FastAPI application. Nothing is wired at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from vnode import __version__
+from vnode.api import routes_admin, routes_ledger, routes_ops
+from vnode.api.deps import Services
+from vnode.api.errors import install_error_handlers
+from vnode.api.middleware import RequestContextMiddleware
+from vnode.apikeys import KeyVerifier
+from vnode.db.migrate import migrate
+from vnode.db.pool import create_pool
+from vnode.keys import SoftwareSigner, load_or_create_seed
+from vnode.logs import configure_logging
+from vnode.metrics import Metrics
+from vnode.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Virtual Lightning nodes for the bitMaskRGB wallet: one per Telegram user, on one master node.
+
+**Authentication.** Every endpoint except `/healthz`, `/readyz` and the docs takes an API key as
+`Authorization: Bearer vnk_...`. Scopes are ordered, each including those below it:
+`admin` > `spend` (moves money) > `receive` (invoices, nodes) > `read`.
+A missing or unknown key answers 401, a key whose scope is too weak 403.
+
+**Errors.** Every refusal is `{"error": {"code", "message"}, "request_id"}` with a stable `code`;
+each endpoint lists the codes it can answer. The `X-Request-ID` header echoes the request id.
+
+**Amounts** are JSON integers with the unit in the field name: `amount_msat`, `amount_sats`,
+`asset_amount`. Zero, negative, fractional, boolean, string and out-of-range values are refused.
+"""
+
+
+def create_app(settings: Settings, database_url: str) -> FastAPI:
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        seed = load_or_create_seed(
+            settings.seed_path,
+            settings.master_seed.get_secret_value() if settings.master_seed else None,
+        )
+        pool = await create_pool(
+            database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        )
+        try:
+            async with pool.acquire() as conn:
+                applied = await migrate(conn)
+            if applied:
+                log.info("migrations applied", extra={"migrations": [m.name for m in applied]})
+            admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
+            keys = KeyVerifier(pool, admin_key, settings.api_key_cache_s)
+            await keys.start()
+            app.state.services = Services(settings, pool, SoftwareSigner(seed), keys, metrics)
+            try:
+                yield
+            finally:
+                await keys.stop()
+        finally:
+            await pool.close()
+
+    app = FastAPI(
+        title="vnode", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, access_log=settings.access_log)
+    app.include_router(routes_ledger.router)
+    app.include_router(routes_admin.router)
+    app.include_router(routes_ops.router)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """uvicorn factory for `vnode serve --workers N`: each worker reads the same environment."""
+    settings = Settings()
+    configure_logging(settings.log_level)
+    if settings.database_url is None:
+        raise RuntimeError("VNODE_DATABASE_URL must be set for worker processes")
+    return create_app(settings, settings.database_url.get_secret_value())

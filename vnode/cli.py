@@ -1,0 +1,240 @@
+"""The one command line: vnode serve | migrate | audit | keys | admin."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import asyncpg
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from vnode import apikeys
+from vnode.apikeys import Scope
+from vnode.app import create_app
+from vnode.db.migrate import migrate as apply_migrations
+from vnode.db.pool import DbConnection, create_pool
+from vnode.domain.amounts import parse_amount
+from vnode.domain.ids import BTC, parse_asset_id, parse_user_id
+from vnode.keys import SoftwareSigner, load_or_create_seed
+from vnode.ledger.admin import AdminCommand, AdminMove, admin_move
+from vnode.ledger.audit import AuditReport, run_audit
+from vnode.ledger.calls import Idempotency
+from vnode.logs import configure_logging
+from vnode.runtime import database_url
+from vnode.settings import Settings
+
+T = TypeVar("T")
+app = typer.Typer(help="vnode: virtual Lightning nodes for a chat wallet.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
+admin_app = typer.Typer(help="Operator funding and corrections.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(admin_app, name="admin")
+out = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[Path | None, typer.Option(help="Data directory (default ./.vnode)")]
+
+
+def _settings(data_dir: Path | None = None, **overrides: object) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def _with_connection(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    async def run(dsn: str) -> T:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await apply_migrations(conn)
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    with database_url(settings) as dsn:
+        return asyncio.run(run(dsn))
+
+
+def _seed(settings: Settings) -> bytes:
+    env_seed = settings.master_seed.get_secret_value() if settings.master_seed else None
+    return load_or_create_seed(settings.seed_path, env_seed)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+    data_dir: DataDir = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes")] = None,
+) -> None:
+    """Start the HTTP service (and the embedded PostgreSQL when no VNODE_DATABASE_URL is set)."""
+    settings = _settings(data_dir, host=host, port=port, workers=workers)
+    configure_logging(settings.log_level)
+    with database_url(settings) as dsn:
+        asyncio.run(_prepare(settings, dsn))
+        _seed(settings)  # created once here, before workers could race to create it
+        common = {"host": settings.host, "port": settings.port, "log_config": None,
+                  "access_log": False, "loop": "uvloop", "http": "httptools"}
+        if settings.workers == 1:
+            uvicorn.run(create_app(settings, dsn), **common)  # type: ignore[arg-type]
+        else:
+            os.environ["VNODE_DATABASE_URL"] = dsn
+            os.environ["VNODE_DATA_DIR"] = str(settings.data_dir)
+            uvicorn.run("vnode.app:app_from_environment", factory=True,
+                        workers=settings.workers, **common)  # type: ignore[arg-type]
+
+
+async def _prepare(settings: Settings, dsn: str) -> None:
+    """Migrate, and on a first start with no admin key at all, make one and show it once."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await apply_migrations(conn)
+        if settings.admin_key is None and await apikeys.count_admin_keys(conn) == 0:
+            info, key = await apikeys.create_key(conn, "bootstrap", Scope.ADMIN)
+            out.print(f"[bold]Bootstrap admin API key (id {info.id}), shown once; store it now:[/]")
+            out.print(key, soft_wrap=True, highlight=False)
+    finally:
+        await conn.close()
+
+
+@app.command()
+def migrate(data_dir: DataDir = None) -> None:
+    """Apply pending database migrations (serve does this too, under the same lock)."""
+    async def work(conn: DbConnection) -> None:
+        return None
+
+    _with_connection(_settings(data_dir), work)
+    out.print("migrations current")
+
+
+@app.command()
+def audit(data_dir: DataDir = None) -> None:
+    """Recompute balances from coins, journal and history; check conservation. Exit 1 on any
+    difference."""
+    report = _with_connection(_settings(data_dir), run_audit)
+    _print_audit(report)
+    if not report.clean:
+        raise typer.Exit(1)
+
+
+def _print_audit(report: AuditReport) -> None:
+    checks = Table(title="vnode audit")
+    for column in ("check", "rows checked", "differences"):
+        checks.add_column(column)
+    for name, rows in report.checked.items():
+        found = sum(1 for d in report.differences if d.check == name)
+        checks.add_row(name, str(rows), f"[red]{found}[/]" if found else "[green]0[/]")
+    out.print(checks)
+    totals = Table(title="per asset (users + system accounts must sum to 0)")
+    for column in ("asset", "users spendable", "users pending", "system accounts", "sum"):
+        totals.add_column(column)
+    for t in report.totals:
+        system = ", ".join(f"{name} {value}" for name, value in sorted(t.system.items()))
+        totals.add_row(t.asset_id, str(t.users_spendable), str(t.users_pending), system, str(t.sum))
+    out.print(totals)
+    for d in report.differences[:50]:
+        out.print(f"[red]{d.check}[/]: account {d.account} {d.asset_id}: "
+                  f"expected {d.expected}, found {d.found}")
+    out.print("[green]audit clean[/]" if report.clean else
+              f"[red]audit found {len(report.differences)} difference(s)[/]")
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: Annotated[Scope, typer.Option(help="admin, spend, receive or read")],
+    name: Annotated[str, typer.Option(help="Who uses this key")],
+    data_dir: DataDir = None,
+) -> None:
+    """Create a key; it is printed once and only its hash is stored."""
+    info, key = _with_connection(
+        _settings(data_dir), lambda conn: apikeys.create_key(conn, name, scope)
+    )
+    err.print(f"key {info.id} '{info.name}' scope {info.scope.value}; shown once:")
+    out.print(key, soft_wrap=True, highlight=False)
+
+
+@keys_app.command("list")
+def keys_list(data_dir: DataDir = None) -> None:
+    """List keys (never the keys themselves)."""
+    found = _with_connection(_settings(data_dir), apikeys.list_keys)
+    table = Table()
+    for column in ("id", "name", "scope", "prefix", "created", "revoked"):
+        table.add_column(column)
+    for k in found:
+        table.add_row(str(k.id), k.name, k.scope.value, k.key_prefix + "...",
+                      k.created_at.isoformat(timespec="seconds"),
+                      k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "")
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: int, data_dir: DataDir = None) -> None:
+    """Revoke a key by id; running services stop accepting it at once."""
+    done = _with_connection(_settings(data_dir), lambda conn: apikeys.revoke_key(conn, key_id))
+    if not done:
+        err.print(f"no active key with id {key_id}")
+        raise typer.Exit(1)
+    out.print(f"key {key_id} revoked")
+
+
+def _admin(move: AdminMove, user_id: str, amount: int, asset_id: str, reason: str,
+           data_dir: Path | None, idempotency_key: str | None) -> None:
+    try:
+        command = AdminCommand(move, parse_user_id(user_id), parse_asset_id(asset_id),
+                               parse_amount(amount, "amount"), reason)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    settings = _settings(data_dir)
+    outcome = _run_admin(settings, SoftwareSigner(_seed(settings)), command,
+                         Idempotency("cli", idempotency_key))
+    if outcome[0] >= 400:
+        err.print(f"[red]{outcome[1]}[/]")
+        raise typer.Exit(1)
+    out.print_json(outcome[1])
+
+
+def _run_admin(settings: Settings, signer: SoftwareSigner, command: AdminCommand,
+               idem: Idempotency) -> tuple[int, str]:
+    async def run(dsn: str) -> tuple[int, str]:
+        pool = await create_pool(dsn, min_size=1, max_size=2)
+        try:
+            async with pool.acquire() as conn:
+                await apply_migrations(conn)
+            outcome = await admin_move(pool, signer, command, idem)
+            return outcome.status, outcome.body
+        finally:
+            await pool.close()
+
+    with database_url(settings) as dsn:
+        return asyncio.run(run(dsn))
+
+
+AmountArg = Annotated[int, typer.Option(help="msat for BTC, asset units for RGB")]
+AssetOpt = Annotated[str, typer.Option(help="BTC or rgb:...")]
+ReasonOpt = Annotated[str, typer.Option(help="Why; shown in the user's history")]
+IdemOpt = Annotated[str | None, typer.Option(help="Idempotency key: a rerun does nothing")]
+
+
+@admin_app.command("credit")
+def admin_credit(user_id: str, amount: AmountArg, reason: ReasonOpt, asset_id: AssetOpt = BTC,
+                 data_dir: DataDir = None, idempotency_key: IdemOpt = None) -> None:
+    """Credit a user from the operator_funding account."""
+    _admin(AdminMove.CREDIT, user_id, amount, asset_id, reason, data_dir, idempotency_key)
+
+
+@admin_app.command("debit")
+def admin_debit(user_id: str, amount: AmountArg, reason: ReasonOpt, asset_id: AssetOpt = BTC,
+                data_dir: DataDir = None, idempotency_key: IdemOpt = None) -> None:
+    """Debit a user to the operator_funding account."""
+    _admin(AdminMove.DEBIT, user_id, amount, asset_id, reason, data_dir, idempotency_key)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,41 @@
+"""The asyncpg connection pool and the retry rule for transactions PostgreSQL aborted."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeAlias, TypeVar
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+T = TypeVar("T")
+
+# A plain connection or one borrowed from a pool; every query helper takes either.
+DbConnection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+
+# Aborted by PostgreSQL before anything committed, so running the whole transaction again is safe.
+_RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+MAX_ATTEMPTS = 5
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 16) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size,
+        server_settings={"application_name": "vnode"},
+    )
+    assert pool is not None
+    return pool
+
+
+async def retry_aborted(operation: Callable[[], Awaitable[T]]) -> T:
+    """Run `operation` again when PostgreSQL aborted it for a deadlock or serialization failure."""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            return await operation()
+        except _RETRYABLE:
+            if attempt == MAX_ATTEMPTS:
+                raise
+            await asyncio.sleep(random.uniform(0, 0.005 * attempt))
+    raise AssertionError("unreachable")

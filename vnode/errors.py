@@ -1,0 +1,84 @@
+"""The error catalogue: every refusal the API can give, with a stable code and HTTP status.
+
+Callers match on `code`; messages are for people and may change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+@dataclass(frozen=True)
+class ErrorSpec:
+    status: int
+    description: str
+
+
+class ErrorCode(StrEnum):
+    INVALID_REQUEST = "invalid_request"
+    INVALID_JSON = "invalid_json"
+    INVALID_AMOUNT = "invalid_amount"
+    AMOUNT_FIELDS = "amount_fields"
+    INVALID_USER_ID = "invalid_user_id"
+    INVALID_ASSET_ID = "invalid_asset_id"
+    INVALID_MEMO = "invalid_memo"
+    INVALID_CURSOR = "invalid_cursor"
+    INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
+    SELF_TRANSFER = "self_transfer"
+    UNKNOWN_USER = "unknown_user"
+    INSUFFICIENT_BALANCE = "insufficient_balance"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    UNAVAILABLE = "unavailable"
+    INTERNAL_ERROR = "internal_error"
+
+
+CATALOGUE: dict[ErrorCode, ErrorSpec] = {
+    ErrorCode.INVALID_REQUEST: ErrorSpec(422, "The body is not of the documented shape."),
+    ErrorCode.INVALID_JSON: ErrorSpec(400, "The body is not valid JSON."),
+    ErrorCode.INVALID_AMOUNT: ErrorSpec(
+        422, "An amount is not a positive JSON integer below 2^63 in its unit."
+    ),
+    ErrorCode.AMOUNT_FIELDS: ErrorSpec(
+        422, "Not exactly one amount field, or an amount field that does not fit the asset."
+    ),
+    ErrorCode.INVALID_USER_ID: ErrorSpec(
+        422, "A user id is not a positive integer, a decimal string or a vn_ node id."
+    ),
+    ErrorCode.INVALID_ASSET_ID: ErrorSpec(422, "The asset id is neither BTC nor an rgb: id."),
+    ErrorCode.INVALID_MEMO: ErrorSpec(422, "The memo is too long or contains control characters."),
+    ErrorCode.INVALID_CURSOR: ErrorSpec(422, "The history cursor is not one this API gave."),
+    ErrorCode.INVALID_IDEMPOTENCY_KEY: ErrorSpec(
+        422, "The Idempotency-Key header is empty, too long or not printable ASCII."
+    ),
+    ErrorCode.SELF_TRANSFER: ErrorSpec(422, "Sender and recipient are the same user."),
+    ErrorCode.UNKNOWN_USER: ErrorSpec(404, "The user has no virtual node."),
+    ErrorCode.INSUFFICIENT_BALANCE: ErrorSpec(409, "The spendable balance is too small."),
+    ErrorCode.IDEMPOTENCY_KEY_REUSED: ErrorSpec(
+        409, "The Idempotency-Key was used before with a different request."
+    ),
+    ErrorCode.UNAUTHORIZED: ErrorSpec(401, "No API key, or a key that is unknown or revoked."),
+    ErrorCode.FORBIDDEN: ErrorSpec(403, "The API key's scope does not allow this endpoint."),
+    ErrorCode.NOT_FOUND: ErrorSpec(404, "No such endpoint or object."),
+    ErrorCode.METHOD_NOT_ALLOWED: ErrorSpec(405, "The endpoint does not take this method."),
+    ErrorCode.PAYLOAD_TOO_LARGE: ErrorSpec(413, "The body is larger than the service accepts."),
+    ErrorCode.UNAVAILABLE: ErrorSpec(503, "A dependency (the database) is not reachable."),
+    ErrorCode.INTERNAL_ERROR: ErrorSpec(
+        500, "Something failed inside vnode; the log has the details under the request id."
+    ),
+}
+
+
+class ApiError(Exception):
+    """A refusal with a catalogued code. Raised by services, rendered by the API layer."""
+
+    def __init__(self, code: ErrorCode, message: str | None = None) -> None:
+        self.code = code
+        self.status = CATALOGUE[code].status
+        self.message = message or CATALOGUE[code].description
+        super().__init__(f"{code.value}: {self.message}")

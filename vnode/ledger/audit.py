@@ -1,0 +1,128 @@
+"""`vnode audit`: recompute every cached balance and check conservation, on one snapshot.
+
+Runs in a REPEATABLE READ, READ ONLY transaction, so it sees one consistent state while the
+service keeps working, and can never change anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vnode.db.pool import DbConnection
+
+
+@dataclass(frozen=True)
+class Difference:
+    check: str
+    account: int  # user id, or system account id (< 0); 0 for a per-asset total
+    asset_id: str
+    expected: int
+    found: int
+
+
+@dataclass(frozen=True)
+class AssetTotals:
+    asset_id: str
+    users_spendable: int
+    users_pending: int
+    system: dict[str, int]
+
+    @property
+    def sum(self) -> int:
+        return self.users_spendable + self.users_pending + sum(self.system.values())
+
+
+@dataclass
+class AuditReport:
+    checked: dict[str, int] = field(default_factory=dict)  # check name -> rows examined
+    differences: list[Difference] = field(default_factory=list)
+    totals: list[AssetTotals] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.differences
+
+
+# Each query yields (account, asset_id, expected, found) for every row it checks; a difference
+# is a row where expected <> found.
+_CHECKS: dict[str, str] = {
+    # The cached balance is the sum of the user's unspent coins.
+    "balance = unspent coins": """
+        SELECT coalesce(b.user_id, c.user_id) AS account,
+               coalesce(b.asset_id, c.asset_id) AS asset_id,
+               coalesce(c.total, 0) AS expected, coalesce(b.balance, 0) AS found
+        FROM ln_user_balances b
+        FULL JOIN (SELECT user_id, asset_id, sum(amount)::bigint AS total FROM user_utxos
+                   WHERE spent_tx IS NULL GROUP BY 1, 2) c
+          ON c.user_id = b.user_id AND c.asset_id = b.asset_id""",
+    # What every account holds is what the journal moved to it minus what it moved away.
+    "balance = journal": """
+        WITH moves AS (
+            SELECT to_account AS account, asset_id, amount FROM virtual_transactions
+            UNION ALL
+            SELECT from_account, asset_id, -amount FROM virtual_transactions),
+        net AS (SELECT account, asset_id, sum(amount)::bigint AS total FROM moves GROUP BY 1, 2),
+        held AS (
+            SELECT user_id AS account, asset_id, balance + pending AS amount FROM ln_user_balances
+            UNION ALL
+            SELECT account_id, asset_id, balance FROM system_balances)
+        SELECT coalesce(h.account, n.account) AS account,
+               coalesce(h.asset_id, n.asset_id) AS asset_id,
+               coalesce(n.total, 0) AS expected, coalesce(h.amount, 0) AS found
+        FROM held h FULL JOIN net n ON n.account = h.account AND n.asset_id = h.asset_id""",
+    # A user's history adds up to what the user holds.
+    "balance = history": """
+        WITH net AS (
+            SELECT user_id, asset_id,
+                   sum(CASE direction WHEN 'in' THEN amount ELSE -amount END)::bigint AS total
+            FROM ln_user_transactions WHERE status = 'completed' GROUP BY 1, 2)
+        SELECT coalesce(b.user_id, n.user_id) AS account,
+               coalesce(b.asset_id, n.asset_id) AS asset_id,
+               coalesce(n.total, 0) AS expected, coalesce(b.balance + b.pending, 0) AS found
+        FROM ln_user_balances b
+        FULL JOIN net n ON n.user_id = b.user_id AND n.asset_id = b.asset_id""",
+    # Conservation: users plus system accounts sum to zero for every asset.
+    "conservation": """
+        WITH held AS (
+            SELECT asset_id, balance + pending AS amount FROM ln_user_balances
+            UNION ALL
+            SELECT asset_id, balance FROM system_balances)
+        SELECT 0::bigint AS account, asset_id, 0::bigint AS expected, sum(amount)::bigint AS found
+        FROM held GROUP BY asset_id""",
+}
+
+
+async def run_audit(conn: DbConnection) -> AuditReport:
+    report = AuditReport()
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        for name, sql in _CHECKS.items():
+            rows = await conn.fetch(sql)
+            report.checked[name] = len(rows)
+            report.differences.extend(
+                Difference(name, r["account"], r["asset_id"], r["expected"], r["found"])
+                for r in rows if r["expected"] != r["found"]
+            )
+        report.totals = await _totals(conn)
+    return report
+
+
+async def _totals(conn: DbConnection) -> list[AssetTotals]:
+    users = await conn.fetch(
+        "SELECT asset_id, sum(balance)::bigint AS spendable, sum(pending)::bigint AS pending "
+        "FROM ln_user_balances GROUP BY asset_id"
+    )
+    system = await conn.fetch(
+        "SELECT s.asset_id, a.name, s.balance FROM system_balances s "
+        "JOIN system_accounts a USING (account_id)"
+    )
+    assets = sorted({r["asset_id"] for r in users} | {r["asset_id"] for r in system})
+    by_asset = {r["asset_id"]: r for r in users}
+    return [
+        AssetTotals(
+            asset,
+            by_asset[asset]["spendable"] if asset in by_asset else 0,
+            by_asset[asset]["pending"] if asset in by_asset else 0,
+            {r["name"]: r["balance"] for r in system if r["asset_id"] == asset},
+        )
+        for asset in assets
+    ]

@@ -1,0 +1,56 @@
+"""A user's history (ln_user_transactions), newest first, with keyset pagination."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from vnode.domain.amounts import msat_to_sats_floor
+from vnode.domain.ids import BTC
+
+MAX_LIMIT = 200
+
+
+def encode_cursor(row_id: int) -> str:
+    return f"h{row_id}"
+
+
+def decode_cursor(cursor: str) -> int:
+    """The opaque cursor is 'h<id>'; ValueError for anything this API did not hand out."""
+    if not cursor.startswith("h") or not cursor[1:].isdigit() or len(cursor) > 20:
+        raise ValueError("not a history cursor")
+    return int(cursor[1:])
+
+
+def _entry(row: asyncpg.Record) -> dict[str, object]:
+    amount: dict[str, object]
+    if row["asset_id"] == BTC:
+        amount = {"amount_msat": row["amount"], "amount_sats": msat_to_sats_floor(row["amount"])}
+    else:
+        amount = {"asset_amount": row["amount"]}
+    return {
+        "id": row["id"],
+        "transaction_id": row["tx_id"],
+        "kind": row["kind"],
+        "direction": row["direction"],
+        "asset_id": row["asset_id"],
+        **amount,
+        "counterparty": row["counterparty"],
+        "memo": row["memo"],
+        "status": row["status"],
+        "created_at": row["created_at"].isoformat().replace("+00:00", "Z"),
+    }
+
+
+async def history_page(
+    pool: asyncpg.Pool, user_id: int, limit: int, before_id: int | None
+) -> tuple[list[dict[str, object]], str | None]:
+    """One page of entries older than `before_id`, and the cursor of the next page, if any."""
+    rows = await pool.fetch(
+        "SELECT id, tx_id, kind, direction, asset_id, amount, counterparty, memo, status, "
+        "created_at FROM ln_user_transactions "
+        "WHERE user_id = $1 AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+        user_id, before_id, limit + 1,
+    )
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1]["id"]) if len(rows) > limit else None
+    return [_entry(row) for row in page], next_cursor

@@ -1,0 +1,30 @@
+"""Prometheus metrics, in a registry owned by the app (no module-level globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "vnode_http_requests", "HTTP requests by route template, method and status",
+            ["method", "route", "status"], registry=self.registry,
+        )
+        self.latency = Histogram(
+            "vnode_http_request_duration_seconds", "HTTP request latency by route template",
+            ["method", "route"], registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+        )
+        self.transfers = Counter(
+            "vnode_transfers", "Internal transfers by outcome code and asset kind",
+            ["outcome", "asset"], registry=self.registry,
+        )
+        self.ledger_errors = Counter(
+            "vnode_ledger_errors", "Unexpected failures (broken invariants, database errors)",
+            ["kind"], registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
