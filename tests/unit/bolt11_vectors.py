@@ -29,14 +29,29 @@ BLOCKSTREAM_DESC = (
 PICO_HASH = "462264ede7e14047e9b249da94fefc47f41f7d02ee9b091815a5506bc8abf75f"
 
 # Fallback programs, from the spec's signing preimages and the BIP173 addresses.
-P2PKH_TESTNET = (17, "3172b5654f6683c8fb146959d347ce303cae4ca7")  # mk2QpYatsKicvFVuTAQLBryyccRXMUaGHP
+P2PKH_TESTNET = (
+    17,
+    "3172b5654f6683c8fb146959d347ce303cae4ca7",
+)  # mk2QpYatsKicvFVuTAQLBryyccRXMUaGHP
 P2PKH_RUSTY = (17, "04b61f7dc1ea0dc99424464cc4064dc564d91e89")  # 1RustyRX2oai4EYYDpQGWvEL62BBGqN9T
 P2SH = (18, "8f55563b9a19f321c211e9b9f38cdf686ea07845")  # 3EktnHQD7RiAE6uzMj2ZifT9YgRrkSgzQX
 P2WPKH = (0, "751e76e8199196d454941c45d1b3a323f1433bd6")
 P2WSH = (0, "1863143c14c5166804bd19203356da136c985678cd4d27a1b8c6329604903262")
 
-HOP1 = ("029e03a901b85534ff1e92c43c74431f7ce72046060fcf7a95c37e148f78c77255", 0x0102030405060708, 1, 20, 3)
-HOP2 = ("039e03a901b85534ff1e92c43c74431f7ce72046060fcf7a95c37e148f78c77255", 0x030405060708090A, 2, 30, 4)
+HOP1 = (
+    "029e03a901b85534ff1e92c43c74431f7ce72046060fcf7a95c37e148f78c77255",
+    0x0102030405060708,
+    1,
+    20,
+    3,
+)
+HOP2 = (
+    "039e03a901b85534ff1e92c43c74431f7ce72046060fcf7a95c37e148f78c77255",
+    0x030405060708090A,
+    2,
+    30,
+    4,
+)
 HOP_PICO = (
     "03d06758583bb5154774a6eb221b1276c9e82d65bbaceca806d90e20c108f4b1c7",
     (589390 << 40) | (3312 << 16) | 1,
@@ -69,10 +84,19 @@ def _v(name: str, invoice: str, **expected: Any) -> tuple[str, str, dict[str, An
     return name, invoice, {**_BASE, **expected}
 
 
-_COFFEE = {"amount_msat": 250_000_000, "description": "1 cup coffee", "expiry_s": 60, "expiry_given": True}
+_COFFEE = {
+    "amount_msat": 250_000_000,
+    "description": "1 cup coffee",
+    "expiry_s": 60,
+    "expiry_given": True,
+}
 _NONSENSE = {**_COFFEE, "description": "ナンセンス 1杯"}
 _HASHED = {"amount_msat": 2_000_000_000, "description_hash": LONG_DESC_HASH}
-_BEANS = {"amount_msat": 2_500_000_000, "description": "coffee beans", "features": frozenset({8, 14, 99})}
+_BEANS = {
+    "amount_msat": 2_500_000_000,
+    "description": "coffee beans",
+    "features": frozenset({8, 14, 99}),
+}
 _PICO = {
     "amount_msat": 967_878_534,
     "timestamp": 1572468703,
@@ -168,7 +192,7 @@ CURRENT_VALID = [
     ),
 ]
 
-_LEGACY = {"payment_secret": None, "features": frozenset()}
+_LEGACY: dict[str, Any] = {"payment_secret": None, "features": frozenset()}
 _LEGACY_BEANS = {**_BEANS, "features": frozenset({9, 15, 99})}
 
 LEGACY_VALID = [

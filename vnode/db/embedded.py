@@ -77,10 +77,13 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@/{database}?host={self.socket_dir}"
 
     def _exec(self, args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-        user = self._user.pw_name if self._user else None
+        identity: dict[str, object] = {}
+        if self._user is not None:
+            # Drop root's groups too: a root-group directory would otherwise deny access.
+            identity = {"user": self._user.pw_uid, "group": self._user.pw_gid, "extra_groups": []}
         return subprocess.run(  # type: ignore[call-overload, no-any-return]
             [str(self._bin / args[0]), *args[1:]],
-            check=True, capture_output=True, text=True, user=user, **kwargs
+            check=True, capture_output=True, text=True, **identity, **kwargs
         )
 
     def _prepare_dirs(self) -> None:
@@ -112,8 +115,11 @@ class EmbeddedPostgres:
         self._prepare_dirs()
         if not (self.pgdata / "PG_VERSION").exists():
             log.info("initialising embedded PostgreSQL", extra={"pgdata": str(self.pgdata)})
-            self._exec(["initdb", "-D", str(self.pgdata), "-U", "postgres", "--auth=trust",
-                        "--encoding=UTF8", "--no-instructions"])
+            try:
+                self._exec(["initdb", "-D", str(self.pgdata), "-U", "postgres", "--auth=trust",
+                            "--encoding=UTF8", "--no-instructions"])
+            except subprocess.CalledProcessError as exc:
+                raise EmbeddedPostgresError(f"initdb failed: {exc.stderr.strip()}") from exc
         if self._running_pid() is None:
             options = (f"-c listen_addresses='' -k {self.socket_dir} -c max_connections=300 "
                        "-c shared_buffers=256MB")

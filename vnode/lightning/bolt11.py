@@ -92,7 +92,6 @@ _AMOUNT_RE: Final = re.compile(r"([0-9]+)([munp]?)")
 _CHARSET: Final = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 _CHARSET_REV: Final = {c: i for i, c in enumerate(_CHARSET)}
 _BECH32_CONST: Final = 1
-_BECH32M_CONST: Final = 0x2BC830A3
 _GEN: Final = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
 
 _CURVE_N: Final = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -128,9 +127,11 @@ _KNOWN_TYPES: Final = frozenset(
         _T_METADATA,
     }
 )
-# Fields that may appear at most once once they pass the length rules.
+# Fields that may appear at most once (after the wrong-length skip rule).
 _SINGLE_TYPES: Final = _KNOWN_TYPES - {_T_ROUTE, _T_FALLBACK}
 _HOP_LEN: Final = 51
+# BOLT 11: a reader skips p/h/s/n whose data_length is not 52/52/52/53 words.
+_FIXED_LEN: Final = {_T_PAYMENT_HASH: 52, _T_DESCRIPTION_HASH: 52, _T_SECRET: 52, _T_PAYEE: 53}
 
 
 class InvoiceError(ValueError):
@@ -177,7 +178,7 @@ class RawField:
 
     def data_bytes(self) -> bytes:
         """Data packed 5->8 bits, trailing pad bits dropped (caller defines semantics)."""
-        return _words_to_bytes(self.data, allow_padding=True)
+        return _words_to_bytes(self.data, mode="drop")
 
     @classmethod
     def from_bytes(cls, type_: int, data: bytes) -> RawField:
@@ -290,8 +291,14 @@ def _int_to_words(value: int) -> list[int]:
     return words[::-1]
 
 
-def _words_to_bytes(words: Sequence[int], *, allow_padding: bool = False) -> bytes:
-    """Pack 5-bit words into bytes. Strict mode mirrors BIP173 convertbits(pad=False)."""
+def _words_to_bytes(
+    words: Sequence[int], *, mode: Literal["strict", "drop", "pad"] = "strict"
+) -> bytes:
+    """Pack 5-bit words into bytes.
+
+    strict: BIP173 convertbits(pad=False), i.e. < 5 leftover bits, all zero (as LDK);
+    drop: discard leftover bits; pad: zero-fill to a byte boundary (signing preimage).
+    """
     acc = bits = 0
     out = bytearray()
     for w in words:
@@ -300,22 +307,9 @@ def _words_to_bytes(words: Sequence[int], *, allow_padding: bool = False) -> byt
         if bits >= 8:
             bits -= 8
             out.append((acc >> bits) & 0xFF)
-    if not allow_padding and (bits >= 5 or (acc & ((1 << bits) - 1))):
+    if mode == "strict" and (bits >= 5 or acc & ((1 << bits) - 1)):
         raise InvoiceError("invalid_field", "non-zero or excess padding bits")
-    return bytes(out)
-
-
-def _words_to_bytes_signing(words: Sequence[int]) -> bytes:
-    """Pack with zero bits appended to the next byte boundary (BOLT 11 signing rule)."""
-    acc = bits = 0
-    out = bytearray()
-    for w in words:
-        acc = (acc << 5 | w) & 0xFFF
-        bits += 5
-        if bits >= 8:
-            bits -= 8
-            out.append((acc >> bits) & 0xFF)
-    if bits:
+    if mode == "pad" and bits:
         out.append((acc << (8 - bits)) & 0xFF)
     return bytes(out)
 
@@ -335,7 +329,7 @@ def _bytes_to_words(data: bytes) -> list[int]:
 
 
 def _signing_digest(hrp: str, words: Sequence[int]) -> bytes:
-    return hashlib.sha256(hrp.encode("utf-8") + _words_to_bytes_signing(words)).digest()
+    return hashlib.sha256(hrp.encode("utf-8") + _words_to_bytes(words, mode="pad")).digest()
 
 
 # ---------------------------------------------------------------------- amounts
@@ -484,13 +478,7 @@ def decode(invoice: str, *, require_payment_secret: bool = False) -> Invoice:
             raise InvoiceError("invalid_field", f"tagged field {_CHARSET[type_]!r} overruns data")
         pos += 3 + length
 
-        # BOLT 11: skip p/h/s/n whose data_length is not 52/52/52/53.
-        expected = {
-            _T_PAYMENT_HASH: 52,
-            _T_DESCRIPTION_HASH: 52,
-            _T_SECRET: 52,
-            _T_PAYEE: 53,
-        }.get(type_)
+        expected = _FIXED_LEN.get(type_)
         if type_ not in _KNOWN_TYPES or (expected is not None and length != expected):
             extra.append(RawField(type_, tuple(body)))
             continue

@@ -1,0 +1,106 @@
+"""Fixtures: a real PostgreSQL (embedded, or VNODE_TEST_DATABASE_URL), the app, API keys."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.support import ADMIN_KEY, TEMPLATE_DB, bearer, create_database, with_database
+from vnode.apikeys import Scope, create_key
+from vnode.app import create_app
+from vnode.db.embedded import EmbeddedPostgres
+from vnode.db.migrate import migrate
+from vnode.settings import Settings
+
+TEST_SEED = "11" * 32
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """DSN of a PostgreSQL server the tests may create databases on."""
+    given = os.environ.get("VNODE_TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    cluster = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    dsn = cluster.start()
+    yield dsn
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+async def template_db(pg_server: str) -> str:
+    """A migrated database that fresh test databases are copied from (fast CREATE DATABASE)."""
+    admin = await asyncpg.connect(with_database(pg_server, "postgres"))
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB}")
+        await admin.execute(f"CREATE DATABASE {TEMPLATE_DB}")
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(with_database(pg_server, TEMPLATE_DB))
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return TEMPLATE_DB
+
+
+@pytest.fixture
+async def fresh_db(pg_server: str, template_db: str) -> str:
+    """A database of its own, migrated, for a test that needs an otherwise empty ledger."""
+    return await create_database(pg_server, template_db)
+
+
+@pytest.fixture(scope="session")
+async def shared_db(pg_server: str, template_db: str) -> str:
+    """One database shared by the API tests; each test uses its own random user ids."""
+    return await create_database(pg_server, template_db)
+
+
+def make_settings(data_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "data_dir": data_dir, "admin_key": ADMIN_KEY, "master_seed": TEST_SEED,
+        "access_log": False,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+async def app_client(
+    shared_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app in-process (lifespan included) on the shared database, admin key set."""
+    app = create_app(make_settings(tmp_path_factory.mktemp("app")), shared_db)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://vnode",
+                                     headers=bearer(ADMIN_KEY)) as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+
+@pytest.fixture(scope="session")
+async def scoped_keys(shared_db: str) -> dict[Scope, str]:
+    """One real API key per scope, stored (hashed) in the shared database."""
+    conn = await asyncpg.connect(shared_db)
+    try:
+        keys = {}
+        for scope in Scope:
+            _, key = await create_key(conn, f"test-{scope.value}", scope)
+            keys[scope] = key
+        return keys
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def shared_conn(shared_db: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(shared_db)
+    yield conn
+    await conn.close()
