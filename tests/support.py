@@ -80,6 +80,7 @@ class ServeProcess:
         if database_url is not None:
             env["VNODE_DATABASE_URL"] = database_url
         env.update(extra_env or {})
+        env = {k: v for k, v in env.items() if v != ""}  # "" in extra_env unsets a variable
         self.log_path = data_dir / f"serve-{self.port}.log"
         data_dir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("wb")

@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from vnode.api.deps import ReadKey, ServicesDep
+from vnode.api.errors import documented_errors
 from vnode.db.migrate import MigrationError, pending_migrations
 
 router = APIRouter(tags=["operations"])
@@ -40,6 +41,7 @@ async def readyz(services: ServicesDep) -> Response:
     return Response(orjson.dumps(body), 200 if ready else 503, media_type="application/json")
 
 
-@router.get("/metrics", summary="Prometheus metrics of this process (scope: read)")
+@router.get("/metrics", summary="Prometheus metrics of this process (scope: read)",
+            responses=documented_errors())
 async def metrics(_key: ReadKey, services: ServicesDep) -> Response:
     return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -142,23 +142,23 @@ BEGIN
         RETURN;
     END IF;
 
-    -- Lock both nodes in id order (no deadlock between A->B and B->A) and read the sender's
-    -- balance under that lock.
+    -- Lock both nodes in id order (no deadlock between A->B and B->A).
     FOR r IN
-        SELECT n.user_id, b.balance
-        FROM virtual_nodes n
-        LEFT JOIN ln_user_balances b ON b.user_id = n.user_id AND b.asset_id = p_asset
+        SELECT n.user_id FROM virtual_nodes n
         WHERE n.user_id IN (p_from, p_to)
         ORDER BY n.user_id
-        FOR UPDATE OF n
+        FOR UPDATE
     LOOP
         IF r.user_id = p_from THEN
             v_from_found := true;
-            v_old := coalesce(r.balance, 0);
         ELSE
             v_to_found := true;
         END IF;
     END LOOP;
+    -- Read the balance in a new statement, after the lock: under READ COMMITTED a row joined
+    -- to the locked one would come from the snapshot taken before the wait, i.e. stale.
+    SELECT coalesce(max(balance), 0) INTO v_old FROM ln_user_balances
+    WHERE user_id = p_from AND asset_id = p_asset;
 
     IF NOT v_from_found THEN
         status := 404;
@@ -249,11 +249,10 @@ BEGIN
     IF p_kind = 'admin_credit' THEN
         PERFORM vnode_ensure_node(p_user, p_pubkey);
     END IF;
-    SELECT true, coalesce(b.balance, 0) INTO v_found, v_old
-    FROM virtual_nodes n
-    LEFT JOIN ln_user_balances b ON b.user_id = n.user_id AND b.asset_id = p_asset
-    WHERE n.user_id = p_user
-    FOR UPDATE OF n;
+    SELECT true INTO v_found FROM virtual_nodes WHERE user_id = p_user FOR UPDATE;
+    -- A new statement after the lock sees the balance as the previous holder left it.
+    SELECT coalesce(max(balance), 0) INTO v_old FROM ln_user_balances
+    WHERE user_id = p_user AND asset_id = p_asset;
 
     IF v_found IS NULL THEN
         status := 404;
