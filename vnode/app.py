@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from vnode import __version__
-from vnode.api import routes_admin, routes_ledger, routes_ops
+from vnode.api import routes_admin, routes_ledger, routes_ops, routes_payments
 from vnode.api.deps import Services
 from vnode.api.errors import install_error_handlers
 from vnode.api.middleware import RequestContextMiddleware
@@ -17,9 +17,15 @@ from vnode.apikeys import KeyVerifier
 from vnode.db.migrate import migrate
 from vnode.db.pool import create_pool
 from vnode.keys import SoftwareSigner, load_or_create_seed
+from vnode.lightning.base import LightningBackend
+from vnode.lightning.monitor import NodeMonitor
+from vnode.lightning.registry import create_backend
 from vnode.logs import configure_logging
 from vnode.metrics import Metrics
+from vnode.payments.send import PaymentSender
 from vnode.settings import Settings
+from vnode.workers.loops import start_workers
+from vnode.workers.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +65,23 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
             keys = KeyVerifier(pool, admin_key, settings.api_key_cache_s)
             await keys.start()
-            app.state.services = Services(settings, pool, SoftwareSigner(seed), keys, metrics)
+            backend = _backend(settings)
+            monitor = NodeMonitor(backend, simulated=settings.backend_name == "sim")
+            await monitor.check()
+            if monitor.simulated:
+                log.warning("the master node is SIMULATED: no real money can move",
+                            extra={"node_url": settings.node_url})
+            sender = PaymentSender(pool, backend, monitor, settings)
+            app.state.services = Services(settings, pool, SoftwareSigner(seed), keys, metrics,
+                                          backend, monitor, sender)
+            supervisor = Supervisor()
+            if settings.run_workers:
+                start_workers(supervisor, pool, backend, monitor, settings)
             try:
                 yield
             finally:
+                await supervisor.stop()
+                await backend.close()
                 await keys.stop()
         finally:
             await pool.close()
@@ -73,9 +92,17 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=metrics, access_log=settings.access_log)
     app.include_router(routes_ledger.router)
+    app.include_router(routes_payments.router)
     app.include_router(routes_admin.router)
     app.include_router(routes_ops.router)
     return app
+
+
+def _backend(settings: Settings) -> LightningBackend:
+    return create_backend(
+        settings.backend_name, rln_url=settings.node_url,
+        rln_token=settings.rln_token.get_secret_value() if settings.rln_token else None,
+        timeout_s=settings.node_timeout_s)
 
 
 def app_from_environment() -> FastAPI:

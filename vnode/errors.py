@@ -29,6 +29,24 @@ class ErrorCode(StrEnum):
     UNKNOWN_USER = "unknown_user"
     INSUFFICIENT_BALANCE = "insufficient_balance"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    INVALID_INVOICE = "invalid_invoice"
+    WRONG_NETWORK = "wrong_network"
+    INVOICE_EXPIRED = "invoice_expired"
+    AMOUNT_REQUIRED = "amount_required"
+    AMOUNT_MISMATCH = "amount_mismatch"
+    AMOUNT_TOO_LARGE = "amount_too_large"
+    FEE_LIMIT_TOO_LOW = "fee_limit_too_low"
+    INVOICE_MISMATCH = "invoice_mismatch"
+    SELF_PAYMENT = "self_payment"
+    INVOICE_ALREADY_PAID = "invoice_already_paid"
+    PAYMENT_IN_PROGRESS = "payment_in_progress"
+    UNKNOWN_PAYMENT = "unknown_payment"
+    UNKNOWN_INVOICE = "unknown_invoice"
+    INVALID_EXPIRY = "invalid_expiry"
+    INVALID_SIGNATURE = "invalid_signature"
+    USER_MISMATCH = "user_mismatch"
+    NODE_UNAVAILABLE = "node_unavailable"
+    NOT_CONFIGURED = "not_configured"
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
     NOT_FOUND = "not_found"
@@ -62,6 +80,38 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.IDEMPOTENCY_KEY_REUSED: ErrorSpec(
         409, "The Idempotency-Key was used before with a different request."
     ),
+    ErrorCode.INVALID_INVOICE: ErrorSpec(
+        422, "Not a valid BOLT 11 invoice (checksum, signature, fields or required features)."
+    ),
+    ErrorCode.WRONG_NETWORK: ErrorSpec(422, "The invoice is for another Bitcoin network."),
+    ErrorCode.INVOICE_EXPIRED: ErrorSpec(422, "The invoice has expired."),
+    ErrorCode.AMOUNT_REQUIRED: ErrorSpec(422, "The invoice has no amount: give amt_msat."),
+    ErrorCode.AMOUNT_MISMATCH: ErrorSpec(
+        422, "amt_msat differs from the invoice's amount, or an RGB payment carries too little BTC."
+    ),
+    ErrorCode.AMOUNT_TOO_LARGE: ErrorSpec(422, "The amount is above the per-payment limit."),
+    ErrorCode.FEE_LIMIT_TOO_LOW: ErrorSpec(
+        422, "fee_limit_msat is below the fee reserve, and this node cannot enforce a smaller one."
+    ),
+    ErrorCode.INVOICE_MISMATCH: ErrorSpec(
+        422, "The payment hash belongs to a vnode invoice, but the invoice text differs."
+    ),
+    ErrorCode.SELF_PAYMENT: ErrorSpec(422, "A user cannot pay their own invoice."),
+    ErrorCode.INVOICE_ALREADY_PAID: ErrorSpec(409, "This invoice is already paid."),
+    ErrorCode.PAYMENT_IN_PROGRESS: ErrorSpec(409, "A payment of this invoice is in flight."),
+    ErrorCode.UNKNOWN_PAYMENT: ErrorSpec(404, "No payment of this user with this hash."),
+    ErrorCode.UNKNOWN_INVOICE: ErrorSpec(404, "vnode issued no invoice with this payment hash."),
+    ErrorCode.INVALID_EXPIRY: ErrorSpec(422, "The expiry is not between 1 s and the maximum."),
+    ErrorCode.INVALID_SIGNATURE: ErrorSpec(
+        401, "The webhook signature is missing, wrong, outside its time window or replayed."
+    ),
+    ErrorCode.USER_MISMATCH: ErrorSpec(
+        403, "The webhook names a user who does not own the invoice; nothing was credited."
+    ),
+    ErrorCode.NODE_UNAVAILABLE: ErrorSpec(
+        503, "The master node is locked, changing state or unreachable; no money moved."
+    ),
+    ErrorCode.NOT_CONFIGURED: ErrorSpec(503, "This feature is not configured on the service."),
     ErrorCode.UNAUTHORIZED: ErrorSpec(401, "No API key, or a key that is unknown or revoked."),
     ErrorCode.FORBIDDEN: ErrorSpec(403, "The API key's scope does not allow this endpoint."),
     ErrorCode.NOT_FOUND: ErrorSpec(404, "No such endpoint or object."),

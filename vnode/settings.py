@@ -7,6 +7,7 @@ environment or from files vnode creates itself under the data dir (mode 0600).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,12 +37,52 @@ class Settings(BaseSettings):
     # also pushed to every process at once with NOTIFY).
     api_key_cache_s: float = Field(default=30.0, ge=0)
 
+    # The master node: unset runs the simulated RGB Lightning Node beside the service
+    # (port + 1); "sim" or "rln" use the RGB Lightning Node REST API at rln_url.
+    node: Literal["sim", "rln"] | None = None
+    rln_url: str | None = None
+    rln_token: SecretStr | None = None
+    node_timeout_s: float = Field(default=15.0, gt=0)
+    # HMAC secret of the inbound POST /webhook/payment; unset: that endpoint answers 503.
+    webhook_secret: SecretStr | None = None
+    webhook_window_s: int = Field(default=300, ge=1)
+    # Fee reserve held back with every external payment: max(min, amount * ppm / 1e6).
+    fee_reserve_min_msat: int = Field(default=10_000, ge=0)
+    fee_reserve_ppm: int = Field(default=10_000, ge=0, le=1_000_000)
+    max_payment_msat: int = Field(default=10**11, gt=0)  # 1 BTC per payment
+    # How long POST /virtual_sendpayment waits for a final state before answering 202 pending.
+    payment_wait_s: float = Field(default=5.0, ge=0)
+    reconcile_interval_s: float = Field(default=2.0, gt=0)
+    watch_interval_s: float = Field(default=1.0, gt=0)
+    # A FAILED the node reports from before our attempt (minus this clock allowance) is stale.
+    stale_failure_skew_s: int = Field(default=30, ge=0)
+    invoice_expiry_max_s: int = Field(default=7 * 86400, gt=0)
+    # Background workers (node monitor, reconciler, invoice and RGB watchers) in this process.
+    run_workers: bool = True
+    # Fault injection for crash tests only: comma-separated crash points (see vnode/faults.py).
+    crash_points: str = ""
+
     @field_validator("admin_key")
     @classmethod
     def _admin_key_strong(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < MIN_ADMIN_KEY_LENGTH:
             raise ValueError(f"VNODE_ADMIN_KEY must be at least {MIN_ADMIN_KEY_LENGTH} characters")
         return value
+
+    @property
+    def sim_port(self) -> int:
+        return self.port + 1
+
+    @property
+    def backend_name(self) -> str:
+        return self.node or "sim"
+
+    @property
+    def node_url(self) -> str | None:
+        """Where the node's REST API is; with no node configured, the sim beside the service."""
+        if self.rln_url:
+            return self.rln_url
+        return f"http://127.0.0.1:{self.sim_port}" if self.node is None else None
 
     @property
     def seed_path(self) -> Path:

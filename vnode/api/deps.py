@@ -15,7 +15,10 @@ from vnode.apikeys import KeyVerifier, Principal, Scope
 from vnode.errors import ApiError, ErrorCode
 from vnode.keys import Signer
 from vnode.ledger.calls import Idempotency
+from vnode.lightning.base import LightningBackend
+from vnode.lightning.monitor import NodeMonitor
 from vnode.metrics import Metrics
+from vnode.payments.send import PaymentSender
 from vnode.settings import Settings
 
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
@@ -29,6 +32,9 @@ class Services:
     signer: Signer
     keys: KeyVerifier
     metrics: Metrics
+    backend: LightningBackend
+    monitor: NodeMonitor
+    sender: PaymentSender
 
 
 def get_services(request: Request) -> Services:

@@ -174,3 +174,47 @@ class ErrorDetail(BaseModel):
 class ErrorBody(BaseModel):
     error: ErrorDetail
     request_id: str | None = None
+
+
+PaymentHash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256")]
+Invoice = Annotated[str, Field(min_length=1, max_length=7089, description="a BOLT 11 invoice")]
+
+
+class SendPaymentBody(_Body):
+    user_id: UserId
+    invoice: Invoice
+    amt_msat: AmountMsat = None
+    fee_limit_msat: Annotated[int | None, Field(ge=0, lt=2**63, strict=True)] = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [
+        {"user_id": "123456789", "invoice": "lnbc1000n1...", "amt_msat": 100000}]})
+
+
+class PaymentQueryBody(_Body):
+    user_id: UserId
+    payment_hash: PaymentHash
+
+
+class LnInvoiceBody(_Body):
+    user_id: UserId
+    amt_msat: AmountMsat = None
+    asset_id: AssetId = BTC
+    asset_amount: AssetAmount = None
+    description: Annotated[str | None, Field(max_length=639)] = None
+    expiry_sec: Annotated[int, Field(ge=1, strict=True)] = 3600
+
+    @model_validator(mode="after")
+    def _asset_amount_only_for_rgb(self) -> Self:
+        if self.asset_amount is not None and self.asset_id == BTC:
+            raise PydanticCustomError(ErrorCode.AMOUNT_FIELDS.value,
+                                      "asset_amount is for RGB assets; BTC uses amt_msat")
+        return self
+
+
+class RgbInvoiceBody(_Body):
+    user_id: UserId
+    asset_id: AssetId
+    duration_seconds: Annotated[int, Field(ge=1, strict=True)] = 3600
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [
+        {"user_id": "123456789", "asset_id": "BTC", "duration_seconds": 3600}]})

@@ -29,7 +29,8 @@ class AssetTotals:
 
     @property
     def sum(self) -> int:
-        return self.users_spendable + self.users_pending + sum(self.system.values())
+        # Pending reserves sit in the payments_in_flight system account, not with the users.
+        return self.users_spendable + sum(self.system.values())
 
 
 @dataclass
@@ -63,28 +64,58 @@ _CHECKS: dict[str, str] = {
             SELECT from_account, asset_id, -amount FROM virtual_transactions),
         net AS (SELECT account, asset_id, sum(amount)::bigint AS total FROM moves GROUP BY 1, 2),
         held AS (
-            SELECT user_id AS account, asset_id, balance + pending AS amount FROM ln_user_balances
+            SELECT user_id AS account, asset_id, balance AS amount FROM ln_user_balances
             UNION ALL
             SELECT account_id, asset_id, balance FROM system_balances)
         SELECT coalesce(h.account, n.account) AS account,
                coalesce(h.asset_id, n.asset_id) AS asset_id,
                coalesce(n.total, 0) AS expected, coalesce(h.amount, 0) AS found
         FROM held h FULL JOIN net n ON n.account = h.account AND n.asset_id = h.asset_id""",
-    # A user's history adds up to what the user holds.
+    # A user's history adds up to what the user can spend (a pending payment's reserve is an
+    # 'out' row already; its refund, if any, an 'in' row).
     "balance = history": """
         WITH net AS (
             SELECT user_id, asset_id,
                    sum(CASE direction WHEN 'in' THEN amount ELSE -amount END)::bigint AS total
-            FROM ln_user_transactions WHERE status = 'completed' GROUP BY 1, 2)
+            FROM ln_user_transactions GROUP BY 1, 2)
         SELECT coalesce(b.user_id, n.user_id) AS account,
                coalesce(b.asset_id, n.asset_id) AS asset_id,
-               coalesce(n.total, 0) AS expected, coalesce(b.balance + b.pending, 0) AS found
+               coalesce(n.total, 0) AS expected, coalesce(b.balance, 0) AS found
         FROM ln_user_balances b
         FULL JOIN net n ON n.user_id = b.user_id AND n.asset_id = b.asset_id""",
+    # What a user has in flight is what that user's pending payments reserved.
+    "pending = pending payments": """
+        WITH reserved AS (
+            SELECT user_id, 'BTC' AS asset_id, amount_msat + fee_reserve_msat AS amount
+            FROM ln_payments WHERE status = 'pending'
+            UNION ALL
+            SELECT user_id, asset_id, asset_amount FROM ln_payments
+            WHERE status = 'pending' AND asset_id IS NOT NULL),
+        total AS (SELECT user_id, asset_id, sum(amount)::bigint AS amount FROM reserved
+                  GROUP BY 1, 2)
+        SELECT coalesce(b.user_id, t.user_id) AS account,
+               coalesce(b.asset_id, t.asset_id) AS asset_id,
+               coalesce(t.amount, 0) AS expected, coalesce(b.pending, 0) AS found
+        FROM ln_user_balances b
+        FULL JOIN total t ON t.user_id = b.user_id AND t.asset_id = b.asset_id
+        WHERE coalesce(b.pending, 0) <> 0 OR t.amount IS NOT NULL""",
+    # The in-flight system account holds exactly the reserves of pending payments.
+    "in flight = pending payments": """
+        WITH reserved AS (
+            SELECT 'BTC' AS asset_id, amount_msat + fee_reserve_msat AS amount
+            FROM ln_payments WHERE status = 'pending'
+            UNION ALL
+            SELECT asset_id, asset_amount FROM ln_payments
+            WHERE status = 'pending' AND asset_id IS NOT NULL),
+        total AS (SELECT asset_id, sum(amount)::bigint AS amount FROM reserved GROUP BY 1)
+        SELECT -6::bigint AS account, coalesce(s.asset_id, t.asset_id) AS asset_id,
+               coalesce(t.amount, 0) AS expected, coalesce(s.balance, 0) AS found
+        FROM (SELECT asset_id, balance FROM system_balances WHERE account_id = -6) s
+        FULL JOIN total t ON t.asset_id = s.asset_id""",
     # Conservation: users plus system accounts sum to zero for every asset.
     "conservation": """
         WITH held AS (
-            SELECT asset_id, balance + pending AS amount FROM ln_user_balances
+            SELECT asset_id, balance AS amount FROM ln_user_balances
             UNION ALL
             SELECT asset_id, balance FROM system_balances)
         SELECT 0::bigint AS account, asset_id, 0::bigint AS expected, sum(amount)::bigint AS found

@@ -1,0 +1,163 @@
+"""Flow 2 (pay out) and Flow 3 (invoices, the inbound webhook)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import Response
+
+from vnode.api.deps import (
+    IdempotencyHeader,
+    ReadKey,
+    ReceiveKey,
+    ServicesDep,
+    SpendKey,
+    idempotency,
+)
+from vnode.api.errors import documented_errors
+from vnode.api.responses import outcome_response
+from vnode.api.schemas import LnInvoiceBody, PaymentQueryBody, RgbInvoiceBody, SendPaymentBody
+from vnode.domain.ids import BTC
+from vnode.errors import ApiError, ErrorCode
+from vnode.payments import receive
+from vnode.payments.policy import RGB_MIN_HTLC_MSAT
+from vnode.payments.send import PayCommand, find_payment
+from vnode.payments.signing import SIGNATURE_HEADER
+from vnode.payments.webhook import handle_payment_webhook
+
+router = APIRouter(tags=["lightning"])
+
+
+def _json(content: object) -> Response:
+    return Response(orjson.dumps(content), media_type="application/json")
+
+
+@router.post(
+    "/virtual_sendpayment",
+    summary="Flow 2: pay a Lightning invoice for a user (scope: spend)",
+    description="An invoice vnode issued is settled inside the ledger (no fee). Any other is "
+    "paid through the master node: amount plus a fee reserve are held first, only a final "
+    "failure refunds them, the unused reserve returns on success. `amt_msat` is required for "
+    "an amountless invoice and must equal the amount otherwise. Answers 200 with `status` "
+    "`succeeded` (fee and preimage) or `failed` (refunded), or 202 `pending`: follow it with "
+    "`POST /virtual_payment` or the events.",
+    status_code=200,
+    responses={202: {"description": "Still in flight; the reserve stays held."},
+               **documented_errors(
+                   ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_USER_ID, ErrorCode.INVALID_AMOUNT,
+                   ErrorCode.INVALID_INVOICE, ErrorCode.WRONG_NETWORK, ErrorCode.INVOICE_EXPIRED,
+                   ErrorCode.AMOUNT_REQUIRED, ErrorCode.AMOUNT_MISMATCH,
+                   ErrorCode.AMOUNT_TOO_LARGE, ErrorCode.FEE_LIMIT_TOO_LOW,
+                   ErrorCode.INVOICE_MISMATCH, ErrorCode.SELF_PAYMENT, ErrorCode.UNKNOWN_USER,
+                   ErrorCode.INSUFFICIENT_BALANCE, ErrorCode.INVOICE_ALREADY_PAID,
+                   ErrorCode.PAYMENT_IN_PROGRESS, ErrorCode.IDEMPOTENCY_KEY_REUSED,
+                   ErrorCode.INVALID_IDEMPOTENCY_KEY, ErrorCode.NODE_UNAVAILABLE)},
+)
+async def virtual_sendpayment(
+    body: SendPaymentBody, key: SpendKey, services: ServicesDep,
+    idempotency_key: IdempotencyHeader = None,
+) -> Response:
+    command = PayCommand(body.user_id, body.invoice, body.amt_msat, body.fee_limit_msat)
+    outcome = await services.sender.pay(command, idempotency(key, idempotency_key))
+    return outcome_response(outcome)
+
+
+@router.post(
+    "/virtual_payment",
+    summary="The state of a user's payment, by payment hash (scope: read)",
+    description="Same shape as /virtual_sendpayment: 200 when final, 202 while pending.",
+    responses=documented_errors(ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_USER_ID,
+                                ErrorCode.UNKNOWN_PAYMENT),
+)
+async def virtual_payment(body: PaymentQueryBody, _key: ReadKey,
+                          services: ServicesDep) -> Response:
+    outcome = await find_payment(services.pool, body.user_id, body.payment_hash)
+    if outcome is None:
+        raise ApiError(ErrorCode.UNKNOWN_PAYMENT)
+    return outcome_response(outcome)
+
+
+@router.post(
+    "/virtual_lninvoice",
+    summary="A BOLT 11 invoice for a user (scope: receive)",
+    description="BTC (`amt_msat`, optional: amountless) or an RGB asset (`asset_id`, optional "
+    f"`asset_amount`; the BTC carried, `amt_msat`, defaults to {RGB_MIN_HTLC_MSAT} msat, the "
+    "node's minimum). Whatever the node receives for it is credited to the user once, "
+    "overpayment included.",
+    responses=documented_errors(
+        ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_USER_ID, ErrorCode.INVALID_AMOUNT,
+        ErrorCode.INVALID_ASSET_ID, ErrorCode.AMOUNT_FIELDS, ErrorCode.AMOUNT_MISMATCH,
+        ErrorCode.INVALID_EXPIRY, ErrorCode.NODE_UNAVAILABLE),
+)
+async def virtual_lninvoice(body: LnInvoiceBody, _key: ReceiveKey,
+                            services: ServicesDep) -> Response:
+    amount_msat = body.amt_msat
+    if body.asset_id != BTC:
+        amount_msat = RGB_MIN_HTLC_MSAT if amount_msat is None else amount_msat
+        if amount_msat < RGB_MIN_HTLC_MSAT:
+            raise ApiError(ErrorCode.AMOUNT_MISMATCH,
+                           f"an RGB invoice carries at least {RGB_MIN_HTLC_MSAT} msat of BTC")
+    if body.expiry_sec > services.settings.invoice_expiry_max_s:
+        raise ApiError(ErrorCode.INVALID_EXPIRY,
+                       f"expiry_sec is at most {services.settings.invoice_expiry_max_s}")
+    services.monitor.require_ready()
+    command = receive.InvoiceCommand(body.user_id, amount_msat, body.asset_id, body.asset_amount,
+                                     body.description, body.expiry_sec)
+    return _json(await receive.create_invoice(services.pool, services.signer, services.backend,
+                                              command))
+
+
+@router.post(
+    "/virtual_rgbinvoice",
+    summary="An invoice to receive an asset (scope: receive)",
+    description="For an RGB asset: an RGB on-chain invoice from the node, credited when the "
+    "node reports the transfer settled. For `\"BTC\"`: an amountless BOLT 11 invoice valid "
+    "for `duration_seconds` (a BTC on-chain address would not be credited automatically).",
+    responses=documented_errors(ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_USER_ID,
+                                ErrorCode.INVALID_ASSET_ID, ErrorCode.INVALID_EXPIRY,
+                                ErrorCode.NODE_UNAVAILABLE),
+)
+async def virtual_rgbinvoice(body: RgbInvoiceBody, _key: ReceiveKey,
+                             services: ServicesDep) -> Response:
+    if body.duration_seconds > services.settings.invoice_expiry_max_s:
+        raise ApiError(ErrorCode.INVALID_EXPIRY,
+                       f"duration_seconds is at most {services.settings.invoice_expiry_max_s}")
+    services.monitor.require_ready()
+    if body.asset_id == BTC:
+        command = receive.InvoiceCommand(body.user_id, None, BTC, None, None,
+                                         body.duration_seconds)
+        created = await receive.create_invoice(services.pool, services.signer, services.backend,
+                                               command)
+        return _json({"kind": "bolt11", **created})
+    return _json(await receive.create_rgb_invoice(
+        services.pool, services.signer, services.backend, body.user_id, body.asset_id,
+        body.duration_seconds))
+
+
+@router.post(
+    "/webhook/payment",
+    summary="Inbound payment notification (HMAC-signed, no API key)",
+    description=f"Body as in the brief: `payment_hash`, `amount_msat`, `metadata`. Requires "
+    f"`{SIGNATURE_HEADER}: t=<unix>,v1=<hex HMAC-SHA256(secret, \"<t>.<raw body>\")>` with "
+    "VNODE_WEBHOOK_SECRET, within 5 minutes, each signature once. The body is only a nudge: "
+    "vnode asks the node about the payment hash and credits what the node says was received "
+    "to the user who owns the invoice.",
+    openapi_extra={"security": []},
+    responses=documented_errors(ErrorCode.INVALID_SIGNATURE, ErrorCode.INVALID_JSON,
+                                ErrorCode.INVALID_REQUEST, ErrorCode.UNKNOWN_INVOICE,
+                                ErrorCode.USER_MISMATCH, ErrorCode.NODE_UNAVAILABLE,
+                                ErrorCode.NOT_CONFIGURED),
+)
+async def webhook_payment(
+    request: Request, services: ServicesDep,
+    signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER)] = None,
+) -> Response:
+    secret = services.settings.webhook_secret
+    if secret is None:
+        raise ApiError(ErrorCode.NOT_CONFIGURED, "VNODE_WEBHOOK_SECRET is not set")
+    result = await handle_payment_webhook(
+        services.pool, services.backend, secret.get_secret_value().encode(), signature,
+        await request.body(), services.settings.webhook_window_s)
+    return _json(result)

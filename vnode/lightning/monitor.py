@@ -1,0 +1,70 @@
+"""Watches the master node: reachable, locked or ready. Money only moves while it is ready."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+
+from vnode.errors import ApiError, ErrorCode
+from vnode.lightning.base import LightningBackend, NodeError, NodeInfo, NodeLocked
+
+log = logging.getLogger(__name__)
+
+
+class NodeState(StrEnum):
+    STARTING = "starting"  # not asked yet
+    READY = "ready"
+    LOCKED = "locked"  # locked or changing state: the node refuses to move money
+    UNREACHABLE = "unreachable"
+
+
+@dataclass
+class NodeStatus:
+    state: NodeState = NodeState.STARTING
+    info: NodeInfo | None = None
+    detail: str = ""
+    checked_at: float = 0.0
+
+
+class NodeMonitor:
+    def __init__(self, backend: LightningBackend, *, simulated: bool) -> None:
+        self.backend = backend
+        self.simulated = simulated
+        self.status = NodeStatus()
+
+    async def check(self) -> NodeStatus:
+        """Ask the node once and record the answer (logged on every change of state)."""
+        previous = self.status.state
+        try:
+            info = await self.backend.node_info()
+            self.status = NodeStatus(NodeState.READY, info, "", time.time())
+        except NodeLocked as exc:
+            self.status = NodeStatus(NodeState.LOCKED, self.status.info, str(exc), time.time())
+        except NodeError as exc:
+            self.status = NodeStatus(NodeState.UNREACHABLE, self.status.info, str(exc),
+                                     time.time())
+        if self.status.state != previous:
+            log.warning("master node state changed", extra={
+                "from_state": previous.value, "to_state": self.status.state.value,
+                "detail": self.status.detail, "simulated": self.simulated})
+        return self.status
+
+    def require_ready(self) -> NodeInfo:
+        """The node's info, or a 503 refusal when it cannot move money now."""
+        if self.status.state != NodeState.READY or self.status.info is None:
+            raise ApiError(ErrorCode.NODE_UNAVAILABLE,
+                           f"the master node is {self.status.state.value}; nothing was sent")
+        return self.status.info
+
+    def as_json(self) -> dict[str, object]:
+        info = self.status.info
+        return {
+            "state": self.status.state.value,
+            "simulated": self.simulated,
+            "backend": self.backend.name,
+            "network": info.network.value if info else None,
+            "pubkey": info.pubkey if info else None,
+            "detail": self.status.detail or None,
+        }

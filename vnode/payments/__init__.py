@@ -1,0 +1,1 @@
+"""Lightning payments: sending (reserve -> pay -> settle), receiving, reconciling."""

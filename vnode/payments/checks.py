@@ -1,0 +1,48 @@
+"""Checking an invoice before anyone pays it: every rule that has cost others money."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from vnode.errors import ApiError, ErrorCode
+from vnode.lightning import bolt11
+from vnode.lightning.base import Network
+
+
+@dataclass(frozen=True)
+class PayableInvoice:
+    invoice: str
+    decoded: bolt11.Invoice
+    amount_msat: int  # what will be paid (the invoice's amount, or the payer's for amountless)
+
+    @property
+    def payment_hash(self) -> str:
+        return self.decoded.payment_hash
+
+
+def check_invoice(invoice: str, *, amt_msat: int | None, network: Network,
+                  max_payment_msat: int, now: float | None = None) -> PayableInvoice:
+    """Decode strictly and apply the payer-side rules; raises ApiError with a stable code."""
+    try:
+        decoded = bolt11.decode(invoice.strip())
+    except bolt11.InvoiceError as exc:
+        raise ApiError(ErrorCode.INVALID_INVOICE, f"{exc.code}: {exc}") from None
+    if decoded.network != network.value:
+        raise ApiError(ErrorCode.WRONG_NETWORK,
+                       f"the invoice is for {decoded.network}; this node is on {network.value}")
+    if decoded.is_expired(time.time() if now is None else now):
+        raise ApiError(ErrorCode.INVOICE_EXPIRED)
+    if decoded.amount_msat is None:
+        if amt_msat is None:
+            raise ApiError(ErrorCode.AMOUNT_REQUIRED)
+        amount = amt_msat
+    else:
+        if amt_msat is not None and amt_msat != decoded.amount_msat:
+            raise ApiError(ErrorCode.AMOUNT_MISMATCH,
+                           f"the invoice asks {decoded.amount_msat} msat, amt_msat is {amt_msat}")
+        amount = decoded.amount_msat
+    if amount > max_payment_msat:
+        raise ApiError(ErrorCode.AMOUNT_TOO_LARGE,
+                       f"{amount} msat is above the per-payment limit of {max_payment_msat}")
+    return PayableInvoice(invoice.strip(), decoded, amount)

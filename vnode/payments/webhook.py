@@ -1,0 +1,81 @@
+"""POST /webhook/payment: a signed nudge. The body alone never moves money: vnode asks the node
+about the payment hash and credits what the node says arrived, to the invoice's owner."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import asyncpg
+import orjson
+
+from vnode.errors import ApiError, ErrorCode
+from vnode.lightning.base import LightningBackend, NodeError, PaymentOutcome
+from vnode.payments.receive import credit_receipt
+from vnode.payments.signing import SignatureError, verify
+
+log = logging.getLogger(__name__)
+_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+async def _check_signature(pool: asyncpg.Pool, secret: bytes, header: str | None, body: bytes,
+                           window_s: int) -> None:
+    try:
+        signature = verify(secret, header, body, window_s)
+    except SignatureError as exc:
+        raise ApiError(ErrorCode.INVALID_SIGNATURE, str(exc)) from None
+    # Each signature is accepted once: a replayed request inside the window is refused.
+    fresh = await pool.fetchval(
+        "WITH gc AS (DELETE FROM webhook_replays "
+        "            WHERE seen_at < now() - make_interval(secs => $2 * 2)) "
+        "INSERT INTO webhook_replays (signature) VALUES ($1) ON CONFLICT DO NOTHING "
+        "RETURNING true", signature, window_s)
+    if not fresh:
+        raise ApiError(ErrorCode.INVALID_SIGNATURE, "this signed request was already received")
+
+
+def _claimed_user(metadata: object) -> int | None:
+    """The user id the sender put in metadata (a JSON string in the brief), if any."""
+    if isinstance(metadata, str):
+        try:
+            metadata = orjson.loads(metadata)
+        except orjson.JSONDecodeError:
+            return None
+    if isinstance(metadata, dict):
+        value = metadata.get("user_id")
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.removeprefix("vn_").isdigit():
+            return int(value.removeprefix("vn_"))
+    return None
+
+
+async def handle_payment_webhook(pool: asyncpg.Pool, backend: LightningBackend, secret: bytes,
+                                 header: str | None, body: bytes,
+                                 window_s: int) -> dict[str, object]:
+    await _check_signature(pool, secret, header, body, window_s)
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ApiError(ErrorCode.INVALID_JSON) from None
+    payment_hash = payload.get("payment_hash") if isinstance(payload, dict) else None
+    if not isinstance(payment_hash, str) or not _HASH.fullmatch(payment_hash):
+        raise ApiError(ErrorCode.INVALID_REQUEST, "payment_hash must be 64 lower-case hex digits")
+    owner = await pool.fetchval("SELECT user_id FROM ln_invoices WHERE payment_hash = $1",
+                                payment_hash)
+    if owner is None:
+        raise ApiError(ErrorCode.UNKNOWN_INVOICE)
+    claimed = _claimed_user(payload.get("metadata"))
+    if claimed is not None and claimed != owner:
+        log.warning("webhook names a user who does not own the invoice; refused", extra={
+            "payment_hash": payment_hash, "claimed_user_id": claimed, "owner_user_id": owner})
+        raise ApiError(ErrorCode.USER_MISMATCH)
+    try:
+        status = await backend.payment_status(payment_hash, inbound=True)
+    except NodeError as exc:
+        raise ApiError(ErrorCode.NODE_UNAVAILABLE, str(exc)) from None
+    if status.outcome is not PaymentOutcome.SUCCEEDED:
+        return {"credited": False, "payment_hash": payment_hash, "user_id": owner,
+                "node_status": status.outcome.value}
+    outcome = await credit_receipt(pool, status)
+    return outcome.json()

@@ -1,0 +1,41 @@
+"""The background workers of one vnode process, each safe to run in several processes at once
+(every step ends in an idempotent database function that re-checks under row locks)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from vnode.lightning.base import LightningBackend
+from vnode.lightning.monitor import NodeMonitor, NodeState
+from vnode.payments.receive import InvoiceWatcher, RgbTransferWatcher
+from vnode.payments.resolve import recheck_failed_once, reconcile_once
+from vnode.settings import Settings
+from vnode.workers.supervisor import Supervisor
+
+LATE_SUCCESS_CHECK_S = 30.0
+RGB_REFRESH_S = 5.0
+NODE_CHECK_S = 2.0
+
+
+def start_workers(supervisor: Supervisor, pool: asyncpg.Pool, backend: LightningBackend,
+                  monitor: NodeMonitor, settings: Settings) -> None:
+    invoices = InvoiceWatcher(pool, backend)
+    rgb = RgbTransferWatcher(pool, backend)
+    skew = settings.stale_failure_skew_s
+
+    def when_ready(step: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            # A locked or unreachable node is the monitor's to report; no point asking it.
+            if monitor.status.state is NodeState.READY:
+                await step()
+        return run
+
+    supervisor.every("node-monitor", NODE_CHECK_S, monitor.check)
+    supervisor.every("payment-reconciler", settings.reconcile_interval_s, when_ready(
+        lambda: reconcile_once(pool, backend, stale_skew_s=skew)))
+    supervisor.every("late-success-check", LATE_SUCCESS_CHECK_S, when_ready(
+        lambda: recheck_failed_once(pool, backend)))
+    supervisor.every("invoice-watcher", settings.watch_interval_s, when_ready(invoices.poll_once))
+    supervisor.every("rgb-transfer-watcher", RGB_REFRESH_S, when_ready(rgb.poll_once))
