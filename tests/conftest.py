@@ -10,14 +10,24 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support import ADMIN_KEY, TEMPLATE_DB, bearer, create_database, with_database
+from tests.support import (
+    ADMIN_KEY,
+    RGB_ASSET,
+    TEMPLATE_DB,
+    bearer,
+    create_database,
+    free_port,
+    with_database,
+)
 from vnode.apikeys import Scope, create_key
 from vnode.app import create_app
 from vnode.db.embedded import EmbeddedPostgres
 from vnode.db.migrate import migrate
+from vnode.lightning.sim_process import SimProcess
 from vnode.settings import Settings
 
 TEST_SEED = "11" * 32
+WEBHOOK_SECRET = "whsec-test-" + "w" * 24
 
 
 @pytest.fixture(scope="session")
@@ -65,18 +75,41 @@ async def shared_db(pg_server: str, template_db: str) -> str:
 def make_settings(data_dir: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "data_dir": data_dir, "admin_key": ADMIN_KEY, "master_seed": TEST_SEED,
-        "access_log": False,
+        "access_log": False, "webhook_secret": WEBHOOK_SECRET,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
 
 
+SIM_HANG_S = 3.0
+
+
+@pytest.fixture(scope="session")
+def sim_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A simulated RGB Lightning Node (`vnode sim serve`) as a real process; yields its URL."""
+    log_dir = tmp_path_factory.mktemp("sim")
+    sim = SimProcess("127.0.0.1", free_port(), log_dir / "sim.log",
+                     ("--hang-s", str(SIM_HANG_S), "--rgb-asset", f"{RGB_ASSET}=1000000000"))
+    sim.wait_ready()
+    yield sim.url
+    sim.stop()
+
+
+def node_settings(sim_url: str) -> dict[str, object]:
+    """Settings that point vnode at the sim and make its workers quick, for tests."""
+    return {"node": "sim", "rln_url": sim_url, "node_timeout_s": SIM_HANG_S / 2,
+            "reconcile_interval_s": 0.2, "watch_interval_s": 0.1, "payment_wait_s": 3.0,
+            "stale_failure_skew_s": 5}
+
+
 @pytest.fixture(scope="session")
 async def app_client(
-    shared_db: str, tmp_path_factory: pytest.TempPathFactory
+    shared_db: str, sim_node: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The real app in-process (lifespan included) on the shared database, admin key set."""
-    app = create_app(make_settings(tmp_path_factory.mktemp("app")), shared_db)
+    """The real app in-process (lifespan and workers included) on the shared database and
+    the simulated node, admin key set."""
+    app = create_app(make_settings(tmp_path_factory.mktemp("app"), **node_settings(sim_node)),
+                     shared_db)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://vnode",

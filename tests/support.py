@@ -18,6 +18,7 @@ import asyncpg
 import httpx
 
 ADMIN_KEY = "test-admin-" + "k" * 24
+RGB_ASSET = "rgb:CJkb4YZw-jRiz2sk-~PARPio-wtVYI1c-XAEYCqO-wTfvRZ8"
 TEMPLATE_DB = "vnode_test_template"
 VNODE = str(Path(sys.executable).with_name("vnode"))
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -22,9 +23,17 @@ from vnode.db.pool import DbConnection, create_pool
 from vnode.domain.amounts import parse_amount
 from vnode.domain.ids import BTC, parse_asset_id, parse_user_id
 from vnode.keys import SoftwareSigner, load_or_create_seed
+from vnode.ledger import solvency
 from vnode.ledger.admin import AdminCommand, AdminMove, admin_move
 from vnode.ledger.audit import AuditReport, run_audit
 from vnode.ledger.calls import Idempotency
+from vnode.ledger.solvency import AssetSolvency
+from vnode.lightning.base import NodeError
+from vnode.lightning.registry import create_backend
+from vnode.lightning.sim.app import create_sim_app
+from vnode.lightning.sim.assets import make_asset_id
+from vnode.lightning.sim.config import SimConfig
+from vnode.lightning.sim_process import SimProcess
 from vnode.logs import configure_logging
 from vnode.runtime import database_url
 from vnode.settings import Settings
@@ -76,7 +85,7 @@ def serve(
     """Start the HTTP service (and the embedded PostgreSQL when no VNODE_DATABASE_URL is set)."""
     settings = _settings(data_dir, host=host, port=port, workers=workers)
     configure_logging(settings.log_level)
-    with database_url(settings) as dsn:
+    with database_url(settings) as dsn, _node_beside(settings):
         asyncio.run(_prepare(settings, dsn))
         _seed(settings)  # created once here, before workers could race to create it
         common = {"host": settings.host, "port": settings.port, "log_config": None,
@@ -88,6 +97,22 @@ def serve(
             os.environ["VNODE_DATA_DIR"] = str(settings.data_dir)
             uvicorn.run("vnode.app:app_from_environment", factory=True,
                         workers=settings.workers, **common)  # type: ignore[arg-type]
+
+
+@contextmanager
+def _node_beside(settings: Settings) -> Iterator[None]:
+    """With no node configured, run the simulated RGB Lightning Node on the next port."""
+    if settings.node is not None:
+        yield
+        return
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    sim = SimProcess("127.0.0.1", settings.sim_port, settings.data_dir / "sim.log")
+    try:
+        sim.wait_ready()
+        err.print(f"[bold yellow]SIMULATED master node at {sim.url}: no real money moves.[/]")
+        yield
+    finally:
+        sim.stop()
 
 
 async def _prepare(settings: Settings, dsn: str) -> None:
@@ -114,13 +139,56 @@ def migrate(data_dir: DataDir = None) -> None:
 
 
 @app.command()
-def audit(data_dir: DataDir = None) -> None:
-    """Recompute balances from coins, journal and history; check conservation. Exit 1 on any
-    difference."""
-    report = _with_connection(_settings(data_dir), run_audit)
+def audit(
+    data_dir: DataDir = None,
+    node: Annotated[bool, typer.Option(
+        help="Also compare what users are owed with what the master node can spend")] = True,
+) -> None:
+    """Recompute balances from coins, journal and history; check conservation and solvency.
+    Exit 1 on any difference or shortfall."""
+    settings = _settings(data_dir)
+
+    async def work(conn: DbConnection) -> tuple[AuditReport, list[AssetSolvency] | str | None]:
+        report = await run_audit(conn)
+        return report, (await _solvency(settings, conn) if node else None)
+
+    report, solvent = _with_connection(settings, work)
     _print_audit(report)
-    if not report.clean:
+    short = _print_solvency(solvent)
+    if not report.clean or short:
         raise typer.Exit(1)
+
+
+async def _solvency(settings: Settings, conn: DbConnection) -> list[AssetSolvency] | str:
+    backend = create_backend(
+        settings.backend_name, rln_url=settings.node_url,
+        rln_token=settings.rln_token.get_secret_value() if settings.rln_token else None,
+        timeout_s=settings.node_timeout_s)
+    try:
+        spendable = await backend.spendable_balances()
+    except NodeError as exc:
+        return f"master node not reachable at {settings.node_url}: {exc}"
+    finally:
+        await backend.close()
+    return solvency.compare(await solvency.liabilities(conn), spendable)
+
+
+def _print_solvency(result: list[AssetSolvency] | str | None) -> bool:
+    """Print the solvency table; True when the node cannot cover what users are owed."""
+    if result is None:
+        return False
+    if isinstance(result, str):
+        out.print(f"[yellow]solvency not checked: {result}[/]")
+        return False
+    table = Table(title="solvency (users' balances + pending vs node spendable)")
+    for column in ("asset", "owed to users", "node can spend", "shortfall"):
+        table.add_column(column)
+    for row in result:
+        style = "red" if row.shortfall else "green"
+        table.add_row(row.asset_id, str(row.owed), str(row.node_spendable),
+                      f"[{style}]{row.shortfall}[/]")
+    out.print(table)
+    return any(row.shortfall for row in result)
 
 
 def _print_audit(report: AuditReport) -> None:
@@ -236,5 +304,44 @@ def admin_debit(user_id: str, amount: AmountArg, reason: ReasonOpt, asset_id: As
     _admin(AdminMove.DEBIT, user_id, amount, asset_id, reason, data_dir, idempotency_key)
 
 
+sim_app = typer.Typer(help="The simulated RGB Lightning Node.", no_args_is_help=True)
+app.add_typer(sim_app, name="sim")
+
+
+@sim_app.command("serve")
+def sim_serve(
+    port: Annotated[int, typer.Option(help="Port to listen on")],
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    network: Annotated[str, typer.Option(help="bitcoin, testnet, signet or regtest")] = "regtest",
+    seed: Annotated[str | None, typer.Option(help="Hex seed for the node's keys")] = None,
+    settle_delay_s: Annotated[float, typer.Option(help="Outbound payment settle delay")] = 0.02,
+    hang_s: Annotated[float, typer.Option(help="Hang of the timeout fault")] = 30.0,
+    rgb_asset: Annotated[list[str] | None, typer.Option(
+        help="rgb:ID=UNITS, an RGB asset channel (repeatable); default one demo asset")] = None,
+) -> None:
+    """Run the simulated RGB Lightning Node alone (the RLN REST API plus /_sim controls)."""
+    configure_logging("INFO")
+    assets = dict(_parse_asset(text) for text in rgb_asset) if rgb_asset else {
+        make_asset_id("USDT"): 10**9}
+    config = SimConfig(network=network, node_seed_hex=seed,  # type: ignore[arg-type]
+                       settle_delay_s=settle_delay_s, request_timeout_hang_s=hang_s,
+                       rgb_assets=assets)
+    err.print(f"SIMULATED RGB Lightning Node on http://{host}:{port} ({network}); "
+              f"RGB assets: {', '.join(assets)}")
+    uvicorn.run(create_sim_app(config), host=host, port=port, log_config=None, access_log=False)
+
+
+def _parse_asset(text: str) -> tuple[str, int]:
+    asset_id, _, units = text.rpartition("=")
+    try:
+        return parse_asset_id(asset_id), int(units)
+    except ValueError:
+        raise typer.BadParameter(f"expected rgb:ID=UNITS, got {text!r}") from None
+
+
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

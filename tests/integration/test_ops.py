@@ -23,7 +23,12 @@ async def test_healthz_and_readyz(app_client: httpx.AsyncClient) -> None:
     assert (await app_client.get("/healthz")).json() == {"status": "ok"}
     ready = await app_client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": "ok", "migrations": "current"}
+    body = ready.json()
+    assert body["checks"] == {"database": "ok", "migrations": "current", "node": "ready"}
+    assert body["node"]["simulated"] is True and "SIMULATED" in body["warning"]
+    assert body["node"]["network"] == "regtest"
+    btc = next(row for row in body["solvency"] if row["asset_id"] == "BTC")
+    assert btc["node_spendable"] >= btc["owed"] and btc["shortfall"] == 0
 
 
 async def test_readyz_reports_pending_migrations(fresh_db: str, tmp_path: Path) -> None:

@@ -11,6 +11,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from vnode.api.deps import ReadKey, ServicesDep
 from vnode.api.errors import documented_errors
 from vnode.db.migrate import MigrationError, pending_migrations
+from vnode.ledger import solvency
+from vnode.lightning.base import NodeError
+from vnode.lightning.monitor import NodeState
 
 router = APIRouter(tags=["operations"])
 
@@ -22,7 +25,10 @@ async def healthz() -> Response:
 
 @router.get(
     "/readyz",
-    summary="Readiness: database reachable and migrations current (no authentication)",
+    summary="Readiness: database, migrations and master node (no authentication)",
+    description="503 unless the database is reachable, migrations are current and the master "
+    "node is ready (not locked, reachable). Also says whether the node is SIMULATED and, per "
+    "asset, what users are owed against what the node can spend.",
     responses={503: {"description": "Not ready; `checks` says which part failed."}},
 )
 async def readyz(services: ServicesDep) -> Response:
@@ -36,9 +42,26 @@ async def readyz(services: ServicesDep) -> Response:
     except (OSError, asyncpg.PostgresError, MigrationError) as exc:
         checks.setdefault("database", f"unreachable: {type(exc).__name__}")
         checks.setdefault("migrations", "unknown")
-    ready = checks.get("database") == "ok" and checks.get("migrations") == "current"
-    body = {"status": "ready" if ready else "not_ready", "checks": checks}
+    node = services.monitor.as_json()
+    checks["node"] = str(node["state"])
+    ready = (checks.get("database") == "ok" and checks.get("migrations") == "current"
+             and node["state"] == NodeState.READY.value)
+    body: dict[str, object] = {"status": "ready" if ready else "not_ready", "checks": checks,
+                               "node": node}
+    if node["simulated"]:
+        body["warning"] = "SIMULATED master node: no real money moves"
+    if checks.get("database") == "ok" and node["state"] == NodeState.READY.value:
+        body["solvency"] = await _solvency(services)
     return Response(orjson.dumps(body), 200 if ready else 503, media_type="application/json")
+
+
+async def _solvency(services: ServicesDep) -> list[dict[str, object]] | str:
+    try:
+        spendable = await services.backend.spendable_balances()
+    except NodeError as exc:
+        return f"unknown: {exc}"
+    owed = await solvency.liabilities(services.pool)
+    return [row.as_json() for row in solvency.compare(owed, spendable)]
 
 
 @router.get("/metrics", summary="Prometheus metrics of this process (scope: read)",

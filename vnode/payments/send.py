@@ -157,9 +157,12 @@ class PaymentSender:
             log.warning("node already has a payment for this invoice; tracking it",
                         extra={"payment_hash": payable.payment_hash})
             return
-        except NodeUnreachable as exc:
+        except (NodeUnreachable, NodeError) as exc:
+            # Unreachable, or a refusal we cannot prove happened before sending: unknown, so
+            # the reserve stays held and the reconciler asks the node until it knows.
             log.warning("payment outcome unknown after send; the reconciler will resolve it",
-                        extra={"payment_hash": payable.payment_hash, "error": str(exc)})
+                        extra={"payment_hash": payable.payment_hash, "error": str(exc),
+                               "node_error": exc.name})
             return
         pending = await self._pending(payment_id)
         if pending is not None:

@@ -84,12 +84,18 @@ BEGIN
     RETURN v_tx;
 END $$;
 
+-- An UPDATE, not an upsert: the balance row exists (the reserve spent coins from it), and an
+-- upsert's candidate row with a negative delta would trip the CHECK before the conflict.
 CREATE FUNCTION vnode_pending_add(p_user bigint, p_asset text, p_delta bigint) RETURNS void
-LANGUAGE sql AS $$
-    INSERT INTO ln_user_balances AS b (user_id, asset_id, pending) VALUES (p_user, p_asset, p_delta)
-    ON CONFLICT (user_id, asset_id)
-    DO UPDATE SET pending = b.pending + excluded.pending, updated_at = now()
-$$;
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE ln_user_balances SET pending = pending + p_delta, updated_at = now()
+    WHERE user_id = p_user AND asset_id = p_asset;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no balance row for user % asset %', p_user, p_asset
+            USING ERRCODE = 'data_corrupted';
+    END IF;
+END $$;
 
 CREATE FUNCTION vnode_payment_json(p ln_payments) RETURNS jsonb
 LANGUAGE sql STABLE AS $$

@@ -1,0 +1,509 @@
+"""Internal transfers per second through the HTTP service, against pgbench on the same cluster.
+
+    python bench/transfers.py                        # own cluster + `vnode serve --workers 1`
+    python bench/transfers.py --workers 2 --db-ceiling --py-spy /tmp/w2.txt
+    python bench/transfers.py --url http://host:3001 --dsn postgresql://... --admin-key KEY
+
+By default it starts an embedded PostgreSQL cluster in a temporary directory and `vnode serve`
+against it, funds --users users through POST /admin/credit, and runs --clients concurrent
+keep-alive connections for --duration seconds, each looping POST /virtual_transfer between two
+random distinct users with a small random amount. Only 200 answers count as transfers; other
+answers are reported by status. The load comes from `wrk` with a Lua script when it is installed
+(apt-get install -y wrk), otherwise from httpx in a separate Python process; the CPU each side
+used is printed, since on a small machine the load generator competes with the service.
+
+It then runs pgbench with ../shared/bench/transfer.sql (schema transfer_schema.sql) on a database
+`bench_ref` of the same cluster, with the same number of clients and seconds, and prints last:
+
+    ratio vnode/pgbench: 0.NN
+
+With --url the service is not started; --dsn must name its PostgreSQL cluster (any database; the
+bench drops and recreates `bench_ref` there) and --admin-key an admin key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common
+
+console = Console(stderr=True)  # progress and notes
+out = Console(width=110)  # results
+SERVICE, POSTGRES, CLIENT = "vnode serve", "PostgreSQL", "client"  # CPU meter names
+FUND_MSAT = 100_000_000  # 100,000 sats per user: far more than a run can move at <= max amount
+
+
+@dataclass
+class LoadResult:
+    seconds: float
+    statuses: Counter[int]
+    p50_ms: float
+    p99_ms: float
+    socket_errors: dict[str, int] = field(default_factory=dict)
+    tool: str = ""
+
+    @property
+    def ok(self) -> int:
+        return self.statuses.get(200, 0)
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# Load generator 1: wrk with a Lua script (C, cheap per request)
+
+WRK_SCRIPT = r"""
+local threads = {}
+local counter = 1
+function setup(thread)
+  thread:set("id", counter)
+  table.insert(threads, thread)
+  counter = counter + 1
+end
+
+local base, users, max_amount, headers
+function init(args)
+  base = tonumber(args[1]); users = tonumber(args[2]); max_amount = tonumber(args[3])
+  math.randomseed(tonumber(args[4]) + id * 7919)
+  headers = {["Authorization"] = "Bearer " .. args[5], ["Content-Type"] = "application/json"}
+  statuses = {}
+end
+
+function request()
+  local a = math.random(users)
+  local b = 1 + (a - 1 + math.random(users - 1)) % users
+  local body = string.format('{"from_user_id":%d,"to_user_id":%d,"amount_msat":%d}',
+                             base + a, base + b, math.random(max_amount))
+  return wrk.format("POST", "/virtual_transfer", headers, body)
+end
+
+function response(status, hdrs, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  local merged = {}
+  for _, t in ipairs(threads) do
+    for status, n in pairs(t:get("statuses")) do
+      merged[status] = (merged[status] or 0) + n
+    end
+  end
+  io.write(string.format("RESULT duration_us=%d p50_us=%d p99_us=%d connect=%d read=%d " ..
+    "write=%d timeout=%d\n", summary.duration, latency:percentile(50),
+    latency:percentile(99), summary.errors.connect, summary.errors.read,
+    summary.errors.write, summary.errors.timeout))
+  for status, n in pairs(merged) do
+    io.write(string.format("STATUS %d %d\n", status, n))
+  end
+end
+"""
+
+
+def wrk_command(url: str, key: str, clients: int, threads: int, seconds: float, users: int,
+                base: int, max_amount: int, script: Path) -> list[str]:
+    return ["wrk", "-t", str(min(threads, clients)), "-c", str(clients), "-d", f"{seconds}s",
+            "--timeout", "10s", "-s", str(script), url, "--",
+            str(base), str(users), str(max_amount), str(random.randrange(1, 10**6)), key]
+
+
+def parse_wrk(output: str) -> LoadResult:
+    statuses: Counter[int] = Counter()
+    result: dict[str, int] = {}
+    for line in output.splitlines():
+        if line.startswith("RESULT "):
+            result = {k: int(float(v)) for k, v in
+                      (item.split("=") for item in line.split()[1:])}
+        elif line.startswith("STATUS "):
+            _, status, count = line.split()
+            statuses[int(status)] += int(count)
+    if not result:
+        raise RuntimeError(f"no result from wrk:\n{output}")
+    errors = {k: result[k] for k in ("connect", "read", "write", "timeout") if result[k]}
+    return LoadResult(result["duration_us"] / 1e6, statuses, result["p50_us"] / 1000,
+                      result["p99_us"] / 1000, errors, "wrk")
+
+
+# --------------------------------------------------------------------------------------------
+# Load generator 2: httpx in a separate process (used when wrk is not installed)
+
+
+def _python_load(url: str, key: str, clients: int, seconds: float, users: int, base: int,
+                 max_amount: int, queue: multiprocessing.Queue[dict[str, object]]) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    queue.put(asyncio.run(_python_load_async(url, key, clients, seconds, users, base,
+                                             max_amount)))
+
+
+async def _python_load_async(url: str, key: str, clients: int, seconds: float, users: int,
+                             base: int, max_amount: int) -> dict[str, object]:
+    statuses: Counter[int] = Counter()
+    errors: Counter[str] = Counter()
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=url, limits=limits, headers=headers,
+                                 timeout=10.0) as client:
+        started = time.perf_counter()
+        end = started + seconds
+
+        async def loop() -> None:
+            rng = random.Random()
+            while time.perf_counter() < end:
+                a = rng.randrange(users)
+                b = (a + rng.randrange(1, users)) % users
+                body = {"from_user_id": base + a + 1, "to_user_id": base + b + 1,
+                        "amount_msat": rng.randint(1, max_amount)}
+                t0 = time.perf_counter()
+                try:
+                    response = await client.post("/virtual_transfer", json=body)
+                except httpx.HTTPError as exc:
+                    errors[type(exc).__name__] += 1
+                    continue
+                latencies.append(time.perf_counter() - t0)
+                statuses[response.status_code] += 1
+
+        await asyncio.gather(*(loop() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {"seconds": elapsed, "statuses": dict(statuses), "errors": dict(errors),
+            "p50": _percentile(latencies, 50), "p99": _percentile(latencies, 99)}
+
+
+def _percentile(sorted_values: list[float], pct: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * pct / 100))]
+
+
+# --------------------------------------------------------------------------------------------
+# Running things while showing progress
+
+
+def _progress_wait(what: str, seconds: float, done: Callable[[], bool]) -> None:
+    with Progress(TextColumn("  {task.description}"), BarColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task(what, total=seconds)
+        started = time.monotonic()
+        while not done():
+            progress.update(task, completed=min(seconds, time.monotonic() - started))
+            time.sleep(0.2)
+
+
+def run_load(mode: str, url: str, key: str, clients: int, threads: int, seconds: float,
+             users: int, base: int, max_amount: int, workdir: Path,
+             cpu_roots: dict[str, int], label: str) -> tuple[LoadResult, common.CpuMeter]:
+    """One timed load run; returns its result and the CPU each process tree used meanwhile."""
+    if mode == "wrk":
+        script = workdir / "transfer.lua"
+        script.write_text(WRK_SCRIPT)
+        command = wrk_command(url, key, clients, threads, seconds, users, base, max_amount,
+                              script)
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+        meter = common.CpuMeter(cpu_roots, reaped_name=CLIENT)
+        meter.start()
+        _progress_wait(label, seconds, lambda: proc.poll() is not None)
+        output = proc.communicate()[0]
+        meter.stop()  # after wrk was reaped: its CPU is in this process's RUSAGE_CHILDREN
+        if proc.returncode != 0:
+            raise RuntimeError(f"wrk failed ({proc.returncode}):\n{output}")
+        return parse_wrk(output), meter
+
+    context = multiprocessing.get_context("spawn")
+    queue: multiprocessing.Queue[dict[str, object]] = context.Queue()
+    worker = context.Process(target=_python_load, args=(url, key, clients, seconds, users, base,
+                                                       max_amount, queue))
+    worker.start()
+    assert worker.pid is not None
+    meter = common.CpuMeter(cpu_roots, reaped_name=CLIENT)
+    meter.start()
+    _progress_wait(label, seconds, lambda: not queue.empty() or not worker.is_alive())
+    raw = queue.get(timeout=30)
+    worker.join(10)
+    meter.stop()  # after the join: the worker's CPU is in this process's RUSAGE_CHILDREN
+    statuses: Counter[int] = Counter({int(k): v for k, v in raw["statuses"].items()})  # type: ignore[attr-defined]
+    return LoadResult(float(raw["seconds"]), statuses, float(raw["p50"]) * 1000,  # type: ignore[arg-type]
+                      float(raw["p99"]) * 1000, dict(raw["errors"]), "httpx"), meter  # type: ignore[arg-type, call-overload]
+
+
+def fund_users(url: str, key: str, users: int, base: int, amount: int) -> None:
+    async def run() -> None:
+        failures: Counter[int] = Counter()
+        semaphore = asyncio.Semaphore(16)
+        async with httpx.AsyncClient(base_url=url, timeout=30.0,
+                                     headers={"Authorization": f"Bearer {key}"}) as client:
+            async def credit(user_id: int) -> None:
+                async with semaphore:
+                    response = await client.post("/admin/credit", json={
+                        "user_id": user_id, "amount_msat": amount, "reason": "bench funding"})
+                    if response.status_code != 200:
+                        failures[response.status_code] += 1
+                        if sum(failures.values()) == 1:
+                            console.print(f"[red]credit {user_id}: {response.status_code} "
+                                          f"{response.text[:300]}[/]")
+
+            await asyncio.gather(*(credit(base + i) for i in range(1, users + 1)))
+        if failures:
+            raise RuntimeError(f"funding failed: {dict(failures)}")
+
+    asyncio.run(run())
+
+
+def run_pgbench(dsn: str, script: Path, clients: int, threads: int, seconds: int,
+                label: str, cwd: Path, cpu_roots: dict[str, int],
+                ) -> tuple[common.PgbenchResult, common.CpuMeter]:
+    command = common.pgbench_command(dsn, script, clients, threads, seconds)
+    meter = common.CpuMeter(cpu_roots, reaped_name=CLIENT)
+    meter.start()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=cwd)
+    _progress_wait(label, seconds, lambda: proc.poll() is not None)
+    output = proc.communicate()[0]
+    meter.stop()
+    if proc.returncode != 0:
+        raise RuntimeError(f"pgbench failed ({proc.returncode}):\n{output}")
+    return common.parse_pgbench(output), meter
+
+
+CEILING_SCRIPT = """\\set a random(1, {users})
+\\set b 1 + (:a - 1 + random(1, {users} - 1)) % {users}
+\\set amt random(1, {max_amount})
+SELECT status FROM vnode_transfer({base} + :a, {base} + :b, 'unused', 'BTC', :amt, NULL,
+    'bench', NULL, NULL);
+"""
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main(
+    url: Annotated[str | None, typer.Option(help="A running service (else one is started)")]
+    = None,
+    dsn: Annotated[str | None, typer.Option(
+        help="With --url: a DSN of the service's PostgreSQL cluster, for pgbench")] = None,
+    admin_key: Annotated[str | None, typer.Option(
+        envvar="VNODE_ADMIN_KEY", help="With --url: an admin key (funding and transfers)")]
+    = None,
+    workers: Annotated[int, typer.Option(help="`vnode serve --workers` when started here")] = 1,
+    clients: Annotated[int, typer.Option(help="Concurrent connections (and pgbench -c)")] = 32,
+    duration: Annotated[int, typer.Option(help="Seconds of each measured run")] = 20,
+    warmup: Annotated[int, typer.Option(help="Seconds of unmeasured load first")] = 3,
+    users: Annotated[int, typer.Option(help="Users funded and transferring")] = 1000,
+    user_base: Annotated[int, typer.Option(help="User ids are base+1 .. base+users")]
+    = 7_000_000_000,
+    max_amount: Annotated[int, typer.Option(help="Transfers move 1..max msat")] = 1000,
+    loadgen: Annotated[str, typer.Option(help="auto (wrk if installed), wrk or python")]
+    = "auto",
+    loadgen_threads: Annotated[int, typer.Option(help="wrk threads")] = 2,
+    pgbench_threads: Annotated[int, typer.Option(help="pgbench -j")] = 2,
+    shared_dir: Annotated[Path, typer.Option(help="Directory of transfer.sql and "
+                                             "transfer_schema.sql")] = common.SHARED_BENCH_DIR,
+    access_log: Annotated[bool, typer.Option(help="VNODE_ACCESS_LOG of the started service")]
+    = False,
+    db_ceiling: Annotated[bool, typer.Option(
+        help="Also run pgbench calling vnode_transfer() directly (the DB-only ceiling)")] = False,
+    py_spy: Annotated[Path | None, typer.Option(
+        help="Record the service workers with py-spy during the measured run (collapsed "
+             "stacks to this file) and print where the Python time goes")] = None,
+) -> None:
+    """Internal transfers/s through vnode vs pgbench transfer.sql on the same cluster."""
+    script = shared_dir / "transfer.sql"
+    schema = shared_dir / "transfer_schema.sql"
+    for path in (script, schema):
+        if not path.exists():
+            raise typer.BadParameter(f"{path} not found (see --shared-dir)")
+    if loadgen == "auto":
+        loadgen = "wrk" if shutil.which("wrk") else "python"
+    if loadgen == "wrk" and not shutil.which("wrk"):
+        raise typer.BadParameter("wrk is not installed (apt-get install -y wrk)")
+    if loadgen not in ("wrk", "python"):
+        raise typer.BadParameter("--loadgen is auto, wrk or python")
+    if url is not None and (dsn is None or admin_key is None):
+        raise typer.BadParameter("--url needs --dsn (for pgbench) and --admin-key")
+    if users < 2:
+        raise typer.BadParameter("--users must be at least 2")
+
+    workdir = Path(tempfile.mkdtemp(prefix="vnode-bench-work-"))
+    cluster: common.BenchCluster | None = None
+    service: common.ServeProcess | None = None
+    try:
+        cpu_roots: dict[str, int] = {}
+        if url is None:
+            with console.status("starting PostgreSQL and vnode serve"):
+                cluster = common.BenchCluster()
+                dsn = cluster.start()
+                service = common.ServeProcess(dsn, workdir / "data", workers,
+                                              access_log=access_log)
+                service.start()
+            url, admin_key = service.url, service.admin_key
+            assert service.proc is not None
+            cpu_roots[SERVICE] = service.proc.pid
+            if cluster.postmaster_pid is not None:
+                cpu_roots[POSTGRES] = cluster.postmaster_pid
+        assert dsn is not None and admin_key is not None
+        pg_version = common.server_version(dsn)
+        out.print(f"machine: {common.machine_summary()}")
+        out.print(f"PostgreSQL {pg_version}; vnode at {url}"
+                      + (f" (--workers {workers}, access log {'on' if access_log else 'off'})"
+                         if service else "")
+                      + f"; load from {loadgen}")
+
+        with console.status(f"funding {users} users"):
+            started = time.monotonic()
+            fund_users(url, admin_key, users, user_base, FUND_MSAT)
+        out.print(f"funded {users} users in {time.monotonic() - started:.1f}s")
+
+        load_args = (url, admin_key, clients, loadgen_threads)
+        if warmup > 0:
+            run_load(loadgen, *load_args, warmup, users, user_base, max_amount, workdir, {},
+                     "warm-up")
+        common.checkpoint(dsn)
+        spy = None
+        if py_spy is not None:
+            spy = _start_py_spy(service, py_spy, duration)
+        result, meter = run_load(loadgen, *load_args, duration, users, user_base, max_amount,
+                                 workdir, cpu_roots, f"vnode, {clients} clients")
+        if spy is not None:
+            spy.wait(30)
+
+        db_roots = cpu_roots  # the idle service too, so that its background work is not "other"
+        ceiling = None
+        if db_ceiling:
+            ceiling_script = workdir / "vnode_transfer.sql"
+            ceiling_script.write_text(CEILING_SCRIPT.format(users=users, base=user_base,
+                                                            max_amount=max_amount))
+            common.checkpoint(dsn)
+            ceiling = run_pgbench(dsn, ceiling_script, clients, pgbench_threads, duration,
+                                  "pgbench SELECT vnode_transfer()", workdir, db_roots)
+
+        with console.status("loading transfer_schema.sql into bench_ref"):
+            ref_dsn = common.recreate_database(dsn, "bench_ref")
+            common.psql(ref_dsn, "-f", str(schema))
+            common.checkpoint(dsn)
+        reference = run_pgbench(ref_dsn, script, clients, pgbench_threads, duration,
+                                "pgbench transfer.sql", workdir, db_roots)
+
+        _report(result, meter, ceiling, reference, clients, duration)
+        if py_spy is not None and py_spy.exists():
+            _print_profile(py_spy)
+        ratio = result.rate / reference[0].tps if reference[0].tps else 0.0
+        print(f"ratio vnode/pgbench: {ratio:.2f}", flush=True)
+    finally:
+        with console.status("stopping"):
+            if service is not None:
+                service.stop()
+            if cluster is not None:
+                cluster.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _start_py_spy(service: common.ServeProcess | None, out: Path,
+                  duration: int) -> subprocess.Popen[bytes] | None:
+    binary = common.py_spy_path()
+    if binary is None or service is None or service.proc is None:
+        console.print("[yellow]py-spy not found or no service started here: no profile[/]")
+        return None
+        # --native: C frames too, so that time in system calls can be told apart (a worker woken
+    # and preempted in write() looks busy to a wall-clock sampler). It pauses the workers for
+    # each sample, so the figures of a profiled run are a little lower.
+    command = [binary, "record", "--pid", str(service.proc.pid), "--subprocesses", "--native",
+               "--rate", "100", "--duration", str(duration), "--format", "raw",
+               "--output", str(out)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _report(result: LoadResult, meter: common.CpuMeter,
+            ceiling: tuple[common.PgbenchResult, common.CpuMeter] | None,
+            reference: tuple[common.PgbenchResult, common.CpuMeter], clients: int,
+            duration: int) -> None:
+    table = Table(title=f"{clients} clients, {duration}s each")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row(f"vnode transfers/s (200 only, {result.tool})", f"{result.rate:,.0f}")
+    table.add_row("vnode latency p50 / p99", f"{result.p50_ms:.1f} / {result.p99_ms:.1f} ms")
+    other = {s: n for s, n in sorted(result.statuses.items()) if s != 200}
+    table.add_row("vnode non-200 answers", ", ".join(f"{s}: {n}" for s, n in other.items())
+                  or "none")
+    if result.socket_errors:
+        table.add_row("vnode socket errors", ", ".join(f"{k}: {v}" for k, v in
+                                                       result.socket_errors.items()))
+    if ceiling is not None:
+        table.add_row("pgbench SELECT vnode_transfer() tps", f"{ceiling[0].tps:,.0f}")
+    table.add_row("pgbench transfer.sql tps", f"{reference[0].tps:,.0f}")
+    table.add_row("pgbench transfer.sql latency avg", f"{reference[0].latency_ms:.1f} ms")
+    if reference[0].failed:
+        table.add_row("pgbench failed transactions", str(reference[0].failed))
+    out.print(table)
+
+    if POSTGRES not in meter.used:
+        return  # --url: the processes are not ours to measure
+    cpu = Table(title="CPU per transaction (us) and machine idle during each run")
+    for column in ("run", "tx/s", SERVICE, POSTGRES, "client", "rest (kernel, bench)", "idle"):
+        cpu.add_column(column, justify="left" if column == "run" else "right")
+    rows = [("vnode HTTP", result.ok, result.seconds, meter)]
+    if ceiling is not None:
+        rows.append(("pgbench vnode_transfer()", ceiling[0].transactions, duration, ceiling[1]))
+    rows.append(("pgbench transfer.sql", reference[0].transactions, duration, reference[1]))
+    noisy = []
+    for name, count, seconds, m in rows:
+        if not count:
+            continue
+        total = m.machine_busy.total + m.machine_idle
+        cpu.add_row(name, f"{count / seconds:,.0f}",
+                    *(f"{m.seconds(k) / count * 1e6:.0f}" if k in m.used else "-"
+                      for k in (SERVICE, POSTGRES, CLIENT)),
+                    f"{m.rest / count * 1e6:.0f}",
+                    f"{100 * m.machine_idle / total:.0f}%" if total else "")
+        if m.foreign_user / seconds > 0.05:
+            noisy.append(f"{name}: {m.foreign_user / seconds:.2f} cores")
+    out.print(cpu)
+    if noisy:
+        out.print("[yellow]other programs used CPU during the measurement, so these figures are "
+                  "low; run again on a quiet machine: " + "; ".join(noisy) + "[/]",
+                  soft_wrap=True)
+
+
+def _print_profile(path: Path) -> None:
+    counts = common.categorize_profile(path)
+    running = sum(n for name, n in counts if name != common.IN_SYSCALL) or 1
+    total = sum(n for _, n in counts) or 1
+    table = Table(title=f"py-spy: where the workers' Python time goes ({total} samples)")
+    table.add_column("innermost matching frame")
+    table.add_column("share", justify="right")
+    for name, n in counts:
+        if name == common.IN_SYSCALL:
+            table.add_row(f"[dim]not counted above: {name}[/]", f"[dim]{100 * n / total:.1f}% "
+                          "of all samples[/]")
+        else:
+            table.add_row(name, f"{100 * n / running:.1f}%")
+    out.print(table)
+
+
+if __name__ == "__main__":
+    typer.run(main)

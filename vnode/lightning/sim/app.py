@@ -1,0 +1,47 @@
+"""create_sim_app: the simulated RGB Lightning Node as an ASGI app."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from vnode.lightning.sim import routes_control, routes_rln
+from vnode.lightning.sim.config import SimConfig
+from vnode.lightning.sim.connection import DroppableFastAPI
+from vnode.lightning.sim.errors import install_error_handlers
+from vnode.lightning.sim.state import SimNode
+
+
+def create_sim_app(config: SimConfig | None = None) -> FastAPI:
+    """A fresh node (its own keys, channels and payments) served as the RLN REST API + /_sim."""
+    node = SimNode(config or SimConfig())
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        node.attach_loop(asyncio.get_running_loop())
+        yield
+        await node.aclose()  # settle tasks and held-open requests end with the server
+
+    app = DroppableFastAPI(
+        title="vnode simulated RGB Lightning Node",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.sim_node = node
+    install_error_handlers(app)
+    app.include_router(routes_rln.router)
+    app.include_router(routes_control.router)
+    return app
+
+
+def sim_node_of(app: FastAPI) -> SimNode:
+    """The node behind an app made by create_sim_app (for in-process wiring, not for tests)."""
+    node = app.state.sim_node
+    if not isinstance(node, SimNode):
+        raise TypeError("not an app made by create_sim_app")
+    return node

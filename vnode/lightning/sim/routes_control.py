@@ -1,0 +1,65 @@
+"""The control API (/_sim): the outside world and the faults. Not part of the RLN API.
+
+It works whether the node is locked or not; its refusals are 400 in the node's error shape.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from vnode.lightning.sim.models import (
+    SimFaultsRequest,
+    SimInvoiceRequest,
+    SimPayRequest,
+    SimReleaseRequest,
+    SimRgbSendRequest,
+)
+from vnode.lightning.sim.routes_rln import Node
+
+Json = dict[str, object]
+
+router = APIRouter(prefix="/_sim")
+
+
+@router.post("/pay")
+async def pay(body: SimPayRequest, node: Node) -> Json:
+    """An outside payer pays one of the node's invoices (what arrived is recorded)."""
+    return node.ln.outside_pay(body)
+
+
+@router.post("/invoice")
+async def invoice(body: SimInvoiceRequest, node: Node) -> Json:
+    """An invoice of an outside payee that the node can pay."""
+    return node.ln.outside_invoice(body)
+
+
+@router.get("/faults")
+async def get_faults(node: Node) -> Json:
+    return node.faults.as_json()
+
+
+@router.post("/faults")
+async def set_faults(body: SimFaultsRequest, node: Node) -> Json:
+    return node.set_faults(
+        routing_fee_msat=body.routing_fee_msat,
+        locked=body.locked,
+        next_payment=body.next_payment,
+        set_next_payment="next_payment" in body.model_fields_set,
+    )
+
+
+@router.post("/release")
+async def release(body: SimReleaseRequest, node: Node) -> Json:
+    """Finish a payment held by the hold fault."""
+    return node.ln.release(body.payment_hash, body.outcome)
+
+
+@router.post("/rgbsend")
+async def rgb_send(body: SimRgbSendRequest, node: Node) -> Json:
+    """An outside wallet sends assets on-chain to one of the node's RGB invoices."""
+    return node.wallet.outside_send(body, node.now())
+
+
+@router.get("/state")
+async def state(node: Node) -> Json:
+    return node.state_json()

@@ -1,0 +1,149 @@
+"""The RGB Lightning Node REST routes vnode uses: same paths, methods, bodies and errors.
+
+Every route but /unlock and /decodelninvoice answers 403 LockedNode while the node is locked:
+the node decodes invoices without looking at its lock, and so does the sim.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from vnode.lightning.sim import errors
+from vnode.lightning.sim.connection import request_drop
+from vnode.lightning.sim.faults import PaymentFault
+from vnode.lightning.sim.models import (
+    AssetBalanceRequest,
+    BtcBalanceRequest,
+    DecodeLNInvoiceRequest,
+    GetPaymentRequest,
+    InvoiceStatusRequest,
+    ListAssetsRequest,
+    ListTransfersRequest,
+    LNInvoiceRequest,
+    RefreshRequest,
+    RgbInvoiceRequest,
+    SendPaymentRequest,
+    UnlockRequest,
+)
+from vnode.lightning.sim.state import SimNode
+
+Json = dict[str, object]
+
+
+def get_node(request: Request) -> SimNode:
+    node = request.app.state.sim_node
+    assert isinstance(node, SimNode)
+    return node
+
+
+def unlocked_node(request: Request) -> SimNode:
+    node = get_node(request)
+    node.require_unlocked()
+    return node
+
+
+Node = Annotated[SimNode, Depends(get_node)]
+UnlockedNode = Annotated[SimNode, Depends(unlocked_node)]
+
+router = APIRouter()
+
+
+@router.get("/nodeinfo")
+async def node_info(node: UnlockedNode) -> Json:
+    return node.node_info()
+
+
+@router.get("/networkinfo")
+async def network_info(node: UnlockedNode) -> Json:
+    return node.network_info()
+
+
+@router.get("/listchannels")
+async def list_channels(node: UnlockedNode) -> Json:
+    return {"channels": node.list_channels()}
+
+
+@router.post("/btcbalance")
+async def btc_balance(_body: BtcBalanceRequest, node: UnlockedNode) -> Json:
+    return node.btc_balance()
+
+
+@router.post("/assetbalance")
+async def asset_balance(body: AssetBalanceRequest, node: UnlockedNode) -> dict[str, int]:
+    return node.asset_balance(body.asset_id)
+
+
+@router.post("/listassets")
+async def list_assets(body: ListAssetsRequest, node: UnlockedNode) -> Json:
+    return node.list_assets(list(body.filter_asset_schemas))
+
+
+@router.post("/decodelninvoice")
+async def decode_ln_invoice(body: DecodeLNInvoiceRequest, node: Node) -> Json:
+    return node.ln.decode_invoice(body.invoice)
+
+
+@router.post("/lninvoice")
+async def ln_invoice(body: LNInvoiceRequest, node: UnlockedNode) -> Json:
+    return {"invoice": node.ln.create_invoice(body)}
+
+
+@router.post("/invoicestatus")
+async def invoice_status(body: InvoiceStatusRequest, node: UnlockedNode) -> Json:
+    return {"status": node.ln.invoice_status(body.invoice)}
+
+
+@router.post("/sendpayment", response_model=None)
+async def send_payment(
+    body: SendPaymentRequest, node: UnlockedNode, request: Request
+) -> Json | JSONResponse:
+    result = node.ln.send_payment(body)
+    # The payment is recorded and in flight before any of these answers: it proceeds.
+    if result.wire_fault == PaymentFault.TIMEOUT_THEN_SUCCEED:
+        await node.hang(node.config.request_timeout_hang_s)
+    elif result.wire_fault == PaymentFault.ERROR_500_THEN_SUCCEED:
+        error = errors.unexpected("lost track of the payment request (simulated)")
+        return JSONResponse(error.body(), status_code=error.status)
+    elif result.wire_fault == PaymentFault.DROP_THEN_SUCCEED:
+        request_drop(request)
+    return result.body
+
+
+@router.post("/getpayment")
+async def get_payment(body: GetPaymentRequest, node: UnlockedNode) -> Json:
+    return {"payment": node.ln.get_payment(body.payment_hash)}
+
+
+@router.get("/listpayments")
+async def list_payments(node: UnlockedNode) -> Json:
+    return {"payments": node.ln.list_payments()}
+
+
+@router.post("/rgbinvoice")
+async def rgb_invoice(body: RgbInvoiceRequest, node: UnlockedNode) -> Json:
+    return node.wallet.create_invoice(body, node.now())
+
+
+@router.post("/refreshtransfers")
+async def refresh_transfers(body: RefreshRequest, node: UnlockedNode) -> Json:
+    return node.wallet.refresh_transfers(body, node.now())
+
+
+@router.post("/listtransfers")
+async def list_transfers(body: ListTransfersRequest, node: UnlockedNode) -> Json:
+    return {"transfers": node.wallet.list_transfers(body.asset_filter, body.txid)}
+
+
+@router.post("/lock")
+async def lock(node: Node) -> Json:
+    node.lock()
+    return {}
+
+
+@router.post("/unlock")
+async def unlock(body: UnlockRequest, node: Node) -> Json:
+    node.unlock(body.password)
+    return {}

@@ -1,0 +1,58 @@
+"""`vnode serve` with no node configured runs the simulated node beside it, as a child process
+that dies with its parent (so a killed service never leaves a sim holding the port)."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class SimProcess:
+    def __init__(self, host: str, port: int, log_path: Path,
+                 extra_args: tuple[str, ...] = ()) -> None:
+        self.url = f"http://{host}:{port}"
+        self._log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "vnode.cli", "sim", "serve", "--host", host,
+             "--port", str(port), *extra_args],
+            stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+        )
+
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the simulated node exited with {self.proc.returncode}")
+            try:
+                if httpx.get(f"{self.url}/networkinfo", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"the simulated node at {self.url} did not start")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
