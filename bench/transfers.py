@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import random
 import shutil
 import subprocess
@@ -35,7 +36,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import httpx
 import typer
@@ -145,54 +147,108 @@ def parse_wrk(output: str) -> LoadResult:
 
 
 # --------------------------------------------------------------------------------------------
-# Load generator 2: httpx in a separate process (used when wrk is not installed)
+# Load generator 2: Python in a separate process (used when wrk is not installed).
+# "python" speaks HTTP/1.1 keep-alive on raw asyncio streams with uvloop: a few tens of us of CPU
+# per request. "httpx" uses httpx.AsyncClient, which costs several times more CPU per request and
+# so takes a large share of a small machine away from the service.
 
 
-def _python_load(url: str, key: str, clients: int, seconds: float, users: int, base: int,
-                 max_amount: int, queue: multiprocessing.Queue[dict[str, object]]) -> None:
+def _python_load(mode: str, url: str, key: str, clients: int, seconds: float, users: int,
+                 base: int, max_amount: int, ready: Any, go: Any,
+                 queue: multiprocessing.Queue[dict[str, Any]]) -> None:
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    queue.put(asyncio.run(_python_load_async(url, key, clients, seconds, users, base,
-                                             max_amount)))
+    run = _raw_load if mode == "python" else _httpx_load
+    queue.put(asyncio.run(_timed_load(run, url, key, clients, seconds, users, base, max_amount,
+                                      ready, go)))
 
 
-async def _python_load_async(url: str, key: str, clients: int, seconds: float, users: int,
-                             base: int, max_amount: int) -> dict[str, object]:
+async def _timed_load(run: Any, url: str, key: str, clients: int, seconds: float, users: int,
+                      base: int, max_amount: int, ready: Any, go: Any) -> dict[str, Any]:
     statuses: Counter[int] = Counter()
     errors: Counter[str] = Counter()
     latencies: list[float] = []
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=url, limits=limits, headers=headers,
-                                 timeout=10.0) as client:
-        started = time.perf_counter()
-        end = started + seconds
 
-        async def loop() -> None:
+    def body(rng: random.Random) -> bytes:
+        a = rng.randrange(users)
+        b = (a + rng.randrange(1, users)) % users
+        return (b'{"from_user_id":%d,"to_user_id":%d,"amount_msat":%d}'
+                % (base + a + 1, base + b + 1, rng.randint(1, max_amount)))
+
+    ready.set()
+    await asyncio.get_running_loop().run_in_executor(None, go.wait)
+    cpu_before = os.times()
+    started = time.perf_counter()
+    await run(url, key, clients, started + seconds, body, statuses, errors, latencies)
+    elapsed = time.perf_counter() - started
+    cpu_after = os.times()
+    latencies.sort()
+    return {"seconds": elapsed, "statuses": dict(statuses), "errors": dict(errors),
+            "p50": _percentile(latencies, 50), "p99": _percentile(latencies, 99),
+            "cpu_user": cpu_after.user - cpu_before.user,
+            "cpu_system": cpu_after.system - cpu_before.system}
+
+
+async def _raw_load(url: str, key: str, clients: int, end: float, body: Any,
+                    statuses: Counter[int], errors: Counter[str], latencies: list[float]) -> None:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    head = (f"POST /virtual_transfer HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+            "Content-Length: %d\r\n\r\n").encode()
+
+    async def client() -> None:
+        rng = random.Random()
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            while time.perf_counter() < end:
+                payload = body(rng)
+                t0 = time.perf_counter()
+                writer.write(head % len(payload) + payload)
+                header = await reader.readuntil(b"\r\n\r\n")
+                status = int(header[9:12])
+                length = 0
+                for line in header.split(b"\r\n")[1:]:
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                await reader.readexactly(length)
+                latencies.append(time.perf_counter() - t0)
+                statuses[status] += 1
+                if b"connection: close" in header.lower():
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, port)
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            errors[type(exc).__name__] += 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+
+
+async def _httpx_load(url: str, key: str, clients: int, end: float, body: Any,
+                      statuses: Counter[int], errors: Counter[str],
+                      latencies: list[float]) -> None:
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    async with httpx.AsyncClient(base_url=url, limits=limits, headers=headers,
+                                 timeout=10.0) as http:
+        async def client() -> None:
             rng = random.Random()
             while time.perf_counter() < end:
-                a = rng.randrange(users)
-                b = (a + rng.randrange(1, users)) % users
-                body = {"from_user_id": base + a + 1, "to_user_id": base + b + 1,
-                        "amount_msat": rng.randint(1, max_amount)}
                 t0 = time.perf_counter()
                 try:
-                    response = await client.post("/virtual_transfer", json=body)
+                    response = await http.post("/virtual_transfer", content=body(rng))
                 except httpx.HTTPError as exc:
                     errors[type(exc).__name__] += 1
                     continue
                 latencies.append(time.perf_counter() - t0)
                 statuses[response.status_code] += 1
 
-        await asyncio.gather(*(loop() for _ in range(clients)))
-        elapsed = time.perf_counter() - started
-    latencies.sort()
-    return {"seconds": elapsed, "statuses": dict(statuses), "errors": dict(errors),
-            "p50": _percentile(latencies, 50), "p99": _percentile(latencies, 99)}
+        await asyncio.gather(*(client() for _ in range(clients)))
 
 
 def _percentile(sorted_values: list[float], pct: float) -> float:
@@ -236,20 +292,26 @@ def run_load(mode: str, url: str, key: str, clients: int, threads: int, seconds:
         return parse_wrk(output), meter
 
     context = multiprocessing.get_context("spawn")
-    queue: multiprocessing.Queue[dict[str, object]] = context.Queue()
-    worker = context.Process(target=_python_load, args=(url, key, clients, seconds, users, base,
-                                                       max_amount, queue))
+    queue: multiprocessing.Queue[dict[str, Any]] = context.Queue()
+    ready, go = context.Event(), context.Event()
+    worker = context.Process(target=_python_load, args=(
+        mode, url, key, clients, seconds, users, base, max_amount, ready, go, queue))
     worker.start()
-    assert worker.pid is not None
+    if not ready.wait(60):
+        worker.kill()
+        raise RuntimeError("the Python load generator did not start")
     meter = common.CpuMeter(cpu_roots, reaped_name=CLIENT)
     meter.start()
+    go.set()
     _progress_wait(label, seconds, lambda: not queue.empty() or not worker.is_alive())
     raw = queue.get(timeout=30)
+    meter.stop()
     worker.join(10)
-    meter.stop()  # after the join: the worker's CPU is in this process's RUSAGE_CHILDREN
-    statuses: Counter[int] = Counter({int(k): v for k, v in raw["statuses"].items()})  # type: ignore[attr-defined]
-    return LoadResult(float(raw["seconds"]), statuses, float(raw["p50"]) * 1000,  # type: ignore[arg-type]
-                      float(raw["p99"]) * 1000, dict(raw["errors"]), "httpx"), meter  # type: ignore[arg-type, call-overload]
+    # The generator's own CPU during the load (its start-up and imports are left out).
+    meter.used[CLIENT] = common.Cpu(raw["cpu_user"], raw["cpu_system"])
+    statuses: Counter[int] = Counter({int(k): v for k, v in raw["statuses"].items()})
+    return LoadResult(raw["seconds"], statuses, raw["p50"] * 1000, raw["p99"] * 1000,
+                      dict(raw["errors"]), mode), meter
 
 
 def fund_users(url: str, key: str, users: int, base: int, amount: int) -> None:
@@ -318,7 +380,8 @@ def main(
     user_base: Annotated[int, typer.Option(help="User ids are base+1 .. base+users")]
     = 7_000_000_000,
     max_amount: Annotated[int, typer.Option(help="Transfers move 1..max msat")] = 1000,
-    loadgen: Annotated[str, typer.Option(help="auto (wrk if installed), wrk or python")]
+    loadgen: Annotated[str, typer.Option(
+        help="auto (wrk if installed, else python), wrk, python (raw asyncio) or httpx")]
     = "auto",
     loadgen_threads: Annotated[int, typer.Option(help="wrk threads")] = 2,
     pgbench_threads: Annotated[int, typer.Option(help="pgbench -j")] = 2,
@@ -342,8 +405,8 @@ def main(
         loadgen = "wrk" if shutil.which("wrk") else "python"
     if loadgen == "wrk" and not shutil.which("wrk"):
         raise typer.BadParameter("wrk is not installed (apt-get install -y wrk)")
-    if loadgen not in ("wrk", "python"):
-        raise typer.BadParameter("--loadgen is auto, wrk or python")
+    if loadgen not in ("wrk", "python", "httpx"):
+        raise typer.BadParameter("--loadgen is auto, wrk, python or httpx")
     if url is not None and (dsn is None or admin_key is None):
         raise typer.BadParameter("--url needs --dsn (for pgbench) and --admin-key")
     if users < 2:

@@ -52,6 +52,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_pair() -> int:
+    """A free port P with P + 1 free too (vnode serve puts the simulated node on P + 1)."""
+    for _ in range(100):
+        port = free_port()
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two adjacent free ports")
+
+
 async def wait_until(
     condition: Callable[[], Awaitable[bool]], timeout_s: float = 20.0, what: str = "condition"
 ) -> None:
@@ -73,7 +86,8 @@ class ServeProcess:
 
     def __init__(self, database_url: str | None, data_dir: Path, *, workers: int = 1,
                  extra_env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+        embedded_sim = "VNODE_NODE" not in (extra_env or {})
+        self.port = free_port_pair() if embedded_sim else free_port()
         self.data_dir = data_dir
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("VNODE_")}

@@ -23,6 +23,11 @@ async def test_first_start_prints_admin_key_once_and_data_survives_restart(
         keys = _KEY.findall(first.log())
         assert len(keys) == 1, first.log()
         async with httpx.AsyncClient(base_url=first.url, headers=bearer(keys[0])) as client:
+            ready = (await client.get("/readyz")).json()
+            # No node configured: the simulated node runs beside, and says so.
+            assert ready["node"]["simulated"] is True and ready["node"]["state"] == "ready"
+            assert "SIMULATED" in ready["warning"]
+            assert "SIMULATED" in first.log()
             credited = await client.post("/admin/credit", json={
                 "user_id": user, "amount_msat": 4242, "reason": "restart test"})
             assert credited.status_code == 200, credited.text
