@@ -76,6 +76,9 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "data_dir": data_dir, "admin_key": ADMIN_KEY, "master_seed": TEST_SEED,
         "access_log": False, "webhook_secret": WEBHOOK_SECRET,
+        # No node unless a test asks for the sim (port 9 refuses connections at once), so a
+        # test can never reach a developer's running `make run` node on 3002.
+        "node": "sim", "rln_url": "http://127.0.0.1:9",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
