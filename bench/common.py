@@ -157,12 +157,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_pair() -> int:
+    """A free port P with P + 1 free too (vnode serve puts the simulated node on P + 1)."""
+    for _ in range(100):
+        port = free_port()
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two adjacent free ports")
+
+
 class ServeProcess:
     """`vnode serve` against an existing database, on a free port, in its own process group."""
 
     def __init__(self, database_url: str, data_dir: Path, workers: int, *,
                  access_log: bool = False, extra_env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+        self.port = free_port_pair()
         self.url = f"http://127.0.0.1:{self.port}"
         self.admin_key = "bench-admin-" + secrets.token_urlsafe(24)
         self.data_dir = data_dir
@@ -171,6 +184,9 @@ class ServeProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VNODE_")}
         env.update({
             "VNODE_DATABASE_URL": database_url, "VNODE_ADMIN_KEY": self.admin_key,
+            # Workers (--workers > 1) read their settings from the environment only: without
+            # this they would look for the simulated node beside the default port.
+            "VNODE_PORT": str(self.port),
             "VNODE_ACCESS_LOG": "true" if access_log else "false", "VNODE_LOG_LEVEL": "WARNING",
         })
         env.update(extra_env or {})
@@ -399,17 +415,23 @@ PROFILE_RULES: list[tuple[str, tuple[str, ...]]] = [
     ("asyncio / uvloop event loop", ("asyncio/", "uvloop", "(loop.c", "(_asynciomodule.c")),
 ]
 # Innermost native frames that mean "in a system call": the thread may be waiting for a CPU
-# (preempted after waking another process) rather than running, so these samples are shown apart
+# (preempted after waking another process) rather than running; and frames that mean "blocked
+# on a lock or the GIL" (idle thread-pool threads, GIL hand-offs). Such samples are counted apart
 # and left out of the shares. Only visible with `py-spy record --native`.
-SYSCALL_LEAVES = ("write (", "read (", "epoll_pwait (", "epoll_wait (", "sendmsg (", "recvmsg (",
-                  "sendto (", "recvfrom (", "futex", "__GI___", "getpid (", "getrandom (")
+_SYSCALL_LEAF = re.compile(
+    r"^(write|read|epoll_p?wait|sendmsg|recvmsg|sendto|recvfrom|getpid|getrandom|syscall|"
+    r"0x[0-9a-f]+) \(libc")
+_WAIT_MARKERS = ("PyThread_acquire_lock", "pthread_cond_", "take_gil", "sem_wait",
+                 "sem_timedwait", "sem_clockwait")
 IN_SYSCALL = "in a system call (write, read, epoll...)"
+WAITING = "blocked on a lock or the GIL (idle threads)"
+APART = (IN_SYSCALL, WAITING)
 
 
 def categorize_profile(collapsed: Path) -> list[tuple[str, int]]:
     """Samples per category, largest first, from py-spy's raw (collapsed) output.
 
-    The IN_SYSCALL category, if present, is listed last.
+    The categories in APART, if present, are listed last.
     """
     counts: Counter[str] = Counter()
     for line in collapsed.read_text(errors="replace").splitlines():
@@ -417,7 +439,10 @@ def categorize_profile(collapsed: Path) -> list[tuple[str, int]]:
         if not stack or not number.isdigit():
             continue
         frames = [f.strip() for f in stack.split(";")[1:]]  # the first is the process
-        if frames and frames[-1].startswith(SYSCALL_LEAVES):
+        if any(marker in frame for frame in frames for marker in _WAIT_MARKERS):
+            counts[WAITING] += int(number)
+            continue
+        if frames and _SYSCALL_LEAF.match(frames[-1]):
             counts[IN_SYSCALL] += int(number)
             continue
         category = "other"
@@ -428,8 +453,8 @@ def categorize_profile(collapsed: Path) -> list[tuple[str, int]]:
                 category = hit
                 break
         counts[category] += int(number)
-    syscall = counts.pop(IN_SYSCALL, 0)
-    return counts.most_common() + ([(IN_SYSCALL, syscall)] if syscall else [])
+    apart = [(name, counts.pop(name)) for name in APART if name in counts]
+    return counts.most_common() + apart
 
 
 def py_spy_path() -> str | None:

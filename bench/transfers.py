@@ -447,13 +447,18 @@ def main(
             run_load(loadgen, *load_args, warmup, users, user_base, max_amount, workdir, {},
                      "warm-up")
         common.checkpoint(dsn)
-        spy = None
-        if py_spy is not None:
-            spy = _start_py_spy(service, py_spy, duration)
+        spies = _start_py_spy(service, workdir, duration) if py_spy is not None else []
+        spy_roots = {f"py-spy {i}": proc.pid for i, (proc, _) in enumerate(spies)}
         result, meter = run_load(loadgen, *load_args, duration, users, user_base, max_amount,
-                                 workdir, cpu_roots, f"vnode, {clients} clients")
-        if spy is not None:
-            spy.wait(30)
+                                 workdir, {**cpu_roots, **spy_roots}, f"vnode, {clients} clients")
+        if spies and py_spy is not None:
+            with py_spy.open("w") as merged:
+                for proc, part in spies:
+                    proc.wait(60)
+                    if part.exists():
+                        merged.write(part.read_text())
+            spy_cpu = sum(meter.seconds(name) for name in spy_roots)
+            out.print(f"py-spy used {spy_cpu / result.seconds:.2f} cores while sampling")
 
         db_roots = cpu_roots  # the idle service too, so that its background work is not "other"
         ceiling = None
@@ -486,19 +491,24 @@ def main(
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _start_py_spy(service: common.ServeProcess | None, out: Path,
-                  duration: int) -> subprocess.Popen[bytes] | None:
+def _start_py_spy(service: common.ServeProcess | None, workdir: Path,
+                  duration: int) -> list[tuple[subprocess.Popen[bytes], Path]]:
+    """One `py-spy record` per worker process; returns each with its output file."""
     binary = common.py_spy_path()
     if binary is None or service is None or service.proc is None:
         console.print("[yellow]py-spy not found or no service started here: no profile[/]")
-        return None
+        return []
+    spies = []
+    for pid in service.worker_pids():
+        part = workdir / f"py-spy-{pid}.txt"
         # --native: C frames too, so that time in system calls can be told apart (a worker woken
-    # and preempted in write() looks busy to a wall-clock sampler). It pauses the workers for
-    # each sample, so the figures of a profiled run are a little lower.
-    command = [binary, "record", "--pid", str(service.proc.pid), "--subprocesses", "--native",
-               "--rate", "100", "--duration", str(duration), "--format", "raw",
-               "--output", str(out)]
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # and preempted in write() looks busy to a wall-clock sampler). It pauses the worker for
+        # each sample, so the figures of a profiled run are a little lower.
+        command = [binary, "record", "--pid", str(pid), "--native", "--rate", "100",
+                   "--duration", str(duration), "--format", "raw", "--output", str(part)]
+        spies.append((subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL), part))
+    return spies
 
 
 def _report(result: LoadResult, meter: common.CpuMeter,
@@ -554,13 +564,13 @@ def _report(result: LoadResult, meter: common.CpuMeter,
 
 def _print_profile(path: Path) -> None:
     counts = common.categorize_profile(path)
-    running = sum(n for name, n in counts if name != common.IN_SYSCALL) or 1
+    running = sum(n for name, n in counts if name not in common.APART) or 1
     total = sum(n for _, n in counts) or 1
     table = Table(title=f"py-spy: where the workers' Python time goes ({total} samples)")
     table.add_column("innermost matching frame")
     table.add_column("share", justify="right")
     for name, n in counts:
-        if name == common.IN_SYSCALL:
+        if name in common.APART:
             table.add_row(f"[dim]not counted above: {name}[/]", f"[dim]{100 * n / total:.1f}% "
                           "of all samples[/]")
         else:

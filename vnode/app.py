@@ -16,9 +16,10 @@ from vnode.api.middleware import RequestContextMiddleware
 from vnode.apikeys import KeyVerifier
 from vnode.db.migrate import migrate
 from vnode.db.pool import create_pool
+from vnode.events.dispatcher import Dispatcher
 from vnode.keys import SoftwareSigner, load_or_create_seed
 from vnode.lightning.base import LightningBackend
-from vnode.lightning.monitor import NodeMonitor
+from vnode.lightning.monitor import NodeMonitor, NodeState
 from vnode.lightning.registry import create_backend
 from vnode.logs import configure_logging
 from vnode.metrics import Metrics
@@ -66,7 +67,12 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             keys = KeyVerifier(pool, admin_key, settings.api_key_cache_s)
             await keys.start()
             backend = _backend(settings)
-            monitor = NodeMonitor(backend, simulated=settings.backend_name == "sim")
+
+            async def announce(state: NodeState) -> None:
+                await pool.fetchval("SELECT vnode_node_state_changed($1)", state.value)
+
+            monitor = NodeMonitor(backend, simulated=settings.backend_name == "sim",
+                                  on_state=announce)
             await monitor.check()
             if monitor.simulated:
                 log.warning("the master node is SIMULATED: no real money can move",
@@ -75,12 +81,20 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             app.state.services = Services(settings, pool, SoftwareSigner(seed), keys, metrics,
                                           backend, monitor, sender)
             supervisor = Supervisor()
+            dispatcher = Dispatcher(
+                pool, redis_url=settings.redis_url.get_secret_value() if settings.redis_url
+                else None, redis_stream_key=settings.redis_stream_key,
+                redis_maxlen=settings.redis_stream_maxlen,
+                allow_hosts=settings.allowed_webhook_hosts)
             if settings.run_workers:
                 start_workers(supervisor, pool, backend, monitor, settings)
+                supervisor.every("event-fan-out", settings.events_interval_s, dispatcher.fan_out)
+                supervisor.every("event-delivery", settings.events_interval_s, dispatcher.deliver)
             try:
                 yield
             finally:
                 await supervisor.stop()
+                await dispatcher.close()
                 await backend.close()
                 await keys.stop()
         finally:

@@ -57,6 +57,14 @@ class Settings(BaseSettings):
     # A FAILED the node reports from before our attempt (minus this clock allowance) is stale.
     stale_failure_skew_s: int = Field(default=30, ge=0)
     invoice_expiry_max_s: int = Field(default=7 * 86400, gt=0)
+    # Events: Redis Streams (unset: no stream), webhook SSRF allow-list, dispatcher period.
+    redis_url: SecretStr | None = None
+    redis_stream_key: str = "vnode:events"
+    redis_stream_maxlen: int = Field(default=1_000_000, ge=1000)
+    # Hosts a webhook may target although they resolve to private addresses, comma-separated
+    # (e.g. 127.0.0.1 for a bot on the same machine).
+    webhook_allow_hosts: str = ""
+    events_interval_s: float = Field(default=0.05, gt=0)
     # Background workers (node monitor, reconciler, invoice and RGB watchers) in this process.
     run_workers: bool = True
     # Fault injection for crash tests only: comma-separated crash points (see vnode/faults.py).
@@ -72,6 +80,11 @@ class Settings(BaseSettings):
     @property
     def sim_port(self) -> int:
         return self.port + 1
+
+    @property
+    def allowed_webhook_hosts(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.webhook_allow_hosts.split(",")
+                         if h.strip())
 
     @property
     def backend_name(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -29,10 +30,13 @@ class NodeStatus:
 
 
 class NodeMonitor:
-    def __init__(self, backend: LightningBackend, *, simulated: bool) -> None:
+    def __init__(self, backend: LightningBackend, *, simulated: bool,
+                 on_state: Callable[[NodeState], Awaitable[object]] | None = None) -> None:
         self.backend = backend
         self.simulated = simulated
         self.status = NodeStatus()
+        # Told every observed state; it announces real changes once across processes.
+        self._on_state = on_state
 
     async def check(self) -> NodeStatus:
         """Ask the node once and record the answer (logged on every change of state)."""
@@ -49,6 +53,8 @@ class NodeMonitor:
             log.warning("master node state changed", extra={
                 "from_state": previous.value, "to_state": self.status.state.value,
                 "detail": self.status.detail, "simulated": self.simulated})
+        if self._on_state is not None:
+            await self._on_state(self.status.state)
         return self.status
 
     def require_ready(self) -> NodeInfo:

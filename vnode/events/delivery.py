@@ -1,0 +1,102 @@
+"""Delivering one channel's pending events: in order per user, at least once, with backoff.
+
+One process at a time delivers a given channel (a transaction-scoped advisory lock; the others
+skip it), so an event never goes to a channel twice at the same moment. A user's next event
+waits while an earlier one is pending; other users' events go on. A failed delivery is retried
+with exponential backoff and becomes dead (the dead-letter list) after `dead_after_s`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from vnode.events.envelope import OUTBOX_COLUMNS, Event
+
+log = logging.getLogger(__name__)
+
+MIN_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 3600.0
+DEAD_AFTER_S = 26 * 3600  # retried for more than 24 hours before the dead-letter list
+
+
+@dataclass(frozen=True)
+class Result:
+    """One delivery's outcome: None error means delivered."""
+
+    outbox_id: int
+    error: str | None = None
+
+
+# Sends a batch in order; returns one Result per event it attempted. An event it did not
+# attempt (it stopped a user's chain after a failure) stays pending untouched.
+Sender = Callable[[Sequence[Event]], Awaitable[list[Result]]]
+
+
+def backoff_s(attempts: int) -> float:
+    return float(min(MIN_BACKOFF_S * 2.0 ** max(attempts - 1, 0), MAX_BACKOFF_S))
+
+
+def _lock_key(channel: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"vnode-delivery:{channel}".encode()).digest()[:8],
+                          "big", signed=True)
+
+
+_DUE = f"""
+    SELECT {OUTBOX_COLUMNS}, d.attempts, d.created_at AS first_tried_at
+    FROM event_deliveries d JOIN outbox o ON o.id = d.outbox_id
+    WHERE d.channel = $1 AND d.status = 'pending' AND d.next_attempt_at <= now()
+      AND NOT EXISTS (
+          SELECT 1 FROM event_deliveries e
+          WHERE e.channel = d.channel AND e.user_id = d.user_id AND e.status = 'pending'
+            AND e.user_seq < d.user_seq AND e.next_attempt_at > now())
+    ORDER BY d.outbox_id LIMIT $2"""  # noqa: S608 - a constant; only values are parameters
+
+
+async def deliver_once(pool: asyncpg.Pool, channel: str, send: Sender, *,
+                       batch: int = 500, dead_after_s: float = DEAD_AFTER_S) -> int:
+    """Deliver what is due on `channel`; returns how many events were delivered."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _lock_key(channel)):
+            return 0  # another process is delivering this channel right now
+        rows = await conn.fetch(_DUE, channel, batch)
+        if not rows:
+            return 0
+        events = [Event.from_row(row) for row in rows]
+        results = await send(events)
+        attempts = {row["outbox_id"]: row["attempts"] for row in rows}
+        delivered = [r.outbox_id for r in results if r.error is None]
+        if delivered:
+            await conn.execute(
+                "UPDATE event_deliveries SET status = 'delivered', delivered_at = now(), "
+                "attempts = attempts + 1, last_error = NULL "
+                "WHERE channel = $1 AND outbox_id = ANY($2::bigint[])", channel, delivered)
+        for failed in results:
+            if failed.error is None:
+                continue
+            tries = attempts[failed.outbox_id] + 1
+            await conn.execute(
+                "UPDATE event_deliveries SET attempts = $3, last_error = $4, "
+                "next_attempt_at = now() + make_interval(secs => $5), "
+                "status = CASE WHEN created_at < now() - make_interval(secs => $6) "
+                "              THEN 'dead' ELSE 'pending' END "
+                "WHERE channel = $1 AND outbox_id = $2",
+                channel, failed.outbox_id, tries, failed.error[:500], backoff_s(tries),
+                dead_after_s)
+            log.warning("event delivery failed", extra={
+                "channel": channel, "outbox_id": failed.outbox_id, "attempts": tries,
+                "error": failed.error[:200]})
+        return len(delivered)
+
+
+async def retry_dead(pool: asyncpg.Pool, channel: str | None = None) -> int:
+    """Put dead deliveries back in the queue (all channels, or one)."""
+    result = await pool.execute(
+        "UPDATE event_deliveries SET status = 'pending', next_attempt_at = now(), "
+        "created_at = now() WHERE status = 'dead' AND ($1::text IS NULL OR channel = $1)",
+        channel)
+    return int(result.split()[-1])
