@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint redis bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check vnode tests bench
 	$(BIN)/mypy vnode
 
-test: lint
+# The event tests start a real redis-server; install Debian's when it is missing (needs root).
+redis:
+	@command -v redis-server >/dev/null || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server)
+
+test: lint redis
 	$(BIN)/pytest
 
 bench: $(STAMP)
