@@ -276,9 +276,10 @@ async def test_routing_fee_is_within_the_reserve(app_client: httpx.AsyncClient,
 
 async def test_locked_node_moves_no_money(app_client: httpx.AsyncClient,
                                           sim: SimControl) -> None:
-    alice = new_user_id()
+    alice, bob = new_user_id(), new_user_id()
     await fund(app_client, alice, 300_000)
     invoice = await sim.invoice(100_000)
+    own = await new_invoice(app_client, bob, amt_msat=1_000)
     await sim.faults(locked=True)
     try:
         async def not_ready() -> bool:
@@ -289,6 +290,10 @@ async def test_locked_node_moves_no_money(app_client: httpx.AsyncClient,
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "node_unavailable"
         assert await balance(app_client, alice) == 300_000
+        # Our own invoices settle inside the ledger: a locked node does not stop them.
+        internal = await pay(app_client, alice, own["invoice"])
+        assert internal.status_code == 200 and internal.json()["kind"] == "internal"
+        assert await balance(app_client, bob) == 1_000
     finally:
         await sim.faults(locked=False)
 

@@ -59,7 +59,11 @@ class PaymentSender:
         self.settings = settings
 
     async def pay(self, command: PayCommand, idempotency: Idempotency) -> Outcome:
-        info = self.monitor.require_ready()
+        # The node's network and key, as last seen: enough to settle our own invoices while
+        # the node is locked; an external payment below needs it ready.
+        info = self.monitor.status.info
+        if info is None:
+            raise ApiError(ErrorCode.NODE_UNAVAILABLE, "the master node has not been reached yet")
         payable = check_invoice(command.invoice, amt_msat=command.amt_msat, network=info.network,
                                 max_payment_msat=self.settings.max_payment_msat)
         request = {"user": command.user_id, "invoice": payable.invoice,
@@ -75,6 +79,7 @@ class PaymentSender:
                 "SELECT status, body FROM vnode_internal_pay($1, $2, $3, $4, $5, $6, $7)",
                 command.user_id, payable.payment_hash, payable.invoice, command.amt_msat,
                 idempotency.owner, idempotency.key, request_hash)
+        self.monitor.require_ready()
         return await self._pay_external(command, payable, idempotency, request_hash)
 
     async def _rgb_fields(self, payable: PayableInvoice) -> _Rgb:
