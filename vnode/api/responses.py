@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 from fastapi.responses import Response
 
 from vnode.api.errors import outcome_body_with_request_id
@@ -13,3 +14,7 @@ def outcome_response(outcome: Outcome) -> Response:
         return Response(outcome.body, outcome.status, media_type="application/json")
     return Response(outcome_body_with_request_id(outcome.body), outcome.status,
                     media_type="application/json")
+
+
+def json_response(content: object) -> Response:
+    return Response(orjson.dumps(content), media_type="application/json")

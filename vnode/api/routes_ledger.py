@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter
 from fastapi.responses import Response
 
@@ -17,7 +16,7 @@ from vnode.api.deps import (
     idempotency,
 )
 from vnode.api.errors import documented_errors
-from vnode.api.responses import outcome_response
+from vnode.api.responses import json_response, outcome_response
 from vnode.api.schemas import AssetBalanceBody, HistoryBody, TransferBody, UserBody
 from vnode.errors import ApiError, ErrorCode
 from vnode.ledger import balances, history, nodes, transfers
@@ -33,10 +32,6 @@ _TRANSFER_EXAMPLE: dict[str, Any] = {
 }
 
 
-def _json(content: object) -> Response:
-    return Response(orjson.dumps(content), media_type="application/json")
-
-
 @router.post(
     "/virtual_node",
     summary="Create or fetch a user's virtual node (scope: receive)",
@@ -49,7 +44,7 @@ def _json(content: object) -> Response:
 )
 async def virtual_node(body: UserBody, _key: ReceiveKey, services: ServicesDep) -> Response:
     node = await nodes.ensure_node(services.pool, services.signer, body.user_id)
-    return _json({
+    return json_response({
         "user_id": node.user_id, "node_id": node.node_id, "pubkey": node.pubkey,
         "created_at": node.created_at.isoformat().replace("+00:00", "Z"),
     })
@@ -110,7 +105,8 @@ async def virtual_assetbalance(
     found = await balances.asset_balance(services.pool, body.user_id, body.asset_id)
     if found is None:
         raise ApiError(ErrorCode.UNKNOWN_USER)
-    return _json({"user_id": body.user_id, "node_id": f"vn_{body.user_id}", **found.as_json()})
+    return json_response(
+        {"user_id": body.user_id, "node_id": f"vn_{body.user_id}", **found.as_json()})
 
 
 @router.post(
@@ -123,7 +119,7 @@ async def virtual_balances(body: UserBody, _key: ReadKey, services: ServicesDep)
     found = await balances.all_balances(services.pool, body.user_id)
     if found is None:
         raise ApiError(ErrorCode.UNKNOWN_USER)
-    return _json(balances.balances_json(body.user_id, found))
+    return json_response(balances.balances_json(body.user_id, found))
 
 
 @router.post(
@@ -146,5 +142,5 @@ async def virtual_history(body: HistoryBody, _key: ReadKey, services: ServicesDe
     entries, next_cursor = await history.history_page(
         services.pool, body.user_id, body.limit, before_id
     )
-    return _json({"user_id": body.user_id, "node_id": f"vn_{body.user_id}",
+    return json_response({"user_id": body.user_id, "node_id": f"vn_{body.user_id}",
                   "transactions": entries, "next_cursor": next_cursor})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
@@ -17,7 +16,7 @@ from vnode.api.deps import (
     idempotency,
 )
 from vnode.api.errors import documented_errors
-from vnode.api.responses import outcome_response
+from vnode.api.responses import json_response, outcome_response
 from vnode.api.schemas import LnInvoiceBody, PaymentQueryBody, RgbInvoiceBody, SendPaymentBody
 from vnode.domain.ids import BTC
 from vnode.errors import ApiError, ErrorCode
@@ -28,10 +27,6 @@ from vnode.payments.signing import SIGNATURE_HEADER
 from vnode.payments.webhook import handle_payment_webhook
 
 router = APIRouter(tags=["lightning"])
-
-
-def _json(content: object) -> Response:
-    return Response(orjson.dumps(content), media_type="application/json")
 
 
 @router.post(
@@ -105,8 +100,9 @@ async def virtual_lninvoice(body: LnInvoiceBody, _key: ReceiveKey,
     services.monitor.require_ready()
     command = receive.InvoiceCommand(body.user_id, amount_msat, body.asset_id, body.asset_amount,
                                      body.description, body.expiry_sec)
-    return _json(await receive.create_invoice(services.pool, services.signer, services.backend,
-                                              command))
+    created = await receive.create_invoice(services.pool, services.signer, services.backend,
+                                           command)
+    return json_response(created)
 
 
 @router.post(
@@ -130,8 +126,8 @@ async def virtual_rgbinvoice(body: RgbInvoiceBody, _key: ReceiveKey,
                                          body.duration_seconds)
         created = await receive.create_invoice(services.pool, services.signer, services.backend,
                                                command)
-        return _json({"kind": "bolt11", **created})
-    return _json(await receive.create_rgb_invoice(
+        return json_response({"kind": "bolt11", **created})
+    return json_response(await receive.create_rgb_invoice(
         services.pool, services.signer, services.backend, body.user_id, body.asset_id,
         body.duration_seconds))
 
@@ -160,4 +156,4 @@ async def webhook_payment(
     result = await handle_payment_webhook(
         services.pool, services.backend, secret.get_secret_value().encode(), signature,
         await request.body(), services.settings.webhook_window_s)
-    return _json(result)
+    return json_response(result)

@@ -1,0 +1,211 @@
+"""Webhook subscriptions (scope admin): add (the signing secret is shown once), list, remove,
+and the dead-letter list with its retry."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from vnode.api.deps import AdminKey, ServicesDep
+from vnode.api.errors import documented_errors
+from vnode.errors import ApiError, ErrorCode
+from vnode.events import endpoints
+from vnode.events.endpoints import (
+    DEAD_LETTERS_MAX,
+    DESCRIPTION_MAX_CHARS,
+    EVENT_TYPES,
+    URL_MAX_CHARS,
+    DeadLetter,
+    InvalidEventType,
+    InvalidUrl,
+    WebhookInfo,
+)
+from vnode.events.ssrf import UnsafeUrl
+
+router = APIRouter(prefix="/admin/webhooks", tags=["webhooks"])
+
+
+def _url(value: object) -> str:
+    if not isinstance(value, str):
+        raise PydanticCustomError(ErrorCode.INVALID_URL.value, "url must be a string")
+    try:
+        return endpoints.parse_url(value)
+    except InvalidUrl as exc:
+        raise PydanticCustomError(ErrorCode.INVALID_URL.value, str(exc)) from None
+
+
+def _event_types(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise PydanticCustomError(ErrorCode.INVALID_EVENT_TYPE.value,
+                                  "events must be a list of event type names")
+    try:
+        return endpoints.parse_event_types(value)
+    except InvalidEventType as exc:
+        raise PydanticCustomError(ErrorCode.INVALID_EVENT_TYPE.value, str(exc)) from None
+
+
+_EVENTS_SCHEMA = {"type": "array", "items": {"type": "string", "enum": list(EVENT_TYPES)},
+                  "description": "Event types to receive; empty or absent: every type."}
+
+
+class WebhookBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [
+        {"url": "https://bot.example.com/vnode-events", "events": ["transfer.completed",
+                                                                   "invoice.paid"]}]})
+
+    url: Annotated[str, BeforeValidator(_url), WithJsonSchema(
+        {"type": "string", "format": "uri", "maxLength": URL_MAX_CHARS,
+         "description": "http(s) URL receiving the signed POSTs"})]
+    events: Annotated[tuple[str, ...], BeforeValidator(_event_types),
+                      WithJsonSchema(_EVENTS_SCHEMA)] = ()
+    description: Annotated[str | None, Field(max_length=DESCRIPTION_MAX_CHARS)] = None
+
+
+class Webhook(BaseModel):
+    id: int
+    url: str
+    events: list[str] = Field(description="Subscribed event types; empty: every type.")
+    description: str | None
+    created_at: datetime
+    removed_at: datetime | None = None
+    pending: int = Field(description="Deliveries waiting or backing off.")
+    dead: int = Field(description="Deliveries in the dead-letter list.")
+
+    @classmethod
+    def of(cls, info: WebhookInfo) -> Webhook:
+        return cls(id=info.id, url=info.url, events=list(info.event_types),
+                   description=info.description, created_at=info.created_at,
+                   removed_at=info.removed_at, pending=info.pending, dead=info.dead)
+
+
+class WebhookCreated(Webhook):
+    secret: str = Field(description="Signs every delivery (`X-VNode-Signature: t=..,v1=..`, "
+                        "HMAC-SHA256 over `<t>.<body>`). Shown only in this answer.")
+
+
+class WebhookList(BaseModel):
+    webhooks: list[Webhook]
+
+
+class FailedDelivery(BaseModel):
+    webhook_id: int
+    url: str
+    event_id: str
+    type: str
+    user_id: int
+    seq: int
+    attempts: int
+    last_error: str | None
+    created_at: datetime = Field(description="When the event happened.")
+    first_tried_at: datetime = Field(description="When its delivery was queued (or requeued).")
+
+    @classmethod
+    def of(cls, dead: DeadLetter) -> FailedDelivery:
+        return cls(webhook_id=dead.webhook_id, url=dead.url, event_id=dead.event_id,
+                   type=dead.event_type, user_id=dead.user_id, seq=dead.seq,
+                   attempts=dead.attempts, last_error=dead.last_error,
+                   created_at=dead.event_created_at, first_tried_at=dead.first_tried_at)
+
+
+class FailedList(BaseModel):
+    failed: list[FailedDelivery]
+
+
+class RetryBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    webhook_id: int | None = Field(default=None, description="Only this endpoint; absent: all.")
+
+
+class Requeued(BaseModel):
+    requeued: int = Field(description="Dead deliveries queued again, with a new retry period.")
+
+
+def _errors(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
+    return documented_errors(ErrorCode.INVALID_JSON, ErrorCode.INVALID_REQUEST, *codes)
+
+
+WebhookId = Annotated[int, Path(description="The endpoint's id", ge=1)]
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Subscribe a URL to events; the signing secret is shown once (scope: admin)",
+    description="Each event is POSTed as its JSON envelope with `X-VNode-Signature` (the inbound "
+    "webhook's scheme), `X-VNode-Event-Id` and `X-VNode-Event-Type`; a user's events arrive in "
+    "`seq` order, at least once (deduplicate by event id). A delivery failing for more than 24 "
+    "hours, with exponential backoff, goes to the dead-letter list. URLs on private, loopback, "
+    "link-local or metadata addresses are refused (`unsafe_url`) unless their host is listed in "
+    "VNODE_WEBHOOK_ALLOW_HOSTS.",
+    responses=_errors(ErrorCode.INVALID_URL, ErrorCode.UNSAFE_URL, ErrorCode.INVALID_EVENT_TYPE),
+)
+async def create_webhook(body: WebhookBody, _key: AdminKey,
+                         services: ServicesDep) -> WebhookCreated:
+    try:
+        info, secret = await endpoints.create_endpoint(
+            services.pool, body.url, body.events, services.settings.allowed_webhook_hosts,
+            body.description)
+    except UnsafeUrl as exc:
+        raise ApiError(ErrorCode.UNSAFE_URL, str(exc)) from None
+    except InvalidUrl as exc:
+        raise ApiError(ErrorCode.INVALID_URL, str(exc)) from None
+    return WebhookCreated(**Webhook.of(info).model_dump(), secret=secret)
+
+
+@router.get(
+    "",
+    summary="List the webhook endpoints, without their secrets (scope: admin)",
+    responses=_errors(),
+)
+async def list_webhooks(_key: AdminKey, services: ServicesDep) -> WebhookList:
+    found = await endpoints.list_endpoints(services.pool)
+    return WebhookList(webhooks=[Webhook.of(info) for info in found])
+
+
+@router.get(
+    "/failed",
+    summary="The dead-letter list: deliveries that failed past the retry period (scope: admin)",
+    responses=_errors(),
+)
+async def failed_deliveries(
+    _key: AdminKey, services: ServicesDep,
+    webhook_id: Annotated[int | None, Query(description="Only this endpoint", ge=1)] = None,
+    limit: Annotated[int, Query(ge=1, le=DEAD_LETTERS_MAX)] = 100,
+) -> FailedList:
+    dead = await endpoints.dead_letters(services.pool, webhook_id, limit)
+    return FailedList(failed=[FailedDelivery.of(d) for d in dead])
+
+
+@router.post(
+    "/retry",
+    summary="Send dead deliveries again, of one endpoint or all (scope: admin)",
+    description="They go back to the queue, in their original order, with a new retry period.",
+    responses=_errors(ErrorCode.UNKNOWN_WEBHOOK),
+)
+async def retry_failed(_key: AdminKey, services: ServicesDep,
+                       body: RetryBody | None = None) -> Requeued:
+    webhook_id = body.webhook_id if body is not None else None
+    requeued = await endpoints.retry_dead_letters(services.pool, webhook_id)
+    if requeued is None:
+        raise ApiError(ErrorCode.UNKNOWN_WEBHOOK, f"no active webhook endpoint {webhook_id}")
+    return Requeued(requeued=requeued)
+
+
+@router.delete(
+    "/{webhook_id}",
+    summary="Remove a webhook endpoint; its pending deliveries stop (scope: admin)",
+    responses=_errors(ErrorCode.UNKNOWN_WEBHOOK),
+)
+async def remove_webhook(webhook_id: WebhookId, _key: AdminKey,
+                         services: ServicesDep) -> Webhook:
+    removed = await endpoints.remove_endpoint(services.pool, webhook_id)
+    if removed is None:
+        raise ApiError(ErrorCode.UNKNOWN_WEBHOOK, f"no active webhook endpoint {webhook_id}")
+    return Webhook.of(removed)
