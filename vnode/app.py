@@ -9,7 +9,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from vnode import __version__
-from vnode.api import routes_admin, routes_ledger, routes_ops, routes_payments
+from vnode.api import (
+    routes_admin,
+    routes_events,
+    routes_ledger,
+    routes_ops,
+    routes_payments,
+    routes_webhooks,
+)
 from vnode.api.deps import Services
 from vnode.api.errors import install_error_handlers
 from vnode.api.middleware import RequestContextMiddleware
@@ -109,6 +116,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(routes_payments.router)
     app.include_router(routes_admin.router)
     app.include_router(routes_ops.router)
+    app.include_router(routes_events.router)
+    app.include_router(routes_webhooks.router)
     return app
 
 

@@ -18,6 +18,7 @@ from rich.table import Table
 from vnode import apikeys
 from vnode.apikeys import Scope
 from vnode.app import create_app
+from vnode.cli_webhooks import webhooks_app
 from vnode.db.migrate import migrate as apply_migrations
 from vnode.db.pool import DbConnection, create_pool
 from vnode.domain.amounts import parse_amount
@@ -44,6 +45,7 @@ keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_a
 admin_app = typer.Typer(help="Operator funding and corrections.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(admin_app, name="admin")
+app.add_typer(webhooks_app, name="webhooks")
 out = Console()
 err = Console(stderr=True)
 
@@ -88,8 +90,10 @@ def serve(
     with database_url(settings) as dsn, _node_beside(settings):
         asyncio.run(_prepare(settings, dsn))
         _seed(settings)  # created once here, before workers could race to create it
+        # A bounded graceful shutdown: open event streams never end on their own.
         common = {"host": settings.host, "port": settings.port, "log_config": None,
-                  "access_log": False, "loop": "uvloop", "http": "httptools"}
+                  "access_log": False, "loop": "uvloop", "http": "httptools",
+                  "timeout_graceful_shutdown": 5}
         if settings.workers == 1:
             uvicorn.run(create_app(settings, dsn), **common)  # type: ignore[arg-type]
         else:

@@ -54,6 +54,10 @@ class ErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"
     UNAVAILABLE = "unavailable"
     INTERNAL_ERROR = "internal_error"
+    INVALID_URL = "invalid_url"
+    UNSAFE_URL = "unsafe_url"
+    INVALID_EVENT_TYPE = "invalid_event_type"
+    UNKNOWN_WEBHOOK = "unknown_webhook"
 
 
 CATALOGUE: dict[ErrorCode, ErrorSpec] = {
@@ -121,6 +125,15 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.INTERNAL_ERROR: ErrorSpec(
         500, "Something failed inside vnode; the log has the details under the request id."
     ),
+    ErrorCode.INVALID_URL: ErrorSpec(
+        422, "Not an http(s) URL with a host, or one with credentials, a fragment or spaces."
+    ),
+    ErrorCode.UNSAFE_URL: ErrorSpec(
+        422, "The URL's host is or resolves to a private, loopback, link-local or metadata "
+        "address (or does not resolve); allow it explicitly with VNODE_WEBHOOK_ALLOW_HOSTS."
+    ),
+    ErrorCode.INVALID_EVENT_TYPE: ErrorSpec(422, "An event type is not one vnode emits."),
+    ErrorCode.UNKNOWN_WEBHOOK: ErrorSpec(404, "No active webhook endpoint with this id."),
 }
 
 

@@ -14,10 +14,10 @@ from vnode.api.deps import AdminKey, ServicesDep
 from vnode.api.errors import documented_errors
 from vnode.errors import ApiError, ErrorCode
 from vnode.events import endpoints
+from vnode.events.catalogue import EVENT_TYPES
 from vnode.events.endpoints import (
     DEAD_LETTERS_MAX,
     DESCRIPTION_MAX_CHARS,
-    EVENT_TYPES,
     URL_MAX_CHARS,
     DeadLetter,
     InvalidEventType,

@@ -41,7 +41,8 @@ def backoff_s(attempts: int) -> float:
     return float(min(MIN_BACKOFF_S * 2.0 ** max(attempts - 1, 0), MAX_BACKOFF_S))
 
 
-def _lock_key(channel: str) -> int:
+def channel_lock_key(channel: str) -> int:
+    """The advisory lock held while a channel is being delivered."""
     return int.from_bytes(hashlib.sha256(f"vnode-delivery:{channel}".encode()).digest()[:8],
                           "big", signed=True)
 
@@ -61,7 +62,9 @@ async def deliver_once(pool: asyncpg.Pool, channel: str, send: Sender, *,
                        batch: int = 500, dead_after_s: float = DEAD_AFTER_S) -> int:
     """Deliver what is due on `channel`; returns how many events were delivered."""
     async with pool.acquire() as conn, conn.transaction():
-        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _lock_key(channel)):
+        locked = await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)",
+                                     channel_lock_key(channel))
+        if not locked:
             return 0  # another process is delivering this channel right now
         rows = await conn.fetch(_DUE, channel, batch)
         if not rows:
@@ -74,7 +77,8 @@ async def deliver_once(pool: asyncpg.Pool, channel: str, send: Sender, *,
             await conn.execute(
                 "UPDATE event_deliveries SET status = 'delivered', delivered_at = now(), "
                 "attempts = attempts + 1, last_error = NULL "
-                "WHERE channel = $1 AND outbox_id = ANY($2::bigint[])", channel, delivered)
+                "WHERE channel = $1 AND outbox_id = ANY($2::bigint[]) AND status = 'pending'",
+                channel, delivered)
         for failed in results:
             if failed.error is None:
                 continue
@@ -84,7 +88,7 @@ async def deliver_once(pool: asyncpg.Pool, channel: str, send: Sender, *,
                 "next_attempt_at = now() + make_interval(secs => $5), "
                 "status = CASE WHEN created_at < now() - make_interval(secs => $6) "
                 "              THEN 'dead' ELSE 'pending' END "
-                "WHERE channel = $1 AND outbox_id = $2",
+                "WHERE channel = $1 AND outbox_id = $2 AND status = 'pending'",
                 channel, failed.outbox_id, tries, failed.error[:500], backoff_s(tries),
                 dead_after_s)
             log.warning("event delivery failed", extra={

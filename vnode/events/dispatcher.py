@@ -3,13 +3,20 @@ the database makes that safe (SKIP LOCKED fan-out, one deliverer per channel at 
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import asyncpg
 import httpx
 
-from vnode.events.delivery import deliver_once
+from vnode.events.delivery import Sender, deliver_once
 from vnode.events.fanout import fan_out_once
 from vnode.events.redis_stream import RedisStreamChannel
 from vnode.events.webhooks import Endpoint, WebhookChannel
+
+log = logging.getLogger(__name__)
+# Channels delivered at once; each holds a pool connection while it delivers.
+PARALLEL_CHANNELS = 4
 
 
 class Dispatcher:
@@ -25,16 +32,28 @@ class Dispatcher:
         return await fan_out_once(self.pool, redis_enabled=self.redis is not None)
 
     async def deliver(self) -> int:
-        delivered = 0
-        if self.redis is not None:
-            delivered += await deliver_once(self.pool, "redis", self.redis.send)
+        """Deliver every channel, side by side: a slow endpoint does not hold up the others,
+        and one channel's failure does not stop the rest."""
         rows = await self.pool.fetch(
             "SELECT id, url, secret FROM webhook_endpoints WHERE removed_at IS NULL ORDER BY id")
+        channels: list[tuple[str, Sender]] = []
+        if self.redis is not None:
+            channels.append(("redis", self.redis.send))
         for row in rows:
-            channel = WebhookChannel(Endpoint(row["id"], row["url"], row["secret"]), self.http,
+            webhook = WebhookChannel(Endpoint(row["id"], row["url"], row["secret"]), self.http,
                                      self.allow_hosts)
-            delivered += await deliver_once(self.pool, channel.endpoint.channel, channel.send)
-        return delivered
+            channels.append((webhook.endpoint.channel, webhook.send))
+        gate = asyncio.Semaphore(PARALLEL_CHANNELS)
+
+        async def one(name: str, send: Sender) -> int:
+            async with gate:
+                try:
+                    return await deliver_once(self.pool, name, send)
+                except Exception:
+                    log.exception("delivering a channel failed", extra={"channel": name})
+                    return 0
+
+        return sum(await asyncio.gather(*(one(name, send) for name, send in channels)))
 
     async def close(self) -> None:
         await self.http.aclose()

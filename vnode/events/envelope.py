@@ -39,7 +39,8 @@ class Event:
             "type": self.event_type,
             "user_id": self.user_id,
             "seq": self.user_seq,
-            "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
+            "created_at": self.created_at.isoformat(timespec="microseconds").replace(
+                "+00:00", "Z"),
             "data": self.payload,
         }
 

@@ -1,8 +1,10 @@
 """Fan-out: every committed outbox row becomes one pending delivery per active channel.
 
-Rows are claimed with SKIP LOCKED, so several processes can fan out at once without doubling
-a delivery (the deliveries' primary key would refuse it anyway). A channel added later receives
-the events committed after it was added.
+One process fans out at a time (a transaction-scoped advisory lock; the others skip their
+turn): were two to fan out at once, the second could commit a user's next event while the
+first still held that user's earlier one, and the later event would be delivered first. Rows
+are claimed with SKIP LOCKED all the same, and the deliveries' primary key refuses a double.
+A channel added later receives the events committed after it was added.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ from __future__ import annotations
 import asyncpg
 
 FAN_OUT_BATCH = 1000
+_FAN_OUT_LOCK = 0x766E6F6465466F  # pg advisory lock key: one fan-out at a time
 
 
 async def fan_out_once(pool: asyncpg.Pool, *, redis_enabled: bool,
                        batch: int = FAN_OUT_BATCH) -> int:
     async with pool.acquire() as conn, conn.transaction():
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _FAN_OUT_LOCK):
+            return 0  # another process is fanning out right now
         rows = await conn.fetch(
             "SELECT id, event_type, user_id, user_seq FROM outbox WHERE fanned_out_at IS NULL "
             "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED", batch)

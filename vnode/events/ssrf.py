@@ -39,7 +39,8 @@ async def check_url(url: str, allow_hosts: frozenset[str]) -> None:
         infos = await asyncio.get_running_loop().getaddrinfo(
             host, parts.port or (443 if parts.scheme == "https" else 80),
             type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
+    except (socket.gaierror, UnicodeError, ValueError) as exc:
+        # (A malformed name such as "a..b" fails in the IDNA codec, not in the resolver.)
         raise UnsafeUrl(f"cannot resolve {host}: {exc}") from None
     for info in infos:
         address = ipaddress.ip_address(info[4][0])

@@ -48,7 +48,7 @@ class WebhookChannel:
             }, timeout=DELIVERY_TIMEOUT_S)
         except UnsafeUrl as exc:
             return Result(event.outbox_id, f"refused: {exc}")
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             return Result(event.outbox_id, f"{type(exc).__name__}: {exc}")
         if 200 <= response.status_code < 300:
             return Result(event.outbox_id)
