@@ -187,7 +187,7 @@ class ServeProcess:
             # Workers (--workers > 1) read their settings from the environment only: without
             # this they would look for the simulated node beside the default port.
             "VNODE_PORT": str(self.port),
-            "VNODE_ACCESS_LOG": "true" if access_log else "false", "VNODE_LOG_LEVEL": "WARNING",
+            "VNODE_ACCESS_LOG": "true" if access_log else "false",
         })
         env.update(extra_env or {})
         self.env = env

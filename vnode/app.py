@@ -96,7 +96,10 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             if settings.run_workers:
                 start_workers(supervisor, pool, backend, monitor, settings)
                 supervisor.every("event-fan-out", settings.events_interval_s, dispatcher.fan_out)
-                supervisor.every("event-delivery", settings.events_interval_s, dispatcher.deliver)
+                supervisor.every("redis-delivery", settings.events_interval_s,
+                                 dispatcher.deliver_redis)
+                supervisor.every("webhook-delivery", settings.events_interval_s,
+                                 dispatcher.deliver_webhooks)
             try:
                 yield
             finally:

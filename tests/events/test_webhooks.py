@@ -467,7 +467,7 @@ async def test_dead_letters_listed_and_retried_by_api_and_cli(
                 assert retried.status_code == 200 and retried.json() == {"requeued": 4}
 
                 async def first_served() -> bool:
-                    await dispatcher.deliver()
+                    await dispatcher.deliver_webhooks()
                     return len(first.received) == 4
                 await wait_until(first_served, 10, "the first endpoint's letters")
                 assert sorted(first.ids()) == sorted(e[0] for e in produced)
@@ -483,7 +483,7 @@ async def test_dead_letters_listed_and_retried_by_api_and_cli(
                 assert "4 dead deliveries queued again" in resent.stdout
 
                 async def second_served() -> bool:
-                    await dispatcher.deliver()
+                    await dispatcher.deliver_webhooks()
                     return len(second.received) == 4
                 await wait_until(second_served, 10, "the second endpoint's letters")
                 assert sorted(second.ids()) == sorted(e[0] for e in produced)

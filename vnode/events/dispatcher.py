@@ -9,7 +9,7 @@ import logging
 import asyncpg
 import httpx
 
-from vnode.events.delivery import Sender, deliver_once
+from vnode.events.delivery import deliver_once
 from vnode.events.fanout import fan_out_once
 from vnode.events.redis_stream import RedisStreamChannel
 from vnode.events.webhooks import Endpoint, WebhookChannel
@@ -31,29 +31,30 @@ class Dispatcher:
     async def fan_out(self) -> int:
         return await fan_out_once(self.pool, redis_enabled=self.redis is not None)
 
-    async def deliver(self) -> int:
-        """Deliver every channel, side by side: a slow endpoint does not hold up the others,
-        and one channel's failure does not stop the rest."""
+    async def deliver_redis(self) -> int:
+        if self.redis is None:
+            return 0
+        return await deliver_once(self.pool, "redis", self.redis.send)
+
+    async def deliver_webhooks(self) -> int:
+        """Every endpoint side by side: a slow endpoint does not hold up the others, and one
+        endpoint's failure does not stop the rest. (Redis has a loop of its own.)"""
         rows = await self.pool.fetch(
             "SELECT id, url, secret FROM webhook_endpoints WHERE removed_at IS NULL ORDER BY id")
-        channels: list[tuple[str, Sender]] = []
-        if self.redis is not None:
-            channels.append(("redis", self.redis.send))
-        for row in rows:
-            webhook = WebhookChannel(Endpoint(row["id"], row["url"], row["secret"]), self.http,
-                                     self.allow_hosts)
-            channels.append((webhook.endpoint.channel, webhook.send))
         gate = asyncio.Semaphore(PARALLEL_CHANNELS)
 
-        async def one(name: str, send: Sender) -> int:
+        async def one(row: asyncpg.Record) -> int:
+            webhook = WebhookChannel(Endpoint(row["id"], row["url"], row["secret"]), self.http,
+                                     self.allow_hosts)
             async with gate:
                 try:
-                    return await deliver_once(self.pool, name, send)
+                    return await deliver_once(self.pool, webhook.endpoint.channel, webhook.send)
                 except Exception:
-                    log.exception("delivering a channel failed", extra={"channel": name})
+                    log.exception("delivering a webhook failed",
+                                  extra={"channel": webhook.endpoint.channel})
                     return 0
 
-        return sum(await asyncio.gather(*(one(name, send) for name, send in channels)))
+        return sum(await asyncio.gather(*(one(row) for row in rows)))
 
     async def close(self) -> None:
         await self.http.aclose()

@@ -15,7 +15,7 @@ from vnode.events.ssrf import UnsafeUrl, check_url
 from vnode.payments.signing import SIGNATURE_HEADER, sign
 
 DELIVERY_TIMEOUT_S = 10.0
-PARALLEL_USERS = 16
+PARALLEL_USERS = 64
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,384 @@
+"""Events delivered per second and commit-to-delivery lag, for webhooks and Redis Streams, under
+the transfer load.
+
+    python bench/events.py                      # about 80 seconds with the defaults
+    python bench/events.py --duration 30 --clients 16
+
+It starts a throwaway embedded PostgreSQL cluster, a `redis-server` (apt-get install -y
+redis-server), a minimal webhook receiver (a raw ASGI app under uvicorn, in its own process, that
+records when each POST arrived) and `vnode serve` with VNODE_REDIS_URL and
+VNODE_WEBHOOK_ALLOW_HOSTS=127.0.0.1, and registers the receiver with `POST /admin/webhooks`
+(every event type). It funds --users users, waits until their admin.credit events are
+delivered, then drives internal transfers for --duration seconds exactly as bench/transfers.py
+does (wrk, or a Python load generator), each transfer committing two events.
+
+Measured, for each channel, over the events the load produced:
+- delivered/s while the load ran (webhook: POSTs received; Redis: entries whose stream id,
+  Redis's own clock at XADD, falls in the load window), against produced/s (outbox rows);
+- commit-to-delivery lag p50/p99: arrival (receiver clock, or the XADD time in the entry id)
+  minus the envelope's created_at (PostgreSQL's clock at the transfer's transaction; same machine);
+- how long the backlog took to drain after the load stopped.
+
+Printed last, the comparable figure: delivered/s divided by produced/s, for the slower channel
+(1.00: delivery keeps up with the transfers; below 1: a backlog builds while the load lasts).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import orjson
+import redis
+import typer
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common
+import transfers
+
+console = Console(stderr=True)
+out = Console(width=110)
+SERVICE, POSTGRES, RECEIVER, REDIS = "vnode serve", "PostgreSQL", "receiver", "redis-server"
+STREAM_KEY = "vnode:events"
+FUND_MSAT = 100_000_000
+
+
+# --------------------------------------------------------------------------------------------
+# The webhook receiver: its own process, so that its CPU is not the service's
+
+
+def _receiver_main(port: int) -> None:
+    """A raw ASGI app: POST records (created_at, arrival); GET returns what was recorded."""
+    import uvicorn
+
+    received: list[tuple[str, float]] = []
+
+    async def app(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
+                  send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["method"] == "POST":
+            body = b""
+            more = True
+            while more:
+                message = await receive()
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+            arrived = time.time()
+            received.append((orjson.loads(body)["created_at"], arrived))
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        payload = orjson.dumps(received)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": payload})
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+                lifespan="off")
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.port = common.free_port()
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.proc = multiprocessing.get_context("spawn").Process(
+            target=_receiver_main, args=(self.port,), daemon=True)
+
+    def start(self) -> None:
+        self.proc.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url, timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise TimeoutError("the webhook receiver did not start")
+
+    def received(self) -> list[tuple[str, float]]:
+        return [(c, float(t)) for c, t in httpx.get(self.url, timeout=60).json()]
+
+    @property
+    def pid(self) -> int:
+        assert self.proc.pid is not None
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(10)
+
+
+# --------------------------------------------------------------------------------------------
+# redis-server
+
+
+class RedisServer:
+    def __init__(self, workdir: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise typer.BadParameter("redis-server is not installed "
+                                     "(apt-get install -y redis-server)")
+        self.port = common.free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.log_path = workdir / "redis.log"
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [binary, "--save", "", "--appendonly", "no", "--port", str(self.port),
+                 "--bind", "127.0.0.1"], stdout=log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout_s: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited: {self.log_path.read_text()[-500:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError("redis-server did not answer PING")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(10)
+
+
+# --------------------------------------------------------------------------------------------
+# Measuring
+
+
+def _scalar(dsn: str, sql: str) -> str:
+    return common.psql(dsn, "-tAc", sql).strip()
+
+
+def _epoch(created_at: str) -> float:
+    return datetime.fromisoformat(created_at).timestamp()
+
+
+def _pct(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
+
+
+@dataclass
+class ChannelResult:
+    name: str
+    in_window: int  # deliveries that happened while the load ran
+    delivered: int  # deliveries of the load's events, in the end
+    lags_s: list[float]
+    last_arrival: float
+
+    def rate(self, window_s: float) -> float:
+        return self.in_window / window_s if window_s else 0.0
+
+
+def _channel(name: str, arrivals: list[tuple[str, float]], first: float,
+             last: float) -> ChannelResult:
+    """arrivals: (envelope created_at, arrival epoch) of every delivery on the channel."""
+    load = [(_epoch(c), t) for c, t in arrivals if _epoch(c) >= first]
+    return ChannelResult(
+        name, sum(1 for _, t in arrivals if first <= t <= last), len(load),
+        [t - c for c, t in load], max((t for _, t in load), default=float("nan")))
+
+
+def _stream_arrivals(redis_url: str) -> list[tuple[str, float]]:
+    """(created_at, XADD time) of every entry: the entry id is Redis's clock in ms."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    found: list[tuple[str, float]] = []
+    start = "-"
+    try:
+        while True:
+            chunk = client.xrange(STREAM_KEY, min=start, count=10_000)
+            if not chunk:
+                return found
+            for entry_id, fields in chunk:
+                found.append((fields["created_at"], int(entry_id.split("-")[0]) / 1000))
+            start = "(" + chunk[-1][0]
+    finally:
+        client.close()
+
+
+def _wait_drained(dsn: str, timeout_s: float) -> float | None:
+    """Seconds until nothing is left to fan out or deliver, or None at the deadline."""
+    started = time.monotonic()
+    with console.status("waiting for the deliveries to drain"):
+        while time.monotonic() - started < timeout_s:
+            left = _scalar(dsn, "SELECT (SELECT count(*) FROM outbox WHERE fanned_out_at IS NULL)"
+                                " + (SELECT count(*) FROM event_deliveries "
+                                "    WHERE status = 'pending')")
+            if left == "0":
+                return time.monotonic() - started
+            time.sleep(0.1)
+    return None
+
+
+def _register_webhook(service: common.ServeProcess, url: str) -> None:
+    response = httpx.post(f"{service.url}/admin/webhooks", json={"url": url, "events": []},
+                          headers={"Authorization": f"Bearer {service.admin_key}"}, timeout=30)
+    if response.status_code != 201:
+        raise RuntimeError(f"POST /admin/webhooks: {response.status_code} {response.text}")
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main(
+    duration: Annotated[int, typer.Option(help="Seconds of transfer load")] = 20,
+    clients: Annotated[int, typer.Option(help="Concurrent connections of the load")] = 32,
+    users: Annotated[int, typer.Option(help="Users funded and transferring")] = 1000,
+    workers: Annotated[int, typer.Option(help="`vnode serve --workers`")] = 1,
+    loadgen: Annotated[str, typer.Option(help="auto (wrk if installed), wrk or python")]
+    = "auto",
+    drain_timeout: Annotated[float, typer.Option(
+        help="Seconds to wait after the load for the backlog to be delivered")] = 90.0,
+    webhook: Annotated[bool, typer.Option(help="Register the webhook receiver")] = True,
+    redis_stream: Annotated[bool, typer.Option("--redis/--no-redis",
+                                               help="Set VNODE_REDIS_URL")] = True,
+) -> None:
+    """Events delivered/s and commit-to-delivery lag per channel, under the transfer load."""
+    if loadgen == "auto":
+        loadgen = "wrk" if shutil.which("wrk") else "python"
+    user_base, max_amount = 7_000_000_000, 1000
+    workdir = Path(tempfile.mkdtemp(prefix="vnode-bench-events-"))
+    cluster: common.BenchCluster | None = None
+    redis_server: RedisServer | None = None
+    receiver: Receiver | None = None
+    service: common.ServeProcess | None = None
+    try:
+        with console.status("starting PostgreSQL, redis-server, the receiver and vnode serve"):
+            cluster = common.BenchCluster()
+            dsn = cluster.start()
+            redis_server = RedisServer(workdir)
+            redis_server.wait_ready()
+            receiver = Receiver()
+            receiver.start()
+            env = {"VNODE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1"}
+            if redis_stream:
+                env.update({"VNODE_REDIS_URL": redis_server.url,
+                            "VNODE_REDIS_STREAM_KEY": STREAM_KEY})
+            service = common.ServeProcess(dsn, workdir / "data", workers, extra_env=env)
+            service.start()
+            if webhook:
+                _register_webhook(service, receiver.url)
+        assert service.proc is not None
+        out.print(f"machine: {common.machine_summary()}")
+        out.print(f"PostgreSQL {common.server_version(dsn)}; redis-server "
+                  f"{redis.Redis.from_url(redis_server.url).info()['redis_version']}; "
+                  f"vnode serve --workers {workers}; load from {loadgen}")
+
+        with console.status(f"funding {users} users"):
+            transfers.fund_users(service.url, service.admin_key, users, user_base, FUND_MSAT)
+        if _wait_drained(dsn, 120) is None:
+            raise RuntimeError("the funding events were not delivered in 120 s")
+
+        roots = {SERVICE: service.proc.pid, RECEIVER: receiver.pid,
+                 REDIS: redis_server.proc.pid}
+        if cluster.postmaster_pid is not None:
+            roots[POSTGRES] = cluster.postmaster_pid
+        load, meter = transfers.run_load(
+            loadgen, service.url, service.admin_key, clients, 2, duration, users, user_base,
+            max_amount, workdir, roots, f"transfers, {clients} clients")
+        drained_s = _wait_drained(dsn, drain_timeout)
+
+        # The load window, by the outbox's own clock: first to last event the load committed
+        # (every transfer.completed; the funding wrote admin.credit events).
+        produced, first, last = _scalar(dsn, (
+            "SELECT count(*) || ' ' || extract(epoch FROM min(created_at)) || ' ' || "
+            "extract(epoch FROM max(created_at)) FROM outbox "
+            "WHERE event_type = 'transfer.completed'")).split()
+        produced_n, first_t, last_t = int(produced), float(first), float(last)
+        window_s = last_t - first_t
+        channels = []
+        if webhook:
+            channels.append(_channel("webhook", receiver.received(), first_t, last_t))
+        if redis_stream:
+            channels.append(_channel("Redis Streams", _stream_arrivals(redis_server.url),
+                                     first_t, last_t))
+        if not channels:
+            raise typer.BadParameter("nothing to measure: --no-webhook and --no-redis")
+        _report(load, meter, produced_n, window_s, channels, drained_s, duration, clients)
+        produced_rate = produced_n / window_s if window_s else 0.0
+        ratios = {c.name: c.rate(window_s) / produced_rate if produced_rate else 0.0
+                  for c in channels}
+        slower = min(ratios, key=lambda name: ratios[name])
+        print("ratio delivered/produced per second: "
+              + ", ".join(f"{name} {r:.2f}" for name, r in ratios.items()), flush=True)
+        print(f"ratio delivered/produced ({slower}, the slower channel): {ratios[slower]:.2f}",
+              flush=True)
+    finally:
+        with console.status("stopping"):
+            if service is not None:
+                service.stop()
+            if receiver is not None:
+                receiver.stop()
+            if redis_server is not None:
+                redis_server.stop()
+            if cluster is not None:
+                cluster.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _report(load: transfers.LoadResult, meter: common.CpuMeter, produced: int, window_s: float,
+            channels: list[ChannelResult], drained_s: float | None, duration: int,
+            clients: int) -> None:
+    table = Table(title=f"{clients} clients, {duration}s of transfers")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row(f"transfers/s (200 only, {load.tool})", f"{load.rate:,.0f}")
+    table.add_row("transfer latency p50 / p99", f"{load.p50_ms:.1f} / {load.p99_ms:.1f} ms")
+    table.add_row("events produced (outbox rows)",
+                  f"{produced:,} in {window_s:.1f}s = {produced / window_s:,.0f}/s"
+                  if window_s else str(produced))
+    for channel in channels:
+        table.add_row(f"{channel.name}: delivered/s during the load",
+                      f"{channel.rate(window_s):,.0f}")
+        table.add_row(f"{channel.name}: lag p50 / p99 / max",
+                      f"{1000 * _pct(channel.lags_s, 50):,.0f} / "
+                      f"{1000 * _pct(channel.lags_s, 99):,.0f} / "
+                      f"{1000 * max(channel.lags_s, default=float('nan')):,.0f} ms")
+        table.add_row(f"{channel.name}: delivered in the end",
+                      f"{channel.delivered:,} of {produced:,}")
+    table.add_row("backlog drained after the load in",
+                  f"{drained_s:.1f}s" if drained_s is not None else "not within the timeout")
+    out.print(table)
+    cpu = Table(title="CPU cores used during the load")
+    for name in meter.used:
+        cpu.add_column(name, justify="right")
+    cpu.add_column("machine idle", justify="right")
+    total = meter.machine_busy.total + meter.machine_idle
+    cpu.add_row(*(f"{meter.seconds(name) / load.seconds:.2f}" for name in meter.used),
+                f"{100 * meter.machine_idle / total:.0f}%" if total else "")
+    out.print(cpu)
+    if meter.foreign_user / load.seconds > 0.05:
+        out.print(f"[yellow]other programs used {meter.foreign_user / load.seconds:.2f} cores "
+                  "during the load: these figures are low; run again on a quiet machine[/]")
+    if any(channel.lags_s for channel in channels):
+        mean = {c.name: statistics.fmean(c.lags_s) for c in channels if c.lags_s}
+        out.print("mean lag: " + ", ".join(f"{k} {1000 * v:,.0f} ms" for k, v in mean.items()))
+
+
+if __name__ == "__main__":
+    typer.run(main)
