@@ -97,8 +97,11 @@ def serve(
         if settings.workers == 1:
             uvicorn.run(create_app(settings, dsn), **common)  # type: ignore[arg-type]
         else:
-            os.environ["VNODE_DATABASE_URL"] = dsn
-            os.environ["VNODE_DATA_DIR"] = str(settings.data_dir)
+            # Worker processes read their settings from the environment: hand them the
+            # command line's too (the port decides where the simulated node is).
+            os.environ.update({
+                "VNODE_DATABASE_URL": dsn, "VNODE_DATA_DIR": str(settings.data_dir),
+                "VNODE_HOST": settings.host, "VNODE_PORT": str(settings.port)})
             uvicorn.run("vnode.app:app_from_environment", factory=True,
                         workers=settings.workers, **common)  # type: ignore[arg-type]
 

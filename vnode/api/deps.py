@@ -37,7 +37,8 @@ class Services:
     sender: PaymentSender
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async on purpose: FastAPI runs a plain `def` dependency in a thread pool, on every request.
     services = request.app.state.services
     assert isinstance(services, Services)
     return services
@@ -54,18 +55,25 @@ def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
         if credentials is None or credentials.scheme.lower() != "bearer":
-            raise ApiError(ErrorCode.UNAUTHORIZED, "send an API key as 'Authorization: Bearer ...'")
-        principal = await services.keys.verify(credentials.credentials)
-        if principal is None:
-            raise ApiError(ErrorCode.UNAUTHORIZED, "unknown or revoked API key")
-        if not principal.scope.allows(scope):
-            raise ApiError(
-                ErrorCode.FORBIDDEN, f"this endpoint needs scope '{scope.value}' or above; "
-                f"the key has '{principal.scope.value}'"
-            )
-        return principal
+            return await authorize(services.keys, None, scope)
+        return await authorize(services.keys, credentials.credentials, scope)
 
     return check
+
+
+async def authorize(keys: KeyVerifier, token: str | None, scope: Scope) -> Principal:
+    """The caller behind a bearer token, if its scope includes `scope` (401 / 403 otherwise)."""
+    if not token:
+        raise ApiError(ErrorCode.UNAUTHORIZED, "send an API key as 'Authorization: Bearer ...'")
+    principal = await keys.verify(token)
+    if principal is None:
+        raise ApiError(ErrorCode.UNAUTHORIZED, "unknown or revoked API key")
+    if not principal.scope.allows(scope):
+        raise ApiError(
+            ErrorCode.FORBIDDEN, f"this endpoint needs scope '{scope.value}' or above; "
+            f"the key has '{principal.scope.value}'"
+        )
+    return principal
 
 
 ReadKey = Annotated[Principal, Depends(require(Scope.READ))]

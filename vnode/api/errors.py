@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -64,20 +64,25 @@ def _validation_code(error: dict[str, Any]) -> ErrorCode:
 
 
 def _describe(error: dict[str, Any]) -> str:
-    if tuple(error["loc"]) == ("body",) and error["type"] in ("model_attributes_type", "dict_type"):
+    if tuple(error["loc"]) in (("body",), ()) and error["type"] in (
+            "model_attributes_type", "dict_type", "model_type"):
         return "the body must be a JSON object, sent with Content-Type: application/json"
     where = ".".join(str(part) for part in error["loc"] if part != "body")
     return f"{where}: {error['msg']}" if where else str(error["msg"])
 
 
-async def _on_validation(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    errors = list(exc.errors())
+def validation_error_response(errors: Sequence[Any]) -> Response:
+    """The catalogue answer for pydantic errors (FastAPI's, or a model validated directly)."""
     if not errors:
         return error_response(422, ErrorCode.INVALID_REQUEST.value, "invalid request")
     code = _validation_code(errors[0])
     message = "; ".join(_describe(e) for e in errors[:5])
     return error_response(CATALOGUE[code].status, code.value, message)
+
+
+async def _on_validation(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return validation_error_response(list(exc.errors()))
 
 
 async def _on_api_error(_request: Request, exc: Exception) -> Response:

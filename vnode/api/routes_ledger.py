@@ -11,6 +11,7 @@ from vnode.api.deps import (
     IdempotencyHeader,
     ReadKey,
     ReceiveKey,
+    Services,
     ServicesDep,
     SpendKey,
     idempotency,
@@ -18,6 +19,7 @@ from vnode.api.deps import (
 from vnode.api.errors import documented_errors
 from vnode.api.responses import json_response, outcome_response
 from vnode.api.schemas import AssetBalanceBody, HistoryBody, TransferBody, UserBody
+from vnode.apikeys import Principal
 from vnode.errors import ApiError, ErrorCode
 from vnode.ledger import balances, history, nodes, transfers
 
@@ -69,6 +71,13 @@ async def virtual_transfer(
     body: TransferBody, key: SpendKey, services: ServicesDep,
     idempotency_key: IdempotencyHeader = None,
 ) -> Response:
+    # Normally served by vnode/api/fastpath.py, which calls the same handle_transfer; this route
+    # documents the endpoint and serves it should the fast path be bypassed.
+    return await handle_transfer(services, body, key, idempotency_key)
+
+
+async def handle_transfer(services: Services, body: TransferBody, key: Principal,
+                          idempotency_key: str | None) -> Response:
     if body.from_user_id == body.to_user_id:
         raise ApiError(ErrorCode.SELF_TRANSFER)
     command = transfers.TransferCommand(

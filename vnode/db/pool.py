@@ -20,9 +20,14 @@ _RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.Seria
 MAX_ATTEMPTS = 5
 
 
+async def _no_reset(_conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """Nothing sets session state on pooled connections (the NOTIFY listener keeps its own),
+    so the default reset, a second round trip on every release, is skipped."""
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 16) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size,
+        dsn, min_size=min_size, max_size=max_size, reset=_no_reset,
         server_settings={"application_name": "vnode"},
     )
     assert pool is not None
