@@ -1,0 +1,478 @@
+"""External payments per second through the simulated node, with the reconciler running, and the
+time from request to final state; against the simulated node's own rate.
+
+    python bench/payments.py                    # about 80 seconds with the defaults
+    python bench/payments.py --clients 32 --settle-delay 0.1
+    python bench/payments.py --hold-fraction 0.02   # 2% of payments held by the node for 8 s
+
+It starts a throwaway embedded PostgreSQL cluster, a standalone simulated RGB Lightning Node
+(`vnode sim serve --settle-delay-s S`: every outbound payment answers Pending and succeeds S
+seconds later) and `vnode serve` with VNODE_NODE=sim and VNODE_RLN_URL pointing at it (the
+reconciler and the invoice watcher run as in production). It funds --users users with
+POST /admin/credit and pre-creates outside invoices of --amount-msat with POST /_sim/invoice
+(not timed). Then --clients concurrent clients (httpx, in a separate process) pay them for
+--duration seconds, each looping:
+
+    POST /virtual_sendpayment {user_id, invoice}    a random funded user
+      200 succeeded/failed: final, the latency is the response time;
+      202 pending: POST /virtual_payment every --poll-s until it is final.
+
+Time to final state is measured from the request to the answer that shows the final state.
+Only succeeded payments count towards payments/s.
+
+The reference, in the same run and with the same clients, seconds and poll period: the simulated
+node's own rate, paying the same kind of outside invoices through its REST API directly
+(POST /sendpayment, then POST /getpayment until Succeeded). It shows what the node and the
+load generator cost without vnode in between. Printed last:
+
+    ratio vnode/sim-direct: 0.NN
+
+With --hold-fraction F, before a fraction F of the payments the client sets the node's
+`hold` fault (POST /_sim/faults; it holds the next payment the node records, which may be
+another client's), and any payment still not final --hold-s seconds after its request is
+released by its client (POST /_sim/release, succeed). With --hold-s above VNODE_PAYMENT_WAIT_S
+(5 s) vnode answers 202 for those and the reconciler finishes them.
+
+After the run `vnode audit --no-node` is run against the bench's database; its verdict is printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common
+import transfers
+
+from vnode.lightning.sim_process import SimProcess
+
+console = Console(stderr=True)
+out = Console(width=110)
+SERVICE, SIM, POSTGRES, CLIENT = "vnode serve", "sim node", "PostgreSQL", "client"
+FUND_MSAT = 1_000_000_000  # 1,000,000 sats per user: each payment holds amount + fee reserve
+VNODE, DIRECT = "vnode", "sim-direct"
+Invoice = tuple[str, str]  # (payment_hash, invoice text)
+
+
+# --------------------------------------------------------------------------------------------
+# Invoices of an outside payee (the simulated node's /_sim/invoice)
+
+
+def make_invoices(sim_url: str, count: int, amount_msat: int) -> list[Invoice]:
+    async def run() -> list[Invoice]:
+        semaphore = asyncio.Semaphore(8)
+        limits = httpx.Limits(max_connections=8)
+        async with httpx.AsyncClient(base_url=sim_url, timeout=30.0, limits=limits) as client:
+            async def one() -> Invoice:
+                async with semaphore:
+                    response = await client.post("/_sim/invoice", json={
+                        "amt_msat": amount_msat, "expiry_sec": 3600})
+                    if response.status_code != 200:
+                        raise RuntimeError(f"/_sim/invoice: {response.status_code} "
+                                           f"{response.text[:300]}")
+                    body = response.json()
+                    return str(body["payment_hash"]), str(body["invoice"])
+
+            return await asyncio.gather(*(one() for _ in range(count)))
+
+    return asyncio.run(run())
+
+
+# --------------------------------------------------------------------------------------------
+# The load generator: its own process, httpx.AsyncClient, one connection per client
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    mode: str  # VNODE or DIRECT
+    url: str  # vnode serve, or the simulated node for DIRECT
+    sim_url: str  # the simulated node's control API (faults, release)
+    key: str
+    clients: int
+    seconds: float
+    users: list[int]
+    invoices: list[Invoice]
+    poll_s: float
+    final_timeout_s: float
+    hold_fraction: float
+    hold_s: float
+
+
+@dataclass
+class _Tally:
+    finals: Counter[str] = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)  # succeeded, request to final
+    requests: Counter[str] = field(default_factory=Counter)  # HTTP calls by kind
+    answered_202: int = 0
+    holds_set: int = 0
+    released: int = 0
+    ran_out: bool = False
+
+
+def _load_main(spec: LoadSpec, ready: Any, go: Any,
+               queue: multiprocessing.Queue[dict[str, Any]]) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    queue.put(asyncio.run(_timed_load(spec, ready, go)))
+
+
+async def _timed_load(spec: LoadSpec, ready: Any, go: Any) -> dict[str, Any]:
+    tally = _Tally()
+    invoices = iter(spec.invoices)
+    limits = httpx.Limits(max_connections=spec.clients + 4,
+                          max_keepalive_connections=spec.clients + 4)
+    headers = {"Authorization": f"Bearer {spec.key}"} if spec.key else {}
+    async with httpx.AsyncClient(base_url=spec.url, limits=limits, headers=headers,
+                                 timeout=30.0) as http, \
+            httpx.AsyncClient(base_url=spec.sim_url, timeout=30.0) as control:
+        pay = _pay_vnode if spec.mode == VNODE else _pay_direct
+        ready.set()
+        await asyncio.get_running_loop().run_in_executor(None, go.wait)
+        cpu_before = os.times()
+        started = time.perf_counter()
+        end = started + spec.seconds
+
+        async def client() -> None:
+            rng = random.Random()
+            while time.perf_counter() < end:
+                try:
+                    payment_hash, invoice = next(invoices)
+                except StopIteration:
+                    tally.ran_out = True
+                    return
+                if spec.hold_fraction and rng.random() < spec.hold_fraction:
+                    await _post(control, "/_sim/faults", {"next_payment": "hold"}, tally,
+                                "faults")
+                    tally.holds_set += 1
+                t0 = time.perf_counter()
+                final = await pay(http, control, spec, tally, rng.choice(spec.users),
+                                  payment_hash, invoice, t0)
+                tally.finals[final] += 1
+                if final == "succeeded":
+                    tally.latencies.append(time.perf_counter() - t0)
+
+        await asyncio.gather(*(client() for _ in range(spec.clients)))
+        elapsed = time.perf_counter() - started
+        cpu_after = os.times()
+    tally.latencies.sort()
+    return {"seconds": elapsed, "finals": dict(tally.finals), "latencies": tally.latencies,
+            "requests": dict(tally.requests), "answered_202": tally.answered_202,
+            "holds_set": tally.holds_set, "released": tally.released,
+            "ran_out": tally.ran_out, "cpu_user": cpu_after.user - cpu_before.user,
+            "cpu_system": cpu_after.system - cpu_before.system}
+
+
+async def _post(http: httpx.AsyncClient, path: str, body: dict[str, Any], tally: _Tally,
+                kind: str) -> httpx.Response | str:
+    """The response, or the transport error's name."""
+    tally.requests[kind] += 1
+    try:
+        return await http.post(path, json=body)
+    except httpx.HTTPError as exc:
+        return type(exc).__name__
+
+
+async def _maybe_release(control: httpx.AsyncClient, spec: LoadSpec, tally: _Tally,
+                         payment_hash: str, t0: float, released: list[bool]) -> None:
+    """Release a payment the node holds once it is --hold-s old (at most once)."""
+    if spec.hold_fraction and not released[0] and time.perf_counter() - t0 >= spec.hold_s:
+        released[0] = True
+        answer = await _post(control, "/_sim/release",
+                             {"payment_hash": payment_hash, "outcome": "succeed"}, tally,
+                             "release")
+        if isinstance(answer, httpx.Response) and answer.status_code == 200:
+            tally.released += 1
+
+
+async def _pay_vnode(http: httpx.AsyncClient, control: httpx.AsyncClient, spec: LoadSpec,
+                     tally: _Tally, user_id: int, payment_hash: str, invoice: str,
+                     t0: float) -> str:
+    """POST /virtual_sendpayment, then /virtual_payment while 202; the final status."""
+    answer = await _post(http, "/virtual_sendpayment", {"user_id": user_id, "invoice": invoice},
+                         tally, "sendpayment")
+    if isinstance(answer, str):
+        return f"transport error: {answer}"
+    if answer.status_code == 202:
+        tally.answered_202 += 1
+    released = [False]
+    while answer.status_code == 202:
+        if time.perf_counter() - t0 > spec.final_timeout_s:
+            return "still pending at the timeout"
+        await _maybe_release(control, spec, tally, payment_hash, t0, released)
+        await asyncio.sleep(spec.poll_s)
+        polled = await _post(http, "/virtual_payment",
+                             {"user_id": user_id, "payment_hash": payment_hash}, tally, "poll")
+        if isinstance(polled, str):
+            continue  # the payment is in flight; ask again
+        answer = polled
+    if answer.status_code != 200:
+        return f"HTTP {answer.status_code} {answer.json().get('error', '')}".rstrip()
+    return str(answer.json()["status"])
+
+
+async def _pay_direct(http: httpx.AsyncClient, control: httpx.AsyncClient, spec: LoadSpec,
+                      tally: _Tally, user_id: int, payment_hash: str, invoice: str,
+                      t0: float) -> str:
+    """POST /sendpayment on the node, then /getpayment until final (first poll at once, then
+    every --poll-s, as vnode's own wait does); the final status."""
+    del user_id
+    answer = await _post(http, "/sendpayment", {"invoice": invoice}, tally, "sendpayment")
+    if isinstance(answer, str):
+        return f"transport error: {answer}"
+    if answer.status_code != 200:
+        return f"HTTP {answer.status_code} {answer.json().get('name', '')}".rstrip()
+    status = str(answer.json()["status"])
+    released = [False]
+    while status == "Pending":
+        if time.perf_counter() - t0 > spec.final_timeout_s:
+            return "still pending at the timeout"
+        polled = await _post(http, "/getpayment", {"payment_hash": payment_hash}, tally, "poll")
+        if isinstance(polled, httpx.Response) and polled.status_code == 200:
+            status = str(polled.json()["payment"]["status"])
+            if status != "Pending":
+                break
+        await _maybe_release(control, spec, tally, payment_hash, t0, released)
+        await asyncio.sleep(spec.poll_s)
+    return status.lower()
+
+
+@dataclass
+class LoadResult:
+    label: str
+    seconds: float
+    finals: Counter[str]
+    latencies_s: list[float]
+    requests: Counter[str]
+    answered_202: int
+    holds_set: int
+    released: int
+    ran_out: bool
+
+    @property
+    def succeeded(self) -> int:
+        return self.finals.get("succeeded", 0)
+
+    @property
+    def rate(self) -> float:
+        return self.succeeded / self.seconds if self.seconds else 0.0
+
+
+def run_load(spec: LoadSpec, label: str,
+             cpu_roots: dict[str, int]) -> tuple[LoadResult, common.CpuMeter]:
+    context = multiprocessing.get_context("spawn")
+    queue: multiprocessing.Queue[dict[str, Any]] = context.Queue()
+    ready, go = context.Event(), context.Event()
+    worker = context.Process(target=_load_main, args=(spec, ready, go, queue))
+    worker.start()
+    if not ready.wait(60):
+        worker.kill()
+        raise RuntimeError("the load generator did not start")
+    meter = common.CpuMeter(cpu_roots, reaped_name=CLIENT)
+    meter.start()
+    go.set()
+    transfers._progress_wait(label, spec.seconds,
+                             lambda: not queue.empty() or not worker.is_alive())
+    raw = queue.get(timeout=spec.final_timeout_s + 30)
+    meter.stop()
+    worker.join(10)
+    meter.used[CLIENT] = common.Cpu(raw["cpu_user"], raw["cpu_system"])
+    return LoadResult(label, raw["seconds"], Counter(raw["finals"]), raw["latencies"],
+                      Counter(raw["requests"]), raw["answered_202"], raw["holds_set"],
+                      raw["released"], raw["ran_out"]), meter
+
+
+# --------------------------------------------------------------------------------------------
+# Reporting
+
+
+def _pct(sorted_values: list[float], pct: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * pct / 100))]
+
+
+def _report(results: list[tuple[LoadResult, common.CpuMeter]], clients: int, duration: int,
+            hold_fraction: float) -> None:
+    table = Table(title=f"{clients} clients, {duration}s each")
+    table.add_column("measure")
+    for result, _ in results:
+        table.add_column(result.label, justify="right")
+    table.add_row("succeeded payments/s", *(f"{r.rate:,.1f}" for r, _ in results))
+    for name, pct in (("p50", 50), ("p99", 99)):
+        table.add_row(f"request to final, {name}",
+                      *(f"{1000 * _pct(r.latencies_s, pct):,.1f} ms" for r, _ in results))
+    table.add_row("request to final, max",
+                  *(f"{1000 * max(r.latencies_s, default=float('nan')):,.1f} ms"
+                    for r, _ in results))
+    statuses = sorted({s for r, _ in results for s in r.finals})
+    for status in statuses:
+        table.add_row(f"final: {status}", *(f"{r.finals.get(status, 0):,}" for r, _ in results))
+    table.add_row("answered 202 (then polled)", *(f"{r.answered_202:,}" for r, _ in results))
+    table.add_row("HTTP requests per payment",
+                  *(f"{sum(r.requests.values()) / max(1, sum(r.finals.values())):.2f}"
+                    for r, _ in results))
+    if hold_fraction:
+        table.add_row("hold faults set / payments released",
+                      *(f"{r.holds_set:,} / {r.released:,}" for r, _ in results))
+    table.add_row("window (incl. the last payments' tail)",
+                  *(f"{r.seconds:.1f} s" for r, _ in results))
+    out.print(table)
+
+    names = list(dict.fromkeys(name for _, m in results for name in m.used))
+    cpu = Table(title="CPU used per succeeded payment (us), and machine idle")
+    cpu.add_column("run")
+    for name in names:
+        cpu.add_column(name, justify="right")
+    cpu.add_column("kernel and rest", justify="right")
+    cpu.add_column("machine idle", justify="right")
+    for result, meter in results:
+        per = 1e6 / max(1, result.succeeded)
+        total = meter.machine_busy.total + meter.machine_idle
+        cpu.add_row(result.label,
+                    *(f"{meter.seconds(n) * per:,.0f}" if n in meter.used else "-"
+                      for n in names),
+                    f"{max(0.0, meter.rest) * per:,.0f}",
+                    f"{100 * meter.machine_idle / total:.0f}%" if total else "")
+    out.print(cpu)
+    for result, meter in results:
+        if meter.foreign_user / max(result.seconds, 1e-9) > 0.05:
+            out.print(f"[yellow]{result.label}: other programs used "
+                      f"{meter.foreign_user / result.seconds:.2f} cores during the run: these "
+                      "figures are low; run again on a quiet machine[/]")
+        if result.ran_out:
+            out.print(f"[red]{result.label}: the clients ran out of invoices before the end: "
+                      "raise --invoices[/]")
+
+
+def run_audit(dsn: str, data_dir: Path) -> bool:
+    """`vnode audit --no-node` against the bench's database; prints its verdict."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VNODE_")}
+    env["VNODE_DATABASE_URL"] = dsn
+    done = subprocess.run(
+        [sys.executable, "-c", "from vnode.cli import main; main()", "audit", "--no-node",
+         "--data-dir", str(data_dir)], env=env, capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    verdict = next((line for line in reversed(lines) if "audit" in line), "no verdict printed")
+    colour = "green" if done.returncode == 0 else "red"
+    out.print(f"vnode audit --no-node: [{colour}]{verdict.strip()}[/] (exit {done.returncode})")
+    if done.returncode != 0:
+        out.print(done.stdout[-3000:] + done.stderr[-2000:])
+    return done.returncode == 0
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main(
+    duration: Annotated[int, typer.Option(help="Seconds of each measured run")] = 20,
+    clients: Annotated[int, typer.Option(help="Concurrent clients (each one payment at a time)")]
+    = 16,
+    users: Annotated[int, typer.Option(help="Users funded and paying")] = 100,
+    invoices: Annotated[int, typer.Option(
+        help="Outside invoices pre-created for each run (each can be paid once)")] = 6000,
+    amount_msat: Annotated[int, typer.Option(help="Amount of every invoice")] = 1000,
+    settle_delay: Annotated[float, typer.Option(
+        help="`vnode sim serve --settle-delay-s`: a payment succeeds this long after sending")]
+    = 0.02,
+    poll_s: Annotated[float, typer.Option(
+        help="Client poll period while a payment is pending (vnode itself polls every 0.05 s)")]
+    = 0.05,
+    workers: Annotated[int, typer.Option(help="`vnode serve --workers`")] = 1,
+    hold_fraction: Annotated[float, typer.Option(
+        help="Fraction of payments before which the node's `hold` fault is set")] = 0.0,
+    hold_s: Annotated[float, typer.Option(
+        help="A payment not final this long after its request is released by its client")]
+    = 8.0,
+    final_timeout: Annotated[float, typer.Option(
+        help="Seconds a client waits for a final state before giving up on a payment")] = 60.0,
+) -> None:
+    """External payments/s through vnode and the sim node, against the sim node alone."""
+    if users < 1 or clients < 1 or invoices < 1:
+        raise typer.BadParameter("--users, --clients and --invoices must be positive")
+    if not 0 <= hold_fraction <= 1:
+        raise typer.BadParameter("--hold-fraction is between 0 and 1")
+    user_base = 7_000_000_000
+    user_ids = [user_base + i for i in range(1, users + 1)]
+    workdir = Path(tempfile.mkdtemp(prefix="vnode-bench-payments-"))
+    cluster: common.BenchCluster | None = None
+    sim: SimProcess | None = None
+    service: common.ServeProcess | None = None
+    try:
+        with console.status("starting PostgreSQL, the simulated node and vnode serve"):
+            cluster = common.BenchCluster()
+            dsn = cluster.start()
+            sim_port = common.free_port()
+            sim = SimProcess("127.0.0.1", sim_port, workdir / "sim.log",
+                             ("--settle-delay-s", str(settle_delay)))
+            sim.wait_ready()
+            service = common.ServeProcess(dsn, workdir / "data", workers, extra_env={
+                "VNODE_NODE": "sim", "VNODE_RLN_URL": sim.url})
+            service.start()
+        assert service.proc is not None
+        out.print(f"machine: {common.machine_summary()}")
+        out.print(f"PostgreSQL {common.server_version(dsn)}; vnode serve --workers {workers} "
+                  f"(VNODE_NODE=sim, reconciler and watchers on); vnode sim serve "
+                  f"--settle-delay-s {settle_delay}; load from httpx, {clients} clients, "
+                  f"poll every {poll_s} s"
+                  + (f"; hold fault before {hold_fraction:.0%} of payments, released after "
+                     f"{hold_s} s" if hold_fraction else ""))
+
+        with console.status(f"funding {users} users"):
+            transfers.fund_users(service.url, service.admin_key, users, user_base, FUND_MSAT)
+        with console.status(f"creating 2 x {invoices:,} outside invoices"):
+            started = time.monotonic()
+            batch = make_invoices(sim.url, 2 * invoices, amount_msat)
+        out.print(f"funded {users} users; created {2 * invoices:,} outside invoices of "
+                  f"{amount_msat} msat in {time.monotonic() - started:.1f}s")
+
+        roots = {SERVICE: service.proc.pid, SIM: sim.proc.pid}
+        if cluster.postmaster_pid is not None:
+            roots[POSTGRES] = cluster.postmaster_pid
+        common.checkpoint(dsn)
+        base = LoadSpec(VNODE, service.url, sim.url, service.admin_key, clients, duration,
+                        user_ids, batch[:invoices], poll_s, final_timeout, hold_fraction, hold_s)
+        via_vnode = run_load(base, VNODE, roots)
+        common.checkpoint(dsn)
+        direct_spec = LoadSpec(DIRECT, sim.url, sim.url, "", clients, duration, user_ids,
+                               batch[invoices:], poll_s, final_timeout, hold_fraction, hold_s)
+        direct = run_load(direct_spec, DIRECT, roots)
+
+        _report([via_vnode, direct], clients, duration, hold_fraction)
+        service.stop()
+        run_audit(dsn, workdir / "data")
+        ratio = via_vnode[0].rate / direct[0].rate if direct[0].rate else 0.0
+        print(f"ratio vnode/sim-direct: {ratio:.2f}", flush=True)
+    finally:
+        with console.status("stopping"):
+            if service is not None:
+                service.stop()
+            if sim is not None:
+                sim.stop()
+            if cluster is not None:
+                cluster.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    typer.run(main)
