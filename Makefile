@@ -29,6 +29,8 @@ test: lint redis
 
 bench: $(STAMP)
 	$(BIN)/python bench/transfers.py
+	$(BIN)/python bench/payments.py
+	$(BIN)/python bench/events.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
