@@ -195,7 +195,11 @@ def _print_solvency(result: list[AssetSolvency] | str | None) -> bool:
         table.add_row(row.asset_id, str(row.owed), str(row.node_spendable),
                       f"[{style}]{row.shortfall}[/]")
     out.print(table)
-    return any(row.shortfall for row in result)
+    short = [row.asset_id for row in result if row.shortfall]
+    if short:
+        out.print(f"[red]solvency shortfall in {', '.join(short)}: the node cannot cover what "
+                  "users are owed[/]")
+    return bool(short)
 
 
 def _print_audit(report: AuditReport) -> None:

@@ -14,10 +14,15 @@ from tests.conftest import TEST_SEED
 from tests.support import VNODE, ServeProcess, bearer, new_user_id, wait_until
 
 
-def vnode(dsn: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VNODE_")}
-    env.update({"VNODE_DATABASE_URL": dsn, "VNODE_MASTER_SEED": TEST_SEED})
-    return subprocess.run([VNODE, *args, "--data-dir", str(tmp_path)], env=env,
+def vnode(dsn: str, tmp_path: Path, *args: str,
+          env: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """Run the CLI on `dsn`; `env` adds NAME=VALUE settings."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("VNODE_")}
+    environment.update({"VNODE_DATABASE_URL": dsn, "VNODE_MASTER_SEED": TEST_SEED,
+                        # no node unless a test names one (port 9 refuses at once)
+                        "VNODE_NODE": "sim", "VNODE_RLN_URL": "http://127.0.0.1:9"})
+    environment.update(item.split("=", 1) for item in env)
+    return subprocess.run([VNODE, *args, "--data-dir", str(tmp_path)], env=environment,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -82,3 +87,23 @@ async def test_admin_credit_and_debit(fresh_db: str, tmp_path: Path) -> None:
 def test_migrate_command(fresh_db: str, tmp_path: Path) -> None:
     result = vnode(fresh_db, tmp_path, "migrate")
     assert result.returncode == 0 and "migrations current" in result.stdout
+
+
+def test_audit_compares_liabilities_with_the_node(fresh_db: str, sim_node: str,
+                                                  tmp_path: Path) -> None:
+    env_node = ("VNODE_NODE=sim", f"VNODE_RLN_URL={sim_node}")
+    user = str(new_user_id())
+    assert vnode(fresh_db, tmp_path, "admin", "credit", user, "--amount", "5000",
+                 "--reason", "small").returncode == 0
+    solvent = vnode(fresh_db, tmp_path, "audit", env=env_node)
+    assert solvent.returncode == 0, solvent.stdout
+    assert "solvency" in solvent.stdout and "audit clean" in solvent.stdout
+    # Owe users more than the simulated node's 10 BTC of outbound liquidity.
+    assert vnode(fresh_db, tmp_path, "admin", "credit", user, "--amount", str(2 * 10**12),
+                 "--reason", "more than the node holds").returncode == 0
+    short = vnode(fresh_db, tmp_path, "audit", env=env_node)
+    assert short.returncode == 1, short.stdout
+    assert "audit clean" in short.stdout  # the ledger itself is consistent...
+    assert "solvency shortfall in BTC" in short.stdout  # ...but the node cannot cover it
+    skipped = vnode(fresh_db, tmp_path, "audit", "--no-node")
+    assert skipped.returncode == 0 and "solvency" not in skipped.stdout
