@@ -5,8 +5,9 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
+import asyncpg
 from fastapi import FastAPI
 
 from vnode import __version__
@@ -60,14 +61,14 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        seed = load_or_create_seed(
-            settings.seed_path,
-            settings.master_seed.get_secret_value() if settings.master_seed else None,
-        )
-        pool = await create_pool(
-            database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
-        )
-        try:
+        # Everything started here is stopped in reverse order, whatever fails on the way.
+        async with AsyncExitStack() as stack:
+            seed = load_or_create_seed(
+                settings.seed_path,
+                settings.master_seed.get_secret_value() if settings.master_seed else None)
+            pool = await create_pool(
+                database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+            stack.push_async_callback(pool.close)
             async with pool.acquire() as conn:
                 applied = await migrate(conn)
             if applied:
@@ -75,26 +76,17 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
             keys = KeyVerifier(pool, admin_key, settings.api_key_cache_s)
             await keys.start()
+            stack.push_async_callback(keys.stop)
             backend = _backend(settings)
-
-            async def announce(state: NodeState) -> None:
-                await pool.fetchval("SELECT vnode_node_state_changed($1)", state.value)
-
-            monitor = NodeMonitor(backend, simulated=settings.backend_name == "sim",
-                                  on_state=announce)
-            await monitor.check()
-            if monitor.simulated:
-                log.warning("the master node is SIMULATED: no real money can move",
-                            extra={"node_url": settings.node_url})
-            sender = PaymentSender(pool, backend, monitor, settings)
-            app.state.services = Services(settings, pool, SoftwareSigner(seed), keys, metrics,
-                                          backend, monitor, sender)
+            stack.push_async_callback(backend.close)
+            monitor = await _monitor(settings, pool, backend)
+            app.state.services = Services(
+                settings, pool, SoftwareSigner(seed), keys, metrics, backend, monitor,
+                PaymentSender(pool, backend, monitor, settings))
+            dispatcher = _dispatcher(settings, pool)
+            stack.push_async_callback(dispatcher.close)
             supervisor = Supervisor()
-            dispatcher = Dispatcher(
-                pool, redis_url=settings.redis_url.get_secret_value() if settings.redis_url
-                else None, redis_stream_key=settings.redis_stream_key,
-                redis_maxlen=settings.redis_stream_maxlen,
-                allow_hosts=settings.allowed_webhook_hosts)
+            stack.push_async_callback(supervisor.stop)
             if settings.run_workers:
                 start_workers(supervisor, pool, backend, monitor, settings)
                 supervisor.every("event-fan-out", settings.events_interval_s, dispatcher.fan_out)
@@ -107,15 +99,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             # heap were 16% of a worker's time under load (docs/PERFORMANCE.md).
             gc.freeze()
             gc.set_threshold(50_000, 20, 100)
-            try:
-                yield
-            finally:
-                await supervisor.stop()
-                await dispatcher.close()
-                await backend.close()
-                await keys.stop()
-        finally:
-            await pool.close()
+            yield
 
     app = FastAPI(
         title="vnode", version=__version__, description=DESCRIPTION, lifespan=lifespan,
@@ -132,6 +116,27 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(routes_events.router)
     app.include_router(routes_webhooks.router)
     return app
+
+
+async def _monitor(settings: Settings, pool: asyncpg.Pool,
+                   backend: LightningBackend) -> NodeMonitor:
+    async def announce(state: NodeState) -> None:
+        # Announced once across processes (node.locked / node.unlocked events).
+        await pool.fetchval("SELECT vnode_node_state_changed($1)", state.value)
+
+    monitor = NodeMonitor(backend, simulated=settings.backend_name == "sim", on_state=announce)
+    await monitor.check()
+    if monitor.simulated:
+        log.warning("the master node is SIMULATED: no real money can move",
+                    extra={"node_url": settings.node_url})
+    return monitor
+
+
+def _dispatcher(settings: Settings, pool: asyncpg.Pool) -> Dispatcher:
+    return Dispatcher(
+        pool, redis_url=settings.redis_url.get_secret_value() if settings.redis_url else None,
+        redis_stream_key=settings.redis_stream_key, redis_maxlen=settings.redis_stream_maxlen,
+        allow_hosts=settings.allowed_webhook_hosts)
 
 
 def _backend(settings: Settings) -> LightningBackend:
