@@ -119,3 +119,16 @@ async def test_unexpected_error_answers_500_with_only_the_request_id(
     assert access and access[0]["route"] == "/virtual_transfer"
     # No key ever reaches the log, not even the admin key used on every request.
     assert ADMIN_KEY not in "\n".join(formatter.format(r) for r in caplog.records)
+
+
+async def test_out_of_range_ids_are_the_callers_error(app_client: httpx.AsyncClient) -> None:
+    """Found by schemathesis: an id past bigint answered 500 instead of 422."""
+    huge = 2**90
+    answers = [
+        await app_client.delete(f"/admin/webhooks/{huge}"),
+        await app_client.get("/admin/webhooks/failed", params={"webhook_id": huge}),
+        await app_client.post("/admin/webhooks/retry", json={"webhook_id": huge}),
+    ]
+    for response in answers:
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "invalid_request"
