@@ -19,6 +19,7 @@ in :attr:`Invoice.extra_fields`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import time
@@ -440,9 +441,22 @@ def decode(invoice: str, *, require_payment_secret: bool = False) -> Invoice:
 
     ``require_payment_secret`` applies lightning/bolts PR #1242 (reader must fail
     without ``s``); the merged spec still lets readers accept such invoices.
+
+    One external payment reads its invoice three times (the payer-side checks, then the node
+    adapter before decoding and before sending); the result is a pure function of the text
+    and immutable, so successful decodes are remembered (bounded). Refusals are not cached.
     """
     if not isinstance(invoice, str):
         raise InvoiceError("invalid_bech32", "invoice must be a string")
+    return _decode_cached(invoice, require_payment_secret)
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode_cached(invoice: str, require_payment_secret: bool) -> Invoice:
+    return _decode(invoice, require_payment_secret=require_payment_secret)
+
+
+def _decode(invoice: str, *, require_payment_secret: bool) -> Invoice:
     if len(invoice) > MAX_INVOICE_LENGTH:
         raise InvoiceError("invalid_length", f"invoice longer than {MAX_INVOICE_LENGTH} chars")
     hrp, data = _bech32_decode(invoice)
