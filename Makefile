@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint redis bench clean
+.PHONY: run test lint redis bench soak chaos fuzz bot clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ run: $(STAMP)
 	$(BIN)/vnode serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check vnode tests bench
+	$(BIN)/ruff check vnode tests bench proving
 	$(BIN)/mypy vnode
 
 # The event tests start a real redis-server; install Debian's when it is missing (needs root).
@@ -31,6 +31,20 @@ bench: $(STAMP)
 	$(BIN)/python bench/transfers.py
 	$(BIN)/python bench/payments.py
 	$(BIN)/python bench/events.py
+
+# The proving ground (docs/RELIABILITY.md): a mixed load, the same under faults, and fuzzing.
+soak: $(STAMP) redis
+	$(BIN)/python -m proving.soak
+
+chaos: $(STAMP) redis
+	$(BIN)/python -m proving.chaos
+
+fuzz: $(STAMP)
+	$(BIN)/python -m proving.fuzz
+
+# The bitMaskRGB Telegram bot (needs VNODE_BOT_TOKEN, VNODE_URL, VNODE_API_KEY, ...).
+bot: $(STAMP)
+	$(BIN)/vnode bot
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -198,6 +198,25 @@ class Payment(_Model):
     finished_at: datetime | None = None
 
 
+class InvoiceQuote(_Model):
+    """`/virtual_decodeinvoice`: what paying an invoice would cost. `internal` invoices are
+    settled inside vnode without a fee. Amount fields are null for an amountless invoice
+    quoted without `amt_msat`."""
+
+    payment_hash: str
+    network: str
+    invoice_amount_msat: int | None = None
+    amount_msat: int | None = None
+    description: str | None = None
+    expires_at: datetime
+    payee_pubkey: str
+    internal: bool
+    fee_reserve_msat: int | None = None
+    total_msat: int | None = None
+    asset_id: str | None = None
+    asset_amount: int | None = None
+
+
 class LnInvoice(_Model):
     invoice: str
     payment_hash: str
@@ -360,6 +379,12 @@ class VNodeClient:
                            "fee_limit_msat": fee_limit_msat})
         return await self._call(Payment, "/virtual_sendpayment", body,
                                 self._key(idempotency_key))
+
+    async def decode_invoice(self, invoice: str, *,
+                             amt_msat: int | None = None) -> InvoiceQuote:
+        """Check an invoice and quote amount and fee reserve (scope: read); moves nothing."""
+        return await self._call(InvoiceQuote, "/virtual_decodeinvoice",
+                                _drop_none({"invoice": invoice, "amt_msat": amt_msat}))
 
     async def payment(self, user_id: UserId, payment_hash: str) -> Payment:
         return await self._call(Payment, "/virtual_payment",

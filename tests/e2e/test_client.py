@@ -152,6 +152,36 @@ async def test_pay_outside_invoice_and_ln_invoice(vnode: VNodeClient, sim_node: 
     assert caught.value.code == "unknown_payment"
 
 
+async def test_decode_invoice_quotes_without_moving_money(vnode: VNodeClient,
+                                                          sim_node: str) -> None:
+    sim = SimControl(sim_node)
+    outside = await sim.invoice(2_000_000)
+    quote = await vnode.decode_invoice(outside)
+    assert quote.amount_msat == quote.invoice_amount_msat == 2_000_000
+    assert not quote.internal and quote.fee_reserve_msat == 20_000  # 1% above the minimum
+    assert quote.total_msat == 2_020_000 and len(quote.payment_hash) == 64
+    small = await vnode.decode_invoice(await sim.invoice(1000))
+    assert small.fee_reserve_msat == RESERVE_MIN_MSAT
+
+    bob, carol = new_user_id(), new_user_id()
+    ours = await vnode.ln_invoice(bob, description="tea")
+    amountless = await vnode.decode_invoice(ours.invoice)
+    assert amountless.internal and amountless.description == "tea"
+    assert amountless.amount_msat is None and amountless.fee_reserve_msat is None
+    priced = await vnode.decode_invoice(ours.invoice, amt_msat=7000)
+    assert priced.amount_msat == priced.total_msat == 7000 and priced.fee_reserve_msat == 0
+
+    with pytest.raises(VNodeError) as caught:
+        await vnode.decode_invoice(outside, amt_msat=1)
+    assert caught.value.code == "amount_mismatch"
+    with pytest.raises(VNodeError) as caught:
+        await vnode.decode_invoice("lnbc1notaninvoice")
+    assert (caught.value.status, caught.value.code) == (422, "invalid_invoice")
+    # Quoting never reserved or paid anything: the invoice is still payable.
+    await vnode.admin_credit(carol, amount_msat=10_000, reason="fund")
+    assert (await vnode.send_payment(carol, ours.invoice, amt_msat=7000)).status == "succeeded"
+
+
 async def test_ready(vnode: VNodeClient) -> None:
     readiness = await vnode.ready()
     assert readiness.ready and readiness.checks["database"] == "ok"

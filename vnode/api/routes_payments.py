@@ -17,7 +17,13 @@ from vnode.api.deps import (
 )
 from vnode.api.errors import documented_errors
 from vnode.api.responses import json_response, outcome_response
-from vnode.api.schemas import LnInvoiceBody, PaymentQueryBody, RgbInvoiceBody, SendPaymentBody
+from vnode.api.schemas import (
+    DecodeInvoiceBody,
+    LnInvoiceBody,
+    PaymentQueryBody,
+    RgbInvoiceBody,
+    SendPaymentBody,
+)
 from vnode.domain.ids import BTC
 from vnode.errors import ApiError, ErrorCode
 from vnode.payments import receive
@@ -57,6 +63,23 @@ async def virtual_sendpayment(
     command = PayCommand(body.user_id, body.invoice, body.amt_msat, body.fee_limit_msat)
     outcome = await services.sender.pay(command, idempotency(key, idempotency_key))
     return outcome_response(outcome)
+
+
+@router.post(
+    "/virtual_decodeinvoice",
+    summary="What paying an invoice would cost, before asking the user (scope: read)",
+    description="Checks the invoice by the rules of /virtual_sendpayment and answers its "
+    "amount, description, expiry, whether vnode settles it inside the ledger (`internal`, no "
+    "fee) and the fee reserve that would be held. For an amountless invoice give `amt_msat`, "
+    "or `amount_msat`, `fee_reserve_msat` and `total_msat` are null. Moves nothing.",
+    responses=documented_errors(
+        ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_AMOUNT, ErrorCode.INVALID_INVOICE,
+        ErrorCode.WRONG_NETWORK, ErrorCode.INVOICE_EXPIRED, ErrorCode.AMOUNT_MISMATCH,
+        ErrorCode.AMOUNT_REQUIRED, ErrorCode.AMOUNT_TOO_LARGE, ErrorCode.NODE_UNAVAILABLE),
+)
+async def virtual_decodeinvoice(body: DecodeInvoiceBody, _key: ReadKey,
+                                services: ServicesDep) -> Response:
+    return json_response(await services.sender.quote(body.invoice, body.amt_msat))
 
 
 @router.post(

@@ -190,6 +190,14 @@ class SendPaymentBody(_Body):
         {"user_id": "123456789", "invoice": "lnbc1000n1...", "amt_msat": 100000}]})
 
 
+class DecodeInvoiceBody(_Body):
+    invoice: Invoice
+    amt_msat: AmountMsat = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [
+        {"invoice": "lnbc1000n1..."}]})
+
+
 class PaymentQueryBody(_Body):
     user_id: UserId
     payment_hash: PaymentHash

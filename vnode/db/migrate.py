@@ -46,11 +46,24 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
-async def _applied(conn: DbConnection) -> dict[int, str]:
-    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+@dataclass(frozen=True)
+class MigrationSet:
+    """Where a set of migrations lives and where their application is recorded. vnode's own
+    is the default; the bot keeps its schema in the same database with a set of its own."""
+
+    directory: Path = MIGRATIONS_DIR
+    table: str = "schema_migrations"
+    lock_key: int = _LOCK_KEY
+
+
+VNODE_MIGRATIONS = MigrationSet()
+
+
+async def _applied(conn: DbConnection, table: str) -> dict[int, str]:
+    exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table)
     if not exists:
         return {}
-    rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
+    rows = await conn.fetch(f"SELECT version, checksum FROM {table}")  # noqa: S608 (constant)
     return {row["version"]: row["checksum"] for row in rows}
 
 
@@ -69,30 +82,33 @@ def _check_unchanged(known: list[Migration], applied: dict[int, str]) -> None:
             )
 
 
-async def pending_migrations(conn: DbConnection) -> list[Migration]:
-    known = load_migrations()
-    applied = await _applied(conn)
+async def pending_migrations(conn: DbConnection,
+                             which: MigrationSet = VNODE_MIGRATIONS) -> list[Migration]:
+    known = load_migrations(which.directory)
+    applied = await _applied(conn, which.table)
     _check_unchanged(known, applied)
     return [m for m in known if m.version not in applied]
 
 
-async def migrate(conn: DbConnection) -> list[Migration]:
+async def migrate(conn: DbConnection,
+                  which: MigrationSet = VNODE_MIGRATIONS) -> list[Migration]:
     """Apply every pending migration, each in its own transaction; returns those applied."""
-    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+    await conn.execute("SELECT pg_advisory_lock($1)", which.lock_key)
     try:
         await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            f"CREATE TABLE IF NOT EXISTS {which.table} ("
             " version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        todo = await pending_migrations(conn)
+        todo = await pending_migrations(conn, which)
         for migration in todo:
             async with conn.transaction():
                 await conn.execute(migration.sql)
                 await conn.execute(
-                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                    f"INSERT INTO {which.table} (version, name, checksum)"  # noqa: S608
+                    " VALUES ($1, $2, $3)",
                     migration.version, migration.name, migration.checksum,
                 )
         return todo
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+        await conn.execute("SELECT pg_advisory_unlock($1)", which.lock_key)

@@ -24,6 +24,14 @@ class PayableInvoice:
 def check_invoice(invoice: str, *, amt_msat: int | None, network: Network,
                   max_payment_msat: int, now: float | None = None) -> PayableInvoice:
     """Decode strictly and apply the payer-side rules; raises ApiError with a stable code."""
+    decoded = check_invoice_text(invoice, network=network, now=now)
+    amount = payable_amount(decoded, amt_msat, max_payment_msat=max_payment_msat)
+    return PayableInvoice(invoice.strip(), decoded, amount)
+
+
+def check_invoice_text(invoice: str, *, network: Network,
+                       now: float | None = None) -> bolt11.Invoice:
+    """The rules that hold whatever the amount: a valid invoice, our network, not expired."""
     try:
         decoded = bolt11.decode(invoice.strip())
     except bolt11.InvoiceError as exc:
@@ -33,6 +41,12 @@ def check_invoice(invoice: str, *, amt_msat: int | None, network: Network,
                        f"the invoice is for {decoded.network}; this node is on {network.value}")
     if decoded.is_expired(time.time() if now is None else now):
         raise ApiError(ErrorCode.INVOICE_EXPIRED)
+    return decoded
+
+
+def payable_amount(decoded: bolt11.Invoice, amt_msat: int | None, *,
+                   max_payment_msat: int) -> int:
+    """The amount that will be paid: the invoice's, or the payer's for an amountless one."""
     if decoded.amount_msat is None:
         if amt_msat is None:
             raise ApiError(ErrorCode.AMOUNT_REQUIRED)
@@ -45,4 +59,4 @@ def check_invoice(invoice: str, *, amt_msat: int | None, network: Network,
     if amount > max_payment_msat:
         raise ApiError(ErrorCode.AMOUNT_TOO_LARGE,
                        f"{amount} msat is above the per-payment limit of {max_payment_msat}")
-    return PayableInvoice(invoice.strip(), decoded, amount)
+    return amount

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -28,7 +29,12 @@ from vnode.lightning.base import (
 )
 from vnode.lightning.monitor import NodeMonitor
 from vnode.payments import resolve
-from vnode.payments.checks import PayableInvoice, check_invoice
+from vnode.payments.checks import (
+    PayableInvoice,
+    check_invoice,
+    check_invoice_text,
+    payable_amount,
+)
 from vnode.payments.policy import RGB_MIN_HTLC_MSAT, fee_reserve_msat
 from vnode.settings import Settings
 
@@ -82,7 +88,38 @@ class PaymentSender:
         self.monitor.require_ready()
         return await self._pay_external(command, payable, idempotency, request_hash)
 
-    async def _rgb_fields(self, payable: PayableInvoice) -> _Rgb:
+    async def quote(self, invoice: str, amt_msat: int | None) -> dict[str, object]:
+        """What paying `invoice` would cost, checked by the same rules as `pay`; moves nothing.
+        For an amountless invoice without `amt_msat`, the amount and the reserve are null."""
+        info = self.monitor.status.info
+        if info is None:
+            raise ApiError(ErrorCode.NODE_UNAVAILABLE, "the master node has not been reached yet")
+        decoded = check_invoice_text(invoice, network=info.network)
+        amount = None
+        if decoded.amount_msat is not None or amt_msat is not None:
+            amount = payable_amount(decoded, amt_msat,
+                                    max_payment_msat=self.settings.max_payment_msat)
+        ours = await self.pool.fetchval(
+            "SELECT true FROM ln_invoices WHERE payment_hash = $1", decoded.payment_hash)
+        internal = bool(ours) or decoded.payee_pubkey == info.pubkey
+        rgb = _Rgb(None, None)
+        if not internal:
+            self.monitor.require_ready()
+            rgb = await self._rgb_fields(PayableInvoice(invoice.strip(), decoded, amount or 0),
+                                         check_amount=amount is not None)
+        reserve = None if amount is None else 0 if internal else self._reserve_for(amount, None)
+        return {
+            "payment_hash": decoded.payment_hash, "network": decoded.network,
+            "invoice_amount_msat": decoded.amount_msat, "amount_msat": amount,
+            "description": decoded.description,
+            "expires_at": datetime.fromtimestamp(decoded.expires_at, UTC),
+            "payee_pubkey": decoded.payee_pubkey, "internal": internal,
+            "fee_reserve_msat": reserve,
+            "total_msat": None if amount is None or reserve is None else amount + reserve,
+            "asset_id": rgb.asset_id, "asset_amount": rgb.asset_amount,
+        }
+
+    async def _rgb_fields(self, payable: PayableInvoice, *, check_amount: bool = True) -> _Rgb:
         try:
             node_view = await self.backend.decode_invoice(payable.invoice)
         except InvoiceRefused as exc:
@@ -95,7 +132,7 @@ class PaymentSender:
             return _Rgb(None, None)
         if node_view.asset_amount is None:
             raise ApiError(ErrorCode.AMOUNT_REQUIRED, "the RGB invoice does not name an amount")
-        if payable.amount_msat < RGB_MIN_HTLC_MSAT:
+        if check_amount and payable.amount_msat < RGB_MIN_HTLC_MSAT:
             raise ApiError(ErrorCode.AMOUNT_MISMATCH,
                            f"an RGB payment carries at least {RGB_MIN_HTLC_MSAT} msat of BTC")
         return _Rgb(node_view.asset_id, node_view.asset_amount)
