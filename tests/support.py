@@ -85,9 +85,10 @@ class ServeProcess:
     """`vnode serve` as a real process on a free port."""
 
     def __init__(self, database_url: str | None, data_dir: Path, *, workers: int = 1,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, port: int | None = None) -> None:
         embedded_sim = "VNODE_NODE" not in (extra_env or {})
-        self.port = free_port_pair() if embedded_sim else free_port()
+        # A given port restarts a service where its clients expect it.
+        self.port = port or (free_port_pair() if embedded_sim else free_port())
         self.data_dir = data_dir
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("VNODE_")}

@@ -18,6 +18,7 @@ from rich.table import Table
 from vnode import apikeys
 from vnode.apikeys import Scope
 from vnode.app import create_app
+from vnode.cli_bot import bot
 from vnode.cli_webhooks import webhooks_app
 from vnode.db.migrate import migrate as apply_migrations
 from vnode.db.pool import DbConnection, create_pool
@@ -46,6 +47,7 @@ admin_app = typer.Typer(help="Operator funding and corrections.", no_args_is_hel
 app.add_typer(keys_app, name="keys")
 app.add_typer(admin_app, name="admin")
 app.add_typer(webhooks_app, name="webhooks")
+app.command()(bot)
 out = Console()
 err = Console(stderr=True)
 

@@ -1,0 +1,133 @@
+"""Scripted conversations: paying Lightning invoices with /pay and /send."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from tests.bot.conftest import Vnode, balance_msat, funded, new_user, notified, started
+from tests.bot.telegram_api import FakeTelegram
+from tests.bot.test_send import confirmation, press
+from vnode.bot.runtime import BotRuntime
+
+
+async def test_pay_shows_amount_and_fee_reserve_then_pays_once(
+        bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode, db: asyncpg.Connection) -> None:
+    alice = new_user("Alice")
+    await started(telegram, alice)
+    await funded(vnode, alice, 10_000, telegram)
+    invoice = await vnode.sim.invoice(2_000_000)
+    telegram.user_says(alice, f"/pay {invoice}")
+    asked = await confirmation(telegram, alice.id)
+    assert "Pay <b>2,000 sats</b>" in (asked.raw_text or "")
+    assert "Fee reserve: up to 20 sats" in (asked.text or "")
+    assert "Held now: 2,020 sats" in (asked.text or "")
+    assert await balance_msat(vnode, alice) == 10_000_000
+
+    press(telegram, alice, asked, "Confirm")
+    done = await telegram.wait_for(alice.id, lambda m: "Paid" in (m.text or ""))
+    assert done.message_id == asked.message_id and "Paid 2,000 sats" in (done.text or "")
+    assert await balance_msat(vnode, alice) < 10_000_000 - 2_000_000
+    await notified(db, alice, "payment.succeeded")
+    # The event came after the answer told the end: no second message about it.
+    assert [m for m in telegram.messages(alice.id) if "Paid" in (m.text or "")] == [done]
+
+
+async def test_send_with_an_amountless_invoice_asks_for_the_amount(
+        bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode, db: asyncpg.Connection) -> None:
+    alice, bob = new_user("Alice", "alice"), new_user("Bob")
+    await started(telegram, alice)
+    await started(telegram, bob)
+    await funded(vnode, alice, 10_000, telegram)
+    invoice = (await vnode.admin.ln_invoice(bob.id, description="pizza")).invoice
+    telegram.user_says(alice, f"/send lightning:{invoice.upper()}")
+    await telegram.wait_for(alice.id, lambda m: "How much" in (m.text or ""))
+    telegram.user_says(alice, "lots")
+    await telegram.wait_for(alice.id, lambda m: "not an amount" in (m.text or ""))
+    telegram.user_says(alice, "1k")
+    asked = await confirmation(telegram, alice.id)
+    assert "1,000 sats" in (asked.text or "") and "pizza" in (asked.text or "")
+    assert "Fee: none" in (asked.text or "")
+    press(telegram, alice, asked, "Confirm")
+    await telegram.wait_for(alice.id, lambda m: "Paid 1,000 sats" in (m.text or ""))
+    told = await telegram.wait_for(bob.id, lambda m: "Received" in (m.text or ""))
+    assert "1,000 sats" in (told.text or "") and f"@{alice.username}" in (told.text or "")
+    assert await balance_msat(vnode, bob) == 1_000_000
+    await notified(db, bob, "invoice.paid")
+
+
+async def test_amount_question_can_be_cancelled(bot: BotRuntime, telegram: FakeTelegram,
+                                                vnode: Vnode) -> None:
+    alice, bob = new_user("Alice"), new_user("Bob")
+    await started(telegram, alice)
+    await started(telegram, bob)
+    invoice = (await vnode.admin.ln_invoice(bob.id)).invoice
+    telegram.user_says(alice, f"/pay {invoice}")
+    await telegram.wait_for(alice.id, lambda m: "How much" in (m.text or ""))
+    telegram.user_says(alice, "/cancel")
+    await telegram.wait_for(alice.id, lambda m: "Cancelled" in (m.text or ""))
+    telegram.user_says(alice, "500")  # no longer an answer to anything
+    telegram.user_says(alice, "/help")
+    nxt = await telegram.wait_for(alice.id)
+    assert "/history" in (nxt.text or "")
+
+
+async def test_failed_payment_is_refunded_and_said_once(
+        bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode, db: asyncpg.Connection) -> None:
+    alice = new_user("Alice")
+    await started(telegram, alice)
+    await funded(vnode, alice, 10_000, telegram)
+    invoice = await vnode.sim.invoice(3_000_000)
+    telegram.user_says(alice, f"/pay {invoice}")
+    asked = await confirmation(telegram, alice.id)
+    await vnode.sim.faults(next_payment="fail")
+    press(telegram, alice, asked, "Confirm")
+    failed = await telegram.wait_for(alice.id, lambda m: "failed" in (m.text or ""))
+    assert "back in your balance" in (failed.text or "")
+    assert await balance_msat(vnode, alice) == 10_000_000
+    await notified(db, alice, "payment.failed")
+    assert [m for m in telegram.messages(alice.id) if "failed" in (m.text or "")] == [failed]
+
+
+async def test_pending_payment_is_told_when_it_settles(
+        bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode, db: asyncpg.Connection) -> None:
+    alice = new_user("Alice")
+    await started(telegram, alice)
+    await funded(vnode, alice, 10_000, telegram)
+    invoice = await vnode.sim.invoice(1_000_000)
+    quote = await vnode.admin.decode_invoice(invoice)
+    telegram.user_says(alice, f"/pay {invoice}")
+    asked = await confirmation(telegram, alice.id)
+    await vnode.sim.faults(next_payment="hold")
+    press(telegram, alice, asked, "Confirm")
+    flight = await telegram.wait_for(alice.id, lambda m: "in flight" in (m.text or ""))
+    assert flight.message_id == asked.message_id
+    await vnode.sim.release(quote.payment_hash, "succeed")
+    told = await telegram.wait_for(alice.id, lambda m: "Paid 1,000 sats" in (m.text or ""))
+    assert told.reply_to_message_id == asked.message_id  # a reply to the confirmation
+    await notified(db, alice, "payment.succeeded")
+
+
+async def test_invoice_refusals(bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode) -> None:
+    alice = new_user("Alice")
+    await started(telegram, alice)
+    await funded(vnode, alice, 1000, telegram)
+    big = await vnode.sim.invoice(5_000_000)
+    own = (await vnode.admin.ln_invoice(alice.id, amt_msat=1000)).invoice
+    cases = [
+        ("/pay lnbcrt1qqqqqqqqqqqqqqq", "not a valid Lightning invoice"),
+        ("/pay", "Usage: /pay"),
+        (f"/pay {big}", "Not enough balance"),
+        (f"/pay {big} 7000", "does not match the invoice"),
+    ]
+    for text, expected in cases:
+        telegram.user_says(alice, text)
+        answer = await telegram.wait_for(alice.id)
+        assert expected in (answer.text or ""), (text, answer.text)
+        assert answer.buttons() == []
+    telegram.user_says(alice, f"/pay {own}")
+    asked = await confirmation(telegram, alice.id)
+    press(telegram, alice, asked, "Confirm")
+    refused = await telegram.wait_for(alice.id, lambda m: m.message_id == asked.message_id
+                                      and "own invoice" in (m.text or ""))
+    assert refused.buttons() == []
+    assert await balance_msat(vnode, alice) == 1_000_000

@@ -1,0 +1,106 @@
+"""Behaviour under trouble: vnode unreachable (before and during a money call), Telegram's
+flood limit, the bot's own rate limit. A short friendly message, nothing sent twice."""
+
+from __future__ import annotations
+
+from tests.bot.conftest import (
+    Vnode,
+    balance_msat,
+    bot_settings,
+    funded,
+    new_user,
+    serve_env,
+    started,
+)
+from tests.bot.telegram_api import FakeTelegram
+from tests.bot.test_send import confirmation, press
+from tests.events.redis_server import RedisServer
+from tests.support import ServeProcess, free_port, wait_until
+from vnode.bot.runtime import BotRuntime
+
+
+async def test_vnode_unreachable_gets_a_short_answer(own_telegram: FakeTelegram, vnode: Vnode,
+                                                     bot_redis: RedisServer) -> None:
+    telegram = own_telegram
+    settings = bot_settings(vnode, telegram, bot_redis.url, redis_stream_key="test:nowhere",
+                            url=f"http://127.0.0.1:{free_port()}")
+    runtime = BotRuntime(settings)
+    await runtime.start()
+    try:
+        alice = new_user("Alice")
+        telegram.user_says(alice, "/balance")
+        answer = await telegram.wait_for(alice.id)
+        assert "can't reach the wallet service" in (answer.text or "")
+        assert "Traceback" not in (answer.text or "")
+    finally:
+        await runtime.stop()
+
+
+async def test_vnode_down_at_confirm_then_back_sends_once(
+        own_vnode: Vnode, own_telegram: FakeTelegram, bot_redis: RedisServer) -> None:
+    telegram = own_telegram
+    runtime = BotRuntime(bot_settings(own_vnode, telegram, bot_redis.url))
+    await runtime.start()
+    try:
+        alice, bob = new_user("Alice"), new_user("Bob")
+        await started(telegram, alice)
+        await started(telegram, bob)
+        await funded(own_vnode, alice, 10_000, telegram)
+        telegram.user_says(alice, f"/send 4000 {bob.id}")
+        asked = await confirmation(telegram, alice.id)
+
+        serve = own_vnode.serve
+        serve.stop()
+        press(telegram, alice, asked, "Confirm")
+        unsure = await telegram.wait_for(
+            alice.id, lambda m: "don't know yet" in (m.text or ""), timeout_s=20)
+        assert [t for t, _ in unsure.buttons()] == ["Confirm", "Cancel"]
+
+        own_vnode.serve = ServeProcess(
+            own_vnode.database_url, serve.data_dir, port=serve.port,
+            extra_env=serve_env(bot_redis.url, own_vnode.stream_key))
+        await own_vnode.serve.wait_ready()
+        press(telegram, alice, unsure, "Confirm")
+        await telegram.wait_for(alice.id, lambda m: "Sent 4,000 sats" in (m.text or ""))
+        assert await balance_msat(own_vnode, bob) == 4_000_000
+        assert await balance_msat(own_vnode, alice) == 6_000_000
+    finally:
+        await runtime.stop()
+
+
+async def test_telegram_flood_limit_is_waited_out(bot: BotRuntime, telegram: FakeTelegram) -> None:
+    alice = new_user("Alice")
+    telegram.fail_next("sendMessage", error_code=429, retry_after=1)
+    telegram.user_says(alice, "/help")
+    answer = await telegram.wait_for(alice.id)
+    assert "/history" in (answer.text or "")
+    assert len([c for c in telegram.calls("sendMessage")
+                if c["params"].get("chat_id") in (alice.id, str(alice.id))]) == 2
+    assert len(telegram.messages(alice.id)) == 1  # refused once, then sent once
+
+
+async def test_rate_limit_says_slow_down_once(vnode: Vnode, own_telegram: FakeTelegram,
+                                              bot_redis: RedisServer) -> None:
+    telegram = own_telegram
+    runtime = BotRuntime(bot_settings(vnode, telegram, bot_redis.url, bot_rate_limit=3,
+                                      bot_rate_window_s=60, redis_stream_key="test:rate"))
+    await runtime.start()
+    try:
+        spammer = new_user("Spammer")
+        for _ in range(6):
+            telegram.user_says(spammer, "/help")
+        await telegram.wait_for(spammer.id, lambda m: "Slow down" in (m.text or ""))
+        telegram.user_says(spammer, "/help")
+        other = new_user("Other")  # others are not slowed down
+        telegram.user_says(other, "/help")
+        def texts() -> list[str]:
+            return [m.text or "" for m in telegram.messages(spammer.id)]
+
+        async def three_answers() -> bool:
+            return sum("/history" in t for t in texts()) >= 3
+        await wait_until(three_answers, 10, "three answers to the spammer")
+        await telegram.wait_for(other.id)  # handled after all the spammer's updates
+        assert sum("/history" in t for t in texts()) == 3
+        assert sum("Slow down" in t for t in texts()) == 1
+    finally:
+        await runtime.stop()

@@ -1,0 +1,276 @@
+"""/send, /tip and /pay: build the action, ask Confirm / Cancel, and carry it out once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, Message
+
+from vnode.bot import texts
+from vnode.bot.amounts import AmountError, format_msat, parse_msat, take_amount
+from vnode.bot.confirmations import ConfirmCallback, PendingAction, confirm_keyboard
+from vnode.bot.context import BotContext, UserError
+from vnode.bot.handlers.common import callback_message, sender
+from vnode.bot.recipients import Recipient, from_telegram, looks_like_recipient, resolve
+from vnode.client import VNodeError, VNodeUnavailable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_INVOICE = re.compile(r"(?:lightning:)?(ln(?:bc|tb|bcrt|sb)[0-9a-z]+)", re.IGNORECASE)
+# A money call that found vnode unreachable is retried (same Idempotency-Key) this often.
+_RETRY_DELAYS_S = (0.3, 1.0)
+
+
+class PayFlow(StatesGroup):
+    amount = State()  # an amountless invoice waits for the amount to pay
+
+
+def invoice_in(word: str) -> str | None:
+    match = _INVOICE.fullmatch(word.strip())
+    return match[1].lower() if match else None
+
+
+# --- /send, /tip -------------------------------------------------------------------------
+
+async def send(message: Message, command: CommandObject, ctx: BotContext,
+               state: FSMContext) -> None:
+    words = (command.args or "").split()
+    if words and (invoice := invoice_in(words[0])) is not None:
+        await _start_payment(message, invoice, ctx, state, words[1:])
+        return
+    try:
+        amount_text, rest = take_amount(words)
+        amount_msat = parse_msat(amount_text)
+    except AmountError as exc:
+        raise UserError(f"{exc}\nUsage: /send 5000 @alice [memo], or reply to a message "
+                        "with /send 5000.") from None
+    reply = message.reply_to_message
+    if rest and (looks_like_recipient(rest[0]) or rest[0].startswith("@")):
+        recipient = await resolve(rest[0], ctx)
+        memo_words = rest[1:]
+    elif reply is not None and reply.from_user is not None:
+        recipient = from_telegram(reply.from_user)
+        memo_words = rest
+    else:
+        raise UserError("Who to? /send 5000 @alice [memo], or reply to their message "
+                        "with /send 5000.")
+    await _ask_transfer(message, ctx, recipient, amount_msat, " ".join(memo_words) or None)
+
+
+async def tip(message: Message, command: CommandObject, ctx: BotContext) -> None:
+    reply = message.reply_to_message
+    if reply is None or reply.from_user is None:
+        raise UserError("Reply to someone's message with /tip 1000 to tip its author.")
+    words = (command.args or "").split()
+    try:
+        amount_text, rest = take_amount(words)
+        amount_msat = parse_msat(amount_text)
+    except AmountError as exc:
+        raise UserError(f"{exc}\nUsage: reply to a message with /tip 1000.") from None
+    await _ask_transfer(message, ctx, from_telegram(reply.from_user), amount_msat,
+                        " ".join(rest) or None)
+
+
+async def _ask_transfer(message: Message, ctx: BotContext, recipient: Recipient,
+                        amount_msat: int, memo: str | None) -> None:
+    user = sender(message)
+    if recipient.user_id == user.id:
+        raise UserError("You can't send to yourself.")
+    await _check_funds(ctx, user.id, amount_msat)
+    action = PendingAction(
+        token=ctx.pending.new_token(), kind="transfer", user_id=user.id,
+        chat_id=message.chat.id, amount_msat=amount_msat, to_user_id=recipient.user_id,
+        to_label=recipient.label, create_recipient=recipient.create, memo=memo)
+    await ctx.pending.put(action)
+    await message.reply(texts.confirm_transfer(amount_msat, recipient.label, recipient.node_id,
+                                               memo), reply_markup=confirm_keyboard(action.token))
+
+
+async def _check_funds(ctx: BotContext, user_id: int, needed_msat: int) -> None:
+    """Refuse early what vnode would refuse anyway (it stays the judge at Confirm)."""
+    try:
+        balance = await ctx.vnode.asset_balance(user_id)
+    except VNodeError as exc:
+        if exc.code == "unknown_user":
+            raise UserError(texts.START_FIRST) from None
+        raise
+    spendable = balance.spendable_msat or 0
+    if spendable < needed_msat:
+        raise UserError(f"Not enough balance: that needs {format_msat(needed_msat)}, "
+                        f"you can spend {format_msat(spendable)}.")
+
+
+# --- /pay --------------------------------------------------------------------------------
+
+async def pay(message: Message, command: CommandObject, ctx: BotContext,
+              state: FSMContext) -> None:
+    words = (command.args or "").split()
+    invoice = invoice_in(words[0]) if words else None
+    if invoice is None:
+        raise UserError("Usage: /pay lnbc... (a Lightning invoice)")
+    await _start_payment(message, invoice, ctx, state, words[1:])
+
+
+async def _start_payment(message: Message, invoice: str, ctx: BotContext, state: FSMContext,
+                         rest: list[str]) -> None:
+    amt_msat = None
+    if rest:
+        try:
+            amt_msat = parse_msat(" ".join(rest))
+        except AmountError as exc:
+            raise UserError(str(exc)) from None
+    quote = await ctx.vnode.decode_invoice(invoice, amt_msat=amt_msat)
+    if quote.amount_msat is None:
+        await state.set_state(PayFlow.amount)
+        await state.update_data(invoice=invoice)
+        await message.reply("This invoice has no amount. How much do you want to pay? "
+                            "(like 5000, 5k or 0.0001 btc; /cancel to stop)")
+        return
+    await _ask_payment(message, ctx, invoice, amt_msat if quote.invoice_amount_msat is None
+                       else None)
+
+
+async def cancel_amount(message: Message, state: FSMContext) -> None:
+    await state.clear()
+    await message.reply(texts.CANCELLED)
+
+
+async def amount_given(message: Message, ctx: BotContext, state: FSMContext) -> None:
+    data = await state.get_data()
+    try:
+        amt_msat = parse_msat(message.text or "")
+    except AmountError as exc:
+        raise UserError(f"{exc} How much do you want to pay? (/cancel to stop)") from None
+    await state.clear()
+    await _ask_payment(message, ctx, str(data["invoice"]), amt_msat)
+
+
+async def _ask_payment(message: Message, ctx: BotContext, invoice: str,
+                       amt_msat: int | None) -> None:
+    user = sender(message)
+    quote = await ctx.vnode.decode_invoice(invoice, amt_msat=amt_msat)
+    assert quote.amount_msat is not None
+    await _check_funds(ctx, user.id, quote.total_msat or quote.amount_msat)
+    action = PendingAction(
+        token=ctx.pending.new_token(), kind="payment", user_id=user.id,
+        chat_id=message.chat.id, amount_msat=quote.amount_msat, invoice=invoice,
+        amt_msat=amt_msat, payment_hash=quote.payment_hash)
+    await ctx.pending.put(action)
+    await message.reply(texts.confirm_payment(quote), reply_markup=confirm_keyboard(action.token))
+
+
+# --- the buttons -------------------------------------------------------------------------
+
+async def pressed(query: CallbackQuery, callback_data: ConfirmCallback, ctx: BotContext) -> None:
+    message = callback_message(query)
+    waiting = await ctx.pending.peek(callback_data.token)
+    if waiting is not None and waiting.user_id != query.from_user.id:
+        await query.answer(texts.NOT_YOURS, show_alert=True)
+        return
+    action = await ctx.pending.take(callback_data.token,
+                                    "cancelled" if callback_data.op == "no" else "confirmed")
+    if action is None:
+        # Expired, or a later tap after Confirm or Cancel (several taps arrive together).
+        earlier = await ctx.pending.outcome(callback_data.token)
+        await query.answer(texts.EXPIRED if earlier is None else
+                           texts.CANCELLED if earlier == "cancelled" else texts.ALREADY)
+        if message is not None and earlier is None and message.reply_markup is not None:
+            await message.edit_reply_markup(reply_markup=None)
+        return
+    if callback_data.op == "no":
+        await query.answer(texts.CANCELLED)
+        if message is not None:
+            await message.edit_text(texts.CANCELLED)
+        return
+    await query.answer("Sending…")
+    if message is not None:
+        await message.edit_text("Sending…")  # the buttons go: nothing left to tap twice
+    if action.kind == "transfer":
+        text = await _carry_out_transfer(action, ctx)
+    else:
+        text = await _carry_out_payment(action, ctx, message)
+    if message is not None:
+        retry = confirm_keyboard(action.token) if text == texts.UNREACHABLE_AMBIGUOUS else None
+        await message.edit_text(text, reply_markup=retry)
+
+
+async def _carry_out_transfer(action: PendingAction, ctx: BotContext) -> str:
+    assert action.to_user_id is not None and action.to_label is not None
+    to_user_id, memo = action.to_user_id, action.memo
+
+    async def transfer() -> str:
+        if action.create_recipient:
+            await ctx.vnode.node(to_user_id)
+        done = await ctx.vnode.transfer(action.user_id, to_user_id,
+                                        amount_msat=action.amount_msat, memo=memo,
+                                        idempotency_key=action.idempotency_key)
+        return texts.transfer_done(action.amount_msat, action.to_label or "",
+                                   done.sender_balance.balance_msat)
+
+    return await _money_call(action, ctx, transfer)
+
+
+async def _carry_out_payment(action: PendingAction, ctx: BotContext,
+                             message: Message | None) -> str:
+    assert action.invoice is not None and action.payment_hash is not None
+    invoice, payment_hash = action.invoice, action.payment_hash
+    if message is not None:
+        await ctx.profiles.remember_payment_message(payment_hash, action.user_id,
+                                                    message.chat.id, message.message_id)
+
+    async def send_payment() -> str:
+        paid = await ctx.vnode.send_payment(action.user_id, invoice, amt_msat=action.amt_msat,
+                                            idempotency_key=action.idempotency_key)
+        if paid.status != "pending":
+            # This answer tells the end: the payment's final event will not tell it again.
+            await ctx.profiles.claim_final(payment_hash, action.user_id)
+        return texts.payment_result(paid.status, paid.amount_msat, paid.fee_msat,
+                                    paid.failure_reason)
+
+    return await _money_call(action, ctx, send_payment)
+
+
+async def _money_call(action: PendingAction, ctx: BotContext,
+                      call: Callable[[], Awaitable[T]]) -> T | str:
+    """Run a money call; when vnode is unreachable, retry with the same key, and if it stays
+    unreachable put the action back so Confirm can be pressed again (still sent once)."""
+    for delay in (*_RETRY_DELAYS_S, None):
+        try:
+            return await call()
+        except VNodeUnavailable:
+            pass
+        except VNodeError as exc:
+            if exc.status < 500:
+                return texts.refusal(exc)
+            log.warning("vnode answered %s on a money call", exc.status,
+                        extra={"code": exc.code, "request_id": exc.request_id})
+        if delay is not None:
+            await asyncio.sleep(delay)
+    await ctx.pending.put(action)
+    return texts.UNREACHABLE_AMBIGUOUS
+
+
+def make_router() -> Router:
+    router = Router(name="send")
+    router.message.register(send, Command("send"))
+    router.message.register(tip, Command("tip"))
+    router.message.register(pay, Command("pay"))
+    router.callback_query.register(pressed, ConfirmCallback.filter())
+    return router
+
+
+def make_amount_router() -> Router:
+    """The answer to "how much?" is free text, so it is tried after every command."""
+    router = Router(name="amount")
+    router.message.register(cancel_amount, PayFlow.amount, Command("cancel"))
+    router.message.register(amount_given, PayFlow.amount, F.text, ~F.text.startswith("/"))
+    return router

@@ -1,0 +1,183 @@
+"""Everything the bot says, in one place (HTML parse mode: user text is always escaped)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from html import escape
+
+from vnode.bot.amounts import format_msat, format_units
+from vnode.client import AssetBalance, HistoryEntry, InvoiceQuote, VNodeError
+
+BTC = "BTC"
+
+HELP = (
+    "<b>bitMaskRGB</b>: a Lightning wallet in Telegram.\n\n"
+    "/balance: what you hold, per asset\n"
+    "/send <code>5000 @alice [memo]</code>: send to a user (a @username, a Telegram id or a "
+    "vn_ id); reply to someone's message with <code>/send 5000</code> to pay its author\n"
+    "/tip <code>1k</code>: in a group, reply to a message to tip its author\n"
+    "/pay <code>lnbc...</code> (or /send <code>lnbc...</code>): pay a Lightning invoice\n"
+    "/receive <code>5000 [asset]</code>: an invoice to be paid, with a QR code\n"
+    "/history: your recent transactions\n\n"
+    "Amounts: <code>5000</code>, <code>5k</code>, <code>0.0001 btc</code>. Transfers between "
+    "users are instant and free."
+)
+
+
+def welcome(node_id: str, pubkey: str, first_name: str) -> str:
+    return (f"Welcome, {escape(first_name)}! Your virtual node is ready.\n\n"
+            f"Node: <code>{escape(node_id)}</code>\nPublic key: <code>{escape(pubkey)}</code>"
+            f"\n\n{HELP}")
+
+
+def asset_label(asset_id: str) -> str:
+    """BTC, or an RGB asset id shortened for a chat line."""
+    if asset_id == BTC:
+        return BTC
+    return asset_id if len(asset_id) <= 20 else f"{asset_id[:12]}…{asset_id[-6:]}"
+
+
+def balance_line(balance: AssetBalance) -> str:
+    if balance.asset_id == BTC:
+        line = f"<b>{format_msat(balance.balance_msat or 0)}</b>"
+        if balance.pending_msat:
+            line += f" ({format_msat(balance.pending_msat)} held for payments in flight)"
+        return f"BTC: {line}"
+    units = balance.balance or 0
+    line = f"{escape(asset_label(balance.asset_id))}: <b>{units:,}</b>"
+    if balance.pending:
+        line += f" ({balance.pending:,} held)"
+    return line
+
+
+def balances(lines: list[str]) -> str:
+    if not lines:
+        return "Your wallet is empty. /receive to get paid."
+    return "Your balance\n" + "\n".join(lines)
+
+
+def amount_of(asset_id: str, amount_msat: int | None, asset_amount: int | None) -> str:
+    if asset_id == BTC or asset_amount is None:
+        return format_msat(amount_msat or 0)
+    return format_units(asset_amount, escape(asset_label(asset_id)))
+
+
+def confirm_transfer(amount_msat: int, label: str, node_id: str, memo: str | None) -> str:
+    text = f"Send <b>{format_msat(amount_msat)}</b> to {escape(label)} (<code>{node_id}</code>)?"
+    if memo:
+        text += f"\nMemo: {escape(memo)}"
+    return text + "\nInstant and free."
+
+
+def transfer_done(amount_msat: int, label: str, balance_msat: int | None) -> str:
+    text = f"Sent {format_msat(amount_msat)} to {escape(label)}."
+    if balance_msat is not None:
+        text += f"\nBalance: {format_msat(balance_msat)}"
+    return text
+
+
+def confirm_payment(quote: InvoiceQuote) -> str:
+    amount = quote.amount_msat or 0
+    lines = [f"Pay <b>{format_msat(amount)}</b>"
+             + (f" ({quote.asset_amount:,} {escape(asset_label(quote.asset_id))})"
+                if quote.asset_id and quote.asset_amount else "") + "?"]
+    if quote.description:
+        lines.append(f"For: {escape(quote.description)}")
+    if quote.internal:
+        lines.append("Fee: none (the payee is a bitMaskRGB user)")
+    else:
+        reserve = quote.fee_reserve_msat or 0
+        lines.append(f"Fee reserve: up to {format_msat(reserve)}; what the route does not use "
+                     "comes back")
+        lines.append(f"Held now: {format_msat(amount + reserve)}")
+    lines.append(f"Invoice expires {_when(quote.expires_at)}")
+    return "\n".join(lines)
+
+
+def payment_result(status: str, amount_msat: int, fee_msat: int | None,
+                   failure_reason: str | None) -> str:
+    if status == "succeeded":
+        fee = f", fee {format_msat(fee_msat)}" if fee_msat else ""
+        return f"Paid {format_msat(amount_msat)}{fee}."
+    if status == "failed":
+        reason = f" ({escape(failure_reason)})" if failure_reason else ""
+        return (f"The payment of {format_msat(amount_msat)} failed{reason}. "
+                "Everything held for it is back in your balance.")
+    return (f"Payment of {format_msat(amount_msat)} is in flight. The amount and fee reserve "
+            "are held; I will tell you when it settles.")
+
+
+def invoice_text(invoice: str, amount: str | None, expires_at: datetime) -> str:
+    what = f"Invoice for {amount}" if amount else "Invoice (any amount)"
+    return f"{what}, expires {_when(expires_at)}:\n\n<code>{escape(invoice)}</code>"
+
+
+def history(entries: list[HistoryEntry], page: int) -> str:
+    if not entries:
+        return "No transactions yet." if page == 0 else "No older transactions."
+    lines = [f"Transactions (page {page + 1})"]
+    for entry in entries:
+        sign = "+" if entry.direction == "in" else "−"
+        amount = amount_of(entry.asset_id, entry.amount_msat, entry.asset_amount)
+        who = "from" if entry.direction == "in" else "to"
+        line = (f"{entry.created_at:%Y-%m-%d %H:%M} {sign}{amount} {who} "
+                f"{escape(_counterparty(entry.counterparty))}")
+        if entry.status not in ("completed", "succeeded"):
+            line += f" [{escape(entry.status)}]"
+        if entry.memo:
+            line += f": {escape(entry.memo)}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _counterparty(value: str) -> str:
+    return value if len(value) <= 24 else f"{value[:12]}…{value[-6:]}"
+
+
+def _when(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+# --- refusals: short, friendly, never a stack trace ---------------------------------------
+
+UNREACHABLE = ("I can't reach the wallet service right now. Nothing was sent; "
+               "please try again in a minute.")
+UNREACHABLE_AMBIGUOUS = ("I can't reach the wallet service right now, so I don't know yet "
+                         "whether that went through. Press Confirm again in a moment: it can "
+                         "only ever be sent once.")
+SOMETHING_WRONG = "Something went wrong on my side. Nothing was sent; please try again."
+SLOW_DOWN = "Slow down a little: try again in a few seconds."
+EXPIRED = "This confirmation has expired. Nothing was sent."
+NOT_YOURS = "This button is not for you."
+ALREADY = "Already done."
+CANCELLED = "Cancelled. Nothing was sent."
+START_FIRST = "Send /start first to open your wallet."
+
+_BY_CODE = {
+    "insufficient_balance": "Not enough balance for that.",
+    "invalid_invoice": "That is not a valid Lightning invoice.",
+    "wrong_network": "That invoice is for another Bitcoin network.",
+    "invoice_expired": "That invoice has expired. Ask for a new one.",
+    "amount_mismatch": "That amount does not match the invoice.",
+    "amount_too_large": "That amount is above the per-payment limit.",
+    "self_payment": "That is your own invoice.",
+    "self_transfer": "You can't send to yourself.",
+    "invoice_already_paid": "That invoice is already paid.",
+    "payment_in_progress": "A payment of that invoice is already in flight.",
+    "unknown_user": "That user has no bitMaskRGB wallet yet: they need to send /start first.",
+    "node_unavailable": "Lightning payments are paused right now (the node is not ready). "
+                        "Nothing was sent; try again later.",
+    "invalid_memo": "The memo is too long or has odd characters.",
+    "invalid_amount": "That amount is not valid.",
+    "invalid_asset_id": "Unknown asset.",
+    "unavailable": UNREACHABLE,
+    "transport_error": UNREACHABLE,
+    "rate_limited": SLOW_DOWN,
+}
+
+
+def refusal(error: VNodeError) -> str:
+    """What to tell the user about a refusal from vnode (matched on its stable code)."""
+    if error.status == 429:
+        return SLOW_DOWN
+    return _BY_CODE.get(error.code, SOMETHING_WRONG)
