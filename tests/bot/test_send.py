@@ -230,3 +230,20 @@ async def test_refusals_before_confirm(bot: BotRuntime, telegram: FakeTelegram,
         assert expected in (answer.text or ""), (text, answer.text)
         assert answer.buttons() == []
     assert await balance_msat(vnode, alice) == 1_000_000 and await balance_msat(vnode, bob) == 0
+
+
+async def test_balance_spent_elsewhere_before_confirm_is_refused_at_confirm(
+        bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode) -> None:
+    alice, bob = new_user("Alice"), new_user("Bob")
+    await started(telegram, alice)
+    await started(telegram, bob)
+    await funded(vnode, alice, 3000, telegram)
+    telegram.user_says(alice, f"/send 2000 {bob.id}")
+    asked = await confirmation(telegram, alice.id)
+    # Meanwhile the balance goes elsewhere (another device, another chat).
+    await vnode.admin.admin_debit(alice.id, amount_msat=2_000_000, reason="spent elsewhere")
+    press(telegram, alice, asked, "Confirm")
+    refused = await telegram.wait_for(
+        alice.id, lambda m: m.message_id == asked.message_id and "Sending" not in (m.text or ""))
+    assert refused.text == "Not enough balance for that." and refused.buttons() == []
+    assert await balance_msat(vnode, bob) == 0 and await balance_msat(vnode, alice) == 1_000_000
