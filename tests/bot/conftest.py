@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from tests.bot.telegram_api import FakeTelegram, TgUser
+from tests.bot.telegram_api import FakeTelegram, SentMessage, TgUser
 from tests.events.redis_server import RedisServer
 from tests.lightning_support import SimControl
 from tests.support import ADMIN_KEY, ServeProcess, create_database, new_user_id, wait_until
@@ -191,3 +191,31 @@ async def answered(telegram: FakeTelegram, fragment: str) -> dict[str, Any]:
         return bool(found)
     await wait_until(seen, 10, f"a callback answer with {fragment!r}")
     return found[-1]
+
+
+async def two_users(telegram: FakeTelegram, vnode: Vnode, sats: int = 0, *,
+                    usernames: bool = False) -> tuple[TgUser, TgUser]:
+    """Alice and Bob, both started; Alice funded with `sats` (and told so)."""
+    alice = new_user("Alice", "alice" if usernames else None)
+    bob = new_user("Bob", "bob" if usernames else None)
+    await started(telegram, alice)
+    await started(telegram, bob)
+    if sats:
+        await funded(vnode, alice, sats, telegram)
+    return alice, bob
+
+
+def is_confirmation(message: SentMessage) -> bool:
+    return [text for text, _ in message.buttons()] == ["Confirm", "Cancel"]
+
+
+async def asks_to_confirm(telegram: FakeTelegram, user: TgUser, text: str,
+                          chat_id: int | None = None) -> SentMessage:
+    """The user says `text`; returns the Confirm / Cancel question it brings."""
+    telegram.user_says(user, text)
+    return await telegram.wait_for(user.id if chat_id is None else chat_id, is_confirmation)
+
+
+def press(telegram: FakeTelegram, user: TgUser, message: SentMessage, button: str) -> str:
+    """Tap a button by its label; returns the callback query's id."""
+    return telegram.press(user, message, dict(message.buttons())[button])

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import asyncpg
 
-from tests.bot.conftest import Vnode, balance_msat, funded, new_user, notified, started
+from tests.bot.conftest import (
+    Vnode,
+    asks_to_confirm,
+    balance_msat,
+    funded,
+    new_user,
+    notified,
+    press,
+    started,
+    two_users,
+)
 from tests.bot.telegram_api import FakeTelegram
-from tests.bot.test_send import confirmation, press
 from vnode.bot.runtime import BotRuntime
 
 
@@ -16,8 +25,7 @@ async def test_pay_shows_amount_and_fee_reserve_then_pays_once(
     await started(telegram, alice)
     await funded(vnode, alice, 10_000, telegram)
     invoice = await vnode.sim.invoice(2_000_000)
-    telegram.user_says(alice, f"/pay {invoice}")
-    asked = await confirmation(telegram, alice.id)
+    asked = await asks_to_confirm(telegram, alice, f"/pay {invoice}")
     assert "Pay <b>2,000 sats</b>" in (asked.raw_text or "")
     assert "Fee reserve: up to 20 sats" in (asked.text or "")
     assert "Held now: 2,020 sats" in (asked.text or "")
@@ -34,17 +42,13 @@ async def test_pay_shows_amount_and_fee_reserve_then_pays_once(
 
 async def test_send_with_an_amountless_invoice_asks_for_the_amount(
         bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode, db: asyncpg.Connection) -> None:
-    alice, bob = new_user("Alice", "alice"), new_user("Bob")
-    await started(telegram, alice)
-    await started(telegram, bob)
-    await funded(vnode, alice, 10_000, telegram)
+    alice, bob = await two_users(telegram, vnode, 10_000, usernames=True)
     invoice = (await vnode.admin.ln_invoice(bob.id, description="pizza")).invoice
     telegram.user_says(alice, f"/send lightning:{invoice.upper()}")
     await telegram.wait_for(alice.id, lambda m: "How much" in (m.text or ""))
     telegram.user_says(alice, "lots")
     await telegram.wait_for(alice.id, lambda m: "not an amount" in (m.text or ""))
-    telegram.user_says(alice, "1k")
-    asked = await confirmation(telegram, alice.id)
+    asked = await asks_to_confirm(telegram, alice, "1k")
     assert "1,000 sats" in (asked.text or "") and "pizza" in (asked.text or "")
     assert "Fee: none" in (asked.text or "")
     press(telegram, alice, asked, "Confirm")
@@ -57,9 +61,7 @@ async def test_send_with_an_amountless_invoice_asks_for_the_amount(
 
 async def test_amount_question_can_be_cancelled(bot: BotRuntime, telegram: FakeTelegram,
                                                 vnode: Vnode) -> None:
-    alice, bob = new_user("Alice"), new_user("Bob")
-    await started(telegram, alice)
-    await started(telegram, bob)
+    alice, bob = await two_users(telegram, vnode)
     invoice = (await vnode.admin.ln_invoice(bob.id)).invoice
     telegram.user_says(alice, f"/pay {invoice}")
     await telegram.wait_for(alice.id, lambda m: "How much" in (m.text or ""))
@@ -77,8 +79,7 @@ async def test_failed_payment_is_refunded_and_said_once(
     await started(telegram, alice)
     await funded(vnode, alice, 10_000, telegram)
     invoice = await vnode.sim.invoice(3_000_000)
-    telegram.user_says(alice, f"/pay {invoice}")
-    asked = await confirmation(telegram, alice.id)
+    asked = await asks_to_confirm(telegram, alice, f"/pay {invoice}")
     await vnode.sim.faults(next_payment="fail")
     press(telegram, alice, asked, "Confirm")
     failed = await telegram.wait_for(alice.id, lambda m: "failed" in (m.text or ""))
@@ -95,8 +96,7 @@ async def test_pending_payment_is_told_when_it_settles(
     await funded(vnode, alice, 10_000, telegram)
     invoice = await vnode.sim.invoice(1_000_000)
     quote = await vnode.admin.decode_invoice(invoice)
-    telegram.user_says(alice, f"/pay {invoice}")
-    asked = await confirmation(telegram, alice.id)
+    asked = await asks_to_confirm(telegram, alice, f"/pay {invoice}")
     await vnode.sim.faults(next_payment="hold")
     press(telegram, alice, asked, "Confirm")
     flight = await telegram.wait_for(alice.id, lambda m: "in flight" in (m.text or ""))
@@ -124,8 +124,7 @@ async def test_invoice_refusals(bot: BotRuntime, telegram: FakeTelegram, vnode: 
         answer = await telegram.wait_for(alice.id)
         assert expected in (answer.text or ""), (text, answer.text)
         assert answer.buttons() == []
-    telegram.user_says(alice, f"/pay {own}")
-    asked = await confirmation(telegram, alice.id)
+    asked = await asks_to_confirm(telegram, alice, f"/pay {own}")
     press(telegram, alice, asked, "Confirm")
     refused = await telegram.wait_for(alice.id, lambda m: m.message_id == asked.message_id
                                       and "own invoice" in (m.text or ""))

@@ -8,41 +8,28 @@ from redis.asyncio import Redis
 from tests.bot.conftest import (
     Vnode,
     answered,
+    asks_to_confirm,
     balance_msat,
     funded,
+    is_confirmation,
     new_user,
     notified,
+    press,
     started,
+    two_users,
 )
-from tests.bot.telegram_api import FakeTelegram, SentMessage, TgUser
+from tests.bot.telegram_api import FakeTelegram, TgUser
 from tests.support import wait_until
 from vnode.bot.runtime import BotRuntime
 
 GROUP = -1001234567890
 
 
-def is_confirmation(message: SentMessage) -> bool:
-    return [text for text, _ in message.buttons()] == ["Confirm", "Cancel"]
-
-
-async def confirmation(telegram: FakeTelegram, chat_id: int) -> SentMessage:
-    return await telegram.wait_for(chat_id, is_confirmation)
-
-
-def press(telegram: FakeTelegram, user: TgUser, message: SentMessage, button: str) -> str:
-    """Tap a button by its label; returns the callback query's id."""
-    return telegram.press(user, message, dict(message.buttons())[button])
-
-
 async def test_send_to_a_username_after_confirm_and_the_payee_is_told(
         bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode, db: asyncpg.Connection) -> None:
-    alice, bob = new_user("Alice", "alice"), new_user("Bob", "bob")
-    await started(telegram, alice)
-    await started(telegram, bob)
-    await funded(vnode, alice, 20_000, telegram)
+    alice, bob = await two_users(telegram, vnode, 20_000, usernames=True)
 
-    telegram.user_says(alice, f"/send 5k @{bob.username} lunch money")
-    asked = await confirmation(telegram, alice.id)
+    asked = await asks_to_confirm(telegram, alice, f"/send 5k @{bob.username} lunch money")
     assert "5,000 sats" in (asked.text or "") and f"vn_{bob.id}" in (asked.text or "")
     assert "lunch money" in (asked.text or "")
     assert await balance_msat(vnode, bob) == 0  # nothing moves before Confirm
@@ -60,30 +47,24 @@ async def test_send_to_a_username_after_confirm_and_the_payee_is_told(
 
 async def test_amount_forms_telegram_ids_and_vn_ids(bot: BotRuntime, telegram: FakeTelegram,
                                                     vnode: Vnode) -> None:
-    alice, bob = new_user("Alice"), new_user("Bob")
-    await started(telegram, alice)
-    await started(telegram, bob)
-    await funded(vnode, alice, 1_000_000, telegram)
+    alice, bob = await two_users(telegram, vnode, 1_000_000)
     for text, shown in ((f"/send 0.0001 btc {bob.id}", "10,000 sats"),
                         (f"/send 1,500 sats vn_{bob.id}", "1,500 sats"),
                         (f"/send 2.5k vn_{bob.id} thanks", "2,500 sats")):
         telegram.user_says(alice, text)
-        asked = await confirmation(telegram, alice.id)
+        asked = await telegram.wait_for(alice.id, is_confirmation)
         assert shown in (asked.text or "") and f"vn_{bob.id}" in (asked.text or ""), text
 
 
 async def test_double_tap_on_confirm_sends_once(bot: BotRuntime, telegram: FakeTelegram,
                                                 vnode: Vnode) -> None:
-    alice, bob = new_user("Alice"), new_user("Bob")
-    await started(telegram, alice)
-    await started(telegram, bob)
-    await funded(vnode, alice, 10_000, telegram)
-    telegram.user_says(alice, f"/send 1000 {bob.id}")
-    asked = await confirmation(telegram, alice.id)
-    for _ in range(3):  # three taps arrive together, before any answer
-        press(telegram, alice, asked, "Confirm")
+    alice, bob = await two_users(telegram, vnode, 10_000)
+    asked = await asks_to_confirm(telegram, alice, f"/send 1000 {bob.id}")
+    # three taps arrive together, before any answer
+    taps = [press(telegram, alice, asked, "Confirm") for _ in range(3)]
     await telegram.wait_for(alice.id, lambda m: "Sent 1,000 sats" in (m.text or ""))
-    await answered(telegram, "Already done")
+    answers = sorted([(await telegram.wait_for_answer(tap))["text"] for tap in taps])
+    assert answers == ["Already done.", "Already done.", "Sending…"]
     assert await balance_msat(vnode, bob) == 1_000_000
     assert await balance_msat(vnode, alice) == 9_000_000
     history = await vnode.admin.history(bob.id)
@@ -92,12 +73,8 @@ async def test_double_tap_on_confirm_sends_once(bot: BotRuntime, telegram: FakeT
 
 async def test_cancel_sends_nothing(bot: BotRuntime, telegram: FakeTelegram,
                                     vnode: Vnode) -> None:
-    alice, bob = new_user("Alice"), new_user("Bob")
-    await started(telegram, alice)
-    await started(telegram, bob)
-    await funded(vnode, alice, 10_000, telegram)
-    telegram.user_says(alice, f"/send 1000 {bob.id}")
-    asked = await confirmation(telegram, alice.id)
+    alice, bob = await two_users(telegram, vnode, 10_000)
+    asked = await asks_to_confirm(telegram, alice, f"/send 1000 {bob.id}")
     taps = [press(telegram, alice, asked, "Cancel"),
             press(telegram, alice, asked, "Confirm")]  # the second before the first's answer
     cancelled = await telegram.wait_for(alice.id, lambda m: "Cancelled" in (m.text or ""))
@@ -109,12 +86,8 @@ async def test_cancel_sends_nothing(bot: BotRuntime, telegram: FakeTelegram,
 
 async def test_confirmation_expires(bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode,
                                     redis: Redis) -> None:
-    alice, bob = new_user("Alice"), new_user("Bob")
-    await started(telegram, alice)
-    await started(telegram, bob)
-    await funded(vnode, alice, 10_000, telegram)
-    telegram.user_says(alice, f"/send 1000 {bob.id}")
-    asked = await confirmation(telegram, alice.id)
+    alice, bob = await two_users(telegram, vnode, 10_000)
+    asked = await asks_to_confirm(telegram, alice, f"/send 1000 {bob.id}")
     token = dict(asked.buttons())["Confirm"].split(":")[-1]
     ttl = await redis.ttl(f"bitmask:confirm:{token}")
     assert 0 < ttl <= bot.settings.bot_confirm_ttl_s
@@ -141,7 +114,7 @@ async def test_reply_with_send_and_tip_in_a_group_pay_the_author(
     # write first to a user, so she is not told in private (the group saw it).
     said = telegram.user_says(carol, "gm everyone", chat_id=GROUP, chat_type="supergroup")
     telegram.user_says(alice, "/tip 100", chat_id=GROUP, chat_type="supergroup", reply_to=said)
-    asked = await confirmation(telegram, GROUP)
+    asked = await telegram.wait_for(GROUP, is_confirmation)
     assert "100 sats" in (asked.text or "") and f"vn_{carol.id}" in (asked.text or "")
 
     press(telegram, carol, asked, "Confirm")  # not hers to press
@@ -153,7 +126,7 @@ async def test_reply_with_send_and_tip_in_a_group_pay_the_author(
 
     telegram.user_says(alice, "/send 250 thanks", chat_id=GROUP, chat_type="supergroup",
                        reply_to=said)
-    again = await confirmation(telegram, GROUP)
+    again = await telegram.wait_for(GROUP, is_confirmation)
     assert "250 sats" in (again.text or "") and "thanks" in (again.text or "")
     press(telegram, alice, again, "Confirm")
     await telegram.wait_for(GROUP, lambda m: "Sent 250 sats" in (m.text or ""))
@@ -185,8 +158,7 @@ async def test_a_username_that_changed_owner_never_gets_the_old_owners_money(
     await funded(vnode, alice, 10_000, telegram)
 
     # alice prepares a send to @handle while it is dave's...
-    telegram.user_says(alice, f"/send 1000 @{handle}")
-    for_dave = await confirmation(telegram, alice.id)
+    for_dave = await asks_to_confirm(telegram, alice, f"/send 1000 @{handle}")
     assert f"vn_{dave.id}" in (for_dave.text or "")
     # ...dave renames, and eve takes @handle and talks to the bot before alice confirms.
     dave_renamed = TgUser(id=dave.id, first_name="Dave", username=f"{handle}_new")
@@ -200,8 +172,7 @@ async def test_a_username_that_changed_owner_never_gets_the_old_owners_money(
     assert await balance_msat(vnode, eve) == 0
 
     # A new /send @handle now names eve, with her node id, before anything moves.
-    telegram.user_says(alice, f"/send 1000 @{handle}")
-    for_eve = await confirmation(telegram, alice.id)
+    for_eve = await asks_to_confirm(telegram, alice, f"/send 1000 @{handle}")
     assert f"vn_{eve.id}" in (for_eve.text or "") and f"vn_{dave.id}" not in (for_eve.text or "")
     # The old name of dave now resolves to nobody who hasn't shown it, and unknown names fail.
     telegram.user_says(alice, "/send 1000 @nobody_has_this_name")
@@ -211,10 +182,7 @@ async def test_a_username_that_changed_owner_never_gets_the_old_owners_money(
 
 async def test_refusals_before_confirm(bot: BotRuntime, telegram: FakeTelegram,
                                        vnode: Vnode) -> None:
-    alice, bob = new_user("Alice"), new_user("Bob")
-    await started(telegram, alice)
-    await started(telegram, bob)
-    await funded(vnode, alice, 1000, telegram)
+    alice, bob = await two_users(telegram, vnode, 1000)
     cases = [
         (f"/send 5000 {bob.id}", "Not enough balance"),
         (f"/send abc {bob.id}", "not an amount"),
@@ -234,12 +202,8 @@ async def test_refusals_before_confirm(bot: BotRuntime, telegram: FakeTelegram,
 
 async def test_balance_spent_elsewhere_before_confirm_is_refused_at_confirm(
         bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode) -> None:
-    alice, bob = new_user("Alice"), new_user("Bob")
-    await started(telegram, alice)
-    await started(telegram, bob)
-    await funded(vnode, alice, 3000, telegram)
-    telegram.user_says(alice, f"/send 2000 {bob.id}")
-    asked = await confirmation(telegram, alice.id)
+    alice, bob = await two_users(telegram, vnode, 3000)
+    asked = await asks_to_confirm(telegram, alice, f"/send 2000 {bob.id}")
     # Meanwhile the balance goes elsewhere (another device, another chat).
     await vnode.admin.admin_debit(alice.id, amount_msat=2_000_000, reason="spent elsewhere")
     press(telegram, alice, asked, "Confirm")

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from tests.bot.conftest import (
     Vnode,
+    asks_to_confirm,
     balance_msat,
     bot_settings,
-    funded,
     new_user,
+    press,
     serve_env,
-    started,
+    two_users,
 )
 from tests.bot.telegram_api import FakeTelegram
-from tests.bot.test_send import confirmation, press
 from tests.events.redis_server import RedisServer
 from tests.support import ServeProcess, free_port, wait_until
 from vnode.bot.runtime import BotRuntime
@@ -42,12 +42,8 @@ async def test_vnode_down_at_confirm_then_back_sends_once(
     runtime = BotRuntime(bot_settings(own_vnode, telegram, bot_redis.url))
     await runtime.start()
     try:
-        alice, bob = new_user("Alice"), new_user("Bob")
-        await started(telegram, alice)
-        await started(telegram, bob)
-        await funded(own_vnode, alice, 10_000, telegram)
-        telegram.user_says(alice, f"/send 4000 {bob.id}")
-        asked = await confirmation(telegram, alice.id)
+        alice, bob = await two_users(telegram, own_vnode, 10_000)
+        asked = await asks_to_confirm(telegram, alice, f"/send 4000 {bob.id}")
 
         serve = own_vnode.serve
         serve.stop()
