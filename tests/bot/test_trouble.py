@@ -100,3 +100,15 @@ async def test_rate_limit_says_slow_down_once(vnode: Vnode, own_telegram: FakeTe
         assert sum("Slow down" in t for t in texts()) == 1
     finally:
         await runtime.stop()
+
+
+async def test_result_is_said_anew_when_the_confirmation_cannot_be_edited(
+        bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode) -> None:
+    alice, bob = await two_users(telegram, vnode, 5000)
+    asked = await asks_to_confirm(telegram, alice, f"/send 1500 {bob.id}")
+    telegram.fail_next("editMessageText", error_code=502, description="Bad Gateway",
+                       retry_after=None, times=2)
+    press(telegram, alice, asked, "Confirm")
+    said = await telegram.wait_for(alice.id, lambda m: "Sent 1,500 sats" in (m.text or ""))
+    assert said.message_id != asked.message_id and said.method == "sendMessage"
+    assert await balance_msat(vnode, bob) == 1_500_000

@@ -146,6 +146,8 @@ UNREACHABLE_AMBIGUOUS = ("I can't reach the wallet service right now, so I don't
                          "whether that went through. Press Confirm again in a moment: it can "
                          "only ever be sent once.")
 SOMETHING_WRONG = "Something went wrong on my side. Nothing was sent; please try again."
+SOMETHING_WRONG_AFTER_TAP = ("Something went wrong on my side. Check /history before trying "
+                             "again.")
 SLOW_DOWN = "Slow down a little: try again in a few seconds."
 EXPIRED = "This confirmation has expired. Nothing was sent."
 NOT_YOURS = "This button is not for you."

@@ -29,7 +29,9 @@ async def on_error(event: ErrorEvent, bot: Bot) -> None:
                         extra={"code": error.code, "request_id": error.request_id})
     else:
         log.error("handler failed", exc_info=error)
-        text = texts.SOMETHING_WRONG
+        # After a tap, money may already have moved: never claim that nothing was sent.
+        text = texts.SOMETHING_WRONG_AFTER_TAP if event.update.callback_query \
+            else texts.SOMETHING_WRONG
     await _tell(event, bot, text)
 
 

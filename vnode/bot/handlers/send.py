@@ -8,7 +8,9 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import asyncpg
 from aiogram import F, Router
+from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -193,14 +195,29 @@ async def pressed(query: CallbackQuery, callback_data: ConfirmCallback, ctx: Bot
         return
     await query.answer("Sending…")
     if message is not None:
-        await message.edit_text("Sending…")  # the buttons go: nothing left to tap twice
+        try:
+            await message.edit_text("Sending…")  # the buttons go: nothing left to tap twice
+        except TelegramAPIError as exc:  # cosmetic; the action is taken and goes ahead
+            log.warning("could not edit a confirmation: %s", exc)
     if action.kind == "transfer":
         text = await _carry_out_transfer(action, ctx)
     else:
         text = await _carry_out_payment(action, ctx, message)
+    await _show_result(query, message, text, action)
+
+
+async def _show_result(query: CallbackQuery, message: Message | None, text: str,
+                       action: PendingAction) -> None:
+    """Money may have moved by now: if the confirmation cannot be edited, say it anew."""
+    retry = confirm_keyboard(action.token) if text == texts.UNREACHABLE_AMBIGUOUS else None
     if message is not None:
-        retry = confirm_keyboard(action.token) if text == texts.UNREACHABLE_AMBIGUOUS else None
-        await message.edit_text(text, reply_markup=retry)
+        try:
+            await message.edit_text(text, reply_markup=retry)
+            return
+        except TelegramAPIError as exc:
+            log.warning("could not edit a confirmation: %s", exc)
+    if query.bot is not None:
+        await query.bot.send_message(action.chat_id, text, reply_markup=retry)
 
 
 async def _carry_out_transfer(action: PendingAction, ctx: BotContext) -> str:
@@ -232,7 +249,10 @@ async def _carry_out_payment(action: PendingAction, ctx: BotContext,
                                             idempotency_key=action.idempotency_key)
         if paid.status != "pending":
             # This answer tells the end: the payment's final event will not tell it again.
-            await ctx.profiles.claim_final(payment_hash, action.user_id)
+            try:
+                await ctx.profiles.claim_final(payment_hash, action.user_id)
+            except (OSError, asyncpg.PostgresError) as exc:  # then the event tells it too
+                log.warning("could not record a payment's end as told: %s", exc)
         return texts.payment_result(paid.status, paid.amount_msat, paid.fee_msat,
                                     paid.failure_reason)
 
