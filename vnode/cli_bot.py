@@ -9,7 +9,6 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from vnode.bot.runtime import run
 from vnode.bot.settings import BotSettings
 from vnode.logs import configure_logging
 
@@ -33,5 +32,9 @@ def bot() -> None:
             err.print(f"  {_REQUIRED.get(field, 'VNODE_' + field.upper())}: {problem['msg']}")
         raise typer.Exit(2) from None
     configure_logging(settings.log_level)
+    # Imported here, not at the top: aiogram takes 2 s to import, which every other vnode
+    # command would pay for nothing.
+    from vnode.bot.runtime import run
+
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run(settings))

@@ -30,11 +30,12 @@ async def test_crash_and_restart(fresh_db: str, sim_node: str, tmp_path: Path,
                                  crash_point: str, final: str, expiry_sec: int) -> None:
     sim = SimControl(sim_node)
     alice = new_user_id()
-    invoice = await sim.invoice(100_000, expiry_sec=expiry_sec)
-    payment_hash = bolt11.decode(invoice).payment_hash
     doomed = ServeProcess(fresh_db, tmp_path / "a", extra_env=_env(sim_node, crash_point))
     try:
         await doomed.wait_ready()
+        # Made only now: a short expiry must not run out while the service starts.
+        invoice = await sim.invoice(100_000, expiry_sec=expiry_sec)
+        payment_hash = bolt11.decode(invoice).payment_hash
         async with httpx.AsyncClient(base_url=doomed.url, headers=bearer(ADMIN_KEY),
                                      timeout=30) as client:
             funded = await client.post("/admin/credit", json={

@@ -106,6 +106,8 @@ def install_error_handlers(app: FastAPI) -> None:
 def documented_errors(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` listing the error codes an endpoint can answer, grouped by status."""
     by_status: dict[int, list[ErrorCode]] = defaultdict(list)
+    if ErrorCode.INVALID_REQUEST in codes and ErrorCode.INVALID_JSON not in codes:
+        codes = (*codes, ErrorCode.INVALID_JSON)  # a body that is not JSON at all
     for code in (*codes, ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN, ErrorCode.INTERNAL_ERROR):
         by_status[CATALOGUE[code].status].append(code)
     return {

@@ -65,6 +65,8 @@ async def _solvency(services: ServicesDep) -> list[dict[str, object]] | str:
 
 
 @router.get("/metrics", summary="Prometheus metrics of this process (scope: read)",
-            responses=documented_errors())
+            responses={200: {"description": "The Prometheus text exposition format.",
+                             "content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}},
+                       **documented_errors()})
 async def metrics(_key: ReadKey, services: ServicesDep) -> Response:
     return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)

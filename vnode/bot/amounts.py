@@ -1,18 +1,21 @@
 """Amounts as people type them in a chat, and as the bot prints them.
 
-`5000`, `5k`, `1.5m`, `5,000 sats`, `0.0001 btc`, `2500 msat` all parse to millisatoshis.
-Whatever is ambiguous or odd is refused rather than guessed: fractions of a satoshi (unless
-the unit is msat), exponents, signs, non-ASCII digits, more than 21 million BTC.
+`5000`, `5k`, `1.5m`, `5,000 sats`, `0.0001 btc`, `2500 msat`, `1.5 sats` all parse to
+millisatoshis, exactly (rational arithmetic: nothing is rounded, in either direction).
+Whatever is ambiguous or odd is refused rather than guessed: fractions of a millisatoshi,
+exponents, signs, non-ASCII digits, more than 21 million BTC. `format_msat` prints what
+`parse_msat` reads back.
 """
 
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from fractions import Fraction
 
 MSAT_PER_SAT = 1000
 SATS_PER_BTC = 100_000_000
 MAX_MSAT = 21_000_000 * SATS_PER_BTC * MSAT_PER_SAT
+_MAX_TEXT = 64  # no real amount is longer; bounds the work on hostile input
 
 _UNITS_MSAT = {
     "msat": 1, "msats": 1, "millisat": 1, "millisats": 1,
@@ -34,18 +37,16 @@ class AmountError(ValueError):
 
 def parse_msat(text: str) -> int:
     """A Bitcoin amount in msat; a bare number means satoshis."""
-    match = _AMOUNT.fullmatch(text.strip().lower())
+    match = _AMOUNT.fullmatch(text.strip().lower()) if len(text) <= _MAX_TEXT else None
     if match is None:
         raise AmountError(f"'{_short(text)}' is not an amount. Try 5000, 5k or 0.0001 btc.")
     suffix, unit = _suffix_and_unit(match["rest"])
-    value = Decimal(match["number"].replace(",", "").replace("_", ""))
+    value = Fraction(match["number"].replace(",", "").replace("_", ""))
     value *= _SUFFIXES.get(suffix, 1) * _UNITS_MSAT[unit]
-    if value != value.to_integral_value():
-        raise AmountError("That is a fraction of a millisatoshi.")
-    msat = int(value)
-    if unit != "msat" and msat % MSAT_PER_SAT:
-        raise AmountError("That is a fraction of a satoshi; amounts go down to 1 sat.")
-    return _in_range(msat, MAX_MSAT)
+    if value.denominator != 1:
+        raise AmountError("That is a fraction of a millisatoshi (0.001 sat), the smallest "
+                          "amount there is.")
+    return _in_range(int(value), MAX_MSAT)
 
 
 def _suffix_and_unit(rest: str) -> tuple[str, str]:
@@ -67,7 +68,7 @@ def _suffix_and_unit(rest: str) -> tuple[str, str]:
 
 def parse_units(text: str, max_units: int = 2**63 - 1) -> int:
     """A whole number of an RGB asset's units: `250`, `1,000`, `5k`."""
-    match = _COUNT.fullmatch(text.strip().lower())
+    match = _COUNT.fullmatch(text.strip().lower()) if len(text) <= _MAX_TEXT else None
     if match is None:
         raise AmountError(f"'{_short(text)}' is not a whole number of units.")
     units = int(match["number"].replace(",", "").replace("_", ""))

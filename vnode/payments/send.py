@@ -67,14 +67,19 @@ class PaymentSender:
     async def pay(self, command: PayCommand, idempotency: Idempotency) -> Outcome:
         # The node's network and key, as last seen: enough to settle our own invoices while
         # the node is locked; an external payment below needs it ready.
+        request = {"user": command.user_id, "invoice": command.invoice.strip(),
+                   "amt_msat": command.amt_msat, "fee_limit_msat": command.fee_limit_msat}
+        request_hash = idempotency.request_hash("sendpayment", request)
+        # A retry with the key of an earlier attempt gets that attempt's answer first: the
+        # invoice may have expired or the node be locked since, but the payment went ahead.
+        replayed = await self._replay(idempotency, request_hash)
+        if replayed is not None:
+            return replayed
         info = self.monitor.status.info
         if info is None:
             raise ApiError(ErrorCode.NODE_UNAVAILABLE, "the master node has not been reached yet")
         payable = check_invoice(command.invoice, amt_msat=command.amt_msat, network=info.network,
                                 max_payment_msat=self.settings.max_payment_msat)
-        request = {"user": command.user_id, "invoice": payable.invoice,
-                   "amt_msat": command.amt_msat, "fee_limit_msat": command.fee_limit_msat}
-        request_hash = idempotency.request_hash("sendpayment", request)
         ours = await self.pool.fetchval(
             "SELECT true FROM ln_invoices WHERE payment_hash = $1", payable.payment_hash)
         if ours or payable.decoded.payee_pubkey == info.pubkey:
@@ -87,6 +92,22 @@ class PaymentSender:
                 idempotency.owner, idempotency.key, request_hash)
         self.monitor.require_ready()
         return await self._pay_external(command, payable, idempotency, request_hash)
+
+    async def _replay(self, idempotency: Idempotency, request_hash: bytes) -> Outcome | None:
+        """The stored answer of an earlier request with this key, brought up to date: a
+        payment that was pending answers its state now."""
+        if idempotency.key is None:
+            return None
+        row = await self.pool.fetchrow(
+            "SELECT status, body::text AS body "
+            "FROM vnode_idem_lookup($1, $2, 'sendpayment', $3)",
+            idempotency.owner, idempotency.key, request_hash)
+        if row is None:
+            return None
+        stored = Outcome(row["status"], row["body"])
+        if stored.status != 202:
+            return stored
+        return await payment_outcome(self.pool, int(stored.json()["payment_id"]))  # type: ignore[call-overload]
 
     async def quote(self, invoice: str, amt_msat: int | None) -> dict[str, object]:
         """What paying `invoice` would cost, checked by the same rules as `pay`; moves nothing.
