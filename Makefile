@@ -27,10 +27,8 @@ redis:
 test: lint redis
 	$(BIN)/pytest
 
-bench: $(STAMP)
-	$(BIN)/python bench/transfers.py
-	$(BIN)/python bench/payments.py
-	$(BIN)/python bench/events.py
+bench: $(STAMP) redis
+	$(BIN)/python bench/run.py
 
 # The proving ground (docs/RELIABILITY.md): a mixed load, the same under faults, and fuzzing.
 soak: $(STAMP) redis

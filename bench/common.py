@@ -6,6 +6,9 @@ Everything here is Linux-only (it reads /proc) and meant for a benchmark run, no
 
 from __future__ import annotations
 
+import contextlib
+import json
+import math
 import os
 import re
 import resource
@@ -19,6 +22,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -35,17 +39,40 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Machine description (for docs/PERFORMANCE.md)
 
 
-def machine_summary() -> str:
+def machine_facts() -> dict[str, str | int | float]:
+    """CPUs, CPU model, memory and Python version (bench/run.py writes them into
+    docs/PERFORMANCE.md)."""
     cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} CPUs ({cpu}), {mem_gib:.1f} GiB RAM, Python {sys.version.split()[0]}"
+    with contextlib.suppress(OSError):
+        cpu = next((line.split(":", 1)[1].strip()
+                    for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), cpu)
+    return {"cpus": os.cpu_count() or 0, "cpu": cpu,
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+                                / 2**30, 1),
+            "python": sys.version.split()[0]}
+
+
+def machine_summary() -> str:
+    facts = machine_facts()
+    return (f"{facts['cpus']} CPUs ({facts['cpu']}), {facts['memory_gib']} GiB RAM, "
+            f"Python {facts['python']}")
+
+
+def write_figures(path: Path | None, benchmark: str, figures: dict[str, float],
+                  ratio: tuple[str, float], *, postgres: str) -> None:
+    """A benchmark's figures as JSON, for bench/run.py (nothing when `path` is None).
+
+    `ratio` is (what against what, value): the comparable figure each benchmark prints last.
+    """
+    if path is None:
+        return
+    # JSON has no NaN: a figure a run could not measure (no sample) is null.
+    measured = {name: None if math.isnan(value) else value for name, value in figures.items()}
+    document = {"benchmark": benchmark, "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": machine_facts(), "postgres": postgres, "figures": measured,
+                "ratio": {"name": ratio[0], "value": ratio[1]}}
+    path.write_text(json.dumps(document, indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,6 +246,52 @@ class ServeProcess:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)  # the group this object started
             self.proc.wait(5)
+
+
+@dataclass
+class RunningService:
+    """A throwaway cluster with `vnode serve` on it, as most benchmarks start them."""
+
+    cluster: BenchCluster
+    service: ServeProcess
+    dsn: str
+
+    @classmethod
+    def start(cls, workdir: Path, workers: int, *, access_log: bool = False,
+              extra_env: dict[str, str] | None = None) -> RunningService:
+        cluster = BenchCluster()
+        try:
+            dsn = cluster.start()
+            service = ServeProcess(dsn, workdir / "data", workers, access_log=access_log,
+                                   extra_env=extra_env)
+            service.start()
+        except BaseException:
+            cluster.stop()
+            raise
+        return cls(cluster, service, dsn)
+
+    @property
+    def url(self) -> str:
+        return self.service.url
+
+    @property
+    def admin_key(self) -> str:
+        return self.service.admin_key
+
+    def cpu_roots(self) -> dict[str, int]:
+        """Process trees for CpuMeter: the service and PostgreSQL (postmaster and backends),
+        named as the benchmarks' CPU tables name them."""
+        assert self.service.proc is not None
+        roots = {"vnode serve": self.service.proc.pid}
+        if self.cluster.postmaster_pid is not None:
+            roots["PostgreSQL"] = self.cluster.postmaster_pid
+        return roots
+
+    def stop(self) -> None:
+        try:
+            self.service.stop()
+        finally:
+            self.cluster.stop()
 
 
 def _is_python_worker(pid: int) -> bool:

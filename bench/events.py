@@ -257,10 +257,11 @@ def main(
     webhook: Annotated[bool, typer.Option(help="Register the webhook receiver")] = True,
     redis_stream: Annotated[bool, typer.Option("--redis/--no-redis",
                                                help="Set VNODE_REDIS_URL")] = True,
+    json_path: Annotated[Path | None, typer.Option(
+        "--json", help="Also write the figures to this JSON file (for bench/run.py)")] = None,
 ) -> None:
     """Events delivered/s and commit-to-delivery lag per channel, under the transfer load."""
-    if loadgen == "auto":
-        loadgen = "wrk" if shutil.which("wrk") else "python"
+    loadgen = transfers.pick_loadgen(loadgen)
     user_base, max_amount = 7_000_000_000, 1000
     workdir = Path(tempfile.mkdtemp(prefix="vnode-bench-events-"))
     cluster: common.BenchCluster | None = None
@@ -285,7 +286,8 @@ def main(
                 _register_webhook(service, receiver.url)
         assert service.proc is not None
         out.print(f"machine: {common.machine_summary()}")
-        out.print(f"PostgreSQL {common.server_version(dsn)}; redis-server "
+        pg_version = common.server_version(dsn)
+        out.print(f"PostgreSQL {pg_version}; redis-server "
                   f"{redis.Redis.from_url(redis_server.url).info()['redis_version']}; "
                   f"vnode serve --workers {workers}; load from {loadgen}")
 
@@ -324,6 +326,18 @@ def main(
         ratios = {c.name: c.rate(window_s) / produced_rate if produced_rate else 0.0
                   for c in channels}
         slower = min(ratios, key=lambda name: ratios[name])
+        figures = {"transfers/s": load.rate, "events produced/s": produced_rate}
+        for channel in channels:
+            figures[f"{channel.name} delivered/s during the load"] = channel.rate(window_s)
+            figures[f"{channel.name} lag p50 ms"] = 1000 * _pct(channel.lags_s, 50)
+            figures[f"{channel.name} lag p99 ms"] = 1000 * _pct(channel.lags_s, 99)
+            figures[f"{channel.name} delivered/produced"] = ratios[channel.name]
+        figures["backlog drained after the load, s"] = (
+            drained_s if drained_s is not None else float("nan"))
+        figures["other programs during the load, cores"] = meter.foreign_user / load.seconds
+        common.write_figures(json_path, "events", figures,
+                             ("delivered/produced, the slower channel", ratios[slower]),
+                             postgres=pg_version)
         print("ratio delivered/produced per second: "
               + ", ".join(f"{name} {r:.2f}" for name, r in ratios.items()), flush=True)
         print(f"ratio delivered/produced ({slower}, the slower channel): {ratios[slower]:.2f}",

@@ -406,6 +406,8 @@ def main(
     = 8.0,
     final_timeout: Annotated[float, typer.Option(
         help="Seconds a client waits for a final state before giving up on a payment")] = 60.0,
+    json_path: Annotated[Path | None, typer.Option(
+        "--json", help="Also write the figures to this JSON file (for bench/run.py)")] = None,
 ) -> None:
     """External payments/s through vnode and the sim node, against the sim node alone."""
     if users < 1 or clients < 1 or invoices < 1:
@@ -431,7 +433,8 @@ def main(
             service.start()
         assert service.proc is not None
         out.print(f"machine: {common.machine_summary()}")
-        out.print(f"PostgreSQL {common.server_version(dsn)}; vnode serve --workers {workers} "
+        pg_version = common.server_version(dsn)
+        out.print(f"PostgreSQL {pg_version}; vnode serve --workers {workers} "
                   f"(VNODE_NODE=sim, reconciler and watchers on); vnode sim serve "
                   f"--settle-delay-s {settle_delay}; load from httpx, {clients} clients, "
                   f"poll every {poll_s} s"
@@ -460,8 +463,20 @@ def main(
 
         _report([via_vnode, direct], clients, duration, hold_fraction)
         service.stop()
-        run_audit(dsn, workdir / "data")
+        clean = run_audit(dsn, workdir / "data")
         ratio = via_vnode[0].rate / direct[0].rate if direct[0].rate else 0.0
+        mine, theirs = via_vnode[0], direct[0]
+        common.write_figures(json_path, "payments", {
+            "vnode payments/s": mine.rate,
+            "vnode to final p50 ms": 1000 * _pct(mine.latencies_s, 50),
+            "vnode to final p99 ms": 1000 * _pct(mine.latencies_s, 99),
+            "sim-direct payments/s": theirs.rate,
+            "sim-direct to final p50 ms": 1000 * _pct(theirs.latencies_s, 50),
+            "vnode payments not succeeded": sum(mine.finals.values()) - mine.succeeded,
+            "audit clean (1 = yes)": 1.0 if clean else 0.0,
+            "other programs during vnode run, cores":
+                via_vnode[1].foreign_user / max(mine.seconds, 1e-9),
+        }, ("vnode/sim-direct", ratio), postgres=pg_version)
         print(f"ratio vnode/sim-direct: {ratio:.2f}", flush=True)
     finally:
         with console.status("stopping"):

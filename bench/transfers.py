@@ -72,6 +72,25 @@ class LoadResult:
         return self.ok / self.seconds if self.seconds else 0.0
 
 
+@dataclass(frozen=True)
+class Workload:
+    """The request every client loops on: `path` with a JSON body built from two random
+    distinct users a and b and a random amount. `lua_body` is a Lua expression for wrk (a and b
+    are indexes in 1..users; base and max_amount are in scope); `body_format` the same for the
+    Python generators, with %(a)d and %(b)d the user ids and %(amount)d the amount."""
+
+    path: str
+    lua_body: str
+    body_format: str
+
+
+TRANSFER = Workload(
+    "/virtual_transfer",
+    "string.format('{\"from_user_id\":%d,\"to_user_id\":%d,\"amount_msat\":%d}', "
+    "base + a, base + b, math.random(max_amount))",
+    '{"from_user_id":%(a)d,"to_user_id":%(b)d,"amount_msat":%(amount)d}')
+
+
 # --------------------------------------------------------------------------------------------
 # Load generator 1: wrk with a Lua script (C, cheap per request)
 
@@ -95,9 +114,8 @@ end
 function request()
   local a = math.random(users)
   local b = 1 + (a - 1 + math.random(users - 1)) % users
-  local body = string.format('{"from_user_id":%d,"to_user_id":%d,"amount_msat":%d}',
-                             base + a, base + b, math.random(max_amount))
-  return wrk.format("POST", "/virtual_transfer", headers, body)
+  local body = __BODY__
+  return wrk.format("POST", "__PATH__", headers, body)
 end
 
 function response(status, hdrs, body)
@@ -155,7 +173,8 @@ def parse_wrk(output: str) -> LoadResult:
 
 def _python_load(mode: str, url: str, key: str, clients: int, seconds: float, users: int,
                  base: int, max_amount: int, ready: Any, go: Any,
-                 queue: multiprocessing.Queue[dict[str, Any]]) -> None:
+                 queue: multiprocessing.Queue[dict[str, Any]],
+                 workload: Workload = TRANSFER) -> None:
     try:
         import uvloop
 
@@ -164,11 +183,12 @@ def _python_load(mode: str, url: str, key: str, clients: int, seconds: float, us
         pass
     run = _raw_load if mode == "python" else _httpx_load
     queue.put(asyncio.run(_timed_load(run, url, key, clients, seconds, users, base, max_amount,
-                                      ready, go)))
+                                      ready, go, workload)))
 
 
 async def _timed_load(run: Any, url: str, key: str, clients: int, seconds: float, users: int,
-                      base: int, max_amount: int, ready: Any, go: Any) -> dict[str, Any]:
+                      base: int, max_amount: int, ready: Any, go: Any,
+                      workload: Workload) -> dict[str, Any]:
     statuses: Counter[int] = Counter()
     errors: Counter[str] = Counter()
     latencies: list[float] = []
@@ -176,14 +196,15 @@ async def _timed_load(run: Any, url: str, key: str, clients: int, seconds: float
     def body(rng: random.Random) -> bytes:
         a = rng.randrange(users)
         b = (a + rng.randrange(1, users)) % users
-        return (b'{"from_user_id":%d,"to_user_id":%d,"amount_msat":%d}'
-                % (base + a + 1, base + b + 1, rng.randint(1, max_amount)))
+        return (workload.body_format % {"a": base + a + 1, "b": base + b + 1,
+                                        "amount": rng.randint(1, max_amount)}).encode()
 
     ready.set()
     await asyncio.get_running_loop().run_in_executor(None, go.wait)
     cpu_before = os.times()
     started = time.perf_counter()
-    await run(url, key, clients, started + seconds, body, statuses, errors, latencies)
+    await run(url, key, clients, started + seconds, body, statuses, errors, latencies,
+              workload.path)
     elapsed = time.perf_counter() - started
     cpu_after = os.times()
     latencies.sort()
@@ -194,10 +215,11 @@ async def _timed_load(run: Any, url: str, key: str, clients: int, seconds: float
 
 
 async def _raw_load(url: str, key: str, clients: int, end: float, body: Any,
-                    statuses: Counter[int], errors: Counter[str], latencies: list[float]) -> None:
+                    statuses: Counter[int], errors: Counter[str], latencies: list[float],
+                    path: str) -> None:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    head = (f"POST /virtual_transfer HTTP/1.1\r\nHost: {host}:{port}\r\n"
+    head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
             f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
             "Content-Length: %d\r\n\r\n").encode()
 
@@ -231,7 +253,7 @@ async def _raw_load(url: str, key: str, clients: int, end: float, body: Any,
 
 async def _httpx_load(url: str, key: str, clients: int, end: float, body: Any,
                       statuses: Counter[int], errors: Counter[str],
-                      latencies: list[float]) -> None:
+                      latencies: list[float], path: str) -> None:
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     async with httpx.AsyncClient(base_url=url, limits=limits, headers=headers,
@@ -241,7 +263,7 @@ async def _httpx_load(url: str, key: str, clients: int, end: float, body: Any,
             while time.perf_counter() < end:
                 t0 = time.perf_counter()
                 try:
-                    response = await http.post("/virtual_transfer", content=body(rng))
+                    response = await http.post(path, content=body(rng))
                 except httpx.HTTPError as exc:
                     errors[type(exc).__name__] += 1
                     continue
@@ -273,11 +295,13 @@ def _progress_wait(what: str, seconds: float, done: Callable[[], bool]) -> None:
 
 def run_load(mode: str, url: str, key: str, clients: int, threads: int, seconds: float,
              users: int, base: int, max_amount: int, workdir: Path,
-             cpu_roots: dict[str, int], label: str) -> tuple[LoadResult, common.CpuMeter]:
+             cpu_roots: dict[str, int], label: str,
+             workload: Workload = TRANSFER) -> tuple[LoadResult, common.CpuMeter]:
     """One timed load run; returns its result and the CPU each process tree used meanwhile."""
     if mode == "wrk":
-        script = workdir / "transfer.lua"
-        script.write_text(WRK_SCRIPT)
+        script = workdir / "load.lua"
+        script.write_text(WRK_SCRIPT.replace("__BODY__", workload.lua_body)
+                          .replace("__PATH__", workload.path))
         command = wrk_command(url, key, clients, threads, seconds, users, base, max_amount,
                               script)
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -295,7 +319,7 @@ def run_load(mode: str, url: str, key: str, clients: int, threads: int, seconds:
     queue: multiprocessing.Queue[dict[str, Any]] = context.Queue()
     ready, go = context.Event(), context.Event()
     worker = context.Process(target=_python_load, args=(
-        mode, url, key, clients, seconds, users, base, max_amount, ready, go, queue))
+        mode, url, key, clients, seconds, users, base, max_amount, ready, go, queue, workload))
     worker.start()
     if not ready.wait(60):
         worker.kill()
@@ -312,6 +336,17 @@ def run_load(mode: str, url: str, key: str, clients: int, threads: int, seconds:
     statuses: Counter[int] = Counter({int(k): v for k, v in raw["statuses"].items()})
     return LoadResult(raw["seconds"], statuses, raw["p50"] * 1000, raw["p99"] * 1000,
                       dict(raw["errors"]), mode), meter
+
+
+def pick_loadgen(loadgen: str) -> str:
+    """`auto` means wrk when installed, else the raw-asyncio Python generator."""
+    if loadgen == "auto":
+        loadgen = "wrk" if shutil.which("wrk") else "python"
+    if loadgen == "wrk" and not shutil.which("wrk"):
+        raise typer.BadParameter("wrk is not installed (apt-get install -y wrk)")
+    if loadgen not in ("wrk", "python", "httpx"):
+        raise typer.BadParameter("--loadgen is auto, wrk, python or httpx")
+    return loadgen
 
 
 def fund_users(url: str, key: str, users: int, base: int, amount: int) -> None:
@@ -394,6 +429,8 @@ def main(
     py_spy: Annotated[Path | None, typer.Option(
         help="Record the service workers with py-spy during the measured run (collapsed "
              "stacks to this file) and print where the Python time goes")] = None,
+    json_path: Annotated[Path | None, typer.Option(
+        "--json", help="Also write the figures to this JSON file (for bench/run.py)")] = None,
 ) -> None:
     """Internal transfers/s through vnode vs pgbench transfer.sql on the same cluster."""
     script = shared_dir / "transfer.sql"
@@ -401,34 +438,23 @@ def main(
     for path in (script, schema):
         if not path.exists():
             raise typer.BadParameter(f"{path} not found (see --shared-dir)")
-    if loadgen == "auto":
-        loadgen = "wrk" if shutil.which("wrk") else "python"
-    if loadgen == "wrk" and not shutil.which("wrk"):
-        raise typer.BadParameter("wrk is not installed (apt-get install -y wrk)")
-    if loadgen not in ("wrk", "python", "httpx"):
-        raise typer.BadParameter("--loadgen is auto, wrk, python or httpx")
+    loadgen = pick_loadgen(loadgen)
     if url is not None and (dsn is None or admin_key is None):
         raise typer.BadParameter("--url needs --dsn (for pgbench) and --admin-key")
     if users < 2:
         raise typer.BadParameter("--users must be at least 2")
 
     workdir = Path(tempfile.mkdtemp(prefix="vnode-bench-work-"))
-    cluster: common.BenchCluster | None = None
+    running: common.RunningService | None = None
     service: common.ServeProcess | None = None
     try:
         cpu_roots: dict[str, int] = {}
         if url is None:
             with console.status("starting PostgreSQL and vnode serve"):
-                cluster = common.BenchCluster()
-                dsn = cluster.start()
-                service = common.ServeProcess(dsn, workdir / "data", workers,
-                                              access_log=access_log)
-                service.start()
-            url, admin_key = service.url, service.admin_key
-            assert service.proc is not None
-            cpu_roots[SERVICE] = service.proc.pid
-            if cluster.postmaster_pid is not None:
-                cpu_roots[POSTGRES] = cluster.postmaster_pid
+                running = common.RunningService.start(workdir, workers, access_log=access_log)
+            service = running.service
+            url, dsn, admin_key = running.url, running.dsn, running.admin_key
+            cpu_roots = running.cpu_roots()
         assert dsn is not None and admin_key is not None
         pg_version = common.server_version(dsn)
         out.print(f"machine: {common.machine_summary()}")
@@ -481,13 +507,18 @@ def main(
         if py_spy is not None and py_spy.exists():
             _print_profile(py_spy)
         ratio = result.rate / reference[0].tps if reference[0].tps else 0.0
+        figures = {"vnode transfers/s": result.rate, "vnode p50 ms": result.p50_ms,
+                   "vnode p99 ms": result.p99_ms, "pgbench transfer.sql tps": reference[0].tps,
+                   "other programs during vnode run, cores": meter.foreign_user / result.seconds}
+        if ceiling is not None:
+            figures["pgbench SELECT vnode_transfer() tps"] = ceiling[0].tps
+        common.write_figures(json_path, "transfers", figures, ("vnode/pgbench", ratio),
+                             postgres=pg_version)
         print(f"ratio vnode/pgbench: {ratio:.2f}", flush=True)
     finally:
         with console.status("stopping"):
-            if service is not None:
-                service.stop()
-            if cluster is not None:
-                cluster.stop()
+            if running is not None:
+                running.stop()
             shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -511,14 +542,13 @@ def _start_py_spy(service: common.ServeProcess | None, workdir: Path,
     return spies
 
 
-def _report(result: LoadResult, meter: common.CpuMeter,
-            ceiling: tuple[common.PgbenchResult, common.CpuMeter] | None,
-            reference: tuple[common.PgbenchResult, common.CpuMeter], clients: int,
-            duration: int) -> None:
+def load_table(result: LoadResult, what: str, clients: int, duration: int) -> Table:
+    """The results table, with the load's rows: rate, latency, non-200 answers, socket errors;
+    the caller adds its reference's rows and prints it."""
     table = Table(title=f"{clients} clients, {duration}s each")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    table.add_row(f"vnode transfers/s (200 only, {result.tool})", f"{result.rate:,.0f}")
+    table.add_row(f"vnode {what} (200 only, {result.tool})", f"{result.rate:,.0f}")
     table.add_row("vnode latency p50 / p99", f"{result.p50_ms:.1f} / {result.p99_ms:.1f} ms")
     other = {s: n for s, n in sorted(result.statuses.items()) if s != 200}
     table.add_row("vnode non-200 answers", ", ".join(f"{s}: {n}" for s, n in other.items())
@@ -526,6 +556,14 @@ def _report(result: LoadResult, meter: common.CpuMeter,
     if result.socket_errors:
         table.add_row("vnode socket errors", ", ".join(f"{k}: {v}" for k, v in
                                                        result.socket_errors.items()))
+    return table
+
+
+def _report(result: LoadResult, meter: common.CpuMeter,
+            ceiling: tuple[common.PgbenchResult, common.CpuMeter] | None,
+            reference: tuple[common.PgbenchResult, common.CpuMeter], clients: int,
+            duration: int) -> None:
+    table = load_table(result, "transfers/s", clients, duration)
     if ceiling is not None:
         table.add_row("pgbench SELECT vnode_transfer() tps", f"{ceiling[0].tps:,.0f}")
     table.add_row("pgbench transfer.sql tps", f"{reference[0].tps:,.0f}")
