@@ -71,6 +71,16 @@ async def test_receive_answers_invoice_text_and_qr_and_credits_an_outside_paymen
     await notified(db, carol, "invoice.paid")
 
 
+async def test_receive_in_btc_units(bot: BotRuntime, telegram: FakeTelegram,
+                                    vnode: Vnode) -> None:
+    erin = new_user("Erin")
+    await started(telegram, erin)
+    telegram.user_says(erin, "/receive 0.0001 btc")
+    text = await telegram.wait_for(erin.id, lambda m: "Invoice for 10,000 sats" in (m.text or ""))
+    invoice = next(w for w in (text.text or "").split() if w.startswith("ln"))
+    assert (await vnode.admin.decode_invoice(invoice)).amount_msat == 10_000_000
+
+
 async def test_receive_refuses_a_bad_amount(bot: BotRuntime, telegram: FakeTelegram) -> None:
     dave = new_user("Dave")
     await started(telegram, dave)

@@ -211,3 +211,43 @@ async def test_balance_spent_elsewhere_before_confirm_is_refused_at_confirm(
         alice.id, lambda m: m.message_id == asked.message_id and "Sending" not in (m.text or ""))
     assert refused.text == "Not enough balance for that." and refused.buttons() == []
     assert await balance_msat(vnode, bob) == 0 and await balance_msat(vnode, alice) == 1_000_000
+
+
+async def test_names_and_memos_with_markup_are_shown_as_text(
+        bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode) -> None:
+    alice = TgUser(id=new_user("x").id, first_name="<b>Al & Co</b>", username=None)
+    bob = new_user("<i>Bob")
+    await started(telegram, alice)
+    await started(telegram, bob)
+    await funded(vnode, alice, 5000, telegram)
+    memo = "<script>alert(1)</script> & <b>"
+    asked = await asks_to_confirm(telegram, alice, f"/send 100 {bob.id} {memo}")
+    assert memo in (asked.text or "")  # the stand-in parses HTML strictly: shown as typed
+    press(telegram, alice, asked, "Confirm")
+    told = await telegram.wait_for(bob.id, lambda m: "Received" in (m.text or ""))
+    assert "<b>Al & Co</b>" in (told.text or "") and memo in (told.text or "")
+    too_long = "m" * 257
+    telegram.user_says(alice, f"/send 100 {bob.id} {too_long}")
+    await telegram.wait_for(alice.id, lambda m: "memo is too long" in (m.text or ""))
+
+
+async def test_a_reply_with_a_number_keeps_it_in_the_memo(
+        bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode) -> None:
+    alice, carol = new_user("Alice"), new_user("Carol")
+    await started(telegram, alice)
+    await funded(vnode, alice, 5000)
+    said = telegram.user_says(carol, "/help", chat_id=GROUP, chat_type="supergroup")
+    telegram.user_says(alice, "/send 500 42 thanks", chat_id=GROUP, chat_type="supergroup",
+                       reply_to=said)
+    asked = await telegram.wait_for(GROUP, is_confirmation)
+    assert f"vn_{carol.id}" in (asked.text or "") and "42 thanks" in (asked.text or "")
+
+
+async def test_balance_and_history_stay_private(bot: BotRuntime, telegram: FakeTelegram,
+                                                vnode: Vnode) -> None:
+    alice = new_user("Alice")
+    await started(telegram, alice)
+    for command in ("/balance", "/history"):
+        telegram.user_says(alice, command, chat_id=GROUP, chat_type="supergroup")
+        answer = await telegram.wait_for(GROUP, lambda m: "private chat" in (m.text or ""))
+        assert "sats" not in (answer.text or "")

@@ -3,16 +3,22 @@ flood limit, the bot's own rate limit. A short friendly message, nothing sent tw
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+import pytest
+
 from tests.bot.conftest import (
     Vnode,
     asks_to_confirm,
     balance_msat,
     bot_settings,
+    funded,
     new_user,
     press,
     serve_env,
     two_users,
 )
+from tests.bot.cutting_proxy import CuttingProxy
 from tests.bot.telegram_api import FakeTelegram
 from tests.events.redis_server import RedisServer
 from tests.support import ServeProcess, free_port, wait_until
@@ -50,13 +56,13 @@ async def test_vnode_down_at_confirm_then_back_sends_once(
         press(telegram, alice, asked, "Confirm")
         unsure = await telegram.wait_for(
             alice.id, lambda m: "don't know yet" in (m.text or ""), timeout_s=20)
-        assert [t for t, _ in unsure.buttons()] == ["Confirm", "Cancel"]
+        assert [t for t, _ in unsure.buttons()] == ["Try again"]  # no Cancel: it may be sent
 
         own_vnode.serve = ServeProcess(
             own_vnode.database_url, serve.data_dir, port=serve.port,
             extra_env=serve_env(bot_redis.url, own_vnode.stream_key))
         await own_vnode.serve.wait_ready()
-        press(telegram, alice, unsure, "Confirm")
+        press(telegram, alice, unsure, "Try again")
         await telegram.wait_for(alice.id, lambda m: "Sent 4,000 sats" in (m.text or ""))
         assert await balance_msat(own_vnode, bob) == 4_000_000
         assert await balance_msat(own_vnode, alice) == 6_000_000
@@ -112,3 +118,56 @@ async def test_result_is_said_anew_when_the_confirmation_cannot_be_edited(
     said = await telegram.wait_for(alice.id, lambda m: "Sent 1,500 sats" in (m.text or ""))
     assert said.message_id != asked.message_id and said.method == "sendMessage"
     assert await balance_msat(vnode, bob) == 1_500_000
+
+
+@pytest.fixture
+async def proxy(vnode: Vnode) -> AsyncIterator[CuttingProxy]:
+    cutting = CuttingProxy(vnode.serve.port)
+    await cutting.start()
+    yield cutting
+    await cutting.stop()
+
+
+@pytest.fixture
+async def bot_behind_proxy(vnode: Vnode, own_telegram: FakeTelegram, bot_redis: RedisServer,
+                           proxy: CuttingProxy) -> AsyncIterator[BotRuntime]:
+    runtime = BotRuntime(bot_settings(vnode, own_telegram, bot_redis.url, url=proxy.url,
+                                      redis_stream_key="test:proxy"))
+    await runtime.start()
+    yield runtime
+    await runtime.stop()
+
+
+async def test_a_lost_answer_is_retried_with_the_same_key(
+        bot_behind_proxy: BotRuntime, own_telegram: FakeTelegram, vnode: Vnode,
+        proxy: CuttingProxy) -> None:
+    telegram = own_telegram
+    alice, bob = await two_users(telegram, vnode)
+    await funded(vnode, alice, 10_000)  # (this bot does not hear the session's events)
+    asked = await asks_to_confirm(telegram, alice, f"/send 3000 {bob.id}")
+    proxy.cut_next = 1  # vnode carries the transfer out; its answer is lost
+    press(telegram, alice, asked, "Confirm")
+    await telegram.wait_for(alice.id, lambda m: "Sent 3,000 sats" in (m.text or ""))
+    assert proxy.cut == 1
+    assert await balance_msat(vnode, bob) == 3_000_000  # once, not twice
+    assert len((await vnode.admin.history(bob.id)).transactions) == 1
+
+
+async def test_an_unknown_outcome_is_never_called_nothing_sent(
+        bot_behind_proxy: BotRuntime, own_telegram: FakeTelegram, vnode: Vnode,
+        proxy: CuttingProxy) -> None:
+    telegram = own_telegram
+    alice, bob = await two_users(telegram, vnode)
+    await funded(vnode, alice, 10_000)
+    asked = await asks_to_confirm(telegram, alice, f"/send 2000 {bob.id} rent")
+    proxy.cut_next = 3  # the first attempt and both retries: the outcome stays unknown
+    press(telegram, alice, asked, "Confirm")
+    unsure = await telegram.wait_for(alice.id, lambda m: "don't know yet" in (m.text or ""))
+    assert [t for t, _ in unsure.buttons()] == ["Try again"]
+    assert "Nothing was sent" not in (unsure.text or "")
+    assert await balance_msat(vnode, bob) == 2_000_000  # it did go through
+    press(telegram, alice, unsure, "Try again")
+    done = await telegram.wait_for(alice.id, lambda m: "Sent 2,000 sats" in (m.text or ""))
+    assert done.buttons() == []
+    assert await balance_msat(vnode, bob) == 2_000_000
+    assert len((await vnode.admin.history(bob.id)).transactions) == 1

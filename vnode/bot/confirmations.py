@@ -15,6 +15,8 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from pydantic import BaseModel, ConfigDict
 from redis.asyncio import Redis
 
+# An action whose outcome is unknown (vnode did not answer) is kept this long for "Try again".
+ATTEMPTED_TTL_S = 86_400
 _PREFIX = "bitmask:confirm:"
 _OUTCOME = "bitmask:confirm-outcome:"
 
@@ -36,10 +38,23 @@ class PendingAction(BaseModel):
     invoice: str | None = None
     amt_msat: int | None = None
     payment_hash: str | None = None
+    # Sent once without an answer: it may have gone through, so it can no longer be cancelled.
+    attempted: bool = False
 
     @property
     def idempotency_key(self) -> str:
         return f"bitmask-{self.token}"
+
+    def recipient(self) -> int:
+        if self.kind != "transfer" or self.to_user_id is None:
+            raise ValueError(f"action {self.token} is not a transfer")
+        return self.to_user_id
+
+    def payable(self) -> tuple[str, str]:
+        """The invoice and its payment hash."""
+        if self.kind != "payment" or self.invoice is None or self.payment_hash is None:
+            raise ValueError(f"action {self.token} is not a payment")
+        return self.invoice, self.payment_hash
 
 
 class ConfirmCallback(CallbackData, prefix="cf"):
@@ -56,6 +71,14 @@ def confirm_keyboard(token: str) -> InlineKeyboardMarkup:
     ]])
 
 
+def retry_keyboard(token: str) -> InlineKeyboardMarkup:
+    """After an unknown outcome: only trying again (same key) is offered, never Cancel."""
+    return InlineKeyboardMarkup(inline_keyboard=[[
+        InlineKeyboardButton(text="Try again",
+                             callback_data=ConfirmCallback(op="ok", token=token).pack()),
+    ]])
+
+
 class PendingActions:
     def __init__(self, redis: Redis, ttl_s: int) -> None:
         self.redis = redis
@@ -65,8 +88,9 @@ class PendingActions:
     def new_token() -> str:
         return secrets.token_urlsafe(12)
 
-    async def put(self, action: PendingAction) -> None:
-        await self.redis.set(_PREFIX + action.token, action.model_dump_json(), ex=self.ttl_s)
+    async def put(self, action: PendingAction, ttl_s: int | None = None) -> None:
+        await self.redis.set(_PREFIX + action.token, action.model_dump_json(),
+                             ex=ttl_s or self.ttl_s)
 
     async def peek(self, token: str) -> PendingAction | None:
         raw = await self.redis.get(_PREFIX + token)

@@ -63,6 +63,12 @@ class StreamInbox:
                 log.warning("event stream: %s", exc)
                 failures += 1
                 backlog = True
+            except Exception:
+                # This loop is the bot's only ear for events: whatever failed, it is logged
+                # and read again from what is unacknowledged, never left dead.
+                log.exception("event stream: unexpected failure")
+                failures += 1
+                backlog = True
             if failures:
                 await asyncio.sleep(_BACKOFF_S[min(failures, len(_BACKOFF_S)) - 1])
 

@@ -15,12 +15,12 @@ from typing import Any
 
 from aiogram import Bot
 from aiogram.exceptions import (
+    TelegramAPIError,
     TelegramBadRequest,
     TelegramForbiddenError,
-    TelegramNetworkError,
-    TelegramRetryAfter,
-    TelegramServerError,
+    TelegramNotFound,
 )
+from aiogram.types import ReplyParameters
 
 from vnode.bot import texts
 from vnode.bot.profiles import ProfileStore
@@ -36,7 +36,7 @@ class Notifier:
     def __init__(self, bot: Bot, profiles: ProfileStore, max_age_s: int) -> None:
         self.bot = bot
         self.profiles = profiles
-        self.max_age = timedelta(seconds=max_age_s)
+        self.max_age = timedelta(seconds=max_age_s)  # older events are not told
 
     async def handle(self, envelope: dict[str, Any]) -> None:
         """Tell the event's user about it, once. Raises TryLater to be called again."""
@@ -47,11 +47,17 @@ class Notifier:
             return  # told already
         try:
             await self._tell(user_id, event_type, envelope["data"])
-        except (TelegramNetworkError, TelegramRetryAfter, TelegramServerError) as exc:
-            await self.profiles.release_event(str(envelope["id"]))
-            raise TryLater(str(exc)) from exc
-        except (TelegramForbiddenError, TelegramBadRequest) as exc:
+        except (TelegramForbiddenError, TelegramBadRequest, TelegramNotFound) as exc:
+            # For good: the user blocked the bot, never wrote to it, or the chat is gone.
             log.info("user %s cannot be told about %s: %s", user_id, event_type, exc)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("event %s of type %s unreadable, skipped: %r", envelope["id"],
+                      event_type, exc)
+        except Exception as exc:
+            # Passing (Telegram or the database unreachable, a flood limit...): give the claim
+            # back, so the event, left unacknowledged, is told when it comes again.
+            await self.profiles.release_event(str(envelope["id"]))
+            raise TryLater(f"{type(exc).__name__}: {exc}") from exc
 
     def _too_old(self, envelope: dict[str, Any]) -> bool:
         created = datetime.fromisoformat(str(envelope["created_at"]).replace("Z", "+00:00"))
@@ -75,9 +81,18 @@ class Notifier:
             return
         text = texts.payment_result(str(data["status"]), int(data["amount_msat"]),
                                     data.get("fee_msat"), data.get("failure_reason"))
-        reply_to = confirmation[1] if confirmation is not None else None
-        chat_id = confirmation[0] if confirmation is not None else user_id
-        await self.bot.send_message(chat_id, text, reply_to_message_id=reply_to)
+        if confirmation is None:
+            await self.bot.send_message(user_id, text)
+            return
+        chat_id, message_id = confirmation
+        try:
+            # A reply to its confirmation; sent anyway if that message was deleted.
+            await self.bot.send_message(chat_id, text, reply_parameters=ReplyParameters(
+                message_id=message_id, allow_sending_without_reply=True))
+        except TelegramAPIError as exc:
+            if not isinstance(exc, TelegramForbiddenError | TelegramBadRequest):
+                await self.profiles.release_final(payment_hash, user_id)
+            raise
 
     async def render(self, event_type: str, data: dict[str, Any]) -> str | None:
         """The message for an event, or None for events users are not told about (their own

@@ -124,7 +124,8 @@ class ProfileStore:
         await self.pool.execute(
             "INSERT INTO bitmask.payment_messages (payment_hash, user_id, chat_id, message_id) "
             "VALUES ($1, $2, $3, $4) ON CONFLICT (payment_hash, user_id) DO UPDATE "
-            "SET chat_id = EXCLUDED.chat_id, message_id = EXCLUDED.message_id",
+            "SET chat_id = EXCLUDED.chat_id, message_id = EXCLUDED.message_id, "
+            "final_told = false",  # a new attempt at the same invoice has its own end
             payment_hash, user_id, chat_id, message_id)
 
     async def claim_final(self, payment_hash: str, user_id: int) -> tuple[int, int] | None:
@@ -136,6 +137,12 @@ class ProfileStore:
             "WHERE payment_hash = $1 AND user_id = $2 AND NOT final_told "
             "RETURNING chat_id, message_id", payment_hash, user_id)
         return None if row is None else (row["chat_id"], row["message_id"])
+
+    async def release_final(self, payment_hash: str, user_id: int) -> None:
+        """Undo `claim_final` when the message telling the end could not be sent."""
+        await self.pool.execute(
+            "UPDATE bitmask.payment_messages SET final_told = false "
+            "WHERE payment_hash = $1 AND user_id = $2", payment_hash, user_id)
 
     async def knows_payment(self, payment_hash: str, user_id: int) -> bool:
         return bool(await self.pool.fetchval(

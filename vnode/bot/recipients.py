@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from aiogram.types import User
+from aiogram.types import Message, User
 
 from vnode.bot.context import BotContext, UserError
 from vnode.client import VNodeError
@@ -48,8 +48,25 @@ async def resolve(word: str, ctx: BotContext) -> Recipient:
                     "or a vn_ id.")
 
 
+# Telegram's own account: the author of channel posts forwarded into discussion groups.
+TELEGRAM_SERVICE_ID = 777000
+
+
+def replied_author(message: Message) -> User | None:
+    """The person a reply answers, or None when the message is not a reply to a person's own
+    message: a topic's first message (every topic message "replies" to it), a channel post
+    or an anonymous admin (no person behind them), a bot."""
+    reply = message.reply_to_message
+    if reply is None or reply.forum_topic_created is not None:
+        return None
+    if reply.sender_chat is not None or reply.is_automatic_forward:
+        raise UserError("That message was posted by a channel or an anonymous admin: there "
+                        "is nobody to pay.")
+    return reply.from_user
+
+
 def from_telegram(user: User) -> Recipient:
-    if user.is_bot:
+    if user.is_bot or user.id == TELEGRAM_SERVICE_ID:
         raise UserError("Bots can't receive payments.")
     label = f"@{user.username}" if user.username else user.first_name
     return Recipient(user.id, label, create=True)

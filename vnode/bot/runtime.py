@@ -45,7 +45,9 @@ _STATE_TTL_S = 900
 def build_dispatcher(ctx: BotContext, storage: RedisStorage) -> Dispatcher:
     # One update at a time per user and chat (a Redis lock, so across bot processes too):
     # "/pay" and the amount typed next are handled in the order they were sent.
-    dp = Dispatcher(storage=storage, events_isolation=RedisEventIsolation(ctx.redis), ctx=ctx)
+    # The lock outlives the slowest update: a money call retried to its end, plus flood waits.
+    isolation = RedisEventIsolation(ctx.redis, lock_kwargs={"timeout": 180})
+    dp = Dispatcher(storage=storage, events_isolation=isolation, ctx=ctx)
     for observer in (dp.message, dp.callback_query):
         observer.outer_middleware(RateLimitMiddleware())
         observer.outer_middleware(ProfileMiddleware())

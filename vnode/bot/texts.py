@@ -124,8 +124,9 @@ def history(entries: list[HistoryEntry], page: int) -> str:
                 f"{escape(_counterparty(entry.counterparty))}")
         if entry.status not in ("completed", "succeeded"):
             line += f" [{escape(entry.status)}]"
-        if entry.memo:
-            line += f": {escape(entry.memo)}"
+        if entry.memo:  # shortened: a page of long memos must fit Telegram's 4,096 characters
+            memo = entry.memo if len(entry.memo) <= 60 else entry.memo[:59] + "…"
+            line += f": {escape(memo)}"
         lines.append(line)
     return "\n".join(lines)
 
@@ -143,8 +144,10 @@ def _when(moment: datetime) -> str:
 UNREACHABLE = ("I can't reach the wallet service right now. Nothing was sent; "
                "please try again in a minute.")
 UNREACHABLE_AMBIGUOUS = ("I can't reach the wallet service right now, so I don't know yet "
-                         "whether that went through. Press Confirm again in a moment: it can "
-                         "only ever be sent once.")
+                         "whether that went through. Tap Try again in a moment to find out: "
+                         "it can only ever be sent once.")
+CANNOT_CANCEL = ("That may already have gone through, so it can't be cancelled. Tap Try "
+                 "again to find out.")
 SOMETHING_WRONG = "Something went wrong on my side. Nothing was sent; please try again."
 SOMETHING_WRONG_AFTER_TAP = ("Something went wrong on my side. Check /history before trying "
                              "again.")
@@ -154,6 +157,7 @@ NOT_YOURS = "This button is not for you."
 ALREADY = "Already done."
 CANCELLED = "Cancelled. Nothing was sent."
 START_FIRST = "Send /start first to open your wallet."
+PRIVATE_ONLY = "Ask me that in a private chat: your balance and history are yours alone."
 
 _BY_CODE = {
     "insufficient_balance": "Not enough balance for that.",
@@ -174,7 +178,6 @@ _BY_CODE = {
     "invalid_asset_id": "Unknown asset.",
     "unavailable": UNREACHABLE,
     "transport_error": UNREACHABLE,
-    "rate_limited": SLOW_DOWN,
 }
 
 

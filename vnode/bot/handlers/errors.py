@@ -7,7 +7,7 @@ from html import escape
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
-from aiogram.types import ErrorEvent
+from aiogram.types import CallbackQuery, ErrorEvent
 
 from vnode.bot import texts
 from vnode.bot.context import UserError
@@ -41,7 +41,15 @@ async def _tell(event: ErrorEvent, bot: Bot, text: str) -> None:
         if update.message is not None:
             await update.message.reply(text)
         elif update.callback_query is not None:
-            # An alert is the only answer a button press can show without a new message.
-            await update.callback_query.answer(text[:200], show_alert=True)
+            await _tell_tap(update.callback_query, bot, text)
     except TelegramAPIError as exc:
         log.warning("could not tell the user about an error: %s", exc)
+
+
+async def _tell_tap(query: CallbackQuery, bot: Bot, text: str) -> None:
+    """An alert when the press is still unanswered; once answered (or too old), a message."""
+    try:
+        await query.answer(text[:200], show_alert=True)
+    except TelegramAPIError:
+        chat_id = query.message.chat.id if query.message is not None else query.from_user.id
+        await bot.send_message(chat_id, text)

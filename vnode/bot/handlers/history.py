@@ -6,17 +6,19 @@ the cursors of that listing live in Redis for an hour.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 
 import orjson
 from aiogram import Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from vnode.bot import texts
 from vnode.bot.context import BotContext, UserError
-from vnode.bot.handlers.common import callback_message, sender
+from vnode.bot.handlers.common import callback_message, private_only, sender
 from vnode.client import VNodeError
 
 _PREFIX = "bitmask:history:"
@@ -29,6 +31,7 @@ class HistoryCallback(CallbackData, prefix="hi"):
 
 
 async def history(message: Message, ctx: BotContext) -> None:
+    private_only(message)
     user = sender(message)
     key = secrets.token_urlsafe(9)
     await _save(ctx, key, user.id, [None])
@@ -51,7 +54,8 @@ async def turn(query: CallbackQuery, callback_data: HistoryCallback, ctx: BotCon
         return
     text, markup = await _page(ctx, callback_data.key, owner, cursors, callback_data.page)
     await query.answer()
-    await message.edit_text(text, reply_markup=markup)
+    with contextlib.suppress(TelegramBadRequest):  # "not modified": the same page, twice
+        await message.edit_text(text, reply_markup=markup)
 
 
 async def _page(ctx: BotContext, key: str, user_id: int, cursors: list[str | None],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from html import escape
 
 import segno
 from aiogram import Router
@@ -21,8 +22,8 @@ async def receive(message: Message, command: CommandObject, ctx: BotContext) -> 
     user = sender(message)
     words = (command.args or "").split()
     asset_id = BTC
-    if words and (words[-1].lower().startswith("rgb:") or words[-1].upper() == BTC):
-        asset_id = words[-1] if words[-1].lower().startswith("rgb:") else BTC
+    if words and words[-1].lower().startswith("rgb:"):  # "btc" stays: it is the amount's unit
+        asset_id = words[-1]
         words = words[:-1]
     amount_text = " ".join(words)
     expiry = ctx.settings.bot_invoice_expiry_s
@@ -35,7 +36,7 @@ async def receive(message: Message, command: CommandObject, ctx: BotContext) -> 
             units = parse_units(amount_text) if amount_text else None
             created = await ctx.vnode.ln_invoice(user.id, asset_id=asset_id,
                                                  asset_amount=units, expiry_sec=expiry)
-            shown = format_units(units, texts.asset_label(asset_id)) if units else None
+            shown = format_units(units, escape(texts.asset_label(asset_id))) if units else None
     except AmountError as exc:
         raise UserError(f"{exc}\nUsage: /receive 5000 (or /receive 100 rgb:...)") from None
     await message.answer(texts.invoice_text(created.invoice, shown, created.expires_at))

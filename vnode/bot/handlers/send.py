@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import asyncpg
 from aiogram import F, Router
@@ -18,16 +18,29 @@ from aiogram.types import CallbackQuery, Message
 
 from vnode.bot import texts
 from vnode.bot.amounts import AmountError, format_msat, parse_msat, take_amount
-from vnode.bot.confirmations import ConfirmCallback, PendingAction, confirm_keyboard
+from vnode.bot.confirmations import (
+    ATTEMPTED_TTL_S,
+    ConfirmCallback,
+    PendingAction,
+    confirm_keyboard,
+    retry_keyboard,
+)
 from vnode.bot.context import BotContext, UserError
 from vnode.bot.handlers.common import callback_message, sender
-from vnode.bot.recipients import Recipient, from_telegram, looks_like_recipient, resolve
-from vnode.client import VNodeError, VNodeUnavailable
+from vnode.bot.recipients import (
+    Recipient,
+    from_telegram,
+    looks_like_recipient,
+    replied_author,
+    resolve,
+)
+from vnode.client import UNEXPECTED_RESPONSE, VNodeError, VNodeUnavailable
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 _INVOICE = re.compile(r"(?:lightning:)?(ln(?:bc|tb|bcrt|sb)[0-9a-z]+)", re.IGNORECASE)
+# vnode's limit on a memo (vnode/api/schemas.py), checked before the question is asked.
+MEMO_MAX_CHARS = 256
 # A money call that found vnode unreachable is retried (same Idempotency-Key) this often.
 _RETRY_DELAYS_S = (0.3, 1.0)
 
@@ -55,12 +68,15 @@ async def send(message: Message, command: CommandObject, ctx: BotContext,
     except AmountError as exc:
         raise UserError(f"{exc}\nUsage: /send 5000 @alice [memo], or reply to a message "
                         "with /send 5000.") from None
-    reply = message.reply_to_message
-    if rest and (looks_like_recipient(rest[0]) or rest[0].startswith("@")):
+    reply = replied_author(message)
+    # Replying, a bare number is part of the memo: only @name or vn_id names someone else.
+    explicit = rest and (rest[0].startswith("@") or (
+        looks_like_recipient(rest[0]) and (reply is None or not rest[0].isdigit())))
+    if explicit:
         recipient = await resolve(rest[0], ctx)
         memo_words = rest[1:]
-    elif reply is not None and reply.from_user is not None:
-        recipient = from_telegram(reply.from_user)
+    elif reply is not None:
+        recipient = from_telegram(reply)
         memo_words = rest
     else:
         raise UserError("Who to? /send 5000 @alice [memo], or reply to their message "
@@ -69,8 +85,8 @@ async def send(message: Message, command: CommandObject, ctx: BotContext,
 
 
 async def tip(message: Message, command: CommandObject, ctx: BotContext) -> None:
-    reply = message.reply_to_message
-    if reply is None or reply.from_user is None:
+    reply = replied_author(message)
+    if reply is None:
         raise UserError("Reply to someone's message with /tip 1000 to tip its author.")
     words = (command.args or "").split()
     try:
@@ -78,8 +94,7 @@ async def tip(message: Message, command: CommandObject, ctx: BotContext) -> None
         amount_msat = parse_msat(amount_text)
     except AmountError as exc:
         raise UserError(f"{exc}\nUsage: reply to a message with /tip 1000.") from None
-    await _ask_transfer(message, ctx, from_telegram(reply.from_user), amount_msat,
-                        " ".join(rest) or None)
+    await _ask_transfer(message, ctx, from_telegram(reply), amount_msat, " ".join(rest) or None)
 
 
 async def _ask_transfer(message: Message, ctx: BotContext, recipient: Recipient,
@@ -87,6 +102,8 @@ async def _ask_transfer(message: Message, ctx: BotContext, recipient: Recipient,
     user = sender(message)
     if recipient.user_id == user.id:
         raise UserError("You can't send to yourself.")
+    if memo is not None and len(memo) > MEMO_MAX_CHARS:
+        raise UserError(f"The memo is too long: at most {MEMO_MAX_CHARS} characters.")
     await _check_funds(ctx, user.id, amount_msat)
     action = PendingAction(
         token=ctx.pending.new_token(), kind="transfer", user_id=user.id,
@@ -160,7 +177,8 @@ async def _ask_payment(message: Message, ctx: BotContext, invoice: str,
                        amt_msat: int | None) -> None:
     user = sender(message)
     quote = await ctx.vnode.decode_invoice(invoice, amt_msat=amt_msat)
-    assert quote.amount_msat is not None
+    if quote.amount_msat is None:
+        raise UserError("This invoice has no amount: /pay it again and give one.")
     await _check_funds(ctx, user.id, quote.total_msat or quote.amount_msat)
     action = PendingAction(
         token=ctx.pending.new_token(), kind="payment", user_id=user.id,
@@ -176,24 +194,22 @@ async def pressed(query: CallbackQuery, callback_data: ConfirmCallback, ctx: Bot
     message = callback_message(query)
     waiting = await ctx.pending.peek(callback_data.token)
     if waiting is not None and waiting.user_id != query.from_user.id:
-        await query.answer(texts.NOT_YOURS, show_alert=True)
+        await _answer(query, texts.NOT_YOURS, alert=True)
+        return
+    if waiting is not None and waiting.attempted and callback_data.op == "no":
+        # It may have gone through: cancelling now would tell the user a guess.
+        await _answer(query, texts.CANNOT_CANCEL, alert=True)
         return
     action = await ctx.pending.take(callback_data.token,
                                     "cancelled" if callback_data.op == "no" else "confirmed")
     if action is None:
-        # Expired, or a later tap after Confirm or Cancel (several taps arrive together).
-        earlier = await ctx.pending.outcome(callback_data.token)
-        await query.answer(texts.EXPIRED if earlier is None else
-                           texts.CANCELLED if earlier == "cancelled" else texts.ALREADY)
-        if message is not None and earlier is None and message.reply_markup is not None:
-            await message.edit_reply_markup(reply_markup=None)
+        await _late_tap(query, message, ctx, callback_data.token)
         return
     if callback_data.op == "no":
-        await query.answer(texts.CANCELLED)
-        if message is not None:
-            await message.edit_text(texts.CANCELLED)
+        await _answer(query, texts.CANCELLED)
+        await _show_result(query, message, texts.CANCELLED, action)
         return
-    await query.answer("Sending…")
+    await _answer(query, "Sending…")
     if message is not None:
         try:
             await message.edit_text("Sending…")  # the buttons go: nothing left to tap twice
@@ -206,10 +222,29 @@ async def pressed(query: CallbackQuery, callback_data: ConfirmCallback, ctx: Bot
     await _show_result(query, message, text, action)
 
 
+async def _late_tap(query: CallbackQuery, message: Message | None, ctx: BotContext,
+                    token: str) -> None:
+    """A tap on an action already taken (several taps arrive together) or expired."""
+    earlier = await ctx.pending.outcome(token)
+    await _answer(query, texts.EXPIRED if earlier is None else
+                  texts.CANCELLED if earlier == "cancelled" else texts.ALREADY)
+    if message is not None and earlier is None and message.reply_markup is not None:
+        with contextlib.suppress(TelegramAPIError):
+            await message.edit_reply_markup(reply_markup=None)
+
+
+async def _answer(query: CallbackQuery, text: str, *, alert: bool = False) -> None:
+    """Answer a tap; Telegram refuses answers after ~15 s, and that must not stop the work."""
+    try:
+        await query.answer(text, show_alert=alert)
+    except TelegramAPIError as exc:
+        log.info("could not answer a button press: %s", exc)
+
+
 async def _show_result(query: CallbackQuery, message: Message | None, text: str,
                        action: PendingAction) -> None:
     """Money may have moved by now: if the confirmation cannot be edited, say it anew."""
-    retry = confirm_keyboard(action.token) if text == texts.UNREACHABLE_AMBIGUOUS else None
+    retry = retry_keyboard(action.token) if text == texts.UNREACHABLE_AMBIGUOUS else None
     if message is not None:
         try:
             await message.edit_text(text, reply_markup=retry)
@@ -221,8 +256,7 @@ async def _show_result(query: CallbackQuery, message: Message | None, text: str,
 
 
 async def _carry_out_transfer(action: PendingAction, ctx: BotContext) -> str:
-    assert action.to_user_id is not None and action.to_label is not None
-    to_user_id, memo = action.to_user_id, action.memo
+    to_user_id, memo = action.recipient(), action.memo
 
     async def transfer() -> str:
         if action.create_recipient:
@@ -238,8 +272,7 @@ async def _carry_out_transfer(action: PendingAction, ctx: BotContext) -> str:
 
 async def _carry_out_payment(action: PendingAction, ctx: BotContext,
                              message: Message | None) -> str:
-    assert action.invoice is not None and action.payment_hash is not None
-    invoice, payment_hash = action.invoice, action.payment_hash
+    invoice, payment_hash = action.payable()
     if message is not None:
         await ctx.profiles.remember_payment_message(payment_hash, action.user_id,
                                                     message.chat.id, message.message_id)
@@ -260,23 +293,31 @@ async def _carry_out_payment(action: PendingAction, ctx: BotContext,
 
 
 async def _money_call(action: PendingAction, ctx: BotContext,
-                      call: Callable[[], Awaitable[T]]) -> T | str:
-    """Run a money call; when vnode is unreachable, retry with the same key, and if it stays
-    unreachable put the action back so Confirm can be pressed again (still sent once)."""
+                      call: Callable[[], Awaitable[str]]) -> str:
+    """Run a money call; when its outcome is unknown (no answer, a 5xx, an answer we cannot
+    read), retry with the same key, and if it stays unknown put the action back so that
+    "Try again" can be pressed (it can only ever be carried out once)."""
     for delay in (*_RETRY_DELAYS_S, None):
         try:
             return await call()
-        except VNodeUnavailable:
-            pass
         except VNodeError as exc:
-            if exc.status < 500:
+            if is_refusal(exc):
                 return texts.refusal(exc)
-            log.warning("vnode answered %s on a money call", exc.status,
-                        extra={"code": exc.code, "request_id": exc.request_id})
+            log.warning("money call outcome unknown: %s", exc.code,
+                        extra={"status": exc.status, "request_id": exc.request_id})
         if delay is not None:
             await asyncio.sleep(delay)
-    await ctx.pending.put(action)
+    await ctx.pending.put(action.model_copy(update={"attempted": True}),
+                          ttl_s=ATTEMPTED_TTL_S)
     return texts.UNREACHABLE_AMBIGUOUS
+
+
+def is_refusal(error: VNodeError) -> bool:
+    """A refusal says for sure that nothing moved: a 4xx with a code of vnode's catalogue,
+    or the node being unavailable (503, "no money moved"). Anything else is unknown."""
+    if isinstance(error, VNodeUnavailable) or error.code == UNEXPECTED_RESPONSE:
+        return False
+    return error.status < 500 or error.code == "node_unavailable"
 
 
 def make_router() -> Router:

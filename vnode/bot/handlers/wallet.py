@@ -8,7 +8,7 @@ from aiogram.types import Message
 
 from vnode.bot import texts
 from vnode.bot.context import BotContext, UserError
-from vnode.bot.handlers.common import sender
+from vnode.bot.handlers.common import private_only, sender
 from vnode.client import VNodeError
 
 
@@ -23,6 +23,7 @@ async def help_(message: Message) -> None:
 
 
 async def balance(message: Message, ctx: BotContext) -> None:
+    private_only(message)
     try:
         every = await ctx.vnode.balances(sender(message).id)
     except VNodeError as exc:
