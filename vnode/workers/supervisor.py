@@ -7,6 +7,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from vnode.lightning.base import NodeLocked
+
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 30.0
@@ -31,6 +33,12 @@ class Supervisor:
                 backoff_s = interval_s
             except asyncio.CancelledError:
                 raise
+            except NodeLocked as exc:
+                # Expected while an operator has the node locked: the monitor reports it and
+                # /readyz says so; a traceback every step would only bury real errors.
+                backoff_s = min(max(backoff_s * 2, 0.5), MAX_BACKOFF_S)
+                log.warning("worker waits for the node: %s", exc, extra={
+                    "worker": name, "retry_in_s": backoff_s})
             except Exception:
                 self.failures[name] += 1
                 backoff_s = min(max(backoff_s * 2, 0.5), MAX_BACKOFF_S)

@@ -1,0 +1,39 @@
+"""The worker supervisor: a failing step is retried and counted; a locked node is waited
+for without a traceback."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from tests.support import wait_until
+from vnode.lightning.base import NodeLocked
+from vnode.workers.supervisor import Supervisor
+
+
+async def test_failures_are_counted_and_a_locked_node_only_waited_for(
+        caplog: pytest.LogCaptureFixture) -> None:
+    calls = {"broken": 0, "locked": 0}
+
+    async def broken() -> None:
+        calls["broken"] += 1
+        raise RuntimeError("bug")
+
+    async def locked() -> None:
+        calls["locked"] += 1
+        raise NodeLocked("Node is locked", "LockedNode", 403)
+
+    supervisor = Supervisor()
+    with caplog.at_level(logging.WARNING, logger="vnode.workers.supervisor"):
+        supervisor.every("broken", 0.01, broken)
+        supervisor.every("locked", 0.01, locked)
+
+        async def both_retried() -> bool:
+            return calls["broken"] >= 2 and calls["locked"] >= 2
+        await wait_until(both_retried, 10, "both steps retried")
+        await supervisor.stop()
+    assert supervisor.failures["broken"] >= 2 and supervisor.failures["locked"] == 0
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert tracebacks and all("bug" in str(r.exc_info[1]) for r in tracebacks if r.exc_info)
+    assert any("waits for the node" in r.getMessage() for r in caplog.records)
