@@ -68,14 +68,14 @@ async def send(message: Message, command: CommandObject, ctx: BotContext,
     except AmountError as exc:
         raise UserError(f"{exc}\nUsage: /send 5000 @alice [memo], or reply to a message "
                         "with /send 5000.") from None
-    reply = replied_author(message)
+    replying = message.reply_to_message is not None
     # Replying, a bare number is part of the memo: only @name or vn_id names someone else.
     explicit = rest and (rest[0].startswith("@") or (
-        looks_like_recipient(rest[0]) and (reply is None or not rest[0].isdigit())))
+        looks_like_recipient(rest[0]) and not (replying and rest[0].isdigit())))
     if explicit:
         recipient = await resolve(rest[0], ctx)
         memo_words = rest[1:]
-    elif reply is not None:
+    elif (reply := replied_author(message)) is not None:
         recipient = from_telegram(reply)
         memo_words = rest
     else:
