@@ -18,6 +18,9 @@ from vnode.errors import ErrorCode
 
 MEMO_MAX_CHARS = 256
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Free text stored in PostgreSQL (which cannot hold NUL) and shown to people: no control
+# characters but tab and newline. In the schema too, so clients and fuzzers know.
+NO_CONTROL_CHARS = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
 
 
 def _user_id(value: object) -> int:
@@ -148,7 +151,8 @@ class TransferBody(_AmountBody):
 
 class AdminMoveBody(_AmountBody):
     user_id: UserId
-    reason: Annotated[str, Field(min_length=1, max_length=MEMO_MAX_CHARS)]
+    reason: Annotated[str, Field(min_length=1, max_length=MEMO_MAX_CHARS,
+                                 pattern=NO_CONTROL_CHARS)]
 
 
 class UserBody(_Body):
@@ -208,7 +212,7 @@ class LnInvoiceBody(_Body):
     amt_msat: AmountMsat = None
     asset_id: AssetId = BTC
     asset_amount: AssetAmount = None
-    description: Annotated[str | None, Field(max_length=639)] = None
+    description: Annotated[str | None, Field(max_length=639, pattern=NO_CONTROL_CHARS)] = None
     expiry_sec: Annotated[int, Field(ge=1, strict=True)] = 3600
 
     @model_validator(mode="after")

@@ -22,6 +22,11 @@ def _user_of(event: TelegramObject) -> User | None:
     return None
 
 
+def _storable(name: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL; nothing else in a name needs changing."""
+    return None if name is None else name.replace("\x00", "")
+
+
 class ProfileMiddleware(BaseMiddleware):
     """Every update refreshes the sender's profile (username, names, language, last seen)."""
 
@@ -30,8 +35,8 @@ class ProfileMiddleware(BaseMiddleware):
         user = _user_of(event)
         ctx: BotContext = data["ctx"]
         if user is not None and not user.is_bot:
-            await ctx.profiles.touch(Seen(user.id, user.username, user.first_name,
-                                          user.last_name, user.language_code))
+            await ctx.profiles.touch(Seen(user.id, user.username, _storable(user.first_name) or "",
+                                          _storable(user.last_name), user.language_code))
         return await handler(event, data)
 
 
