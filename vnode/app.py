@@ -21,7 +21,7 @@ from vnode.api import (
 )
 from vnode.api.deps import Services
 from vnode.api.errors import install_error_handlers
-from vnode.api.fastpath import TransferFastPath
+from vnode.api.fastpath import FastPath
 from vnode.api.middleware import RequestContextMiddleware
 from vnode.apikeys import KeyVerifier
 from vnode.db.migrate import migrate
@@ -107,7 +107,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     install_error_handlers(app)
     # Inner to outer: the transfer fast path runs inside the request-context middleware, so
     # it gets the same request id, metrics, access log and 500 answer as every route.
-    app.add_middleware(TransferFastPath)
+    app.add_middleware(FastPath)
     app.add_middleware(RequestContextMiddleware, metrics=metrics, access_log=settings.access_log)
     app.include_router(routes_ledger.router)
     app.include_router(routes_payments.router)

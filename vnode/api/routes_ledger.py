@@ -111,6 +111,11 @@ async def _require_node(services: ServicesDep, user_id: int) -> None:
 async def virtual_assetbalance(
     body: AssetBalanceBody, _key: ReadKey, services: ServicesDep
 ) -> Response:
+    return await handle_assetbalance(services, body)
+
+
+async def handle_assetbalance(services: Services, body: AssetBalanceBody) -> Response:
+    """The route's work, shared with the fast path (vnode/api/fastpath.py)."""
     found = await balances.asset_balance(services.pool, body.user_id, body.asset_id)
     if found is None:
         raise ApiError(ErrorCode.UNKNOWN_USER)
