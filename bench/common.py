@@ -15,7 +15,6 @@ import resource
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,11 +23,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from vnode.db.dsn import with_database
 from vnode.db.embedded import EmbeddedPostgres, bin_dir
+from vnode.loopback import free_port_pair
 
 # The repository lives beside `shared/` (here /work/main and /work/shared; CI clones the same way).
 SHARED_BENCH_DIR = Path(__file__).resolve().parents[2] / "shared" / "bench"
@@ -77,12 +77,6 @@ def write_figures(path: Path | None, benchmark: str, figures: dict[str, float],
 
 # --------------------------------------------------------------------------------------------
 # PostgreSQL
-
-
-def with_database(dsn: str, database: str) -> str:
-    """The same server and credentials, another database (keeps ?host=/socket/dir)."""
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path=f"/{database}"))
 
 
 def psql(dsn: str, *args: str) -> str:
@@ -176,25 +170,6 @@ def pgbench_command(dsn: str, script: Path, clients: int, threads: int, seconds:
 
 # --------------------------------------------------------------------------------------------
 # vnode serve as a process
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def free_port_pair() -> int:
-    """A free port P with P + 1 free too (vnode serve puts the simulated node on P + 1)."""
-    for _ in range(100):
-        port = free_port()
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no two adjacent free ports")
 
 
 class ServeProcess:

@@ -51,6 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 import transfers
 
+from vnode.loopback import free_port
+
 console = Console(stderr=True)
 out = Console(width=110)
 SERVICE, POSTGRES, RECEIVER, REDIS = "vnode serve", "PostgreSQL", "receiver", "redis-server"
@@ -95,7 +97,7 @@ def _receiver_main(port: int) -> None:
 
 class Receiver:
     def __init__(self) -> None:
-        self.port = common.free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/hook"
         self.proc = multiprocessing.get_context("spawn").Process(
             target=_receiver_main, args=(self.port,), daemon=True)
@@ -135,7 +137,7 @@ class RedisServer:
         if binary is None:
             raise typer.BadParameter("redis-server is not installed "
                                      "(apt-get install -y redis-server)")
-        self.port = common.free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.log_path = workdir / "redis.log"
         with self.log_path.open("wb") as log:

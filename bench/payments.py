@@ -62,6 +62,7 @@ import common
 import transfers
 
 from vnode.lightning.sim_process import SimProcess
+from vnode.loopback import free_port
 
 console = Console(stderr=True)
 out = Console(width=110)
@@ -424,7 +425,7 @@ def main(
         with console.status("starting PostgreSQL, the simulated node and vnode serve"):
             cluster = common.BenchCluster()
             dsn = cluster.start()
-            sim_port = common.free_port()
+            sim_port = free_port()
             sim = SimProcess("127.0.0.1", sim_port, workdir / "sim.log",
                              ("--settle-delay-s", str(settle_delay)))
             sim.wait_ready()

@@ -67,10 +67,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from proving.harness import Database, ServeNode, base_env, free_port
+from proving.harness import Database, ServeNode, base_env
 from vnode.apikeys import Scope, create_key, revoke_key
 from vnode.ledger.audit import run_audit
 from vnode.lightning.sim_process import SimProcess
+from vnode.loopback import free_port
 
 console = Console(stderr=True)  # progress
 out = Console(width=120)  # results

@@ -14,7 +14,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,31 +23,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 
 from vnode.apikeys import Scope, create_key
+from vnode.db.dsn import with_database
 from vnode.db.embedded import EmbeddedPostgres
 from vnode.db.migrate import migrate
 from vnode.lightning.sim_process import SimProcess
+from vnode.loopback import free_port
 
 VNODE = [sys.executable, "-m", "vnode.cli"]
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 # One RGB asset channel on the sim, as `make run` has; the load itself moves BTC only.
 SIM_ASSET = "rgb:CJkb4YZw-jRiz2sk-~PARPio-wtVYI1c-XAEYCqO-wTfvRZ8=1000000000"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def with_database(dsn: str, database: str) -> str:
-    """The same server and credentials, another database (keeps ?host=/socket/dir)."""
-    return urlunsplit(urlsplit(dsn)._replace(path=f"/{database}"))
 
 
 async def wait_for(condition: Callable[[], object], timeout_s: float, what: str,

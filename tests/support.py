@@ -6,27 +6,22 @@ import asyncio
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
+
+from vnode.db.dsn import with_database
+from vnode.loopback import free_port, free_port_pair
 
 ADMIN_KEY = "test-admin-" + "k" * 24
 RGB_ASSET = "rgb:CJkb4YZw-jRiz2sk-~PARPio-wtVYI1c-XAEYCqO-wTfvRZ8"
 TEMPLATE_DB = "vnode_test_template"
 VNODE = str(Path(sys.executable).with_name("vnode"))
-
-
-def with_database(dsn: str, database: str) -> str:
-    """The same server, another database (keeps ?host=/socket/dir and credentials)."""
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path=f"/{database}"))
 
 
 async def create_database(server_dsn: str, template: str | None = None) -> str:
@@ -44,25 +39,6 @@ async def create_database(server_dsn: str, template: str | None = None) -> str:
 def new_user_id() -> int:
     """A random Telegram-sized id, so tests sharing a database never share users."""
     return secrets.randbelow(2**40) + 10**12
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def free_port_pair() -> int:
-    """A free port P with P + 1 free too (vnode serve puts the simulated node on P + 1)."""
-    for _ in range(100):
-        port = free_port()
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no two adjacent free ports")
 
 
 async def wait_until(

@@ -17,10 +17,11 @@ from vnode.domain.ids import BTC, parse_asset_id, parse_user_id
 from vnode.errors import ErrorCode
 
 MEMO_MAX_CHARS = 256
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 # Free text stored in PostgreSQL (which cannot hold NUL) and shown to people: no control
 # characters but tab and newline. In the schema too, so clients and fuzzers know.
-NO_CONTROL_CHARS = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
+_CONTROL_CHARS = r"\x00-\x08\x0b-\x1f\x7f"
+_CONTROL = re.compile(f"[{_CONTROL_CHARS}]")
+NO_CONTROL_CHARS = f"^[^{_CONTROL_CHARS}]*$"
 
 
 def _user_id(value: object) -> int:

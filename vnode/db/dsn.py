@@ -1,0 +1,10 @@
+"""PostgreSQL connection strings."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+
+def with_database(dsn: str, database: str) -> str:
+    """The same server, another database (keeps ?host=/socket/dir and credentials)."""
+    return urlunsplit(urlsplit(dsn)._replace(path=f"/{database}"))
