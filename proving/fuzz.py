@@ -4,6 +4,7 @@ keys that must never move money, and the property tests of the parsers money dep
     python -m proving.fuzz                                   # own throwaway service
     python -m proving.fuzz --max-examples 20 --seed 7        # shorter, reproducible
     python -m proving.fuzz --url http://127.0.0.1:3001 --dsn postgresql://...   # a running one
+    python -m proving.fuzz --keys "" --parser-examples 0     # the hostile phase alone
 
 By default it starts a throwaway service (a fresh PostgreSQL database, `vnode sim serve` and one
 `vnode serve` against them), creates one API key of each scope (admin, spend, receive, read)
@@ -28,12 +29,21 @@ Pass rule (the last line says PASS or FAIL; the exit code is 1 on FAIL):
 - no 2xx from an operation above the key's scope (the scope is in each operation's summary), in
   the probe or anywhere in schemathesis' traffic;
 - the ledger unchanged by the read and receive keys and the audit clean before and after;
-- schemathesis ran to completion without errors, and the parser property tests passed.
+- schemathesis ran to completion without errors, and the parser property tests passed;
+- hostile phase: no 5xx, every certain refusal answered with its code, nothing booked from a
+  hostile node answer, the fresh payment final within its deadline, every payment and receipt
+  of the phase final as the node said once the node answers soundly again.
 
 The other checks (schemathesis' judgement of which requests are valid, `negative_data_rejection`
 and `positive_data_acceptance`, and the HTTP method ones) are reported, not gating: the
 request schemas cannot say "exactly one amount field" or "a cursor this API gave", so they flag
 correct refusals.
+
+4. the hostile Lightning phase (proving/hostile.py), with the spend, read and receive keys:
+   signed BOLT 11 invoices with extreme expiry, amounts, route hints, descriptions, feature
+   bits and networks posted to /virtual_decodeinvoice and /virtual_sendpayment, and hostile
+   node answers served by the simulated node (its `hostile` faults) while payments are
+   pending; a fresh payment must become final meanwhile, and every one of them afterwards.
 
 GET /virtual_events is left out of schemathesis: a Server-Sent Events stream never ends, so every
 request for a known user would wait for the request timeout. With --url, nothing is started;
@@ -68,6 +78,7 @@ from rich.console import Console
 from rich.table import Table
 
 from proving.harness import Database, ServeNode, base_env
+from proving.hostile import HostileOptions, HostileResult, run_hostile
 from vnode.apikeys import Scope, create_key, revoke_key
 from vnode.ledger.audit import run_audit
 from vnode.lightning.sim_process import SimProcess
@@ -166,6 +177,7 @@ class FuzzReport:
     keys: list[KeyResult] = field(default_factory=list)
     audit: list[str] = field(default_factory=list)  # differences found by the audit at the end
     parsers: tuple[bool, str] | None = None  # (passed, pytest's summary line)
+    hostile: HostileResult | None = None  # None: the hostile phase did not run
     control_seen: bool | None = None  # the money check saw a known transfer (None: not run)
     seconds: float = 0.0
     report_dir: Path | None = None
@@ -185,6 +197,8 @@ class FuzzReport:
             reasons.append(f"audit at the end: {len(self.audit)} difference(s)")
         if self.parsers is not None and not self.parsers[0]:
             reasons.append(f"parser properties: {self.parsers[1]}")
+        if self.hostile is not None:
+            reasons += self.hostile.reasons()
         return reasons
 
     @property
@@ -203,6 +217,10 @@ class FuzzOptions:
     report_dir: Path | None = None
     parser_examples: int = 0  # 0: do not run the parser property tests
     request_timeout_s: float = 10.0
+    hostile: bool = True  # the hostile Lightning phase (proving/hostile.py)
+    hostile_per_kind: int = 1  # payments and receipts per hostile node-answer kind
+    hostile_dwell_s: float = 0.0  # hostile records served this long after the fresh payment
+    sim_url: str | None = None  # with url: its simulated node (else no hostile node answers)
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,18 +293,21 @@ class Target:
     dsn: str
     keys: dict[Scope, str]
     key_ids: list[int]
+    sim_url: str | None = None
 
 
 @contextlib.asynccontextmanager
-async def own_service(workdir: Path, server_dsn: str | None) -> AsyncIterator[tuple[str, str]]:
-    """A fresh database, `vnode sim serve` and one `vnode serve`; yields (url, dsn)."""
+async def own_service(workdir: Path,
+                      server_dsn: str | None) -> AsyncIterator[tuple[str, str, str]]:
+    """A fresh database, `vnode sim serve` and one `vnode serve`; yields (url, dsn, sim url)."""
     database = Database(workdir, server_dsn)
     sim: SimProcess | None = None
     serve: ServeNode | None = None
     try:
-        dsn = await database.start()
+        # The sim starts while the database is made and migrated.
         sim = SimProcess("127.0.0.1", free_port(), workdir / "sim.log",
                          ("--rgb-asset", f"{RGB_ASSET}=1000000000"))
+        dsn = await database.start()
         await asyncio.to_thread(sim.wait_ready)
         env = base_env()
         env.update({
@@ -298,11 +319,14 @@ async def own_service(workdir: Path, server_dsn: str | None) -> AsyncIterator[tu
             "VNODE_WEBHOOK_SECRET": "whsec-fuzz-" + secrets.token_urlsafe(24),
             # Never deliver events: the admin key registers whatever URLs the fuzzer invents.
             "VNODE_EVENTS_INTERVAL_S": "3600",
+            # The hostile phase holds payments at the node: each such send answers 202 after
+            # this long (the sim settles others in 20 ms, well within it).
+            "VNODE_PAYMENT_WAIT_S": "1",
         })
         serve = ServeNode("serve", workdir, env)
         serve.spawn()
         await serve.wait_serving(90.0, ready=True)
-        yield serve.url, dsn
+        yield serve.url, dsn, sim.url
     finally:
         if serve is not None:
             await serve.stop()
@@ -553,6 +577,15 @@ async def run_fuzz(options: FuzzOptions) -> FuzzReport:
                                                        report_dir, scopes_of))
             if report.control_seen is None:
                 report.control_seen = await money_check_control(target)
+            if options.hostile:
+                with console.status("hostile Lightning inputs and node answers"):
+                    report.hostile = await run_hostile(
+                        target.url, target.sim_url,
+                        {scope.value: key for scope, key in target.keys.items()}, target.dsn,
+                        HostileOptions(PAYER, PAYEE, RGB_ASSET,
+                                       per_kind=options.hostile_per_kind,
+                                       dwell_s=options.hostile_dwell_s))
+                console.log(f"hostile phase: {report.hostile.seconds:.1f}s")
             report.audit = (await read_ledger(target.dsn)).audit
         if options.parser_examples > 0:
             with console.status(f"parser properties, {options.parser_examples} examples each"):
@@ -572,14 +605,14 @@ async def _target(options: FuzzOptions, workdir: Path) -> AsyncIterator[Target]:
         if options.url is not None:
             if options.dsn is None:
                 raise ValueError("--url needs --dsn (the service's database)")
-            url, dsn = options.url.rstrip("/"), options.dsn
+            url, dsn, sim_url = options.url.rstrip("/"), options.dsn, options.sim_url
         else:
             with console.status("starting PostgreSQL, vnode sim serve and vnode serve"):
-                url, dsn = await stack.enter_async_context(
+                url, dsn, sim_url = await stack.enter_async_context(
                     own_service(workdir, options.server_dsn))
         keys, ids = await create_keys(dsn)
         try:
-            yield Target(url, dsn, keys, ids)
+            yield Target(url, dsn, keys, ids, sim_url)
         finally:
             await revoke_keys(dsn, ids)  # (a throwaway service goes anyway; a running one keeps)
 
@@ -643,7 +676,35 @@ def print_report(report: FuzzReport) -> None:
     if report.control_seen is not None:
         out.print("money check control (a 1 msat transfer with the spend key): "
                   + ("seen" if report.control_seen else "[red]NOT seen[/]"))
+    if report.hostile is not None:
+        print_hostile(report.hostile)
     out.print(f"took {report.seconds:.0f}s")
+
+
+def print_hostile(result: HostileResult) -> None:
+    """What the hostile phase tried, with counts (docs/RELIABILITY.md lists them)."""
+    tried = Table(title=f"hostile Lightning inputs ({result.seconds:.0f}s)")
+    tried.add_column("what")
+    tried.add_column("count", justify="right")
+    for category, n in sorted(result.invoices.items()):
+        tried.add_row(f"signed invoices: {category} (each to decode and sendpayment)", str(n))
+    for kind, n in sorted(result.served.items()):
+        tried.add_row(f"node records served hostile: {kind}", f"{n:,}")
+    for group, n in sorted(result.payments.items()):
+        tried.add_row(f"payments under hostile records: {group}", str(n))
+    out.print(tried)
+    statuses = ", ".join(f"{route} {status}: {n}"
+                         for (route, status), n in sorted(result.requests.items()))
+    out.print(f"answers: {statuses}", highlight=False, soft_wrap=True)
+    probe = ("[red]not final in time[/]" if result.probe_s is None
+             else f"final {result.probe_s:.1f}s after the node settled it")
+    out.print(f"fresh payment behind hostile records: {probe}")
+    out.print("steps: " + ", ".join(f"{step} {seconds:.1f}s"
+                                    for step, seconds in result.steps.items()))
+    for note in result.skipped:
+        out.print(f"[yellow]note[/] hostile phase skipped {note}")
+    for detail in result.details()[:40]:
+        out.print(f"[red]FAIL[/] hostile: {detail}", soft_wrap=True, highlight=False)
 
 
 def _print_findings(report: FuzzReport) -> None:
@@ -685,6 +746,15 @@ def main(
     = Path(".schemathesis/fuzz"),
     parser_examples: Annotated[int, typer.Option(
         help="Hypothesis examples per parser property test (0: skip them)")] = 3000,
+    hostile: Annotated[bool, typer.Option(
+        help="Hostile Lightning inputs and node answers (proving/hostile.py)")] = True,
+    hostile_per_kind: Annotated[int, typer.Option(
+        help="Payments and receipts per hostile node-answer kind")] = 3,
+    hostile_dwell_s: Annotated[float, typer.Option(
+        help="Seconds the hostile node answers go on after the fresh payment is final")]
+    = 10.0,
+    sim_url: Annotated[str | None, typer.Option(
+        help="With --url: its simulated node, for the hostile node answers")] = None,
 ) -> None:
     """schemathesis with a key of each scope, the money check, and the parser properties."""
     try:
@@ -695,7 +765,9 @@ def main(
         raise typer.BadParameter("--url needs --dsn (keys, funding and the money check)")
     report = asyncio.run(run_fuzz(FuzzOptions(
         max_examples=max_examples, seed=seed, scopes=scopes, url=url, dsn=dsn,
-        report_dir=report_dir.resolve(), parser_examples=parser_examples)))
+        report_dir=report_dir.resolve(), parser_examples=parser_examples, hostile=hostile,
+        hostile_per_kind=hostile_per_kind, hostile_dwell_s=hostile_dwell_s,
+        sim_url=sim_url)))
     print_report(report)
     reasons = report.reasons()
     if reasons:

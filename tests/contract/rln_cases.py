@@ -706,9 +706,17 @@ CASES: list[Case] = [
         (get("/listpayments", 403, error(403, "LockedNode")),), raises=NodeLocked,
     ),
     Case(
+        # One unreadable item is left out (and logged); the others are still used.
         "inbound_payments-amount-as-string", "inbound_payments", lambda b: b.inbound_payments(),
         (get("/listpayments", answer={"payments": [
-            {**payment(RECEIVED, "Succeeded", inbound=True), "amt_msat": "2000000"}]},
+            {**payment(RECEIVED, "Succeeded", inbound=True), "amt_msat": "2000000"},
+            payment(OURS, "Pending", inbound=True)]},
+             conforms=False),),
+        returns=[status(OURS, PaymentOutcome.PENDING, amount_msat=5_000_000, updated_at=NOW + 7)],
+    ),
+    Case(
+        "inbound_payments-not-a-list", "inbound_payments", lambda b: b.inbound_payments(),
+        (get("/listpayments", answer={"payments": {"0": payment(OURS, "Pending", inbound=True)}},
              conforms=False),),
         raises=NodeUnreachable, error_name=MALFORMED_ANSWER,
     ),

@@ -15,14 +15,17 @@ import httpx
 import pytest
 
 from tests.contract import spec
+from tests.contract.hostile_cases import HOSTILE_CASES
 from tests.contract.invoices import NOW
-from tests.contract.rln_cases import CASES, Case
+from tests.contract.rln_cases import CASES as NORMAL_CASES
+from tests.contract.rln_cases import Case
 from tests.contract.server import Exchange, ScriptedNode, serve
 from vnode.lightning.base import LightningBackend, NodeError
 from vnode.lightning.rln import RlnBackend
 
 TOKEN = "contract-test-token"
 READ_TIMEOUT_S = 0.4  # the "hang" rows hold the answer for 3 s
+CASES = NORMAL_CASES + HOSTILE_CASES
 
 
 def backend(url: str, token: str | None = TOKEN) -> RlnBackend:

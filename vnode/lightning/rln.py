@@ -12,18 +12,30 @@ mapping are written down in ``docs/NODE.md``; the short version:
   ``UNKNOWN``, never into something that looks like a failure.
 * RLN takes no fee limit and reports no fee: the payment code reserves a fee and charges it
   whole (the fee-reserve policy in docs/NODE.md).
+* Every answer is read as hostile until proved otherwise. An answer that is not the node's
+  documented shape raises :class:`NodeProtocolError` (a ``NodeUnreachable``: for a request that
+  may have moved money, an unreadable answer proves nothing). That includes a missing or
+  mistyped field, an unknown state, any amount or count outside 0..2**63-1 (what the ledger's
+  bigint holds), a preimage that is not 64 lower-case hex digits (never repaired: a success
+  whose proof had to be rewritten is not a valid success) and text with control characters.
+  In a listing (/listpayments, /listtransfers, /listchannels) a bad item is skipped and logged
+  once with its hash; the good items are returned. Only ``ValueError`` for a malformed
+  argument of ours ever escapes otherwise.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NoReturn, TypeVar
 
 import httpx
 
+from vnode.domain.ids import BTC as BTC_ASSET_ID
+from vnode.domain.ids import parse_asset_id
 from vnode.lightning import bolt11
 from vnode.lightning.base import (
     BTC,
@@ -49,9 +61,13 @@ __all__ = [
     "DEFAULT_READ_TIMEOUT_S",
     "DEFAULT_REFRESH_TIMEOUT_S",
     "DEFAULT_TRANSPORT_ENDPOINTS",
+    "I64_MAX",
     "MALFORMED_ANSWER",
+    "NodeProtocolError",
     "RlnBackend",
 ]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONNECT_TIMEOUT_S: Final = 5.0
 DEFAULT_READ_TIMEOUT_S: Final = 15.0
@@ -78,7 +94,43 @@ _LOCKED_NAMES: Final = frozenset({"LockedNode", "ChangingState"})
 _NOT_FOUND_NAMES: Final = frozenset({"PaymentNotFound", "UnknownLNInvoice"})
 _INCOMING_KINDS: Final = frozenset({"ReceiveBlind", "ReceiveWitness"})
 _HASH_RE: Final = re.compile(r"[0-9a-f]{64}")
+_ANY_CASE_HASH_RE: Final = re.compile(r"[0-9a-fA-F]{64}")
+# Exactly what the ledger stores (CHECK preimage ~ '^[0-9a-f]{64}$'): nothing is repaired.
+_PREIMAGE_RE: Final = re.compile(r"[0-9a-f]{64}")
+# No identifier the node sends holds a control character, and PostgreSQL text cannot hold NUL.
+_CONTROL_RE: Final = re.compile(r"[\x00-\x1f\x7f]")
+# Longer than any invoice (bolt11.MAX_INVOICE_LENGTH) or identifier the node sends.
+_MAX_TEXT: Final = 16_384
+# The ledger's amounts are PostgreSQL bigint: anything above cannot be booked.
+I64_MAX: Final = 2**63 - 1
+_U64_MAX: Final = 2**64 - 1
+# The spec's enums (TransferStatus, TransferKind, Assignment).
+_TRANSFER_STATUSES: Final = frozenset(
+    {
+        "Initiated",
+        "WaitingCounterparty",
+        "WaitingSafeHeight",
+        "WaitingConfirmations",
+        "WaitingBroadcast",
+        "Settled",
+        "Failed",
+    }
+)
+_TRANSFER_KINDS: Final = frozenset(
+    {"Issuance", "ReceiveBlind", "ReceiveWitness", "Send", "Inflation", "Burn"}
+)
+_ASSIGNMENT_TYPES: Final = frozenset({"Fungible", "NonFungible", "InflationRight", "Any"})
+# Skipped items are logged once each (the watchers poll every second); the memory is bounded.
+_REPORTED_MAX: Final = 4096
 MALFORMED_ANSWER: Final = "MalformedAnswer"
+
+T = TypeVar("T")
+
+
+class NodeProtocolError(NodeUnreachable):
+    """The node answered something that is not its documented shape: nothing in that answer
+    (or, in a listing, that item) is trusted. A NodeUnreachable, so that a payment whose
+    answer is unreadable stays pending, as after a timeout."""
 
 
 class RlnBackend:
@@ -115,6 +167,7 @@ class RlnBackend:
         self._transport_endpoints = tuple(transport_endpoints)
         self._simulated = simulated
         self._clock = clock
+        self._reported: set[tuple[str, str | None, str]] = set()
         # No retries and no redirects: a request that moves money is sent at most once, and
         # whatever the node answers is the answer.
         self._client = httpx.AsyncClient(
@@ -143,18 +196,19 @@ class RlnBackend:
     async def spendable_balances(self) -> dict[str, int]:
         # Channels only (docs/NODE.md): on-chain RGB coins cannot pay a Lightning invoice, and
         # sends are what this figure is compared against.
+        # A channel the node describes badly is left out: less to spend is the safe side.
         answer = await self._call("GET", "/listchannels")
+        where = "/listchannels channel"
         balances: dict[str, int] = {BTC: 0}
-        for channel in _req_list(answer, "channels", "/listchannels"):
-            where = "/listchannels channel"
-            chan = _as_obj(channel, where)
-            if not _req_bool(chan, "is_usable", where):
+        channels = self._each_item(
+            _req_list(answer, "channels", "/listchannels"), where, "channel_id", _parse_channel
+        )
+        for usable, outbound_msat, asset_id, asset_local in channels:
+            if not usable:
                 continue
-            balances[BTC] += _req_int(chan, "outbound_balance_msat", where)
-            asset_id = _opt_str(chan, "asset_id", where)
+            balances[BTC] += outbound_msat
             if asset_id is not None:
-                local = _opt_int(chan, "asset_local_amount", where) or 0
-                balances[asset_id] = balances.get(asset_id, 0) + local
+                balances[asset_id] = balances.get(asset_id, 0) + asset_local
         return balances
 
     # ------------------------------------------------------------------ invoices
@@ -165,13 +219,15 @@ class RlnBackend:
         network = _NETWORKS.get(_req_str(answer, "network", where))
         if network is None:
             _malformed(where, "unknown network")
+        # The numbers come from the invoice, whose fields are u64: read them whole here, and
+        # refuse the invoice (not the node) below when vnode cannot hold one.
         node_view = NodeInvoice(
             payment_hash=_req_hash(answer, "payment_hash", where),
-            amount_msat=_opt_int(answer, "amt_msat", where),
+            amount_msat=_opt_int(answer, "amt_msat", where, maximum=_U64_MAX),
             asset_id=_opt_str(answer, "asset_id", where),
-            asset_amount=_opt_int(answer, "asset_amount", where),
-            expiry_s=_req_int(answer, "expiry_sec", where),
-            timestamp=_req_int(answer, "timestamp", where),
+            asset_amount=_opt_int(answer, "asset_amount", where, maximum=_U64_MAX),
+            expiry_s=_req_int(answer, "expiry_sec", where, maximum=_U64_MAX),
+            timestamp=_req_int(answer, "timestamp", where, maximum=_U64_MAX),
             network=network,
             payee_pubkey=_opt_str(answer, "payee_pubkey", where),
         )
@@ -186,6 +242,8 @@ class RlnBackend:
                 ("timestamp", local.timestamp, node_view.timestamp),
                 ("expiry_s", local.expiry_s, node_view.expiry_s),
                 ("network", local.network, node_view.network.value),
+                # Only an explicit `n` is reported, and our decoder holds it to the signature.
+                ("payee_pubkey", local.payee_pubkey, node_view.payee_pubkey or local.payee_pubkey),
             )
             if ours != theirs
         ]
@@ -194,6 +252,27 @@ class RlnBackend:
                 f"the node and vnode's decoder disagree on {', '.join(disagreements)}",
                 name="DecoderDisagreement",
             )
+        beyond = [
+            name
+            for name, value in (
+                ("expiry_sec", node_view.expiry_s),
+                ("timestamp", node_view.timestamp),
+                ("asset_amount", node_view.asset_amount),
+            )
+            if value is not None and value > I64_MAX
+        ]
+        if beyond:
+            raise InvoiceRefused(
+                f"the invoice's {', '.join(beyond)} is beyond 2^63-1, which vnode cannot hold",
+                name="OutOfRange",
+            )
+        if node_view.asset_id is not None and not _is_rgb_asset_id(node_view.asset_id):
+            raise InvoiceRefused(
+                "the node reads an RGB asset id vnode cannot use", name="InvalidAssetID"
+            )
+        if node_view.asset_amount == 0:
+            # Nothing to pay or book (the ledger holds positive asset amounts only).
+            raise InvoiceRefused("the invoice asks 0 units of its asset", name="InvalidAmount")
         if node_view.payee_pubkey is None:
             # RLN reports only an explicit `n` field; the key recovered from the signature is
             # the payee all the same, and the payment code needs it to spot our own invoices.
@@ -290,7 +369,8 @@ class RlnBackend:
 
         A SUCCEEDED status carries the node's preimage as given, even when it is missing or
         does not hash to the payment hash: the payment code checks it (and alerts), because
-        only it knows what a bad preimage means for the ledger.
+        only it knows what a bad preimage means for the ledger. A preimage that is not 64
+        lower-case hex digits makes the record malformed (NodeProtocolError), never repaired.
         """
         if not _HASH_RE.fullmatch(payment_hash):
             raise ValueError("payment_hash must be 64 lowercase hex characters")
@@ -299,20 +379,30 @@ class RlnBackend:
         except PaymentNotFound:
             return self._unknown(payment_hash)
         where = "/getpayment"
-        is_inbound, status = _parse_payment(_req_obj(answer, "payment", where), where)
+        try:
+            is_inbound, status = _parse_payment(_req_obj(answer, "payment", where), where)
+        except NodeProtocolError as exc:
+            self._report(where, payment_hash, exc, answer.get("payment"))
+            raise
         if status.payment_hash != payment_hash:
             _malformed(where, "the node answered for another payment hash")
         if is_inbound == inbound:
             return status
         # /getpayment looks at inbound payments first, so a payment in the other direction
         # with the same hash would hide the one asked for; the full list has both.
-        for listed_inbound, listed in await self._list_payments():
-            if listed_inbound == inbound and listed.payment_hash == payment_hash:
-                return listed
+        listed, unreadable = await self._list_payments()
+        for listed_inbound, found in listed:
+            if listed_inbound == inbound and found.payment_hash == payment_hash:
+                return found
+        if payment_hash in unreadable or None in unreadable:
+            # The node may well have it, in an item we could not read: not known to be absent
+            # (UNKNOWN would let an expired invoice's payment be refunded).
+            _malformed("/listpayments", f"the record of {payment_hash} cannot be read")
         return self._unknown(payment_hash)
 
     async def inbound_payments(self) -> list[PaymentStatus]:
-        return [status for inbound, status in await self._list_payments() if inbound]
+        listed, _ = await self._list_payments()
+        return [status for inbound, status in listed if inbound]
 
     # ------------------------------------------------------------------ RGB on-chain
 
@@ -352,23 +442,13 @@ class RlnBackend:
         body = {"asset_filter": {"type": "Id", "value": asset_id}}
         answer = await self._call("POST", "/listtransfers", body)
         where = "/listtransfers transfer"
-        transfers = []
-        for item in _req_list(answer, "transfers", "/listtransfers"):
-            transfer = _as_obj(item, where)
-            kind = _req_str(transfer, "kind", where)
-            transfers.append(
-                RgbTransfer(
-                    idx=_req_int(transfer, "idx", where),
-                    recipient_id=_opt_str(transfer, "recipient_id", where),
-                    asset_id=asset_id,
-                    status=_req_str(transfer, "status", where),
-                    amount=_received_amount(transfer, where),
-                    txid=_opt_str(transfer, "txid", where),
-                    receive_utxo=_opt_str(transfer, "receive_utxo", where),
-                    incoming=kind in _INCOMING_KINDS,
-                )
-            )
-        return transfers
+
+        def parse(transfer: JsonObject) -> RgbTransfer:
+            return _parse_transfer(transfer, asset_id, where)
+
+        # A transfer we cannot read is not credited now; the next poll reads it again.
+        items = _req_list(answer, "transfers", "/listtransfers")
+        return self._each_item(items, where, "recipient_id", parse)
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -382,12 +462,58 @@ class RlnBackend:
             updated_at=int(self._clock()),
         )
 
-    async def _list_payments(self) -> list[tuple[bool, PaymentStatus]]:
+    async def _list_payments(self) -> tuple[list[tuple[bool, PaymentStatus]], set[str | None]]:
+        """The payments we can read, and the hashes of those we cannot (None: unreadable)."""
         answer = await self._call("GET", "/listpayments")
-        return [
-            _parse_payment(_as_obj(item, "/listpayments payment"), "/listpayments payment")
-            for item in _req_list(answer, "payments", "/listpayments")
-        ]
+        where = "/listpayments payment"
+        unreadable: set[str | None] = set()
+
+        def parse(payment: JsonObject) -> tuple[bool, PaymentStatus]:
+            return _parse_payment(payment, where)
+
+        items = _req_list(answer, "payments", "/listpayments")
+        listed = self._each_item(items, where, "payment_hash", parse, unreadable)
+        # An id that is not a hash could be a mangled copy of any: count it as unreadable.
+        return listed, {h if h is not None and _HASH_RE.fullmatch(h) else None for h in unreadable}
+
+    def _each_item(
+        self,
+        items: list[object],
+        where: str,
+        id_key: str,
+        parse: Callable[[JsonObject], T],
+        skipped: set[str | None] | None = None,
+    ) -> list[T]:
+        """``parse`` applied to every item; the ones it refuses are logged and left out (their
+        ids added to ``skipped``), so that one bad item does not hide the others."""
+        parsed = []
+        for item in items:
+            try:
+                parsed.append(parse(_as_obj(item, where)))
+            except NodeProtocolError as exc:
+                item_id = _item_id(item, id_key)
+                self._report(where, item_id, exc, item)
+                if skipped is not None:
+                    skipped.add(item_id)
+        return parsed
+
+    def _report(
+        self, where: str, item_id: str | None, exc: NodeProtocolError, item: object = None
+    ) -> None:
+        """Log a malformed answer once per item and problem (the same bad item comes back at
+        every poll), at warning level; repeats at debug level."""
+        key = (where, item_id, str(exc))
+        repeat = key in self._reported
+        if not repeat:
+            if len(self._reported) >= _REPORTED_MAX:
+                self._reported.clear()
+            self._reported.add(key)
+        log.log(
+            logging.DEBUG if repeat else logging.WARNING,
+            "the node answered a malformed item; it is not used",
+            # The excerpt identifies an item whose id is what is missing.
+            extra={"where": where, "item": item_id, "error": str(exc), "excerpt": _short(item)},
+        )
 
     async def _call(
         self,
@@ -419,21 +545,20 @@ def _answer(where: str, response: httpx.Response) -> JsonObject:
     if status == 401:
         # Checked first: a proxy in front of the node may answer 401 in plain text too.
         raise NodeError(f"{where}: HTTP 401: the node refused vnode's token", "Unauthorized", 401)
+    is_json, payload = _json_of(response)
     if status >= 500:
-        raise NodeUnreachable(_error_text(where, response), _error_name(response), status)
-    try:
-        payload = response.json()
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError both are ValueErrors
+        raise NodeUnreachable(_error_text(where, status, payload), _error_name(payload), status)
+    if not is_json:
         # Not the node speaking (a proxy page, a truncated body): nothing can be concluded.
-        raise NodeUnreachable(
+        raise NodeProtocolError(
             f"{where}: HTTP {status} with a body that is not JSON", MALFORMED_ANSWER, status
-        ) from None
+        )
     if 200 <= status < 300:
         if not isinstance(payload, dict):
             _malformed(where, "the answer is not a JSON object", status)
         return payload
-    name = _error_name(response)
-    message = _error_text(where, response)
+    name = _error_name(payload)
+    message = _error_text(where, status, payload)
     if status == 400:
         # Validation (InvalidInvoice, InvalidAmount, InvalidAssetID, IncompleteRGBInfo,
         # InvalidRequest...): the node refused before doing anything.
@@ -450,30 +575,63 @@ def _answer(where: str, response: httpx.Response) -> JsonObject:
     raise NodeError(message, name, status)
 
 
-def _error_name(response: httpx.Response) -> str | None:
+def _json_of(response: httpx.Response) -> tuple[bool, object]:
+    """(True, the parsed body), or (False, None) when the body is not JSON."""
     try:
-        payload = response.json()
-    except ValueError:
-        return None
-    if isinstance(payload, dict) and isinstance(payload.get("name"), str):
-        return str(payload["name"])
+        return True, response.json()
+    # JSONDecodeError, UnicodeDecodeError and the int-digits limit are ValueErrors; a deeply
+    # nested body overflows the parser's stack.
+    except (ValueError, RecursionError):
+        return False, None
+
+
+def _error_name(payload: object) -> str | None:
+    if isinstance(payload, dict):
+        name = payload.get("name")
+        if isinstance(name, str) and len(name) <= 100 and not _CONTROL_RE.search(name):
+            return name
     return None
 
 
-def _error_text(where: str, response: httpx.Response) -> str:
+def _error_text(where: str, status: int, payload: object) -> str:
     detail = ""
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = None
     if isinstance(payload, dict):
-        detail = f" {payload.get('name', '')}: {payload.get('error', '')}"
-    return f"{where}: HTTP {response.status_code}{detail}"
+        # Shortened and without control characters: the node's text may hold anything, and
+        # it ends up in logs and in vnode's own error answers.
+        name, error = payload.get("name", ""), payload.get("error", "")
+        detail = f" {_short(name)}: {_short(error)}"
+    return f"{where}: HTTP {status}{detail}"
+
+
+def _short(value: object, limit: int = 300) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    text = _CONTROL_RE.sub("?", text)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _malformed(where: str, what: str, status: int | None = None) -> NoReturn:
     # An answer we cannot read is as good as no answer: for a payment, it may have been sent.
-    raise NodeUnreachable(f"{where}: malformed answer: {what}", MALFORMED_ANSWER, status)
+    raise NodeProtocolError(f"{where}: malformed answer: {what}", MALFORMED_ANSWER, status)
+
+
+def _item_id(item: object, key: str) -> str | None:
+    """The id of a listed item, for the log and for "is it the one asked for" (None when it
+    cannot be read: then it could be any)."""
+    if not isinstance(item, dict):
+        return None
+    value = item.get(key)
+    if isinstance(value, str) and _ANY_CASE_HASH_RE.fullmatch(value):
+        return value.lower()
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return _short(str(value), 120)
+    return None
+
+
+def _is_rgb_asset_id(value: str) -> bool:
+    try:
+        return parse_asset_id(value) != BTC_ASSET_ID  # the node names BTC by a null asset
+    except ValueError:
+        return False
 
 
 def _decode_locally(invoice: str) -> bolt11.Invoice:
@@ -489,16 +647,52 @@ def _without_none(body: JsonObject) -> JsonObject:
 
 
 def _parse_payment(payment: JsonObject, where: str) -> tuple[bool, PaymentStatus]:
+    asset_id = _opt_str(payment, "asset_id", where)
+    if asset_id is not None and not _is_rgb_asset_id(asset_id):
+        _malformed(where, "asset_id is not an RGB asset id")
     return _req_bool(payment, "inbound", where), PaymentStatus(
         payment_hash=_req_hash(payment, "payment_hash", where),
         outcome=_req_outcome(payment, "status", where),
         amount_msat=_opt_int(payment, "amt_msat", where),
-        asset_id=_opt_str(payment, "asset_id", where),
+        asset_id=asset_id,
         asset_amount=_opt_int(payment, "asset_amount", where),
         fee_msat=None,
         # The spec says string, the node sends null until the payment succeeds.
-        preimage=_opt_str(payment, "preimage", where),
+        preimage=_opt_preimage(payment, "preimage", where),
         updated_at=_req_int(payment, "updated_at", where),
+    )
+
+
+def _parse_transfer(transfer: JsonObject, asset_id: str, where: str) -> RgbTransfer:
+    status = _req_str(transfer, "status", where)
+    if status not in _TRANSFER_STATUSES:
+        _malformed(where, f"unknown status {_short(status, 40)!r}")
+    kind = _req_str(transfer, "kind", where)
+    if kind not in _TRANSFER_KINDS:
+        _malformed(where, f"unknown kind {_short(kind, 40)!r}")
+    return RgbTransfer(
+        idx=_req_int(transfer, "idx", where),
+        recipient_id=_opt_str(transfer, "recipient_id", where),
+        asset_id=asset_id,
+        status=status,
+        amount=_received_amount(transfer, where),
+        txid=_opt_str(transfer, "txid", where),
+        receive_utxo=_opt_str(transfer, "receive_utxo", where),
+        incoming=kind in _INCOMING_KINDS,
+    )
+
+
+def _parse_channel(channel: JsonObject) -> tuple[bool, int, str | None, int]:
+    """(usable, outbound msat, asset id, asset units held) of one /listchannels item."""
+    where = "/listchannels channel"
+    asset_id = _opt_str(channel, "asset_id", where)
+    if asset_id is not None and not _is_rgb_asset_id(asset_id):
+        _malformed(where, "asset_id is not an RGB asset id")
+    return (
+        _req_bool(channel, "is_usable", where),
+        _req_int(channel, "outbound_balance_msat", where),
+        asset_id,
+        _opt_int(channel, "asset_local_amount", where) or 0,
     )
 
 
@@ -507,8 +701,13 @@ def _received_amount(transfer: JsonObject, where: str) -> int:
     total = 0
     for item in _req_list(transfer, "assignments", where):
         assignment = _as_obj(item, f"{where} assignment")
-        if _req_str(assignment, "type", where) == "Fungible":
+        kind = _req_str(assignment, "type", where)
+        if kind not in _ASSIGNMENT_TYPES:
+            _malformed(where, f"unknown assignment type {_short(kind, 40)!r}")
+        if kind == "Fungible":
             total += _req_int(assignment, "value", where)
+    if total > I64_MAX:  # each part fits, their sum need not
+        _malformed(where, "the assignments add up to more than 2^63-1")
     return total
 
 
@@ -535,8 +734,12 @@ def _req_list(obj: JsonObject, key: str, where: str) -> list[object]:
 
 def _opt_str(obj: JsonObject, key: str, where: str) -> str | None:
     value = obj.get(key)
-    if value is not None and not isinstance(value, str):
+    if value is None:
+        return None
+    if not isinstance(value, str):
         _malformed(where, f"{key} is not a string")
+    if len(value) > _MAX_TEXT or _CONTROL_RE.search(value):
+        _malformed(where, f"{key} is too long or holds control characters")
     return value
 
 
@@ -554,17 +757,26 @@ def _req_hash(obj: JsonObject, key: str, where: str) -> str:
     return value
 
 
-def _opt_int(obj: JsonObject, key: str, where: str) -> int | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        _malformed(where, f"{key} is not a non-negative integer")
+def _opt_preimage(obj: JsonObject, key: str, where: str) -> str | None:
+    value = _opt_str(obj, key, where)
+    if value is not None and not _PREIMAGE_RE.fullmatch(value):
+        # Upper-case, short or not hex: never repaired (lower-casing would make a proof out of
+        # what the node did not send), so the record is not a success anyone can book.
+        _malformed(where, f"{key} is not 64 lower-case hex digits")
     return value
 
 
-def _req_int(obj: JsonObject, key: str, where: str) -> int:
-    value = _opt_int(obj, key, where)
+def _opt_int(obj: JsonObject, key: str, where: str, *, maximum: int = I64_MAX) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+        _malformed(where, f"{key} is not an integer in 0..{maximum}")
+    return value
+
+
+def _req_int(obj: JsonObject, key: str, where: str, *, maximum: int = I64_MAX) -> int:
+    value = _opt_int(obj, key, where, maximum=maximum)
     if value is None:
         _malformed(where, f"{key} is missing")
     return value
@@ -580,5 +792,5 @@ def _req_bool(obj: JsonObject, key: str, where: str) -> bool:
 def _req_outcome(obj: JsonObject, key: str, where: str) -> PaymentOutcome:
     outcome = _OUTCOMES.get(_req_str(obj, key, where))
     if outcome is None:
-        _malformed(where, f"unknown {key} {obj.get(key)!r}")
+        _malformed(where, f"unknown {key} {_short(obj.get(key), 40)!r}")
     return outcome

@@ -20,7 +20,7 @@ from pydantic import (
 )
 
 from vnode.lightning.sim.config import U64_MAX
-from vnode.lightning.sim.faults import PaymentFault
+from vnode.lightning.sim.faults import HostileKind, HostileRoute, PaymentFault, routes_of
 
 U64 = Annotated[StrictInt, Field(ge=0, le=U64_MAX)]
 U32 = Annotated[StrictInt, Field(ge=0, le=2**32 - 1)]
@@ -151,15 +151,46 @@ class SimInvoiceRequest(Body):
     network: NetworkName | None = None
 
 
+# Enough for any test (a thousand held payments), small enough to refuse a typo'd exponent.
+MAX_FAULT_COUNT = 1_000_000
+
+
 class SimFaultsRequest(Body):
+    """faults.py says what each fault does; absent fields leave the state as it is."""
+
     routing_fee_msat: U64 | None = None
     locked: StrictBool | None = None
-    # null clears a pending fault; an absent field leaves it as it is.
+    # null clears a pending fault.
     next_payment: PaymentFault | None = None
+    # How many payments (next_payment) or records (hostile) the fault set here applies to.
+    count: Annotated[StrictInt, Field(ge=1, le=MAX_FAULT_COUNT)] | None = None
+    # Adds one hostile-answer entry; null drops every entry.
+    hostile: HostileKind | None = None
+    target: StrictStr | None = None
+    route: HostileRoute | None = None
+
+    @model_validator(mode="after")
+    def _filters_need_their_fault(self) -> SimFaultsRequest:
+        given = self.model_fields_set
+        if "count" in given and self.next_payment is None and self.hostile is None:
+            raise ValueError("count applies to next_payment or hostile; neither is set")
+        if ("target" in given or "route" in given) and self.hostile is None:
+            raise ValueError("target and route filter a hostile fault; none is set")
+        if (
+            self.hostile is not None
+            and self.route is not None
+            and self.route not in routes_of(self.hostile)
+        ):
+            raise ValueError(f"{self.hostile.value} cannot corrupt the answers of {self.route}")
+        return self
 
 
 class SimReleaseRequest(Body):
     payment_hash: StrictStr
+    outcome: Literal["succeed", "fail"]
+
+
+class SimReleaseAllRequest(Body):
     outcome: Literal["succeed", "fail"]
 
 

@@ -487,6 +487,16 @@ class PaymentEngine:
         self._finish(key, payment.attempt, outcome)
         return payment.as_json()
 
+    def release_all(self, outcome: Literal["succeed", "fail"]) -> int:
+        """Finish every held payment; how many there were."""
+        held = sorted(self._held)
+        for key in held:
+            payment = self._outbound.get(key)
+            if payment is not None:
+                self._finish(key, payment.attempt, outcome)
+        self._held.clear()
+        return len(held)
+
     def pending_outbound_msat(self) -> int:
         return sum(
             p.amt_msat or 0 for p in self._outbound.values() if p.status == HtlcStatus.PENDING

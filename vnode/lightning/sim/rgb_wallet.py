@@ -120,7 +120,9 @@ class RgbWallet:
                 )
         return {"transfers": changed}
 
-    def list_transfers(self, asset_filter: AssetFilter, txid: str | None) -> list[object]:
+    def list_transfers(
+        self, asset_filter: AssetFilter, txid: str | None
+    ) -> list[dict[str, object]]:
         """Receipts of one asset (Id), of no asset yet (None), or all of them (AnyOrNone)."""
         if asset_filter.type == "Id":
             if asset_filter.value is None:

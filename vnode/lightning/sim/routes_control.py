@@ -1,5 +1,11 @@
 """The control API (/_sim): the outside world and the faults. Not part of the RLN API.
 
+POST /_sim/pay, /_sim/invoice and /_sim/rgbsend play outside payers, payees and wallets;
+GET/POST /_sim/faults read and set the faults (payment faults with an optional count, and
+hostile answers of /getpayment, /listpayments and /listtransfers: the catalogue, and which route
+each kind corrupts, is in faults.py); /_sim/release and /_sim/release_all finish held payments;
+GET /_sim/state shows everything.
+
 It works whether the node is locked or not; its refusals are 400 in the node's error shape.
 """
 
@@ -11,6 +17,7 @@ from vnode.lightning.sim.models import (
     SimFaultsRequest,
     SimInvoiceRequest,
     SimPayRequest,
+    SimReleaseAllRequest,
     SimReleaseRequest,
     SimRgbSendRequest,
 )
@@ -40,18 +47,22 @@ async def get_faults(node: Node) -> Json:
 
 @router.post("/faults")
 async def set_faults(body: SimFaultsRequest, node: Node) -> Json:
-    return node.set_faults(
-        routing_fee_msat=body.routing_fee_msat,
-        locked=body.locked,
-        next_payment=body.next_payment,
-        set_next_payment="next_payment" in body.model_fields_set,
-    )
+    """Payment faults and hostile answers (faults.py has the catalogue), e.g.
+    ``{"next_payment": "hold", "count": 1000}`` or
+    ``{"hostile": "uppercase_preimage", "count": 1, "target": "<payment hash>"}``."""
+    return node.set_faults(body)
 
 
 @router.post("/release")
 async def release(body: SimReleaseRequest, node: Node) -> Json:
     """Finish a payment held by the hold fault."""
     return node.ln.release(body.payment_hash, body.outcome)
+
+
+@router.post("/release_all")
+async def release_all(body: SimReleaseAllRequest, node: Node) -> Json:
+    """Finish every held payment the same way (after a test held a thousand)."""
+    return {"released": node.ln.release_all(body.outcome)}
 
 
 @router.post("/rgbsend")

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from vnode.lightning.sim import errors
 from vnode.lightning.sim.connection import request_drop
-from vnode.lightning.sim.faults import PaymentFault
+from vnode.lightning.sim.faults import HostileRoute, PaymentFault
 from vnode.lightning.sim.models import (
     AssetBalanceRequest,
     BtcBalanceRequest,
@@ -112,14 +112,21 @@ async def send_payment(
     return result.body
 
 
+# The hostile-answer faults (faults.py) rewrite records here, on the way out, so the node's
+# own state stays sound: only what the client reads is broken.
+
+
 @router.post("/getpayment")
 async def get_payment(body: GetPaymentRequest, node: UnlockedNode) -> Json:
-    return {"payment": node.ln.get_payment(body.payment_hash)}
+    (payment,) = node.faults.serve(
+        HostileRoute.GETPAYMENT, [node.ln.get_payment(body.payment_hash)]
+    )
+    return {"payment": payment}
 
 
 @router.get("/listpayments")
 async def list_payments(node: UnlockedNode) -> Json:
-    return {"payments": node.ln.list_payments()}
+    return {"payments": node.faults.serve(HostileRoute.LISTPAYMENTS, node.ln.list_payments())}
 
 
 @router.post("/rgbinvoice")
@@ -134,7 +141,8 @@ async def refresh_transfers(body: RefreshRequest, node: UnlockedNode) -> Json:
 
 @router.post("/listtransfers")
 async def list_transfers(body: ListTransfersRequest, node: UnlockedNode) -> Json:
-    return {"transfers": node.wallet.list_transfers(body.asset_filter, body.txid)}
+    transfers = node.wallet.list_transfers(body.asset_filter, body.txid)
+    return {"transfers": node.faults.serve(HostileRoute.LISTTRANSFERS, transfers)}
 
 
 @router.post("/lock")

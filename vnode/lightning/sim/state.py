@@ -20,7 +20,8 @@ from coincurve import PrivateKey
 from vnode.lightning.sim import errors
 from vnode.lightning.sim.channels import Channel, open_channel
 from vnode.lightning.sim.config import NETWORK_NAMES, SimConfig
-from vnode.lightning.sim.faults import FaultState, PaymentFault
+from vnode.lightning.sim.faults import FaultState
+from vnode.lightning.sim.models import SimFaultsRequest
 from vnode.lightning.sim.payment_engine import RGB_HTLC_MIN_MSAT, PaymentEngine
 from vnode.lightning.sim.rgb_wallet import RgbWallet
 
@@ -140,20 +141,21 @@ class SimNode:
             raise errors.wrong_password()
         self.faults.locked = False
 
-    def set_faults(
-        self,
-        *,
-        routing_fee_msat: int | None,
-        locked: bool | None,
-        next_payment: PaymentFault | None,
-        set_next_payment: bool,
-    ) -> dict[str, object]:
-        if routing_fee_msat is not None:
-            self.faults.routing_fee_msat = routing_fee_msat
-        if locked is not None:
-            self.faults.locked = locked
-        if set_next_payment:
-            self.faults.next_payment = next_payment
+    def set_faults(self, req: SimFaultsRequest) -> dict[str, object]:
+        """Apply POST /_sim/faults: only the fields the request names change anything."""
+        given = req.model_fields_set
+        count = 1 if req.count is None else req.count
+        if req.routing_fee_msat is not None:
+            self.faults.routing_fee_msat = req.routing_fee_msat
+        if req.locked is not None:
+            self.faults.locked = req.locked
+        if "next_payment" in given:
+            self.faults.set_next_payment(req.next_payment, count)
+        if "hostile" in given:
+            if req.hostile is None:
+                self.faults.clear_hostile()
+            else:
+                self.faults.add_hostile(req.hostile, count, target=req.target, route=req.route)
         return self.faults.as_json()
 
     # ------------------------------------------------------------------ node-wide views
