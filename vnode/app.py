@@ -19,6 +19,7 @@ from vnode.api import (
     routes_payments,
     routes_webhooks,
 )
+from vnode.api.body_limit import BodyLimit
 from vnode.api.deps import Services
 from vnode.api.errors import install_error_handlers
 from vnode.api.fastpath import FastPath
@@ -108,6 +109,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     # Inner to outer: the transfer fast path runs inside the request-context middleware, so
     # it gets the same request id, metrics, access log and 500 answer as every route.
     app.add_middleware(FastPath)
+    # Around the fast path and FastAPI, both of which read bodies through its bounded receive.
+    app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=metrics, access_log=settings.access_log)
     app.include_router(routes_ledger.router)
     app.include_router(routes_payments.router)

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     # HMAC secret of the inbound POST /webhook/payment; unset: that endpoint answers 503.
     webhook_secret: SecretStr | None = None
     webhook_window_s: int = Field(default=300, ge=1)
+    # Largest request body any route reads (M3); more is answered 413 while it is being read.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # Fee reserve held back with every external payment: max(min, amount * ppm / 1e6).
     fee_reserve_min_msat: int = Field(default=10_000, ge=0)
     fee_reserve_ppm: int = Field(default=10_000, ge=0, le=1_000_000)

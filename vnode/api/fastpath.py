@@ -5,6 +5,8 @@ their time in dependency solving, Request objects and routing (docs/PERFORMANCE.
 layer serves them directly with the very same pieces their FastAPI routes use: `authorize` for
 the key, the route's body model for validation, the catalogue's error answers, and the route's
 handler for the work. The FastAPI routes stay, for the OpenAPI document and as the fallback.
+The body-size limit is not here: BodyLimit (vnode/api/body_limit.py) wraps this layer too, so
+`receive` below raises its 413 once a body passes the one limit every route shares.
 """
 
 from __future__ import annotations
@@ -23,9 +25,7 @@ from vnode.api.routes_ledger import handle_assetbalance, handle_transfer
 from vnode.api.schemas import AssetBalanceBody, TransferBody
 from vnode.apikeys import Principal
 from vnode.apikeys import Scope as KeyScope
-from vnode.errors import ApiError, ErrorCode
-
-MAX_BODY_BYTES = 64 * 1024
+from vnode.errors import ApiError
 
 
 @dataclass(frozen=True)
@@ -91,14 +91,10 @@ class FastPath:
 
 
 async def _read_body(receive: Receive) -> bytes:
+    # Bounded by BodyLimit's receive, which raises before a chunk past the limit arrives here.
     chunks: list[bytes] = []
-    size = 0
     while True:
         message: Message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise ApiError(ErrorCode.PAYLOAD_TOO_LARGE)
-        chunks.append(chunk)
+        chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)

@@ -167,7 +167,8 @@ async def virtual_rgbinvoice(body: RgbInvoiceBody, _key: ReceiveKey,
     responses=documented_errors(ErrorCode.INVALID_SIGNATURE, ErrorCode.INVALID_JSON,
                                 ErrorCode.INVALID_REQUEST, ErrorCode.UNKNOWN_INVOICE,
                                 ErrorCode.USER_MISMATCH, ErrorCode.NODE_UNAVAILABLE,
-                                ErrorCode.NOT_CONFIGURED),
+                                ErrorCode.NOT_CONFIGURED, ErrorCode.INVALID_USER_ID,
+                                ErrorCode.PAYLOAD_TOO_LARGE),
 )
 async def webhook_payment(
     request: Request, services: ServicesDep,

@@ -221,6 +221,12 @@ class LnInvoiceBody(_Body):
         if self.asset_amount is not None and self.asset_id == BTC:
             raise PydanticCustomError(ErrorCode.AMOUNT_FIELDS.value,
                                       "asset_amount is for RGB assets; BTC uses amt_msat")
+        # An RGB invoice without an amount cannot be paid inside the ledger (nothing says how
+        # many units move) and the node refuses to pay one out (amount_required): refused
+        # when made, rather than a 500 for whoever tries to pay it (security review L6).
+        if self.asset_amount is None and self.asset_id != BTC:
+            raise PydanticCustomError(ErrorCode.AMOUNT_FIELDS.value,
+                                      "an RGB invoice needs asset_amount")
         return self
 
 

@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 
 SIGNATURE_HEADER = "X-VNode-Signature"
+# ASCII digits, at most 12 (unix seconds up to the year 33658): a 400-digit `t` parsed as an int
+# but overflowed the float arithmetic of the window check (a 500, security review L7), and
+# str.isdigit()/int() would also take other scripts' digits.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 class SignatureError(ValueError):
@@ -31,8 +36,11 @@ def verify(secret: bytes, header: str | None, body: bytes, window_s: int,
     for item in header.split(","):
         key, _, value = item.strip().partition("=")
         parts.setdefault(key, value)
+    timestamp = parts.get("t", "")
     try:
-        t = int(parts["t"])
+        if not _TIMESTAMP.fullmatch(timestamp):
+            raise ValueError(timestamp)
+        t = int(timestamp)
         given = bytes.fromhex(parts["v1"])
     except (KeyError, ValueError):
         raise SignatureError("malformed signature header") from None
