@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
+from tests.bot.cutting_proxy import CuttingProxy
 from tests.bot.telegram_api import FakeTelegram, SentMessage, TgUser
 from tests.events.redis_server import RedisServer
 from tests.lightning_support import SimControl
@@ -128,6 +129,26 @@ async def bot(vnode: Vnode, telegram: FakeTelegram,
               bot_redis: RedisServer) -> AsyncIterator[BotRuntime]:
     """The bot most conversations talk to, running for the whole session."""
     runtime = BotRuntime(bot_settings(vnode, telegram, bot_redis.url))
+    await runtime.start()
+    yield runtime
+    await runtime.stop()
+
+
+@pytest.fixture
+async def proxy(vnode: Vnode) -> AsyncIterator[CuttingProxy]:
+    """A proxy in front of the session's vnode that can lose its answers (cutting_proxy.py)."""
+    cutting = CuttingProxy(vnode.serve.port)
+    await cutting.start()
+    yield cutting
+    await cutting.stop()
+
+
+@pytest.fixture
+async def bot_behind_proxy(vnode: Vnode, own_telegram: FakeTelegram, bot_redis: RedisServer,
+                           proxy: CuttingProxy) -> AsyncIterator[BotRuntime]:
+    """A bot of the test's own that reaches vnode through `proxy` (it hears no events)."""
+    runtime = BotRuntime(bot_settings(vnode, own_telegram, bot_redis.url, url=proxy.url,
+                                      redis_stream_key="test:proxy"))
     await runtime.start()
     yield runtime
     await runtime.stop()

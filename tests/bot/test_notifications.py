@@ -151,7 +151,11 @@ async def test_vnode_bot_command_runs_the_bot(own_vnode: Vnode, own_telegram: Fa
     proc = subprocess.Popen([VNODE, "bot"], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         frank = new_user("Frank")
-        await started(telegram, frank)
+        # The process imports all of vnode before it polls: on a loaded machine that alone
+        # can outlast a message's usual 10 s wait, so the first answer gets longer.
+        telegram.user_says(frank, "/start")
+        await telegram.wait_for(frank.id, lambda m: "Your virtual node is ready" in (m.text or ""),
+                                timeout_s=60)
         await funded(own_vnode, frank, 4200)
         told = await telegram.wait_for(frank.id, lambda m: "Received" in (m.text or ""),
                                        timeout_s=20)

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any
+
 import asyncpg
+import pytest
+from aiogram.types import TelegramObject
 from redis.asyncio import Redis
 
 from tests.bot.conftest import (
+    BOT_TOKEN,
     Vnode,
     answered,
     asks_to_confirm,
@@ -18,9 +27,13 @@ from tests.bot.conftest import (
     started,
     two_users,
 )
+from tests.bot.cutting_proxy import CuttingProxy
 from tests.bot.telegram_api import FakeTelegram, TgUser
-from tests.support import wait_until
+from tests.support import new_user_id, wait_until
+from vnode.bot import texts
+from vnode.bot.confirmations import PendingAction, PendingActions
 from vnode.bot.runtime import BotRuntime
+from vnode.bot.settings import BotSettings
 
 GROUP = -1001234567890
 
@@ -251,3 +264,183 @@ async def test_balance_and_history_stay_private(bot: BotRuntime, telegram: FakeT
         telegram.user_says(alice, command, chat_id=GROUP, chat_type="supergroup")
         answer = await telegram.wait_for(GROUP, lambda m: "private chat" in (m.text or ""))
         assert "sats" not in (answer.text or "")
+
+
+# --- L10: a press is judged on the action it takes ---------------------------------------
+
+# Who pressed the button whose handler is running (set by a middleware the test adds).
+_PRESSER: ContextVar[int | None] = ContextVar("presser", default=None)
+
+
+async def _remember_presser(handler: Callable[[TelegramObject, dict[str, Any]],
+                                              Awaitable[Any]],
+                            event: TelegramObject, data: dict[str, Any]) -> Any:
+    user = getattr(event, "from_user", None)
+    reset = _PRESSER.set(user.id if user is not None else None)
+    try:
+        return await handler(event, data)
+    finally:
+        _PRESSER.reset(reset)
+
+
+class _Interleaving:
+    """Puts an intruder's press between the owner's Confirm and its unknown outcome.
+
+    The intruder's first call to the store waits until the owner's Confirm has taken the
+    action. A read (`peek`) is made then, while the owner's money call holds the action,
+    and its answer is handed back only after that call has put the action back for "Try
+    again"; a `take` made first waits for the put-back before it runs. The owner's put-back
+    waits for the intruder to be in. Every wait has a deadline."""
+
+    def __init__(self, store: PendingActions, intruder_id: int,
+                 monkeypatch: pytest.MonkeyPatch) -> None:
+        self.intruder_id = intruder_id
+        self.owner_took = asyncio.Event()
+        self.intruder_in = asyncio.Event()
+        self.put_back = asyncio.Event()
+        self._first = True
+        self._peek, self._take, self._put = store.peek, store.take, store.put
+        monkeypatch.setattr(store, "peek", self.peek)
+        monkeypatch.setattr(store, "take", self.take)
+        monkeypatch.setattr(store, "put", self.put)
+
+    async def _intruders_first_call(self) -> bool:
+        if _PRESSER.get() != self.intruder_id or not self._first:
+            return False
+        self._first = False
+        await asyncio.wait_for(self.owner_took.wait(), 20)
+        return True
+
+    async def peek(self, token: str) -> PendingAction | None:
+        if not await self._intruders_first_call():
+            return await self._peek(token)
+        found = await self._peek(token)  # nothing there: the owner's call holds it
+        self.intruder_in.set()
+        await asyncio.wait_for(self.put_back.wait(), 20)
+        return found
+
+    async def take(self, token: str, *args: Any) -> Any:
+        if await self._intruders_first_call():
+            self.intruder_in.set()
+            await asyncio.wait_for(self.put_back.wait(), 20)
+        taken = await self._take(token, *args)
+        if _PRESSER.get() != self.intruder_id and isinstance(taken, PendingAction):
+            self.owner_took.set()
+        return taken
+
+    async def put(self, action: PendingAction, ttl_s: int | None = None) -> None:
+        if action.attempted:  # the owner's call, its outcome unknown, puts it back
+            await asyncio.wait_for(self.intruder_in.wait(), 20)
+        await self._put(action, ttl_s)
+        if action.attempted:
+            self.put_back.set()
+
+
+async def test_l10_foreign_tap_cannot_take_owners_action(
+        bot_behind_proxy: BotRuntime, own_telegram: FakeTelegram, vnode: Vnode,
+        proxy: CuttingProxy, monkeypatch: pytest.MonkeyPatch) -> None:
+    telegram = own_telegram
+    alice, bob = await two_users(telegram, vnode)
+    mallory = new_user("Mallory")
+    await funded(vnode, alice, 10_000)  # (this bot does not hear the session's events)
+    telegram.user_says(alice, f"/send 2000 {bob.id}", chat_id=GROUP, chat_type="supergroup")
+    asked = await telegram.wait_for(GROUP, is_confirmation)
+    token = dict(asked.buttons())["Confirm"].split(":")[-1]
+
+    dispatcher = bot_behind_proxy.dispatcher
+    assert dispatcher is not None
+    store: PendingActions = dispatcher["ctx"].pending
+    _Interleaving(store, mallory.id, monkeypatch)
+    dispatcher.callback_query.outer_middleware(_remember_presser)
+    proxy.cut_next = 3  # the transfer and both retries: vnode carries it out, unanswered
+    press(telegram, alice, asked, "Confirm")
+    tap = press(telegram, mallory, asked, "Cancel")  # both taps land together
+
+    assert (await telegram.wait_for_answer(tap, timeout_s=20))["text"] == texts.NOT_YOURS
+    unsure = await telegram.wait_for(GROUP, lambda m: "don't know yet" in (m.text or ""),
+                                     timeout_s=20)
+    waiting = await store.peek(token)  # alice's action is still there, for Try again
+    assert waiting is not None and waiting.user_id == alice.id and waiting.attempted
+    live = next(m for m in telegram.messages(GROUP) if m.message_id == asked.message_id)
+    assert [t for t, _ in live.buttons()] == ["Try again"]
+    assert not any(texts.CANCELLED in t for t in (live.text or "", *live.edits))
+
+    press(telegram, alice, unsure, "Try again")
+    await telegram.wait_for(GROUP, lambda m: "Sent 2,000 sats" in (m.text or ""))
+    assert await balance_msat(vnode, bob) == 2_000_000
+    assert len((await vnode.admin.history(bob.id)).transactions) == 1
+
+
+# --- L11: stale usernames, first names -------------------------------------------------
+
+async def _last_seen_days_ago(db: asyncpg.Connection, user: TgUser, days: int) -> None:
+    await db.execute("UPDATE bitmask.profiles SET last_seen = now() - make_interval(days => $2) "
+                     "WHERE user_id = $1", user.id, days)
+
+
+async def test_l11_stale_username_refused(bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode,
+                                          db: asyncpg.Connection,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    alice, bob = await two_users(telegram, vnode, 20_000, usernames=True)
+    assert bob.username is not None
+
+    # bob was last seen holding the name 31 days ago: he may have renamed away since.
+    await _last_seen_days_ago(db, bob, 31)
+    telegram.user_says(alice, f"/send 5000 @{bob.username}")
+    refused = await telegram.wait_for(alice.id)
+    text = refused.text or ""
+    assert f"haven't seen @{bob.username} for over 30 days" in text, text
+    assert "Reply to one of their messages" in text and "Telegram id or vn_ id" in text
+    assert str(bob.id) not in text and refused.buttons() == []  # whose it was is not said
+    assert await balance_msat(vnode, alice) == 20_000_000 and await balance_msat(vnode, bob) == 0
+
+    # Within the window the name is trusted.
+    await _last_seen_days_ago(db, bob, 29)
+    asked = await asks_to_confirm(telegram, alice, f"/send 5000 @{bob.username}")
+    assert f"vn_{bob.id}" in (asked.text or "")
+
+    # His id still works, without the old name shown as his.
+    await _last_seen_days_ago(db, bob, 31)
+    by_id = await asks_to_confirm(telegram, alice, f"/send 5000 vn_{bob.id}")
+    assert f"Bob (vn_{bob.id})" in (by_id.text or "") and "@" not in (by_id.text or "")
+
+    # Seen again with the name, it is trusted again. (A changed first name: an unchanged
+    # profile seen within a minute is not written again.)
+    telegram.user_says(TgUser(id=bob.id, first_name="Bobby", username=bob.username), "/help")
+    await telegram.wait_for(bob.id, lambda m: "/history" in (m.text or ""))
+    again = await asks_to_confirm(telegram, alice, f"/send 5000 @{bob.username}")
+    assert f"Bobby (@{bob.username}, vn_{bob.id})" in (again.text or "")
+
+    monkeypatch.setenv("VNODE_BOT_USERNAME_FRESH_DAYS", "7")
+    assert BotSettings(bot_token=BOT_TOKEN, api_key="k", redis_url="redis://x",
+                       database_url="postgresql://x").bot_username_fresh_days == 7
+
+
+async def test_l11_confirmation_shows_first_name(bot: BotRuntime, telegram: FakeTelegram,
+                                                 vnode: Vnode) -> None:
+    alice = new_user("Alice")
+    bob = TgUser(id=new_user_id(), first_name="Bób <i>&</i>",
+                 username=f"bob_{secrets.token_hex(3)}")
+    await started(telegram, alice)
+    await started(telegram, bob)
+    await funded(vnode, alice, 10_000, telegram)
+    shown = f"Bób <i>&</i> (@{bob.username}, vn_{bob.id})"
+    for text in (f"/send 1000 @{bob.username}", f"/send 1000 {bob.id}",
+                 f"/send 1000 vn_{bob.id}"):
+        asked = await asks_to_confirm(telegram, alice, text)
+        assert shown in (asked.text or ""), (text, asked.text)
+        assert "Bób &lt;i&gt;&amp;&lt;/i&gt;" in (asked.raw_text or "")  # text, not markup
+
+    # A reply: the name and username come from Telegram.
+    carol = new_user("Carol <b>", "carol")
+    said = telegram.user_says(carol, "gm", chat_id=GROUP, chat_type="supergroup")
+    telegram.user_says(alice, "/send 100", chat_id=GROUP, chat_type="supergroup", reply_to=said)
+    asked = await telegram.wait_for(
+        GROUP, lambda m: is_confirmation(m) and f"vn_{carol.id}" in (m.text or ""))
+    assert f"Carol <b> (@{carol.username}, vn_{carol.id})" in (asked.text or "")
+
+    # A wallet whose owner the bot has never seen: no name to show, and it says so.
+    ghost = new_user_id()
+    await vnode.admin.node(ghost)
+    asked = await asks_to_confirm(telegram, alice, f"/send 100 vn_{ghost}")
+    assert f"name unknown (vn_{ghost})" in (asked.text or "")

@@ -3,10 +3,6 @@ flood limit, the bot's own rate limit. A short friendly message, nothing sent tw
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from tests.bot.conftest import (
     Vnode,
     asks_to_confirm,
@@ -118,24 +114,6 @@ async def test_result_is_said_anew_when_the_confirmation_cannot_be_edited(
     said = await telegram.wait_for(alice.id, lambda m: "Sent 1,500 sats" in (m.text or ""))
     assert said.message_id != asked.message_id and said.method == "sendMessage"
     assert await balance_msat(vnode, bob) == 1_500_000
-
-
-@pytest.fixture
-async def proxy(vnode: Vnode) -> AsyncIterator[CuttingProxy]:
-    cutting = CuttingProxy(vnode.serve.port)
-    await cutting.start()
-    yield cutting
-    await cutting.stop()
-
-
-@pytest.fixture
-async def bot_behind_proxy(vnode: Vnode, own_telegram: FakeTelegram, bot_redis: RedisServer,
-                           proxy: CuttingProxy) -> AsyncIterator[BotRuntime]:
-    runtime = BotRuntime(bot_settings(vnode, own_telegram, bot_redis.url, url=proxy.url,
-                                      redis_stream_key="test:proxy"))
-    await runtime.start()
-    yield runtime
-    await runtime.stop()
 
 
 async def test_a_lost_answer_is_retried_with_the_same_key(

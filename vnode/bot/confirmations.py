@@ -1,14 +1,15 @@
 """Actions waiting for the user's Confirm, kept in Redis with an expiry.
 
-Taking an action is one GETDEL, so of two taps on Confirm (or two bot processes) exactly one
-gets it. The action's token is also its Idempotency-Key at vnode: even a retry after the
-service was unreachable moves the money once.
+Taking an action reads it, checks it against the presser, and deletes exactly the value it
+checked (compare-and-delete in one Redis script), so of two taps on Confirm (or two bot
+processes) exactly one gets it, and only its owner can. The action's token is also its
+Idempotency-Key at vnode: even a retry after the service was unreachable moves the money once.
 """
 
 from __future__ import annotations
 
 import secrets
-from typing import Literal
+from typing import Literal, TypeAlias
 
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
@@ -19,6 +20,17 @@ from redis.asyncio import Redis
 ATTEMPTED_TTL_S = 86_400
 _PREFIX = "bitmask:confirm:"
 _OUTCOME = "bitmask:confirm-outcome:"
+# Delete the action only if it is still the very value the caller read and checked; record
+# what became of it in the same step.
+_TAKE_IF_UNCHANGED = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+# Why a press got no action although one is waiting: it belongs to someone else, or it was
+# sent once without an answer and so can no longer be cancelled (it may have gone through).
+Refusal: TypeAlias = Literal["not_yours", "cannot_cancel"]
 
 
 class PendingAction(BaseModel):
@@ -83,6 +95,7 @@ class PendingActions:
     def __init__(self, redis: Redis, ttl_s: int) -> None:
         self.redis = redis
         self.ttl_s = ttl_s
+        self._take_if_unchanged = redis.register_script(_TAKE_IF_UNCHANGED)
 
     @staticmethod
     def new_token() -> str:
@@ -93,18 +106,37 @@ class PendingActions:
                              ex=ttl_s or self.ttl_s)
 
     async def peek(self, token: str) -> PendingAction | None:
+        """What waits under a token, to look at only: a press is judged by `take`, on the
+        value it deletes, never on an earlier read."""
         raw = await self.redis.get(_PREFIX + token)
         return None if raw is None else PendingAction.model_validate_json(raw)
 
-    async def take(self, token: str, outcome: Literal["confirmed", "cancelled"]
-                   ) -> PendingAction | None:
-        """The action, for exactly one caller; None when taken, cancelled or expired. What
-        became of it is kept a while, so a late tap can be told instead of "expired"."""
-        raw = await self.redis.getdel(_PREFIX + token)
-        if raw is None:
-            return None
-        await self.redis.set(_OUTCOME + token, outcome, ex=self.ttl_s)
-        return PendingAction.model_validate_json(raw)
+    async def take(self, token: str, presser_id: int,
+                   outcome: Literal["confirmed", "cancelled"]) -> PendingAction | Refusal | None:
+        """The action, for exactly one press by its owner; None when taken, cancelled or
+        expired. What became of it is kept a while, so a late tap can be told instead of
+        "expired".
+
+        The owner is checked on the very value that is deleted, not on an earlier read: a
+        press that read nothing while the owner's money call held the action, and comes back
+        after the call put it back for "Try again", must not get it. A refused press leaves
+        the action as it was, expiry included."""
+        key = _PREFIX + token
+        while True:
+            raw = await self.redis.get(key)
+            if raw is None:
+                return None
+            action = PendingAction.model_validate_json(raw)
+            if action.user_id != presser_id:
+                return "not_yours"
+            if action.attempted and outcome == "cancelled":
+                return "cannot_cancel"
+            if await self._take_if_unchanged(keys=[key, _OUTCOME + token],
+                                             args=[raw, outcome, self.ttl_s]):
+                return action
+            # It changed between the read and the delete (put back after an unknown outcome,
+            # or taken by another press): judge what is there now. Each round needs someone
+            # else's write, so this ends.
 
     async def outcome(self, token: str) -> str | None:
         raw = await self.redis.get(_OUTCOME + token)

@@ -4,6 +4,12 @@ Users are their numeric Telegram id. A @username is only a pointer to the profil
 showed it: when someone is seen with a username, every other profile loses it in the same
 transaction, so a username that changed hands resolves to its new owner, never to both, and
 the bot never guesses an id for a username nobody has shown it.
+
+A username moves only when the bot sees its new holder, so the one it points to can be a
+former holder who renamed away without talking to the bot since. Every write stores the
+username the user showed together with `last_seen`, so `last_seen` is also when the profile
+was last seen holding its username: the bot trusts a username only that long (see
+recipients.py).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -32,11 +39,16 @@ class Profile:
     first_name: str
     last_name: str | None
     language: str | None
+    # When the user was last seen, holding `username` (every write sets both).
+    last_seen: datetime
 
     @property
     def label(self) -> str:
         """How the bot names this user to others."""
         return f"@{self.username}" if self.username else self.first_name or f"vn_{self.user_id}"
+
+    def seen_within(self, days: int) -> bool:
+        return self.last_seen >= datetime.now(UTC) - timedelta(days=days)
 
 
 @dataclass(frozen=True)
@@ -93,13 +105,13 @@ class ProfileStore:
 
     async def get(self, user_id: int) -> Profile | None:
         row = await self.pool.fetchrow(
-            "SELECT user_id, username, first_name, last_name, language "
+            "SELECT user_id, username, first_name, last_name, language, last_seen "
             "FROM bitmask.profiles WHERE user_id = $1", user_id)
         return None if row is None else Profile(**dict(row))
 
     async def by_username(self, username: str) -> Profile | None:
         row = await self.pool.fetchrow(
-            "SELECT user_id, username, first_name, last_name, language "
+            "SELECT user_id, username, first_name, last_name, language, last_seen "
             "FROM bitmask.profiles WHERE lower(username) = lower($1)", username)
         return None if row is None else Profile(**dict(row))
 

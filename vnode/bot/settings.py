@@ -43,6 +43,10 @@ class BotSettings(BaseSettings):
     # Per user: at most this many updates in the window; the rest get one "slow down".
     bot_rate_limit: int = Field(default=20, ge=1)
     bot_rate_window_s: int = Field(default=10, ge=1)
+    # A @username resolves only to a profile seen holding it within this many days: a holder
+    # who renamed away is not seen doing so, and after this long the name may be someone
+    # else's. Older ones are refused (a reply or an id still works).
+    bot_username_fresh_days: int = Field(default=30, ge=1)
     bot_history_page: int = Field(default=5, ge=1, le=20)
     # Invoices the bot makes for /receive.
     bot_invoice_expiry_s: int = Field(default=3600, ge=60)

@@ -62,8 +62,17 @@ def amount_of(asset_id: str, amount_msat: int | None, asset_amount: int | None) 
     return format_units(asset_amount, escape(asset_label(asset_id)))
 
 
-def confirm_transfer(amount_msat: int, label: str, node_id: str, memo: str | None) -> str:
-    text = f"Send <b>{format_msat(amount_msat)}</b> to {escape(label)} (<code>{node_id}</code>)?"
+def recipient(first_name: str | None, username: str | None, node_id: str) -> str:
+    """Name, @username and vn_ id together: an id alone the sender cannot check, and a
+    @username can point at someone they do not mean; a first name they can recognise."""
+    name = f"<b>{escape(first_name)}</b>" if first_name else "<i>name unknown</i>"
+    ids = ([f"@{escape(username)}"] if username else []) + [f"<code>{escape(node_id)}</code>"]
+    return f"{name} ({', '.join(ids)})"
+
+
+def confirm_transfer(amount_msat: int, to: str, memo: str | None) -> str:
+    """`to` is `recipient(...)`, already HTML."""
+    text = f"Send <b>{format_msat(amount_msat)}</b> to {to}?"
     if memo:
         text += f"\nMemo: {escape(memo)}"
     return text + "\nInstant and free."

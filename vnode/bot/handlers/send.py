@@ -110,8 +110,9 @@ async def _ask_transfer(message: Message, ctx: BotContext, recipient: Recipient,
         chat_id=message.chat.id, amount_msat=amount_msat, to_user_id=recipient.user_id,
         to_label=recipient.label, create_recipient=recipient.create, memo=memo)
     await ctx.pending.put(action)
-    await message.reply(texts.confirm_transfer(amount_msat, recipient.label, recipient.node_id,
-                                               memo), reply_markup=confirm_keyboard(action.token))
+    to = texts.recipient(recipient.first_name, recipient.username, recipient.node_id)
+    await message.reply(texts.confirm_transfer(amount_msat, to, memo),
+                        reply_markup=confirm_keyboard(action.token))
 
 
 async def _check_funds(ctx: BotContext, user_id: int, needed_msat: int) -> None:
@@ -192,19 +193,21 @@ async def _ask_payment(message: Message, ctx: BotContext, invoice: str,
 
 async def pressed(query: CallbackQuery, callback_data: ConfirmCallback, ctx: BotContext) -> None:
     message = callback_message(query)
-    waiting = await ctx.pending.peek(callback_data.token)
-    if waiting is not None and waiting.user_id != query.from_user.id:
+    # Owner and "can it still be cancelled" are judged on the action as it is taken, in one
+    # step: a look beforehand would be stale by the time of the take (L10 of the review).
+    taken = await ctx.pending.take(callback_data.token, query.from_user.id,
+                                   "cancelled" if callback_data.op == "no" else "confirmed")
+    if taken == "not_yours":
         await _answer(query, texts.NOT_YOURS, alert=True)
         return
-    if waiting is not None and waiting.attempted and callback_data.op == "no":
+    if taken == "cannot_cancel":
         # It may have gone through: cancelling now would tell the user a guess.
         await _answer(query, texts.CANNOT_CANCEL, alert=True)
         return
-    action = await ctx.pending.take(callback_data.token,
-                                    "cancelled" if callback_data.op == "no" else "confirmed")
-    if action is None:
+    if taken is None:
         await _late_tap(query, message, ctx, callback_data.token)
         return
+    action = taken
     if callback_data.op == "no":
         await _answer(query, texts.CANCELLED)
         await _show_result(query, message, texts.CANCELLED, action)
