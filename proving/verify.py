@@ -19,18 +19,15 @@ from proving.harness import wait_for
 from proving.load import LoadGenerator
 from proving.model import Model
 from vnode.apikeys import Scope
-from vnode.payments.policy import fee_reserve_msat
+from vnode.payments.policy import settings_reserve_msat
 from vnode.settings import Settings
 
-_DEFAULTS = Settings.model_fields
-FEE_MIN_MSAT = int(_DEFAULTS["fee_reserve_min_msat"].default)
-FEE_PPM = int(_DEFAULTS["fee_reserve_ppm"].default)
 MAX_LISTED = 10  # problems of one kind listed in full; the rest counted
 
 
 def fee_of(amount_msat: int) -> int:
     """What vnode charges for an external payment with this node (the whole reserve)."""
-    return fee_reserve_msat(amount_msat, minimum_msat=FEE_MIN_MSAT, ppm=FEE_PPM)
+    return settings_reserve_msat(Settings.model_construct(), amount_msat)
 
 
 @dataclass

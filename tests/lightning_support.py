@@ -44,6 +44,12 @@ class SimControl:
                                                       "outcome": outcome})
         assert response.status_code == 200, response.text
 
+    async def release_all(self, outcome: str) -> int:
+        """Finish every held payment the same way; returns how many were released."""
+        response = await self._post("/_sim/release_all", {"outcome": outcome})
+        assert response.status_code == 200, response.text
+        return int(response.json()["released"])
+
     async def rgbsend(self, recipient_id: str, asset_id: str, amount: int) -> None:
         response = await self._post("/_sim/rgbsend", {"recipient_id": recipient_id,
                                                       "asset_id": asset_id, "amount": amount})

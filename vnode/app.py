@@ -81,15 +81,16 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             backend = _backend(settings)
             stack.push_async_callback(backend.close)
             monitor = await _monitor(settings, pool, backend)
+            supervisor = Supervisor(metrics)
             app.state.services = Services(
                 settings, pool, SoftwareSigner(seed), keys, metrics, backend, monitor,
-                PaymentSender(pool, backend, monitor, settings))
+                PaymentSender(pool, backend, monitor, settings), supervisor)
             dispatcher = _dispatcher(settings, pool)
             stack.push_async_callback(dispatcher.close)
-            supervisor = Supervisor()
+            # Stopped before the dispatcher, the backend and the pool they use.
             stack.push_async_callback(supervisor.stop)
             if settings.run_workers:
-                start_workers(supervisor, pool, backend, monitor, settings)
+                start_workers(supervisor, pool, backend, monitor, settings, metrics)
                 supervisor.every("event-fan-out", settings.events_interval_s, dispatcher.fan_out)
                 supervisor.every("redis-delivery", settings.events_interval_s,
                                  dispatcher.deliver_redis)

@@ -212,6 +212,7 @@ class InvoiceQuote(_Model):
     payee_pubkey: str
     internal: bool
     fee_reserve_msat: int | None = None
+    fee_reserve_rule: str | None = None
     total_msat: int | None = None
     asset_id: str | None = None
     asset_amount: int | None = None
@@ -245,17 +246,20 @@ class RgbInvoice(_Model):
 
 
 class Readiness(_Model):
-    """`/readyz`: answered for 200 (ready) and 503 (not ready) alike, never raised."""
+    """`/readyz`: answered for 200 (ready, degraded) and 503 (not ready) alike, never raised.
+    Only `status` is there for everyone; the rest needs a read key."""
 
     status: str
-    checks: dict[str, str]
-    node: dict[str, Any]
+    checks: dict[str, str] | None = None
+    node: dict[str, Any] | None = None
+    workers: dict[str, Any] | None = None
     warning: str | None = None
-    solvency: list[dict[str, Any]] | str | None = None
+    solvency: dict[str, Any] | None = None
 
     @property
     def ready(self) -> bool:
-        return self.status == "ready"
+        """Serving: a degraded service (a money worker behind) still answers requests."""
+        return self.status in ("ready", "degraded")
 
 
 _M = TypeVar("_M", bound=_Model)
@@ -426,6 +430,7 @@ class VNodeClient:
         return await self._call(AdminMove, path, body, self._key(idempotency_key))
 
     async def ready(self) -> Readiness:
-        """`/readyz` (no key needed): a 503 "not ready" answer is returned, not raised."""
+        """`/readyz` (with this client's key: the details): a 503 "not ready" answer is
+        returned, not raised."""
         status, decoded = await self._request("GET", "/readyz", accept=(200, 503))
         return self._parse(Readiness, status, decoded)

@@ -32,6 +32,7 @@ class ErrorCode(StrEnum):
     INVALID_INVOICE = "invalid_invoice"
     WRONG_NETWORK = "wrong_network"
     INVOICE_EXPIRED = "invoice_expired"
+    INVOICE_EXPIRY_TOO_FAR = "invoice_expiry_too_far"
     AMOUNT_REQUIRED = "amount_required"
     AMOUNT_MISMATCH = "amount_mismatch"
     AMOUNT_TOO_LARGE = "amount_too_large"
@@ -58,6 +59,7 @@ class ErrorCode(StrEnum):
     UNSAFE_URL = "unsafe_url"
     INVALID_EVENT_TYPE = "invalid_event_type"
     UNKNOWN_WEBHOOK = "unknown_webhook"
+    TOO_MANY_STREAMS = "too_many_streams"
 
 
 CATALOGUE: dict[ErrorCode, ErrorSpec] = {
@@ -89,6 +91,10 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
     ),
     ErrorCode.WRONG_NETWORK: ErrorSpec(422, "The invoice is for another Bitcoin network."),
     ErrorCode.INVOICE_EXPIRED: ErrorSpec(422, "The invoice has expired."),
+    ErrorCode.INVOICE_EXPIRY_TOO_FAR: ErrorSpec(
+        422, "The invoice expires further ahead than this service accepts "
+        "(VNODE_INVOICE_EXPIRY_HORIZON_S, docs/NODE.md)."
+    ),
     ErrorCode.AMOUNT_REQUIRED: ErrorSpec(422, "The invoice has no amount: give amt_msat."),
     ErrorCode.AMOUNT_MISMATCH: ErrorSpec(
         422, "amt_msat differs from the invoice's amount, or an RGB payment carries too little BTC."
@@ -134,6 +140,10 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
     ),
     ErrorCode.INVALID_EVENT_TYPE: ErrorSpec(422, "An event type is not one vnode emits."),
     ErrorCode.UNKNOWN_WEBHOOK: ErrorSpec(404, "No active webhook endpoint with this id."),
+    ErrorCode.TOO_MANY_STREAMS: ErrorSpec(
+        429, "Too many event streams are open, for this API key or on this process; close one "
+        "or retry later."
+    ),
 }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 class Metrics:
@@ -24,6 +24,17 @@ class Metrics:
         self.ledger_errors = Counter(
             "vnode_ledger_errors", "Unexpected failures (broken invariants, database errors)",
             ["kind"], registry=self.registry,
+        )
+
+        # Workers (docs/SECURITY.md): one item that raised, and when a whole pass last ended.
+        self.worker_item_errors = Counter(
+            "vnode_worker_item_errors", "Items a background worker failed on (and will retry)",
+            ["worker"], registry=self.registry,
+        )
+        self.worker_last_success = Gauge(
+            "vnode_worker_last_success_timestamp_seconds",
+            "Unix time at which each background worker last completed a whole pass",
+            ["worker"], registry=self.registry,
         )
 
     def render(self) -> bytes:

@@ -48,13 +48,22 @@ class Settings(BaseSettings):
     webhook_window_s: int = Field(default=300, ge=1)
     # Largest request body any route reads (M3); more is answered 413 while it is being read.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
-    # Fee reserve held back with every external payment: max(min, amount * ppm / 1e6).
-    fee_reserve_min_msat: int = Field(default=10_000, ge=0)
+    # Fee reserve held back with every external payment:
+    # max(min, base + amount * ppm / 1e6). The default covers LDK's own routing-fee cap of
+    # 1% + 50 sat (docs/NODE.md, "Fee reserve"): the node never pays more than it holds back.
+    fee_reserve_base_msat: int = Field(default=50_000, ge=0)
     fee_reserve_ppm: int = Field(default=10_000, ge=0, le=1_000_000)
+    fee_reserve_min_msat: int = Field(default=0, ge=0)
+    # Invoices to pay may expire at most this far ahead: 2016 blocks (~14 days), the longest
+    # CLTV delta LND, CLN and LDK accept, so no payment stays "unknown" longer than a node
+    # could hold it (docs/NODE.md, "Invoice expiry").
+    invoice_expiry_horizon_s: int = Field(default=2016 * 600, gt=0, le=100 * 365 * 86400)
     max_payment_msat: int = Field(default=10**11, gt=0)  # 1 BTC per payment
     # How long POST /virtual_sendpayment waits for a final state before answering 202 pending.
     payment_wait_s: float = Field(default=5.0, ge=0)
     reconcile_interval_s: float = Field(default=2.0, gt=0)
+    # /readyz says "degraded" when a money worker has not completed a pass for this long.
+    money_worker_stale_s: float = Field(default=60.0, gt=0)
     watch_interval_s: float = Field(default=1.0, gt=0)
     # A FAILED the node reports from before our attempt (minus this clock allowance) is stale.
     stale_failure_skew_s: int = Field(default=30, ge=0)
@@ -67,6 +76,10 @@ class Settings(BaseSettings):
     # (e.g. 127.0.0.1 for a bot on the same machine).
     webhook_allow_hosts: str = ""
     events_interval_s: float = Field(default=0.05, gt=0)
+    # Open GET /virtual_events streams per process, in all and per API key; one more is a 429
+    # too_many_streams (L2: each stream holds a task and a socket).
+    sse_max_streams: int = Field(default=200, ge=1)
+    sse_max_streams_per_key: int = Field(default=8, ge=1)
     # Background workers (node monitor, reconciler, invoice and RGB watchers) in this process.
     run_workers: bool = True
     # Fault injection for crash tests only: comma-separated crash points (see vnode/faults.py).

@@ -9,11 +9,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from tests.e2e.test_payments import reserve_for
 from tests.lightning_support import SimControl
 from tests.support import ADMIN_KEY, RGB_ASSET, new_user_id
 from vnode.client import VNodeClient, VNodeError, VNodeUnavailable
-
-RESERVE_MIN_MSAT = 10_000
 
 
 @pytest.fixture
@@ -132,9 +131,9 @@ async def test_pay_outside_invoice_and_ln_invoice(vnode: VNodeClient, sim_node: 
     assert paid.status == "succeeded" and paid.kind == "external"
     assert paid.preimage is not None
     assert hashlib.sha256(bytes.fromhex(paid.preimage)).hexdigest() == paid.payment_hash
-    assert paid.fee_msat == paid.fee_reserve_msat == RESERVE_MIN_MSAT
+    assert paid.fee_msat == paid.fee_reserve_msat == reserve_for(100_000) == 51_000
     assert await vnode.payment(alice, paid.payment_hash) == paid
-    assert (await vnode.asset_balance(alice)).balance_msat == 1_000_000 - 100_000 - 10_000
+    assert (await vnode.asset_balance(alice)).balance_msat == 1_000_000 - 100_000 - 51_000
 
     bob = new_user_id()
     created = await vnode.ln_invoice(bob, amt_msat=50_000, description="coffee")
@@ -158,10 +157,12 @@ async def test_decode_invoice_quotes_without_moving_money(vnode: VNodeClient,
     outside = await sim.invoice(2_000_000)
     quote = await vnode.decode_invoice(outside)
     assert quote.amount_msat == quote.invoice_amount_msat == 2_000_000
-    assert not quote.internal and quote.fee_reserve_msat == 20_000  # 1% above the minimum
-    assert quote.total_msat == 2_020_000 and len(quote.payment_hash) == 64
+    # M4: the default reserve covers LDK's own fee cap, 50 sat + 1%, and the quote says so.
+    assert not quote.internal and quote.fee_reserve_msat == 50_000 + 20_000
+    assert quote.fee_reserve_rule is not None and "50000 msat + 1%" in quote.fee_reserve_rule
+    assert quote.total_msat == 2_070_000 and len(quote.payment_hash) == 64
     small = await vnode.decode_invoice(await sim.invoice(1000))
-    assert small.fee_reserve_msat == RESERVE_MIN_MSAT
+    assert small.fee_reserve_msat == reserve_for(1000) == 50_010
 
     bob, carol = new_user_id(), new_user_id()
     ours = await vnode.ln_invoice(bob, description="tea")

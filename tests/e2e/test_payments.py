@@ -15,8 +15,8 @@ from tests.integration.test_api_transfer import balance, fund
 from tests.lightning_support import SimControl, assert_audit_clean
 from tests.support import RGB_ASSET, new_user_id, wait_until
 from vnode.lightning import bolt11
-
-RESERVE_MIN_MSAT = 10_000  # the default fee-reserve policy: max(10 sat, 1%)
+from vnode.payments.policy import settings_reserve_msat
+from vnode.settings import Settings
 
 
 @pytest.fixture
@@ -25,7 +25,8 @@ def sim(sim_node: str) -> SimControl:
 
 
 def reserve_for(amount_msat: int) -> int:
-    return max(RESERVE_MIN_MSAT, -(-amount_msat // 100))
+    """The default fee reserve (50 sat + 1%, security review M4)."""
+    return settings_reserve_msat(Settings.model_construct(), amount_msat)
 
 
 async def pay(client: httpx.AsyncClient, user_id: int, invoice: str,
@@ -66,8 +67,8 @@ async def test_external_payment_succeeds_and_charges_the_reserve(
     assert body["status"] == "succeeded" and body["kind"] == "external"
     assert hashlib.sha256(bytes.fromhex(body["preimage"])).hexdigest() == body["payment_hash"]
     # RLN reports no fee: the documented policy charges the whole reserve, known in advance.
-    assert body["fee_reserve_msat"] == body["fee_msat"] == RESERVE_MIN_MSAT
-    assert await balance(app_client, alice) == 1_000_000 - 100_000 - RESERVE_MIN_MSAT
+    assert body["fee_reserve_msat"] == body["fee_msat"] == reserve_for(100_000)
+    assert await balance(app_client, alice) == 1_000_000 - 100_000 - reserve_for(100_000)
     history = (await app_client.post("/virtual_history", json={"user_id": alice})).json()
     assert history["transactions"][0]["status"] == "succeeded"
     await assert_audit_clean(shared_db)
@@ -94,7 +95,7 @@ async def test_amountless_invoice_needs_an_amount(app_client: httpx.AsyncClient,
     assert missing.json()["error"]["code"] == "amount_required"
     paid = await pay(app_client, alice, invoice, amt_msat=20_000)
     assert paid.status_code == 200 and paid.json()["amount_msat"] == 20_000
-    assert await balance(app_client, alice) == 500_000 - 20_000 - RESERVE_MIN_MSAT
+    assert await balance(app_client, alice) == 500_000 - 20_000 - reserve_for(20_000)
 
 
 async def test_amount_must_match_the_invoice(app_client: httpx.AsyncClient,
@@ -142,8 +143,8 @@ async def test_fee_limit_below_the_reserve_is_refused(app_client: httpx.AsyncCli
     response = await pay(app_client, alice, await sim.invoice(1000), fee_limit_msat=5)
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "fee_limit_too_low"
-    ok = await pay(app_client, alice, await sim.invoice(1000), fee_limit_msat=50_000)
-    assert ok.status_code == 200 and ok.json()["fee_msat"] == RESERVE_MIN_MSAT
+    ok = await pay(app_client, alice, await sim.invoice(1000), fee_limit_msat=60_000)
+    assert ok.status_code == 200 and ok.json()["fee_msat"] == reserve_for(1000)
 
 
 async def test_same_invoice_paid_at_once_by_two_users_debits_once(
@@ -160,7 +161,7 @@ async def test_same_invoice_paid_at_once_by_two_users_debits_once(
     assert {a.json()["error"]["code"] for a in answers if a.status_code == 409} <= {
         "payment_in_progress", "invoice_already_paid"}
     total = await balance(app_client, alice) + await balance(app_client, bob)
-    assert total == 2_000_000 - 50_000 - RESERVE_MIN_MSAT
+    assert total == 2_000_000 - 50_000 - reserve_for(50_000)
     await assert_audit_clean(shared_db)
 
 
@@ -175,7 +176,7 @@ async def test_idempotent_retry_pays_once(app_client: httpx.AsyncClient,
         json={"user_id": alice, "invoice": invoice}) for _ in range(2)]
     assert first.json()["payment_id"] == again.json()["payment_id"]
     assert again.json()["status"] == "succeeded"
-    assert await balance(app_client, alice) == 1_000_000 - 40_000 - RESERVE_MIN_MSAT
+    assert await balance(app_client, alice) == 1_000_000 - 40_000 - reserve_for(40_000)
 
 
 # --- Flow 2: the node misbehaving ---------------------------------------------------------
@@ -204,8 +205,8 @@ async def test_fault_hold_keeps_the_reserve_until_released(
     assert response.status_code == 202, response.text
     payment_hash = response.json()["payment_hash"]
     held = (await assets(app_client, alice))["BTC"]
-    assert held["pending_msat"] == 100_000 + RESERVE_MIN_MSAT
-    assert held["spendable_msat"] == 300_000 - 100_000 - RESERVE_MIN_MSAT
+    assert held["pending_msat"] == 100_000 + reserve_for(100_000)
+    assert held["spendable_msat"] == 300_000 - 100_000 - reserve_for(100_000)
     assert held["balance_msat"] == 300_000
     await assert_audit_clean(shared_db)
     await sim.release(payment_hash, outcome)
@@ -213,7 +214,7 @@ async def test_fault_hold_keeps_the_reserve_until_released(
     await wait_payment(app_client, alice, payment_hash, final)
     after = (await assets(app_client, alice))["BTC"]
     assert after["pending_msat"] == 0
-    expected = 300_000 - 100_000 - RESERVE_MIN_MSAT if final == "succeeded" else 300_000
+    expected = 300_000 - 100_000 - reserve_for(100_000) if final == "succeeded" else 300_000
     assert after["spendable_msat"] == expected
     await assert_audit_clean(shared_db)
 
@@ -232,7 +233,7 @@ async def test_ambiguous_answers_never_refund(app_client: httpx.AsyncClient, sim
     assert response.status_code in (200, 202), response.text
     assert response.json()["status"] in ("pending", "succeeded")
     await wait_payment(app_client, alice, payment_hash, "succeeded", timeout_s=20)
-    assert await balance(app_client, alice) == 300_000 - 100_000 - RESERVE_MIN_MSAT
+    assert await balance(app_client, alice) == 300_000 - 100_000 - reserve_for(100_000)
     history = (await app_client.post("/virtual_history", json={"user_id": alice})).json()
     assert "payment_refund" not in {e["kind"] for e in history["transactions"]}
     await assert_audit_clean(shared_db)
@@ -257,7 +258,8 @@ async def test_zero_preimage_is_not_a_success(app_client: httpx.AsyncClient, sim
     finally:
         await conn.close()
     assert await payment_state(app_client, alice, payment_hash) == "pending"
-    assert (await assets(app_client, alice))["BTC"]["pending_msat"] == 110_000
+    assert (await assets(app_client, alice))["BTC"]["pending_msat"] == (
+        100_000 + reserve_for(100_000))
 
 
 async def test_routing_fee_is_within_the_reserve(app_client: httpx.AsyncClient,
@@ -270,8 +272,8 @@ async def test_routing_fee_is_within_the_reserve(app_client: httpx.AsyncClient,
     finally:
         await sim.faults(routing_fee_msat=0)
     assert response.json()["status"] == "succeeded"
-    assert response.json()["fee_msat"] == RESERVE_MIN_MSAT
-    assert await balance(app_client, alice) == 300_000 - 100_000 - RESERVE_MIN_MSAT
+    assert response.json()["fee_msat"] == reserve_for(100_000)
+    assert await balance(app_client, alice) == 300_000 - 100_000 - reserve_for(100_000)
 
 
 async def test_locked_node_moves_no_money(app_client: httpx.AsyncClient,

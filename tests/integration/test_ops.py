@@ -24,11 +24,14 @@ async def test_healthz_and_readyz(app_client: httpx.AsyncClient) -> None:
     ready = await app_client.get("/readyz")
     assert ready.status_code == 200
     body = ready.json()
-    assert body["checks"] == {"database": "ok", "migrations": "current", "node": "ready"}
+    assert body["checks"] == {"database": "ok", "migrations": "current", "node": "ready",
+                              "workers": "ok"}
+    assert body["status"] == "ready"
     assert body["node"]["simulated"] is True and "SIMULATED" in body["warning"]
     assert body["node"]["network"] == "regtest"
-    btc = next(row for row in body["solvency"] if row["asset_id"] == "BTC")
+    btc = next(row for row in body["solvency"]["assets"] if row["asset_id"] == "BTC")
     assert btc["node_spendable"] >= btc["owed"] and btc["shortfall"] == 0
+    assert body["workers"]["payment-reconciler"]["last_success_age_s"] is not None
 
 
 async def test_readyz_reports_pending_migrations(fresh_db: str, tmp_path: Path) -> None:
@@ -39,9 +42,12 @@ async def test_readyz_reports_pending_migrations(fresh_db: str, tmp_path: Path) 
         await conn.close()
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://t") as client:
-            response = await client.get("/readyz")
+            response = await client.get("/readyz", headers=bearer(ADMIN_KEY))
+            anonymous = await client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["migrations"] == "1 pending"
+    # L3: without a key, only the verdict.
+    assert anonymous.status_code == 503 and anonymous.json() == {"status": "not_ready"}
 
 
 async def test_metrics_count_requests_and_transfers(app_client: httpx.AsyncClient) -> None:

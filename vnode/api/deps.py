@@ -20,6 +20,7 @@ from vnode.lightning.monitor import NodeMonitor
 from vnode.metrics import Metrics
 from vnode.payments.send import PaymentSender
 from vnode.settings import Settings
+from vnode.workers.supervisor import Supervisor
 
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer vnk_...`")
@@ -35,6 +36,7 @@ class Services:
     backend: LightningBackend
     monitor: NodeMonitor
     sender: PaymentSender
+    workers: Supervisor
 
 
 async def get_services(request: Request) -> Services:

@@ -49,7 +49,8 @@ router = APIRouter(tags=["lightning"])
                **documented_errors(
                    ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_USER_ID, ErrorCode.INVALID_AMOUNT,
                    ErrorCode.INVALID_INVOICE, ErrorCode.WRONG_NETWORK, ErrorCode.INVOICE_EXPIRED,
-                   ErrorCode.AMOUNT_REQUIRED, ErrorCode.AMOUNT_MISMATCH,
+                   ErrorCode.INVOICE_EXPIRY_TOO_FAR, ErrorCode.AMOUNT_REQUIRED,
+                   ErrorCode.AMOUNT_MISMATCH,
                    ErrorCode.AMOUNT_TOO_LARGE, ErrorCode.FEE_LIMIT_TOO_LOW,
                    ErrorCode.INVOICE_MISMATCH, ErrorCode.SELF_PAYMENT, ErrorCode.UNKNOWN_USER,
                    ErrorCode.INSUFFICIENT_BALANCE, ErrorCode.INVOICE_ALREADY_PAID,
@@ -74,8 +75,9 @@ async def virtual_sendpayment(
     "or `amount_msat`, `fee_reserve_msat` and `total_msat` are null. Moves nothing.",
     responses=documented_errors(
         ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_AMOUNT, ErrorCode.INVALID_INVOICE,
-        ErrorCode.WRONG_NETWORK, ErrorCode.INVOICE_EXPIRED, ErrorCode.AMOUNT_MISMATCH,
-        ErrorCode.AMOUNT_REQUIRED, ErrorCode.AMOUNT_TOO_LARGE, ErrorCode.NODE_UNAVAILABLE),
+        ErrorCode.WRONG_NETWORK, ErrorCode.INVOICE_EXPIRED, ErrorCode.INVOICE_EXPIRY_TOO_FAR,
+        ErrorCode.AMOUNT_MISMATCH, ErrorCode.AMOUNT_REQUIRED, ErrorCode.AMOUNT_TOO_LARGE,
+        ErrorCode.NODE_UNAVAILABLE),
 )
 async def virtual_decodeinvoice(body: DecodeInvoiceBody, _key: ReadKey,
                                 services: ServicesDep) -> Response:

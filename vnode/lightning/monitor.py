@@ -29,12 +29,25 @@ class NodeStatus:
     checked_at: float = 0.0
 
 
+# What the node can spend is asked at most this often, by the monitor only: no request makes a
+# node call by itself (security review L3), so /readyz shows the last figure and its age.
+SPENDABLE_REFRESH_S = 30.0
+
+
+@dataclass(frozen=True)
+class Spendable:
+    balances: dict[str, int] | None  # None: not known (see error)
+    error: str | None
+    checked_at: float
+
+
 class NodeMonitor:
     def __init__(self, backend: LightningBackend, *, simulated: bool,
                  on_state: Callable[[NodeState], Awaitable[object]] | None = None) -> None:
         self.backend = backend
         self.simulated = simulated
         self.status = NodeStatus()
+        self.spendable = Spendable(None, "not asked yet", 0.0)
         # Told every observed state; it announces real changes once across processes.
         self._on_state = on_state
 
@@ -49,6 +62,9 @@ class NodeMonitor:
         except NodeError as exc:
             self.status = NodeStatus(NodeState.UNREACHABLE, self.status.info, str(exc),
                                      time.time())
+        if (self.status.state is NodeState.READY
+                and time.time() - self.spendable.checked_at >= SPENDABLE_REFRESH_S):
+            await self._refresh_spendable()
         if self.status.state != previous:
             log.warning("master node state changed", extra={
                 "from_state": previous.value, "to_state": self.status.state.value,
@@ -56,6 +72,13 @@ class NodeMonitor:
         if self._on_state is not None:
             await self._on_state(self.status.state)
         return self.status
+
+    async def _refresh_spendable(self) -> None:
+        try:
+            balances = await self.backend.spendable_balances()
+            self.spendable = Spendable(balances, None, time.time())
+        except NodeError as exc:
+            self.spendable = Spendable(None, str(exc), time.time())
 
     def require_ready(self) -> NodeInfo:
         """The node's info, or a 503 refusal when it cannot move money now."""

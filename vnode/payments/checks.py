@@ -21,17 +21,24 @@ class PayableInvoice:
         return self.decoded.payment_hash
 
 
+# Whatever the configured horizon, no expiry may reach year 10000: no client decodes it.
+LAST_EXPIRY_S = 253_402_300_799  # 9999-12-31T23:59:59Z
+
+
 def check_invoice(invoice: str, *, amt_msat: int | None, network: Network,
-                  max_payment_msat: int, now: float | None = None) -> PayableInvoice:
+                  max_payment_msat: int, expiry_horizon_s: int,
+                  now: float | None = None) -> PayableInvoice:
     """Decode strictly and apply the payer-side rules; raises ApiError with a stable code."""
-    decoded = check_invoice_text(invoice, network=network, now=now)
+    decoded = check_invoice_text(invoice, network=network, expiry_horizon_s=expiry_horizon_s,
+                                 now=now)
     amount = payable_amount(decoded, amt_msat, max_payment_msat=max_payment_msat)
     return PayableInvoice(invoice.strip(), decoded, amount)
 
 
-def check_invoice_text(invoice: str, *, network: Network,
+def check_invoice_text(invoice: str, *, network: Network, expiry_horizon_s: int,
                        now: float | None = None) -> bolt11.Invoice:
-    """The rules that hold whatever the amount: a valid invoice, our network, not expired."""
+    """The rules that hold whatever the amount: a valid invoice, our network, not expired,
+    and not expiring further ahead than a node could hold a payment (security review H1)."""
     try:
         decoded = bolt11.decode(invoice.strip())
     except bolt11.InvoiceError as exc:
@@ -39,8 +46,13 @@ def check_invoice_text(invoice: str, *, network: Network,
     if decoded.network != network.value:
         raise ApiError(ErrorCode.WRONG_NETWORK,
                        f"the invoice is for {decoded.network}; this node is on {network.value}")
-    if decoded.is_expired(time.time() if now is None else now):
+    current = time.time() if now is None else now
+    if decoded.is_expired(current):
         raise ApiError(ErrorCode.INVOICE_EXPIRED)
+    if decoded.expires_at > min(current + expiry_horizon_s, LAST_EXPIRY_S):
+        raise ApiError(ErrorCode.INVOICE_EXPIRY_TOO_FAR,
+                       f"the invoice expires {decoded.expires_at - current:.0f} s from now; "
+                       f"this service pays invoices expiring within {expiry_horizon_s} s")
     return decoded
 
 

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 import asyncpg
+import orjson
 
 from vnode.domain.ids import BTC, node_id
 from vnode.errors import ApiError, ErrorCode
@@ -19,7 +20,10 @@ from vnode.lightning.base import (
     NodeError,
     PaymentOutcome,
     PaymentStatus,
+    RgbTransfer,
 )
+from vnode.metrics import Metrics
+from vnode.workers.items import BoundedSet, ItemBackoff, ItemErrors, each_isolated
 
 log = logging.getLogger(__name__)
 
@@ -68,68 +72,164 @@ async def create_invoice(pool: asyncpg.Pool, signer: Signer, backend: LightningB
 
 
 async def credit_receipt(pool: asyncpg.Pool, status: PaymentStatus) -> Outcome:
-    """Credit the invoice owner with what the node says it received; a repeat does nothing."""
+    """Credit the invoice owner with what the node says it received; a repeat does nothing.
+    The node's asset is checked against the invoice's in the database (L9)."""
     row = await pool.fetchrow(
-        "SELECT status, body FROM vnode_receipt_credit($1, $2, $3)",
-        status.payment_hash, status.amount_msat or 0, status.asset_amount)
+        "SELECT status, body FROM vnode_receipt_credit($1, $2, $3, $4)",
+        status.payment_hash, status.amount_msat or 0, status.asset_amount, status.asset_id)
     assert row is not None
     return Outcome(row["status"], row["body"])
 
 
 class InvoiceWatcher:
     """Polls the node's inbound payments (the RGB Lightning Node pushes nothing) and credits
-    each succeeded one once. The database's unique key is the real guard; the set only saves
-    work between polls."""
+    each succeeded one once. The database's unique key is the real guard; the bounded set
+    only saves work between polls. One payment that cannot be credited is reported and
+    retried later without holding up the others (L8)."""
 
-    def __init__(self, pool: asyncpg.Pool, backend: LightningBackend) -> None:
+    def __init__(self, pool: asyncpg.Pool, backend: LightningBackend,
+                 metrics: Metrics | None = None) -> None:
         self.pool = pool
         self.backend = backend
-        self._settled: set[str] = set()
+        self._settled = BoundedSet()
+        self._backoff = ItemBackoff()
+        self._errors = ItemErrors("invoice-watcher", metrics)
 
     async def poll_once(self) -> int:
         credited = 0
-        for payment in await self.backend.inbound_payments():
-            if payment.outcome is not PaymentOutcome.SUCCEEDED:
-                continue
-            if payment.payment_hash in self._settled:
-                continue
+
+        async def credit(payment: PaymentStatus) -> None:
+            nonlocal credited
             outcome = await credit_receipt(self.pool, payment)
             if outcome.ok and outcome.json().get("credited"):
                 credited += 1
                 log.info("inbound payment credited", extra={
                     "payment_hash": payment.payment_hash, "amount_msat": payment.amount_msat})
+            elif not outcome.ok:
+                log.warning("inbound payment not credited", extra={
+                    "payment_hash": payment.payment_hash, "status": outcome.status})
             self._settled.add(payment.payment_hash)
+            self._backoff.succeeded(payment.payment_hash)
+
+        async def postpone(payment: PaymentStatus, _exc: BaseException) -> None:
+            self._backoff.failed(payment.payment_hash)
+
+        todo = [payment for payment in await self.backend.inbound_payments()
+                if payment.outcome is PaymentOutcome.SUCCEEDED
+                and payment.payment_hash not in self._settled
+                and self._backoff.due(payment.payment_hash)]
+        await each_isolated(todo, credit, item_id=lambda p: p.payment_hash,
+                            errors=self._errors, on_error=postpone)
         return credited
+
+
+# An RGB invoice nobody paid is closed once it expired this long ago and the node holds no
+# transfer for it: then no sender can still start one. A transfer the node knows is watched
+# until the node calls it final, however late that is (security review M6).
+RGB_UNPAID_GRACE_S = 86_400
+_RGB_FINAL_FAILED = "Failed"
+_RGB_SETTLED = "Settled"
 
 
 class RgbTransferWatcher:
-    """Refreshes RGB transfers while RGB invoices are open and credits settled receipts."""
+    """Refreshes RGB transfers while RGB invoices are open, credits every settled receipt of
+    an invoice vnode issued whenever it settles, and raises an alert for a settled incoming
+    transfer that matches no invoice of vnode's."""
 
-    def __init__(self, pool: asyncpg.Pool, backend: LightningBackend) -> None:
+    def __init__(self, pool: asyncpg.Pool, backend: LightningBackend,
+                 metrics: Metrics | None = None) -> None:
         self.pool = pool
         self.backend = backend
+        self._backoff = ItemBackoff()
+        self._errors = ItemErrors("rgb-transfer-watcher", metrics)
 
     async def poll_once(self) -> int:
         open_invoices = await self.pool.fetch(
-            "SELECT recipient_id, asset_id FROM rgb_invoices WHERE status = 'open' "
-            "AND expires_at > now() - interval '1 day'")
+            "SELECT recipient_id, asset_id, extract(epoch FROM expires_at)::float8 AS expires_s "
+            "FROM rgb_invoices WHERE status = 'open'")
         if not open_invoices:
             return 0
         await self.backend.refresh_transfers()
-        wanted = {row["recipient_id"] for row in open_invoices}
         credited = 0
-        for asset_id in sorted({row["asset_id"] for row in open_invoices}):
-            for transfer in await self.backend.list_transfers(asset_id):
-                if (transfer.incoming and transfer.status == "Settled"
-                        and transfer.recipient_id in wanted and transfer.amount > 0):
-                    row = await self.pool.fetchrow(
-                        "SELECT status, body FROM vnode_rgb_receipt_credit($1, $2, $3, $4)",
-                        transfer.recipient_id, transfer.idx, transfer.amount,
-                        transfer.receive_utxo)
-                    assert row is not None
-                    credited += 1 if Outcome(row["status"], row["body"]).json().get(
-                        "credited") else 0
+        by_asset: dict[str, list[asyncpg.Record]] = {}
+        for row in open_invoices:
+            by_asset.setdefault(row["asset_id"], []).append(row)
+
+        async def watch_asset(asset_id: str) -> None:
+            nonlocal credited
+            transfers = await self.backend.list_transfers(asset_id)
+            credited += await self._credit_settled(asset_id, transfers)
+            await self._close_finished(by_asset[asset_id], transfers)
+
+        await each_isolated(sorted(by_asset), watch_asset, item_id=lambda a: f"asset {a}",
+                            errors=self._errors, concurrency=4)
         return credited
+
+    async def _credit_settled(self, asset_id: str, transfers: list[RgbTransfer]) -> int:
+        settled = [t for t in transfers if t.incoming and t.status == _RGB_SETTLED
+                   and t.recipient_id is not None and t.amount > 0]
+        if not settled:
+            return 0
+        rows = await self.pool.fetch(
+            "SELECT i.recipient_id, r.recipient_id IS NOT NULL AS credited FROM rgb_invoices i "
+            "LEFT JOIN rgb_receipts r USING (recipient_id) WHERE i.recipient_id = ANY($1)",
+            [t.recipient_id for t in settled])
+        ours = {row["recipient_id"]: row["credited"] for row in rows}
+        credited = 0
+
+        async def credit(transfer: RgbTransfer) -> None:
+            nonlocal credited
+            row = await self.pool.fetchrow(
+                "SELECT status, body FROM vnode_rgb_receipt_credit($1, $2, $3, $4, $5)",
+                transfer.recipient_id, transfer.idx, transfer.amount, transfer.receive_utxo,
+                asset_id)
+            assert row is not None
+            if Outcome(row["status"], row["body"]).json().get("credited"):
+                credited += 1
+            self._backoff.succeeded(f"rgb {transfer.recipient_id}")
+
+        async def postpone(transfer: RgbTransfer, _exc: BaseException) -> None:
+            self._backoff.failed(f"rgb {transfer.recipient_id}")
+
+        unmatched = [t for t in settled if t.recipient_id not in ours]
+        for transfer in unmatched:
+            await self._alert_unmatched(asset_id, transfer)
+        todo = [t for t in settled if ours.get(t.recipient_id) is False
+                and self._backoff.due(f"rgb {t.recipient_id}")]
+        await each_isolated(todo, credit, item_id=lambda t: f"rgb {t.recipient_id}",
+                            errors=self._errors, on_error=postpone)
+        return credited
+
+    async def _alert_unmatched(self, asset_id: str, transfer: RgbTransfer) -> None:
+        # Assets arrived for no invoice vnode issued: nobody is credited, the operator is told.
+        await self.pool.execute(
+            "INSERT INTO alerts (kind, details) SELECT 'unmatched_rgb_receipt', $1::jsonb "
+            "WHERE NOT EXISTS (SELECT 1 FROM alerts WHERE kind = 'unmatched_rgb_receipt' "
+            "AND details ->> 'recipient_id' = $2)",
+            orjson.dumps({"recipient_id": transfer.recipient_id, "asset_id": asset_id,
+                          "transfer_idx": transfer.idx, "asset_amount": transfer.amount,
+                          "txid": transfer.txid}).decode(),
+            transfer.recipient_id)
+
+    async def _close_finished(self, invoices: list[asyncpg.Record],
+                              transfers: list[RgbTransfer]) -> None:
+        """Stop watching invoices that can never be credited: the node failed their transfer,
+        or they expired long ago and the node holds no transfer for them."""
+        statuses = {t.recipient_id: t.status for t in transfers if t.incoming}
+        now = time.time()
+        failed = [row["recipient_id"] for row in invoices
+                  if statuses.get(row["recipient_id"]) == _RGB_FINAL_FAILED]
+        unpaid = [row["recipient_id"] for row in invoices
+                  if row["recipient_id"] not in statuses
+                  and now - row["expires_s"] > RGB_UNPAID_GRACE_S]
+        if failed:
+            await self.pool.execute(
+                "UPDATE rgb_invoices SET status = 'failed' WHERE recipient_id = ANY($1) "
+                "AND status = 'open'", failed)
+        if unpaid:
+            await self.pool.execute(
+                "UPDATE rgb_invoices SET status = 'expired' WHERE recipient_id = ANY($1) "
+                "AND status = 'open'", unpaid)
 
 
 async def create_rgb_invoice(pool: asyncpg.Pool, signer: Signer, backend: LightningBackend,

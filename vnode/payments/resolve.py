@@ -1,17 +1,22 @@
 """Turning the node's view of an outgoing payment into a final ledger state, or leaving it.
 
-The rules (DESIGN.md 2.5, LESSONS 9-13): only an explicit FAILED that is not stale releases
-the reserve; a success needs a preimage that hashes to the payment hash; a payment the node
-never saw is refunded only once its invoice has expired; everything else stays pending.
+The rules (docs/NODE.md, "Unknown outcomes"; DESIGN.md 2.5, LESSONS 9-13): a success needs a
+preimage that hashes to the payment hash; an explicit FAILED releases the reserve unless it is
+about an earlier attempt; an attempt the node never saw, or saw only as an earlier attempt's
+failure, is refunded once its invoice has expired; everything else stays pending.
+
+Every pass pages through *all* pending payments, the one checked longest ago first, a bounded
+number at a time, each in isolation (docs/SECURITY.md: no single row stops the machinery).
+Timestamps are read as epoch seconds, so no stored value can fail to decode.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from dataclasses import dataclass
-from datetime import datetime
 
 import asyncpg
 import orjson
@@ -19,36 +24,55 @@ import orjson
 from vnode.db.pool import retry_aborted
 from vnode.ledger.calls import Outcome
 from vnode.lightning.base import LightningBackend, NodeError, PaymentOutcome, PaymentStatus
+from vnode.metrics import Metrics
+from vnode.workers.items import ItemErrors, backoff_s, each_isolated
 
 log = logging.getLogger(__name__)
+
+PAGE = 64
+# A payment still pending is asked about again after a tenth of its age, between these bounds:
+# a fresh one every second, one held for days twice a minute, so a thousand held payments
+# cost the node a few calls a second, not a flood (security review M2).
+RECHECK_MIN_S = 1.0
+RECHECK_MAX_S = 30.0
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 @dataclass(frozen=True)
 class PendingPayment:
     id: int
     payment_hash: str
-    invoice_expires_at: datetime
-    attempt_started_at: datetime
-    sent_at: datetime | None
+    invoice_expires_s: float  # unix seconds
+    attempt_started_s: float
+    check_errors: int = 0
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> PendingPayment:
-        return cls(row["id"], row["payment_hash"], row["invoice_expires_at"],
-                   row["attempt_started_at"], row["sent_at"])
+        return cls(row["id"], row["payment_hash"], row["expires_s"], row["started_s"],
+                   row["check_errors"])
 
 
-SELECT_PAYMENTS = (
-    "SELECT id, payment_hash, invoice_expires_at, attempt_started_at, sent_at FROM ln_payments"
+# Only what the resolver needs, and timestamps as float8: a timestamp asyncpg cannot turn
+# into a datetime (year > 9999, security review H1) can never raise here.
+PAYMENT_COLUMNS = (
+    "id, payment_hash, extract(epoch FROM invoice_expires_at)::float8 AS expires_s, "
+    "extract(epoch FROM attempt_started_at)::float8 AS started_s, check_errors"
 )
 
 
+def canonical_preimage(preimage: str | None, payment_hash: str) -> str | None:
+    """The preimage in lower-case hex when it proves the payment (SHA-256 equals the hash),
+    else None. Letter case is only the node's spelling; the hash is the proof."""
+    if not preimage or not _HEX64.fullmatch(preimage):
+        return None
+    lowered = preimage.lower()
+    if hashlib.sha256(bytes.fromhex(lowered)).hexdigest() != payment_hash:
+        return None
+    return lowered
+
+
 def preimage_matches(preimage: str | None, payment_hash: str) -> bool:
-    if not preimage or len(preimage) != 64:
-        return False
-    try:
-        return hashlib.sha256(bytes.fromhex(preimage)).hexdigest() == payment_hash
-    except ValueError:
-        return False
+    return canonical_preimage(preimage, payment_hash) is not None
 
 
 async def finish(pool: asyncpg.Pool, payment_id: int, outcome: PaymentOutcome,
@@ -71,34 +95,45 @@ async def _alert_once(pool: asyncpg.Pool, kind: str, payment_hash: str,
         kind, payment_hash, orjson.dumps(details).decode())
 
 
+def _fee(status: PaymentStatus) -> int | None:
+    # A fee outside bigint is no fee the ledger can book: treat it as unreported (the whole
+    # reserve is charged, nothing more is taken from the user).
+    fee = status.fee_msat
+    return fee if fee is None or 0 <= fee < 2**63 else None
+
+
 async def apply_status(pool: asyncpg.Pool, payment: PendingPayment, status: PaymentStatus,
                        *, stale_skew_s: int, now: float | None = None) -> Outcome | None:
     """Finish the payment if `status` is final and trustworthy; None leaves it pending."""
     current = time.time() if now is None else now
+    expired_for_s = current - payment.invoice_expires_s
     if status.outcome is PaymentOutcome.SUCCEEDED:
-        if not preimage_matches(status.preimage, payment.payment_hash):
+        preimage = canonical_preimage(status.preimage, payment.payment_hash)
+        if preimage is None:
             log.error("node reported success without a valid preimage; payment stays pending",
                       extra={"payment_hash": payment.payment_hash})
             await _alert_once(pool, "invalid_preimage", payment.payment_hash,
-                              {"payment_id": payment.id, "preimage": status.preimage})
+                              {"payment_id": payment.id, "preimage": str(status.preimage)[:200]})
             return None
-        return await finish(pool, payment.id, PaymentOutcome.SUCCEEDED, status.fee_msat,
-                            status.preimage, None)
+        return await finish(pool, payment.id, PaymentOutcome.SUCCEEDED, _fee(status),
+                            preimage, None)
     if status.outcome is PaymentOutcome.FAILED:
-        started = payment.attempt_started_at.timestamp()
-        if status.updated_at and status.updated_at < started - stale_skew_s:
-            # An answer about an earlier attempt (LESSONS 10): it does not finalise this one.
+        if status.updated_at and status.updated_at < payment.attempt_started_s - stale_skew_s:
+            # An answer about an earlier attempt (LESSONS 10): it does not finalise this one,
+            # unless the invoice has expired since: then this attempt never reached the node
+            # (the node would have overwritten the record) and never can (M5).
+            if expired_for_s > stale_skew_s:
+                return await finish(pool, payment.id, PaymentOutcome.FAILED, None, None,
+                                    "never reached the node; the invoice expired")
             log.warning("ignoring a stale FAILED older than this attempt",
                         extra={"payment_hash": payment.payment_hash})
             return None
         return await finish(pool, payment.id, PaymentOutcome.FAILED, None, None,
                             "the node reported the payment failed")
-    if status.outcome is PaymentOutcome.UNKNOWN:
-        expired_for_s = current - payment.invoice_expires_at.timestamp()
-        if expired_for_s > stale_skew_s:
-            # The node never saw it and now never can: the invoice is expired.
-            return await finish(pool, payment.id, PaymentOutcome.FAILED, None, None,
-                                "never reached the node; the invoice expired")
+    if status.outcome is PaymentOutcome.UNKNOWN and expired_for_s > stale_skew_s:
+        # The node never saw it and now never can: the invoice is expired.
+        return await finish(pool, payment.id, PaymentOutcome.FAILED, None, None,
+                            "never reached the node; the invoice expired")
     return None
 
 
@@ -114,39 +149,100 @@ async def resolve(pool: asyncpg.Pool, backend: LightningBackend, payment: Pendin
     return await apply_status(pool, payment, status, stale_skew_s=stale_skew_s)
 
 
+async def pending_payment(pool: asyncpg.Pool, payment_id: int) -> PendingPayment | None:
+    row = await pool.fetchrow(
+        f"SELECT {PAYMENT_COLUMNS} FROM ln_payments "  # noqa: S608 (a constant)
+        "WHERE id = $1 AND status = 'pending'", payment_id)
+    return PendingPayment.from_row(row) if row else None
+
+
 async def reconcile_once(pool: asyncpg.Pool, backend: LightningBackend, *,
-                         stale_skew_s: int, batch: int = 200) -> int:
-    """Resolve every pending external payment of any age; returns how many became final."""
-    rows = await pool.fetch(
-        SELECT_PAYMENTS + " WHERE status = 'pending' AND kind = 'external' ORDER BY id LIMIT $1",
-        batch)
+                         stale_skew_s: int, metrics: Metrics | None = None,
+                         concurrency: int = 16, page: int = PAGE) -> int:
+    """One pass over every pending external payment that is due, a page at a time, the one
+    checked longest ago (or never) first; returns how many became final.
+
+    Each page is chosen afresh, so a payment made during a long pass is checked at the next
+    page rather than after every older one. Every payment checked leaves the due set (final,
+    or due again later), so the pass ends; one whose check raises is reported and waits
+    longer before its next check, and the pass goes on."""
+    errors = ItemErrors("payment-reconciler", metrics)
     finished = 0
-    for row in rows:
-        if await resolve(pool, backend, PendingPayment.from_row(row),
-                         stale_skew_s=stale_skew_s) is not None:
+    seen: set[int] = set()
+
+    async def check(payment: PendingPayment) -> None:
+        nonlocal finished
+        if await resolve(pool, backend, payment, stale_skew_s=stale_skew_s) is not None:
             finished += 1
-    return finished
+            return
+        await pool.execute(
+            "UPDATE ln_payments SET check_errors = 0, checked_at = now(), "
+            "next_check_at = now() + make_interval(secs => least(greatest("
+            "extract(epoch FROM now() - attempt_started_at) / 10, $2), $3)) "
+            "WHERE id = $1 AND status = 'pending'",
+            payment.id, RECHECK_MIN_S, RECHECK_MAX_S)
+
+    async def postpone(payment: PendingPayment, _exc: BaseException) -> None:
+        await pool.execute(
+            "UPDATE ln_payments SET check_errors = check_errors + 1, checked_at = now(), "
+            "next_check_at = now() + make_interval(secs => $2) WHERE id = $1",
+            payment.id, backoff_s(payment.check_errors + 1))
+
+    while True:
+        rows = await pool.fetch(
+            f"SELECT {PAYMENT_COLUMNS} FROM ln_payments "  # noqa: S608 (a constant)
+            "WHERE status = 'pending' AND kind = 'external' AND next_check_at <= now() "
+            "ORDER BY checked_at NULLS FIRST, id LIMIT $1", page)
+        todo = [PendingPayment.from_row(row) for row in rows if row["id"] not in seen]
+        if not todo:  # nothing due, or only rows whose update could not be written
+            return finished
+        seen.update(payment.id for payment in todo)
+        await each_isolated(todo, check, item_id=lambda p: f"payment {p.id} ({p.payment_hash})",
+                            errors=errors, on_error=postpone, concurrency=concurrency)
+        if len(rows) < page:
+            return finished
 
 
 async def recheck_failed_once(pool: asyncpg.Pool, backend: LightningBackend, *,
-                              window_s: int = 86_400, batch: int = 100) -> int:
+                              window_s: int = 86_400, metrics: Metrics | None = None,
+                              concurrency: int = 8, page: int = PAGE) -> int:
     """Ask again about recently refunded payments: a success reported after the refund is
-    booked as an operator loss with an alert (LESSONS 13), never ignored."""
-    rows = await pool.fetch(
-        "SELECT id, payment_hash FROM ln_payments WHERE status = 'failed' AND kind = 'external' "
-        "AND late_success_at IS NULL AND finished_at > now() - make_interval(secs => $1) "
-        "ORDER BY finished_at DESC LIMIT $2", window_s, batch)
+    booked as an operator loss with an alert (LESSONS 13), never ignored.
+
+    Only the latest attempt of each payment hash is asked about: the node keeps one record
+    per hash, so after a retry its answer is the retry's, not the refunded attempt's (M1)."""
+    errors = ItemErrors("late-success-check", metrics)
     found = 0
-    for row in rows:
+    after_id = 2**63 - 1
+
+    async def check(row: asyncpg.Record) -> None:
+        nonlocal found
         try:
             status = await backend.payment_status(row["payment_hash"])
         except NodeError:
-            continue
-        if status.outcome is PaymentOutcome.SUCCEEDED and preimage_matches(
-                status.preimage, row["payment_hash"]):
-            log.error("a refunded payment succeeded after all: booking an operator loss",
-                      extra={"payment_hash": row["payment_hash"]})
-            await finish(pool, row["id"], PaymentOutcome.SUCCEEDED, status.fee_msat,
-                         status.preimage, None)
-            found += 1
-    return found
+            return
+        preimage = canonical_preimage(status.preimage, row["payment_hash"])
+        if status.outcome is PaymentOutcome.SUCCEEDED and preimage is not None:
+            await finish(pool, row["id"], PaymentOutcome.SUCCEEDED, _fee(status), preimage,
+                         None)
+            if await pool.fetchval("SELECT late_success_at IS NOT NULL FROM ln_payments "
+                                   "WHERE id = $1", row["id"]):
+                log.error("a refunded payment succeeded after all: booked an operator loss",
+                          extra={"payment_hash": row["payment_hash"]})
+                found += 1
+
+    while True:
+        rows = await pool.fetch(
+            "SELECT id, payment_hash FROM ln_payments p WHERE status = 'failed' "
+            "AND kind = 'external' AND late_success_at IS NULL "
+            "AND finished_at > now() - make_interval(secs => $1) AND id < $2 "
+            "AND NOT EXISTS (SELECT 1 FROM ln_payments later "
+            "                WHERE later.payment_hash = p.payment_hash AND later.id > p.id) "
+            "ORDER BY id DESC LIMIT $3", window_s, after_id, page)
+        if not rows:
+            return found
+        after_id = rows[-1]["id"]
+        await each_isolated(rows, check, item_id=lambda r: f"payment {r['id']}",
+                            errors=errors, concurrency=concurrency)
+        if len(rows) < page:
+            return found

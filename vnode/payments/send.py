@@ -35,7 +35,7 @@ from vnode.payments.checks import (
     check_invoice_text,
     payable_amount,
 )
-from vnode.payments.policy import RGB_MIN_HTLC_MSAT, fee_reserve_msat
+from vnode.payments.policy import RGB_MIN_HTLC_MSAT, settings_reserve_msat
 from vnode.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,8 @@ class PaymentSender:
         if info is None:
             raise ApiError(ErrorCode.NODE_UNAVAILABLE, "the master node has not been reached yet")
         payable = check_invoice(command.invoice, amt_msat=command.amt_msat, network=info.network,
-                                max_payment_msat=self.settings.max_payment_msat)
+                                max_payment_msat=self.settings.max_payment_msat,
+                                expiry_horizon_s=self.settings.invoice_expiry_horizon_s)
         ours = await self.pool.fetchval(
             "SELECT true FROM ln_invoices WHERE payment_hash = $1", payable.payment_hash)
         if ours or payable.decoded.payee_pubkey == info.pubkey:
@@ -115,7 +116,8 @@ class PaymentSender:
         info = self.monitor.status.info
         if info is None:
             raise ApiError(ErrorCode.NODE_UNAVAILABLE, "the master node has not been reached yet")
-        decoded = check_invoice_text(invoice, network=info.network)
+        decoded = check_invoice_text(invoice, network=info.network,
+                                     expiry_horizon_s=self.settings.invoice_expiry_horizon_s)
         amount = None
         if decoded.amount_msat is not None or amt_msat is not None:
             amount = payable_amount(decoded, amt_msat,
@@ -136,6 +138,8 @@ class PaymentSender:
             "expires_at": datetime.fromtimestamp(decoded.expires_at, UTC),
             "payee_pubkey": decoded.payee_pubkey, "internal": internal,
             "fee_reserve_msat": reserve,
+            # What the reserve is for, so a payer sees why it is more than the fee will be.
+            "fee_reserve_rule": None if internal else self._reserve_rule(),
             "total_msat": None if amount is None or reserve is None else amount + reserve,
             "asset_id": rgb.asset_id, "asset_amount": rgb.asset_amount,
         }
@@ -158,9 +162,17 @@ class PaymentSender:
                            f"an RGB payment carries at least {RGB_MIN_HTLC_MSAT} msat of BTC")
         return _Rgb(node_view.asset_id, node_view.asset_amount)
 
+    def _reserve_rule(self) -> str:
+        settings = self.settings
+        rule = (f"{settings.fee_reserve_base_msat} msat + {settings.fee_reserve_ppm / 10_000:g}% "
+                "of the amount")
+        if settings.fee_reserve_min_msat:
+            rule += f", at least {settings.fee_reserve_min_msat} msat"
+        return (rule + "; held back for the routing fee (the node's worst case) and returned "
+                "unless the node reports spending it")
+
     def _reserve_for(self, amount_msat: int, fee_limit_msat: int | None) -> int:
-        policy = fee_reserve_msat(amount_msat, minimum_msat=self.settings.fee_reserve_min_msat,
-                                  ppm=self.settings.fee_reserve_ppm)
+        policy = settings_reserve_msat(self.settings, amount_msat)
         if fee_limit_msat is None:
             return policy
         if self.backend.capabilities.takes_fee_limit:
@@ -227,26 +239,21 @@ class PaymentSender:
                         extra={"payment_hash": payable.payment_hash, "error": str(exc),
                                "node_error": exc.name})
             return
-        pending = await self._pending(payment_id)
+        pending = await resolve.pending_payment(self.pool, payment_id)
         if pending is not None:
             await resolve.apply_status(self.pool, pending, status,
                                        stale_skew_s=self.settings.stale_failure_skew_s)
-
-    async def _pending(self, payment_id: int) -> resolve.PendingPayment | None:
-        row = await self.pool.fetchrow(
-            resolve.SELECT_PAYMENTS + " WHERE id = $1 AND status = 'pending'", payment_id)
-        return resolve.PendingPayment.from_row(row) if row else None
 
     async def wait_final(self, payment_id: int, wait_s: float) -> Outcome:
         """Poll the node until the payment is final or `wait_s` passes; answer its state."""
         deadline = time.monotonic() + wait_s
         while True:
-            pending = await self._pending(payment_id)
+            pending = await resolve.pending_payment(self.pool, payment_id)
             if pending is None or time.monotonic() >= deadline:
                 break
             await resolve.resolve(self.pool, self.backend, pending,
                                   stale_skew_s=self.settings.stale_failure_skew_s)
-            if await self._pending(payment_id) is None:
+            if await resolve.pending_payment(self.pool, payment_id) is None:
                 break
             await asyncio.sleep(_POLL_S)
         return await payment_outcome(self.pool, payment_id)

@@ -1,35 +1,66 @@
 """Supervised periodic workers: a failing step is logged and retried with bounded backoff,
-never silently dropped; shutdown cancels them all."""
+never silently dropped; each completed pass is a heartbeat; shutdown cancels them all."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from enum import Enum
 
 from vnode.lightning.base import NodeLocked
+from vnode.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 30.0
 
 
+class Pass(Enum):
+    # A step returns this when it had to skip its work (e.g. the node is not ready): the loop
+    # goes on, but it is no heartbeat.
+    SKIPPED = "skipped"
+
+
 class Supervisor:
-    def __init__(self) -> None:
+    def __init__(self, metrics: Metrics | None = None) -> None:
         self._tasks: list[asyncio.Task[None]] = []
+        self._metrics = metrics
         self.failures: dict[str, int] = {}
+        self.started_at: dict[str, float] = {}
+        self.intervals: dict[str, float] = {}
+        self.last_success: dict[str, float] = {}
 
     def every(self, name: str, interval_s: float, step: Callable[[], Awaitable[object]]) -> None:
         """Run `step` now and then every `interval_s`, for as long as the supervisor lives."""
         self.failures[name] = 0
+        self.started_at[name] = time.time()
+        self.intervals[name] = interval_s
         self._tasks.append(asyncio.create_task(self._loop(name, interval_s, step), name=name))
+
+    def stale(self, names: Iterable[str], max_age_s: float,
+              now: float | None = None) -> list[str]:
+        """The workers among `names` running here that have not completed a pass for
+        `max_age_s`, or three of their intervals if longer (counted from their start when
+        they never have)."""
+        current = time.time() if now is None else now
+        return sorted(name for name in names if name in self.started_at
+                      and current - self.last_success.get(name, self.started_at[name])
+                      > max(max_age_s, 3 * self.intervals[name]))
+
+    def _beat(self, name: str) -> None:
+        self.last_success[name] = time.time()
+        if self._metrics is not None:
+            self._metrics.worker_last_success.labels(name).set(self.last_success[name])
 
     async def _loop(self, name: str, interval_s: float,
                     step: Callable[[], Awaitable[object]]) -> None:
         backoff_s = interval_s
         while True:
             try:
-                await step()
+                if await step() is not Pass.SKIPPED:
+                    self._beat(name)
                 backoff_s = interval_s
             except asyncio.CancelledError:
                 raise
