@@ -8,6 +8,8 @@ never reach an endpoint that moves money.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -26,6 +28,13 @@ log = logging.getLogger(__name__)
 
 KEY_PREFIX = "vnk_"
 NOTIFY_CHANNEL = "vnode_api_keys"
+# The revocation listener: how often a silent loss of its connection is looked for, how long
+# that check and a reconnect may take, and the reconnect backoff.
+LISTEN_CHECK_S = 5.0
+LISTEN_CHECK_TIMEOUT_S = 5.0
+LISTEN_CONNECT_TIMEOUT_S = 10.0
+RECONNECT_MIN_S = 0.1
+RECONNECT_MAX_S = 2.0
 
 
 class Scope(StrEnum):
@@ -121,29 +130,131 @@ class KeyVerifier:
     """Turns a bearer token into a Principal, caching hits for a short time.
 
     The cache saves a database round trip on every request; revocations arrive by NOTIFY and
-    empty it, and the TTL bounds staleness should a notification be missed.
+    empty it, and the TTL bounds staleness should a notification be missed. Two races are
+    closed (L4):
+
+    - A lookup that began before a revocation must not put the pre-revocation answer in the
+      cache after the NOTIFY emptied it: every NOTIFY bumps `generation`, and a lookup caches
+      only if the generation did not change while it ran.
+    - A LISTEN connection that dies (database restart, network cut, terminated backend) hears
+      nothing more: its loss is noticed (asyncpg's termination callback, and a periodic check
+      for silent losses), nothing is cached until LISTEN is back, the cache is emptied, and the
+      listener reconnects with backoff.
     """
 
-    def __init__(self, pool: asyncpg.Pool, admin_key: str | None, ttl_s: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, admin_key: str | None, ttl_s: float, *,
+                 check_s: float = LISTEN_CHECK_S) -> None:
         self._pool = pool
         self._admin_hash = hash_key(admin_key) if admin_key else None
         self._ttl_s = ttl_s
+        self._check_s = check_s
         self._cache: dict[bytes, tuple[Principal, float]] = {}
         self._listener: PoolConnectionProxy[asyncpg.Record] | None = None
+        self._generation = 0
+        self._listening = False
+        self._lost = asyncio.Event()
+        self._keeper: asyncio.Task[None] | None = None
+        self.resubscriptions = 0  # LISTEN connections re-established after a loss
+
+    @property
+    def generation(self) -> int:
+        """Bumped by every NOTIFY and every change of the LISTEN connection."""
+        return self._generation
+
+    @property
+    def listening(self) -> bool:
+        """True while a LISTEN connection is believed alive (only then is anything cached)."""
+        return self._listening
 
     async def start(self) -> None:
-        listener = await self._pool.acquire()
-        await listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
-        self._listener = listener
+        await self._subscribe()  # the first time, a failure is the caller's (start-up fails)
+        self._keeper = asyncio.create_task(self._keep_listening(), name="api-key-listener")
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            await self._listener.remove_listener(NOTIFY_CHANNEL, self._on_notify)
-            await self._pool.release(self._listener)
-            self._listener = None
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+            self._keeper = None
+        await self._drop_listener()
+
+    def _invalidate(self) -> None:
+        self._generation += 1
+        self._cache.clear()
 
     def _on_notify(self, *_args: object) -> None:
-        self._cache.clear()
+        self._invalidate()
+
+    def _on_lost(self, *_args: object) -> None:
+        # Called by asyncpg when the LISTEN connection is gone: revocations can no longer
+        # reach this process, so stop trusting and filling the cache at once.
+        self._listening = False
+        self._invalidate()
+        self._lost.set()
+
+    async def _subscribe(self) -> None:
+        listener = await self._pool.acquire(timeout=LISTEN_CONNECT_TIMEOUT_S)
+        try:
+            listener.add_termination_listener(self._on_lost)
+            await listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._pool.release(listener, timeout=1.0)
+            raise
+        self._listener = listener
+        self._lost.clear()
+        # Revocations made while nobody listened were missed: forget what was cached then.
+        self._invalidate()
+        self._listening = True
+
+    async def _drop_listener(self) -> None:
+        self._listening = False
+        self._invalidate()
+        listener, self._listener = self._listener, None
+        if listener is None:
+            return
+        try:
+            listener.remove_termination_listener(self._on_lost)
+            await listener.remove_listener(NOTIFY_CHANNEL, self._on_notify)
+            await self._pool.release(listener, timeout=1.0)
+        except Exception:  # a dead connection: make sure the pool forgets it
+            with contextlib.suppress(Exception):
+                listener.terminate()
+
+    async def _alive(self) -> bool:
+        listener = self._listener
+        if listener is None or listener.is_closed():
+            return False
+        try:
+            # A half-open TCP connection (peer gone without a FIN) fires no termination
+            # callback; only a round trip finds it.
+            await listener.fetchval("SELECT 1", timeout=LISTEN_CHECK_TIMEOUT_S)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+            return False
+        return True
+
+    async def _keep_listening(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._lost.wait(), self._check_s)
+            except TimeoutError:
+                if await self._alive():
+                    continue
+            log.warning("API key revocation listener lost; reconnecting")
+            await self._drop_listener()
+            delay = RECONNECT_MIN_S
+            while True:
+                try:
+                    await self._subscribe()
+                except Exception as exc:  # the database is down or restarting: try again
+                    log.warning("API key revocation listener: reconnect failed",
+                                extra={"error": str(exc)[:200], "retry_in_s": delay})
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RECONNECT_MAX_S)
+                    continue
+                self.resubscriptions += 1
+                log.info("API key revocation listener re-subscribed")
+                break
 
     async def verify(self, token: str) -> Principal | None:
         digest = hash_key(token)
@@ -153,6 +264,7 @@ class KeyVerifier:
         hit = self._cache.get(digest)
         if hit is not None and hit[1] > now:
             return hit[0]
+        generation = self._generation
         row = await self._pool.fetchrow(
             "SELECT id, name, scope FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
             digest,
@@ -161,7 +273,10 @@ class KeyVerifier:
             self._cache.pop(digest, None)
             return None
         principal = Principal(row["id"], row["name"], Scope(row["scope"]))
-        if len(self._cache) > 10_000:  # bounded: unknown tokens are never cached
-            self._cache.clear()
-        self._cache[digest] = (principal, now + self._ttl_s)
+        # Answering this request with what the lookup read is right (it began before any
+        # revocation that raced it); keeping it is not, if a NOTIFY came in meanwhile.
+        if self._listening and self._generation == generation:
+            if len(self._cache) > 10_000:  # bounded: unknown tokens are never cached
+                self._cache.clear()
+            self._cache[digest] = (principal, now + self._ttl_s)
         return principal

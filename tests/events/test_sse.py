@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ import asyncpg
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from tests.conftest import make_settings, node_settings
 from tests.integration.test_api_transfer import fund
@@ -28,14 +30,9 @@ from vnode.app import create_app
 from vnode.events import sse
 
 
-@pytest.fixture(scope="module")
-async def server_url(shared_db: str, sim_node: str,
-                     tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    """A second vnode app on the shared database, served by uvicorn (no workers: the
-    in-process app_client's workers run the flows)."""
-    data_dir: Path = tmp_path_factory.mktemp("sse-app")
-    app = create_app(make_settings(data_dir, run_workers=False, **node_settings(sim_node)),
-                     shared_db)
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[str]:
+    """`app` served by uvicorn on a free port, in this process; yields its URL."""
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
                             access_log=False, lifespan="on", timeout_graceful_shutdown=5)
@@ -47,9 +44,23 @@ async def server_url(shared_db: str, sim_node: str,
             task.result()  # raises what stopped it
         return server.started
     await wait_until(started, 30, "uvicorn to start")
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture(scope="module")
+async def server_url(shared_db: str, sim_node: str,
+                     tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """A second vnode app on the shared database, served by uvicorn (no workers: the
+    in-process app_client's workers run the flows)."""
+    data_dir: Path = tmp_path_factory.mktemp("sse-app")
+    app = create_app(make_settings(data_dir, run_workers=False, **node_settings(sim_node)),
+                     shared_db)
+    async with serving(app) as url:
+        yield url
 
 
 @dataclass
@@ -234,3 +245,135 @@ async def test_refusals(server_url: str, app_client: httpx.AsyncClient,
     async with httpx.AsyncClient(timeout=10) as client:
         response = await client.get(twice, headers=bearer(read_key))
     assert response.status_code == 422
+
+
+# --- L2: caps on open streams, and streams never starve the money endpoints -----------------
+
+async def try_stream(url: str, user_id: int, key: str) -> httpx.Response:
+    """Open a stream that is expected to be refused; returns the (read) refusal."""
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=10) as client,
+        client.stream("GET", "/virtual_events", params={"user_id": user_id},
+                      headers=bearer(key)) as response,
+    ):
+        assert response.status_code != 200, "the stream was admitted"
+        await response.aread()
+        return response
+
+
+def hub_of(app: FastAPI) -> sse.StreamHub:
+    hub: sse.StreamHub = app.state.sse_hub
+    return hub
+
+
+async def test_l2_sse_streams_capped(app_client: httpx.AsyncClient, shared_db: str,
+                                     sim_node: str, tmp_path: Path) -> None:
+    alice = new_user_id()
+    await fund(app_client, alice, 1)
+    conn = await asyncpg.connect(shared_db)
+    try:
+        key_a, key_b, key_c = [(await create_key(conn, f"sse-cap-{n}", Scope.READ))[1]
+                               for n in "abc"]
+    finally:
+        await conn.close()
+    app = create_app(make_settings(tmp_path, run_workers=False, sse_max_streams=3,
+                                   sse_max_streams_per_key=2, **node_settings(sim_node)),
+                     shared_db)
+    async with serving(app) as url, contextlib.AsyncExitStack() as streams:
+        first_a = await streams.enter_async_context(contextlib.AsyncExitStack())
+        await first_a.enter_async_context(open_stream(url, alice, key_a))
+        await streams.enter_async_context(open_stream(url, alice, key_a))
+
+        per_key = await try_stream(url, alice, key_a)  # a third stream of one key
+        assert per_key.status_code == 429, per_key.text
+        body = per_key.json()
+        assert set(body) == {"error", "request_id"} and body["request_id"]
+        assert body["error"]["code"] == "too_many_streams"
+        assert "per API key" in body["error"]["message"]
+
+        await streams.enter_async_context(open_stream(url, alice, key_b))  # 3 of 3
+        in_all = await try_stream(url, alice, key_c)
+        assert in_all.status_code == 429 and in_all.json()["error"]["code"] == "too_many_streams"
+        assert hub_of(app).open_streams == 3
+
+        await first_a.aclose()  # the client goes away: its place is given back
+
+        async def freed() -> bool:
+            return hub_of(app).open_streams == 2
+        await wait_until(freed, 10, "the closed stream's place to be given back")
+        await streams.enter_async_context(open_stream(url, alice, key_c))
+        assert hub_of(app).open_streams == 3
+        # Refused streams never took a place.
+        assert (await try_stream(url, alice, key_b)).status_code == 429
+
+    async def none_left() -> bool:
+        return hub_of(app).open_streams == 0
+    await wait_until(none_left, 10, "every place to be given back")
+
+
+async def lock_waiters(conn: asyncpg.Connection) -> int:
+    """Sessions of this database waiting for a lock (here: SSE queries behind LOCK outbox)."""
+    return int(await conn.fetchval(
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+        "WHERE NOT l.granted AND d.datname = current_database()"))
+
+
+async def test_l2_money_endpoints_answer_with_many_streams_open(
+    fresh_db: str, sim_node: str, tmp_path: Path
+) -> None:
+    """Streams whose queries are stuck (here: the outbox locked, as a stand-in for a slow
+    database) must not take the connections balance reads and transfers need.
+
+    Before: every stream polled on its own with no bound on pool use, so 24 stuck streams held
+    the whole 4-connection pool and money requests waited for as long as the lock."""
+    streams_n = 24
+    app = create_app(make_settings(tmp_path, run_workers=False, db_pool_min=2, db_pool_max=4,
+                                   sse_max_streams=100, sse_max_streams_per_key=100,
+                                   **node_settings(sim_node)), fresh_db)
+    alice, bob = new_user_id(), new_user_id()
+    locker = await asyncpg.connect(fresh_db)
+    monitor = await asyncpg.connect(fresh_db)
+    async with (
+        serving(app) as url,
+        httpx.AsyncClient(base_url=url, headers=bearer(ADMIN_KEY), timeout=10) as client,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        await fund(client, alice, 1_000_000)
+        await fund(client, bob, 1)
+        streams = [await stack.enter_async_context(open_stream(url, alice))
+                   for _ in range(streams_n)]
+        lock = locker.transaction()
+        await lock.start()
+        try:
+            await locker.execute("LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE")
+
+            async def streams_stuck() -> bool:
+                return await lock_waiters(monitor) >= 1
+            await wait_until(streams_stuck, 10, "the streams' queries to wait on the lock")
+            # Balance reads, back to back, for longer than every stream takes to poll once.
+            slowest, reads = 0.0, 0
+            window_ends = time.monotonic() + 1.5
+            while time.monotonic() < window_ends:
+                started = time.monotonic()
+                response = await client.post("/virtual_assetbalance",
+                                             json={"user_id": alice, "asset_id": "BTC"},
+                                             timeout=3)
+                assert response.status_code == 200, response.text
+                slowest = max(slowest, time.monotonic() - started)
+                reads += 1
+            stuck = await lock_waiters(monitor)
+        finally:
+            await lock.rollback()
+        assert slowest < 0.5, f"a balance read took {slowest:.2f} s with {streams_n} streams"
+        # Stream queries never hold more than their share of the pool.
+        assert stuck <= hub_of(app).db_slots, stuck
+        assert reads > 10
+        # And the streams work again once the database does.
+        started = time.monotonic()
+        await transfer(client, alice, bob, 5)
+        transfer_s = time.monotonic() - started
+        for stream in streams:
+            await stream.wait_for(1, "the transfer on every stream")
+        assert transfer_s < 1.0, transfer_s
+    await locker.close()
+    await monitor.close()

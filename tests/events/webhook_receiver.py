@@ -4,7 +4,8 @@ It checks every delivery's signature with the endpoint's secret (as a bot would,
 `vnode.payments.signing.verify`), records the events it accepted in arrival order, and can be
 told to fail (HTTP 500) the next N requests, to fail until told otherwise (for everyone or for
 one user), or to hang until released. A request that failed or hung is never recorded as
-received: only a 2xx answer tells vnode the event arrived.
+received: only a 2xx answer tells vnode the event arrived. With a certificate and key it serves
+HTTPS (for the tests that check deliveries verify the URL's host name).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ class Received:
 
 
 class WebhookReceiver:
-    def __init__(self, secret: str | None = None, path: str = "/hook") -> None:
+    def __init__(self, secret: str | None = None, path: str = "/hook", *,
+                 certfile: str | None = None, keyfile: str | None = None) -> None:
         self.secret = secret  # set it once the endpoint is created (the URL comes first)
         self.path = path
         self._lock = threading.Lock()
@@ -45,6 +47,7 @@ class WebhookReceiver:
         self.bad_signatures: list[str] = []
         self.failed_requests = 0
         self.requests = 0
+        self.host_headers: list[str] = []  # the Host header of every request, in order
         self.hung = 0  # requests that arrived while hanging was on
         self._fail_next = 0
         self._fail_all = False
@@ -54,15 +57,17 @@ class WebhookReceiver:
         self._sock.bind(("127.0.0.1", 0))
         self._sock.listen(128)  # connections queue from now on, before the server runs
         self.port: int = self._sock.getsockname()[1]
+        self.scheme = "https" if certfile else "http"
         config = uvicorn.Config(self._app, interface="asgi3", log_config=None, access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=1)
+                                lifespan="off", timeout_graceful_shutdown=1,
+                                ssl_certfile=certfile, ssl_keyfile=keyfile)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name=f"receiver-{self.port}",
                                         daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{self.path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{self.path}"
 
     # --- control ----------------------------------------------------------------------------
 
@@ -112,6 +117,7 @@ class WebhookReceiver:
         body = await request.body()
         with self._lock:
             self.requests += 1
+            self.host_headers.append(request.headers.get("host", ""))
         if request.method != "POST" or request.url.path != self.path:
             return Response(status_code=404)
         if self._hang.is_set():

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -9,7 +12,10 @@ import httpx
 import pytest
 
 from tests.support import bearer, new_user_id, wait_until
-from vnode.apikeys import Scope, create_key, hash_key, list_keys, revoke_key
+from vnode.apikeys import KeyVerifier, Scope, create_key, hash_key, list_keys, revoke_key
+from vnode.db.embedded import EmbeddedPostgres
+from vnode.db.migrate import migrate
+from vnode.db.pool import create_pool
 
 # (method, path, lowest scope admitted, a valid body)
 ENDPOINTS: list[tuple[str, str, Scope, dict[str, Any] | None]] = [
@@ -111,3 +117,137 @@ async def test_revoked_key_is_refused_at_once(app_client: httpx.AsyncClient,
 
     # The NOTIFY empties the cache long before the 30 s TTL would.
     await wait_until(refused, timeout_s=5, what="revocation to reach the service")
+
+
+# --- L4: revocations that race a lookup, and a LISTEN connection that dies -----------------
+
+class PausingPool:
+    """The real pool, with one pause between an api_keys lookup and its return to the
+    verifier: the seam that lets a revocation land exactly inside that window. Every query
+    still runs on PostgreSQL; `lookups` counts them."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self.after_lookup: Callable[[], Awaitable[None]] | None = None
+        self.lookups = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+    async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
+        row = await self._pool.fetchrow(query, *args)
+        self.lookups += 1
+        hook, self.after_lookup = self.after_lookup, None
+        if hook is not None:
+            await hook()
+        return row
+
+
+async def test_l4_revocation_not_undone_by_concurrent_verify(
+    shared_db: str, shared_conn: asyncpg.Connection
+) -> None:
+    pool = await create_pool(shared_db, min_size=1, max_size=4)
+    seam = PausingPool(pool)
+    verifier = KeyVerifier(seam, None, ttl_s=300)  # type: ignore[arg-type]
+    await verifier.start()
+    try:
+        info, key = await create_key(shared_conn, "l4-race", Scope.READ)
+        _, witness = await create_key(shared_conn, "l4-race-witness", Scope.READ)
+        assert await verifier.verify(witness) is not None  # cached
+
+        async def revoke_meanwhile() -> None:
+            # The lookup has read the key as valid; the revocation commits and its NOTIFY
+            # reaches the verifier before the verifier gets to cache what it read.
+            assert await revoke_key(shared_conn, info.id)
+
+            async def cache_emptied() -> bool:
+                # The NOTIFY empties the whole cache: the witness key is looked up again.
+                before = seam.lookups
+                assert await verifier.verify(witness) is not None
+                return seam.lookups > before
+            await wait_until(cache_emptied, 10, "the revocation's NOTIFY to reach the verifier")
+
+        seam.after_lookup = revoke_meanwhile
+        # This request began before the revocation: answering it with the key is right...
+        assert await verifier.verify(key) is not None
+        assert seam.after_lookup is None  # (the pause did happen)
+        # ...but keeping that answer for the next 300 s is not.
+        assert await verifier.verify(key) is None
+    finally:
+        await verifier.stop()
+        await pool.close()
+
+
+def point_at_server(cluster: EmbeddedPostgres, link_dir: Path) -> None:
+    """Make link_dir's socket name lead to the cluster's current socket (atomically).
+
+    A restarted embedded cluster may listen in a new socket directory; the test's clients keep
+    one address, as clients of a database server that restarts in place do."""
+    link_dir.mkdir(exist_ok=True)
+    name = ".s.PGSQL.5432"
+    fresh = link_dir / "next"
+    fresh.unlink(missing_ok=True)
+    fresh.symlink_to(cluster.socket_dir / name)
+    fresh.replace(link_dir / name)
+
+
+async def test_l4_listen_resubscribes_after_db_restart(tmp_path: Path) -> None:
+    """A real PostgreSQL of the test's own is restarted under a running verifier; revocations
+    made afterwards are refused long before the 300 s cache TTL would expire them."""
+    cluster = EmbeddedPostgres(tmp_path / "pg" / "data")
+    await asyncio.to_thread(cluster.start)
+    link_dir = tmp_path / "pg-address"
+    point_at_server(cluster, link_dir)
+    dsn = f"postgresql://postgres@/vnode?host={link_dir}"
+    pool: asyncpg.Pool | None = None
+    verifier: KeyVerifier | None = None
+    try:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await migrate(conn)
+            (first, first_key), (second, second_key) = [
+                await create_key(conn, f"l4-restart-{n}", Scope.READ) for n in (1, 2)]
+        finally:
+            await conn.close()
+        pool = await create_pool(dsn, min_size=1, max_size=4)
+        verifier = KeyVerifier(pool, None, ttl_s=300, check_s=1.0)
+        await verifier.start()
+        assert await verifier.verify(first_key) is not None  # both cached for 300 s
+        assert await verifier.verify(second_key) is not None
+
+        await asyncio.to_thread(cluster.stop)
+        await asyncio.to_thread(cluster.start)
+        point_at_server(cluster, link_dir)
+
+        async def refused(key: str) -> bool:
+            assert verifier is not None
+            try:
+                return await verifier.verify(key) is None
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                return False  # the pool is still reconnecting
+
+        conn = await asyncpg.connect(dsn)
+        try:
+            # Revoked after the restart: the key cached before it must not outlive it.
+            assert await revoke_key(conn, first.id)
+            await wait_until(lambda: refused(first_key), 15,
+                             "the first revocation after the restart to be refused")
+
+            async def listening() -> bool:
+                assert verifier is not None
+                return verifier.listening
+            await wait_until(listening, 15, "the verifier to LISTEN again")
+            # Cached again with LISTEN back; from here only a NOTIFY can empty the cache.
+            assert await verifier.verify(second_key) is not None
+            assert await revoke_key(conn, second.id)
+            await wait_until(lambda: refused(second_key), 5,
+                             "the NOTIFY of a revocation to reach the re-subscribed verifier")
+        finally:
+            await conn.close()
+        assert verifier.resubscriptions >= 1
+    finally:
+        if verifier is not None:
+            await verifier.stop()
+        if pool is not None:
+            await pool.close()
+        await asyncio.to_thread(cluster.stop)

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import re
+import weakref
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from fastapi.security.utils import get_authorization_scheme_param
 
-from vnode.api.deps import ReadKey, ServicesDep
+from vnode.api.deps import ReadKey, Services, ServicesDep
 from vnode.api.errors import documented_errors
 from vnode.apikeys import Scope
 from vnode.domain.ids import parse_user_id
 from vnode.errors import ApiError, ErrorCode
 from vnode.events import sse
-from vnode.ledger.balances import node_exists
 
 router = APIRouter(tags=["events"])
 
@@ -28,6 +29,16 @@ _EXAMPLE = (
     ": keep-alive\n\n")
 
 
+def stream_hub(request: Request, services: Services) -> sse.StreamHub:
+    """The app's StreamHub, made on first use (one per process and app)."""
+    hub: sse.StreamHub | None = getattr(request.app.state, "sse_hub", None)
+    if hub is None or hub.pool is not services.pool:
+        hub = sse.StreamHub(services.pool, max_streams=services.settings.sse_max_streams,
+                            max_per_key=services.settings.sse_max_streams_per_key)
+        request.app.state.sse_hub = hub
+    return hub
+
+
 @router.get(
     "/virtual_events",
     summary="One user's events, live, as Server-Sent Events (scope: read)",
@@ -36,15 +47,18 @@ _EXAMPLE = (
     "stream starts with the events committed after it opened; with `Last-Event-ID: N` it first "
     "sends every event with seq > N (0: the whole history), then live ones. A comment line is "
     "sent every 15 s while nothing happens. The key goes in the `Authorization` header only: "
-    "any query parameter besides `user_id` is refused.",
+    "any query parameter besides `user_id` is refused. Open streams are capped per API key "
+    "and per process (`VNODE_SSE_MAX_STREAMS_PER_KEY`, `VNODE_SSE_MAX_STREAMS`): one more is "
+    "answered 429 `too_many_streams`.",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {"example": _EXAMPLE}}},
                **documented_errors(ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_USER_ID,
-                                   ErrorCode.UNKNOWN_USER)},
+                                   ErrorCode.UNKNOWN_USER, ErrorCode.TOO_MANY_STREAMS,
+                                   ErrorCode.UNAVAILABLE)},
 )
 async def virtual_events(
     request: Request,
-    _key: ReadKey,
+    key: ReadKey,
     services: ServicesDep,
     user_id: Annotated[str, Query(description="Telegram id, decimal or vn_<id>")],
     last_event_id: Annotated[str | None, Header(
@@ -64,21 +78,37 @@ async def virtual_events(
         user = parse_user_id(user_id)
     except ValueError as exc:
         raise ApiError(ErrorCode.INVALID_USER_ID, str(exc)) from None
-    if not await node_exists(services.pool, user):
-        raise ApiError(ErrorCode.UNKNOWN_USER)
-    latest = await sse.latest_seq(services.pool, user)
-    if last_event_id is None:
-        after = latest
-    else:
-        if not _SEQ.fullmatch(last_event_id.strip()):
-            raise ApiError(ErrorCode.INVALID_REQUEST,
-                           "Last-Event-ID is the seq of the last event received, a decimal "
-                           "integer")
-        after = int(last_event_id.strip())
-        if after > latest:
-            raise ApiError(ErrorCode.INVALID_REQUEST,
-                           f"Last-Event-ID {after} is ahead of this user's latest event "
-                           f"({latest}); was it another user's stream?")
+    if last_event_id is not None and not _SEQ.fullmatch(last_event_id.strip()):
+        raise ApiError(ErrorCode.INVALID_REQUEST,
+                       "Last-Event-ID is the seq of the last event received, a decimal integer")
+
+    hub = stream_hub(request, services)
+    # Admission comes before any database work, so refused streams cost the database nothing.
+    slot = hub.try_open(key.owner)
+    if slot is None:
+        raise ApiError(ErrorCode.TOO_MANY_STREAMS,
+                       f"at most {hub.max_per_key} event streams per API key and "
+                       f"{hub.max_streams} in all are open at once on this process; close one "
+                       "or retry later")
+    try:
+        try:
+            latest = await hub.opening(user)
+        except TimeoutError:
+            raise ApiError(ErrorCode.UNAVAILABLE,
+                           "the database is busy; retry the stream shortly") from None
+        if latest is None:
+            raise ApiError(ErrorCode.UNKNOWN_USER)
+        if last_event_id is None:
+            after = latest
+        else:
+            after = int(last_event_id.strip())
+            if after > latest:
+                raise ApiError(ErrorCode.INVALID_REQUEST,
+                               f"Last-Event-ID {after} is ahead of this user's latest event "
+                               f"({latest}); was it another user's stream?")
+    except BaseException:
+        slot.release()
+        raise
 
     _, token = get_authorization_scheme_param(request.headers.get("Authorization"))
 
@@ -87,7 +117,16 @@ async def virtual_events(
         principal = await services.keys.verify(token)
         return principal is not None and principal.scope.allows(Scope.READ)
 
-    return StreamingResponse(
-        sse.stream_events(services.pool, user, after, still_authorised=still_authorised,
-                          disconnected=request.is_disconnected),
-        media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in hub.stream(user, after, still_authorised=still_authorised,
+                                          disconnected=request.is_disconnected):
+                yield chunk
+        finally:
+            slot.release()
+
+    events = body()
+    # Should the response never be iterated (the client gone before it starts), the slot is
+    # given back when the generator is collected: a place must never leak.
+    weakref.finalize(events, slot.release)
+    return StreamingResponse(events, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)

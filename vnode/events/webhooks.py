@@ -1,21 +1,34 @@
-"""Signed webhook deliveries: POST the envelope, `X-VNode-Signature` as the inbound webhook."""
+"""Signed webhook deliveries: POST the envelope, `X-VNode-Signature` as the inbound webhook.
+
+Each delivery batch resolves the endpoint's host once, vets every address (vnode/events/
+ssrf.py), and connects only to those addresses: the HTTP client never resolves the name again,
+so a DNS answer that changes after the check (rebinding to 127.0.0.1 or a metadata address)
+is never used. The URL's host name still goes in the Host header, in TLS SNI and in the
+certificate check, so virtual hosting and HTTPS work as with any client.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
+import httpcore
 import httpx
 
 from vnode.events.delivery import Result
 from vnode.events.envelope import Event
-from vnode.events.ssrf import UnsafeUrl, check_url
+from vnode.events.ssrf import Resolver, UnsafeUrl, resolve_url
 from vnode.payments.signing import SIGNATURE_HEADER, sign
 
 DELIVERY_TIMEOUT_S = 10.0
 PARALLEL_USERS = 64
+# A receiver's answer body is not used; read a little of it so the connection can be reused,
+# never a hostile receiver's gigabytes.
+MAX_ANSWER_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -29,47 +42,127 @@ class Endpoint:
         return f"webhook:{self.id}"
 
 
+@cache
+def default_ssl_context() -> ssl.SSLContext:
+    """httpx's default verification (certifi, or SSL_CERT_FILE / SSL_CERT_DIR), built once:
+    loading the CA bundle costs milliseconds, and every delivery batch needs it."""
+    return httpx.create_ssl_context()
+
+
+class PinnedBackend(httpcore.AsyncNetworkBackend):
+    """Opens TCP connections to vetted addresses only, whatever host name it is asked for.
+
+    httpcore still does TLS with the URL's host name as server_hostname, so SNI and the
+    certificate check are those of the name, not of the address."""
+
+    def __init__(self, addresses: Sequence[str]) -> None:
+        if not addresses:
+            raise ValueError("no address to connect to")
+        self._addresses = tuple(addresses)
+        self._inner = httpcore.AnyIOBackend()
+
+    # (The signatures are httpcore's, timeout parameters included.)
+    async def connect_tcp(
+        self, host: str, port: int, timeout: float | None = None,  # noqa: ASYNC109
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
+        for address in self._addresses:  # each was vetted; try them in the resolver's order
+            try:
+                return await self._inner.connect_tcp(address, port, timeout, local_address,
+                                                     socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None,  # noqa: ASYNC109
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("webhook deliveries use TCP only")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class PinnedTransport(httpx.AsyncHTTPTransport):
+    """httpx's own transport (same exception mapping, same HTTP/1.1 handling), with a
+    connection pool whose network backend is pinned to the vetted addresses."""
+
+    def __init__(self, addresses: Sequence[str], ssl_context: ssl.SSLContext) -> None:
+        super().__init__(verify=ssl_context, trust_env=False)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context, max_connections=PARALLEL_USERS,
+            max_keepalive_connections=PARALLEL_USERS,
+            network_backend=PinnedBackend(addresses))
+
+
 class WebhookChannel:
-    def __init__(self, endpoint: Endpoint, client: httpx.AsyncClient,
-                 allow_hosts: frozenset[str]) -> None:
+    """One endpoint's deliveries.
+
+    `client` is not used for deliveries any more (its connections resolve host names
+    themselves); each batch gets a client pinned to the addresses vetted for that batch.
+    It stays a parameter so callers need not change.
+    """
+
+    def __init__(self, endpoint: Endpoint, client: httpx.AsyncClient | None,
+                 allow_hosts: frozenset[str], *, resolver: Resolver | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.endpoint = endpoint
         self.client = client
         self.allow_hosts = allow_hosts
+        self.resolver = resolver
+        self.ssl_context = ssl_context
 
-    async def _post(self, event: Event) -> Result:
+    async def _post(self, client: httpx.AsyncClient, event: Event) -> Result:
         body = event.encode()
         try:
-            await check_url(self.endpoint.url, self.allow_hosts)
-            response = await self.client.post(self.endpoint.url, content=body, headers={
+            async with client.stream("POST", self.endpoint.url, content=body, headers={
                 "Content-Type": "application/json",
                 SIGNATURE_HEADER: sign(self.endpoint.secret.encode(), body),
                 "X-VNode-Event-Id": event.event_id,
                 "X-VNode-Event-Type": event.event_type,
-            }, timeout=DELIVERY_TIMEOUT_S)
-        except UnsafeUrl as exc:
-            return Result(event.outbox_id, f"refused: {exc}")
+            }) as response:
+                status = response.status_code
+                read = 0
+                async for chunk in response.aiter_raw():
+                    read += len(chunk)
+                    if read > MAX_ANSWER_BYTES:
+                        break  # the connection is dropped instead of reused; that is all
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             return Result(event.outbox_id, f"{type(exc).__name__}: {exc}")
-        if 200 <= response.status_code < 300:
+        if 200 <= status < 300:
             return Result(event.outbox_id)
-        return Result(event.outbox_id, f"HTTP {response.status_code}")
+        return Result(event.outbox_id, f"HTTP {status}")
 
     async def send(self, events: Sequence[Event]) -> list[Result]:
         """Users in parallel; each user's events in order, stopping at the first failure."""
         by_user: dict[int, list[Event]] = defaultdict(list)
         for event in events:
             by_user[event.user_id].append(event)
+        try:
+            # Once per batch: every connection of the batch goes to these addresses.
+            target = await resolve_url(self.endpoint.url, self.allow_hosts, self.resolver)
+        except UnsafeUrl as exc:
+            # Each user's first event fails; the later ones wait behind it, as on any failure.
+            return [Result(user_events[0].outbox_id, f"refused: {exc}")
+                    for user_events in by_user.values()]
         gate = asyncio.Semaphore(PARALLEL_USERS)
+        transport = PinnedTransport(target.addresses, self.ssl_context or default_ssl_context())
+        async with httpx.AsyncClient(transport=transport, follow_redirects=False,
+                                     trust_env=False, timeout=DELIVERY_TIMEOUT_S) as client:
 
-        async def chain(user_events: list[Event]) -> list[Result]:
-            done: list[Result] = []
-            async with gate:
-                for event in user_events:
-                    result = await self._post(event)
-                    done.append(result)
-                    if result.error is not None:
-                        break  # later events of this user wait for this one
-            return done
+            async def chain(user_events: list[Event]) -> list[Result]:
+                done: list[Result] = []
+                async with gate:
+                    for event in user_events:
+                        result = await self._post(client, event)
+                        done.append(result)
+                        if result.error is not None:
+                            break  # later events of this user wait for this one
+                return done
 
-        chains = await asyncio.gather(*(chain(evs) for evs in by_user.values()))
+            chains = await asyncio.gather(*(chain(evs) for evs in by_user.values()))
         return [result for results in chains for result in results]
