@@ -27,8 +27,9 @@ async def test_pay_shows_amount_and_fee_reserve_then_pays_once(
     invoice = await vnode.sim.invoice(2_000_000)
     asked = await asks_to_confirm(telegram, alice, f"/pay {invoice}")
     assert "Pay <b>2,000 sats</b>" in (asked.raw_text or "")
-    assert "Fee reserve: up to 20 sats" in (asked.text or "")
-    assert "Held now: 2,020 sats" in (asked.text or "")
+    # The default reserve: 50 sat + 1% (the node's own worst-case fee, security review M4).
+    assert "Fee reserve: up to 70 sats" in (asked.text or "")
+    assert "Held now: 2,070 sats" in (asked.text or "")
     assert await balance_msat(vnode, alice) == 10_000_000
 
     press(telegram, alice, asked, "Confirm")

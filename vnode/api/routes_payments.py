@@ -102,10 +102,10 @@ async def virtual_payment(body: PaymentQueryBody, _key: ReadKey,
 @router.post(
     "/virtual_lninvoice",
     summary="A BOLT 11 invoice for a user (scope: receive)",
-    description="BTC (`amt_msat`, optional: amountless) or an RGB asset (`asset_id`, optional "
-    f"`asset_amount`; the BTC carried, `amt_msat`, defaults to {RGB_MIN_HTLC_MSAT} msat, the "
-    "node's minimum). Whatever the node receives for it is credited to the user once, "
-    "overpayment included.",
+    description="BTC (`amt_msat`, optional: amountless) or an RGB asset (`asset_id` and "
+    "`asset_amount`, both required; the BTC carried, `amt_msat`, defaults to "
+    f"{RGB_MIN_HTLC_MSAT} msat, the node's minimum). Whatever the node receives for it is "
+    "credited to the user once, overpayment included.",
     responses=documented_errors(
         ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_USER_ID, ErrorCode.INVALID_AMOUNT,
         ErrorCode.INVALID_ASSET_ID, ErrorCode.AMOUNT_FIELDS, ErrorCode.AMOUNT_MISMATCH,

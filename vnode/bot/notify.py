@@ -119,8 +119,10 @@ class Notifier:
 
     async def _name(self, node_id: str) -> str:
         """A counterparty as the user knows them: @username when the bot has seen them."""
-        if node_id.startswith("vn_") and node_id[3:].isdigit():
-            profile = await self.profiles.get(int(node_id[3:]))
+        # isdecimal and ASCII: "vn_²" is digits to isdigit() but not to int() (review L7).
+        digits = node_id[3:]
+        if node_id.startswith("vn_") and digits.isascii() and digits.isdecimal():
+            profile = await self.profiles.get(int(digits))
             if profile is not None:
                 return escape(profile.label)
         return f"<code>{escape(node_id)}</code>"

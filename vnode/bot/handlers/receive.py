@@ -33,10 +33,12 @@ async def receive(message: Message, command: CommandObject, ctx: BotContext) -> 
             created = await ctx.vnode.ln_invoice(user.id, amt_msat=amt_msat, expiry_sec=expiry)
             shown = format_msat(amt_msat) if amt_msat else None
         else:
-            units = parse_units(amount_text) if amount_text else None
+            if not amount_text:  # vnode refuses an RGB invoice without an amount (review L6)
+                raise UserError("Say how many units: /receive 100 rgb:...")
+            units = parse_units(amount_text)
             created = await ctx.vnode.ln_invoice(user.id, asset_id=asset_id,
                                                  asset_amount=units, expiry_sec=expiry)
-            shown = format_units(units, escape(texts.asset_label(asset_id))) if units else None
+            shown = format_units(units, escape(texts.asset_label(asset_id)))
     except AmountError as exc:
         raise UserError(f"{exc}\nUsage: /receive 5000 (or /receive 100 rgb:...)") from None
     await message.answer(texts.invoice_text(created.invoice, shown, created.expires_at))
