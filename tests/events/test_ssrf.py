@@ -57,9 +57,8 @@ async def test_l1_delivery_connects_to_vetted_address(monkeypatch: pytest.Monkey
     monkeypatch.setattr(webhooks, "DELIVERY_TIMEOUT_S", 2.0)
     with WebhookReceiver(SECRET) as receiver:
         endpoint = Endpoint(1, f"http://rebind.test:{receiver.port}/hook", SECRET)
-        async with httpx.AsyncClient(follow_redirects=False) as http:
-            channel = WebhookChannel(endpoint, http, frozenset())
-            results = await channel.send([an_event()])
+        channel = WebhookChannel(endpoint, frozenset())
+        results = await channel.send([an_event()])
         assert receiver.requests == 0, receiver.host_headers
     assert len(results) == 1 and results[0].error is not None
     assert "refused" not in results[0].error  # vetted, then the connection to it failed
@@ -93,7 +92,7 @@ async def test_l1_6to4_teredo_nat64_refused(url: str, app_client: httpx.AsyncCli
         return [address]
     with pytest.raises(UnsafeUrl, match="non-public address"):
         await resolve_url("https://hooks.example/x", frozenset(), resolver)
-    channel = WebhookChannel(Endpoint(1, "https://hooks.example/x", SECRET), None, frozenset(),
+    channel = WebhookChannel(Endpoint(1, "https://hooks.example/x", SECRET), frozenset(),
                              resolver=resolver)
     [result] = await channel.send([an_event()])
     assert result.error is not None and result.error.startswith("refused:")
@@ -162,7 +161,7 @@ async def test_l1_pinned_delivery_keeps_host_name_for_tls_and_host(certs: Certs)
     with WebhookReceiver(SECRET, certfile=str(certs.hooks_cert),
                          keyfile=str(certs.hooks_key)) as receiver:
         url = f"https://hooks.test:{receiver.port}/hook"
-        channel = WebhookChannel(Endpoint(1, url, SECRET), None, allowed, resolver=resolver,
+        channel = WebhookChannel(Endpoint(1, url, SECRET), allowed, resolver=resolver,
                                  ssl_context=trust)
         results = await channel.send([an_event(seq=1), an_event(seq=2)])
         assert [r.error for r in results] == [None, None]
@@ -173,7 +172,7 @@ async def test_l1_pinned_delivery_keeps_host_name_for_tls_and_host(certs: Certs)
     with WebhookReceiver(SECRET, certfile=str(certs.other_cert),
                          keyfile=str(certs.other_key)) as impostor:
         url = f"https://hooks.test:{impostor.port}/hook"
-        channel = WebhookChannel(Endpoint(1, url, SECRET), None, allowed, resolver=resolver,
+        channel = WebhookChannel(Endpoint(1, url, SECRET), allowed, resolver=resolver,
                                  ssl_context=trust)
         [result] = await channel.send([an_event()])
         assert result.error is not None and "CERTIFICATE_VERIFY_FAILED" in result.error

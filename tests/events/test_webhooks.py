@@ -425,18 +425,17 @@ async def test_dead_letters_listed_and_retried_by_api_and_cli(
             assert len(produced) == 4
             assert await fan_out_once(node.pool, redis_enabled=False) == 4
 
-            async with httpx.AsyncClient() as http:
-                channels = [WebhookChannel(Endpoint(h["id"], h["url"], h["secret"]), http, LOCAL)
-                            for h in hooks]
+            channels = [WebhookChannel(Endpoint(h["id"], h["url"], h["secret"]), LOCAL)
+                        for h in hooks]
 
-                async def all_dead() -> bool:
-                    for channel in channels:
-                        await deliver_once(node.pool, channel.endpoint.channel, channel.send,
-                                           dead_after_s=0)
-                    statuses = {r["status"] for h in hooks
-                                for r in await deliveries(fresh_db, h["id"])}
-                    return statuses == {"dead"}
-                await wait_until(all_dead, 10, "every delivery to be dead")
+            async def all_dead() -> bool:
+                for channel in channels:
+                    await deliver_once(node.pool, channel.endpoint.channel, channel.send,
+                                       dead_after_s=0)
+                statuses = {r["status"] for h in hooks
+                            for r in await deliveries(fresh_db, h["id"])}
+                return statuses == {"dead"}
+            await wait_until(all_dead, 10, "every delivery to be dead")
 
             failed = await node.client.get("/admin/webhooks/failed")
             assert failed.status_code == 200

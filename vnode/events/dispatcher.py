@@ -7,7 +7,6 @@ import asyncio
 import logging
 
 import asyncpg
-import httpx
 
 from vnode.events.delivery import deliver_once
 from vnode.events.fanout import fan_out_once
@@ -26,7 +25,6 @@ class Dispatcher:
         self.redis = (RedisStreamChannel(redis_url, stream_key=redis_stream_key,
                                          maxlen=redis_maxlen) if redis_url else None)
         self.allow_hosts = allow_hosts
-        self.http = httpx.AsyncClient(follow_redirects=False)
 
     async def fan_out(self) -> int:
         return await fan_out_once(self.pool, redis_enabled=self.redis is not None)
@@ -44,7 +42,7 @@ class Dispatcher:
         gate = asyncio.Semaphore(PARALLEL_CHANNELS)
 
         async def one(row: asyncpg.Record) -> int:
-            webhook = WebhookChannel(Endpoint(row["id"], row["url"], row["secret"]), self.http,
+            webhook = WebhookChannel(Endpoint(row["id"], row["url"], row["secret"]),
                                      self.allow_hosts)
             async with gate:
                 try:
@@ -57,6 +55,5 @@ class Dispatcher:
         return sum(await asyncio.gather(*(one(row) for row in rows)))
 
     async def close(self) -> None:
-        await self.http.aclose()
         if self.redis is not None:
             await self.redis.close()

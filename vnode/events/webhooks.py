@@ -100,18 +100,13 @@ class PinnedTransport(httpx.AsyncHTTPTransport):
 
 
 class WebhookChannel:
-    """One endpoint's deliveries.
+    """One endpoint's deliveries. Each batch gets a client pinned to the addresses vetted for
+    that batch: a shared client would resolve host names again (DNS rebinding, review L1)."""
 
-    `client` is not used for deliveries any more (its connections resolve host names
-    themselves); each batch gets a client pinned to the addresses vetted for that batch.
-    It stays a parameter so callers need not change.
-    """
-
-    def __init__(self, endpoint: Endpoint, client: httpx.AsyncClient | None,
-                 allow_hosts: frozenset[str], *, resolver: Resolver | None = None,
+    def __init__(self, endpoint: Endpoint, allow_hosts: frozenset[str], *,
+                 resolver: Resolver | None = None,
                  ssl_context: ssl.SSLContext | None = None) -> None:
         self.endpoint = endpoint
-        self.client = client
         self.allow_hosts = allow_hosts
         self.resolver = resolver
         self.ssl_context = ssl_context
