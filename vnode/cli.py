@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -14,6 +16,8 @@ import typer
 import uvicorn
 from rich.console import Console
 from rich.table import Table
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
 from vnode import apikeys
 from vnode.apikeys import Scope
@@ -37,7 +41,7 @@ from vnode.lightning.sim.assets import make_asset_id
 from vnode.lightning.sim.config import SimConfig
 from vnode.lightning.sim_process import SimProcess
 from vnode.logs import configure_logging
-from vnode.runtime import database_url
+from vnode.runtime import StopRequested, StopSignals, database_url
 from vnode.settings import Settings
 
 T = TypeVar("T")
@@ -50,6 +54,7 @@ app.add_typer(webhooks_app, name="webhooks")
 app.command()(bot)
 out = Console()
 err = Console(stderr=True)
+log = logging.getLogger(__name__)
 
 DataDir = Annotated[Path | None, typer.Option(help="Data directory (default ./.vnode)")]
 
@@ -79,6 +84,10 @@ def _seed(settings: Settings) -> bytes:
     return load_or_create_seed(settings.seed_path, env_seed)
 
 
+_DRAIN_S = 5  # open event streams never end on their own: the drain is bounded
+_WORKER_STOP_S = 15.0  # a worker process: its drain plus its app shutdown
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
@@ -86,55 +95,135 @@ def serve(
     data_dir: DataDir = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes")] = None,
 ) -> None:
-    """Start the HTTP service (and the embedded PostgreSQL when no VNODE_DATABASE_URL is set)."""
+    """Start the HTTP service (and the embedded PostgreSQL when no VNODE_DATABASE_URL is set).
+    SIGTERM, SIGINT, SIGHUP and SIGQUIT all stop it: requests drain, then the workers, the
+    simulated node and the embedded database stop."""
     settings = _settings(data_dir, host=host, port=port, workers=workers)
     configure_logging(settings.log_level)
-    with database_url(settings) as dsn, _node_beside(settings):
-        asyncio.run(_prepare(settings, dsn))
-        _seed(settings)  # created once here, before workers could race to create it
-        # A bounded graceful shutdown: open event streams never end on their own.
-        common = {"host": settings.host, "port": settings.port, "log_config": None,
-                  "access_log": False, "loop": "uvloop", "http": "httptools",
-                  "timeout_graceful_shutdown": 5}
-        if settings.workers == 1:
-            uvicorn.run(create_app(settings, dsn), **common)  # type: ignore[arg-type]
-        else:
-            # Worker processes read their settings from the environment: hand them the
-            # command line's too (the port decides where the simulated node is).
-            os.environ.update({
-                "VNODE_DATABASE_URL": dsn, "VNODE_DATA_DIR": str(settings.data_dir),
-                "VNODE_HOST": settings.host, "VNODE_PORT": str(settings.port)})
-            uvicorn.run("vnode.app:app_from_environment", factory=True,
-                        workers=settings.workers, **common)  # type: ignore[arg-type]
+    signals = StopSignals()
+    signals.install()
+    try:
+        with database_url(settings, signals) as dsn, _node_beside(settings, signals):
+            asyncio.run(_prepare(settings, dsn))
+            _seed(settings)  # created once here, before workers could race to create it
+            _serve_http(settings, dsn, signals)
+    except StopRequested as stop:
+        log.info("stopped by %s before serving", stop)
+    finally:
+        signals.close()
+    if signals.received is not None:
+        log.info("vnode serve stopped cleanly")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server without its signal handling: StopSignals owns the stop signals and
+    asks this server to drain (uvicorn would re-raise SIGTERM with the default action after
+    draining, killing the process before the embedded database is stopped)."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class _Workers(Multiprocess):
+    """uvicorn's worker supervisor with a bounded wait for its workers at shutdown."""
+
+    def join_all(self) -> None:
+        deadline = time.monotonic() + _WORKER_STOP_S
+        for worker in self.processes:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+            if worker.process.exitcode is None:
+                log.warning("worker %s did not stop within %.0fs; killing it",
+                            worker.pid, _WORKER_STOP_S)
+                worker.kill()
+                worker.process.join()
+
+    def kill_all(self) -> None:
+        for worker in self.processes:
+            if worker.process.exitcode is None:
+                worker.kill()
+
+
+def _serve_http(settings: Settings, dsn: str, signals: StopSignals) -> None:
+    common: dict[str, object] = {
+        "host": settings.host, "port": settings.port, "log_config": None, "access_log": False,
+        "loop": "uvloop", "http": "httptools", "timeout_graceful_shutdown": _DRAIN_S}
+    if settings.workers == 1:
+        server = _Server(uvicorn.Config(create_app(settings, dsn), **common))  # type: ignore[arg-type]
+
+        def drain() -> None:
+            server.should_exit = True
+
+        def stop_waiting() -> None:
+            server.force_exit = True
+
+        with signals.serving(drain, stop_waiting):
+            server.run()
+        if not server.started and signals.received is None:
+            raise typer.Exit(STARTUP_FAILURE)  # as uvicorn.run: the port is taken, or similar
+        return
+    # Worker processes read their settings from the environment: hand them the command
+    # line's too (the port decides where the simulated node is).
+    os.environ.update({
+        "VNODE_DATABASE_URL": dsn, "VNODE_DATA_DIR": str(settings.data_dir),
+        "VNODE_HOST": settings.host, "VNODE_PORT": str(settings.port)})
+    config = uvicorn.Config("vnode.app:app_from_environment", factory=True,
+                            workers=settings.workers, **common)  # type: ignore[arg-type]
+    supervisor = _Workers(config, sockets=[config.bind_socket()])
+    # serving() puts StopSignals' handlers back over the supervisor's: SIGHUP stops rather
+    # than restarting the workers, SIGQUIT is not ignored.
+    with signals.serving(supervisor.should_exit.set), signals.last_resort(supervisor.kill_all):
+        supervisor.run()
 
 
 @contextmanager
-def _node_beside(settings: Settings) -> Iterator[None]:
+def _node_beside(settings: Settings, signals: StopSignals | None = None) -> Iterator[None]:
     """With no node configured, run the simulated RGB Lightning Node on the next port."""
     if settings.node is not None:
         yield
         return
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    sim = SimProcess("127.0.0.1", settings.sim_port, settings.data_dir / "sim.log")
+    sim: SimProcess | None = None
     try:
+        with signals.shield() if signals is not None else nullcontext():
+            sim = SimProcess("127.0.0.1", settings.sim_port, settings.data_dir / "sim.log")
         sim.wait_ready()
         err.print(f"[bold yellow]SIMULATED master node at {sim.url}: no real money moves.[/]")
-        yield
+        with signals.last_resort(sim.kill) if signals is not None else nullcontext():
+            yield
     finally:
-        sim.stop()
+        if signals is not None:
+            signals.begin_stop()
+        if sim is not None:
+            sim.stop()
 
 
 async def _prepare(settings: Settings, dsn: str) -> None:
-    """Migrate, and on a first start with no admin key at all, make one and show it once."""
+    """Migrate; mint a bootstrap admin key only on a key table that never held a key.
+
+    After an operator revoked every admin key (incident response), a restart must not mint and
+    print a new one into the service's logs: it says how to make one instead."""
     conn = await asyncpg.connect(dsn)
     try:
         await apply_migrations(conn)
-        if settings.admin_key is None and await apikeys.count_admin_keys(conn) == 0:
-            info, key = await apikeys.create_key(conn, "bootstrap", Scope.ADMIN)
-            out.print(f"[bold]Bootstrap admin API key (id {info.id}), shown once; store it now:[/]")
-            out.print(key, soft_wrap=True, highlight=False)
+        if settings.admin_key is not None:
+            return
+        minted: tuple[apikeys.KeyInfo, str] | None = None
+        async with conn.transaction():
+            # Two services starting on one empty database must not both mint a key.
+            await conn.execute("LOCK TABLE api_keys IN SHARE ROW EXCLUSIVE MODE")
+            if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM api_keys)"):
+                minted = await apikeys.create_key(conn, "bootstrap", Scope.ADMIN)
+            active_admins = await apikeys.count_admin_keys(conn)
     finally:
         await conn.close()
+    if minted is not None:  # committed: the key printed is a key that exists
+        info, key = minted
+        out.print(f"[bold]Bootstrap admin API key (id {info.id}), shown once; store it now:[/]")
+        out.print(key, soft_wrap=True, highlight=False)
+    elif active_admins == 0:
+        log.warning("no active admin API key and none is minted (the key table is not empty); "
+                    "create one with: vnode keys create --scope admin --name <who>")
 
 
 @app.command()

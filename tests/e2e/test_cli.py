@@ -13,6 +13,8 @@ import httpx
 from tests.conftest import TEST_SEED
 from tests.support import VNODE, ServeProcess, bearer, new_user_id, wait_until
 
+_KEY = re.compile(r"vnk_[A-Za-z0-9_-]{20,}")
+
 
 def vnode(dsn: str, tmp_path: Path, *args: str,
           env: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
@@ -107,3 +109,36 @@ def test_audit_compares_liabilities_with_the_node(fresh_db: str, sim_node: str,
     assert "solvency shortfall in BTC" in short.stdout  # ...but the node cannot cover it
     skipped = vnode(fresh_db, tmp_path, "audit", "--no-node")
     assert skipped.returncode == 0 and "solvency" not in skipped.stdout
+
+
+async def test_l5_bootstrap_key_only_on_empty_table(fresh_db: str, tmp_path: Path) -> None:
+    """The bootstrap admin key is minted (and printed) only on a key table that never held a
+    key. After the operator revoked it, a restart says how to make one and prints no key."""
+    no_admin_key = {"VNODE_ADMIN_KEY": "", "VNODE_MASTER_SEED": TEST_SEED}
+    first = ServeProcess(fresh_db, tmp_path / "first", extra_env=no_admin_key)
+    try:
+        await first.wait_ready()
+    finally:
+        first.stop()
+    minted = _KEY.findall(first.log())
+    assert len(minted) == 1, first.log()
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        key_id = await conn.fetchval("SELECT id FROM api_keys WHERE name = 'bootstrap'")
+    finally:
+        await conn.close()
+    # Incident response: every admin key revoked.
+    assert vnode(fresh_db, tmp_path, "keys", "revoke", str(key_id)).returncode == 0
+
+    second = ServeProcess(fresh_db, tmp_path / "second", extra_env=no_admin_key)
+    try:
+        await second.wait_ready()
+    finally:
+        second.stop()
+    assert _KEY.findall(second.log()) == [], "a key was printed into the service's log"
+    assert "vnode keys create --scope admin" in second.log()
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM api_keys") == 1  # none minted
+    finally:
+        await conn.close()

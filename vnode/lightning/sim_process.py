@@ -1,5 +1,8 @@
 """`vnode serve` with no node configured runs the simulated node beside it, as a child process
-that dies with its parent (so a killed service never leaves a sim holding the port)."""
+that dies with its parent (so a killed service never leaves a sim holding the port).
+
+It runs in a session of its own: Ctrl-C in a terminal signals the whole foreground process
+group, and the sim must keep answering while vnode drains its requests; vnode stops it after."""
 
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ class SimProcess:
             [sys.executable, "-m", "vnode.cli", "sim", "serve", "--host", host,
              "--port", str(port), *extra_args],
             stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+            start_new_session=True,
         )
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
@@ -47,12 +51,19 @@ class SimProcess:
             time.sleep(0.1)
         raise TimeoutError(f"the simulated node at {self.url} did not start")
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM (uvicorn drains), SIGKILL after `timeout_s`: a bounded stop."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(10)
+                self.proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
+                log.warning("the simulated node did not stop within %.0fs; killing it", timeout_s)
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+
+    def kill(self) -> None:
+        """Last resort (from another thread): no waiting."""
+        if self.proc.poll() is None:
+            self.proc.kill()
