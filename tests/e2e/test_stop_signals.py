@@ -8,6 +8,7 @@ take that orphan over explicitly (and say so), and stop it when it stops.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -75,10 +76,17 @@ def _children(pid: int) -> list[int]:
 
 
 def _leave_nothing_running(data_dir: Path) -> None:
-    """After a failed test: stop a server the service under test left behind."""
+    """After a failed test: stop a server the service under test left behind, and remove its
+    runtime directory (the next start of this data dir would, but there is none)."""
     pid = _postmaster_pid(data_dir)
     if pid is not None and process_alive(pid):
         os.kill(pid, signal.SIGQUIT)
+        deadline = time.monotonic() + 10
+        while process_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)  # polled against a deadline
+    runtime = _runtime_dir(data_dir)
+    if runtime is not None and runtime.name.startswith("vnode-pg-"):
+        shutil.rmtree(runtime, ignore_errors=True)
 
 
 async def _assert_all_stopped(data_dir: Path, postmaster: int, children: list[int],
