@@ -1,9 +1,10 @@
 """Turning the node's view of an outgoing payment into a final ledger state, or leaving it.
 
-The rules (docs/NODE.md, "Unknown outcomes"; DESIGN.md 2.5, LESSONS 9-13): a success needs a
-preimage that hashes to the payment hash; an explicit FAILED releases the reserve unless it is
-about an earlier attempt; an attempt the node never saw, or saw only as an earlier attempt's
-failure, is refunded once its invoice has expired; everything else stays pending.
+The rules (docs/NODE.md, "Unknown outcomes"; docs/design/DESIGN.md 2.5;
+docs/design/LESSONS.md 9-13): a success needs a preimage that hashes to the payment hash; an
+explicit FAILED releases the reserve unless it is about an earlier attempt; an attempt the node
+never saw, or saw only as an earlier attempt's failure, is refunded once its invoice has
+expired; everything else stays pending.
 
 Every pass pages through *all* pending payments, the one checked longest ago first, a bounded
 number at a time, each in isolation (docs/SECURITY.md: no single row stops the machinery).
@@ -119,9 +120,9 @@ async def apply_status(pool: asyncpg.Pool, payment: PendingPayment, status: Paym
                             preimage, None)
     if status.outcome is PaymentOutcome.FAILED:
         if status.updated_at and status.updated_at < payment.attempt_started_s - stale_skew_s:
-            # An answer about an earlier attempt (LESSONS 10): it does not finalise this one,
-            # unless the invoice has expired since: then this attempt never reached the node
-            # (the node would have overwritten the record) and never can (M5).
+            # An answer about an earlier attempt (docs/design/LESSONS.md 10): it does not
+            # finalise this one, unless the invoice has expired since: then this attempt never
+            # reached the node (the node would have overwritten the record) and never can (M5).
             if expired_for_s > stale_skew_s:
                 return await finish(pool, payment.id, PaymentOutcome.FAILED, None, None,
                                     "never reached the node; the invoice expired")
@@ -159,8 +160,9 @@ async def pending_payment(pool: asyncpg.Pool, payment_id: int) -> PendingPayment
 async def reconcile_once(pool: asyncpg.Pool, backend: LightningBackend, *,
                          stale_skew_s: int, metrics: Metrics | None = None,
                          concurrency: int = 16, page: int = PAGE) -> int:
-    """One pass over every pending external payment that is due, a page at a time, the one
-    checked longest ago (or never) first; returns how many became final.
+    """One pass over every pending external payment that is due, a page at a time, the ones
+    never checked first (newest first), then the one checked longest ago; returns how many
+    became final.
 
     Each page is chosen afresh, so a payment made during a long pass is checked at the next
     page rather than after every older one. Every payment checked leaves the due set (final,
@@ -192,7 +194,9 @@ async def reconcile_once(pool: asyncpg.Pool, backend: LightningBackend, *,
         rows = await pool.fetch(
             f"SELECT {PAYMENT_COLUMNS} FROM ln_payments "  # noqa: S608 (a constant)
             "WHERE status = 'pending' AND kind = 'external' AND next_check_at <= now() "
-            "ORDER BY checked_at NULLS FIRST, id LIMIT $1", page)
+            # Never checked first, the newest of those first: a payment just made is the one
+            # most likely to have just settled.
+            "ORDER BY checked_at NULLS FIRST, id DESC LIMIT $1", page)
         todo = [PendingPayment.from_row(row) for row in rows if row["id"] not in seen]
         if not todo:  # nothing due, or only rows whose update could not be written
             return finished
@@ -207,7 +211,7 @@ async def recheck_failed_once(pool: asyncpg.Pool, backend: LightningBackend, *,
                               window_s: int = 86_400, metrics: Metrics | None = None,
                               concurrency: int = 8, page: int = PAGE) -> int:
     """Ask again about recently refunded payments: a success reported after the refund is
-    booked as an operator loss with an alert (LESSONS 13), never ignored.
+    booked as an operator loss with an alert (docs/design/LESSONS.md 13), never ignored.
 
     Only the latest attempt of each payment hash is asked about: the node keeps one record
     per hash, so after a retry its answer is the retry's, not the refunded attempt's (M1)."""
