@@ -38,7 +38,7 @@ def spec() -> dict[str, Any]:
             f"{path} is missing: the contract tests need the RLN spec (set VNODE_SPECS_DIR)"
         )
     doc: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
-    # Known deviation (shared/DESIGN.md section 8): the spec says Payment.preimage is a
+    # Known deviation (docs/design/DESIGN.md section 8): the spec says Payment.preimage is a
     # string, but the node sends null until the payment succeeds. Our canned answers follow
     # the node, so the answer schema must allow it.
     doc = copy.deepcopy(doc)

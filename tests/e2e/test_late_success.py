@@ -1,5 +1,5 @@
 """A success the node reports after vnode refunded: an alert and an operator loss, never
-silence, and never a second debit of the user (LESSONS 13)."""
+silence, and never a second debit of the user (docs/design/LESSONS.md 13)."""
 
 from __future__ import annotations
 

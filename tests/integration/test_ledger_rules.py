@@ -1,4 +1,4 @@
-"""The money rules PostgreSQL enforces by itself (DESIGN.md section 2), table by table.
+"""The money rules PostgreSQL enforces by itself (docs/design/DESIGN.md section 2), table by table.
 
 Every row is run against a real, freshly migrated database: a rule that is dropped or weakened
 in a migration makes its row fail.

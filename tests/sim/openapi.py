@@ -8,7 +8,8 @@ vnode's adapter. Two readings of the document, and only these, differ from it li
 * ``nullable: true`` is OpenAPI 3.0's way to allow null, still used in a few places of this
   3.1 document (RefreshRequest.asset_id, RefreshedTransfer.*): it is read as allowing null.
 * Payment.preimage is declared a non-nullable string, but the node sends null until a payment
-  succeeds (DESIGN.md section 8): null is allowed there, and nowhere else it is not declared.
+  succeeds (docs/design/DESIGN.md section 8): null is allowed there, and nowhere else it is not
+  declared.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Webhook URLs must not reach inside the operator's network (SSRF; LESSONS 22).
+"""Webhook URLs must not reach inside the operator's network (SSRF; docs/design/LESSONS.md 22).
 
 A URL whose host resolves to a loopback, private, link-local (cloud metadata lives there),
 multicast, reserved or unspecified address is refused unless the operator names that host in

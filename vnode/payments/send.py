@@ -198,7 +198,7 @@ class PaymentSender:
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != "ln_payments_one_live":
                 raise
-            # Another payer of the same invoice got there first (LESSONS 3).
+            # Another payer of the same invoice got there first (docs/design/LESSONS.md 3).
             raise ApiError(ErrorCode.PAYMENT_IN_PROGRESS) from None
         if not reserved.ok:
             return reserved
