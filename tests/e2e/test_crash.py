@@ -9,11 +9,10 @@ import httpx
 import pytest
 
 from tests.conftest import SIM_HANG_S, TEST_SEED
+from tests.e2e.test_payments import reserve_for
 from tests.lightning_support import SimControl, assert_audit_clean
 from tests.support import ADMIN_KEY, ServeProcess, bearer, new_user_id, wait_until
 from vnode.lightning import bolt11
-
-RESERVE_MSAT = 10_000
 
 
 def _env(sim_node: str, crash_points: str = "") -> dict[str, str]:
@@ -59,7 +58,7 @@ async def test_crash_and_restart(fresh_db: str, sim_node: str, tmp_path: Path,
                 return bool(state.json()["status"] == final)
             await wait_until(resolved, 30, f"the payment to be {final} after restart")
             held = (await client.post("/virtual_assetbalance", json={"user_id": alice})).json()
-        expected = 500_000 if final == "failed" else 500_000 - 100_000 - RESERVE_MSAT
+        expected = 500_000 if final == "failed" else 500_000 - 100_000 - reserve_for(100_000)
         assert held["spendable_msat"] == expected and held["pending_msat"] == 0
     finally:
         restarted.stop()
