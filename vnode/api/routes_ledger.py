@@ -20,6 +20,7 @@ from vnode.api.errors import documented_errors
 from vnode.api.responses import json_response, outcome_response
 from vnode.api.schemas import AssetBalanceBody, HistoryBody, TransferBody, UserBody
 from vnode.apikeys import Principal
+from vnode.domain.timestamps import format_timestamp
 from vnode.errors import ApiError, ErrorCode
 from vnode.ledger import balances, history, nodes, transfers
 
@@ -48,7 +49,7 @@ async def virtual_node(body: UserBody, _key: ReceiveKey, services: ServicesDep) 
     node = await nodes.ensure_node(services.pool, services.signer, body.user_id)
     return json_response({
         "user_id": node.user_id, "node_id": node.node_id, "pubkey": node.pubkey,
-        "created_at": node.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": format_timestamp(node.created_at),
     })
 
 

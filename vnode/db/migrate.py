@@ -1,7 +1,18 @@
-"""Forward-only numbered SQL migrations, applied under an advisory lock.
+"""Forward-only numbered SQL migrations, then the functions files, applied under an advisory lock.
+
+Two kinds of SQL file (CONTRIBUTING.md, "Database code"):
+
+- `migrations/NNNN_name.sql`: tables, constraints, indexes and data changes. Each runs once, in
+  order, forward only; an applied migration whose file changed is refused, never re-run.
+- `functions/NN_topic.sql`: the current definition of every function, trigger and view, each
+  in one place. They are applied after the numbered migrations: a file whose text changed since
+  it was last applied is applied again (Flyway's repeatable migrations); so is every file after a
+  numbered migration ran, so that a migration may drop an object that its table change is in the
+  way of and rely on the functions files to put it back. Their checksums are kept in a table of
+  their own.
 
 Two processes starting together both call `migrate`; the lock makes the second wait and then
-find nothing left to do. An applied migration whose file changed is refused, never re-run.
+find nothing left to do.
 """
 
 from __future__ import annotations
@@ -10,12 +21,15 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vnode.db.pool import DbConnection
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+FUNCTIONS_DIR = Path(__file__).parent / "functions"
 _LOCK_KEY = 0x766E6F6465  # "vnode"
 _FILE = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
+_FUNCTIONS_FILE = re.compile(r"\d{2}_[a-z0-9_]+\.sql")
 
 
 class MigrationError(RuntimeError):
@@ -24,7 +38,10 @@ class MigrationError(RuntimeError):
 
 @dataclass(frozen=True)
 class Migration:
-    version: int
+    """One SQL file to apply: a numbered migration (`version` 1, 2, ...), or a functions file
+    (`version` None, `name` its file name without .sql), re-applied whenever it changes."""
+
+    version: int | None
     name: str
     sql: str
 
@@ -46,25 +63,40 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
+def load_functions(directory: Path = FUNCTIONS_DIR) -> list[Migration]:
+    """The functions files in the order they are applied: by name, so `00_helpers.sql` comes
+    before the files that use its helpers."""
+    found = []
+    for path in sorted(directory.glob("*.sql")):
+        if not _FUNCTIONS_FILE.fullmatch(path.name):
+            raise MigrationError(f"functions file name not of the form NN_topic.sql: {path.name}")
+        found.append(Migration(None, path.stem, path.read_text()))
+    return found
+
+
 @dataclass(frozen=True)
 class MigrationSet:
     """Where a set of migrations lives and where their application is recorded. vnode's own
-    is the default; the bot keeps its schema in the same database with a set of its own."""
+    is the default; the bot keeps its schema in the same database with a set of its own, and
+    no functions files (`functions` None)."""
 
     directory: Path = MIGRATIONS_DIR
     table: str = "schema_migrations"
     lock_key: int = _LOCK_KEY
+    functions: Path | None = None
+    functions_table: str = "schema_functions"
 
 
-VNODE_MIGRATIONS = MigrationSet()
+VNODE_MIGRATIONS = MigrationSet(functions=FUNCTIONS_DIR)
 
 
-async def _applied(conn: DbConnection, table: str) -> dict[int, str]:
+async def _recorded(conn: DbConnection, table: str, key: str) -> dict[Any, str]:
+    """`key` -> checksum of what `table` says was applied; nothing when there is no table."""
     exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table)
     if not exists:
         return {}
-    rows = await conn.fetch(f"SELECT version, checksum FROM {table}")  # noqa: S608 (constant)
-    return {row["version"]: row["checksum"] for row in rows}
+    rows = await conn.fetch(f"SELECT {key}, checksum FROM {table}")  # noqa: S608 (constant)
+    return {row[key]: row["checksum"] for row in rows}
 
 
 def _check_unchanged(known: list[Migration], applied: dict[int, str]) -> None:
@@ -82,17 +114,32 @@ def _check_unchanged(known: list[Migration], applied: dict[int, str]) -> None:
             )
 
 
-async def pending_migrations(conn: DbConnection,
-                             which: MigrationSet = VNODE_MIGRATIONS) -> list[Migration]:
+async def _pending_versions(conn: DbConnection, which: MigrationSet) -> list[Migration]:
     known = load_migrations(which.directory)
-    applied = await _applied(conn, which.table)
+    applied = await _recorded(conn, which.table, "version")
     _check_unchanged(known, applied)
     return [m for m in known if m.version not in applied]
 
 
+async def _changed_functions(conn: DbConnection, which: MigrationSet) -> list[Migration]:
+    if which.functions is None:
+        return []
+    recorded = await _recorded(conn, which.functions_table, "name")
+    return [f for f in load_functions(which.functions) if recorded.get(f.name) != f.checksum]
+
+
+async def pending_migrations(conn: DbConnection,
+                             which: MigrationSet = VNODE_MIGRATIONS) -> list[Migration]:
+    """What `migrate` has yet to apply: numbered migrations never applied, then functions files
+    whose text differs from what was last applied. Asking creates nothing."""
+    return await _pending_versions(conn, which) + await _changed_functions(conn, which)
+
+
 async def migrate(conn: DbConnection,
                   which: MigrationSet = VNODE_MIGRATIONS) -> list[Migration]:
-    """Apply every pending migration, each in its own transaction; returns those applied."""
+    """Apply every pending migration, each in its own transaction, then the functions files
+    (those that changed, or all after a numbered migration) in one transaction; returns what
+    was applied."""
     await conn.execute("SELECT pg_advisory_lock($1)", which.lock_key)
     try:
         await conn.execute(
@@ -100,7 +147,7 @@ async def migrate(conn: DbConnection,
             " version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        todo = await pending_migrations(conn, which)
+        todo = await _pending_versions(conn, which)
         for migration in todo:
             async with conn.transaction():
                 await conn.execute(migration.sql)
@@ -109,6 +156,35 @@ async def migrate(conn: DbConnection,
                     " VALUES ($1, $2, $3)",
                     migration.version, migration.name, migration.checksum,
                 )
-        return todo
+        return todo + await _apply_functions(conn, which, everything=bool(todo))
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", which.lock_key)
+
+
+async def _apply_functions(conn: DbConnection, which: MigrationSet,
+                           everything: bool) -> list[Migration]:
+    if which.functions is None:
+        return []
+    table = which.functions_table
+    await conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {table} ("
+        " name text PRIMARY KEY, checksum text NOT NULL,"
+        " applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    files = load_functions(which.functions)
+    todo = files if everything else await _changed_functions(conn, which)
+    async with conn.transaction():
+        for function_file in todo:
+            await conn.execute(function_file.sql)
+            await conn.execute(
+                f"INSERT INTO {table} (name, checksum) VALUES ($1, $2)"  # noqa: S608
+                " ON CONFLICT (name) DO UPDATE"
+                " SET checksum = excluded.checksum, applied_at = now()",
+                function_file.name, function_file.checksum,
+            )
+        # A file that was removed or renamed: what it defined is dropped (or kept) by the files.
+        await conn.execute(
+            f"DELETE FROM {table} WHERE name <> ALL($1::text[])",  # noqa: S608 (constant)
+            [f.name for f in files],
+        )
+    return todo

@@ -9,6 +9,8 @@ from typing import Any
 import asyncpg
 import orjson
 
+from vnode.domain.timestamps import format_timestamp
+
 ENVELOPE_VERSION = 1
 # Columns of outbox needed to build an envelope, for queries that join it.
 OUTBOX_COLUMNS = "o.id AS outbox_id, o.event_id, o.event_type, o.user_id, o.user_seq, " \
@@ -39,8 +41,7 @@ class Event:
             "type": self.event_type,
             "user_id": self.user_id,
             "seq": self.user_seq,
-            "created_at": self.created_at.isoformat(timespec="microseconds").replace(
-                "+00:00", "Z"),
+            "created_at": format_timestamp(self.created_at),
             "data": self.payload,
         }
 

@@ -108,9 +108,11 @@ _CHECKS: dict[str, str] = {
             SELECT asset_id, asset_amount FROM ln_payments
             WHERE status = 'pending' AND asset_id IS NOT NULL),
         total AS (SELECT asset_id, sum(amount)::bigint AS amount FROM reserved GROUP BY 1)
-        SELECT -6::bigint AS account, coalesce(s.asset_id, t.asset_id) AS asset_id,
+        SELECT vnode_account('payments_in_flight') AS account,
+               coalesce(s.asset_id, t.asset_id) AS asset_id,
                coalesce(t.amount, 0) AS expected, coalesce(s.balance, 0) AS found
-        FROM (SELECT asset_id, balance FROM system_balances WHERE account_id = -6) s
+        FROM (SELECT asset_id, balance FROM system_balances
+              WHERE account_id = vnode_account('payments_in_flight')) s
         FULL JOIN total t ON t.asset_id = s.asset_id""",
     # Conservation: users plus system accounts sum to zero for every asset.
     "conservation": """

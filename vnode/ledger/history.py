@@ -8,6 +8,7 @@ import asyncpg
 
 from vnode.domain.amounts import msat_to_sats_floor
 from vnode.domain.ids import BTC
+from vnode.domain.timestamps import format_timestamp
 
 MAX_LIMIT = 200
 MAX_ROW_ID = 2**63 - 1  # ln_user_transactions.id is a bigint
@@ -46,7 +47,7 @@ def _entry(row: asyncpg.Record) -> dict[str, object]:
         "counterparty": row["counterparty"],
         "memo": row["memo"],
         "status": row["status"],
-        "created_at": row["created_at"].isoformat().replace("+00:00", "Z"),
+        "created_at": format_timestamp(row["created_at"]),
     }
 
 

@@ -10,6 +10,7 @@ import asyncpg
 import orjson
 
 from vnode.domain.ids import BTC, node_id
+from vnode.domain.timestamps import format_unix_timestamp
 from vnode.errors import ApiError, ErrorCode
 from vnode.keys import Signer
 from vnode.ledger.calls import Outcome
@@ -38,10 +39,6 @@ class InvoiceCommand:
     expiry_s: int
 
 
-def _iso(unix_s: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix_s))
-
-
 async def create_invoice(pool: asyncpg.Pool, signer: Signer, backend: LightningBackend,
                          command: InvoiceCommand) -> dict[str, object]:
     """Ask the node for a BOLT 11 invoice and remember whose it is before handing it out."""
@@ -64,7 +61,7 @@ async def create_invoice(pool: asyncpg.Pool, signer: Signer, backend: LightningB
         command.amount_msat, command.asset_amount, command.description, float(created.expires_at))
     return {
         "invoice": created.invoice, "payment_hash": created.payment_hash,
-        "expires_at": _iso(created.expires_at), "user_id": command.user_id,
+        "expires_at": format_unix_timestamp(created.expires_at), "user_id": command.user_id,
         "node_id": node_id(command.user_id), "asset_id": command.asset_id,
         "amount_msat": command.amount_msat, "asset_amount": command.asset_amount,
         "description": command.description,
@@ -249,6 +246,7 @@ async def create_rgb_invoice(pool: asyncpg.Pool, signer: Signer, backend: Lightn
         created.recipient_id, user_id, asset_id, created.invoice, float(created.expires_at))
     return {
         "kind": "rgb_onchain", "invoice": created.invoice, "recipient_id": created.recipient_id,
-        "expires_at": _iso(created.expires_at), "user_id": user_id, "node_id": node_id(user_id),
-        "asset_id": asset_id, "batch_transfer_idx": created.batch_transfer_idx,
+        "expires_at": format_unix_timestamp(created.expires_at), "user_id": user_id,
+        "node_id": node_id(user_id), "asset_id": asset_id,
+        "batch_transfer_idx": created.batch_transfer_idx,
     }

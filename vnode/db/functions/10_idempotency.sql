@@ -1,0 +1,56 @@
+-- Idempotency-Key records: look up a stored answer, store a new one.
+--
+-- The current definition of each object below, and nowhere else (CONTRIBUTING.md, "Database
+-- code"). The migrator applies this file after the numbered migrations, again whenever its text
+-- changes (its checksum is kept in schema_functions), and again after any numbered migration.
+-- Files apply in name order: a file may use what a lower number defines. Change a function
+-- here, never in a migration; a migration never calls one.
+--
+-- Every statement must be safe to run again on a database that already has it:
+--   * CREATE OR REPLACE FUNCTION, for a new body, volatility or other attribute.
+--   * New argument types make a new function: drop the old one first, by its old types,
+--       DROP FUNCTION IF EXISTS vnode_example(bigint, text);
+--   * A new return type, OUT parameter or parameter name cannot be replaced: put
+--       DROP FUNCTION IF EXISTS vnode_example(bigint, text);
+--     right above its CREATE (it is then made anew each time this file is applied).
+--   * A trigger: DROP TRIGGER IF EXISTS name ON table; then CREATE TRIGGER.
+
+-- The stored answer for (owner, key), or no row. A different request under the same key is
+-- refused rather than silently answered with someone else's result.
+CREATE OR REPLACE FUNCTION vnode_idem_lookup(
+    p_owner text, p_key text, p_endpoint text, p_hash bytea, OUT status integer, OUT body jsonb)
+RETURNS SETOF record LANGUAGE plpgsql AS $$
+DECLARE
+    r idempotency_keys%ROWTYPE;
+BEGIN
+    IF p_key IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT * INTO r FROM idempotency_keys WHERE owner = p_owner AND key = p_key;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF r.endpoint <> p_endpoint OR r.request_hash <> p_hash THEN
+        status := 409;
+        body := vnode_error('idempotency_key_reused',
+            'this Idempotency-Key was already used with a different request');
+    ELSE
+        status := r.status_code;
+        body := r.response;
+    END IF;
+    RETURN NEXT;
+END $$;
+
+-- Records the answer. A concurrent request with the same key that got here first makes this
+-- INSERT fail with a unique violation, which rolls back the whole second movement; the caller
+-- then retries and replays the stored answer.
+CREATE OR REPLACE FUNCTION vnode_idem_store(
+    p_owner text, p_key text, p_endpoint text, p_hash bytea, p_status integer, p_body jsonb)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_key IS NOT NULL THEN
+        INSERT INTO idempotency_keys (owner, key, endpoint, request_hash, status_code, response)
+        VALUES (p_owner, p_key, p_endpoint, p_hash, p_status, p_body);
+    END IF;
+END $$;

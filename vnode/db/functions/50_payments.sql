@@ -1,0 +1,331 @@
+-- Outgoing Lightning payments (Flow 2): reserve, finish, internal pay.
+--
+-- The current definition of each object below, and nowhere else (CONTRIBUTING.md, "Database
+-- code"). The migrator applies this file after the numbered migrations, again whenever its text
+-- changes (its checksum is kept in schema_functions), and again after any numbered migration.
+-- Files apply in name order: a file may use what a lower number defines. Change a function
+-- here, never in a migration; a migration never calls one.
+--
+-- Every statement must be safe to run again on a database that already has it:
+--   * CREATE OR REPLACE FUNCTION, for a new body, volatility or other attribute.
+--   * New argument types make a new function: drop the old one first, by its old types,
+--       DROP FUNCTION IF EXISTS vnode_example(bigint, text);
+--   * A new return type, OUT parameter or parameter name cannot be replaced: put
+--       DROP FUNCTION IF EXISTS vnode_example(bigint, text);
+--     right above its CREATE (it is then made anew each time this file is applied).
+--   * A trigger: DROP TRIGGER IF EXISTS name ON table; then CREATE TRIGGER.
+
+-- A payment as the API shows it.
+CREATE OR REPLACE FUNCTION vnode_payment_json(p ln_payments) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'payment_id', p.id, 'payment_hash', p.payment_hash, 'status', p.status,
+        'kind', p.kind, 'user_id', p.user_id, 'node_id', 'vn_' || p.user_id::text,
+        'amount_msat', p.amount_msat, 'amount_sats', p.amount_msat / 1000,
+        'asset_id', coalesce(p.asset_id, 'BTC'), 'asset_amount', p.asset_amount,
+        'fee_reserve_msat', p.fee_reserve_msat, 'fee_msat', p.fee_msat,
+        'preimage', p.preimage, 'failure_reason', p.failure_reason,
+        'created_at', vnode_ts(p.created_at),
+        'finished_at', CASE WHEN p.finished_at IS NULL THEN NULL ELSE vnode_ts(p.finished_at) END)
+$$;
+
+-- Flow 2, step 1: reserve amount + fee reserve (and the RGB asset) before the node is called.
+CREATE OR REPLACE FUNCTION vnode_payment_reserve(
+    p_user bigint, p_hash text, p_invoice text, p_amount_msat bigint, p_asset_id text,
+    p_asset_amount bigint, p_fee_reserve bigint, p_expires_at timestamptz, p_owner text,
+    p_idem_key text, p_req bytea, OUT status integer, OUT body jsonb)
+LANGUAGE plpgsql AS $$
+DECLARE
+    c_in_flight constant bigint := vnode_account('payments_in_flight');
+    v_total bigint := p_amount_msat + p_fee_reserve;
+    v_payment ln_payments%ROWTYPE;
+    v_live ln_payments%ROWTYPE;
+    v_tx bigint;
+BEGIN
+    SELECT l.status, l.body INTO status, body
+    FROM vnode_idem_lookup(p_owner, p_idem_key, 'sendpayment', p_req) l;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+
+    PERFORM 1 FROM virtual_nodes WHERE user_id = p_user FOR UPDATE;
+    IF NOT FOUND THEN
+        status := 404;
+        body := vnode_error('unknown_user', 'the payer has no virtual node');
+    END IF;
+    IF status IS NULL THEN
+        SELECT * INTO v_live FROM ln_payments
+        WHERE payment_hash = p_hash AND ln_payments.status IN ('pending', 'succeeded');
+        IF FOUND THEN
+            status := 409;
+            body := vnode_error(CASE v_live.status WHEN 'pending' THEN 'payment_in_progress'
+                                ELSE 'invoice_already_paid' END,
+                                'this invoice already has a ' || v_live.status || ' payment');
+        ELSIF vnode_user_balance(p_user, 'BTC') < v_total THEN
+            status := 409;
+            body := vnode_error('insufficient_balance', format(
+                'the payment needs %s msat (amount %s + fee reserve %s); spendable %s msat',
+                v_total, p_amount_msat, p_fee_reserve, vnode_user_balance(p_user, 'BTC')));
+        ELSIF p_asset_id IS NOT NULL AND vnode_user_balance(p_user, p_asset_id) < p_asset_amount THEN
+            status := 409;
+            body := vnode_error('insufficient_balance', format(
+                'the payment needs %s of %s; spendable %s', p_asset_amount, p_asset_id,
+                vnode_user_balance(p_user, p_asset_id)));
+        END IF;
+    END IF;
+    IF status IS NOT NULL THEN
+        PERFORM vnode_idem_store(p_owner, p_idem_key, 'sendpayment', p_req, status, body);
+        RETURN;
+    END IF;
+
+    -- Validated; from here on the reserve must complete.
+    INSERT INTO ln_payments (payment_hash, user_id, invoice, kind, amount_msat, asset_id,
+                             asset_amount, fee_reserve_msat, status, invoice_expires_at)
+    VALUES (p_hash, p_user, p_invoice, 'external', p_amount_msat, p_asset_id, p_asset_amount,
+            p_fee_reserve, 'pending', p_expires_at)
+    RETURNING * INTO v_payment;
+
+    IF v_total > 0 THEN
+        v_tx := vnode_debit_user(p_user, 'BTC', v_total, c_in_flight, 'payment_reserve', p_hash);
+        PERFORM vnode_pending_add(p_user, 'BTC', v_total);
+        PERFORM vnode_history(p_user, v_tx, 'payment', 'out', 'BTC', v_total, 'lightning',
+                              NULL, 'pending', p_hash);
+    END IF;
+    IF p_asset_id IS NOT NULL THEN
+        v_tx := vnode_debit_user(p_user, p_asset_id, p_asset_amount, c_in_flight,
+                                 'payment_reserve', p_hash);
+        PERFORM vnode_pending_add(p_user, p_asset_id, p_asset_amount);
+        PERFORM vnode_history(p_user, v_tx, 'payment', 'out', p_asset_id, p_asset_amount,
+                              'lightning', NULL, 'pending', p_hash);
+    END IF;
+
+    body := vnode_payment_json(v_payment);
+    PERFORM vnode_emit(p_user, 'payment.pending', body);
+    status := 202;
+    PERFORM vnode_idem_store(p_owner, p_idem_key, 'sendpayment', p_req, status, body);
+END $$;
+
+-- Flow 2, step 3: the node's final answer. Idempotent: a payment already final is left alone,
+-- except a success after a refund, which is booked as an operator loss and raises an alert.
+-- A refunded attempt whose invoice was paid by a later attempt is not a late success: the
+-- node keeps one record per payment hash, and it is the later attempt's.
+CREATE OR REPLACE FUNCTION vnode_payment_finish(
+    p_payment_id bigint, p_outcome text, p_fee_msat bigint, p_preimage text, p_reason text,
+    OUT status integer, OUT body jsonb)
+LANGUAGE plpgsql AS $$
+DECLARE
+    c_outbound constant bigint := vnode_account('lightning_outbound');
+    c_fees constant bigint := vnode_account('routing_fees');
+    c_loss constant bigint := vnode_account('operator_loss');
+    c_in_flight constant bigint := vnode_account('payments_in_flight');
+    p ln_payments%ROWTYPE;
+    v_total bigint;
+    v_fee bigint;
+    v_tx bigint;
+BEGIN
+    IF p_outcome NOT IN ('succeeded', 'failed') THEN
+        RAISE EXCEPTION 'a payment finishes as succeeded or failed, not %', p_outcome;
+    END IF;
+    SELECT * INTO p FROM ln_payments WHERE id = p_payment_id FOR UPDATE;
+    IF NOT FOUND THEN
+        status := 404;
+        body := vnode_error('unknown_payment', 'no such payment');
+        RETURN;
+    END IF;
+
+    IF p.status <> 'pending' THEN
+        IF p.status = 'failed' AND p_outcome = 'succeeded' AND p.late_success_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM ln_payments later
+                           WHERE later.payment_hash = p.payment_hash AND later.id > p.id) THEN
+            -- The user was refunded, yet the money left the node: the operator pays for it.
+            UPDATE ln_payments SET late_success_at = now(), preimage = p_preimage
+            WHERE id = p.id RETURNING * INTO p;
+            PERFORM vnode_journal('operator_loss', 'BTC', c_loss, c_outbound, p.amount_msat,
+                                  p.payment_hash);
+            IF p.asset_id IS NOT NULL THEN
+                PERFORM vnode_journal('operator_loss', p.asset_id, c_loss, c_outbound,
+                                      p.asset_amount, p.payment_hash);
+            END IF;
+            INSERT INTO alerts (kind, payment_hash, details) VALUES (
+                'success_after_refund', p.payment_hash,
+                jsonb_build_object('payment_id', p.id, 'user_id', p.user_id,
+                                   'amount_msat', p.amount_msat, 'asset_id', p.asset_id,
+                                   'asset_amount', p.asset_amount));
+        END IF;
+        status := 200;
+        body := vnode_payment_json(p);
+        RETURN;
+    END IF;
+
+    PERFORM 1 FROM virtual_nodes WHERE user_id = p.user_id FOR UPDATE;
+    v_total := p.amount_msat + p.fee_reserve_msat;
+
+    IF p_outcome = 'succeeded' THEN
+        -- Charge the reported fee, or the whole reserve when the node does not report fees.
+        v_fee := least(coalesce(p_fee_msat, p.fee_reserve_msat), p.fee_reserve_msat);
+        IF p.amount_msat > 0 THEN
+            PERFORM vnode_journal('payment_sent', 'BTC', c_in_flight, c_outbound, p.amount_msat,
+                                  p.payment_hash);
+        END IF;
+        IF v_fee > 0 THEN
+            PERFORM vnode_journal('payment_fee', 'BTC', c_in_flight, c_fees, v_fee,
+                                  p.payment_hash);
+        END IF;
+        IF p_fee_msat IS NOT NULL AND p_fee_msat > p.fee_reserve_msat THEN
+            -- A fee above the limit is never taken from users (LESSONS 7).
+            PERFORM vnode_journal('operator_loss', 'BTC', c_loss, c_fees,
+                                  p_fee_msat - p.fee_reserve_msat, p.payment_hash);
+            INSERT INTO alerts (kind, payment_hash, details) VALUES (
+                'fee_above_reserve', p.payment_hash,
+                jsonb_build_object('fee_msat', p_fee_msat, 'reserve_msat', p.fee_reserve_msat));
+        END IF;
+        IF v_total - p.amount_msat - v_fee > 0 THEN
+            v_tx := vnode_credit_user(p.user_id, 'BTC', v_total - p.amount_msat - v_fee,
+                                      c_in_flight, 'payment_refund', p.payment_hash);
+            PERFORM vnode_history(p.user_id, v_tx, 'payment_refund', 'in', 'BTC',
+                                  v_total - p.amount_msat - v_fee, 'lightning',
+                                  'unused fee reserve', 'completed', p.payment_hash);
+        END IF;
+        IF p.asset_id IS NOT NULL THEN
+            PERFORM vnode_journal('payment_sent', p.asset_id, c_in_flight, c_outbound,
+                                  p.asset_amount, p.payment_hash);
+        END IF;
+        UPDATE ln_payments SET status = 'succeeded', fee_msat = v_fee, preimage = p_preimage,
+                               finished_at = now()
+        WHERE id = p.id RETURNING * INTO p;
+    ELSE
+        IF v_total > 0 THEN
+            v_tx := vnode_credit_user(p.user_id, 'BTC', v_total, c_in_flight, 'payment_refund',
+                                      p.payment_hash);
+            PERFORM vnode_history(p.user_id, v_tx, 'payment_refund', 'in', 'BTC', v_total,
+                                  'lightning', p_reason, 'completed', p.payment_hash);
+        END IF;
+        IF p.asset_id IS NOT NULL THEN
+            v_tx := vnode_credit_user(p.user_id, p.asset_id, p.asset_amount, c_in_flight,
+                                      'payment_refund', p.payment_hash);
+            PERFORM vnode_history(p.user_id, v_tx, 'payment_refund', 'in', p.asset_id,
+                                  p.asset_amount, 'lightning', p_reason, 'completed',
+                                  p.payment_hash);
+        END IF;
+        UPDATE ln_payments SET status = 'failed', failure_reason = p_reason, finished_at = now()
+        WHERE id = p.id RETURNING * INTO p;
+    END IF;
+
+    PERFORM vnode_pending_add(p.user_id, 'BTC', -v_total);
+    IF p.asset_id IS NOT NULL THEN
+        PERFORM vnode_pending_add(p.user_id, p.asset_id, -p.asset_amount);
+    END IF;
+    UPDATE ln_user_transactions SET status = p.status
+    WHERE user_id = p.user_id AND payment_hash = p.payment_hash AND kind = 'payment'
+      AND ln_user_transactions.status = 'pending';
+    status := 200;
+    body := vnode_payment_json(p);
+    PERFORM vnode_emit(p.user_id, 'payment.' || p.status, body);
+END $$;
+
+-- Flow 2 for an invoice vnode issued: settled in the ledger, no node call, no fee. An RGB
+-- invoice without an amount is refused (amount_required, the answer the external path gives
+-- for the same invoice).
+CREATE OR REPLACE FUNCTION vnode_internal_pay(
+    p_payer bigint, p_hash text, p_invoice text, p_amount_msat bigint, p_owner text,
+    p_idem_key text, p_req bytea, OUT status integer, OUT body jsonb)
+LANGUAGE plpgsql AS $$
+DECLARE
+    inv ln_invoices%ROWTYPE;
+    v_amount bigint;
+    v_asset text;
+    v_payment ln_payments%ROWTYPE;
+    v_tx bigint;
+    v_payer_node text := 'vn_' || p_payer::text;
+    v_payee_node text;
+BEGIN
+    SELECT l.status, l.body INTO status, body
+    FROM vnode_idem_lookup(p_owner, p_idem_key, 'sendpayment', p_req) l;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+
+    -- Serialise every payer of this invoice on its row (LESSONS 3).
+    SELECT * INTO inv FROM ln_invoices WHERE payment_hash = p_hash FOR UPDATE;
+    v_amount := coalesce(inv.amount_msat, p_amount_msat, 0);
+    v_asset := CASE WHEN inv.asset_id = 'BTC' THEN NULL ELSE inv.asset_id END;
+    IF inv.payment_hash IS NULL OR inv.invoice <> p_invoice THEN
+        -- Same hash, different invoice: a substitution attempt (LESSONS 17).
+        status := 422;
+        body := vnode_error('invoice_mismatch', 'this invoice is not the one vnode issued');
+    ELSIF inv.user_id = p_payer THEN
+        status := 422;
+        body := vnode_error('self_payment', 'a user cannot pay their own invoice');
+    ELSIF EXISTS (SELECT 1 FROM ln_payments WHERE payment_hash = p_hash
+                  AND ln_payments.status IN ('pending', 'succeeded'))
+          OR inv.status = 'paid' THEN
+        status := 409;
+        body := vnode_error('invoice_already_paid', 'this invoice is already paid');
+    ELSIF inv.expires_at <= now() THEN
+        status := 422;
+        body := vnode_error('invoice_expired', 'the invoice has expired');
+    ELSIF inv.asset_id <> 'BTC' AND inv.asset_amount IS NULL THEN
+        -- L6: nothing says how many units move; the node refuses the same invoice this way.
+        status := 422;
+        body := vnode_error('amount_required', 'the RGB invoice does not name an asset amount');
+    END IF;
+    IF status IS NULL THEN
+        -- Both nodes, in id order.
+        PERFORM 1 FROM virtual_nodes WHERE user_id IN (p_payer, inv.user_id)
+        ORDER BY user_id FOR UPDATE;
+        IF NOT EXISTS (SELECT 1 FROM virtual_nodes WHERE user_id = p_payer) THEN
+            status := 404;
+            body := vnode_error('unknown_user', 'the payer has no virtual node');
+        ELSIF vnode_user_balance(p_payer, 'BTC') < v_amount
+              OR (v_asset IS NOT NULL
+                  AND vnode_user_balance(p_payer, v_asset) < inv.asset_amount) THEN
+            status := 409;
+            body := vnode_error('insufficient_balance', 'the spendable balance is too small');
+        END IF;
+    END IF;
+    IF status IS NOT NULL THEN
+        PERFORM vnode_idem_store(p_owner, p_idem_key, 'sendpayment', p_req, status, body);
+        RETURN;
+    END IF;
+
+    -- Validated; from here on the payment must complete.
+    v_payee_node := 'vn_' || inv.user_id::text;
+    INSERT INTO ln_payments (payment_hash, user_id, invoice, kind, amount_msat, asset_id,
+                             asset_amount, fee_reserve_msat, fee_msat, status,
+                             invoice_expires_at, finished_at)
+    VALUES (p_hash, p_payer, p_invoice, 'internal', v_amount, v_asset, inv.asset_amount, 0, 0,
+            'succeeded', inv.expires_at, now())
+    RETURNING * INTO v_payment;
+
+    IF v_amount > 0 THEN
+        v_tx := vnode_journal('internal_payment', 'BTC', p_payer, inv.user_id, v_amount, p_hash);
+        PERFORM vnode_spend(p_payer, 'BTC', vnode_user_balance(p_payer, 'BTC'), v_amount, v_tx);
+        PERFORM vnode_receive(inv.user_id, 'BTC', v_amount, v_tx);
+        PERFORM vnode_history(p_payer, v_tx, 'payment', 'out', 'BTC', v_amount, v_payee_node,
+                              inv.description, 'succeeded', p_hash);
+        PERFORM vnode_history(inv.user_id, v_tx, 'invoice_receipt', 'in', 'BTC', v_amount,
+                              v_payer_node, inv.description, 'completed', p_hash);
+    END IF;
+    IF v_asset IS NOT NULL THEN
+        v_tx := vnode_journal('internal_payment', v_asset, p_payer, inv.user_id,
+                              inv.asset_amount, p_hash);
+        PERFORM vnode_spend(p_payer, v_asset, vnode_user_balance(p_payer, v_asset),
+                            inv.asset_amount, v_tx);
+        PERFORM vnode_receive(inv.user_id, v_asset, inv.asset_amount, v_tx);
+        PERFORM vnode_history(p_payer, v_tx, 'payment', 'out', v_asset, inv.asset_amount,
+                              v_payee_node, inv.description, 'succeeded', p_hash);
+        PERFORM vnode_history(inv.user_id, v_tx, 'invoice_receipt', 'in', v_asset,
+                              inv.asset_amount, v_payer_node, inv.description, 'completed',
+                              p_hash);
+    END IF;
+    UPDATE ln_invoices SET status = 'paid' WHERE payment_hash = p_hash;
+    INSERT INTO ln_receipts (payment_hash, source, user_id, amount_msat, asset_amount)
+    VALUES (p_hash, 'internal', inv.user_id, v_amount, inv.asset_amount);
+
+    body := vnode_payment_json(v_payment);
+    PERFORM vnode_emit(p_payer, 'payment.succeeded', body);
+    PERFORM vnode_emit(inv.user_id, 'invoice.paid', vnode_invoice_paid(
+        inv, 'internal', v_payer_node, v_amount, inv.asset_amount));
+    status := 200;
+    PERFORM vnode_idem_store(p_owner, p_idem_key, 'sendpayment', p_req, status, body);
+END $$;
