@@ -1,5 +1,5 @@
-"""`vnode webhooks add|list|remove|failed|retry`: the admin API's webhook commands, run straight
-on the database (the same SSRF rule: VNODE_WEBHOOK_ALLOW_HOSTS)."""
+"""`vnode webhooks add|list|rotate|remove|failed|retry`: the admin API's webhook commands, run
+straight on the database (the same SSRF rule: VNODE_WEBHOOK_ALLOW_HOSTS)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ from vnode.settings import Settings
 
 T = TypeVar("T")
 webhooks_app = typer.Typer(
-    help="Webhook endpoints: add (secret shown once), list, remove; dead letters: failed, retry.",
+    help="Webhook endpoints: add (secret shown once), list, rotate (new secret shown once), "
+    "remove; dead letters: failed, retry.",
     no_args_is_help=True)
 out = Console()
 err = Console(stderr=True)
@@ -93,14 +94,41 @@ def list_(
     found = _with_pool(_settings(data_dir), lambda pool: endpoints.list_endpoints(
         pool, include_removed=removed))
     table = Table()
-    for column in ("id", "url", "events", "pending", "dead", "description", "created", "removed"):
+    for column in ("id", "url", "events", "pending", "dead", "description", "created",
+                   "old secret until", "removed"):
         table.add_column(column)
     for w in found:
         table.add_row(str(w.id), w.url, _events(w), str(w.pending),
                       f"[red]{w.dead}[/]" if w.dead else "0", w.description or "",
                       w.created_at.isoformat(timespec="seconds"),
+                      w.previous_secret_until.isoformat(timespec="seconds")
+                      if w.previous_secret_until else "",
                       w.removed_at.isoformat(timespec="seconds") if w.removed_at else "")
     out.print(table)
+
+
+@webhooks_app.command("rotate")
+def rotate(
+    webhook_id: int,
+    grace_s: Annotated[int, typer.Option(
+        "--grace-s", min=0, max=endpoints.MAX_GRACE_S,
+        help="Seconds the replaced secret still signs beside the new one (0: stop at once)")
+    ] = endpoints.DEFAULT_GRACE_S,
+    data_dir: DataDir = None,
+) -> None:
+    """Give an endpoint a new signing secret; prints it, once."""
+    rotated = _with_pool(_settings(data_dir),
+                         lambda pool: endpoints.rotate_secret(pool, webhook_id, grace_s))
+    if rotated is None:
+        err.print(f"no active webhook endpoint with id {webhook_id}")
+        raise typer.Exit(1)
+    until = rotated.previous_secret_until
+    err.print(f"webhook {webhook_id}: new secret, shown once, store it now; "
+              + (f"the replaced one still signs until {until.isoformat(timespec='seconds')}"
+                 if until else "the replaced one no longer signs"))
+    out.print_json(orjson.dumps({
+        "id": webhook_id, "secret": rotated.secret,
+        "previous_secret_until": until.isoformat() if until else None}).decode())
 
 
 @webhooks_app.command("remove")

@@ -1,16 +1,25 @@
 """Notifications: each vnode event tells its user once, from the Redis stream across bot
-restarts and redeliveries, or from signed webhooks; and `vnode bot` as a real process."""
+restarts and redeliveries, or from signed webhooks (Standard Webhooks: the receiver's checks,
+the secret's two forms, rotation); and `vnode bot` as a real process."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
+import secrets
 import signal
 import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
 from tests.bot.conftest import (
@@ -21,10 +30,14 @@ from tests.bot.conftest import (
     new_user,
     started,
 )
-from tests.bot.telegram_api import FakeTelegram, TgUser
+from tests.bot.telegram_api import FakeTelegram, SentMessage, TgUser
 from tests.events.redis_server import RedisServer
 from tests.support import ADMIN_KEY, VNODE, bearer, free_port, wait_until
+from vnode.bot.inbox import WebhookInbox
+from vnode.bot.notify import TryLater
 from vnode.bot.runtime import BotRuntime
+from vnode.events.endpoints import new_secret
+from vnode.events.webhooks import standard_headers
 from vnode.payments.signing import SIGNATURE_HEADER, sign
 
 
@@ -67,8 +80,8 @@ async def test_events_while_the_bot_is_down_are_told_once_after_restarts(
     finally:
         await third.stop()
     texts = received(telegram, bob)
-    for amount in ("1,000", "2,000", "3,000", "4,000"):
-        assert sum(f"{amount} sats" in t for t in texts) == 1, texts
+    for shown in ("1,000", "2,000", "3,000", "4,000"):
+        assert sum(f"{shown} sats" in t for t in texts) == 1, texts
     assert all(f"@{alice.username}" in t for t in texts)
     # alice's own welcome credit is told once too.
     assert len(received(telegram, alice)) == 1
@@ -129,14 +142,164 @@ async def test_webhook_mode_verifies_signatures(
                   b'"reason":"free money","created_at":"2026-11-26T10:00:00Z"}}')
         async with httpx.AsyncClient() as client:
             url = f"http://127.0.0.1:{port}/vnode/events"
-            refused = await client.post(url, content=forged, headers={
-                SIGNATURE_HEADER: sign(b"not-the-secret", forged)})
+            refused = await client.post(url, content=forged, headers=standard_headers(
+                "6f1c7a52-8f57-4f7a-9d55-3f0e7d3c9a11", forged, [new_secret()]))
             assert refused.status_code == 401
+            legacy = await client.post(url, content=forged, headers={
+                SIGNATURE_HEADER: sign(b"not-the-secret", forged)})
+            assert legacy.status_code == 401
             unsigned = await client.post(url, content=forged)
             assert unsigned.status_code == 401
         assert not any("free money" in (m.text or "") for m in telegram.messages(erin.id))
     finally:
         await runtime.stop()
+
+
+async def test_webhook_mode_across_a_secret_rotation(
+        own_vnode: Vnode, own_telegram: FakeTelegram, bot_redis: RedisServer) -> None:
+    """The bot keeps the old secret while vnode rotates it (deliveries carry both signatures),
+    then moves to the new one within the grace period: no notification is lost."""
+    telegram = own_telegram
+    port = free_port()
+    async with httpx.AsyncClient(base_url=own_vnode.url, headers=bearer(ADMIN_KEY)) as admin:
+        made = await admin.post("/admin/webhooks", json={
+            "url": f"http://127.0.0.1:{port}/vnode/events"})
+        assert made.status_code == 201, made.text
+        old = made.json()["secret"]
+        rotated = await admin.post(f"/admin/webhooks/{made.json()['id']}/rotate")
+        assert rotated.status_code == 200, rotated.text
+        new = rotated.json()["secret"]
+    hank, ivy = new_user("Hank", "hank"), new_user("Ivy")
+    for secret, amount in ((old, 1111), (new, 2222)):
+        runtime = BotRuntime(bot_settings(
+            own_vnode, telegram, bot_redis.url, bot_events="webhook", bot_webhook_port=port,
+            bot_webhook_secret=secret, redis_stream_key="test:unused"))
+        await runtime.start()
+        try:
+            if secret == old:
+                await started(telegram, hank)
+                await started(telegram, ivy)
+                await funded(own_vnode, hank, 5000)
+            await own_vnode.admin.transfer(hank.id, ivy.id, amount_sats=amount)
+            told = await telegram.wait_for(ivy.id, _mentions(f"{amount:,} sats"), timeout_s=20)
+            assert "Received" in (told.text or "")
+        finally:
+            await runtime.stop()
+
+
+def _mentions(fragment: str) -> Callable[[SentMessage], bool]:
+    return lambda message: fragment in (message.text or "")
+
+
+# --- the webhook receiver on its own (no vnode, no Telegram) ---------------------------------
+
+BODY = (b'{"version":1,"id":"0b6f2a8e-0d0c-4c3e-9f58-3d8f0f3c1a11","type":"admin.credit",'
+        b'"user_id":7,"seq":1,"created_at":"2026-12-06T08:00:00Z","data":{}}')
+EVENT_ID = "0b6f2a8e-0d0c-4c3e-9f58-3d8f0f3c1a11"
+
+
+class Handled:
+    def __init__(self) -> None:
+        self.envelopes: list[dict[str, Any]] = []
+        self.try_later = 0
+
+    async def __call__(self, envelope: dict[str, Any]) -> None:
+        if self.try_later:
+            self.try_later -= 1
+            raise TryLater("database away")
+        self.envelopes.append(envelope)
+
+
+@asynccontextmanager
+async def inbox_client(secret: bytes, window_s: int = 300
+                       ) -> AsyncIterator[tuple[TestClient[Any, Any], Handled]]:
+    handled = Handled()
+    inbox = WebhookInbox(secret, window_s, "/vnode/events", handled)
+    async with TestClient(TestServer(inbox.app())) as client:
+        yield client, handled
+
+
+async def post(client: TestClient[Any, Any], headers: dict[str, str],
+               body: bytes = BODY) -> tuple[int, str]:
+    response = await client.post("/vnode/events", data=body, headers=headers)
+    answer = await response.json()
+    return response.status, answer.get("error", {}).get("code", "")
+
+
+async def test_webhook_receiver_accepts_only_genuine_fresh_deliveries_once() -> None:
+    secret = new_secret()
+    # The bot gets its secret from VNODE_BOT_WEBHOOK_SECRET, as bytes (vnode/bot/runtime.py).
+    async with inbox_client(secret.encode()) as (client, handled):
+        genuine = standard_headers(EVENT_ID, BODY, [secret])
+        assert await post(client, genuine) == (200, "")
+        assert [e["id"] for e in handled.envelopes] == [EVENT_ID]
+        # The same request again (captured and replayed): refused, not handled twice.
+        assert await post(client, genuine) == (409, "replayed")
+        # A tampered body, a wrong secret, a stale or future timestamp, a malformed one.
+        now = int(time.time())
+        tampered = BODY.replace(b'"user_id":7', b'"user_id":8')
+        assert await post(client, standard_headers(EVENT_ID, BODY, [secret], now + 1),
+                          tampered) == (401, "invalid_signature")
+        assert await post(client, standard_headers(EVENT_ID, BODY, [new_secret()], now + 1)) \
+            == (401, "invalid_signature")
+        for when in (now - 301, now + 301, now - 86_400):
+            assert await post(client, standard_headers(EVENT_ID, BODY, [secret], when)) \
+                == (401, "invalid_signature")
+        signed = standard_headers(EVENT_ID, BODY, [secret], now + 2)
+        for timestamp in ("1.7e9", "", "nan", "\u0661" * 10):
+            assert await post(client, {**signed, "webhook-timestamp": timestamp}) \
+                == (401, "invalid_signature")
+        assert await post(client, {**signed, "webhook-id": "another"}) \
+            == (401, "invalid_signature")
+        assert await post(client, {k: v for k, v in signed.items()
+                                   if k != "webhook-signature"}) == (401, "invalid_signature")
+        # Several signatures (a rotation): accepted when any of them is made with our secret.
+        both = standard_headers(EVENT_ID, BODY, [new_secret(), secret], now + 3)
+        assert await post(client, both) == (200, "")
+        neither = standard_headers(EVENT_ID, BODY, [new_secret(), new_secret()], now + 4)
+        assert await post(client, neither) == (401, "invalid_signature")
+    assert len(handled.envelopes) == 2
+
+
+async def test_webhook_receiver_retry_after_503_is_not_a_replay() -> None:
+    secret = new_secret()
+    async with inbox_client(secret.encode()) as (client, handled):
+        handled.try_later = 1
+        now = int(time.time())
+        assert await post(client, standard_headers(EVENT_ID, BODY, [secret], now)) \
+            == (503, "unavailable")
+        # vnode signs every attempt anew (same webhook-id, a later timestamp).
+        assert await post(client, standard_headers(EVENT_ID, BODY, [secret], now + 1)) \
+            == (200, "")
+        assert [e["id"] for e in handled.envelopes] == [EVENT_ID]
+
+
+@pytest.mark.parametrize("form", ["whsec", "legacy", "raw"])
+async def test_webhook_receiver_takes_both_forms_of_the_secret(form: str) -> None:
+    """`whsec_<base64>` (vnode's secrets now), `whsec_` + 43 URL-safe characters (the secret an
+    endpoint made before was shown) and other text are each the key vnode signs with."""
+    secret = {"whsec": new_secret(), "legacy": "whsec_" + secrets.token_urlsafe(32),
+              "raw": "a secret of the operator's own"}[form]
+    async with inbox_client(secret.encode()) as (client, handled):
+        assert await post(client, standard_headers(EVENT_ID, BODY, [secret])) == (200, "")
+        # A vnode from before the standard headers: the deprecated X-VNode-Signature alone.
+        assert await post(client, {SIGNATURE_HEADER: sign(secret.encode(), BODY)}) == (200, "")
+        assert await post(client, {SIGNATURE_HEADER: sign(b"not-the-secret", BODY)}) \
+            == (401, "invalid_signature")
+    assert len(handled.envelopes) == 2
+    if form == "whsec":  # the standard form is base64 of the key, not the text
+        key = base64.b64decode(secret.removeprefix("whsec_"))
+        assert len(key) == 32
+
+
+async def test_webhook_receiver_window_is_the_configured_one() -> None:
+    secret = new_secret()
+    async with inbox_client(secret.encode(), window_s=30) as (client, _):
+        now = int(time.time())
+        assert await post(client, standard_headers(EVENT_ID, BODY, [secret], now - 60)) \
+            == (401, "invalid_signature")
+        assert await post(client, standard_headers(EVENT_ID, BODY, [secret], now - 10)) \
+            == (200, "")
 
 
 async def test_vnode_bot_command_runs_the_bot(own_vnode: Vnode, own_telegram: FakeTelegram,

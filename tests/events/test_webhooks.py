@@ -1,16 +1,23 @@
 """Outgoing webhooks end to end: subscriptions (admin API and CLI), the SSRF guard, signed
-deliveries of every event type in per-user order, retries, dead letters, and a dispatcher
-killed mid-delivery. Real PostgreSQL, the simulated node, and a real HTTP receiver."""
+deliveries of every event type in per-user order, Standard Webhooks signatures checked by the
+third-party `standardwebhooks` library, secret rotation, retries, dead letters, and a
+dispatcher killed mid-delivery. Real PostgreSQL, the simulated node, and a real HTTP receiver."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +25,10 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from tests.conftest import TEST_SEED, make_settings, node_settings
-from tests.events.webhook_receiver import WebhookReceiver
+from tests.events.webhook_receiver import Delivery, WebhookReceiver
 from tests.integration.test_api_transfer import balance, fund
 from tests.lightning_support import SimControl, assert_audit_clean
 from tests.support import (
@@ -38,8 +46,17 @@ from vnode.events import endpoints
 from vnode.events.catalogue import EVENT_TYPES
 from vnode.events.delivery import deliver_once
 from vnode.events.dispatcher import Dispatcher
+from vnode.events.envelope import Event
 from vnode.events.fanout import fan_out_once
-from vnode.events.webhooks import Endpoint, WebhookChannel
+from vnode.events.webhooks import (
+    Endpoint,
+    WebhookChannel,
+    signing_key,
+    standard_headers,
+    standard_secret,
+)
+from vnode.payments.signing import SIGNATURE_HEADER, SignatureError
+from vnode.payments.signing import verify as verify_legacy
 from vnode.settings import Settings
 
 LOCAL = frozenset({"127.0.0.1"})
@@ -102,6 +119,18 @@ async def outbox(dsn: str, event_type: str | None = None) -> list[tuple[str, str
     finally:
         await conn.close()
     return [(str(r["event_id"]), r["event_type"], r["user_id"], r["user_seq"]) for r in rows]
+
+
+async def conn_value(dsn: str, query: str, *args: object) -> Any:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(query, *args)
+    finally:
+        await conn.close()
+
+
+def datetime_now() -> datetime:
+    return datetime.now(UTC)
 
 
 async def deliveries(dsn: str, webhook_id: int) -> list[asyncpg.Record]:
@@ -242,7 +271,8 @@ async def test_only_admin_keys_manage_webhooks(vnode: Vnode) -> None:
         await conn.close()
     calls = [("POST", "/admin/webhooks", {"url": "http://127.0.0.1:9/"}),
              ("GET", "/admin/webhooks", None), ("DELETE", "/admin/webhooks/1", None),
-             ("GET", "/admin/webhooks/failed", None), ("POST", "/admin/webhooks/retry", {})]
+             ("GET", "/admin/webhooks/failed", None), ("POST", "/admin/webhooks/retry", {}),
+             ("POST", "/admin/webhooks/1/rotate", {})]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=vnode.app),
                                  base_url="http://vnode") as anonymous:
         for method, path, body in calls:
@@ -261,7 +291,8 @@ async def test_only_admin_keys_manage_webhooks(vnode: Vnode) -> None:
     assert "unsafe_url" in create["responses"]["422"]["description"]
     assert "invalid_event_type" in create["responses"]["422"]["description"]
     for path, method in (("/admin/webhooks", "get"), ("/admin/webhooks/{webhook_id}", "delete"),
-                         ("/admin/webhooks/failed", "get"), ("/admin/webhooks/retry", "post")):
+                         ("/admin/webhooks/failed", "get"), ("/admin/webhooks/retry", "post"),
+                         ("/admin/webhooks/{webhook_id}/rotate", "post")):
         assert "scope: admin" in spec["paths"][path][method]["summary"]
         assert "403" in spec["paths"][path][method]["responses"]
 
@@ -495,6 +526,223 @@ async def test_dead_letters_listed_and_retried_by_api_and_cli(
             assert cli(fresh_db, tmp_path, "retry", "999999").returncode == 1
 
 
+# --- Standard Webhooks signatures and secret rotation ---------------------------------------
+
+def signatures(delivery: Delivery) -> list[str]:
+    return delivery.headers["webhook-signature"].split(" ")
+
+
+def verifies(secret: str | bytes, delivery: Delivery) -> bool:
+    """The third-party library's verdict on a delivery, with the secret as a receiver has it."""
+    try:
+        Webhook(secret).verify(delivery.body, delivery.headers)
+    except WebhookVerificationError:
+        return False
+    return True
+
+
+async def next_delivery(receiver: WebhookReceiver, client: httpx.AsyncClient,
+                        user_id: int) -> Delivery:
+    """Make one event (an admin credit) and return its delivery as the receiver got it."""
+    before = len(receiver.deliveries)
+    await fund(client, user_id, 1_000)
+
+    async def arrived() -> bool:
+        return len(receiver.deliveries) > before
+    await wait_until(arrived, 10, "the delivery")
+    return receiver.deliveries[before]
+
+
+async def test_deliveries_carry_standard_webhooks_headers(vnode: Vnode) -> None:
+    with WebhookReceiver() as receiver:
+        created = await subscribe(vnode.client, receiver)
+        secret = created["secret"]
+        # whsec_ and the base64 of 32 random bytes: what the library takes as it is.
+        assert secret.startswith("whsec_")
+        assert len(base64.b64decode(secret.removeprefix("whsec_"), validate=True)) == 32
+        receiver.fail_next(1)  # the first attempt fails: the retry has the same webhook-id
+        alice = new_user_id()
+        delivery = await next_delivery(receiver, vnode.client, alice)
+        envelope = json.loads(delivery.body)
+        headers = delivery.headers
+
+        assert headers["webhook-id"] == envelope["id"] == headers["x-vnode-event-id"]
+        assert headers["x-vnode-event-type"] == envelope["type"] == "admin.credit"
+        assert abs(int(headers["webhook-timestamp"]) - time.time()) < 60
+        [signature] = signatures(delivery)  # one secret, one signature
+        assert signature.startswith("v1,") and len(base64.b64decode(signature[3:])) == 32
+        # The library (the oracle) verifies it with the secret exactly as it was shown.
+        assert Webhook(secret).verify(delivery.body, headers) == envelope
+        assert [a.headers["webhook-id"] for a in receiver.attempts] == [envelope["id"]] * 2
+        assert receiver.failed_requests == 1
+
+        # A tampered body, a wrong secret, another event's id: refused.
+        tampered = delivery.body.replace(b'"admin.credit"', b'"admin.debit"')
+        assert tampered != delivery.body
+        with pytest.raises(WebhookVerificationError, match="No matching signature"):
+            Webhook(secret).verify(tampered, headers)
+        with pytest.raises(WebhookVerificationError, match="No matching signature"):
+            Webhook(endpoints.new_secret()).verify(delivery.body, headers)
+        with pytest.raises(WebhookVerificationError, match="No matching signature"):
+            Webhook(secret).verify(delivery.body, {**headers, "webhook-id": "another-event"})
+        with pytest.raises(WebhookVerificationError, match="Missing required headers"):
+            Webhook(secret).verify(delivery.body, {k: v for k, v in headers.items()
+                                                   if k != "webhook-signature"})
+        # An old timestamp: signed as vnode signs, with the right secret, ten minutes ago.
+        now = int(time.time())
+        fresh = standard_headers(envelope["id"], delivery.body, [secret], now)
+        Webhook(secret).verify(delivery.body, fresh)
+        stale = standard_headers(envelope["id"], delivery.body, [secret], now - 600)
+        with pytest.raises(WebhookVerificationError, match="too old"):
+            Webhook(secret).verify(delivery.body, stale)
+        # ...and a genuine delivery's signature does not carry over to another timestamp.
+        with pytest.raises(WebhookVerificationError, match="No matching signature"):
+            Webhook(secret).verify(delivery.body, {
+                **headers, "webhook-timestamp": str(int(headers["webhook-timestamp"]) - 1)})
+
+        # The deprecated header is still there, keyed with the secret's text as before.
+        verify_legacy(secret.encode(), headers["x-vnode-signature"], delivery.body, 300)
+
+
+async def test_rotation_signs_with_both_secrets_during_the_grace_period_then_the_new_one(
+    vnode: Vnode
+) -> None:
+    client = vnode.client
+    with WebhookReceiver() as receiver:
+        created = await subscribe(client, receiver)
+        old = created["secret"]
+        alice = new_user_id()
+        before = await next_delivery(receiver, client, alice)
+        assert len(signatures(before)) == 1 and verifies(old, before)
+
+        rotated = await client.post(f"/admin/webhooks/{created['id']}/rotate")
+        assert rotated.status_code == 200, rotated.text
+        new = rotated.json()["secret"]
+        assert new.startswith("whsec_") and new != old
+        assert rotated.json()["secret_rotated_at"]
+        until = rotated.json()["previous_secret_until"]
+        listed = await client.get("/admin/webhooks")
+        assert new not in listed.text and old not in listed.text
+        [shown] = listed.json()["webhooks"]
+        assert shown["previous_secret_until"] == until
+        grace_left = (await conn_value(vnode.dsn, "SELECT extract(epoch FROM "
+                                       "previous_secret_until - now()) FROM webhook_endpoints "
+                                       "WHERE id = $1", created["id"]))
+        assert 86_400 - 60 < grace_left <= 86_400  # 24 hours by default
+
+        # During the grace period: two signatures, the new secret's first; either verifies, so a
+        # receiver still on the old secret (this one) and one already on the new both accept.
+        during = await next_delivery(receiver, client, alice)
+        assert len(signatures(during)) == 2
+        assert verifies(old, during) and verifies(new, during)
+        assert not verifies(endpoints.new_secret(), during)
+        assert signatures(during)[0] == standard_headers(
+            during.headers["webhook-id"], during.body, [new],
+            int(during.headers["webhook-timestamp"]))["webhook-signature"]
+        # The deprecated header carries the current (new) secret only.
+        verify_legacy(new.encode(), during.headers["x-vnode-signature"], during.body, 300)
+        with pytest.raises(SignatureError):
+            verify_legacy(old.encode(), during.headers["x-vnode-signature"], during.body, 300)
+
+        # The grace period ends (moved to the past rather than waited for): only the new secret.
+        await conn_value(vnode.dsn, "UPDATE webhook_endpoints SET previous_secret_until = "
+                         "now() - interval '1 second' WHERE id = $1 RETURNING id", created["id"])
+        receiver.secret = new
+        after = await next_delivery(receiver, client, alice)
+        assert len(signatures(after)) == 1
+        assert verifies(new, after) and not verifies(old, after)
+        [shown] = (await client.get("/admin/webhooks")).json()["webhooks"]
+        assert shown["previous_secret_until"] is None
+
+        # A rotation with no grace period: the replaced secret stops at once.
+        again = await client.post(f"/admin/webhooks/{created['id']}/rotate", json={"grace_s": 0})
+        assert again.status_code == 200, again.text
+        assert again.json()["previous_secret_until"] is None
+        newest = again.json()["secret"]
+        receiver.secret = newest
+        last = await next_delivery(receiver, client, alice)
+        assert len(signatures(last)) == 1
+        assert verifies(newest, last) and not verifies(new, last) and not verifies(old, last)
+        assert receiver.bad_signatures == []
+
+        # Unknown or removed endpoints, and grace periods out of range.
+        for bad_id in (999_999, 0):
+            answer = await client.post(f"/admin/webhooks/{bad_id}/rotate")
+            assert answer.status_code in (404, 422), answer.text
+        for grace in (-1, 7 * 86_400 + 1, "a day"):
+            answer = await client.post(f"/admin/webhooks/{created['id']}/rotate",
+                                       json={"grace_s": grace})
+            assert answer.status_code == 422, answer.text
+            assert answer.json()["error"]["code"] == "invalid_request"
+        assert (await client.delete(f"/admin/webhooks/{created['id']}")).status_code == 200
+        gone = await client.post(f"/admin/webhooks/{created['id']}/rotate")
+        assert gone.status_code == 404 and gone.json()["error"]["code"] == "unknown_webhook"
+
+
+async def test_rotating_twice_keeps_at_most_two_secrets(fresh_db: str) -> None:
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        info, first = await endpoints.create_endpoint(conn, "http://127.0.0.1:9/", (), LOCAL)
+        one = await endpoints.rotate_secret(conn, info.id, 3600)
+        two = await endpoints.rotate_secret(conn, info.id, 3600)
+        assert one is not None and two is not None
+        row = await conn.fetchrow("SELECT secret, previous_secret FROM webhook_endpoints "
+                                  "WHERE id = $1", info.id)
+        assert row is not None
+        # The second rotation replaced `one`; `first` signs nothing any more.
+        assert (row["secret"], row["previous_secret"]) == (two.secret, one.secret)
+        with pytest.raises(ValueError, match="grace period"):
+            await endpoints.rotate_secret(conn, info.id, -5)
+        assert await endpoints.rotate_secret(conn, 999_999) is None
+    finally:
+        await conn.close()
+    assert first not in (one.secret, two.secret)
+
+
+def an_event(user_id: int = 42) -> Event:
+    return Event(1, "0b6f2a8e-0d0c-4c3e-9f58-3d8f0f3c1a11", "admin.credit", user_id, 1,
+                 {"amount_msat": 1000}, datetime_now())
+
+
+async def test_an_endpoint_made_before_keeps_its_secret_working() -> None:
+    """vnode's earlier secrets (`whsec_` + 43 URL-safe characters) were HMAC keys as text: the
+    standard signature uses that text as the key, which a Standard Webhooks library takes as raw
+    bytes or in the `whsec_<base64>` form the docs give; the deprecated header is unchanged."""
+    legacy = "whsec_" + secrets.token_urlsafe(32)
+    assert signing_key(legacy) == legacy.encode()
+    with WebhookReceiver(legacy) as receiver:
+        channel = WebhookChannel(Endpoint(1, receiver.url, legacy), LOCAL)
+        [result] = await channel.send([an_event()])
+        assert result.error is None, result.error
+        [delivery] = receiver.deliveries
+    assert verifies(legacy.encode(), delivery)
+    assert verifies(standard_secret(legacy), delivery)
+    assert standard_secret(legacy) == "whsec_" + base64.b64encode(legacy.encode()).decode()
+    # The library reads the text as base64: a wrong key, or no key at all.
+    with contextlib.suppress(binascii.Error):
+        assert not verifies(legacy, delivery)
+    verify_legacy(legacy.encode(), delivery.headers["x-vnode-signature"], delivery.body, 300)
+    assert SIGNATURE_HEADER.lower() in delivery.headers
+
+
+@pytest.mark.parametrize(("secret", "key"), [
+    ("whsec_" + base64.b64encode(b"k" * 32).decode(), b"k" * 32),  # padded base64
+    ("whsec_" + base64.b64encode(b"k" * 24).decode(), b"k" * 24),  # svix-style, no padding
+    ("whsec_" + base64.b64encode(b"k" * 34).decode().rstrip("="), b"k" * 34),  # padding left out
+    # vnode's earlier form, whsec_ and 43 URL-safe characters, is text even when it happens to
+    # be base64 too (43 characters are never padded base64; vnode's own are 44).
+    ("whsec_" + "A" * 43, ("whsec_" + "A" * 43).encode()),
+    ("whsec_test_" + "s" * 32, b"whsec_test_" + b"s" * 32),  # not base64: the text itself
+    ("whsec_", b"whsec_"),
+    ("plain-secret", b"plain-secret"),
+])
+def test_signing_key_reads_both_forms(secret: str, key: bytes) -> None:
+    assert signing_key(secret) == key
+    if secret.startswith("whsec_") and key != secret.encode():
+        assert Webhook(secret)._whsecret == key  # the library reads it the same way
+    assert signing_key(standard_secret(secret)) == key
+
+
 # --- the command line -----------------------------------------------------------------------
 
 async def test_cli_add_list_remove_with_the_ssrf_rule(fresh_db: str, tmp_path: Path) -> None:
@@ -529,6 +777,28 @@ async def test_cli_add_list_remove_with_the_ssrf_rule(fresh_db: str, tmp_path: P
     assert listed.returncode == 0, listed.stderr
     assert url in listed.stdout and "transfer.completed" in listed.stdout
     assert created["secret"] not in listed.stdout + listed.stderr
+
+    rotated = cli(fresh_db, tmp_path, "rotate", str(created["id"]))
+    assert rotated.returncode == 0, rotated.stderr
+    fresh = json.loads(rotated.stdout)
+    assert fresh["id"] == created["id"] and fresh["secret"].startswith("whsec_")
+    assert fresh["secret"] != created["secret"] and fresh["previous_secret_until"]
+    assert "shown once" in rotated.stderr and "still signs until" in rotated.stderr
+    assert fresh["secret"] not in cli(fresh_db, tmp_path, "list").stdout
+    no_grace = cli(fresh_db, tmp_path, "rotate", str(created["id"]), "--grace-s", "0")
+    assert no_grace.returncode == 0, no_grace.stderr
+    newest = json.loads(no_grace.stdout)
+    assert newest["previous_secret_until"] is None and "no longer signs" in no_grace.stderr
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        keys = await conn.fetchrow("SELECT secret, previous_secret FROM webhook_endpoints "
+                                   "WHERE id = $1", created["id"])
+    finally:
+        await conn.close()
+    assert keys is not None and (keys["secret"], keys["previous_secret"]) == (newest["secret"],
+                                                                              None)
+    assert cli(fresh_db, tmp_path, "rotate", "999999").returncode == 1
+    assert cli(fresh_db, tmp_path, "rotate", str(created["id"]), "--grace-s", "-1").returncode == 2
 
     removed = cli(fresh_db, tmp_path, "remove", str(created["id"]))
     assert removed.returncode == 0 and f"webhook {created['id']} removed" in removed.stdout

@@ -1,7 +1,9 @@
 """A real HTTP receiver of vnode's webhooks for tests: uvicorn on 127.0.0.1 in a thread.
 
-It checks every delivery's signature with the endpoint's secret (as a bot would, with
-`vnode.payments.signing.verify`), records the events it accepted in arrival order, and can be
+It checks every delivery's Standard Webhooks signature with the endpoint's secret, using the
+third-party `standardwebhooks` library (`Webhook(secret).verify(body, headers)`, as any receiver
+would), records the events it accepted in arrival order (and each one's headers and raw body, to
+check them again later), and can be
 told to fail (HTTP 500) the next N requests, to fail until told otherwise (for everyone or for
 one user), or to hang until released. A request that failed or hung is never recorded as
 received: only a 2xx answer tells vnode the event arrived. With a certificate and key it serves
@@ -18,12 +20,26 @@ from types import TracebackType
 
 import orjson
 import uvicorn
+from standardwebhooks import Webhook, WebhookVerificationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from vnode.payments.signing import SIGNATURE_HEADER, SignatureError, verify
+from vnode.events.webhooks import signing_key
 
-SIGNATURE_WINDOW_S = 300
+
+def oracle(secret: str) -> Webhook:
+    """The library's verifier for an endpoint secret: a `whsec_<base64>` secret goes to it as it
+    is; an older secret that is not in that form (vnode's `whsec_` + 43 URL-safe characters, or a
+    test's own text) is, as before, its own UTF-8 bytes, which the library takes as a raw key."""
+    if signing_key(secret) == secret.encode():
+        return Webhook(secret.encode())
+    return Webhook(secret)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    headers: dict[str, str]  # names in lower case
+    body: bytes
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,8 @@ class WebhookReceiver:
         self.path = path
         self._lock = threading.Lock()
         self._received: list[Received] = []
+        self._deliveries: list[Delivery] = []  # the accepted requests, as they came
+        self._attempts: list[Delivery] = []  # every well-signed request, failed ones too
         self.bad_signatures: list[str] = []
         self.failed_requests = 0
         self.requests = 0
@@ -97,6 +115,16 @@ class WebhookReceiver:
         with self._lock:
             return list(self._received)
 
+    @property
+    def deliveries(self) -> list[Delivery]:
+        with self._lock:
+            return list(self._deliveries)
+
+    @property
+    def attempts(self) -> list[Delivery]:
+        with self._lock:
+            return list(self._attempts)
+
     def ids(self) -> list[str]:
         return [r.id for r in self.received]
 
@@ -127,12 +155,12 @@ class WebhookReceiver:
                 await asyncio.sleep(0.05)
             return Response(status_code=503)
         secret = self.secret
+        headers = {name.lower(): value for name, value in request.headers.items()}
         try:
             if secret is None:
-                raise SignatureError("the receiver has no secret yet")
-            verify(secret.encode(), request.headers.get(SIGNATURE_HEADER), body,
-                   SIGNATURE_WINDOW_S)
-        except SignatureError as exc:
+                raise WebhookVerificationError("the receiver has no secret yet")
+            oracle(secret).verify(body, headers)
+        except WebhookVerificationError as exc:
             with self._lock:
                 self.bad_signatures.append(str(exc))
             return Response(status_code=401)
@@ -142,11 +170,13 @@ class WebhookReceiver:
             int(envelope["seq"]), request.headers.get("X-VNode-Event-Id"),
             request.headers.get("X-VNode-Event-Type"), dict(envelope["data"]))
         with self._lock:
+            self._attempts.append(Delivery(headers, body))
             if self._fail_next > 0 or self._fail_all or event.user_id in self._fail_users:
                 self._fail_next = max(self._fail_next - 1, 0)
                 self.failed_requests += 1
                 return Response(status_code=500)
             self._received.append(event)
+            self._deliveries.append(Delivery(headers, body))
         return Response(b'{"ok":true}', media_type="application/json")
 
     def _run(self) -> None:

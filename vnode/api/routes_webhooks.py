@@ -1,5 +1,5 @@
-"""Webhook subscriptions (scope admin): add (the signing secret is shown once), list, remove,
-and the dead-letter list with its retry."""
+"""Webhook subscriptions (scope admin): add (the signing secret is shown once), list, rotate
+the secret (the new one shown once), remove, and the dead-letter list with its retry."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from vnode.events import endpoints
 from vnode.events.catalogue import EVENT_TYPES
 from vnode.events.endpoints import (
     DEAD_LETTERS_MAX,
+    DEFAULT_GRACE_S,
     DESCRIPTION_MAX_CHARS,
+    MAX_GRACE_S,
     URL_MAX_CHARS,
     DeadLetter,
     InvalidEventType,
@@ -79,17 +81,42 @@ class Webhook(BaseModel):
     removed_at: datetime | None = None
     pending: int = Field(description="Deliveries waiting or backing off.")
     dead: int = Field(description="Deliveries in the dead-letter list.")
+    secret_rotated_at: datetime | None = Field(
+        default=None, description="When the secret was last rotated; null: never.")
+    previous_secret_until: datetime | None = Field(
+        default=None, description="During a rotation's grace period: until when the replaced "
+        "secret still signs deliveries beside the new one.")
 
     @classmethod
     def of(cls, info: WebhookInfo) -> Webhook:
         return cls(id=info.id, url=info.url, events=list(info.event_types),
                    description=info.description, created_at=info.created_at,
-                   removed_at=info.removed_at, pending=info.pending, dead=info.dead)
+                   removed_at=info.removed_at, pending=info.pending, dead=info.dead,
+                   secret_rotated_at=info.secret_rotated_at,
+                   previous_secret_until=info.previous_secret_until)
+
+
+_SIGNING_DOC = (
+    "`whsec_<base64>`: signs every delivery the Standard Webhooks way (`webhook-id`, "
+    "`webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256 over "
+    "\"<id>.<timestamp>.<body>\">`); verify with any Standard Webhooks library. Shown only in "
+    "this answer.")
 
 
 class WebhookCreated(Webhook):
-    secret: str = Field(description="Signs every delivery (`X-VNode-Signature: t=..,v1=..`, "
-                        "HMAC-SHA256 over `<t>.<body>`). Shown only in this answer.")
+    secret: str = Field(description=_SIGNING_DOC)
+
+
+class RotateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    grace_s: int = Field(default=DEFAULT_GRACE_S, ge=0, le=MAX_GRACE_S, description=(
+        "For this many seconds the replaced secret still signs deliveries beside the new one "
+        "(default 24 hours); 0: it stops at once."))
+
+
+class WebhookRotated(Webhook):
+    secret: str = Field(description="The new secret. " + _SIGNING_DOC)
 
 
 class WebhookList(BaseModel):
@@ -142,8 +169,10 @@ WebhookId = Annotated[int, Path(description="The endpoint's id", ge=1, le=MAX_ID
     "",
     status_code=201,
     summary="Subscribe a URL to events; the signing secret is shown once (scope: admin)",
-    description="Each event is POSTed as its JSON envelope with `X-VNode-Signature` (the inbound "
-    "webhook's scheme), `X-VNode-Event-Id` and `X-VNode-Event-Type`; a user's events arrive in "
+    description="Each event is POSTed as its JSON envelope with the Standard Webhooks headers "
+    "`webhook-id` (the event id), `webhook-timestamp` and `webhook-signature`, and "
+    "`X-VNode-Event-Id` and `X-VNode-Event-Type` (`X-VNode-Signature`, vnode's earlier "
+    "signature, is still sent but deprecated; docs/EVENTS.md); a user's events arrive in "
     "`seq` order, at least once (deduplicate by event id). A delivery failing for more than 24 "
     "hours, with exponential backoff, goes to the dead-letter list. URLs on private, loopback, "
     "link-local or metadata addresses are refused (`unsafe_url`) unless their host is listed in "
@@ -201,6 +230,24 @@ async def retry_failed(_key: AdminKey, services: ServicesDep,
     if requeued is None:
         raise ApiError(ErrorCode.UNKNOWN_WEBHOOK, f"no active webhook endpoint {webhook_id}")
     return Requeued(requeued=requeued)
+
+
+@router.post(
+    "/{webhook_id}/rotate",
+    summary="Give an endpoint a new signing secret, shown once (scope: admin)",
+    description="For `grace_s` seconds (default 24 hours) deliveries carry two signatures in "
+    "`webhook-signature`, one with the new secret and one with the replaced one, so the "
+    "receiver can switch to the new secret at any time within it; then only the new secret "
+    "signs. Rotating again during a grace period drops the secret replaced before.",
+    responses=_errors(ErrorCode.UNKNOWN_WEBHOOK),
+)
+async def rotate_webhook_secret(webhook_id: WebhookId, _key: AdminKey, services: ServicesDep,
+                                body: RotateBody | None = None) -> WebhookRotated:
+    grace_s = body.grace_s if body is not None else DEFAULT_GRACE_S
+    rotated = await endpoints.rotate_secret(services.pool, webhook_id, grace_s)
+    if rotated is None:
+        raise ApiError(ErrorCode.UNKNOWN_WEBHOOK, f"no active webhook endpoint {webhook_id}")
+    return WebhookRotated(**Webhook.of(rotated.endpoint).model_dump(), secret=rotated.secret)
 
 
 @router.delete(

@@ -1,11 +1,15 @@
 """Where the bot hears vnode's events: a Redis Streams consumer group (the default) or a
-signed-webhook receiver. Both hand each envelope to `Notifier.handle`, which tells the user
-once; what it could not handle now is left to come again."""
+signed-webhook receiver (Standard Webhooks, verified by the standardwebhooks library). Both hand
+each envelope to `Notifier.handle`, which tells the user once; what it could not handle now is
+left to come again."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -13,8 +17,15 @@ import orjson
 from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from vnode.bot.notify import TryLater
+from vnode.events.webhooks import (
+    ID_HEADER,
+    STANDARD_SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    signing_key,
+)
 from vnode.payments.signing import SIGNATURE_HEADER, SignatureError, verify
 
 log = logging.getLogger(__name__)
@@ -22,6 +33,11 @@ EnvelopeHandler = Callable[[dict[str, Any]], Awaitable[None]]
 _BLOCK_MS = 2000
 _BATCH = 50
 _BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+# Unix seconds in ASCII digits (the library's float() would also take "1e9", "nan" or other
+# scripts' digits; review L7).
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+# Deliveries remembered against replays; they are forgotten once too old to be accepted anyway.
+_MAX_REMEMBERED = 100_000
 
 
 class StreamInbox:
@@ -98,17 +114,47 @@ class StreamInbox:
         return True, len(entries)
 
 
-class WebhookInbox:
-    """POST endpoint for vnode's signed webhooks (`vnode webhooks add URL`): verifies
-    `X-VNode-Signature` with the endpoint's secret, answers 2xx once handled and 503 to have
-    vnode retry."""
+class SignatureRefused(ValueError):
+    pass
 
-    def __init__(self, secret: bytes, window_s: int, path: str,
-                 handle: EnvelopeHandler) -> None:
-        self.secret = secret
+
+class Replayed(ValueError):
+    pass
+
+
+def secret_key(secret: bytes | str) -> bytes:
+    """The HMAC key of VNODE_BOT_WEBHOOK_SECRET: `whsec_<base64>` as vnode makes it now, or any
+    other text (an endpoint's secret from before: `whsec_` + 43 URL-safe characters) as it is."""
+    if isinstance(secret, str):
+        return signing_key(secret)
+    try:
+        return signing_key(secret.decode())
+    except UnicodeDecodeError:
+        return secret
+
+
+class WebhookInbox:
+    """POST endpoint for vnode's signed webhooks (`vnode webhooks add URL`): verifies the
+    Standard Webhooks signature with the endpoint's secret (any of the signatures a delivery
+    carries during a rotation may match), refuses timestamps outside the window and a delivery
+    seen before (same `webhook-id` and timestamp), answers 2xx once handled and 503 to have
+    vnode retry (a retry is signed anew, so it is not a replay).
+
+    A delivery without the standard headers is checked by the deprecated `X-VNode-Signature`,
+    which a vnode older than the standard signature sends alone."""
+
+    def __init__(self, secret: bytes | str, window_s: int, path: str,
+                 handle: EnvelopeHandler, *, clock: Callable[[], float] = time.time) -> None:
+        self.key = secret_key(secret)
+        # X-VNode-Signature was always keyed with the secret's text as it is.
+        self._legacy_key = secret.encode() if isinstance(secret, str) else secret
         self.window_s = window_s
         self.path = path
         self.handle = handle
+        self.clock = clock
+        self._webhook = Webhook(self.key)
+        # (webhook-id, timestamp), or a legacy signature -> until when it could be accepted.
+        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
@@ -116,13 +162,58 @@ class WebhookInbox:
         application.router.add_post(self.path, self.receive)
         return application
 
+    def check(self, body: bytes, headers: Any) -> tuple[tuple[str, str], float]:
+        """The delivery's replay key and until when a replay of it would pass the timestamp
+        check, if it is genuine and fresh; SignatureRefused otherwise.
+
+        `headers` is any case-insensitive mapping (aiohttp's request.headers)."""
+        now = self.clock()
+        msg_id, timestamp = headers.get(ID_HEADER), headers.get(TIMESTAMP_HEADER)
+        signature = headers.get(STANDARD_SIGNATURE_HEADER)
+        if msg_id is None and timestamp is None and signature is None:
+            try:  # a vnode from before the standard headers
+                legacy = verify(self._legacy_key, headers.get(SIGNATURE_HEADER), body,
+                                self.window_s, now)
+            except SignatureError as exc:
+                raise SignatureRefused(str(exc)) from None
+            # (Its timestamp may be up to a window ahead of this clock.)
+            return ("X-VNode-Signature", legacy.hex()), now + 2 * self.window_s
+        if not (msg_id and timestamp and signature):
+            raise SignatureRefused("missing webhook-id, webhook-timestamp or webhook-signature")
+        if not _TIMESTAMP.fullmatch(timestamp):
+            raise SignatureRefused("malformed webhook-timestamp")
+        if abs(now - int(timestamp)) > self.window_s:
+            raise SignatureRefused("webhook-timestamp outside the allowed window")
+        try:
+            self._webhook.verify(body, {ID_HEADER: msg_id, TIMESTAMP_HEADER: timestamp,
+                                        STANDARD_SIGNATURE_HEADER: signature}, json_parse=False)
+        except WebhookVerificationError as exc:
+            raise SignatureRefused(str(exc)) from None
+        return (msg_id, timestamp), int(timestamp) + self.window_s
+
+    def remember(self, key: tuple[str, str], until: float) -> None:
+        """Replayed if this delivery was accepted before; otherwise remember it until `until`,
+        after which the timestamp check refuses it anyway."""
+        now = self.clock()
+        while self._seen:
+            _, first_until = next(iter(self._seen.items()))
+            if first_until >= now and len(self._seen) < _MAX_REMEMBERED:
+                break
+            self._seen.popitem(last=False)
+        if key in self._seen:
+            raise Replayed("this delivery was received before")
+        self._seen[key] = until
+
     async def receive(self, request: web.Request) -> web.Response:
         body = await request.read()
         try:
-            verify(self.secret, request.headers.get(SIGNATURE_HEADER), body, self.window_s)
-        except SignatureError as exc:
+            self.remember(*self.check(body, request.headers))
+        except SignatureRefused as exc:
             return web.json_response({"error": {"code": "invalid_signature",
                                                 "message": str(exc)}}, status=401)
+        except Replayed as exc:
+            return web.json_response({"error": {"code": "replayed",
+                                                "message": str(exc)}}, status=409)
         try:
             envelope = orjson.loads(body)
             if not isinstance(envelope, dict):

@@ -37,12 +37,16 @@ class Dispatcher:
     async def deliver_webhooks(self) -> int:
         """Every endpoint side by side: a slow endpoint does not hold up the others, and one
         endpoint's failure does not stop the rest. (Redis has a loop of its own.)"""
+        # A secret replaced by a rotation signs too, until its grace period ends.
         rows = await self.pool.fetch(
-            "SELECT id, url, secret FROM webhook_endpoints WHERE removed_at IS NULL ORDER BY id")
+            "SELECT id, url, secret, CASE WHEN previous_secret_until > now() "
+            "THEN previous_secret END AS previous_secret "
+            "FROM webhook_endpoints WHERE removed_at IS NULL ORDER BY id")
         gate = asyncio.Semaphore(PARALLEL_CHANNELS)
 
         async def one(row: asyncpg.Record) -> int:
-            webhook = WebhookChannel(Endpoint(row["id"], row["url"], row["secret"]),
+            webhook = WebhookChannel(Endpoint(row["id"], row["url"], row["secret"],
+                                              row["previous_secret"]),
                                      self.allow_hosts)
             async with gate:
                 try:

@@ -1,20 +1,24 @@
-"""Webhook endpoints: subscriptions the operator adds, lists and removes, and their dead letters.
+"""Webhook endpoints: subscriptions the operator adds, lists, rotates and removes, and their
+dead letters.
 
 An endpoint is a URL, the event types it wants (none: every type) and a secret that signs each
-delivery (`X-VNode-Signature`, the inbound webhook's scheme). The secret is kept in clear because
-every delivery needs it, and it is shown once, when the endpoint is created; listings never
-carry it. A URL must pass the SSRF guard (`ssrf.check_url`) when it is added, and again before
-each delivery. Removing an endpoint is soft (`removed_at`): its pending deliveries stop, and the
-history of what it received stays.
+delivery (Standard Webhooks, vnode/events/webhooks.py), `whsec_` and the base64 of 32 random
+bytes. The secret is kept in clear because every delivery needs it, and it is shown once, when
+the endpoint is created or its secret rotated; listings never carry it. A rotation keeps the
+replaced secret signing deliveries beside the new one for a grace period (24 h by default), so
+the receiver can switch to the new secret at any time within it. A URL must pass the SSRF guard
+(`ssrf.check_url`) when it is added, and again before each delivery. Removing an endpoint is
+soft (`removed_at`): its pending deliveries stop, and the history of what it received stays.
 """
 
 from __future__ import annotations
 
+import base64
 import secrets
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeAlias
 from urllib.parse import urlsplit
 
@@ -24,8 +28,12 @@ from vnode.db.pool import DbConnection
 from vnode.events.catalogue import EVENT_TYPES
 from vnode.events.delivery import channel_lock_key, retry_dead
 from vnode.events.ssrf import check_url
+from vnode.events.webhooks import SECRET_PREFIX
 
-SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
+SECRET_BYTES = 32
+# How long a replaced secret still signs deliveries after a rotation, unless told otherwise.
+DEFAULT_GRACE_S = 24 * 3600
+MAX_GRACE_S = 7 * 24 * 3600
 URL_MAX_CHARS = 2048
 DESCRIPTION_MAX_CHARS = 200
 DEAD_LETTERS_MAX = 1000
@@ -53,6 +61,9 @@ class WebhookInfo:
     removed_at: datetime | None
     pending: int = 0  # deliveries waiting (or backing off)
     dead: int = 0  # deliveries in the dead-letter list
+    secret_rotated_at: datetime | None = None
+    # While a rotation's grace period lasts: until when the replaced secret still signs.
+    previous_secret_until: datetime | None = None
 
     @property
     def channel(self) -> str:
@@ -74,8 +85,16 @@ class DeadLetter:
     first_tried_at: datetime  # when the delivery was queued (or last requeued)
 
 
+@dataclass(frozen=True)
+class Rotated:
+    endpoint: WebhookInfo
+    secret: str  # the new secret, only ever returned here
+    previous_secret_until: datetime | None  # None: the replaced secret no longer signs
+
+
 def new_secret() -> str:
-    return SECRET_PREFIX + secrets.token_urlsafe(32)
+    """A Standard Webhooks secret: `whsec_` and the base64 of 32 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
 
 
 def parse_url(text: str) -> str:
@@ -135,7 +154,10 @@ async def create_endpoint(db: Db, url: str, event_types: Iterable[str],
     row = await db.fetchrow(
         "INSERT INTO webhook_endpoints (url, event_types, secret, description) "
         "VALUES ($1, $2, $3, $4) "
-        "RETURNING id, url, event_types, description, created_at, removed_at",
+        "RETURNING id, url, event_types, description, created_at, removed_at, "
+        "  secret_rotated_at, "
+        "  CASE WHEN previous_secret_until > now() THEN previous_secret_until END "
+        "  AS previous_secret_until",
         checked, list(types), secret, description)
     assert row is not None
     return _info(row), secret
@@ -143,6 +165,9 @@ async def create_endpoint(db: Db, url: str, event_types: Iterable[str],
 
 _LIST = """
     SELECT w.id, w.url, w.event_types, w.description, w.created_at, w.removed_at,
+           w.secret_rotated_at,
+           CASE WHEN w.previous_secret_until > now() THEN w.previous_secret_until END
+           AS previous_secret_until,
            (SELECT count(*) FROM event_deliveries d
             WHERE d.channel = 'webhook:' || w.id AND d.status = 'pending') AS pending,
            (SELECT count(*) FROM event_deliveries d
@@ -175,13 +200,47 @@ async def remove_endpoint(db: Db, webhook_id: int) -> WebhookInfo | None:
         row = await conn.fetchrow(
             "UPDATE webhook_endpoints SET removed_at = now() "
             "WHERE id = $1 AND removed_at IS NULL "
-            "RETURNING id, url, event_types, description, created_at, removed_at", webhook_id)
+            "RETURNING id, url, event_types, description, created_at, removed_at, "
+            "  secret_rotated_at, "
+            "  CASE WHEN previous_secret_until > now() THEN previous_secret_until END "
+            "  AS previous_secret_until", webhook_id)
         if row is None:
             return None
         await conn.execute(
             "UPDATE event_deliveries SET status = 'dead', last_error = $2 "
             "WHERE channel = $1 AND status = 'pending'", f"webhook:{webhook_id}", REMOVED_ERROR)
         return _info(row)
+
+
+async def rotate_secret(db: Db, webhook_id: int,
+                        grace_s: int = DEFAULT_GRACE_S) -> Rotated | None:
+    """Give an active endpoint a new secret (None if there is none with this id).
+
+    For `grace_s` seconds the replaced secret still signs every delivery beside the new one
+    (two signatures in `webhook-signature`), then only the new one does; with 0 the replaced
+    secret stops at once. A rotation during another one's grace period drops the secret
+    replaced then: at most two secrets sign a delivery."""
+    if not 0 <= grace_s <= MAX_GRACE_S:
+        raise ValueError(f"the grace period is 0 to {MAX_GRACE_S} seconds")
+    secret = new_secret()
+    grace = timedelta(seconds=grace_s) if grace_s else None
+    # (On the right-hand side, `secret` is the value being replaced. A replaced secret past its
+    # grace period is as good as gone: never shown, never signing.)
+    row = await db.fetchrow(
+        "UPDATE webhook_endpoints SET "
+        "  previous_secret = CASE WHEN $3::interval IS NULL THEN NULL ELSE secret END, "
+        "  previous_secret_until = now() + $3::interval, "
+        "  secret = $2, secret_rotated_at = now() "
+        "WHERE id = $1 AND removed_at IS NULL "
+        "RETURNING id, url, event_types, description, created_at, removed_at, "
+        "  secret_rotated_at, "
+        "  CASE WHEN previous_secret_until > now() THEN previous_secret_until END "
+        "  AS previous_secret_until",
+        webhook_id, secret, grace)
+    if row is None:
+        return None
+    info = _info(row)
+    return Rotated(info, secret, info.previous_secret_until)
 
 
 async def dead_letters(db: Db, webhook_id: int | None = None,
@@ -222,7 +281,8 @@ def _info(row: asyncpg.Record) -> WebhookInfo:
     return WebhookInfo(
         row["id"], row["url"], tuple(row["event_types"]), row["description"], row["created_at"],
         row["removed_at"], row["pending"] if "pending" in keys else 0,
-        row["dead"] if "dead" in keys else 0)
+        row["dead"] if "dead" in keys else 0, row["secret_rotated_at"],
+        row["previous_secret_until"])
 
 
 @asynccontextmanager

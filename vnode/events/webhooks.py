@@ -1,23 +1,37 @@
-"""Signed webhook deliveries: POST the envelope, `X-VNode-Signature` as the inbound webhook.
+"""Signed webhook deliveries: POST the envelope with Standard Webhooks headers.
+
+Every delivery carries `webhook-id` (the event id, the same on every retry),
+`webhook-timestamp` (unix seconds) and `webhook-signature` (`v1,<base64 HMAC-SHA256>` over
+`<id>.<timestamp>.<body>`), made by the `standardwebhooks` library
+(https://www.standardwebhooks.com). While an endpoint's secret is being rotated, the signature
+header holds one signature per secret (the new one first), space-separated; a receiver accepts
+the delivery when any of them matches. The deprecated `X-VNode-Signature` (vnode's own scheme,
+the inbound webhook's) is still sent, signed with the current secret only, so receivers written
+against it keep working while they move to the standard headers (docs/EVENTS.md).
 
 Each delivery batch resolves the endpoint's host once, vets every address (vnode/events/
 ssrf.py), and connects only to those addresses: the HTTP client never resolves the name again,
 so a DNS answer that changes after the check (rebinding to 127.0.0.1 or a metadata address)
 is never used. The URL's host name still goes in the Host header, in TLS SNI and in the
-certificate check, so virtual hosting and HTTPS work as with any client.
+certificate check, so virtual hosts and HTTPS work as with any client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import re
 import ssl
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 
 import httpcore
 import httpx
+from standardwebhooks import Webhook
 
 from vnode.events.delivery import Result
 from vnode.events.envelope import Event
@@ -30,16 +44,71 @@ PARALLEL_USERS = 64
 # never a hostile receiver's gigabytes.
 MAX_ANSWER_BYTES = 64 * 1024
 
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+STANDARD_SIGNATURE_HEADER = "webhook-signature"
+SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
+# The secrets vnode made before it signed the Standard Webhooks way: `whsec_` and 43 URL-safe
+# characters (secrets.token_urlsafe(32)), used as HMAC key as they are (their UTF-8 bytes). Never
+# the length of padded base64, so never mistaken for the `whsec_<base64>` form.
+_LEGACY_SECRET = re.compile(r"whsec_[A-Za-z0-9_-]{43}")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+")
+
+
+def signing_key(secret: str) -> bytes:
+    """The HMAC key a webhook secret stands for.
+
+    `whsec_<base64>` (the Standard Webhooks form, every secret vnode makes): the decoded bytes.
+    vnode's earlier secrets (`whsec_` + 43 URL-safe characters) and any other text: the text
+    itself, UTF-8 encoded, as `X-VNode-Signature` always used them."""
+    if secret.startswith(SECRET_PREFIX) and not _LEGACY_SECRET.fullmatch(secret):
+        encoded = secret[len(SECRET_PREFIX):].rstrip("=")
+        if _BASE64.fullmatch(encoded) and len(encoded) % 4 != 1:  # padding optional
+            return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    return secret.encode()
+
+
+def standard_secret(secret: str) -> str:
+    """The same key in the `whsec_<base64>` form that Standard Webhooks libraries take (for an
+    endpoint made before vnode signed the standard way, the secret it was shown then)."""
+    return SECRET_PREFIX + base64.b64encode(signing_key(secret)).decode()
+
+
+def standard_headers(msg_id: str, body: bytes, secrets: Sequence[str],
+                     timestamp: int | None = None) -> dict[str, str]:
+    """`webhook-id`, `webhook-timestamp` and `webhook-signature` (one `v1,...` per secret,
+    space-separated, in the order given), signed by the standardwebhooks library."""
+    if not secrets:
+        raise ValueError("a delivery is signed with at least one secret")
+    t = int(time.time()) if timestamp is None else timestamp
+    when = datetime.fromtimestamp(t, UTC)
+    return {
+        ID_HEADER: msg_id,
+        TIMESTAMP_HEADER: str(t),
+        STANDARD_SIGNATURE_HEADER: " ".join(
+            Webhook(signing_key(secret)).sign(msg_id, when, body) for secret in secrets),
+    }
+
 
 @dataclass(frozen=True)
 class Endpoint:
     id: int
     url: str
     secret: str
+    # The secret replaced by a rotation, while its grace period lasts (the dispatcher passes it
+    # only until then); deliveries are signed with both.
+    previous_secret: str | None = None
 
     @property
     def channel(self) -> str:
         return f"webhook:{self.id}"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The secrets that sign a delivery, the current one first."""
+        if self.previous_secret is None or self.previous_secret == self.secret:
+            return (self.secret,)
+        return (self.secret, self.previous_secret)
 
 
 @cache
@@ -113,13 +182,18 @@ class WebhookChannel:
 
     async def _post(self, client: httpx.AsyncClient, event: Event) -> Result:
         body = event.encode()
+        timestamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            **standard_headers(event.event_id, body, self.endpoint.secrets, timestamp),
+            # Deprecated (docs/EVENTS.md): vnode's own scheme, the current secret only.
+            SIGNATURE_HEADER: sign(self.endpoint.secret.encode(), body, timestamp),
+            "X-VNode-Event-Id": event.event_id,
+            "X-VNode-Event-Type": event.event_type,
+        }
         try:
-            async with client.stream("POST", self.endpoint.url, content=body, headers={
-                "Content-Type": "application/json",
-                SIGNATURE_HEADER: sign(self.endpoint.secret.encode(), body),
-                "X-VNode-Event-Id": event.event_id,
-                "X-VNode-Event-Type": event.event_type,
-            }) as response:
+            async with client.stream("POST", self.endpoint.url, content=body,
+                                     headers=headers) as response:
                 status = response.status_code
                 read = 0
                 async for chunk in response.aiter_raw():
