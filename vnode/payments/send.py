@@ -155,7 +155,8 @@ class PaymentSender:
             raise ApiError(ErrorCode.INVALID_INVOICE, "the node reads another payment hash")
         if node_view.asset_id is None:
             return _Rgb(None, None)
-        if node_view.asset_amount is None:
+        if node_view.asset_amount is None or node_view.asset_amount <= 0:
+            # (The adapter refuses 0 already; the ledger's CHECK would be a 500.)
             raise ApiError(ErrorCode.AMOUNT_REQUIRED, "the RGB invoice does not name an amount")
         if check_amount and payable.amount_msat < RGB_MIN_HTLC_MSAT:
             raise ApiError(ErrorCode.AMOUNT_MISMATCH,
@@ -168,8 +169,10 @@ class PaymentSender:
                 "of the amount")
         if settings.fee_reserve_min_msat:
             rule += f", at least {settings.fee_reserve_min_msat} msat"
-        return (rule + "; held back for the routing fee (the node's worst case) and returned "
-                "unless the node reports spending it")
+        if self.backend.capabilities.reports_fee:
+            return rule + "; held back for the routing fee, the unused part returned"
+        # RLN reports no fee (docs/NODE.md): the whole reserve is the fee, known in advance.
+        return rule + "; this node reports no fee, so the whole reserve is charged as the fee"
 
     def _reserve_for(self, amount_msat: int, fee_limit_msat: int | None) -> int:
         policy = settings_reserve_msat(self.settings, amount_msat)
