@@ -18,6 +18,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 
 import asyncpg
 import orjson
@@ -103,38 +104,64 @@ def _fee(status: PaymentStatus) -> int | None:
     return fee if fee is None or 0 <= fee < 2**63 else None
 
 
-async def apply_status(pool: asyncpg.Pool, payment: PendingPayment, status: PaymentStatus,
-                       *, stale_skew_s: int, now: float | None = None) -> Outcome | None:
-    """Finish the payment if `status` is final and trustworthy; None leaves it pending."""
-    current = time.time() if now is None else now
-    expired_for_s = current - payment.invoice_expires_s
+class Verdict(StrEnum):
+    SUCCEEDED = "succeeded"  # finish as succeeded with the (canonical) preimage
+    FAILED = "failed"  # finish as failed: the user is refunded
+    INVALID_PREIMAGE = "invalid_preimage"  # stays pending; the operator is alerted
+    PENDING = "pending"  # stays pending; asked again later
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    reason: str | None = None
+    preimage: str | None = None
+
+
+def decide(payment: PendingPayment, status: PaymentStatus, *, stale_skew_s: int,
+           now: float) -> Decision:
+    """The table of docs/NODE.md, "Unknown outcomes": node answer x invoice state x attempt
+    age -> what becomes of a pending payment. Pure: no I/O, so the table has unit tests."""
+    expired = now - payment.invoice_expires_s > stale_skew_s
     if status.outcome is PaymentOutcome.SUCCEEDED:
         preimage = canonical_preimage(status.preimage, payment.payment_hash)
         if preimage is None:
-            log.error("node reported success without a valid preimage; payment stays pending",
-                      extra={"payment_hash": payment.payment_hash})
-            await _alert_once(pool, "invalid_preimage", payment.payment_hash,
-                              {"payment_id": payment.id, "preimage": str(status.preimage)[:200]})
-            return None
-        return await finish(pool, payment.id, PaymentOutcome.SUCCEEDED, _fee(status),
-                            preimage, None)
+            return Decision(Verdict.INVALID_PREIMAGE)
+        return Decision(Verdict.SUCCEEDED, preimage=preimage)
     if status.outcome is PaymentOutcome.FAILED:
         if status.updated_at and status.updated_at < payment.attempt_started_s - stale_skew_s:
             # An answer about an earlier attempt (docs/design/LESSONS.md 10): it does not
             # finalise this one, unless the invoice has expired since: then this attempt never
             # reached the node (the node would have overwritten the record) and never can (M5).
-            if expired_for_s > stale_skew_s:
-                return await finish(pool, payment.id, PaymentOutcome.FAILED, None, None,
-                                    "never reached the node; the invoice expired")
-            log.warning("ignoring a stale FAILED older than this attempt",
-                        extra={"payment_hash": payment.payment_hash})
-            return None
-        return await finish(pool, payment.id, PaymentOutcome.FAILED, None, None,
-                            "the node reported the payment failed")
-    if status.outcome is PaymentOutcome.UNKNOWN and expired_for_s > stale_skew_s:
+            if expired:
+                return Decision(Verdict.FAILED, "never reached the node; the invoice expired")
+            return Decision(Verdict.PENDING, "a stale FAILED older than this attempt")
+        return Decision(Verdict.FAILED, "the node reported the payment failed")
+    if status.outcome is PaymentOutcome.UNKNOWN and expired:
         # The node never saw it and now never can: the invoice is expired.
+        return Decision(Verdict.FAILED, "never reached the node; the invoice expired")
+    return Decision(Verdict.PENDING)
+
+
+async def apply_status(pool: asyncpg.Pool, payment: PendingPayment, status: PaymentStatus,
+                       *, stale_skew_s: int, now: float | None = None) -> Outcome | None:
+    """Finish the payment if `status` is final and trustworthy; None leaves it pending."""
+    decision = decide(payment, status, stale_skew_s=stale_skew_s,
+                      now=time.time() if now is None else now)
+    if decision.verdict is Verdict.SUCCEEDED:
+        return await finish(pool, payment.id, PaymentOutcome.SUCCEEDED, _fee(status),
+                            decision.preimage, None)
+    if decision.verdict is Verdict.FAILED:
         return await finish(pool, payment.id, PaymentOutcome.FAILED, None, None,
-                            "never reached the node; the invoice expired")
+                            decision.reason)
+    if decision.verdict is Verdict.INVALID_PREIMAGE:
+        log.error("node reported success without a valid preimage; payment stays pending",
+                  extra={"payment_hash": payment.payment_hash})
+        await _alert_once(pool, "invalid_preimage", payment.payment_hash,
+                          {"payment_id": payment.id, "preimage": str(status.preimage)[:200]})
+    elif decision.reason is not None:
+        log.warning("payment stays pending: %s", decision.reason,
+                    extra={"payment_hash": payment.payment_hash})
     return None
 
 
