@@ -3,21 +3,46 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements/dev.txt
+# `make lock` keeps the locked versions that still fit pyproject.toml; `make lock UPGRADE=1`
+# moves every package to the newest version its range allows.
+UPGRADE ?=
 
-.PHONY: run test lint redis bench soak chaos fuzz bot clean
+.PHONY: run test test-fast lint format lock redis bench soak chaos fuzz bot clean
 
-$(STAMP): pyproject.toml
+# Installs exactly the lock: every package at its locked version, checked against its hashes
+# (the lock holds the build backend too, so `-e .` builds offline of anything unpinned).
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	PYTHONWARNINGS=ignore $(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	touch $(STAMP)
+
+# Regenerate the lock from pyproject.toml (runtime and dev ranges) and requirements/build.in,
+# for Python 3.11 on every platform, with the hashes of every file of each locked version.
+lock: | $(BIN)/uv
+	$(BIN)/uv pip compile pyproject.toml requirements/build.in --extra dev --universal \
+	  --python-version 3.11 --generate-hashes --custom-compile-command 'make lock' \
+	  $(if $(UPGRADE),--upgrade) --quiet -o $(LOCK)
+
+$(BIN)/uv:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet 'uv>=0.13,<0.14'
 
 run: $(STAMP)
 	$(BIN)/vnode serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check vnode tests bench proving
-	$(BIN)/mypy vnode
+	$(BIN)/mypy vnode tests
+
+# ruff format (settings in pyproject.toml). The tree is not formatted yet: that is one commit of
+# its own, later (CONTRIBUTING.md). Until then format only the files you are changing:
+# `make format FILES="vnode/cli_status.py tests/unit/test_logs.py"`.
+FILES ?= vnode tests bench proving
+format: $(STAMP)
+	$(BIN)/ruff format $(FILES)
 
 # The event tests start a real redis-server; install Debian's when it is missing (needs root).
 redis:
@@ -26,6 +51,14 @@ redis:
 
 test: lint redis
 	$(BIN)/pytest
+
+# The edit-test loop: tests/unit and tests/integration (the app in-process on the embedded
+# PostgreSQL; no vnode serve, sim process or Redis), without lint. It leaves out
+# tests/integration/test_stateful.py, the hypothesis state machine of the ledger (about 43 s on
+# its own), which `make test` runs with everything else. Measured: 106 s of pytest (113 s with
+# start-up) on 2 cores while other suites ran; tests/unit alone 27 s. Not yet under a minute.
+test-fast: $(STAMP)
+	$(BIN)/pytest tests/unit tests/integration --ignore=tests/integration/test_stateful.py -q
 
 bench: $(STAMP) redis
 	$(BIN)/python bench/run.py

@@ -15,8 +15,10 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from vnode.db.dsn import with_database
-from vnode.loopback import free_port, free_port_pair
+# Re-exported: the test modules import these from here.
+from vnode.db.dsn import with_database as with_database
+from vnode.loopback import free_port as free_port
+from vnode.loopback import free_port_pair
 
 ADMIN_KEY = "test-admin-" + "k" * 24
 RGB_ASSET = "rgb:CJkb4YZw-jRiz2sk-~PARPio-wtVYI1c-XAEYCqO-wTfvRZ8"

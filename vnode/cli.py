@@ -1,4 +1,4 @@
-"""The one command line: vnode serve | migrate | audit | keys | admin."""
+"""The one command line: vnode serve | status | migrate | audit | keys | admin."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from vnode import apikeys
 from vnode.apikeys import Scope
 from vnode.app import create_app
 from vnode.cli_bot import bot
+from vnode.cli_status import status
 from vnode.cli_webhooks import webhooks_app
 from vnode.db.migrate import migrate as apply_migrations
 from vnode.db.pool import DbConnection, create_pool
@@ -52,6 +53,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(admin_app, name="admin")
 app.add_typer(webhooks_app, name="webhooks")
 app.command()(bot)
+app.command()(status)
 out = Console()
 err = Console(stderr=True)
 log = logging.getLogger(__name__)
@@ -99,7 +101,7 @@ def serve(
     SIGTERM, SIGINT, SIGHUP and SIGQUIT all stop it: requests drain, then the workers, the
     simulated node and the embedded database stop."""
     settings = _settings(data_dir, host=host, port=port, workers=workers)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     signals = StopSignals()
     signals.install()
     try:

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     # Hex master seed for virtual-node keys; unset: <data_dir>/master_seed (created, mode 0600).
     master_seed: SecretStr | None = None
     log_level: str = "INFO"
+    # Log lines: readable text on a terminal and JSON otherwise ("auto"), or always one of them.
+    log_format: Literal["auto", "json", "text"] = "auto"
     # One structured line per request (docs/PERFORMANCE.md says what it costs).
     access_log: bool = True
     # How long a verified API key is trusted before it is looked up again (revocations are

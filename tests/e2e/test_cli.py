@@ -1,4 +1,4 @@
-"""The `vnode` command line against a real database: keys, admin funding, migrate."""
+"""The `vnode` command line against a real database: keys, admin funding, migrate, status."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+from rich.console import Console
 
 from tests.conftest import TEST_SEED
 from tests.support import VNODE, ServeProcess, bearer, new_user_id, wait_until
+from vnode.cli_status import exit_code, render
+from vnode.client import Readiness
 
 _KEY = re.compile(r"vnk_[A-Za-z0-9_-]{20,}")
 
@@ -23,7 +26,7 @@ def vnode(dsn: str, tmp_path: Path, *args: str,
     environment.update({"VNODE_DATABASE_URL": dsn, "VNODE_MASTER_SEED": TEST_SEED,
                         # no node unless a test names one (port 9 refuses at once)
                         "VNODE_NODE": "sim", "VNODE_RLN_URL": "http://127.0.0.1:9"})
-    environment.update(item.split("=", 1) for item in env)
+    environment.update(dict(item.split("=", 1) for item in env))
     return subprocess.run([VNODE, *args, "--data-dir", str(tmp_path)], env=environment,
                           capture_output=True, text=True, timeout=60)
 
@@ -142,3 +145,73 @@ async def test_l5_bootstrap_key_only_on_empty_table(fresh_db: str, tmp_path: Pat
         assert await conn.fetchval("SELECT count(*) FROM api_keys") == 1  # none minted
     finally:
         await conn.close()
+
+
+def status_cli(*args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`vnode status` as a person runs it (VNODE_API_KEY from the environment, if any)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("VNODE_")}
+    environment["COLUMNS"] = "200"  # rich wraps at the terminal's width: keep a line whole
+    if key is not None:
+        environment["VNODE_API_KEY"] = key
+    return subprocess.run([VNODE, "status", *args], env=environment, capture_output=True,
+                          text=True, timeout=60)
+
+
+async def test_status_summarises_a_running_service(fresh_db: str, tmp_path: Path) -> None:
+    created = vnode(fresh_db, tmp_path, "keys", "create", "--scope", "read", "--name", "ops")
+    assert created.returncode == 0, created.stderr
+    read_key = created.stdout.strip()
+    server = ServeProcess(fresh_db, tmp_path / "serve", extra_env={"VNODE_MASTER_SEED": TEST_SEED})
+    try:
+        await server.wait_ready()
+
+        async with httpx.AsyncClient(base_url=server.url, headers=bearer(read_key)) as client:
+            async def reconciled() -> bool:  # so that the table shows a last pass
+                workers = (await client.get("/readyz")).json()["workers"]
+                return workers["payment-reconciler"]["last_success_age_s"] is not None
+            await wait_until(reconciled, 30, "the reconciler to complete a pass")
+
+        detailed = status_cli("--url", server.url, key=read_key)
+        assert detailed.returncode == 0, detailed.stdout + detailed.stderr
+        text = detailed.stdout
+        for expected in (f"vnode at {server.url}", "status", "ready", "database", "ok",
+                         "migrations", "current", "SIMULATED", "payment-reconciler", "s ago",
+                         "solvency", "BTC"):
+            assert expected in text, (expected, text)
+        assert read_key not in text + detailed.stderr
+
+        bare = status_cli("--url", server.url)
+        assert bare.returncode == 0, bare.stdout + bare.stderr
+        assert "ready" in bare.stdout and "A read key" in bare.stdout
+        assert "current" not in bare.stdout and "SIMULATED" not in bare.stdout
+
+        refused = status_cli("--url", server.url, "--key", "vnk_not_a_key_at_all_0000000000")
+        assert refused.returncode == 2 and "refused the key" in refused.stderr, refused.stderr
+    finally:
+        server.stop()
+    gone = status_cli("--url", server.url, "--timeout-s", "2")
+    assert gone.returncode == 2 and "no answer from" in gone.stderr, gone.stderr
+
+
+def test_status_exit_codes_and_a_degraded_service() -> None:
+    """Exit 0 ready, 1 degraded, 2 not ready; a stale worker and a shortfall are shown."""
+    degraded = Readiness(
+        status="degraded",
+        checks={"database": "ok", "migrations": "current", "node": "ready",
+                "workers": "stale: payment-reconciler"},
+        node={"state": "ready", "simulated": False, "backend": "rln", "network": "bitcoin",
+              "pubkey": "02" + "ab" * 32, "detail": None},
+        workers={"payment-reconciler": {"last_success_age_s": 95.0, "failures": 3},
+                 "invoice-watcher": {"last_success_age_s": None, "failures": 0}},
+        solvency={"checked_age_s": 4.2, "assets": [
+            {"asset_id": "BTC", "owed": 5000, "node_spendable": 4000, "shortfall": 1000}]})
+    assert [exit_code(Readiness(status=s)) for s in ("ready", "degraded", "not_ready", "?")] \
+        == [0, 1, 2, 2]
+    assert exit_code(degraded) == 1
+    console = Console(record=True, width=200)
+    render(console, "http://vnode", degraded, with_key=True)
+    text = console.export_text()
+    for expected in ("degraded", "stale: payment-reconciler", "a real node", "bitcoin",
+                     "95.0 s ago", "never", "4.2 s ago", "1000"):
+        assert expected in text, (expected, text)
+    assert "SIMULATED" not in text

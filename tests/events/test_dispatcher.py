@@ -367,6 +367,7 @@ async def test_killed_while_redis_is_down_a_new_process_delivers_everything(
             row = await conn.fetchrow(
                 "SELECT count(*) AS n, bool_and(status = 'pending' AND attempts >= 1) AS failed "
                 "FROM event_deliveries WHERE channel = 'redis'")
+            assert row is not None
             return bool(row["n"] == total and row["failed"])
         await wait_until(all_tried_and_pending, 20, "every delivery to fail while Redis is down")
         sigkill(doomed)

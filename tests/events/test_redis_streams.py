@@ -165,7 +165,8 @@ async def test_consumer_group_reads_every_event_once_across_two_consumers(
     async def consume(name: str) -> None:
         """XREADGROUP a few at a time, process, XACK: a bot worker."""
         while not stop.is_set():
-            answer = await reader.xreadgroup(group, name, {key: ">"}, count=3, block=50)
+            # redis-py types the decoded answer loosely: [(stream, [(id, fields)])]
+            answer: Any = await reader.xreadgroup(group, name, {key: ">"}, count=3, block=50)
             for _, messages in answer or []:
                 for entry_id, fields in messages:
                     received[name].append(fields["id"])
@@ -262,6 +263,7 @@ async def test_redis_down_events_wait_and_arrive_once_when_it_is_back(
                     "  max(attempts) AS attempts, bool_and(last_error LIKE 'redis:%') AS why "
                     "FROM event_deliveries WHERE channel = 'redis' AND outbox_id > $1",
                     before[-1].outbox_id)
+                assert row is not None
                 return bool(row["pending"] == 20 and row["attempts"] >= 2 and row["why"])
             await wait_until(retried_while_down, 20, "deliveries to be retried while Redis is down")
             assert await conn.fetchval(
@@ -310,9 +312,9 @@ async def test_the_stream_is_bounded_by_maxlen(fresh_db: str, sim_node: str, red
         client_ = aioredis.Redis.from_url(redis_url, decode_responses=True)
         try:
             length = await client_.xlen(key)
-            node_entries = int((await client_.config_get("stream-node-max-entries"))
-                               ["stream-node-max-entries"])
-            newest = await client_.xrevrange(key, count=1)
+            config: Any = await client_.config_get("stream-node-max-entries")
+            node_entries = int(config["stream-node-max-entries"])
+            newest: Any = await client_.xrevrange(key, count=1)
         finally:
             await client_.aclose()
         last_event = (await outbox(conn))[-1]

@@ -84,7 +84,7 @@ async def test_history_keyset_pagination(app_client: httpx.AsyncClient) -> None:
     assert [e["amount_msat"] for e in seen] == [7, 6, 5, 4, 3, 2, 1, 100_000]
     assert [e["direction"] for e in seen] == ["out"] * 7 + ["in"]
     assert seen[-1]["kind"] == "admin_credit" and seen[-1]["counterparty"] == "operator_funding"
-    ids = [e["id"] for e in seen]
+    ids = [int(str(e["id"])) for e in seen]
     assert ids == sorted(ids, reverse=True) and len(set(ids)) == len(ids)
 
 

@@ -3,9 +3,8 @@ API documents; anything else goes on to FastAPI."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
+from starlette.types import Receive, Scope, Send
 
 from tests.support import ADMIN_KEY, bearer, new_user_id
 from vnode.api.fastpath import ROUTES, FastPath
@@ -16,13 +15,13 @@ async def test_fast_routes_are_served_without_the_framework(
     app = app_client.app  # type: ignore[attr-defined]
     reached: list[str] = []
 
-    async def framework(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def framework(scope: Scope, receive: Receive, send: Send) -> None:
         reached.append(f"{scope['method']} {scope['path']}")
         await app(scope, receive, send)
 
     fast = FastPath(framework)
 
-    async def inside_the_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def inside_the_app(scope: Scope, receive: Receive, send: Send) -> None:
         scope["app"] = app  # as Starlette sets it for its middleware
         await fast(scope, receive, send)
 
