@@ -113,7 +113,8 @@ def test_default_reserve_covers_ldk_fee_cap(amount: int) -> None:
 HORIZON_S = 2016 * 600
 
 
-def invoice(*, expiry_s: int, network: str = "regtest", timestamp: int | None = None) -> str:
+def invoice(*, expiry_s: int, network: bolt11.Network = "regtest",
+            timestamp: int | None = None) -> str:
     return bolt11.encode(network=network, amount_msat=1000, payment_hash=os.urandom(32).hex(),
                          payment_secret=os.urandom(32).hex(),
                          timestamp=int(time.time()) if timestamp is None else timestamp,
@@ -133,7 +134,7 @@ CHECKS = [
 
 @pytest.mark.parametrize(("expiry_s", "network", "code"), [row[1:] for row in CHECKS],
                          ids=[row[0] for row in CHECKS])
-def test_invoice_checks(expiry_s: int, network: str, code: ErrorCode | None) -> None:
+def test_invoice_checks(expiry_s: int, network: bolt11.Network, code: ErrorCode | None) -> None:
     text = invoice(expiry_s=expiry_s, network=network)
     if code is None:
         assert check_invoice_text(text, network=Network.REGTEST,
