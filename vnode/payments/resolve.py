@@ -26,10 +26,12 @@ import orjson
 from vnode.db.pool import retry_aborted
 from vnode.ledger.calls import Outcome
 from vnode.lightning.base import LightningBackend, NodeError, PaymentOutcome, PaymentStatus
+from vnode.logs import LogOnChange
 from vnode.metrics import Metrics
 from vnode.workers.items import ItemErrors, backoff_s, each_isolated
 
 log = logging.getLogger(__name__)
+_said = LogOnChange(log)
 
 PAGE = 64
 # A payment still pending is asked about again after a tenth of its age, between these bounds:
@@ -171,9 +173,11 @@ async def resolve(pool: asyncpg.Pool, backend: LightningBackend, payment: Pendin
     try:
         status = await backend.payment_status(payment.payment_hash)
     except NodeError as exc:  # locked or unreachable: an ambiguous answer changes nothing
-        log.info("payment status unavailable", extra={
-            "payment_hash": payment.payment_hash, "error": str(exc)})
+        # Once per payment and kind of trouble, not once per pass over a thousand payments.
+        _said.log(payment.payment_hash, exc.name, logging.INFO, "payment status unavailable",
+                  extra={"payment_hash": payment.payment_hash, "error": str(exc)})
         return None
+    _said.forget(payment.payment_hash)
     return await apply_status(pool, payment, status, stale_skew_s=stale_skew_s)
 
 

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from enum import Enum
 
 from vnode.lightning.base import NodeLocked
+from vnode.logs import LogOnChange
 from vnode.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ class Supervisor:
         self.started_at: dict[str, float] = {}
         self.intervals: dict[str, float] = {}
         self.last_success: dict[str, float] = {}
+        self._said = LogOnChange(log)
 
     def every(self, name: str, interval_s: float, step: Callable[[], Awaitable[object]]) -> None:
         """Run `step` now and then every `interval_s`, for as long as the supervisor lives."""
@@ -61,15 +63,16 @@ class Supervisor:
             try:
                 if await step() is not Pass.SKIPPED:
                     self._beat(name)
+                    self._said.forget(name)
                 backoff_s = interval_s
             except asyncio.CancelledError:
                 raise
             except NodeLocked as exc:
                 # Expected while an operator has the node locked: the monitor reports it and
-                # /readyz says so; a traceback every step would only bury real errors.
+                # /readyz says so; said once per worker until a pass succeeds again.
                 backoff_s = min(max(backoff_s * 2, 0.5), MAX_BACKOFF_S)
-                log.warning("worker waits for the node: %s", exc, extra={
-                    "worker": name, "retry_in_s": backoff_s})
+                self._said.log(name, "locked", logging.WARNING, "worker waits for the node: %s",
+                               exc, extra={"worker": name, "retry_in_s": backoff_s})
             except Exception:
                 self.failures[name] += 1
                 backoff_s = min(max(backoff_s * 2, 0.5), MAX_BACKOFF_S)
