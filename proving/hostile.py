@@ -13,7 +13,7 @@ This phase does both against a running service and its simulated node:
    invoice, a 639-byte payment metadata, huge min_final_cltv. A known refusal must be answered
    with its code (`invoice_expiry_too_far` for expiries, `wrong_network`, ...); nothing may be
    answered 5xx.
-2. **Hostile node answers** (the sim's `hostile` faults, vnode/lightning/sim/faults.py), served
+2. **Hostile node answers** (the sim's `hostile` faults, vnode_sim/faults.py), served
    while payments are pending: for every kind, a payment the node *settled* but whose records
    (/getpayment, /listpayments) are hostile, a payment still *held* whose records are hostile,
    and a received invoice whose /listpayments record is hostile. Meanwhile a fresh payment is
@@ -45,8 +45,9 @@ import httpx
 
 from vnode.lightning import bolt11
 from vnode.lightning.bolt11 import Network, RawField, RouteHintHop
-from vnode.lightning.sim.faults import HostileKind
-from vnode.lightning.sim.invoices import rgb_tags
+from vnode_sim.bolt11 import _sign_words, encode
+from vnode_sim.faults import HostileKind
+from vnode_sim.invoices import rgb_tags
 
 NETWORKS: Final[tuple[Network, ...]] = ("bitcoin", "testnet", "signet", "regtest")
 MAX_MSAT: Final = 21_000_000 * 100_000_000_000
@@ -91,7 +92,7 @@ def _encode(network: Network, now: int, **fields: Any) -> str:
         "expiry_s": 600,
     }
     base.update(fields)
-    return bolt11.encode(**base)
+    return encode(**base)
 
 
 def _resign(text: str, *, hrp: str | None = None, extra: Sequence[int] = ()) -> str:
@@ -99,7 +100,7 @@ def _resign(text: str, *, hrp: str | None = None, extra: Sequence[int] = ()) -> 
     only the signature's validity matters, and the payee is nobody the node knows)."""
     old_hrp, words = bolt11._bech32_decode(text)
     signed = [*words[:-_SIGNATURE_WORDS], *extra]
-    return bolt11._sign_words(hrp or old_hrp, signed, _key())
+    return _sign_words(hrp or old_hrp, signed, _key())
 
 
 def _features_field(bits: int) -> list[int]:

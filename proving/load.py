@@ -32,7 +32,7 @@ from proving.model import (
     TransferCase,
 )
 from vnode.apikeys import Scope
-from vnode.lightning.sim.invoices import issue_invoice
+from vnode_sim.invoices import issue_invoice
 
 # Share of each operation in the offered load (weights, not necessarily summing to 1).
 DEFAULT_MIX: dict[str, float] = {

@@ -37,9 +37,6 @@ from vnode.ledger.calls import Idempotency
 from vnode.ledger.solvency import AssetSolvency
 from vnode.lightning.base import NodeError
 from vnode.lightning.registry import create_backend
-from vnode.lightning.sim.app import create_sim_app
-from vnode.lightning.sim.assets import make_asset_id
-from vnode.lightning.sim.config import SimConfig
 from vnode.lightning.sim_process import SimProcess
 from vnode.logs import configure_logging
 from vnode.runtime import StopRequested, StopSignals, database_url
@@ -424,6 +421,13 @@ def sim_serve(
         help="rgb:ID=UNITS, an RGB asset channel (repeatable); default one demo asset")] = None,
 ) -> None:
     """Run the simulated RGB Lightning Node alone (the RLN REST API plus /_sim controls)."""
+    # The one place vnode imports the sim (the sibling package vnode_sim), and lazily: the
+    # service never loads it, and `vnode serve` runs it as a separate process through this
+    # command (lightning/sim_process.py). tests/unit/test_layering.py checks the rest of vnode/.
+    from vnode_sim.app import create_sim_app
+    from vnode_sim.assets import make_asset_id
+    from vnode_sim.config import SimConfig
+
     configure_logging("INFO")
     assets = dict(_parse_asset(text) for text in rgb_asset) if rgb_asset else {
         make_asset_id("USDT"): 10**9}

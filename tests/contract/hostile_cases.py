@@ -1,6 +1,6 @@
 """Hostile node answers as contract rows (run by test_rln_contract.py with the other rows).
 
-Every kind of the sim's catalogue (vnode/lightning/sim/faults.py: the very functions the sim
+Every kind of the sim's catalogue (vnode_sim/faults.py: the very functions the sim
 serves them with) applied to a record of /getpayment, of /listpayments (inbound payments) and of
 /listtransfers, plus the edges of the amount range, of the decoder's answer and of the JSON
 itself. Each answer must become a value that is safe or a NodeProtocolError (MalformedAnswer);
@@ -43,7 +43,7 @@ from vnode.lightning.base import (
     RgbTransfer,
 )
 from vnode.lightning.rln import I64_MAX, MALFORMED_ANSWER, NodeProtocolError
-from vnode.lightning.sim.faults import (
+from vnode_sim.faults import (
     PREIMAGE_KINDS,
     HostileKind,
     corrupt_payment,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from coincurve import PrivateKey
 
-from vnode.lightning import bolt11
+from vnode_sim import bolt11
 
 # 2026-01-01T00:00:00Z: the fixtures' "now" and the invoices' creation time.
 NOW = 1_767_225_600

@@ -24,8 +24,8 @@ from vnode.lightning.base import (
     PaymentStatus,
 )
 from vnode.lightning.registry import create_backend
-from vnode.lightning.sim.app import create_sim_app
-from vnode.lightning.sim.config import SimConfig
+from vnode_sim.app import create_sim_app
+from vnode_sim.config import SimConfig
 
 ASSET = "rgb:CJkb4YZw-jRiz2sk-~PARPio-wtVYI1c-XAEYCqO-wTfvRZ8"
 

@@ -20,9 +20,9 @@ import pytest
 from tests.contract.server import serve
 from vnode.lightning.base import PaymentOutcome
 from vnode.lightning.rln import NodeProtocolError, RlnBackend
-from vnode.lightning.sim.app import create_sim_app
-from vnode.lightning.sim.config import SimConfig
-from vnode.lightning.sim.faults import PREIMAGE_KINDS, HostileKind
+from vnode_sim.app import create_sim_app
+from vnode_sim.config import SimConfig
+from vnode_sim.faults import PREIMAGE_KINDS, HostileKind
 
 ASSET = "rgb:CJkb4YZw-jRiz2sk-~PARPio-wtVYI1c-XAEYCqO-wTfvRZ8"
 HARMLESS = {HostileKind.EXTRA_FIELDS}

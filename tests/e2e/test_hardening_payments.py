@@ -22,12 +22,12 @@ from tests.integration.test_api_transfer import balance, fund
 from tests.lightning_support import SimControl, assert_audit_clean
 from tests.support import ADMIN_KEY, RGB_ASSET, bearer, free_port, new_user_id, wait_until
 from vnode.app import create_app
-from vnode.lightning import bolt11
 from vnode.lightning.base import LightningBackend, PaymentOutcome, PaymentStatus
 from vnode.lightning.registry import create_backend
 from vnode.lightning.sim_process import SimProcess
 from vnode.payments.receive import RgbTransferWatcher, credit_receipt
 from vnode.payments.resolve import finish, recheck_failed_once, reconcile_once
+from vnode_sim import bolt11
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ import pytest
 from tests.integration.test_api_transfer import balance, fund
 from tests.lightning_support import SimControl, assert_audit_clean
 from tests.support import RGB_ASSET, new_user_id, wait_until
-from vnode.lightning import bolt11
 from vnode.payments.policy import settings_reserve_msat
 from vnode.settings import Settings
+from vnode_sim import bolt11
 
 
 @pytest.fixture

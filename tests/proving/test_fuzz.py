@@ -21,7 +21,7 @@ from proving.fuzz import (
 )
 from proving.hostile import hostile_invoices
 from vnode.lightning.bolt11 import decode
-from vnode.lightning.sim.faults import HostileKind
+from vnode_sim.faults import HostileKind
 
 # About 1,100-1,300 cases per key, most from schemathesis' coverage phase whatever this is.
 SHORT_EXAMPLES = 10

@@ -10,7 +10,7 @@ import pytest
 
 from tests.sim.openapi import RlnSpec, load_spec
 from tests.sim.support import ASSET, ASSET_UNITS, Sim
-from vnode.lightning.sim import SimConfig, SimServer
+from vnode_sim import SimConfig, SimServer
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import httpx
 
 from tests.sim.openapi import RlnSpec
-from vnode.lightning.sim import SimServer, make_asset_id
+from vnode_sim import SimServer, make_asset_id
 
 ASSET = make_asset_id("tests/sim/usdt")
 ASSET_UNITS = 1_000

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from tests.sim.support import ASSET, RGB_MIN_MSAT, Sim
 from vnode.lightning import bolt11
-from vnode.lightning.sim.invoices import RGB_ASSET_AMOUNT_TAG, RGB_ASSET_ID_TAG, read_rgb_tags
+from vnode_sim.invoices import RGB_ASSET_AMOUNT_TAG, RGB_ASSET_ID_TAG, read_rgb_tags
 
 
 def test_btc_invoice_is_signed_by_the_node_and_decodes_alike(sim: Sim) -> None:

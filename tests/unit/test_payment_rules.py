@@ -10,11 +10,11 @@ import time
 import pytest
 
 from vnode.errors import ApiError, ErrorCode
-from vnode.lightning import bolt11
 from vnode.lightning.base import Network, PaymentOutcome, PaymentStatus
 from vnode.payments.checks import check_invoice_text
 from vnode.payments.policy import fee_reserve_msat
 from vnode.payments.resolve import PendingPayment, Verdict, decide
+from vnode_sim import bolt11
 
 SKEW_S = 30
 NOW = 1_800_000_000.0

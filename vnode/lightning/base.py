@@ -1,6 +1,6 @@
 """The master-node backend protocol: what vnode needs from a Lightning node, and nothing more.
 
-One implementation per file (rln.py for the RGB Lightning Node REST API; sim/ is a simulated
+One implementation per file (rln.py for the RGB Lightning Node REST API; vnode_sim/ is a simulated
 RGB Lightning Node that rln.py talks to exactly like a real one). Results are typed values, a
 payment outcome is one of four states (never bool | None), and node refusals are exceptions of
 a few kinds that the payment code treats differently: only an explicit final FAILED ever

@@ -1,8 +1,9 @@
 """Lightning backends by name: a plain table of factories, read once at start-up.
 
 ``rln`` is a real RGB Lightning Node. ``sim`` is the simulated RGB Lightning Node
-(``vnode.lightning.sim``), which speaks the same REST API: it is reached through the very same
-adapter, so every test against the sim also exercises the code that talks to a real node.
+(``vnode_sim``, a sibling package), which speaks the same REST API: it is reached through the
+very same adapter, so every test against the sim also exercises the code that talks to a real
+node.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The RGB Lightning Node (RLN) REST API as a :class:`~vnode.lightning.base.LightningBackend`.
 
-The same adapter talks to the simulated node (``vnode.lightning.sim``), which speaks this API.
+The same adapter talks to the simulated node (``vnode_sim``), which speaks this API.
 Behaviour the OpenAPI spec does not state (``shared/specs/README.md``) and the full error
 mapping are written down in ``docs/NODE.md``; the short version:
 

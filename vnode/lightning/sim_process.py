@@ -2,7 +2,10 @@
 that dies with its parent (so a killed service never leaves a sim holding the port).
 
 It runs in a session of its own: Ctrl-C in a terminal signals the whole foreground process
-group, and the sim must keep answering while vnode drains its requests; vnode stops it after."""
+group, and the sim must keep answering while vnode drains its requests; vnode stops it after.
+
+The child runs `vnode sim serve`, the one command that imports the sim (the package vnode_sim,
+which the service itself never imports: tests/unit/test_layering.py)."""
 
 from __future__ import annotations
 

@@ -17,13 +17,13 @@ from typing import Any, Final
 
 from coincurve import PrivateKey
 
-from vnode.lightning.sim import errors
-from vnode.lightning.sim.channels import Channel, open_channel
-from vnode.lightning.sim.config import NETWORK_NAMES, SimConfig
-from vnode.lightning.sim.faults import FaultState
-from vnode.lightning.sim.models import SimFaultsRequest
-from vnode.lightning.sim.payment_engine import RGB_HTLC_MIN_MSAT, PaymentEngine
-from vnode.lightning.sim.rgb_wallet import RgbWallet
+from vnode_sim import errors
+from vnode_sim.channels import Channel, open_channel
+from vnode_sim.config import NETWORK_NAMES, SimConfig
+from vnode_sim.faults import FaultState
+from vnode_sim.models import SimFaultsRequest
+from vnode_sim.payment_engine import RGB_HTLC_MIN_MSAT, PaymentEngine
+from vnode_sim.rgb_wallet import RgbWallet
 
 _ONCHAIN_VANILLA_SAT: Final = 100_000_000
 _ONCHAIN_COLORED_SAT: Final = 5_000_000

@@ -6,12 +6,12 @@ on-chain RGB senders) and injects faults. See ``faults.py`` for what each fault 
 wire, ``invoices.py`` for how RGB fields are encoded.
 """
 
-from vnode.lightning.sim.app import create_sim_app, sim_node_of
-from vnode.lightning.sim.assets import make_asset_id
-from vnode.lightning.sim.config import SimConfig
-from vnode.lightning.sim.faults import PaymentFault
-from vnode.lightning.sim.serve import SimServer, serve_sim
-from vnode.lightning.sim.state import SimNode
+from vnode_sim.app import create_sim_app, sim_node_of
+from vnode_sim.assets import make_asset_id
+from vnode_sim.config import SimConfig
+from vnode_sim.faults import PaymentFault
+from vnode_sim.serve import SimServer, serve_sim
+from vnode_sim.state import SimNode
 
 __all__ = [
     "PaymentFault",

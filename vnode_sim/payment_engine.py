@@ -17,19 +17,19 @@ from coincurve import PrivateKey
 
 from vnode.lightning import bolt11
 from vnode.lightning.bolt11 import Invoice, InvoiceError, Network
-from vnode.lightning.sim import errors
-from vnode.lightning.sim.assets import is_asset_id
-from vnode.lightning.sim.channels import Channel
-from vnode.lightning.sim.config import NETWORK_NAMES
-from vnode.lightning.sim.faults import WIRE_FAULTS, FaultState, PaymentFault
-from vnode.lightning.sim.invoices import IssuedInvoice, RgbTagError, issue_invoice, read_rgb_tags
-from vnode.lightning.sim.models import (
+from vnode_sim import errors
+from vnode_sim.assets import is_asset_id
+from vnode_sim.channels import Channel
+from vnode_sim.config import NETWORK_NAMES
+from vnode_sim.faults import WIRE_FAULTS, FaultState, PaymentFault
+from vnode_sim.invoices import IssuedInvoice, RgbTagError, issue_invoice, read_rgb_tags
+from vnode_sim.models import (
     LNInvoiceRequest,
     SendPaymentRequest,
     SimInvoiceRequest,
     SimPayRequest,
 )
-from vnode.lightning.sim.payments import HtlcStatus, Payment
+from vnode_sim.payments import HtlcStatus, Payment
 
 # Every RGB Lightning payment carries at least this much BTC (the node's HTLC_MIN_MSAT).
 RGB_HTLC_MIN_MSAT: Final = 3_000_000

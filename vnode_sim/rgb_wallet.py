@@ -10,15 +10,15 @@ import base64
 import hashlib
 from typing import Final
 
-from vnode.lightning.sim import errors
-from vnode.lightning.sim.assets import is_asset_id
-from vnode.lightning.sim.models import (
+from vnode_sim import errors
+from vnode_sim.assets import is_asset_id
+from vnode_sim.models import (
     AssetFilter,
     RefreshRequest,
     RgbInvoiceRequest,
     SimRgbSendRequest,
 )
-from vnode.lightning.sim.rgb import RgbReceive, TransferStatus
+from vnode_sim.rgb import RgbReceive, TransferStatus
 
 _RECIPIENT_PREFIX: Final = {"bitcoin": "bc", "testnet": "tb", "signet": "tb", "regtest": "bcrt"}
 _PENDING: Final = (TransferStatus.WAITING_COUNTERPARTY, TransferStatus.WAITING_CONFIRMATIONS)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from vnode.lightning.sim.models import (
+from vnode_sim.models import (
     SimFaultsRequest,
     SimInvoiceRequest,
     SimPayRequest,
@@ -21,7 +21,7 @@ from vnode.lightning.sim.models import (
     SimReleaseRequest,
     SimRgbSendRequest,
 )
-from vnode.lightning.sim.routes_rln import Node
+from vnode_sim.routes_rln import Node
 
 Json = dict[str, object]
 

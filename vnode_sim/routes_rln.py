@@ -11,10 +11,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from vnode.lightning.sim import errors
-from vnode.lightning.sim.connection import request_drop
-from vnode.lightning.sim.faults import HostileRoute, PaymentFault
-from vnode.lightning.sim.models import (
+from vnode_sim import errors
+from vnode_sim.connection import request_drop
+from vnode_sim.faults import HostileRoute, PaymentFault
+from vnode_sim.models import (
     AssetBalanceRequest,
     BtcBalanceRequest,
     DecodeLNInvoiceRequest,
@@ -28,7 +28,7 @@ from vnode.lightning.sim.models import (
     SendPaymentRequest,
     UnlockRequest,
 )
-from vnode.lightning.sim.state import SimNode
+from vnode_sim.state import SimNode
 
 Json = dict[str, object]
 

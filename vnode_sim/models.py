@@ -19,8 +19,8 @@ from pydantic import (
     model_validator,
 )
 
-from vnode.lightning.sim.config import U64_MAX
-from vnode.lightning.sim.faults import HostileKind, HostileRoute, PaymentFault, routes_of
+from vnode_sim.config import U64_MAX
+from vnode_sim.faults import HostileKind, HostileRoute, PaymentFault, routes_of
 
 U64 = Annotated[StrictInt, Field(ge=0, le=U64_MAX)]
 U32 = Annotated[StrictInt, Field(ge=0, le=2**32 - 1)]

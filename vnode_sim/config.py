@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from vnode.lightning.bolt11 import Network
-from vnode.lightning.sim.assets import is_asset_id
+from vnode_sim.assets import is_asset_id
 
 NETWORKS: Final[tuple[Network, ...]] = ("bitcoin", "testnet", "signet", "regtest")
 # How the node names them in its answers (BitcoinNetwork).

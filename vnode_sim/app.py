@@ -8,11 +8,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from vnode.lightning.sim import routes_control, routes_rln
-from vnode.lightning.sim.config import SimConfig
-from vnode.lightning.sim.connection import DroppableFastAPI
-from vnode.lightning.sim.errors import install_error_handlers
-from vnode.lightning.sim.state import SimNode
+from vnode_sim import routes_control, routes_rln
+from vnode_sim.config import SimConfig
+from vnode_sim.connection import DroppableFastAPI
+from vnode_sim.errors import install_error_handlers
+from vnode_sim.state import SimNode
 
 
 def create_sim_app(config: SimConfig | None = None) -> FastAPI:

@@ -9,8 +9,8 @@ from types import TracebackType
 
 import uvicorn
 
-from vnode.lightning.sim.app import create_sim_app, sim_node_of
-from vnode.lightning.sim.config import SimConfig
+from vnode_sim.app import create_sim_app, sim_node_of
+from vnode_sim.config import SimConfig
 
 _START_TIMEOUT_S = 10.0
 

@@ -1,16 +1,16 @@
-"""``python -m vnode.lightning.sim``: serve a simulated RGB Lightning Node."""
+"""``python -m vnode_sim``: serve a simulated RGB Lightning Node."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from vnode.lightning.sim.config import NETWORKS, SimConfig
-from vnode.lightning.sim.serve import serve_sim
+from vnode_sim.config import NETWORKS, SimConfig
+from vnode_sim.serve import serve_sim
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m vnode.lightning.sim", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m vnode_sim", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=3001)
     parser.add_argument("--network", choices=NETWORKS, default="regtest")

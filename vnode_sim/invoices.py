@@ -18,9 +18,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Final
 
-from vnode.lightning import bolt11
 from vnode.lightning.bolt11 import Invoice, Network, RawField
-from vnode.lightning.sim.assets import is_asset_id
+from vnode_sim import bolt11
+from vnode_sim.assets import is_asset_id
 
 RGB_ASSET_ID_TAG: Final = 30
 RGB_ASSET_AMOUNT_TAG: Final = 31
