@@ -6,14 +6,20 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from typing import cast
 
+import asyncpg
 import pytest
 
 from vnode.errors import ApiError, ErrorCode
-from vnode.lightning.base import Network, PaymentOutcome, PaymentStatus
+from vnode.keys import Signer
+from vnode.lightning.base import LightningBackend, Network, PaymentOutcome, PaymentStatus
+from vnode.lightning.monitor import NodeMonitor
 from vnode.payments.checks import check_invoice_text
-from vnode.payments.policy import fee_reserve_msat
+from vnode.payments.policy import RGB_MIN_HTLC_MSAT, fee_reserve_msat
+from vnode.payments.receive import AssetInvoiceCommand, InvoiceCommand, InvoiceIssuer
 from vnode.payments.resolve import PendingPayment, Verdict, decide
+from vnode.settings import Settings
 from vnode_sim import bolt11
 
 SKEW_S = 30
@@ -157,3 +163,74 @@ def test_no_horizon_reaches_year_10000() -> None:
     with pytest.raises(ApiError) as refused:
         check_invoice_text(text, network=Network.REGTEST, expiry_horizon_s=10**13)
     assert refused.value.code is ErrorCode.INVOICE_EXPIRY_TOO_FAR
+
+
+# Receiving (docs/API.md, /virtual_lninvoice and /virtual_rgbinvoice): the rules the service
+# applies before it asks the node. A command that passes them reaches the node check.
+ASSET = "rgb:2dkSTbr-jFhznbPmo-TQafzswCN-av4gTsJjX-ttx6CNou5-M98k8Zd"
+WEEK_S = 7 * 86400  # Settings.invoice_expiry_max_s by default
+
+
+class _Reached(Exception):
+    """The rules passed: the service went on to check the node."""
+
+
+class _Monitor:
+    def require_ready(self) -> None:
+        raise _Reached
+
+
+def issuer() -> InvoiceIssuer:
+    # Nothing past the rules is reached: no pool, signer or node is needed.
+    return InvoiceIssuer(cast(asyncpg.Pool, None), cast(Signer, None),
+                         cast(LightningBackend, None), cast(NodeMonitor, _Monitor()),
+                         Settings.model_construct())
+
+
+# asset, BTC carried, expiry -> refusal code or None
+LN_INVOICES = [
+    ("BTC, amountless", "BTC", None, 3600, None),
+    ("BTC, 1 msat", "BTC", 1, 3600, None),
+    ("RGB, BTC defaults to the node's minimum", ASSET, None, 3600, None),
+    ("RGB, the minimum BTC", ASSET, RGB_MIN_HTLC_MSAT, 3600, None),
+    ("RGB, below the minimum BTC", ASSET, RGB_MIN_HTLC_MSAT - 1, 3600,
+     ErrorCode.AMOUNT_MISMATCH),
+    ("a week", "BTC", None, WEEK_S, None),
+    ("past a week", "BTC", None, WEEK_S + 1, ErrorCode.INVALID_EXPIRY),
+    ("RGB below the minimum and past a week: the amount first", ASSET, 1, WEEK_S + 1,
+     ErrorCode.AMOUNT_MISMATCH),
+]
+
+
+@pytest.mark.parametrize(("asset_id", "amount_msat", "expiry_s", "code"),
+                         [row[1:] for row in LN_INVOICES], ids=[row[0] for row in LN_INVOICES])
+async def test_ln_invoice_rules(asset_id: str, amount_msat: int | None, expiry_s: int,
+                                code: ErrorCode | None) -> None:
+    command = InvoiceCommand(1, amount_msat, asset_id, None if asset_id == "BTC" else 10,
+                             None, expiry_s)
+    expected: type[Exception] = _Reached if code is None else ApiError
+    with pytest.raises(expected) as refused:
+        await issuer().ln_invoice(command)
+    if isinstance(refused.value, ApiError):
+        assert refused.value.code is code
+
+
+# asset, duration -> refusal code or None
+ASSET_INVOICES = [
+    ("BTC, a day", "BTC", 86_400, None),
+    ("RGB, a week", ASSET, WEEK_S, None),
+    ("RGB, past a week", ASSET, WEEK_S + 1, ErrorCode.INVALID_EXPIRY),
+    ("BTC, past a week", "BTC", WEEK_S + 1, ErrorCode.INVALID_EXPIRY),
+]
+
+
+@pytest.mark.parametrize(("asset_id", "duration_s", "code"),
+                         [row[1:] for row in ASSET_INVOICES],
+                         ids=[row[0] for row in ASSET_INVOICES])
+async def test_asset_invoice_rules(asset_id: str, duration_s: int,
+                                   code: ErrorCode | None) -> None:
+    expected: type[Exception] = _Reached if code is None else ApiError
+    with pytest.raises(expected) as refused:
+        await issuer().asset_invoice(AssetInvoiceCommand(1, asset_id, duration_s))
+    if isinstance(refused.value, ApiError):
+        assert refused.value.code is code

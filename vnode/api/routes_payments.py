@@ -11,6 +11,7 @@ from vnode.api.deps import (
     IdempotencyHeader,
     ReadKey,
     ReceiveKey,
+    Services,
     ServicesDep,
     SpendKey,
     idempotency,
@@ -24,7 +25,6 @@ from vnode.api.schemas import (
     RgbInvoiceBody,
     SendPaymentBody,
 )
-from vnode.domain.ids import BTC
 from vnode.errors import ApiError, ErrorCode
 from vnode.payments import receive
 from vnode.payments.policy import RGB_MIN_HTLC_MSAT
@@ -113,21 +113,9 @@ async def virtual_payment(body: PaymentQueryBody, _key: ReadKey,
 )
 async def virtual_lninvoice(body: LnInvoiceBody, _key: ReceiveKey,
                             services: ServicesDep) -> Response:
-    amount_msat = body.amt_msat
-    if body.asset_id != BTC:
-        amount_msat = RGB_MIN_HTLC_MSAT if amount_msat is None else amount_msat
-        if amount_msat < RGB_MIN_HTLC_MSAT:
-            raise ApiError(ErrorCode.AMOUNT_MISMATCH,
-                           f"an RGB invoice carries at least {RGB_MIN_HTLC_MSAT} msat of BTC")
-    if body.expiry_sec > services.settings.invoice_expiry_max_s:
-        raise ApiError(ErrorCode.INVALID_EXPIRY,
-                       f"expiry_sec is at most {services.settings.invoice_expiry_max_s}")
-    services.monitor.require_ready()
-    command = receive.InvoiceCommand(body.user_id, amount_msat, body.asset_id, body.asset_amount,
-                                     body.description, body.expiry_sec)
-    created = await receive.create_invoice(services.pool, services.signer, services.backend,
-                                           command)
-    return json_response(created)
+    command = receive.InvoiceCommand(body.user_id, body.amt_msat, body.asset_id,
+                                     body.asset_amount, body.description, body.expiry_sec)
+    return json_response(await _issuer(services).ln_invoice(command))
 
 
 @router.post(
@@ -142,19 +130,13 @@ async def virtual_lninvoice(body: LnInvoiceBody, _key: ReceiveKey,
 )
 async def virtual_rgbinvoice(body: RgbInvoiceBody, _key: ReceiveKey,
                              services: ServicesDep) -> Response:
-    if body.duration_seconds > services.settings.invoice_expiry_max_s:
-        raise ApiError(ErrorCode.INVALID_EXPIRY,
-                       f"duration_seconds is at most {services.settings.invoice_expiry_max_s}")
-    services.monitor.require_ready()
-    if body.asset_id == BTC:
-        command = receive.InvoiceCommand(body.user_id, None, BTC, None, None,
-                                         body.duration_seconds)
-        created = await receive.create_invoice(services.pool, services.signer, services.backend,
-                                               command)
-        return json_response({"kind": "bolt11", **created})
-    return json_response(await receive.create_rgb_invoice(
-        services.pool, services.signer, services.backend, body.user_id, body.asset_id,
-        body.duration_seconds))
+    command = receive.AssetInvoiceCommand(body.user_id, body.asset_id, body.duration_seconds)
+    return json_response(await _issuer(services).asset_invoice(command))
+
+
+def _issuer(services: Services) -> receive.InvoiceIssuer:
+    return receive.InvoiceIssuer(services.pool, services.signer, services.backend,
+                                 services.monitor, services.settings)
 
 
 @router.post(

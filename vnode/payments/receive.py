@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import asyncpg
-import orjson
 
 from vnode.domain.ids import BTC, node_id
 from vnode.domain.timestamps import format_unix_timestamp
@@ -23,7 +22,11 @@ from vnode.lightning.base import (
     PaymentStatus,
     RgbTransfer,
 )
+from vnode.lightning.monitor import NodeMonitor
 from vnode.metrics import Metrics
+from vnode.payments import store
+from vnode.payments.policy import RGB_MIN_HTLC_MSAT
+from vnode.settings import Settings
 from vnode.workers.items import BoundedSet, ItemBackoff, ItemErrors, each_isolated
 
 log = logging.getLogger(__name__)
@@ -31,12 +34,66 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class InvoiceCommand:
+    """A BOLT 11 invoice for a user: BTC, or an RGB asset carrying `amount_msat` of BTC
+    (None: the node's minimum)."""
+
     user_id: int
     amount_msat: int | None
     asset_id: str
     asset_amount: int | None
     description: str | None
     expiry_s: int
+
+
+@dataclass(frozen=True)
+class AssetInvoiceCommand:
+    """An invoice to receive an asset: an RGB on-chain invoice, or for BTC an amountless
+    BOLT 11 invoice, valid `duration_s`."""
+
+    user_id: int
+    asset_id: str
+    duration_s: int
+
+
+class InvoiceIssuer:
+    """Flow 3's service: the receiving rules (the RGB minimum BTC, the expiry limit, the node
+    ready) and then the node's invoice, remembered as the user's before it is handed out."""
+
+    def __init__(self, pool: asyncpg.Pool, signer: Signer, backend: LightningBackend,
+                 monitor: NodeMonitor, settings: Settings) -> None:
+        self.pool = pool
+        self.signer = signer
+        self.backend = backend
+        self.monitor = monitor
+        self.settings = settings
+
+    async def ln_invoice(self, command: InvoiceCommand) -> dict[str, object]:
+        amount_msat = command.amount_msat
+        if command.asset_id != BTC:
+            amount_msat = RGB_MIN_HTLC_MSAT if amount_msat is None else amount_msat
+            if amount_msat < RGB_MIN_HTLC_MSAT:
+                raise ApiError(ErrorCode.AMOUNT_MISMATCH,
+                               f"an RGB invoice carries at least {RGB_MIN_HTLC_MSAT} msat of BTC")
+        self._check_expiry("expiry_sec", command.expiry_s)
+        self.monitor.require_ready()
+        return await create_invoice(self.pool, self.signer, self.backend,
+                                    replace(command, amount_msat=amount_msat))
+
+    async def asset_invoice(self, command: AssetInvoiceCommand) -> dict[str, object]:
+        self._check_expiry("duration_seconds", command.duration_s)
+        self.monitor.require_ready()
+        if command.asset_id == BTC:
+            created = await create_invoice(
+                self.pool, self.signer, self.backend,
+                InvoiceCommand(command.user_id, None, BTC, None, None, command.duration_s))
+            return {"kind": "bolt11", **created}
+        return await create_rgb_invoice(self.pool, self.signer, self.backend, command.user_id,
+                                        command.asset_id, command.duration_s)
+
+    def _check_expiry(self, field: str, seconds: int) -> None:
+        if seconds > self.settings.invoice_expiry_max_s:
+            raise ApiError(ErrorCode.INVALID_EXPIRY,
+                           f"{field} is at most {self.settings.invoice_expiry_max_s}")
 
 
 async def create_invoice(pool: asyncpg.Pool, signer: Signer, backend: LightningBackend,
@@ -53,12 +110,10 @@ async def create_invoice(pool: asyncpg.Pool, signer: Signer, backend: LightningB
         raise ApiError(ErrorCode.INVALID_REQUEST, f"the node refused the invoice: {exc}") from None
     except NodeError as exc:
         raise ApiError(ErrorCode.NODE_UNAVAILABLE, str(exc)) from None
-    await pool.execute(
-        "INSERT INTO ln_invoices (payment_hash, user_id, invoice, asset_id, amount_msat, "
-        "asset_amount, description, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, "
-        "to_timestamp($8))",
-        created.payment_hash, command.user_id, created.invoice, command.asset_id,
-        command.amount_msat, command.asset_amount, command.description, float(created.expires_at))
+    await store.insert_ln_invoice(
+        pool, created.payment_hash, command.user_id, created.invoice, command.asset_id,
+        command.amount_msat, command.asset_amount, command.description,
+        float(created.expires_at))
     return {
         "invoice": created.invoice, "payment_hash": created.payment_hash,
         "expires_at": format_unix_timestamp(created.expires_at), "user_id": command.user_id,
@@ -71,11 +126,8 @@ async def create_invoice(pool: asyncpg.Pool, signer: Signer, backend: LightningB
 async def credit_receipt(pool: asyncpg.Pool, status: PaymentStatus) -> Outcome:
     """Credit the invoice owner with what the node says it received; a repeat does nothing.
     The node's asset is checked against the invoice's in the database (L9)."""
-    row = await pool.fetchrow(
-        "SELECT status, body FROM vnode_receipt_credit($1, $2, $3, $4)",
-        status.payment_hash, status.amount_msat or 0, status.asset_amount, status.asset_id)
-    assert row is not None
-    return Outcome(row["status"], row["body"])
+    return await store.credit_ln_receipt(pool, status.payment_hash, status.amount_msat or 0,
+                                         status.asset_amount, status.asset_id)
 
 
 class InvoiceWatcher:
@@ -141,16 +193,14 @@ class RgbTransferWatcher:
         self._errors = ItemErrors("rgb-transfer-watcher", metrics)
 
     async def poll_once(self) -> int:
-        open_invoices = await self.pool.fetch(
-            "SELECT recipient_id, asset_id, extract(epoch FROM expires_at)::float8 AS expires_s "
-            "FROM rgb_invoices WHERE status = 'open'")
+        open_invoices = await store.open_rgb_invoices(self.pool)
         if not open_invoices:
             return 0
         await self.backend.refresh_transfers()
         credited = 0
-        by_asset: dict[str, list[asyncpg.Record]] = {}
-        for row in open_invoices:
-            by_asset.setdefault(row["asset_id"], []).append(row)
+        by_asset: dict[str, list[store.OpenRgbInvoice]] = {}
+        for invoice in open_invoices:
+            by_asset.setdefault(invoice.asset_id, []).append(invoice)
 
         async def watch_asset(asset_id: str) -> None:
             nonlocal credited
@@ -167,21 +217,17 @@ class RgbTransferWatcher:
                    and t.recipient_id is not None and t.amount > 0]
         if not settled:
             return 0
-        rows = await self.pool.fetch(
-            "SELECT i.recipient_id, r.recipient_id IS NOT NULL AS credited FROM rgb_invoices i "
-            "LEFT JOIN rgb_receipts r USING (recipient_id) WHERE i.recipient_id = ANY($1)",
-            [t.recipient_id for t in settled])
-        ours = {row["recipient_id"]: row["credited"] for row in rows}
+        ours = await store.rgb_invoices_credited(
+            self.pool, [t.recipient_id for t in settled if t.recipient_id is not None])
         credited = 0
 
         async def credit(transfer: RgbTransfer) -> None:
             nonlocal credited
-            row = await self.pool.fetchrow(
-                "SELECT status, body FROM vnode_rgb_receipt_credit($1, $2, $3, $4, $5)",
-                transfer.recipient_id, transfer.idx, transfer.amount, transfer.receive_utxo,
-                asset_id)
-            assert row is not None
-            if Outcome(row["status"], row["body"]).json().get("credited"):
+            assert transfer.recipient_id is not None
+            outcome = await store.credit_rgb_receipt(
+                self.pool, transfer.recipient_id, transfer.idx, transfer.amount,
+                transfer.receive_utxo, asset_id)
+            if outcome.json().get("credited"):
                 credited += 1
             self._backoff.succeeded(f"rgb {transfer.recipient_id}")
 
@@ -191,7 +237,8 @@ class RgbTransferWatcher:
         unmatched = [t for t in settled if t.recipient_id not in ours]
         for transfer in unmatched:
             await self._alert_unmatched(asset_id, transfer)
-        todo = [t for t in settled if ours.get(t.recipient_id) is False
+        todo = [t for t in settled if t.recipient_id is not None
+                and ours.get(t.recipient_id) is False
                 and self._backoff.due(f"rgb {t.recipient_id}")]
         await each_isolated(todo, credit, item_id=lambda t: f"rgb {t.recipient_id}",
                             errors=self._errors, on_error=postpone)
@@ -199,34 +246,28 @@ class RgbTransferWatcher:
 
     async def _alert_unmatched(self, asset_id: str, transfer: RgbTransfer) -> None:
         # Assets arrived for no invoice vnode issued: nobody is credited, the operator is told.
-        await self.pool.execute(
-            "INSERT INTO alerts (kind, details) SELECT 'unmatched_rgb_receipt', $1::jsonb "
-            "WHERE NOT EXISTS (SELECT 1 FROM alerts WHERE kind = 'unmatched_rgb_receipt' "
-            "AND details ->> 'recipient_id' = $2)",
-            orjson.dumps({"recipient_id": transfer.recipient_id, "asset_id": asset_id,
-                          "transfer_idx": transfer.idx, "asset_amount": transfer.amount,
-                          "txid": transfer.txid}).decode(),
-            transfer.recipient_id)
+        assert transfer.recipient_id is not None
+        await store.alert_unmatched_rgb(
+            self.pool, transfer.recipient_id,
+            {"recipient_id": transfer.recipient_id, "asset_id": asset_id,
+             "transfer_idx": transfer.idx, "asset_amount": transfer.amount,
+             "txid": transfer.txid})
 
-    async def _close_finished(self, invoices: list[asyncpg.Record],
+    async def _close_finished(self, invoices: list[store.OpenRgbInvoice],
                               transfers: list[RgbTransfer]) -> None:
         """Stop watching invoices that can never be credited: the node failed their transfer,
         or they expired long ago and the node holds no transfer for them."""
         statuses = {t.recipient_id: t.status for t in transfers if t.incoming}
         now = time.time()
-        failed = [row["recipient_id"] for row in invoices
-                  if statuses.get(row["recipient_id"]) == _RGB_FINAL_FAILED]
-        unpaid = [row["recipient_id"] for row in invoices
-                  if row["recipient_id"] not in statuses
-                  and now - row["expires_s"] > RGB_UNPAID_GRACE_S]
+        failed = [invoice.recipient_id for invoice in invoices
+                  if statuses.get(invoice.recipient_id) == _RGB_FINAL_FAILED]
+        unpaid = [invoice.recipient_id for invoice in invoices
+                  if invoice.recipient_id not in statuses
+                  and now - invoice.expires_s > RGB_UNPAID_GRACE_S]
         if failed:
-            await self.pool.execute(
-                "UPDATE rgb_invoices SET status = 'failed' WHERE recipient_id = ANY($1) "
-                "AND status = 'open'", failed)
+            await store.close_rgb_invoices(self.pool, failed, "failed")
         if unpaid:
-            await self.pool.execute(
-                "UPDATE rgb_invoices SET status = 'expired' WHERE recipient_id = ANY($1) "
-                "AND status = 'open'", unpaid)
+            await store.close_rgb_invoices(self.pool, unpaid, "expired")
 
 
 async def create_rgb_invoice(pool: asyncpg.Pool, signer: Signer, backend: LightningBackend,
@@ -240,10 +281,8 @@ async def create_rgb_invoice(pool: asyncpg.Pool, signer: Signer, backend: Lightn
         raise ApiError(ErrorCode.INVALID_ASSET_ID, f"the node refused: {exc}") from None
     except NodeError as exc:
         raise ApiError(ErrorCode.NODE_UNAVAILABLE, str(exc)) from None
-    await pool.execute(
-        "INSERT INTO rgb_invoices (recipient_id, user_id, asset_id, invoice, expires_at) "
-        "VALUES ($1, $2, $3, $4, to_timestamp($5))",
-        created.recipient_id, user_id, asset_id, created.invoice, float(created.expires_at))
+    await store.insert_rgb_invoice(pool, created.recipient_id, user_id, asset_id,
+                                   created.invoice, float(created.expires_at))
     return {
         "kind": "rgb_onchain", "invoice": created.invoice, "recipient_id": created.recipient_id,
         "expires_at": format_unix_timestamp(created.expires_at), "user_id": user_id,

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import asyncpg
-import orjson
 
-from vnode.db.pool import retry_aborted
 from vnode.ledger.calls import Outcome
 from vnode.lightning.base import LightningBackend, NodeError, PaymentOutcome, PaymentStatus
 from vnode.logs import LogOnChange
 from vnode.metrics import Metrics
+from vnode.payments import store
+from vnode.payments.store import PendingPayment as PendingPayment
 from vnode.workers.items import ItemErrors, backoff_s, each_isolated
 
 log = logging.getLogger(__name__)
@@ -40,28 +40,6 @@ PAGE = 64
 RECHECK_MIN_S = 1.0
 RECHECK_MAX_S = 30.0
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-
-
-@dataclass(frozen=True)
-class PendingPayment:
-    id: int
-    payment_hash: str
-    invoice_expires_s: float  # unix seconds
-    attempt_started_s: float
-    check_errors: int = 0
-
-    @classmethod
-    def from_row(cls, row: asyncpg.Record) -> PendingPayment:
-        return cls(row["id"], row["payment_hash"], row["expires_s"], row["started_s"],
-                   row["check_errors"])
-
-
-# Only what the resolver needs, and timestamps as float8: a timestamp asyncpg cannot turn
-# into a datetime (year > 9999, security review H1) can never raise here.
-PAYMENT_COLUMNS = (
-    "id, payment_hash, extract(epoch FROM invoice_expires_at)::float8 AS expires_s, "
-    "extract(epoch FROM attempt_started_at)::float8 AS started_s, check_errors"
-)
 
 
 def canonical_preimage(preimage: str | None, payment_hash: str) -> str | None:
@@ -81,22 +59,8 @@ def preimage_matches(preimage: str | None, payment_hash: str) -> bool:
 
 async def finish(pool: asyncpg.Pool, payment_id: int, outcome: PaymentOutcome,
                  fee_msat: int | None, preimage: str | None, reason: str | None) -> Outcome:
-    async def attempt() -> Outcome:
-        row = await pool.fetchrow(
-            "SELECT status, body FROM vnode_payment_finish($1, $2, $3, $4, $5)",
-            payment_id, outcome.value, fee_msat, preimage, reason)
-        assert row is not None
-        return Outcome(row["status"], row["body"])
-
-    return await retry_aborted(attempt)
-
-
-async def _alert_once(pool: asyncpg.Pool, kind: str, payment_hash: str,
-                      details: dict[str, object]) -> None:
-    await pool.execute(
-        "INSERT INTO alerts (kind, payment_hash, details) SELECT $1, $2, $3::jsonb "
-        "WHERE NOT EXISTS (SELECT 1 FROM alerts WHERE kind = $1 AND payment_hash = $2)",
-        kind, payment_hash, orjson.dumps(details).decode())
+    return await store.finish_payment(pool, payment_id, outcome.value, fee_msat, preimage,
+                                      reason)
 
 
 def _fee(status: PaymentStatus) -> int | None:
@@ -159,7 +123,7 @@ async def apply_status(pool: asyncpg.Pool, payment: PendingPayment, status: Paym
     if decision.verdict is Verdict.INVALID_PREIMAGE:
         log.error("node reported success without a valid preimage; payment stays pending",
                   extra={"payment_hash": payment.payment_hash})
-        await _alert_once(pool, "invalid_preimage", payment.payment_hash,
+        await store.alert_once(pool, "invalid_preimage", payment.payment_hash,
                           {"payment_id": payment.id, "preimage": str(status.preimage)[:200]})
     elif decision.reason is not None:
         log.warning("payment stays pending: %s", decision.reason,
@@ -179,13 +143,6 @@ async def resolve(pool: asyncpg.Pool, backend: LightningBackend, payment: Pendin
         return None
     _said.forget(payment.payment_hash)
     return await apply_status(pool, payment, status, stale_skew_s=stale_skew_s)
-
-
-async def pending_payment(pool: asyncpg.Pool, payment_id: int) -> PendingPayment | None:
-    row = await pool.fetchrow(
-        f"SELECT {PAYMENT_COLUMNS} FROM ln_payments "  # noqa: S608 (a constant)
-        "WHERE id = $1 AND status = 'pending'", payment_id)
-    return PendingPayment.from_row(row) if row else None
 
 
 async def reconcile_once(pool: asyncpg.Pool, backend: LightningBackend, *,
@@ -208,33 +165,20 @@ async def reconcile_once(pool: asyncpg.Pool, backend: LightningBackend, *,
         if await resolve(pool, backend, payment, stale_skew_s=stale_skew_s) is not None:
             finished += 1
             return
-        await pool.execute(
-            "UPDATE ln_payments SET check_errors = 0, checked_at = now(), "
-            "next_check_at = now() + make_interval(secs => least(greatest("
-            "extract(epoch FROM now() - attempt_started_at) / 10, $2), $3)) "
-            "WHERE id = $1 AND status = 'pending'",
-            payment.id, RECHECK_MIN_S, RECHECK_MAX_S)
+        await store.checked_pending(pool, payment.id, RECHECK_MIN_S, RECHECK_MAX_S)
 
     async def postpone(payment: PendingPayment, _exc: BaseException) -> None:
-        await pool.execute(
-            "UPDATE ln_payments SET check_errors = check_errors + 1, checked_at = now(), "
-            "next_check_at = now() + make_interval(secs => $2) WHERE id = $1",
-            payment.id, backoff_s(payment.check_errors + 1))
+        await store.check_failed(pool, payment.id, backoff_s(payment.check_errors + 1))
 
     while True:
-        rows = await pool.fetch(
-            f"SELECT {PAYMENT_COLUMNS} FROM ln_payments "  # noqa: S608 (a constant)
-            "WHERE status = 'pending' AND kind = 'external' AND next_check_at <= now() "
-            # Never checked first, the newest of those first: a payment just made is the one
-            # most likely to have just settled.
-            "ORDER BY checked_at NULLS FIRST, id DESC LIMIT $1", page)
-        todo = [PendingPayment.from_row(row) for row in rows if row["id"] not in seen]
+        due = await store.due_payments(pool, page)
+        todo = [payment for payment in due if payment.id not in seen]
         if not todo:  # nothing due, or only rows whose update could not be written
             return finished
         seen.update(payment.id for payment in todo)
         await each_isolated(todo, check, item_id=lambda p: f"payment {p.id} ({p.payment_hash})",
                             errors=errors, on_error=postpone, concurrency=concurrency)
-        if len(rows) < page:
+        if len(due) < page:
             return finished
 
 
@@ -250,34 +194,27 @@ async def recheck_failed_once(pool: asyncpg.Pool, backend: LightningBackend, *,
     found = 0
     after_id = 2**63 - 1
 
-    async def check(row: asyncpg.Record) -> None:
+    async def check(refunded: store.RefundedPayment) -> None:
         nonlocal found
         try:
-            status = await backend.payment_status(row["payment_hash"])
+            status = await backend.payment_status(refunded.payment_hash)
         except NodeError:
             return
-        preimage = canonical_preimage(status.preimage, row["payment_hash"])
+        preimage = canonical_preimage(status.preimage, refunded.payment_hash)
         if status.outcome is PaymentOutcome.SUCCEEDED and preimage is not None:
-            await finish(pool, row["id"], PaymentOutcome.SUCCEEDED, _fee(status), preimage,
+            await finish(pool, refunded.id, PaymentOutcome.SUCCEEDED, _fee(status), preimage,
                          None)
-            if await pool.fetchval("SELECT late_success_at IS NOT NULL FROM ln_payments "
-                                   "WHERE id = $1", row["id"]):
+            if await store.late_success_booked(pool, refunded.id):
                 log.error("a refunded payment succeeded after all: booked an operator loss",
-                          extra={"payment_hash": row["payment_hash"]})
+                          extra={"payment_hash": refunded.payment_hash})
                 found += 1
 
     while True:
-        rows = await pool.fetch(
-            "SELECT id, payment_hash FROM ln_payments p WHERE status = 'failed' "
-            "AND kind = 'external' AND late_success_at IS NULL "
-            "AND finished_at > now() - make_interval(secs => $1) AND id < $2 "
-            "AND NOT EXISTS (SELECT 1 FROM ln_payments later "
-            "                WHERE later.payment_hash = p.payment_hash AND later.id > p.id) "
-            "ORDER BY id DESC LIMIT $3", window_s, after_id, page)
+        rows = await store.recently_refunded(pool, window_s, after_id, page)
         if not rows:
             return found
-        after_id = rows[-1]["id"]
-        await each_isolated(rows, check, item_id=lambda r: f"payment {r['id']}",
+        after_id = rows[-1].id
+        await each_isolated(rows, check, item_id=lambda r: f"payment {r.id}",
                             errors=errors, concurrency=concurrency)
         if len(rows) < page:
             return found

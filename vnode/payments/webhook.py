@@ -12,6 +12,7 @@ import orjson
 from vnode.domain.ids import parse_user_id
 from vnode.errors import ApiError, ErrorCode
 from vnode.lightning.base import LightningBackend, NodeError, PaymentOutcome
+from vnode.payments import store
 from vnode.payments.receive import credit_receipt
 from vnode.payments.signing import SignatureError, verify
 
@@ -26,12 +27,7 @@ async def _check_signature(pool: asyncpg.Pool, secret: bytes, header: str | None
     except SignatureError as exc:
         raise ApiError(ErrorCode.INVALID_SIGNATURE, str(exc)) from None
     # Each signature is accepted once: a replayed request inside the window is refused.
-    fresh = await pool.fetchval(
-        "WITH gc AS (DELETE FROM webhook_replays "
-        "            WHERE seen_at < now() - make_interval(secs => $2 * 2)) "
-        "INSERT INTO webhook_replays (signature) VALUES ($1) ON CONFLICT DO NOTHING "
-        "RETURNING true", signature, window_s)
-    if not fresh:
+    if not await store.first_use_of_signature(pool, signature, window_s):
         raise ApiError(ErrorCode.INVALID_SIGNATURE, "this signed request was already received")
 
 
@@ -65,8 +61,7 @@ async def handle_payment_webhook(pool: asyncpg.Pool, backend: LightningBackend, 
     payment_hash = payload.get("payment_hash") if isinstance(payload, dict) else None
     if not isinstance(payment_hash, str) or not _HASH.fullmatch(payment_hash):
         raise ApiError(ErrorCode.INVALID_REQUEST, "payment_hash must be 64 lower-case hex digits")
-    owner = await pool.fetchval("SELECT user_id FROM ln_invoices WHERE payment_hash = $1",
-                                payment_hash)
+    owner = await store.invoice_owner(pool, payment_hash)
     if owner is None:
         raise ApiError(ErrorCode.UNKNOWN_INVOICE)
     claimed = _claimed_user(payload.get("metadata"))
