@@ -76,51 +76,68 @@ class InvoiceIssuer:
                                f"an RGB invoice carries at least {RGB_MIN_HTLC_MSAT} msat of BTC")
         self._check_expiry("expiry_sec", command.expiry_s)
         self.monitor.require_ready()
-        return await create_invoice(self.pool, self.signer, self.backend,
-                                    replace(command, amount_msat=amount_msat))
+        return await self._create_ln(replace(command, amount_msat=amount_msat))
 
     async def asset_invoice(self, command: AssetInvoiceCommand) -> dict[str, object]:
         self._check_expiry("duration_seconds", command.duration_s)
         self.monitor.require_ready()
         if command.asset_id == BTC:
-            created = await create_invoice(
-                self.pool, self.signer, self.backend,
+            created = await self._create_ln(
                 InvoiceCommand(command.user_id, None, BTC, None, None, command.duration_s))
             return {"kind": "bolt11", **created}
-        return await create_rgb_invoice(self.pool, self.signer, self.backend, command.user_id,
-                                        command.asset_id, command.duration_s)
+        return await self._create_rgb(command.user_id, command.asset_id, command.duration_s)
 
     def _check_expiry(self, field: str, seconds: int) -> None:
         if seconds > self.settings.invoice_expiry_max_s:
             raise ApiError(ErrorCode.INVALID_EXPIRY,
                            f"{field} is at most {self.settings.invoice_expiry_max_s}")
 
+    async def _create_ln(self, command: InvoiceCommand) -> dict[str, object]:
+        """Ask the node for a BOLT 11 invoice and remember whose it is before handing it out."""
+        await ensure_node(self.pool, self.signer, command.user_id)
+        rgb = command.asset_id != BTC
+        try:
+            created = await self.backend.create_invoice(
+                amount_msat=command.amount_msat, expiry_s=command.expiry_s,
+                description=command.description, asset_id=command.asset_id if rgb else None,
+                asset_amount=command.asset_amount)
+        except InvoiceRefused as exc:
+            raise ApiError(ErrorCode.INVALID_REQUEST,
+                           f"the node refused the invoice: {exc}") from None
+        except NodeError as exc:
+            raise ApiError(ErrorCode.NODE_UNAVAILABLE, str(exc)) from None
+        await store.insert_ln_invoice(
+            self.pool, created.payment_hash, command.user_id, created.invoice, command.asset_id,
+            command.amount_msat, command.asset_amount, command.description,
+            float(created.expires_at))
+        return {
+            "invoice": created.invoice, "payment_hash": created.payment_hash,
+            "expires_at": format_unix_timestamp(created.expires_at), "user_id": command.user_id,
+            "node_id": node_id(command.user_id), "asset_id": command.asset_id,
+            "amount_msat": command.amount_msat, "asset_amount": command.asset_amount,
+            "description": command.description,
+        }
 
-async def create_invoice(pool: asyncpg.Pool, signer: Signer, backend: LightningBackend,
-                         command: InvoiceCommand) -> dict[str, object]:
-    """Ask the node for a BOLT 11 invoice and remember whose it is before handing it out."""
-    await ensure_node(pool, signer, command.user_id)
-    rgb = command.asset_id != BTC
-    try:
-        created = await backend.create_invoice(
-            amount_msat=command.amount_msat, expiry_s=command.expiry_s,
-            description=command.description, asset_id=command.asset_id if rgb else None,
-            asset_amount=command.asset_amount)
-    except InvoiceRefused as exc:
-        raise ApiError(ErrorCode.INVALID_REQUEST, f"the node refused the invoice: {exc}") from None
-    except NodeError as exc:
-        raise ApiError(ErrorCode.NODE_UNAVAILABLE, str(exc)) from None
-    await store.insert_ln_invoice(
-        pool, created.payment_hash, command.user_id, created.invoice, command.asset_id,
-        command.amount_msat, command.asset_amount, command.description,
-        float(created.expires_at))
-    return {
-        "invoice": created.invoice, "payment_hash": created.payment_hash,
-        "expires_at": format_unix_timestamp(created.expires_at), "user_id": command.user_id,
-        "node_id": node_id(command.user_id), "asset_id": command.asset_id,
-        "amount_msat": command.amount_msat, "asset_amount": command.asset_amount,
-        "description": command.description,
-    }
+    async def _create_rgb(self, user_id: int, asset_id: str,
+                          duration_s: int) -> dict[str, object]:
+        """An RGB on-chain invoice from the node, credited when the transfer settles."""
+        await ensure_node(self.pool, self.signer, user_id)
+        try:
+            created = await self.backend.create_rgb_invoice(
+                asset_id=asset_id, duration_s=duration_s, min_confirmations=1)
+        except InvoiceRefused as exc:
+            raise ApiError(ErrorCode.INVALID_ASSET_ID, f"the node refused: {exc}") from None
+        except NodeError as exc:
+            raise ApiError(ErrorCode.NODE_UNAVAILABLE, str(exc)) from None
+        await store.insert_rgb_invoice(self.pool, created.recipient_id, user_id, asset_id,
+                                       created.invoice, float(created.expires_at))
+        return {
+            "kind": "rgb_onchain", "invoice": created.invoice,
+            "recipient_id": created.recipient_id,
+            "expires_at": format_unix_timestamp(created.expires_at), "user_id": user_id,
+            "node_id": node_id(user_id), "asset_id": asset_id,
+            "batch_transfer_idx": created.batch_transfer_idx,
+        }
 
 
 async def credit_receipt(pool: asyncpg.Pool, status: PaymentStatus) -> Outcome:
@@ -268,24 +285,3 @@ class RgbTransferWatcher:
             await store.close_rgb_invoices(self.pool, failed, "failed")
         if unpaid:
             await store.close_rgb_invoices(self.pool, unpaid, "expired")
-
-
-async def create_rgb_invoice(pool: asyncpg.Pool, signer: Signer, backend: LightningBackend,
-                             user_id: int, asset_id: str, duration_s: int) -> dict[str, object]:
-    """An RGB on-chain invoice from the node, credited when the transfer settles."""
-    await ensure_node(pool, signer, user_id)
-    try:
-        created = await backend.create_rgb_invoice(asset_id=asset_id, duration_s=duration_s,
-                                                   min_confirmations=1)
-    except InvoiceRefused as exc:
-        raise ApiError(ErrorCode.INVALID_ASSET_ID, f"the node refused: {exc}") from None
-    except NodeError as exc:
-        raise ApiError(ErrorCode.NODE_UNAVAILABLE, str(exc)) from None
-    await store.insert_rgb_invoice(pool, created.recipient_id, user_id, asset_id,
-                                   created.invoice, float(created.expires_at))
-    return {
-        "kind": "rgb_onchain", "invoice": created.invoice, "recipient_id": created.recipient_id,
-        "expires_at": format_unix_timestamp(created.expires_at), "user_id": user_id,
-        "node_id": node_id(user_id), "asset_id": asset_id,
-        "batch_transfer_idx": created.batch_transfer_idx,
-    }
