@@ -3,36 +3,13 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 from vnode.errors import ApiError, ErrorCode
 from vnode.lightning import bolt11
 from vnode.lightning.base import Network
 
-
-@dataclass(frozen=True)
-class PayableInvoice:
-    invoice: str
-    decoded: bolt11.Invoice
-    amount_msat: int  # what will be paid (the invoice's amount, or the payer's for amountless)
-
-    @property
-    def payment_hash(self) -> str:
-        return self.decoded.payment_hash
-
-
 # Whatever the configured horizon, no expiry may reach year 10000: no client decodes it.
 LAST_EXPIRY_S = 253_402_300_799  # 9999-12-31T23:59:59Z
-
-
-def check_invoice(invoice: str, *, amt_msat: int | None, network: Network,
-                  max_payment_msat: int, expiry_horizon_s: int,
-                  now: float | None = None) -> PayableInvoice:
-    """Decode strictly and apply the payer-side rules; raises ApiError with a stable code."""
-    decoded = check_invoice_text(invoice, network=network, expiry_horizon_s=expiry_horizon_s,
-                                 now=now)
-    amount = payable_amount(decoded, amt_msat, max_payment_msat=max_payment_msat)
-    return PayableInvoice(invoice.strip(), decoded, amount)
 
 
 def check_invoice_text(invoice: str, *, network: Network, expiry_horizon_s: int,
