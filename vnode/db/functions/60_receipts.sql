@@ -33,6 +33,8 @@ $$;
 -- Flow 3: the node received a payment for one of our invoices; credit its owner once, with
 -- what the node says arrived (overpayment included). What arrived is checked against the
 -- invoice's asset first; p_asset_id is the asset the node reports (NULL: plain BTC).
+-- Before migration 0010 it had no p_asset_id: that older signature is dropped.
+DROP FUNCTION IF EXISTS vnode_receipt_credit(text, bigint, bigint);
 CREATE OR REPLACE FUNCTION vnode_receipt_credit(
     p_hash text, p_amount_msat bigint, p_asset_amount bigint, p_asset_id text, OUT status integer,
     OUT body jsonb)
@@ -93,7 +95,9 @@ BEGIN
 END $$;
 
 -- RGB on-chain: the node reports an incoming transfer to one of our RGB invoices as Settled;
--- credit its owner once, if the asset is the one the invoice asks for.
+-- credit its owner once, if the asset is the one the invoice asks for (before migration 0010
+-- it took no asset: that older signature is dropped).
+DROP FUNCTION IF EXISTS vnode_rgb_receipt_credit(text, bigint, bigint, text);
 CREATE OR REPLACE FUNCTION vnode_rgb_receipt_credit(
     p_recipient_id text, p_idx bigint, p_amount bigint, p_outpoint text, p_asset_id text,
     OUT status integer, OUT body jsonb)
