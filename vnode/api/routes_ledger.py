@@ -88,7 +88,7 @@ async def handle_transfer(services: Services, body: TransferBody, key: Principal
         services.pool, services.signer, command, idempotency(key, idempotency_key)
     )
     services.metrics.transfers.labels(
-        "completed" if outcome.ok else outcome.json()["error"]["code"],  # type: ignore[index]
+        "completed" if outcome.ok else outcome.code,
         "BTC" if body.asset_id == "BTC" else "RGB",
     ).inc()
     return outcome_response(outcome)

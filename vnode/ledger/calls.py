@@ -22,6 +22,15 @@ class Outcome:
     def ok(self) -> bool:
         return self.status < 400
 
+    @property
+    def code(self) -> str:
+        """The result code: "ok" for a success, else the refusal's catalogued code."""
+        if self.ok:
+            return "ok"
+        error = self.json()["error"]
+        assert isinstance(error, dict)
+        return str(error["code"])
+
     def json(self) -> dict[str, object]:
         decoded = orjson.loads(self.body)
         assert isinstance(decoded, dict)
