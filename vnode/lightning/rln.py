@@ -12,12 +12,14 @@ mapping are written down in ``docs/NODE.md``; the short version:
   ``UNKNOWN``, never into something that looks like a failure.
 * RLN takes no fee limit and reports no fee: the payment code reserves a fee and charges it
   whole (the fee-reserve policy in docs/NODE.md).
-* Every answer is read as hostile until proved otherwise. An answer that is not the node's
-  documented shape raises :class:`NodeProtocolError` (a ``NodeUnreachable``: for a request that
-  may have moved money, an unreadable answer proves nothing). That includes a missing or
-  mistyped field, an unknown state, any amount or count outside 0..2**63-1 (what the ledger's
-  bigint holds), a preimage that is not 64 lower-case hex digits (never repaired: a success
-  whose proof had to be rewritten is not a valid success) and text with control characters.
+* Every answer is read as hostile until proved otherwise, through the shared models of
+  ``rln_api.py`` (the simulated node checks its answers against the same ones). An answer
+  that is not the node's documented shape raises :class:`NodeProtocolError` (a
+  ``NodeUnreachable``: for a request that may have moved money, an unreadable answer proves
+  nothing). That includes a missing or mistyped field, an unknown state, any amount or count
+  outside 0..2**63-1 (what the ledger's bigint holds), a preimage that is not 64 lower-case
+  hex digits (never repaired: a success whose proof had to be rewritten is not a valid
+  success) and text with control characters.
   In a listing (/listpayments, /listtransfers, /listchannels) a bad item is skipped and logged
   once with its hash; the good items are returned. Only ``ValueError`` for a malformed
   argument of ours ever escapes otherwise.
@@ -33,17 +35,16 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, NoReturn, TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
-from vnode.domain.ids import BTC as BTC_ASSET_ID
-from vnode.domain.ids import parse_asset_id
 from vnode.lightning import bolt11
+from vnode.lightning import rln_api as api
 from vnode.lightning.base import (
     BTC,
     Capabilities,
     CreatedInvoice,
     DuplicatePayment,
     InvoiceRefused,
-    Network,
     NodeError,
     NodeInfo,
     NodeInvoice,
@@ -77,54 +78,23 @@ DEFAULT_TRANSPORT_ENDPOINTS: Final = ("rpc://127.0.0.1:3000/json-rpc",)
 
 JsonObject = dict[str, Any]
 
-_NETWORKS: Final[dict[str, Network]] = {
-    "Mainnet": Network.BITCOIN,
-    "Testnet": Network.TESTNET,
-    "Testnet4": Network.TESTNET,
-    "Signet": Network.SIGNET,
-    "SignetCustom": Network.SIGNET,
-    "Regtest": Network.REGTEST,
-}
-_OUTCOMES: Final[dict[str, PaymentOutcome]] = {
-    "Pending": PaymentOutcome.PENDING,
-    "Succeeded": PaymentOutcome.SUCCEEDED,
-    "Failed": PaymentOutcome.FAILED,
+_OUTCOMES: Final[dict[api.HtlcStatus, PaymentOutcome]] = {
+    api.HtlcStatus.PENDING: PaymentOutcome.PENDING,
+    api.HtlcStatus.SUCCEEDED: PaymentOutcome.SUCCEEDED,
+    api.HtlcStatus.FAILED: PaymentOutcome.FAILED,
 }
 _LOCKED_NAMES: Final = frozenset({"LockedNode", "ChangingState"})
 _NOT_FOUND_NAMES: Final = frozenset({"PaymentNotFound", "UnknownLNInvoice"})
-_INCOMING_KINDS: Final = frozenset({"ReceiveBlind", "ReceiveWitness"})
 _HASH_RE: Final = re.compile(r"[0-9a-f]{64}")
 _ANY_CASE_HASH_RE: Final = re.compile(r"[0-9a-fA-F]{64}")
-# Exactly what the ledger stores (CHECK preimage ~ '^[0-9a-f]{64}$'): nothing is repaired.
-_PREIMAGE_RE: Final = re.compile(r"[0-9a-f]{64}")
-# No identifier the node sends holds a control character, and PostgreSQL text cannot hold NUL.
+# For the texts of error answers, which are read leniently (only shortened and cleaned).
 _CONTROL_RE: Final = re.compile(r"[\x00-\x1f\x7f]")
-# Longer than any invoice (bolt11.MAX_INVOICE_LENGTH) or identifier the node sends.
-_MAX_TEXT: Final = 16_384
-# The ledger's amounts are PostgreSQL bigint: anything above cannot be booked.
-I64_MAX: Final = 2**63 - 1
-_U64_MAX: Final = 2**64 - 1
-# The spec's enums (TransferStatus, TransferKind, Assignment).
-_TRANSFER_STATUSES: Final = frozenset(
-    {
-        "Initiated",
-        "WaitingCounterparty",
-        "WaitingSafeHeight",
-        "WaitingConfirmations",
-        "WaitingBroadcast",
-        "Settled",
-        "Failed",
-    }
-)
-_TRANSFER_KINDS: Final = frozenset(
-    {"Issuance", "ReceiveBlind", "ReceiveWitness", "Send", "Inflation", "Burn"}
-)
-_ASSIGNMENT_TYPES: Final = frozenset({"Fungible", "NonFungible", "InflationRight", "Any"})
+I64_MAX: Final = api.I64_MAX
 # Skipped items are logged once each (the watchers poll every second); the memory is bounded.
 _REPORTED_MAX: Final = 4096
 MALFORMED_ANSWER: Final = "MalformedAnswer"
 
-T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
 class NodeProtocolError(NodeUnreachable):
@@ -183,13 +153,10 @@ class RlnBackend:
     async def node_info(self) -> NodeInfo:
         info = await self._call("GET", "/nodeinfo")
         network_info = await self._call("GET", "/networkinfo")
-        network_name = _req_str(network_info, "network", "/networkinfo")
-        network = _NETWORKS.get(network_name)
-        if network is None:
-            _malformed("/networkinfo", f"unknown network {network_name!r}")
+        network = _read(api.NetworkInfoResponse, network_info, "/networkinfo").network
         return NodeInfo(
-            pubkey=_req_str(info, "pubkey", "/nodeinfo"),
-            network=network,
+            pubkey=_read(api.NodeInfoResponse, info, "/nodeinfo").pubkey,
+            network=api.NETWORK_OF[network],
             simulated=self._simulated,
         )
 
@@ -200,36 +167,33 @@ class RlnBackend:
         answer = await self._call("GET", "/listchannels")
         where = "/listchannels channel"
         balances: dict[str, int] = {BTC: 0}
-        channels = self._each_item(
-            _req_list(answer, "channels", "/listchannels"), where, "channel_id", _parse_channel
-        )
-        for usable, outbound_msat, asset_id, asset_local in channels:
-            if not usable:
+        items = _listing(answer, "channels", "/listchannels")
+        for channel in self._each_item(items, where, "channel_id", api.Channel):
+            if not channel.is_usable:
                 continue
-            balances[BTC] += outbound_msat
-            if asset_id is not None:
-                balances[asset_id] = balances.get(asset_id, 0) + asset_local
+            balances[BTC] += channel.outbound_balance_msat
+            if channel.asset_id is not None:
+                held = channel.asset_local_amount or 0
+                balances[channel.asset_id] = balances.get(channel.asset_id, 0) + held
         return balances
 
     # ------------------------------------------------------------------ invoices
 
     async def decode_invoice(self, invoice: str) -> NodeInvoice:
-        answer = await self._call("POST", "/decodelninvoice", {"invoice": invoice})
-        where = "/decodelninvoice"
-        network = _NETWORKS.get(_req_str(answer, "network", where))
-        if network is None:
-            _malformed(where, "unknown network")
-        # The numbers come from the invoice, whose fields are u64: read them whole here, and
-        # refuse the invoice (not the node) below when vnode cannot hold one.
+        request = api.DecodeLNInvoiceRequest.model_construct(invoice=invoice)
+        answer = await self._call("POST", "/decodelninvoice", api.request_body(request))
+        # The numbers come from the invoice, whose fields are u64: the model reads them whole,
+        # and the invoice (not the node) is refused below when vnode cannot hold one.
+        decoded = _read(api.DecodeLNInvoiceResponse, answer, "/decodelninvoice")
         node_view = NodeInvoice(
-            payment_hash=_req_hash(answer, "payment_hash", where),
-            amount_msat=_opt_int(answer, "amt_msat", where, maximum=_U64_MAX),
-            asset_id=_opt_str(answer, "asset_id", where),
-            asset_amount=_opt_int(answer, "asset_amount", where, maximum=_U64_MAX),
-            expiry_s=_req_int(answer, "expiry_sec", where, maximum=_U64_MAX),
-            timestamp=_req_int(answer, "timestamp", where, maximum=_U64_MAX),
-            network=network,
-            payee_pubkey=_opt_str(answer, "payee_pubkey", where),
+            payment_hash=decoded.payment_hash,
+            amount_msat=decoded.amt_msat,
+            asset_id=decoded.asset_id,
+            asset_amount=decoded.asset_amount,
+            expiry_s=decoded.expiry_sec,
+            timestamp=decoded.timestamp,
+            network=api.NETWORK_OF[decoded.network],
+            payee_pubkey=decoded.payee_pubkey,
         )
         # Money moves on what our strict reader sees, so the node and it must agree on every
         # field both read; the node adds the RGB fields, which only it can decode.
@@ -241,7 +205,7 @@ class RlnBackend:
                 ("amount_msat", local.amount_msat, node_view.amount_msat),
                 ("timestamp", local.timestamp, node_view.timestamp),
                 ("expiry_s", local.expiry_s, node_view.expiry_s),
-                ("network", local.network, node_view.network.value),
+                ("network", local.network, node_view.network),
                 # Only an explicit `n` is reported, and our decoder holds it to the signature.
                 ("payee_pubkey", local.payee_pubkey, node_view.payee_pubkey or local.payee_pubkey),
             )
@@ -266,7 +230,7 @@ class RlnBackend:
                 f"the invoice's {', '.join(beyond)} is beyond 2^63-1, which vnode cannot hold",
                 name="OutOfRange",
             )
-        if node_view.asset_id is not None and not _is_rgb_asset_id(node_view.asset_id):
+        if node_view.asset_id is not None and not api.is_rgb_asset_id(node_view.asset_id):
             raise InvoiceRefused(
                 "the node reads an RGB asset id vnode cannot use", name="InvalidAssetID"
             )
@@ -288,17 +252,15 @@ class RlnBackend:
         asset_id: str | None = None,
         asset_amount: int | None = None,
     ) -> CreatedInvoice:
-        body = _without_none(
-            {
-                "amt_msat": amount_msat,
-                "expiry_sec": expiry_s,
-                "asset_id": asset_id,
-                "asset_amount": asset_amount,
-                "description": description,
-            }
+        request = api.LNInvoiceRequest.model_construct(
+            amt_msat=amount_msat,
+            expiry_sec=expiry_s,
+            asset_id=asset_id,
+            asset_amount=asset_amount,
+            description=description,
         )
-        answer = await self._call("POST", "/lninvoice", body)
-        text = _req_str(answer, "invoice", "/lninvoice")
+        answer = await self._call("POST", "/lninvoice", api.request_body(request))
+        text = _read(api.LNInvoiceResponse, answer, "/lninvoice").invoice
         # /lninvoice answers only the invoice: hash and expiry come from reading it ourselves.
         try:
             decoded = bolt11.decode(text)
@@ -337,25 +299,19 @@ class RlnBackend:
         del fee_limit_msat
         # Refused here, nothing has been sent: our reader is stricter than the node's.
         decoded = _decode_locally(invoice)
-        body = _without_none(
-            {
-                "invoice": invoice,
-                "amt_msat": amount_msat,
-                "asset_id": asset_id,
-                "asset_amount": asset_amount,
-            }
+        request = api.SendPaymentRequest.model_construct(
+            invoice=invoice, amt_msat=amount_msat, asset_id=asset_id, asset_amount=asset_amount
         )
-        answer = await self._call("POST", "/sendpayment", body)
+        answer = await self._call("POST", "/sendpayment", api.request_body(request))
         # From here on the node may have started the payment: anything unexpected in the
         # answer is ambiguous (NodeUnreachable), never a failure.
         where = "/sendpayment"
-        outcome = _req_outcome(answer, "status", where)
-        answered_hash = _opt_str(answer, "payment_hash", where)
-        if answered_hash is not None and answered_hash.lower() != decoded.payment_hash:
+        sent = _read(api.SendPaymentResponse, answer, where)
+        if sent.payment_hash is not None and sent.payment_hash.lower() != decoded.payment_hash:
             _malformed(where, "the node answered for another payment hash")
         return PaymentStatus(
             payment_hash=decoded.payment_hash,
-            outcome=outcome,
+            outcome=_OUTCOMES[sent.status],
             amount_msat=amount_msat if amount_msat is not None else decoded.amount_msat,
             asset_id=asset_id,
             asset_amount=asset_amount,
@@ -374,26 +330,27 @@ class RlnBackend:
         """
         if not _HASH_RE.fullmatch(payment_hash):
             raise ValueError("payment_hash must be 64 lowercase hex characters")
+        request = api.GetPaymentRequest.model_construct(payment_hash=payment_hash)
         try:
-            answer = await self._call("POST", "/getpayment", {"payment_hash": payment_hash})
+            answer = await self._call("POST", "/getpayment", api.request_body(request))
         except PaymentNotFound:
             return self._unknown(payment_hash)
         where = "/getpayment"
         try:
-            is_inbound, status = _parse_payment(_req_obj(answer, "payment", where), where)
+            payment = _read(api.GetPaymentResponse, answer, where).payment
         except NodeProtocolError as exc:
             self._report(where, payment_hash, exc, answer.get("payment"))
             raise
-        if status.payment_hash != payment_hash:
+        if payment.payment_hash != payment_hash:
             _malformed(where, "the node answered for another payment hash")
-        if is_inbound == inbound:
-            return status
+        if payment.inbound == inbound:
+            return _payment_status(payment)
         # /getpayment looks at inbound payments first, so a payment in the other direction
         # with the same hash would hide the one asked for; the full list has both.
         listed, unreadable = await self._list_payments()
-        for listed_inbound, found in listed:
-            if listed_inbound == inbound and found.payment_hash == payment_hash:
-                return found
+        for found in listed:
+            if found.inbound == inbound and found.payment_hash == payment_hash:
+                return _payment_status(found)
         if payment_hash in unreadable or None in unreadable:
             # The node may well have it, in an item we could not read: not known to be absent
             # (UNKNOWN would let an expired invoice's payment be refunded).
@@ -402,7 +359,7 @@ class RlnBackend:
 
     async def inbound_payments(self) -> list[PaymentStatus]:
         listed, _ = await self._list_payments()
-        return [status for inbound, status in listed if inbound]
+        return [_payment_status(payment) for payment in listed if payment.inbound]
 
     # ------------------------------------------------------------------ RGB on-chain
 
@@ -411,44 +368,53 @@ class RlnBackend:
     ) -> RgbInvoice:
         if duration_s <= 0:
             raise ValueError("duration_s must be positive")
-        body = _without_none(
-            {
-                "min_confirmations": min_confirmations,
-                "asset_id": asset_id,
-                "expiration_timestamp": int(self._clock()) + duration_s,
-                "witness": False,  # blinded UTXO: the payer learns no output of ours
-                "transport_endpoints": list(self._transport_endpoints),
-            }
+        request = api.RgbInvoiceRequest.model_construct(
+            min_confirmations=min_confirmations,
+            asset_id=asset_id,
+            expiration_timestamp=int(self._clock()) + duration_s,
+            witness=False,  # blinded UTXO: the payer learns no output of ours
+            transport_endpoints=list(self._transport_endpoints),
         )
-        answer = await self._call("POST", "/rgbinvoice", body)
-        where = "/rgbinvoice"
+        answer = await self._call("POST", "/rgbinvoice", api.request_body(request))
+        made = _read(api.RgbInvoiceResponse, answer, "/rgbinvoice")
         return RgbInvoice(
-            invoice=_req_str(answer, "invoice", where),
-            recipient_id=_req_str(answer, "recipient_id", where),
-            expires_at=_req_int(answer, "expiration_timestamp", where),
-            batch_transfer_idx=_req_int(answer, "batch_transfer_idx", where),
+            invoice=made.invoice,
+            recipient_id=made.recipient_id,
+            expires_at=made.expiration_timestamp,
+            batch_transfer_idx=made.batch_transfer_idx,
         )
 
     async def refresh_transfers(self) -> None:
         # The spec requires `filter` (an empty list refreshes every pending transfer).
+        request = api.RefreshRequest.model_construct(filter=[], skip_sync=False)
         await self._call(
             "POST",
             "/refreshtransfers",
-            {"filter": [], "skip_sync": False},
+            api.request_body(request),
             http_timeout=self._refresh_timeout,
         )
 
     async def list_transfers(self, asset_id: str) -> list[RgbTransfer]:
-        body = {"asset_filter": {"type": "Id", "value": asset_id}}
-        answer = await self._call("POST", "/listtransfers", body)
-        where = "/listtransfers transfer"
-
-        def parse(transfer: JsonObject) -> RgbTransfer:
-            return _parse_transfer(transfer, asset_id, where)
-
+        request = api.ListTransfersRequest.model_construct(
+            asset_filter=api.AssetFilter.model_construct(type="Id", value=asset_id)
+        )
+        answer = await self._call("POST", "/listtransfers", api.request_body(request))
         # A transfer we cannot read is not credited now; the next poll reads it again.
-        items = _req_list(answer, "transfers", "/listtransfers")
-        return self._each_item(items, where, "recipient_id", parse)
+        items = _listing(answer, "transfers", "/listtransfers")
+        transfers = self._each_item(items, "/listtransfers transfer", "recipient_id", api.Transfer)
+        return [
+            RgbTransfer(
+                idx=transfer.idx,
+                recipient_id=transfer.recipient_id,
+                asset_id=asset_id,
+                status=transfer.status.value,
+                amount=transfer.received,
+                txid=transfer.txid,
+                receive_utxo=transfer.receive_utxo,
+                incoming=transfer.incoming,
+            )
+            for transfer in transfers
+        ]
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -462,17 +428,13 @@ class RlnBackend:
             updated_at=int(self._clock()),
         )
 
-    async def _list_payments(self) -> tuple[list[tuple[bool, PaymentStatus]], set[str | None]]:
+    async def _list_payments(self) -> tuple[list[api.Payment], set[str | None]]:
         """The payments we can read, and the hashes of those we cannot (None: unreadable)."""
         answer = await self._call("GET", "/listpayments")
-        where = "/listpayments payment"
         unreadable: set[str | None] = set()
-
-        def parse(payment: JsonObject) -> tuple[bool, PaymentStatus]:
-            return _parse_payment(payment, where)
-
-        items = _req_list(answer, "payments", "/listpayments")
-        listed = self._each_item(items, where, "payment_hash", parse, unreadable)
+        items = _listing(answer, "payments", "/listpayments")
+        where = "/listpayments payment"
+        listed = self._each_item(items, where, "payment_hash", api.Payment, unreadable)
         # An id that is not a hash could be a mangled copy of any: count it as unreadable.
         return listed, {h if h is not None and _HASH_RE.fullmatch(h) else None for h in unreadable}
 
@@ -481,15 +443,15 @@ class RlnBackend:
         items: list[object],
         where: str,
         id_key: str,
-        parse: Callable[[JsonObject], T],
+        model: type[M],
         skipped: set[str | None] | None = None,
-    ) -> list[T]:
-        """``parse`` applied to every item; the ones it refuses are logged and left out (their
+    ) -> list[M]:
+        """Every item read as ``model``; the ones it refuses are logged and left out (their
         ids added to ``skipped``), so that one bad item does not hide the others."""
         parsed = []
         for item in items:
             try:
-                parsed.append(parse(_as_obj(item, where)))
+                parsed.append(_read(model, item, where))
             except NodeProtocolError as exc:
                 item_id = _item_id(item, id_key)
                 self._report(where, item_id, exc, item)
@@ -627,13 +589,6 @@ def _item_id(item: object, key: str) -> str | None:
     return None
 
 
-def _is_rgb_asset_id(value: str) -> bool:
-    try:
-        return parse_asset_id(value) != BTC_ASSET_ID  # the node names BTC by a null asset
-    except ValueError:
-        return False
-
-
 def _decode_locally(invoice: str) -> bolt11.Invoice:
     try:
         return bolt11.decode(invoice)
@@ -641,156 +596,35 @@ def _decode_locally(invoice: str) -> bolt11.Invoice:
         raise InvoiceRefused(f"vnode's decoder refuses the invoice: {exc}", exc.code) from exc
 
 
-def _without_none(body: JsonObject) -> JsonObject:
-    # RLN reads a missing optional field as None; omitting them keeps requests minimal.
-    return {key: value for key, value in body.items() if value is not None}
+def _read(model: type[M], value: object, where: str) -> M:
+    """``value`` as the shared model of that answer; any rule it breaks makes it malformed."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, error['loc'])) or 'answer'}: {error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False)[:3]
+        )
+        _malformed(where, _short(problems))
 
 
-def _parse_payment(payment: JsonObject, where: str) -> tuple[bool, PaymentStatus]:
-    asset_id = _opt_str(payment, "asset_id", where)
-    if asset_id is not None and not _is_rgb_asset_id(asset_id):
-        _malformed(where, "asset_id is not an RGB asset id")
-    return _req_bool(payment, "inbound", where), PaymentStatus(
-        payment_hash=_req_hash(payment, "payment_hash", where),
-        outcome=_req_outcome(payment, "status", where),
-        amount_msat=_opt_int(payment, "amt_msat", where),
-        asset_id=asset_id,
-        asset_amount=_opt_int(payment, "asset_amount", where),
-        fee_msat=None,
-        # The spec says string, the node sends null until the payment succeeds.
-        preimage=_opt_preimage(payment, "preimage", where),
-        updated_at=_req_int(payment, "updated_at", where),
-    )
-
-
-def _parse_transfer(transfer: JsonObject, asset_id: str, where: str) -> RgbTransfer:
-    status = _req_str(transfer, "status", where)
-    if status not in _TRANSFER_STATUSES:
-        _malformed(where, f"unknown status {_short(status, 40)!r}")
-    kind = _req_str(transfer, "kind", where)
-    if kind not in _TRANSFER_KINDS:
-        _malformed(where, f"unknown kind {_short(kind, 40)!r}")
-    return RgbTransfer(
-        idx=_req_int(transfer, "idx", where),
-        recipient_id=_opt_str(transfer, "recipient_id", where),
-        asset_id=asset_id,
-        status=status,
-        amount=_received_amount(transfer, where),
-        txid=_opt_str(transfer, "txid", where),
-        receive_utxo=_opt_str(transfer, "receive_utxo", where),
-        incoming=kind in _INCOMING_KINDS,
-    )
-
-
-def _parse_channel(channel: JsonObject) -> tuple[bool, int, str | None, int]:
-    """(usable, outbound msat, asset id, asset units held) of one /listchannels item."""
-    where = "/listchannels channel"
-    asset_id = _opt_str(channel, "asset_id", where)
-    if asset_id is not None and not _is_rgb_asset_id(asset_id):
-        _malformed(where, "asset_id is not an RGB asset id")
-    return (
-        _req_bool(channel, "is_usable", where),
-        _req_int(channel, "outbound_balance_msat", where),
-        asset_id,
-        _opt_int(channel, "asset_local_amount", where) or 0,
-    )
-
-
-def _received_amount(transfer: JsonObject, where: str) -> int:
-    """Asset units the transfer's assignments hold (what arrived, not what was requested)."""
-    total = 0
-    for item in _req_list(transfer, "assignments", where):
-        assignment = _as_obj(item, f"{where} assignment")
-        kind = _req_str(assignment, "type", where)
-        if kind not in _ASSIGNMENT_TYPES:
-            _malformed(where, f"unknown assignment type {_short(kind, 40)!r}")
-        if kind == "Fungible":
-            total += _req_int(assignment, "value", where)
-    if total > I64_MAX:  # each part fits, their sum need not
-        _malformed(where, "the assignments add up to more than 2^63-1")
-    return total
-
-
-# Readers: a wrong type is a malformed answer (bool is refused where an int is expected,
-# since Python's bool is an int).
-
-
-def _as_obj(value: object, where: str) -> JsonObject:
-    if not isinstance(value, dict):
-        _malformed(where, "expected an object")
-    return value
-
-
-def _req_obj(obj: JsonObject, key: str, where: str) -> JsonObject:
-    return _as_obj(obj.get(key), f"{where}.{key}")
-
-
-def _req_list(obj: JsonObject, key: str, where: str) -> list[object]:
-    value = obj.get(key)
-    if not isinstance(value, list):
+def _listing(answer: JsonObject, key: str, where: str) -> list[object]:
+    """The items of a listing, each validated on its own (one bad item must not hide the
+    others)."""
+    items = answer.get(key)
+    if not isinstance(items, list):
         _malformed(where, f"{key} is not a list")
-    return value
+    return items
 
 
-def _opt_str(obj: JsonObject, key: str, where: str) -> str | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        _malformed(where, f"{key} is not a string")
-    if len(value) > _MAX_TEXT or _CONTROL_RE.search(value):
-        _malformed(where, f"{key} is too long or holds control characters")
-    return value
-
-
-def _req_str(obj: JsonObject, key: str, where: str) -> str:
-    value = _opt_str(obj, key, where)
-    if value is None:
-        _malformed(where, f"{key} is missing")
-    return value
-
-
-def _req_hash(obj: JsonObject, key: str, where: str) -> str:
-    value = _req_str(obj, key, where).lower()
-    if not _HASH_RE.fullmatch(value):
-        _malformed(where, f"{key} is not a 32-byte hex hash")
-    return value
-
-
-def _opt_preimage(obj: JsonObject, key: str, where: str) -> str | None:
-    value = _opt_str(obj, key, where)
-    if value is not None and not _PREIMAGE_RE.fullmatch(value):
-        # Upper-case, short or not hex: never repaired (lower-casing would make a proof out of
-        # what the node did not send), so the record is not a success anyone can book.
-        _malformed(where, f"{key} is not 64 lower-case hex digits")
-    return value
-
-
-def _opt_int(obj: JsonObject, key: str, where: str, *, maximum: int = I64_MAX) -> int | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
-        _malformed(where, f"{key} is not an integer in 0..{maximum}")
-    return value
-
-
-def _req_int(obj: JsonObject, key: str, where: str, *, maximum: int = I64_MAX) -> int:
-    value = _opt_int(obj, key, where, maximum=maximum)
-    if value is None:
-        _malformed(where, f"{key} is missing")
-    return value
-
-
-def _req_bool(obj: JsonObject, key: str, where: str) -> bool:
-    value = obj.get(key)
-    if not isinstance(value, bool):
-        _malformed(where, f"{key} is not a boolean")
-    return value
-
-
-def _req_outcome(obj: JsonObject, key: str, where: str) -> PaymentOutcome:
-    outcome = _OUTCOMES.get(_req_str(obj, key, where))
-    if outcome is None:
-        _malformed(where, f"unknown {key} {_short(obj.get(key), 40)!r}")
-    return outcome
+def _payment_status(payment: api.Payment) -> PaymentStatus:
+    return PaymentStatus(
+        payment_hash=payment.payment_hash,
+        outcome=_OUTCOMES[payment.status],
+        amount_msat=payment.amt_msat,
+        asset_id=payment.asset_id,
+        asset_amount=payment.asset_amount,
+        fee_msat=None,
+        preimage=payment.preimage,
+        updated_at=payment.updated_at,
+    )
