@@ -49,7 +49,7 @@ from vnode_sim.bolt11 import _sign_words, encode
 from vnode_sim.faults import HostileKind
 from vnode_sim.invoices import rgb_tags
 
-NETWORKS: Final[tuple[Network, ...]] = ("bitcoin", "testnet", "signet", "regtest")
+NETWORKS: Final[tuple[Network, ...]] = tuple(Network)
 MAX_MSAT: Final = 21_000_000 * 100_000_000_000
 I64_MAX: Final = 2**63 - 1
 # Kinds that leave a record valid (a reader ignores unknown fields): these may be booked.

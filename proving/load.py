@@ -32,6 +32,7 @@ from proving.model import (
     TransferCase,
 )
 from vnode.apikeys import Scope
+from vnode.lightning.base import Network
 from vnode_sim.invoices import issue_invoice
 
 # Share of each operation in the offered load (weights, not necessarily summing to 1).
@@ -95,7 +96,7 @@ def foreign_invoice(amount_msat: int, expiry_s: int) -> tuple[str, str]:
     key = PrivateKey()
     issued = issue_invoice(private_key=key.secret,
                            payee_pubkey=key.public_key.format(compressed=True).hex(),
-                           network="regtest", now=int(time.time()), amount_msat=amount_msat,
+                           network=Network.REGTEST, now=int(time.time()), amount_msat=amount_msat,
                            expiry_s=expiry_s, description="proving: no route")
     return issued.text, issued.payment_hash
 

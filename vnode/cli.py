@@ -6,10 +6,10 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import asyncpg
 import typer
@@ -23,6 +23,7 @@ from vnode import apikeys
 from vnode.apikeys import Scope
 from vnode.app import create_app
 from vnode.cli_bot import bot
+from vnode.cli_db import with_connection
 from vnode.cli_status import status
 from vnode.cli_webhooks import webhooks_app
 from vnode.db.migrate import migrate as apply_migrations
@@ -42,7 +43,6 @@ from vnode.logs import configure_logging
 from vnode.runtime import StopRequested, StopSignals, database_url
 from vnode.settings import Settings
 
-T = TypeVar("T")
 app = typer.Typer(help="vnode: virtual Lightning nodes for a chat wallet.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
 admin_app = typer.Typer(help="Operator funding and corrections.", no_args_is_help=True)
@@ -63,19 +63,6 @@ def _settings(data_dir: Path | None = None, **overrides: object) -> Settings:
     if data_dir is not None:
         values["data_dir"] = data_dir
     return Settings(**values)  # type: ignore[arg-type]
-
-
-def _with_connection(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    async def run(dsn: str) -> T:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await apply_migrations(conn)
-            return await work(conn)
-        finally:
-            await conn.close()
-
-    with database_url(settings) as dsn:
-        return asyncio.run(run(dsn))
 
 
 def _seed(settings: Settings) -> bytes:
@@ -231,7 +218,7 @@ def migrate(data_dir: DataDir = None) -> None:
     async def work(conn: DbConnection) -> None:
         return None
 
-    _with_connection(_settings(data_dir), work)
+    with_connection(_settings(data_dir), work)
     out.print("migrations current")
 
 
@@ -249,7 +236,7 @@ def audit(
         report = await run_audit(conn)
         return report, (await _solvency(settings, conn) if node else None)
 
-    report, solvent = _with_connection(settings, work)
+    report, solvent = with_connection(settings, work)
     _print_audit(report)
     short = _print_solvency(solvent)
     if not report.clean or short:
@@ -321,7 +308,7 @@ def keys_create(
     data_dir: DataDir = None,
 ) -> None:
     """Create a key; it is printed once and only its hash is stored."""
-    info, key = _with_connection(
+    info, key = with_connection(
         _settings(data_dir), lambda conn: apikeys.create_key(conn, name, scope)
     )
     err.print(f"key {info.id} '{info.name}' scope {info.scope.value}; shown once:")
@@ -331,7 +318,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(data_dir: DataDir = None) -> None:
     """List keys (never the keys themselves)."""
-    found = _with_connection(_settings(data_dir), apikeys.list_keys)
+    found = with_connection(_settings(data_dir), apikeys.list_keys)
     table = Table()
     for column in ("id", "name", "scope", "prefix", "created", "revoked"):
         table.add_column(column)
@@ -345,7 +332,7 @@ def keys_list(data_dir: DataDir = None) -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: int, data_dir: DataDir = None) -> None:
     """Revoke a key by id; running services stop accepting it at once."""
-    done = _with_connection(_settings(data_dir), lambda conn: apikeys.revoke_key(conn, key_id))
+    done = with_connection(_settings(data_dir), lambda conn: apikeys.revoke_key(conn, key_id))
     if not done:
         err.print(f"no active key with id {key_id}")
         raise typer.Exit(1)
@@ -409,42 +396,19 @@ sim_app = typer.Typer(help="The simulated RGB Lightning Node.", no_args_is_help=
 app.add_typer(sim_app, name="sim")
 
 
-@sim_app.command("serve")
-def sim_serve(
-    port: Annotated[int, typer.Option(help="Port to listen on")],
-    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
-    network: Annotated[str, typer.Option(help="bitcoin, testnet, signet or regtest")] = "regtest",
-    seed: Annotated[str | None, typer.Option(help="Hex seed for the node's keys")] = None,
-    settle_delay_s: Annotated[float, typer.Option(help="Outbound payment settle delay")] = 0.02,
-    hang_s: Annotated[float, typer.Option(help="Hang of the timeout fault")] = 30.0,
-    rgb_asset: Annotated[list[str] | None, typer.Option(
-        help="rgb:ID=UNITS, an RGB asset channel (repeatable); default one demo asset")] = None,
-) -> None:
-    """Run the simulated RGB Lightning Node alone (the RLN REST API plus /_sim controls)."""
+# Its options are defined once, by the sim's own command (vnode_sim/cli.py, which
+# `python -m vnode_sim` runs too): this one hands it every argument, --help included.
+@sim_app.command("serve", add_help_option=False,
+                 context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def sim_serve(ctx: typer.Context) -> None:
+    """Run the simulated RGB Lightning Node alone (`vnode sim serve --help`: its options)."""
     # The one place vnode imports the sim (the sibling package vnode_sim), and lazily: the
     # service never loads it, and `vnode serve` runs it as a separate process through this
     # command (lightning/sim_process.py). tests/unit/test_layering.py checks the rest of vnode/.
-    from vnode_sim.app import create_sim_app
-    from vnode_sim.assets import make_asset_id
-    from vnode_sim.config import SimConfig
+    from vnode_sim.cli import main as sim_main
 
     configure_logging("INFO")
-    assets = dict(_parse_asset(text) for text in rgb_asset) if rgb_asset else {
-        make_asset_id("USDT"): 10**9}
-    config = SimConfig(network=network, node_seed_hex=seed,  # type: ignore[arg-type]
-                       settle_delay_s=settle_delay_s, request_timeout_hang_s=hang_s,
-                       rgb_assets=assets)
-    err.print(f"SIMULATED RGB Lightning Node on http://{host}:{port} ({network}); "
-              f"RGB assets: {', '.join(assets)}")
-    uvicorn.run(create_sim_app(config), host=host, port=port, log_config=None, access_log=False)
-
-
-def _parse_asset(text: str) -> tuple[str, int]:
-    asset_id, _, units = text.rpartition("=")
-    try:
-        return parse_asset_id(asset_id), int(units)
-    except ValueError:
-        raise typer.BadParameter(f"expected rgb:ID=UNITS, got {text!r}") from None
+    sim_main(list(ctx.args), prog_name="vnode sim serve")
 
 
 def main() -> None:

@@ -3,27 +3,21 @@ straight on the database (the same SSRF rule: VNODE_WEBHOOK_ALLOW_HOSTS)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
-import asyncpg
 import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from vnode.db.migrate import migrate as apply_migrations
-from vnode.db.pool import create_pool
+from vnode.cli_db import with_pool
 from vnode.events import endpoints
 from vnode.events.catalogue import EVENT_TYPES
 from vnode.events.endpoints import InvalidEventType, InvalidUrl, WebhookInfo
 from vnode.events.ssrf import UnsafeUrl
-from vnode.runtime import database_url
 from vnode.settings import Settings
 
-T = TypeVar("T")
 webhooks_app = typer.Typer(
     help="Webhook endpoints: add (secret shown once), list, rotate (new secret shown once), "
     "remove; dead letters: failed, retry.",
@@ -36,20 +30,6 @@ DataDir = Annotated[Path | None, typer.Option(help="Data directory (default ./.v
 
 def _settings(data_dir: Path | None) -> Settings:
     return Settings(data_dir=data_dir) if data_dir is not None else Settings()
-
-
-def _with_pool(settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
-    async def run(dsn: str) -> T:
-        pool = await create_pool(dsn, min_size=1, max_size=2)
-        try:
-            async with pool.acquire() as conn:
-                await apply_migrations(conn)
-            return await work(pool)
-        finally:
-            await pool.close()
-
-    with database_url(settings) as dsn:
-        return asyncio.run(run(dsn))
 
 
 def _events(info: WebhookInfo) -> str:
@@ -74,7 +54,7 @@ def add(
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
     try:
-        info, secret = _with_pool(settings, lambda pool: endpoints.create_endpoint(
+        info, secret = with_pool(settings, lambda pool: endpoints.create_endpoint(
             pool, url, event or (), settings.allowed_webhook_hosts, description))
     except UnsafeUrl as exc:
         err.print(f"[red]unsafe_url: {exc}[/]")
@@ -91,7 +71,7 @@ def list_(
     data_dir: DataDir = None,
 ) -> None:
     """List the endpoints and their queues (never their secrets)."""
-    found = _with_pool(_settings(data_dir), lambda pool: endpoints.list_endpoints(
+    found = with_pool(_settings(data_dir), lambda pool: endpoints.list_endpoints(
         pool, include_removed=removed))
     table = Table()
     for column in ("id", "url", "events", "pending", "dead", "description", "created",
@@ -117,7 +97,7 @@ def rotate(
     data_dir: DataDir = None,
 ) -> None:
     """Give an endpoint a new signing secret; prints it, once."""
-    rotated = _with_pool(_settings(data_dir),
+    rotated = with_pool(_settings(data_dir),
                          lambda pool: endpoints.rotate_secret(pool, webhook_id, grace_s))
     if rotated is None:
         err.print(f"no active webhook endpoint with id {webhook_id}")
@@ -134,7 +114,7 @@ def rotate(
 @webhooks_app.command("remove")
 def remove(webhook_id: int, data_dir: DataDir = None) -> None:
     """Remove an endpoint; nothing more is sent to it."""
-    removed = _with_pool(_settings(data_dir),
+    removed = with_pool(_settings(data_dir),
                          lambda pool: endpoints.remove_endpoint(pool, webhook_id))
     if removed is None:
         err.print(f"no active webhook endpoint with id {webhook_id}")
@@ -149,7 +129,7 @@ def failed(
     data_dir: DataDir = None,
 ) -> None:
     """The dead-letter list: deliveries that kept failing past the retry period."""
-    dead = _with_pool(_settings(data_dir),
+    dead = with_pool(_settings(data_dir),
                       lambda pool: endpoints.dead_letters(pool, webhook, limit))
     table = Table(title=f"dead deliveries ({len(dead)} shown)")
     for column in ("webhook", "event id", "type", "user", "seq", "attempts", "last error",
@@ -169,7 +149,7 @@ def retry(
     data_dir: DataDir = None,
 ) -> None:
     """Queue dead deliveries again; a running vnode sends them, in their original order."""
-    requeued = _with_pool(_settings(data_dir),
+    requeued = with_pool(_settings(data_dir),
                           lambda pool: endpoints.retry_dead_letters(pool, webhook_id))
     if requeued is None:
         err.print(f"no active webhook endpoint with id {webhook_id}")

@@ -4,20 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
 
-from vnode.lightning.bolt11 import Network
+from vnode.lightning.base import Network
+from vnode.lightning.rln_api import U64_MAX
 from vnode_sim.assets import is_asset_id
-
-NETWORKS: Final[tuple[Network, ...]] = ("bitcoin", "testnet", "signet", "regtest")
-# How the node names them in its answers (BitcoinNetwork).
-NETWORK_NAMES: Final[dict[Network, str]] = {
-    "bitcoin": "Mainnet",
-    "testnet": "Testnet",
-    "signet": "Signet",
-    "regtest": "Regtest",
-}
-U64_MAX: Final = 2**64 - 1
 
 
 @dataclass(frozen=True)
@@ -27,7 +17,7 @@ class SimConfig:
     Unlike a real node, the simulated one starts initialised and unlocked.
     """
 
-    network: Network = "regtest"
+    network: Network = Network.REGTEST
     # Hex seed the node's and the outside world's keys derive from; None draws random keys.
     # A fixed seed gives the same node pubkey on every start (handy for a restart test).
     node_seed_hex: str | None = None
@@ -50,8 +40,10 @@ class SimConfig:
     block_height: int = 150
 
     def __post_init__(self) -> None:
-        if self.network not in NETWORKS:
-            raise ValueError(f"network must be one of {NETWORKS}")
+        try:  # a name given as text is held as the Network it names
+            object.__setattr__(self, "network", Network(self.network))
+        except ValueError:
+            raise ValueError(f"network must be one of {', '.join(Network)}") from None
         if self.node_seed_hex is not None:
             try:
                 seed = bytes.fromhex(self.node_seed_hex)

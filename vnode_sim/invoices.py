@@ -18,7 +18,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Final
 
-from vnode.lightning.bolt11 import Invoice, Network, RawField
+from vnode.lightning.base import Network
+from vnode.lightning.bolt11 import Invoice, RawField
 from vnode_sim import bolt11
 from vnode_sim.assets import is_asset_id
 

@@ -16,20 +16,21 @@ from typing import Any, Final, Literal
 from coincurve import PrivateKey
 
 from vnode.lightning import bolt11
-from vnode.lightning.bolt11 import Invoice, InvoiceError, Network
+from vnode.lightning.base import Network
+from vnode.lightning.bolt11 import Invoice, InvoiceError
+from vnode.lightning.rln_api import (
+    NODE_NETWORK,
+    HtlcStatus,
+    LNInvoiceRequest,
+    SendPaymentRequest,
+)
 from vnode_sim import errors
 from vnode_sim.assets import is_asset_id
 from vnode_sim.channels import Channel
-from vnode_sim.config import NETWORK_NAMES
 from vnode_sim.faults import WIRE_FAULTS, FaultState, PaymentFault
 from vnode_sim.invoices import IssuedInvoice, RgbTagError, issue_invoice, read_rgb_tags
-from vnode_sim.models import (
-    LNInvoiceRequest,
-    SendPaymentRequest,
-    SimInvoiceRequest,
-    SimPayRequest,
-)
-from vnode_sim.payments import HtlcStatus, Payment
+from vnode_sim.models import SimInvoiceRequest, SimPayRequest
+from vnode_sim.payments import Payment
 
 # Every RGB Lightning payment carries at least this much BTC (the node's HTLC_MIN_MSAT).
 RGB_HTLC_MIN_MSAT: Final = 3_000_000
@@ -125,7 +126,7 @@ class PaymentEngine:
             "payment_secret": invoice.payment_secret,
             # Only an explicit `n` field, like the node: readers recover the key otherwise.
             "payee_pubkey": invoice.payee_pubkey if invoice.payee_pubkey_given else None,
-            "network": NETWORK_NAMES[invoice.network],
+            "network": NODE_NETWORK[invoice.network],
         }
 
     def create_invoice(self, req: LNInvoiceRequest) -> str:

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from enum import StrEnum
 
-
-class HtlcStatus(StrEnum):
-    PENDING = "Pending"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
+from vnode.lightning.rln_api import HtlcStatus
 
 
 @dataclass

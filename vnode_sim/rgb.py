@@ -10,14 +10,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from enum import StrEnum
 
-
-class TransferStatus(StrEnum):
-    WAITING_COUNTERPARTY = "WaitingCounterparty"
-    WAITING_CONFIRMATIONS = "WaitingConfirmations"
-    SETTLED = "Settled"
-    FAILED = "Failed"
+from vnode.lightning.rln_api import TransferStatus
 
 
 @dataclass

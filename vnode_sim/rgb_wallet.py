@@ -10,15 +10,16 @@ import base64
 import hashlib
 from typing import Final
 
-from vnode_sim import errors
-from vnode_sim.assets import is_asset_id
-from vnode_sim.models import (
+from vnode.lightning.rln_api import (
     AssetFilter,
     RefreshRequest,
     RgbInvoiceRequest,
-    SimRgbSendRequest,
+    TransferStatus,
 )
-from vnode_sim.rgb import RgbReceive, TransferStatus
+from vnode_sim import errors
+from vnode_sim.assets import is_asset_id
+from vnode_sim.models import SimRgbSendRequest
+from vnode_sim.rgb import RgbReceive
 
 _RECIPIENT_PREFIX: Final = {"bitcoin": "bc", "testnet": "tb", "signet": "tb", "regtest": "bcrt"}
 _PENDING: Final = (TransferStatus.WAITING_COUNTERPARTY, TransferStatus.WAITING_CONFIRMATIONS)
@@ -82,7 +83,7 @@ class RgbWallet:
             ),
             asset_id=req.asset_id,
             requested_assignment=(
-                {"type": "Any"} if req.assignment is None else req.assignment.as_json()
+                {"type": "Any"} if req.assignment is None else req.assignment.model_dump()
             ),
             witness=req.witness,
             expiration_timestamp=req.expiration_timestamp,

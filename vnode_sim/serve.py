@@ -15,11 +15,10 @@ from vnode_sim.config import SimConfig
 _START_TIMEOUT_S = 10.0
 
 
-def serve_sim(
-    host: str, port: int, config: SimConfig | None = None, *, log_level: str = "info"
-) -> None:
-    """Serve a simulated node until interrupted (what ``vnode sim serve`` runs)."""
-    uvicorn.run(create_sim_app(config), host=host, port=port, log_level=log_level)
+def serve_sim(host: str, port: int, config: SimConfig | None = None) -> None:
+    """Serve a simulated node until interrupted (what ``vnode sim serve`` and
+    ``python -m vnode_sim`` run). Logs go where the process's logging sends them."""
+    uvicorn.run(create_sim_app(config), host=host, port=port, log_config=None, access_log=False)
 
 
 class SimServer:

@@ -17,9 +17,10 @@ from typing import Any, Final
 
 from coincurve import PrivateKey
 
+from vnode.lightning.rln_api import NODE_NETWORK
 from vnode_sim import errors
 from vnode_sim.channels import Channel, open_channel
-from vnode_sim.config import NETWORK_NAMES, SimConfig
+from vnode_sim.config import SimConfig
 from vnode_sim.faults import FaultState
 from vnode_sim.models import SimFaultsRequest
 from vnode_sim.payment_engine import RGB_HTLC_MIN_MSAT, PaymentEngine
@@ -183,7 +184,8 @@ class SimNode:
         }
 
     def network_info(self) -> dict[str, object]:
-        return {"network": NETWORK_NAMES[self.config.network], "height": self.config.block_height}
+        network = NODE_NETWORK[self.config.network]
+        return {"network": network, "height": self.config.block_height}
 
     def list_channels(self) -> list[dict[str, object]]:
         return [c.as_json(self.ln.outside_pubkey) for c in self.channels]

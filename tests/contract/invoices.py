@@ -51,7 +51,7 @@ def make_invoice(
     secret = hashlib.sha256(f"secret {label}".encode()).digest()
     payment_hash = hashlib.sha256(preimage).hexdigest()
     text = bolt11.encode(
-        network="regtest",
+        network=bolt11.Network.REGTEST,
         amount_msat=amount_msat,
         payment_hash=payment_hash,
         payment_secret=secret,

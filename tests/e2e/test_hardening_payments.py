@@ -63,7 +63,7 @@ async def pool_and_backend(database: str,
 
 def outside_invoice(*, expiry_s: int, amount_msat: int = 1000) -> str:
     """A validly signed regtest invoice of a payee nobody knows, with the given expiry."""
-    return bolt11.encode(network="regtest", amount_msat=amount_msat,
+    return bolt11.encode(network=bolt11.Network.REGTEST, amount_msat=amount_msat,
                          payment_hash=os.urandom(32).hex(), payment_secret=os.urandom(32).hex(),
                          timestamp=int(time.time()), private_key=secrets.token_bytes(32),
                          description="far", expiry_s=expiry_s)

@@ -20,7 +20,7 @@ from proving.fuzz import (
     run_fuzz,
 )
 from proving.hostile import hostile_invoices
-from vnode.lightning.bolt11 import decode
+from vnode.lightning.bolt11 import Network, decode
 from vnode_sim.faults import HostileKind
 
 # About 1,100-1,300 cases per key, most from schemathesis' coverage phase whatever this is.
@@ -87,7 +87,7 @@ async def test_fuzz_hostile_lightning(pg_server: str, tmp_path: Path) -> None:
 
 
 def test_hostile_invoices_are_signed_and_say_what_they_hold() -> None:
-    cases = hostile_invoices("regtest", 1_767_225_600, "rgb:CJkb4YZw-jRiz2sk-~PARPio-wtVYI1c-"
+    cases = hostile_invoices(Network.REGTEST, 1_767_225_600, "rgb:CJkb4YZw-jRiz2sk-~PARPio-wtVYI1c-"
                              "XAEYCqO-wTfvRZ8")
     assert len({c.label for c in cases}) == len(cases) > 35
     by_label = {c.label: c for c in cases}

@@ -379,7 +379,7 @@ KNOWN_OK_FEATURES = st.sets(st.sampled_from([8, 9, 15, 16, 17, 48, 49, 99, 101])
 
 @given(
     amount=st.one_of(st.none(), st.integers(min_value=1, max_value=2**40)),
-    network=st.sampled_from(["bitcoin", "testnet", "signet", "regtest"]),
+    network=st.sampled_from(list(bolt11.Network)),
     expiry=st.one_of(st.none(), st.integers(min_value=0, max_value=2**64 - 1)),
     cltv=st.integers(min_value=0, max_value=2**16),
     timestamp=st.integers(min_value=0, max_value=2**35 - 1),
@@ -391,7 +391,7 @@ KNOWN_OK_FEATURES = st.sets(st.sampled_from([8, 9, 15, 16, 17, 48, 49, 99, 101])
 )
 @example(
     amount=1,
-    network="bitcoin",
+    network=bolt11.Network.BITCOIN,
     expiry=None,
     cltv=18,
     timestamp=TS,
@@ -403,7 +403,7 @@ KNOWN_OK_FEATURES = st.sets(st.sampled_from([8, 9, 15, 16, 17, 48, 49, 99, 101])
 )
 @example(
     amount=999,
-    network="testnet",
+    network=bolt11.Network.TESTNET,
     expiry=0,
     cltv=0,
     timestamp=0,
@@ -415,7 +415,7 @@ KNOWN_OK_FEATURES = st.sets(st.sampled_from([8, 9, 15, 16, 17, 48, 49, 99, 101])
 )
 @example(
     amount=1000,
-    network="signet",
+    network=bolt11.Network.SIGNET,
     expiry=3600,
     cltv=144,
     timestamp=2**35 - 1,
@@ -427,7 +427,7 @@ KNOWN_OK_FEATURES = st.sets(st.sampled_from([8, 9, 15, 16, 17, 48, 49, 99, 101])
 )
 @example(
     amount=1001,
-    network="regtest",
+    network=bolt11.Network.REGTEST,
     expiry=60,
     cltv=40,
     timestamp=TS,
@@ -499,7 +499,7 @@ def test_encode_decode_round_trip(
 )
 def test_encode_uses_shortest_multiplier(msat: int, hrp: str) -> None:
     invoice = encode(
-        network="bitcoin",
+        network=bolt11.Network.BITCOIN,
         amount_msat=msat,
         payment_hash=SPEC_HASH,
         payment_secret=SPEC_SECRET,
@@ -516,7 +516,7 @@ def test_encode_rgb_extra_tags_route_fallback_metadata() -> None:
     rgb_contract = RawField.from_bytes(31, b"rgb:contract-id-bytes")
     hop = RouteHintHop(SPEC_PUBKEY, (700000 << 40) | (1 << 16) | 2, 1000, 1, 144)
     invoice = encode(
-        network="regtest",
+        network=bolt11.Network.REGTEST,
         amount_msat=3_000_000,
         payment_hash=SPEC_HASH,
         payment_secret=SPEC_SECRET,
@@ -578,7 +578,7 @@ def test_encode_refuses_invalid_input(overrides: dict[str, Any], code: str) -> N
 
 def test_encode_max_description_fits() -> None:
     invoice = encode(
-        network="bitcoin",
+        network=bolt11.Network.BITCOIN,
         amount_msat=None,
         payment_hash=SPEC_HASH,
         payment_secret=SPEC_SECRET,

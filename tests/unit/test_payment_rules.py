@@ -119,7 +119,7 @@ def test_default_reserve_covers_ldk_fee_cap(amount: int) -> None:
 HORIZON_S = 2016 * 600
 
 
-def invoice(*, expiry_s: int, network: bolt11.Network = "regtest",
+def invoice(*, expiry_s: int, network: bolt11.Network = Network.REGTEST,
             timestamp: int | None = None) -> str:
     return bolt11.encode(network=network, amount_msat=1000, payment_hash=os.urandom(32).hex(),
                          payment_secret=os.urandom(32).hex(),

@@ -30,6 +30,8 @@ from typing import Final, Literal
 
 from coincurve import PublicKey
 
+from vnode.lightning.base import Network
+
 __all__ = [
     "DEFAULT_EXPIRY_S",
     "DEFAULT_MIN_FINAL_CLTV_EXPIRY_DELTA",
@@ -45,7 +47,6 @@ __all__ = [
     "decode",
 ]
 
-Network = Literal["bitcoin", "testnet", "signet", "regtest"]
 ErrorCode = Literal[
     "invalid_bech32",
     "invalid_checksum",
@@ -67,10 +68,10 @@ MAX_INVOICE_LENGTH: Final = 7089
 KNOWN_FEATURE_BITS: Final = frozenset({8, 9, 14, 15, 16, 17, 48, 49})
 
 _PREFIX_TO_NETWORK: Final[dict[str, Network]] = {
-    "bc": "bitcoin",
-    "tb": "testnet",
-    "tbs": "signet",
-    "bcrt": "regtest",
+    "bc": Network.BITCOIN,
+    "tb": Network.TESTNET,
+    "tbs": Network.SIGNET,
+    "bcrt": Network.REGTEST,
 }
 _NETWORK_TO_PREFIX: Final[dict[Network, str]] = {v: k for k, v in _PREFIX_TO_NETWORK.items()}
 
