@@ -107,9 +107,10 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         title="vnode", version=__version__, description=DESCRIPTION, lifespan=lifespan,
     )
     install_error_handlers(app)
-    # Inner to outer: the transfer fast path runs inside the request-context middleware, so
-    # it gets the same request id, metrics, access log and 500 answer as every route.
-    app.add_middleware(FastPath)
+    # Inner to outer: the fast path of the hot routes (their FastAPI routes come from the same
+    # table, in routes_ledger) runs inside the request-context middleware, so it gets the same
+    # request id, metrics, access log and 500 answer as every route.
+    app.add_middleware(FastPath, routes=routes_ledger.HOT_ROUTES)
     # Around the fast path and FastAPI, both of which read bodies through its bounded receive.
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=metrics, access_log=settings.access_log)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -206,3 +210,15 @@ async def test_transport_failure_is_unavailable(caplog: pytest.LogCaptureFixture
             await down.ready()
     assert secret not in caplog.text
     assert secret not in str(caught.value) and secret not in repr(caught.value)
+
+
+def test_the_client_imports_no_server_code() -> None:
+    """The bot imports vnode.client alone: its models (vnode/api/models.py, the server's own)
+    must not pull in FastAPI, the database driver or the service."""
+    probe = ("import sys, json, vnode.client; print(json.dumps(sorted(m for m in sys.modules "
+             "if m.split('.')[0] in ('fastapi', 'starlette', 'asyncpg', 'uvicorn')"
+             " or m.startswith(('vnode.app', 'vnode.ledger', 'vnode.payments', 'vnode.db')))))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60, check=False, cwd=Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []

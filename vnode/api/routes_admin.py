@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from vnode.api import models
 from vnode.api.deps import AdminKey, IdempotencyHeader, ServicesDep, idempotency
 from vnode.api.errors import documented_errors
 from vnode.api.responses import outcome_response
@@ -14,12 +15,12 @@ from vnode.ledger.admin import AdminCommand, AdminMove, admin_move
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
-_ERRORS = documented_errors(
+_RESPONSES = {**models.documented(models.AdminMove), **documented_errors(
     ErrorCode.INVALID_JSON, ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_AMOUNT,
     ErrorCode.AMOUNT_FIELDS, ErrorCode.INVALID_USER_ID, ErrorCode.INVALID_ASSET_ID,
     ErrorCode.INVALID_IDEMPOTENCY_KEY, ErrorCode.UNKNOWN_USER, ErrorCode.INSUFFICIENT_BALANCE,
     ErrorCode.IDEMPOTENCY_KEY_REUSED,
-)
+)}
 
 
 async def _move(
@@ -37,7 +38,7 @@ async def _move(
     "/credit",
     summary="Credit a user from the operator_funding account (scope: admin)",
     description="Creates the user's node if needed. Shows in the user's history with the reason.",
-    responses=_ERRORS,
+    responses=_RESPONSES,
 )
 async def credit(
     body: AdminMoveBody, key: AdminKey, services: ServicesDep,
@@ -50,7 +51,7 @@ async def credit(
     "/debit",
     summary="Debit a user to the operator_funding account (scope: admin)",
     description="Refused with insufficient_balance when the user's spendable balance is short.",
-    responses=_ERRORS,
+    responses=_RESPONSES,
 )
 async def debit(
     body: AdminMoveBody, key: AdminKey, services: ServicesDep,

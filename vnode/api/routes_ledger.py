@@ -7,32 +7,27 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from vnode.api.deps import (
-    IdempotencyHeader,
-    ReadKey,
-    ReceiveKey,
-    Services,
-    ServicesDep,
-    SpendKey,
-    idempotency,
-)
+from vnode.api import hot
+from vnode.api.deps import ReadKey, ReceiveKey, Services, ServicesDep, idempotency
 from vnode.api.errors import documented_errors
+from vnode.api.hot import HotRoute
+from vnode.api.models import (
+    Balances,
+    HistoryPage,
+    Transfer,
+    UserAssetBalance,
+    VirtualNode,
+    documented,
+)
 from vnode.api.responses import json_response, outcome_response
 from vnode.api.schemas import AssetBalanceBody, HistoryBody, TransferBody, UserBody
 from vnode.apikeys import Principal
+from vnode.apikeys import Scope as KeyScope
 from vnode.domain.timestamps import format_timestamp
 from vnode.errors import ApiError, ErrorCode
 from vnode.ledger import balances, history, nodes, transfers
 
 router = APIRouter(tags=["virtual nodes"])
-
-_TRANSFER_EXAMPLE: dict[str, Any] = {
-    "transfer_id": 42, "status": "completed", "from_user_id": 123456789,
-    "from_node_id": "vn_123456789", "to_user_id": 987654321, "to_node_id": "vn_987654321",
-    "asset_id": "BTC", "amount_msat": 5000000, "amount_sats": 5000, "fee_msat": 0, "memo": None,
-    "created_at": "2026-11-26T10:00:00.000000Z",
-    "sender_balance": {"balance_msat": 95000000, "balance_sats": 95000},
-}
 
 
 @router.post(
@@ -40,10 +35,8 @@ _TRANSFER_EXAMPLE: dict[str, Any] = {
     summary="Create or fetch a user's virtual node (scope: receive)",
     description="Creates `vn_{telegram_id}` on first call, with a public key derived by BIP32 "
     "from the service's master seed; later calls return the same node.",
-    responses={200: {"content": {"application/json": {"example": {
-        "user_id": 123456789, "node_id": "vn_123456789", "pubkey": "02" + "ab" * 32,
-        "created_at": "2026-11-26T10:00:00.000000Z"}}}},
-        **documented_errors(ErrorCode.INVALID_USER_ID, ErrorCode.INVALID_REQUEST)},
+    responses={**documented(VirtualNode),
+               **documented_errors(ErrorCode.INVALID_USER_ID, ErrorCode.INVALID_REQUEST)},
 )
 async def virtual_node(body: UserBody, _key: ReceiveKey, services: ServicesDep) -> Response:
     node = await nodes.ensure_node(services.pool, services.signer, body.user_id)
@@ -51,30 +44,6 @@ async def virtual_node(body: UserBody, _key: ReceiveKey, services: ServicesDep) 
         "user_id": node.user_id, "node_id": node.node_id, "pubkey": node.pubkey,
         "created_at": format_timestamp(node.created_at),
     })
-
-
-@router.post(
-    "/virtual_transfer",
-    summary="Flow 1: internal transfer between two users (scope: spend)",
-    description="Moves an amount from one user to another in one database transaction, free "
-    "and instant. Exactly one amount field: `amount_sats` or `amount_msat` for BTC, "
-    "`asset_amount` for an RGB asset. The recipient's node is created on first use. "
-    "Send an `Idempotency-Key` header to make retries safe.",
-    responses={200: {"content": {"application/json": {"example": _TRANSFER_EXAMPLE}}},
-               **documented_errors(
-                   ErrorCode.INVALID_JSON, ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_AMOUNT,
-                   ErrorCode.AMOUNT_FIELDS, ErrorCode.INVALID_USER_ID, ErrorCode.INVALID_ASSET_ID,
-                   ErrorCode.INVALID_MEMO, ErrorCode.INVALID_IDEMPOTENCY_KEY,
-                   ErrorCode.SELF_TRANSFER, ErrorCode.UNKNOWN_USER,
-                   ErrorCode.INSUFFICIENT_BALANCE, ErrorCode.IDEMPOTENCY_KEY_REUSED)},
-)
-async def virtual_transfer(
-    body: TransferBody, key: SpendKey, services: ServicesDep,
-    idempotency_key: IdempotencyHeader = None,
-) -> Response:
-    # Normally served by vnode/api/fastpath.py, which calls the same handle_transfer; this route
-    # documents the endpoint and serves it should the fast path be bypassed.
-    return await handle_transfer(services, body, key, idempotency_key)
 
 
 async def handle_transfer(services: Services, body: TransferBody, key: Principal,
@@ -94,29 +63,8 @@ async def handle_transfer(services: Services, body: TransferBody, key: Principal
     return outcome_response(outcome)
 
 
-async def _require_node(services: ServicesDep, user_id: int) -> None:
-    if not await balances.node_exists(services.pool, user_id):
-        raise ApiError(ErrorCode.UNKNOWN_USER)
-
-
-@router.post(
-    "/virtual_assetbalance",
-    summary="A user's balance of one asset (scope: read)",
-    description="`balance` is settled (spendable plus pending), `pending` is reserved for "
-    "outgoing payments in flight, `spendable` can be sent now. BTC amounts are in msat, with "
-    "whole sats rounded down alongside; RGB amounts are in the asset's units.",
-    responses=documented_errors(
-        ErrorCode.INVALID_USER_ID, ErrorCode.INVALID_ASSET_ID, ErrorCode.UNKNOWN_USER,
-        ErrorCode.INVALID_REQUEST),
-)
-async def virtual_assetbalance(
-    body: AssetBalanceBody, _key: ReadKey, services: ServicesDep
-) -> Response:
-    return await handle_assetbalance(services, body)
-
-
-async def handle_assetbalance(services: Services, body: AssetBalanceBody) -> Response:
-    """The route's work, shared with the fast path (vnode/api/fastpath.py)."""
+async def handle_assetbalance(services: Services, body: AssetBalanceBody, _key: Principal,
+                              _idempotency_key: str | None) -> Response:
     found = await balances.asset_balance(services.pool, body.user_id, body.asset_id)
     if found is None:
         raise ApiError(ErrorCode.UNKNOWN_USER)
@@ -124,11 +72,47 @@ async def handle_assetbalance(services: Services, body: AssetBalanceBody) -> Res
         {"user_id": body.user_id, "node_id": f"vn_{body.user_id}", **found.as_json()})
 
 
+# Served by vnode/api/fastpath.py (app.py gives it this table); hot.include below makes their
+# FastAPI routes, for the OpenAPI document and as the fallback.
+HOT_ROUTES: tuple[HotRoute[Any], ...] = (
+    HotRoute(
+        "/virtual_transfer", KeyScope.SPEND, TransferBody, Transfer, handle_transfer,
+        summary="Flow 1: internal transfer between two users (scope: spend)",
+        description="Moves an amount from one user to another in one database transaction, "
+        "free and instant. Exactly one amount field: `amount_sats` or `amount_msat` for BTC, "
+        "`asset_amount` for an RGB asset. The recipient's node is created on first use. "
+        "Send an `Idempotency-Key` header to make retries safe.",
+        errors=(ErrorCode.INVALID_JSON, ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_AMOUNT,
+                ErrorCode.AMOUNT_FIELDS, ErrorCode.INVALID_USER_ID, ErrorCode.INVALID_ASSET_ID,
+                ErrorCode.INVALID_MEMO, ErrorCode.INVALID_IDEMPOTENCY_KEY,
+                ErrorCode.SELF_TRANSFER, ErrorCode.UNKNOWN_USER,
+                ErrorCode.INSUFFICIENT_BALANCE, ErrorCode.IDEMPOTENCY_KEY_REUSED),
+        idempotent=True,
+    ),
+    HotRoute(
+        "/virtual_assetbalance", KeyScope.READ, AssetBalanceBody, UserAssetBalance,
+        handle_assetbalance,
+        summary="A user's balance of one asset (scope: read)",
+        description="`balance` is settled (spendable plus pending), `pending` is reserved for "
+        "outgoing payments in flight, `spendable` can be sent now. BTC amounts are in msat, "
+        "with whole sats rounded down alongside; RGB amounts are in the asset's units.",
+        errors=(ErrorCode.INVALID_USER_ID, ErrorCode.INVALID_ASSET_ID, ErrorCode.UNKNOWN_USER,
+                ErrorCode.INVALID_REQUEST),
+    ),
+)
+hot.include(router, HOT_ROUTES)
+
+
+async def _require_node(services: ServicesDep, user_id: int) -> None:
+    if not await balances.node_exists(services.pool, user_id):
+        raise ApiError(ErrorCode.UNKNOWN_USER)
+
+
 @router.post(
     "/virtual_balances",
     summary="Every asset a user holds (scope: read)",
-    responses=documented_errors(
-        ErrorCode.INVALID_USER_ID, ErrorCode.UNKNOWN_USER, ErrorCode.INVALID_REQUEST),
+    responses={**documented(Balances), **documented_errors(
+        ErrorCode.INVALID_USER_ID, ErrorCode.UNKNOWN_USER, ErrorCode.INVALID_REQUEST)},
 )
 async def virtual_balances(body: UserBody, _key: ReadKey, services: ServicesDep) -> Response:
     found = await balances.all_balances(services.pool, body.user_id)
@@ -142,9 +126,9 @@ async def virtual_balances(body: UserBody, _key: ReadKey, services: ServicesDep)
     summary="A user's transactions, newest first (scope: read)",
     description="Keyset pagination: pass the `next_cursor` of one page as `cursor` to get the "
     "next; it is null on the last page.",
-    responses=documented_errors(
+    responses={**documented(HistoryPage), **documented_errors(
         ErrorCode.INVALID_USER_ID, ErrorCode.INVALID_CURSOR, ErrorCode.UNKNOWN_USER,
-        ErrorCode.INVALID_REQUEST),
+        ErrorCode.INVALID_REQUEST)},
 )
 async def virtual_history(body: HistoryBody, _key: ReadKey, services: ServicesDep) -> Response:
     before_id = None

@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from vnode.api.deps import ReadKey, ServicesDep, authorize
 from vnode.api.errors import documented_errors
+from vnode.api.models import Readiness, documented
 from vnode.apikeys import Scope
 from vnode.db.migrate import MigrationError, pending_migrations
 from vnode.errors import ErrorCode
@@ -46,7 +47,9 @@ async def healthz() -> Response:
     "a key the answer is only `{\"status\"}`; with a read key it also has the checks, the "
     "node (and whether it is SIMULATED), the workers' last passes and, per asset, what users "
     "are owed against what the node could spend at the monitor's last look.",
-    responses={503: {"description": "Not ready; with a read key, `checks` says which part."},
+    responses={**documented(Readiness),
+               503: {"model": Readiness,
+                     "description": "Not ready; with a read key, `checks` says which part."},
                **documented_errors(ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN)},
     # The key is optional (`{}`): without one, the bare verdict.
     openapi_extra={"security": [{}, {"HTTPBearer": []}]},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
@@ -17,6 +17,7 @@ from vnode.api.deps import (
     idempotency,
 )
 from vnode.api.errors import documented_errors
+from vnode.api.models import InvoiceQuote, LnInvoice, Payment, RgbInvoice, documented
 from vnode.api.responses import json_response, outcome_response
 from vnode.api.schemas import (
     DecodeInvoiceBody,
@@ -33,6 +34,8 @@ from vnode.payments.signing import SIGNATURE_HEADER
 from vnode.payments.webhook import handle_payment_webhook
 
 router = APIRouter(tags=["lightning"])
+_PENDING: dict[int | str, dict[str, Any]] = {
+    202: {"model": Payment, "description": "Still in flight; the reserve stays held."}}
 
 
 @router.post(
@@ -45,7 +48,7 @@ router = APIRouter(tags=["lightning"])
     "`succeeded` (fee and preimage) or `failed` (refunded), or 202 `pending`: follow it with "
     "`POST /virtual_payment` or the events.",
     status_code=200,
-    responses={202: {"description": "Still in flight; the reserve stays held."},
+    responses={**documented(Payment), **_PENDING,
                **documented_errors(
                    ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_USER_ID, ErrorCode.INVALID_AMOUNT,
                    ErrorCode.INVALID_INVOICE, ErrorCode.WRONG_NETWORK, ErrorCode.INVOICE_EXPIRED,
@@ -73,11 +76,11 @@ async def virtual_sendpayment(
     "amount, description, expiry, whether vnode settles it inside the ledger (`internal`, no "
     "fee) and the fee reserve that would be held. For an amountless invoice give `amt_msat`, "
     "or `amount_msat`, `fee_reserve_msat` and `total_msat` are null. Moves nothing.",
-    responses=documented_errors(
+    responses={**documented(InvoiceQuote), **documented_errors(
         ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_AMOUNT, ErrorCode.INVALID_INVOICE,
         ErrorCode.WRONG_NETWORK, ErrorCode.INVOICE_EXPIRED, ErrorCode.INVOICE_EXPIRY_TOO_FAR,
         ErrorCode.AMOUNT_MISMATCH, ErrorCode.AMOUNT_REQUIRED, ErrorCode.AMOUNT_TOO_LARGE,
-        ErrorCode.NODE_UNAVAILABLE),
+        ErrorCode.NODE_UNAVAILABLE)},
 )
 async def virtual_decodeinvoice(body: DecodeInvoiceBody, _key: ReadKey,
                                 services: ServicesDep) -> Response:
@@ -88,8 +91,9 @@ async def virtual_decodeinvoice(body: DecodeInvoiceBody, _key: ReadKey,
     "/virtual_payment",
     summary="The state of a user's payment, by payment hash (scope: read)",
     description="Same shape as /virtual_sendpayment: 200 when final, 202 while pending.",
-    responses=documented_errors(ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_USER_ID,
-                                ErrorCode.UNKNOWN_PAYMENT),
+    responses={**documented(Payment), **_PENDING,
+               **documented_errors(ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_USER_ID,
+                                   ErrorCode.UNKNOWN_PAYMENT)},
 )
 async def virtual_payment(body: PaymentQueryBody, _key: ReadKey,
                           services: ServicesDep) -> Response:
@@ -106,10 +110,10 @@ async def virtual_payment(body: PaymentQueryBody, _key: ReadKey,
     "`asset_amount`, both required; the BTC carried, `amt_msat`, defaults to "
     f"{RGB_MIN_HTLC_MSAT} msat, the node's minimum). Whatever the node receives for it is "
     "credited to the user once, overpayment included.",
-    responses=documented_errors(
+    responses={**documented(LnInvoice), **documented_errors(
         ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_USER_ID, ErrorCode.INVALID_AMOUNT,
         ErrorCode.INVALID_ASSET_ID, ErrorCode.AMOUNT_FIELDS, ErrorCode.AMOUNT_MISMATCH,
-        ErrorCode.INVALID_EXPIRY, ErrorCode.NODE_UNAVAILABLE),
+        ErrorCode.INVALID_EXPIRY, ErrorCode.NODE_UNAVAILABLE)},
 )
 async def virtual_lninvoice(body: LnInvoiceBody, _key: ReceiveKey,
                             services: ServicesDep) -> Response:
@@ -124,9 +128,10 @@ async def virtual_lninvoice(body: LnInvoiceBody, _key: ReceiveKey,
     description="For an RGB asset: an RGB on-chain invoice from the node, credited when the "
     "node reports the transfer settled. For `\"BTC\"`: an amountless BOLT 11 invoice valid "
     "for `duration_seconds` (a BTC on-chain address would not be credited automatically).",
-    responses=documented_errors(ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_USER_ID,
-                                ErrorCode.INVALID_ASSET_ID, ErrorCode.INVALID_EXPIRY,
-                                ErrorCode.NODE_UNAVAILABLE),
+    responses={**documented(RgbInvoice),
+               **documented_errors(ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_USER_ID,
+                                   ErrorCode.INVALID_ASSET_ID, ErrorCode.INVALID_EXPIRY,
+                                   ErrorCode.NODE_UNAVAILABLE)},
 )
 async def virtual_rgbinvoice(body: RgbInvoiceBody, _key: ReceiveKey,
                              services: ServicesDep) -> Response:

@@ -1,0 +1,226 @@
+"""Response models: the shape of every answer of the money and ledger endpoints, declared once.
+
+The server documents its answers with them (`responses={200: {"model": ...}}` in the routes and
+`HotRoute.answer`), without validating or re-encoding a body: most bodies are built by the
+money functions in SQL and sent as the bytes they are. `vnode.client` parses the same answers
+with the same models, and tests/integration/test_response_models.py checks that real answers of
+the running app fit them exactly, so the SQL, the document and the client cannot drift apart.
+
+This module imports pydantic and nothing of the server (no FastAPI, no database): the client,
+and the bot through it, import it alone. Models are frozen, and fields the service adds later
+are ignored rather than refused, so an older client keeps working against a newer service.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from vnode.domain.ids import BTC
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class _OfNode(Answer):
+    user_id: int
+    node_id: str
+
+
+class _Amounts(Answer):
+    """An amount: `amount_msat` and `amount_sats` for BTC, `asset_amount` for an RGB asset."""
+
+    amount_msat: int | None = None
+    amount_sats: int | None = None
+    asset_amount: int | None = None
+
+
+class VirtualNode(_OfNode):
+    pubkey: str
+    created_at: datetime
+
+    model_config = ConfigDict(frozen=True, extra="ignore", json_schema_extra={"examples": [{
+        "user_id": 123456789, "node_id": "vn_123456789", "pubkey": "02" + "ab" * 32,
+        "created_at": "2026-11-26T10:00:00.000000Z"}]})
+
+
+class BalanceAfter(Answer):
+    """A balance after a move: msat/sats for BTC, `asset_amount` (units) for an RGB asset."""
+
+    balance_msat: int | None = None
+    balance_sats: int | None = None
+    asset_amount: int | None = None
+
+
+class Transfer(_Amounts):
+    transfer_id: int
+    status: str
+    from_user_id: int
+    from_node_id: str
+    to_user_id: int
+    to_node_id: str
+    asset_id: str
+    fee_msat: int
+    memo: str | None = None
+    created_at: datetime
+    sender_balance: BalanceAfter
+
+    model_config = ConfigDict(frozen=True, extra="ignore", json_schema_extra={"examples": [{
+        "transfer_id": 42, "status": "completed", "from_user_id": 123456789,
+        "from_node_id": "vn_123456789", "to_user_id": 987654321, "to_node_id": "vn_987654321",
+        "asset_id": "BTC", "amount_msat": 5000000, "amount_sats": 5000, "fee_msat": 0,
+        "memo": None, "created_at": "2026-11-26T10:00:00.000000Z",
+        "sender_balance": {"balance_msat": 95000000, "balance_sats": 95000}}]})
+
+
+class AdminMove(_OfNode, _Amounts):
+    transaction_id: int
+    kind: str
+    asset_id: str
+    reason: str
+    created_at: datetime
+    balance: BalanceAfter
+
+
+class AssetBalance(Answer):
+    """One asset's balance. BTC fills the `_msat`/`_sats` fields; an RGB asset fills
+    `balance`/`pending`/`spendable` in its own units."""
+
+    asset_id: str
+    balance_msat: int | None = None
+    pending_msat: int | None = None
+    spendable_msat: int | None = None
+    balance_sats: int | None = None
+    pending_sats: int | None = None
+    spendable_sats: int | None = None
+    balance: int | None = None
+    pending: int | None = None
+    spendable: int | None = None
+
+    @property
+    def spendable_base_units(self) -> int:
+        """What can be sent now, in the asset's base unit (msat for BTC)."""
+        value = self.spendable_msat if self.asset_id == BTC else self.spendable
+        return value or 0
+
+    @property
+    def settled_base_units(self) -> int:
+        """Settled balance (spendable plus pending), in the asset's base unit (msat for BTC)."""
+        value = self.balance_msat if self.asset_id == BTC else self.balance
+        return value or 0
+
+
+class UserAssetBalance(AssetBalance, _OfNode):
+    pass
+
+
+class Balances(_OfNode):
+    balances: tuple[AssetBalance, ...]
+
+    def get(self, asset_id: str = BTC) -> AssetBalance | None:
+        return next((b for b in self.balances if b.asset_id == asset_id), None)
+
+
+class HistoryEntry(_Amounts):
+    id: int
+    transaction_id: int
+    kind: str
+    direction: Literal["in", "out"]
+    asset_id: str
+    counterparty: str
+    memo: str | None = None
+    status: str
+    created_at: datetime
+
+
+class HistoryPage(_OfNode):
+    transactions: tuple[HistoryEntry, ...]
+    next_cursor: str | None = None
+
+
+class Payment(_OfNode):
+    """An outgoing payment. `pending` keeps amount plus fee reserve held; follow it with
+    `POST /virtual_payment` or the events. `failed` was refunded."""
+
+    payment_id: int
+    payment_hash: str
+    status: Literal["pending", "succeeded", "failed"]
+    kind: str
+    amount_msat: int
+    amount_sats: int
+    asset_id: str
+    asset_amount: int | None = None
+    fee_reserve_msat: int
+    fee_msat: int | None = None
+    preimage: str | None = None
+    failure_reason: str | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
+
+
+class InvoiceQuote(Answer):
+    """What paying an invoice would cost. `internal` invoices are settled inside vnode without
+    a fee. Amount fields are null for an amountless invoice quoted without `amt_msat`."""
+
+    payment_hash: str
+    network: str
+    invoice_amount_msat: int | None = None
+    amount_msat: int | None = None
+    description: str | None = None
+    expires_at: datetime
+    payee_pubkey: str
+    internal: bool
+    fee_reserve_msat: int | None = None
+    fee_reserve_rule: str | None = None
+    total_msat: int | None = None
+    asset_id: str | None = None
+    asset_amount: int | None = None
+
+
+class _Invoice(_OfNode):
+    invoice: str
+    expires_at: datetime
+    asset_id: str
+    amount_msat: int | None = None
+    asset_amount: int | None = None
+    description: str | None = None
+
+
+class LnInvoice(_Invoice):
+    payment_hash: str
+
+
+class RgbInvoice(_Invoice):
+    """`kind` "bolt11" (BTC: an amountless Lightning invoice, the fields of `LnInvoice`) or
+    "rgb_onchain" (an RGB asset: with `recipient_id` and `batch_transfer_idx`)."""
+
+    kind: Literal["bolt11", "rgb_onchain"]
+    payment_hash: str | None = None
+    recipient_id: str | None = None
+    batch_transfer_idx: int | None = None
+
+
+class Readiness(Answer):
+    """`/readyz`, for 200 (ready, degraded) and 503 (not ready) alike. Only `status` is there
+    for everyone; the rest needs a read key."""
+
+    status: str
+    checks: dict[str, str] | None = None
+    node: dict[str, Any] | None = None
+    workers: dict[str, Any] | None = None
+    warning: str | None = None
+    solvency: dict[str, Any] | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Serving: a degraded service (a money worker behind) still answers requests."""
+        return self.status in ("ready", "degraded")
+
+
+def documented(answer: type[Answer]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for a 200 answer of this model. Documentation only: FastAPI neither
+    validates nor re-encodes the Response a route returns, so the body's bytes stay as built."""
+    return {200: {"model": answer}}
