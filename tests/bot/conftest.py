@@ -14,9 +14,9 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
+from harness.redis import RedisServer
 from tests.bot.cutting_proxy import CuttingProxy
 from tests.bot.telegram_api import FakeTelegram, SentMessage, TgUser
-from tests.events.redis_server import RedisServer
 from tests.lightning_support import SimControl
 from tests.support import ADMIN_KEY, ServeProcess, create_database, new_user_id, wait_until
 from vnode.apikeys import Scope, create_key

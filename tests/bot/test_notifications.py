@@ -22,6 +22,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
+from harness.redis import RedisServer
 from tests.bot.conftest import (
     BOT_TOKEN,
     Vnode,
@@ -31,7 +32,6 @@ from tests.bot.conftest import (
     started,
 )
 from tests.bot.telegram_api import FakeTelegram, SentMessage, TgUser
-from tests.events.redis_server import RedisServer
 from tests.support import ADMIN_KEY, VNODE, bearer, free_port, wait_until
 from vnode.bot.inbox import WebhookInbox
 from vnode.bot.notify import TryLater

@@ -3,6 +3,7 @@ flood limit, the bot's own rate limit. A short friendly message, nothing sent tw
 
 from __future__ import annotations
 
+from harness.redis import RedisServer
 from tests.bot.conftest import (
     Vnode,
     asks_to_confirm,
@@ -16,7 +17,6 @@ from tests.bot.conftest import (
 )
 from tests.bot.cutting_proxy import CuttingProxy
 from tests.bot.telegram_api import FakeTelegram
-from tests.events.redis_server import RedisServer
 from tests.support import ServeProcess, free_port, wait_until
 from vnode.bot.runtime import BotRuntime
 

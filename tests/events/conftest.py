@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.events.redis_server import RedisServer
+from harness.redis import RedisServer
 
 
 @pytest.fixture(scope="session")

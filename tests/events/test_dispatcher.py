@@ -19,8 +19,8 @@ import httpx
 import orjson
 import pytest
 
+from harness.redis import RedisServer
 from tests.conftest import SIM_HANG_S, TEST_SEED
-from tests.events.redis_server import RedisServer
 from tests.events.test_redis_streams import read_stream
 from tests.support import ADMIN_KEY, ServeProcess, bearer, new_user_id, wait_until
 from vnode.db.pool import create_pool

@@ -23,8 +23,8 @@ import httpx
 import orjson
 import redis.asyncio as aioredis
 
+from harness.redis import RedisServer
 from tests.conftest import make_settings, node_settings
-from tests.events.redis_server import RedisServer
 from tests.integration.test_api_transfer import fund
 from tests.support import ADMIN_KEY, bearer, new_user_id, wait_until
 from vnode.app import create_app

@@ -9,8 +9,10 @@ which the service itself never imports: tests/unit/test_layering.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -56,17 +58,37 @@ class SimProcess:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGTERM (uvicorn drains), SIGKILL after `timeout_s`: a bounded stop."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                log.warning("the simulated node did not stop within %.0fs; killing it", timeout_s)
-                self.proc.kill()
-                self.proc.wait()
+        if stop_child(self.proc, signal.SIGTERM, timeout_s):
+            log.warning("the simulated node did not stop within %.0fs; killed it", timeout_s)
         self._log.close()
 
     def kill(self) -> None:
         """Last resort (from another thread): no waiting."""
-        if self.proc.poll() is None:
-            self.proc.kill()
+        kill_child(self.proc)
+
+
+def stop_child(proc: subprocess.Popen[bytes], sig: int, timeout_s: float, *,
+               group: bool = False) -> bool:
+    """A bounded stop of a child process: `sig`, then SIGKILL if it has not exited within
+    `timeout_s` (its whole process group with `group`, for a child that leads one of its own).
+    True when it had to be killed. The test, benchmark and proving harnesses stop their
+    children with this too (harness/processes.py)."""
+    if proc.poll() is not None:
+        return False
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout_s)
+        return False
+    except subprocess.TimeoutExpired:
+        kill_child(proc, group=group)
+        proc.wait()
+        return True
+
+
+def kill_child(proc: subprocess.Popen[bytes], *, group: bool = False) -> None:
+    """SIGKILL, without waiting: the child, or with `group` its whole process group."""
+    if group:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    elif proc.poll() is None:
+        proc.kill()
