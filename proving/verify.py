@@ -19,6 +19,7 @@ from proving.harness import wait_for
 from proving.load import LoadGenerator
 from proving.model import Model
 from vnode.apikeys import Scope
+from vnode.errors import result_status
 from vnode.payments.policy import settings_reserve_msat
 from vnode.settings import Settings
 
@@ -100,7 +101,7 @@ async def check_ledger(dsn: str, load: LoadGenerator) -> Findings:
             "SELECT id, from_account, to_account, amount, memo FROM virtual_transactions "
             "WHERE kind = 'transfer'"))
         _check_idempotency(found, model, await conn.fetch(
-            "SELECT key, status_code, response FROM idempotency_keys WHERE endpoint = 'transfer'"))
+            "SELECT key, code FROM idempotency_keys WHERE endpoint = 'transfer'"))
         _check_payments(found, model, await conn.fetch(
             "SELECT payment_hash, user_id, kind, status, amount_msat, fee_msat "
             "FROM ln_payments"))
@@ -175,9 +176,9 @@ def _check_idempotency(found: Findings, model: Model, rows: list[asyncpg.Record]
         row = stored.get(case.key)
         if row is None or case.answer is None:
             continue
-        if row["status_code"] != case.answer.status:
+        if result_status(row["code"]) != case.answer.status:
             found.problem("idempotency", f"transfer {case.key}: stored answer "
-                                         f"{row['status_code']}, the client got "
+                                         f"{row['code']}, the client got "
                                          f"{case.answer.status}")
 
 

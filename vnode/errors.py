@@ -1,6 +1,9 @@
-"""The error catalogue: every refusal the API can give, with a stable code and HTTP status.
+"""The catalogue of result codes: every refusal the API can give, with a stable code, its HTTP
+status and its text, and the two successes a money function can answer.
 
-Callers match on `code`; messages are for people and may change.
+The database's money functions answer these codes and nothing of HTTP (ADR 0012); this module
+alone turns a code into a status and a text. Callers match on `code`; messages are for people
+and may change.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class ErrorCode(StrEnum):
     INVALID_EVENT_TYPE = "invalid_event_type"
     UNKNOWN_WEBHOOK = "unknown_webhook"
     TOO_MANY_STREAMS = "too_many_streams"
+    ASSET_MISMATCH = "asset_mismatch"
 
 
 CATALOGUE: dict[ErrorCode, ErrorSpec] = {
@@ -140,11 +144,25 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
     ),
     ErrorCode.INVALID_EVENT_TYPE: ErrorSpec(422, "An event type is not one vnode emits."),
     ErrorCode.UNKNOWN_WEBHOOK: ErrorSpec(404, "No active webhook endpoint with this id."),
+    ErrorCode.ASSET_MISMATCH: ErrorSpec(
+        409, "The node received another asset than the invoice asks for; nothing was credited."
+    ),
     ErrorCode.TOO_MANY_STREAMS: ErrorSpec(
         429, "Too many event streams are open, for this API key or on this process; close one "
         "or retry later."
     ),
 }
+
+
+# The successes of a money function (vnode/db/functions/00_helpers.sql): "ok" when its work is
+# done, "pending" for an external payment reserved but not yet final.
+SUCCESS_STATUS: dict[str, int] = {"ok": 200, "pending": 202}
+
+
+def result_status(code: str) -> int:
+    """The HTTP status of a result code; a code outside the catalogue is a bug (ValueError)."""
+    success = SUCCESS_STATUS.get(code)
+    return success if success is not None else CATALOGUE[ErrorCode(code)].status
 
 
 class ApiError(Exception):

@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 
 from tests.support import create_database, with_database
+from tests.unit.test_result_codes import codes_in
 from vnode.db.migrate import (
     FUNCTIONS_DIR,
     MIGRATIONS_DIR,
@@ -27,6 +28,7 @@ from vnode.db.migrate import (
 )
 from vnode.domain.accounts import SystemAccount
 from vnode.domain.timestamps import format_timestamp, format_unix_timestamp
+from vnode.errors import SUCCESS_STATUS, ErrorCode
 
 Catalog = dict[str, dict[str, str]]
 
@@ -244,6 +246,26 @@ async def test_system_accounts_agree_in_python_sql_and_the_table(fresh_db: str) 
             await conn.fetchval("SELECT vnode_account($1)", "operator_funds")
     finally:
         await conn.close()
+
+
+async def test_the_database_functions_answer_only_catalogued_codes(fresh_db: str) -> None:
+    """What the database runs, not only what the folder says: no function has an HTTP status
+    among its columns, and every code any of them can set is in vnode/errors.py."""
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        rows = await conn.fetch(
+            "SELECT p.proname, p.prosrc, coalesce(p.proargnames, '{}') AS names "
+            "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = 'public'")
+    finally:
+        await conn.close()
+    answering = {row["proname"] for row in rows if "code" in row["names"]}
+    assert {"vnode_transfer", "vnode_admin_move", "vnode_payment_reserve",
+            "vnode_payment_finish", "vnode_internal_pay", "vnode_receipt_credit",
+            "vnode_rgb_receipt_credit", "vnode_idem_lookup"} <= answering
+    assert not [row["proname"] for row in rows if "status" in row["names"]]
+    found = set().union(*(codes_in(row["prosrc"]) for row in rows))
+    assert found - set(SUCCESS_STATUS) - {code.value for code in ErrorCode} == set()
 
 
 INSTANTS = [

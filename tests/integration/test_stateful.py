@@ -21,7 +21,7 @@ from tests.support import create_database, with_database
 from vnode.keys import SoftwareSigner
 from vnode.ledger.admin import AdminCommand, AdminMove, admin_move
 from vnode.ledger.audit import run_audit
-from vnode.ledger.calls import Idempotency, Outcome
+from vnode.ledger.calls import Idempotency, LedgerAnswer
 from vnode.ledger.transfers import TransferCommand, transfer
 
 T = TypeVar("T")
@@ -68,17 +68,17 @@ class LedgerMachine(RuleBasedStateMachine):
         finally:
             await conn.close()
 
-    def admin(self, move: AdminMove, user: int, asset: str, amount: int) -> Outcome:
+    def admin(self, move: AdminMove, user: int, asset: str, amount: int) -> LedgerAnswer:
         command = AdminCommand(move, user, asset, amount, "model")
         return self.run(admin_move(self.pool, SIGNER, command, NO_KEY))
 
-    def expect_refusal(self, outcome: Outcome, user: int, asset: str, amount: int) -> None:
+    def expect_refusal(self, outcome: LedgerAnswer, user: int, asset: str, amount: int) -> None:
         if user not in self.nodes:
-            assert (outcome.status, outcome.json()["error"]["code"]) == (  # type: ignore[index]
+            assert (outcome.status, outcome.code) == (
                 404, "unknown_user")
         else:
             assert amount > self.balances[user, asset]
-            assert (outcome.status, outcome.json()["error"]["code"]) == (  # type: ignore[index]
+            assert (outcome.status, outcome.code) == (
                 409, "insufficient_balance")
 
     @rule(user=USERS, asset=ASSETS, amount=AMOUNTS)
@@ -189,7 +189,7 @@ def _balance_json(asset: str, value: int) -> dict[str, int]:
     return {"asset_amount": value}
 
 
-def _balance_in(outcome: Outcome, asset: str) -> int:
+def _balance_in(outcome: LedgerAnswer, asset: str) -> int:
     shown = outcome.json()["balance"]
     assert isinstance(shown, dict)
     value = shown["balance_msat" if asset == "BTC" else "asset_amount"]

@@ -45,13 +45,6 @@ def api_error_response(error: ApiError) -> Response:
     return error_response(error.status, error.code.value, error.message, headers)
 
 
-def outcome_body_with_request_id(body: str) -> bytes:
-    """Add the request id to an error body a database function built."""
-    decoded = orjson.loads(body)
-    decoded["request_id"] = request_id_var.get()
-    return orjson.dumps(decoded)
-
-
 def _validation_code(error: dict[str, Any]) -> ErrorCode:
     if error["type"] in _CODES:
         return ErrorCode(error["type"])

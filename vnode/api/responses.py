@@ -1,19 +1,19 @@
-"""Turning a ledger Outcome into an HTTP response without re-encoding a success body."""
+"""Turning a ledger answer into an HTTP response without re-encoding a success body."""
 
 from __future__ import annotations
 
 import orjson
 from fastapi.responses import Response
 
-from vnode.api.errors import outcome_body_with_request_id
-from vnode.ledger.calls import Outcome
+from vnode.api.errors import error_response
+from vnode.ledger.calls import LedgerAnswer
 
 
-def outcome_response(outcome: Outcome) -> Response:
-    if outcome.ok:
-        return Response(outcome.body, outcome.status, media_type="application/json")
-    return Response(outcome_body_with_request_id(outcome.body), outcome.status,
-                    media_type="application/json")
+def outcome_response(answer: LedgerAnswer) -> Response:
+    """A success's document as the database wrote it; a refusal from the catalogue."""
+    if answer.result is not None:
+        return Response(answer.result, answer.status, media_type="application/json")
+    return error_response(answer.status, answer.code, answer.message)
 
 
 def json_response(content: object) -> Response:

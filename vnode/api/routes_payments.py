@@ -157,7 +157,7 @@ def _issuer(services: Services) -> receive.InvoiceIssuer:
                                 ErrorCode.INVALID_REQUEST, ErrorCode.UNKNOWN_INVOICE,
                                 ErrorCode.USER_MISMATCH, ErrorCode.NODE_UNAVAILABLE,
                                 ErrorCode.NOT_CONFIGURED, ErrorCode.INVALID_USER_ID,
-                                ErrorCode.PAYLOAD_TOO_LARGE),
+                                ErrorCode.PAYLOAD_TOO_LARGE, ErrorCode.ASSET_MISMATCH),
 )
 async def webhook_payment(
     request: Request, services: ServicesDep,

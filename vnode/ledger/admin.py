@@ -8,9 +8,9 @@ from enum import StrEnum
 import asyncpg
 
 from vnode.keys import Signer
-from vnode.ledger.calls import Idempotency, Outcome, call_money_function
+from vnode.ledger.calls import Idempotency, LedgerAnswer, call_money_function
 
-_SQL = "SELECT status, body FROM vnode_admin_move($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+_SQL = "SELECT code, detail, result FROM vnode_admin_move($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 
 
 class AdminMove(StrEnum):
@@ -29,7 +29,7 @@ class AdminCommand:
 
 async def admin_move(
     pool: asyncpg.Pool, signer: Signer, command: AdminCommand, idempotency: Idempotency
-) -> Outcome:
+) -> LedgerAnswer:
     fields = {
         "user": command.user_id, "asset": command.asset_id, "amount": command.amount,
         "reason": command.reason,

@@ -9,29 +9,45 @@ import asyncpg
 import orjson
 
 from vnode.db.pool import retry_aborted
+from vnode.errors import CATALOGUE, SUCCESS_STATUS, ErrorCode, result_status
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """What a money function answered: an HTTP status and the JSON body, already encoded."""
+class LedgerAnswer:
+    """What a money function answered (vnode/db/functions/00_helpers.sql): a result code, the
+    success's document as JSON text (sent as it is: never decoded and encoded again), and a
+    refusal's data-bearing detail. HTTP statuses and texts come from vnode/errors.py."""
 
-    status: int
-    body: str
+    code: str
+    result: str | None = None
+    detail: str | None = None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> LedgerAnswer:
+        return cls(row["code"], row["result"], row.get("detail"))
 
     @property
     def ok(self) -> bool:
-        return self.status < 400
+        return self.code in SUCCESS_STATUS
 
     @property
-    def code(self) -> str:
-        """The result code: "ok" for a success, else the refusal's catalogued code."""
-        if self.ok:
-            return "ok"
-        error = self.json()["error"]
-        assert isinstance(error, dict)
-        return str(error["code"])
+    def status(self) -> int:
+        return result_status(self.code)
+
+    @property
+    def message(self) -> str:
+        """A refusal's text: its detail, else the catalogue's description."""
+        return self.detail or CATALOGUE[ErrorCode(self.code)].description
+
+    @property
+    def body(self) -> str:
+        """The answer as the API sends it, without the request id (api/responses.py adds it)."""
+        if self.result is not None:
+            return self.result
+        return orjson.dumps({"error": {"code": self.code, "message": self.message}}).decode()
 
     def json(self) -> dict[str, object]:
+        """The answer decoded: a success's document or the refusal's error object."""
         decoded = orjson.loads(self.body)
         assert isinstance(decoded, dict)
         return decoded
@@ -50,14 +66,15 @@ class Idempotency:
         return hashlib.sha256(canonical).digest()
 
 
-async def call_money_function(pool: asyncpg.Pool, sql: str, *args: object) -> Outcome:
-    """Run `SELECT status, body FROM fn(...)` once, retrying only what PostgreSQL aborted.
+async def call_money_function(pool: asyncpg.Pool, sql: str, *args: object) -> LedgerAnswer:
+    """Run `SELECT code, detail, result FROM fn(...)` once, retrying only what PostgreSQL
+    aborted.
 
     A second request racing with the same Idempotency-Key fails on the key's primary key with
     everything it did rolled back; run again, it finds and replays the first answer.
     """
 
-    async def attempt() -> Outcome:
+    async def attempt() -> LedgerAnswer:
         try:
             row = await pool.fetchrow(sql, *args)
         except asyncpg.UniqueViolationError as exc:
@@ -65,6 +82,6 @@ async def call_money_function(pool: asyncpg.Pool, sql: str, *args: object) -> Ou
                 raise
             row = await pool.fetchrow(sql, *args)
         assert row is not None
-        return Outcome(row["status"], row["body"])
+        return LedgerAnswer.from_row(row)
 
     return await retry_aborted(attempt)

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import asyncpg
 
 from vnode.keys import Signer
-from vnode.ledger.calls import Idempotency, Outcome, call_money_function
+from vnode.ledger.calls import Idempotency, LedgerAnswer, call_money_function
 
-_SQL = "SELECT status, body FROM vnode_transfer($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+_SQL = "SELECT code, detail, result FROM vnode_transfer($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class TransferCommand:
 
 async def transfer(
     pool: asyncpg.Pool, signer: Signer, command: TransferCommand, idempotency: Idempotency
-) -> Outcome:
+) -> LedgerAnswer:
     """Move `amount` from one user to another in one database transaction.
 
     The recipient's virtual node is created on first use, as tip bots do, with its key derived

@@ -12,7 +12,6 @@ from vnode.domain.ids import BTC, node_id
 from vnode.domain.timestamps import format_unix_timestamp
 from vnode.errors import ApiError, ErrorCode
 from vnode.keys import Signer
-from vnode.ledger.calls import Outcome
 from vnode.ledger.nodes import ensure_node
 from vnode.lightning.base import (
     InvoiceRefused,
@@ -140,7 +139,7 @@ class InvoiceIssuer:
         }
 
 
-async def credit_receipt(pool: asyncpg.Pool, status: PaymentStatus) -> Outcome:
+async def credit_receipt(pool: asyncpg.Pool, status: PaymentStatus) -> store.ReceiptAnswer:
     """Credit the invoice owner with what the node says it received; a repeat does nothing.
     The node's asset is checked against the invoice's in the database (L9)."""
     return await store.credit_ln_receipt(pool, status.payment_hash, status.amount_msat or 0,
@@ -167,13 +166,13 @@ class InvoiceWatcher:
         async def credit(payment: PaymentStatus) -> None:
             nonlocal credited
             outcome = await credit_receipt(self.pool, payment)
-            if outcome.ok and outcome.json().get("credited"):
+            if outcome.credited:
                 credited += 1
                 log.info("inbound payment credited", extra={
                     "payment_hash": payment.payment_hash, "amount_msat": payment.amount_msat})
             elif not outcome.ok:
                 log.warning("inbound payment not credited", extra={
-                    "payment_hash": payment.payment_hash, "status": outcome.status})
+                    "payment_hash": payment.payment_hash, "code": outcome.code})
             self._settled.add(payment.payment_hash)
             self._backoff.succeeded(payment.payment_hash)
 
@@ -244,7 +243,7 @@ class RgbTransferWatcher:
             outcome = await store.credit_rgb_receipt(
                 self.pool, transfer.recipient_id, transfer.idx, transfer.amount,
                 transfer.receive_utxo, asset_id)
-            if outcome.json().get("credited"):
+            if outcome.credited:
                 credited += 1
             self._backoff.succeeded(f"rgb {transfer.recipient_id}")
 

@@ -22,11 +22,11 @@ from enum import StrEnum
 
 import asyncpg
 
-from vnode.ledger.calls import Outcome
 from vnode.lightning.base import LightningBackend, NodeError, PaymentOutcome, PaymentStatus
 from vnode.logs import LogOnChange
 from vnode.metrics import Metrics
 from vnode.payments import store
+from vnode.payments.store import PaymentAnswer
 from vnode.payments.store import PendingPayment as PendingPayment
 from vnode.workers.items import ItemErrors, backoff_s, each_isolated
 
@@ -58,7 +58,7 @@ def preimage_matches(preimage: str | None, payment_hash: str) -> bool:
 
 
 async def finish(pool: asyncpg.Pool, payment_id: int, outcome: PaymentOutcome,
-                 fee_msat: int | None, preimage: str | None, reason: str | None) -> Outcome:
+                 fee_msat: int | None, preimage: str | None, reason: str | None) -> PaymentAnswer:
     return await store.finish_payment(pool, payment_id, outcome.value, fee_msat, preimage,
                                       reason)
 
@@ -110,7 +110,7 @@ def decide(payment: PendingPayment, status: PaymentStatus, *, stale_skew_s: int,
 
 
 async def apply_status(pool: asyncpg.Pool, payment: PendingPayment, status: PaymentStatus,
-                       *, stale_skew_s: int, now: float | None = None) -> Outcome | None:
+                       *, stale_skew_s: int, now: float | None = None) -> PaymentAnswer | None:
     """Finish the payment if `status` is final and trustworthy; None leaves it pending."""
     decision = decide(payment, status, stale_skew_s=stale_skew_s,
                       now=time.time() if now is None else now)
@@ -132,7 +132,7 @@ async def apply_status(pool: asyncpg.Pool, payment: PendingPayment, status: Paym
 
 
 async def resolve(pool: asyncpg.Pool, backend: LightningBackend, payment: PendingPayment,
-                  *, stale_skew_s: int) -> Outcome | None:
+                  *, stale_skew_s: int) -> PaymentAnswer | None:
     """Ask the node about one pending payment and apply its answer; None: still pending."""
     try:
         status = await backend.payment_status(payment.payment_hash)

@@ -17,7 +17,7 @@ import asyncpg
 
 from vnode.errors import ApiError, ErrorCode
 from vnode.faults import crash_point
-from vnode.ledger.calls import Idempotency, Outcome
+from vnode.ledger.calls import Idempotency
 from vnode.lightning import bolt11
 from vnode.lightning.base import (
     DuplicatePayment,
@@ -32,6 +32,7 @@ from vnode.lightning.monitor import NodeMonitor
 from vnode.payments import resolve, store
 from vnode.payments.checks import check_invoice_text, payable_amount
 from vnode.payments.policy import RGB_MIN_HTLC_MSAT, settings_reserve_msat
+from vnode.payments.store import PaymentAnswer
 from vnode.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,15 +73,29 @@ class PaymentSender:
         self.monitor = monitor
         self.settings = settings
 
-    async def pay(self, command: PayCommand, idempotency: Idempotency) -> Outcome:
+    async def pay(self, command: PayCommand, idempotency: Idempotency) -> PaymentAnswer:
         request = {"user": command.user_id, "invoice": command.invoice.strip(),
                    "amt_msat": command.amt_msat, "fee_limit_msat": command.fee_limit_msat}
         request_hash = idempotency.request_hash("sendpayment", request)
-        # A retry with the key of an earlier attempt gets that attempt's answer first: the
-        # invoice may have expired or the node be locked since, but the payment went ahead.
+        # The one lookup of the key. A retry with the key of an earlier attempt gets that
+        # attempt's answer first: the invoice may have expired or the node be locked since, but
+        # the payment went ahead.
         replayed = await self._replay(idempotency, request_hash)
         if replayed is not None:
             return replayed
+        try:
+            return await self._pay_new(command, idempotency, request_hash)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != "idempotency_keys_pkey":
+                raise
+            # A request with the same key raced this one and stored its answer first; all
+            # this one did was rolled back. Answer as the first did.
+            replayed = await self._replay(idempotency, request_hash)
+            assert replayed is not None
+            return replayed
+
+    async def _pay_new(self, command: PayCommand, idempotency: Idempotency,
+                       request_hash: bytes) -> PaymentAnswer:
         target = await self._read_invoice(command.invoice, command.amt_msat,
                                           amount_required=True)
         if target.internal:
@@ -91,14 +106,15 @@ class PaymentSender:
                 command.amt_msat, idempotency, request_hash)
         return await self._pay_external(command, target, idempotency, request_hash)
 
-    async def _replay(self, idempotency: Idempotency, request_hash: bytes) -> Outcome | None:
+    async def _replay(self, idempotency: Idempotency,
+                      request_hash: bytes) -> PaymentAnswer | None:
         """The stored answer of an earlier request with this key, brought up to date: a
         payment that was pending answers its state now."""
         stored = await store.idempotent_answer(self.pool, idempotency, "sendpayment",
                                                request_hash)
-        if stored is None or stored.status != 202:
+        if stored is None or stored.code != "pending" or stored.payment_id is None:
             return stored
-        return await store.payment_outcome(self.pool, int(stored.json()["payment_id"]))  # type: ignore[call-overload]
+        return await store.payment_answer(self.pool, stored.payment_id)
 
     async def quote(self, invoice: str, amt_msat: int | None) -> dict[str, object]:
         """What paying `invoice` would cost, checked by the same rules as `pay`; moves nothing.
@@ -191,7 +207,7 @@ class PaymentSender:
         return policy
 
     async def _pay_external(self, command: PayCommand, target: InvoiceToPay,
-                            idempotency: Idempotency, request_hash: bytes) -> Outcome:
+                            idempotency: Idempotency, request_hash: bytes) -> PaymentAnswer:
         assert target.amount_msat is not None  # pay() requires an amount
         reserve = self._reserve_for(target.amount_msat, command.fee_limit_msat)
         try:
@@ -204,9 +220,9 @@ class PaymentSender:
                 raise
             # Another payer of the same invoice got there first (docs/design/LESSONS.md 3).
             raise ApiError(ErrorCode.PAYMENT_IN_PROGRESS) from None
-        if not reserved.ok:
+        if reserved.payment_id is None:
             return reserved
-        payment_id = int(reserved.json()["payment_id"])  # type: ignore[call-overload]
+        payment_id = reserved.payment_id
         if await store.claim_send(self.pool, payment_id):
             crash_point(self.settings.crash_points, "after_reserve")
             await self._send(payment_id, target, command, reserve)
@@ -242,7 +258,7 @@ class PaymentSender:
             await resolve.apply_status(self.pool, pending, status,
                                        stale_skew_s=self.settings.stale_failure_skew_s)
 
-    async def wait_final(self, payment_id: int, wait_s: float) -> Outcome:
+    async def wait_final(self, payment_id: int, wait_s: float) -> PaymentAnswer:
         """Poll the node until the payment is final or `wait_s` passes; answer its state."""
         deadline = time.monotonic() + wait_s
         while True:
@@ -254,10 +270,11 @@ class PaymentSender:
             if await store.pending_payment(self.pool, payment_id) is None:
                 break
             await asyncio.sleep(_POLL_S)
-        return await store.payment_outcome(self.pool, payment_id)
+        return await store.payment_answer(self.pool, payment_id)
 
 
-async def find_payment(pool: asyncpg.Pool, user_id: int, payment_hash: str) -> Outcome | None:
+async def find_payment(pool: asyncpg.Pool, user_id: int,
+                       payment_hash: str) -> PaymentAnswer | None:
     """The user's latest payment of this hash (a failed one may have been retried)."""
     payment_id = await store.latest_payment_id(pool, user_id, payment_hash)
-    return None if payment_id is None else await store.payment_outcome(pool, payment_id)
+    return None if payment_id is None else await store.payment_answer(pool, payment_id)

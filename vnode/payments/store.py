@@ -15,7 +15,29 @@ import asyncpg
 import orjson
 
 from vnode.db.pool import retry_aborted
-from vnode.ledger.calls import Idempotency, Outcome, call_money_function
+from vnode.ledger.calls import Idempotency, LedgerAnswer
+
+
+@dataclass(frozen=True)
+class PaymentAnswer(LedgerAnswer):
+    """A money function's answer about one payment, with its id (None for a refusal)."""
+
+    payment_id: int | None = None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> PaymentAnswer:
+        return cls(row["code"], row["result"], row.get("detail"), row.get("payment_id"))
+
+
+@dataclass(frozen=True)
+class ReceiptAnswer(LedgerAnswer):
+    """A receipt credit's answer: `credited` is False when it was credited before."""
+
+    credited: bool = False
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> ReceiptAnswer:
+        return cls(row["code"], row["result"], None, bool(row["credited"]))
 
 
 @dataclass(frozen=True)
@@ -43,14 +65,16 @@ _PENDING_COLUMNS = (
 
 
 async def idempotent_answer(pool: asyncpg.Pool, idempotency: Idempotency, endpoint: str,
-                            request_hash: bytes) -> Outcome | None:
-    """The stored answer of an earlier request with this key (refuses a reused key)."""
+                            request_hash: bytes) -> PaymentAnswer | None:
+    """The stored answer of an earlier request with this key (refuses a reused key): the one
+    lookup of a payment's Idempotency-Key (the money functions do not look again)."""
     if idempotency.key is None:
         return None
     row = await pool.fetchrow(
-        "SELECT status, body::text AS body FROM vnode_idem_lookup($1, $2, $3, $4)",
+        "SELECT code, detail, result, (result ->> 'payment_id')::bigint AS payment_id "
+        "FROM vnode_idem_lookup($1, $2, $3, $4)",
         idempotency.owner, idempotency.key, endpoint, request_hash)
-    return None if row is None else Outcome(row["status"], row["body"])
+    return None if row is None else PaymentAnswer.from_row(row)
 
 
 async def invoice_is_ours(pool: asyncpg.Pool, payment_hash: str) -> bool:
@@ -68,13 +92,27 @@ async def invoice_owner(pool: asyncpg.Pool, payment_hash: str) -> int | None:
 # ---------------------------------------------------------------- paying
 
 
+async def _payment_call(pool: asyncpg.Pool, sql: str, *args: object) -> PaymentAnswer:
+    """One call of a payment's money function, retrying only what PostgreSQL aborted. A
+    request racing another with the same Idempotency-Key raises UniqueViolationError on
+    `idempotency_keys_pkey`, all it did rolled back: the caller replays the stored answer."""
+
+    async def attempt() -> PaymentAnswer:
+        row = await pool.fetchrow(sql, *args)
+        assert row is not None
+        return PaymentAnswer.from_row(row)
+
+    return await retry_aborted(attempt)
+
+
 async def internal_pay(pool: asyncpg.Pool, user_id: int, payment_hash: str, invoice: str,
                        amt_msat: int | None, idempotency: Idempotency,
-                       request_hash: bytes) -> Outcome:
+                       request_hash: bytes) -> PaymentAnswer:
     """Settle an invoice vnode issued inside the ledger (the SQL refuses a substituted invoice
     text or an invoice vnode does not know)."""
-    return await call_money_function(
-        pool, "SELECT status, body FROM vnode_internal_pay($1, $2, $3, $4, $5, $6, $7)",
+    return await _payment_call(
+        pool, "SELECT code, detail, result, (result ->> 'payment_id')::bigint AS payment_id "
+        "FROM vnode_internal_pay($1, $2, $3, $4, $5, $6, $7)",
         user_id, payment_hash, invoice, amt_msat, idempotency.owner, idempotency.key,
         request_hash)
 
@@ -82,12 +120,12 @@ async def internal_pay(pool: asyncpg.Pool, user_id: int, payment_hash: str, invo
 async def reserve_payment(pool: asyncpg.Pool, user_id: int, payment_hash: str, invoice: str,
                           amount_msat: int, asset_id: str | None, asset_amount: int | None,
                           reserve_msat: int, invoice_expires_s: float, idempotency: Idempotency,
-                          request_hash: bytes) -> Outcome:
+                          request_hash: bytes) -> PaymentAnswer:
     """Hold amount + reserve for an external payment (raises UniqueViolationError on
     `ln_payments_one_live` when another payment of the invoice is live)."""
-    return await call_money_function(
+    return await _payment_call(
         pool,
-        "SELECT status, body FROM vnode_payment_reserve("
+        "SELECT code, detail, result, payment_id FROM vnode_payment_reserve("
         "$1, $2, $3, $4, $5, $6, $7, to_timestamp($8), $9, $10, $11)",
         user_id, payment_hash, invoice, amount_msat, asset_id, asset_amount, reserve_msat,
         invoice_expires_s, idempotency.owner, idempotency.key, request_hash)
@@ -103,24 +141,21 @@ async def claim_send(pool: asyncpg.Pool, payment_id: int) -> bool:
 
 async def finish_payment(pool: asyncpg.Pool, payment_id: int, outcome: str,
                          fee_msat: int | None, preimage: str | None,
-                         reason: str | None) -> Outcome:
-    async def attempt() -> Outcome:
-        row = await pool.fetchrow(
-            "SELECT status, body FROM vnode_payment_finish($1, $2, $3, $4, $5)",
-            payment_id, outcome, fee_msat, preimage, reason)
-        assert row is not None
-        return Outcome(row["status"], row["body"])
-
-    return await retry_aborted(attempt)
+                         reason: str | None) -> PaymentAnswer:
+    return await _payment_call(
+        pool, "SELECT code, result, $1::bigint AS payment_id "
+        "FROM vnode_payment_finish($1, $2, $3, $4, $5)",
+        payment_id, outcome, fee_msat, preimage, reason)
 
 
-async def payment_outcome(pool: asyncpg.Pool, payment_id: int) -> Outcome:
-    """The payment's current state: 200 when final, 202 while pending."""
+async def payment_answer(pool: asyncpg.Pool, payment_id: int) -> PaymentAnswer:
+    """The payment's current state: "ok" when final, "pending" while not."""
     row = await pool.fetchrow(
-        "SELECT p.status, vnode_payment_json(p) AS body FROM ln_payments p WHERE p.id = $1",
+        "SELECT CASE p.status WHEN 'pending' THEN 'pending' ELSE 'ok' END AS code, "
+        "vnode_payment_json(p) AS result, p.id AS payment_id FROM ln_payments p WHERE p.id = $1",
         payment_id)
     assert row is not None
-    return Outcome(202 if row["status"] == "pending" else 200, row["body"])
+    return PaymentAnswer.from_row(row)
 
 
 async def latest_payment_id(pool: asyncpg.Pool, user_id: int, payment_hash: str) -> int | None:
@@ -227,13 +262,13 @@ async def insert_rgb_invoice(pool: asyncpg.Pool, recipient_id: str, user_id: int
 
 
 async def credit_ln_receipt(pool: asyncpg.Pool, payment_hash: str, amount_msat: int,
-                            asset_amount: int | None, asset_id: str | None) -> Outcome:
+                            asset_amount: int | None, asset_id: str | None) -> ReceiptAnswer:
     """Credit the invoice owner once; the node's asset is checked against the invoice's (L9)."""
     row = await pool.fetchrow(
-        "SELECT status, body FROM vnode_receipt_credit($1, $2, $3, $4)",
+        "SELECT code, result, credited FROM vnode_receipt_credit($1, $2, $3, $4)",
         payment_hash, amount_msat, asset_amount, asset_id)
     assert row is not None
-    return Outcome(row["status"], row["body"])
+    return ReceiptAnswer.from_row(row)
 
 
 @dataclass(frozen=True)
@@ -263,12 +298,12 @@ async def rgb_invoices_credited(pool: asyncpg.Pool,
 
 async def credit_rgb_receipt(pool: asyncpg.Pool, recipient_id: str, transfer_idx: int,
                              asset_amount: int, receive_utxo: str | None,
-                             asset_id: str) -> Outcome:
+                             asset_id: str) -> ReceiptAnswer:
     row = await pool.fetchrow(
-        "SELECT status, body FROM vnode_rgb_receipt_credit($1, $2, $3, $4, $5)",
+        "SELECT code, result, credited FROM vnode_rgb_receipt_credit($1, $2, $3, $4, $5)",
         recipient_id, transfer_idx, asset_amount, receive_utxo, asset_id)
     assert row is not None
-    return Outcome(row["status"], row["body"])
+    return ReceiptAnswer.from_row(row)
 
 
 async def alert_unmatched_rgb(pool: asyncpg.Pool, recipient_id: str,

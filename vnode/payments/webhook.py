@@ -76,5 +76,10 @@ async def handle_payment_webhook(pool: asyncpg.Pool, backend: LightningBackend, 
     if status.outcome is not PaymentOutcome.SUCCEEDED:
         return {"credited": False, "payment_hash": payment_hash, "user_id": owner,
                 "node_status": status.outcome.value}
-    outcome = await credit_receipt(pool, status)
-    return outcome.json()
+    answer = await credit_receipt(pool, status)
+    if not answer.ok:
+        # Another asset than the invoice's arrived (an alert is raised), or the invoice went.
+        raise ApiError(ErrorCode(answer.code), answer.message)
+    assert answer.result is not None
+    document: dict[str, object] = orjson.loads(answer.result)
+    return document

@@ -1,4 +1,4 @@
--- Helpers used by every money function: error bodies, timestamps.
+-- Helpers used by every money function: system accounts, result codes, timestamps.
 --
 -- The current definition of each object below, and nowhere else (CONTRIBUTING.md, "Database
 -- code"). The migrator applies this file after the numbered migrations, again whenever its text
@@ -42,11 +42,14 @@ LANGUAGE sql IMMUTABLE AS $$
     END::bigint
 $$;
 
--- The body of a refusal: {"error": {"code", "message"}}.
-CREATE OR REPLACE FUNCTION vnode_error(p_code text, p_message text) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT jsonb_build_object('error', jsonb_build_object('code', p_code, 'message', p_message))
-$$;
+-- Money functions answer a result code (ADR 0012), never an HTTP status or an error text:
+--     code    'ok', 'pending' (a payment accepted, not final) or a refusal's code, each one in
+--             vnode/errors.py's catalogue (a test reads every `code :=` of these files);
+--     detail  a refusal's data-bearing message (amounts), or NULL for the catalogue's text;
+--     result  a success's document, as the API shows it; NULL for a refusal.
+-- Before that (migration 0012), they answered an HTTP status, refusals built into a body by
+-- vnode_error, which is gone.
+DROP FUNCTION IF EXISTS vnode_error(text, text);
 
 -- Every timestamp vnode writes into a body or an event: UTC, always six decimals, 'Z'
 -- (2026-11-26T10:00:00.000000Z). The Python side is vnode/domain/timestamps.py; a test checks

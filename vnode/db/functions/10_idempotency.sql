@@ -17,8 +17,10 @@
 
 -- The stored answer for (owner, key), or no row. A different request under the same key is
 -- refused rather than silently answered with someone else's result.
+DROP FUNCTION IF EXISTS vnode_idem_lookup(text, text, text, bytea);
 CREATE OR REPLACE FUNCTION vnode_idem_lookup(
-    p_owner text, p_key text, p_endpoint text, p_hash bytea, OUT status integer, OUT body jsonb)
+    p_owner text, p_key text, p_endpoint text, p_hash bytea,
+    OUT code text, OUT detail text, OUT result jsonb)
 RETURNS SETOF record LANGUAGE plpgsql AS $$
 DECLARE
     r idempotency_keys%ROWTYPE;
@@ -31,12 +33,11 @@ BEGIN
         RETURN;
     END IF;
     IF r.endpoint <> p_endpoint OR r.request_hash <> p_hash THEN
-        status := 409;
-        body := vnode_error('idempotency_key_reused',
-            'this Idempotency-Key was already used with a different request');
+        code := 'idempotency_key_reused';
     ELSE
-        status := r.status_code;
-        body := r.response;
+        code := r.code;
+        detail := r.detail;
+        result := r.result;
     END IF;
     RETURN NEXT;
 END $$;
@@ -44,13 +45,16 @@ END $$;
 -- Records the answer. A concurrent request with the same key that got here first makes this
 -- INSERT fail with a unique violation, which rolls back the whole second movement; the caller
 -- then retries and replays the stored answer.
+DROP FUNCTION IF EXISTS vnode_idem_store(text, text, text, bytea, integer, jsonb);
+DROP FUNCTION IF EXISTS vnode_idem_store(text, text, text, bytea, text, text, jsonb);
 CREATE OR REPLACE FUNCTION vnode_idem_store(
-    p_owner text, p_key text, p_endpoint text, p_hash bytea, p_status integer, p_body jsonb)
+    p_owner text, p_key text, p_endpoint text, p_hash bytea, p_code text, p_detail text,
+    p_result jsonb)
 RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     IF p_key IS NOT NULL THEN
-        INSERT INTO idempotency_keys (owner, key, endpoint, request_hash, status_code, response)
-        VALUES (p_owner, p_key, p_endpoint, p_hash, p_status, p_body);
+        INSERT INTO idempotency_keys (owner, key, endpoint, request_hash, code, detail, result)
+        VALUES (p_owner, p_key, p_endpoint, p_hash, p_code, p_detail, p_result);
     END IF;
 END $$;

@@ -160,9 +160,11 @@ END $$;
 -- Flow 1: one internal transfer. Written for speed (docs/PERFORMANCE.md): both sequence
 -- numbers in one UPDATE, both events in one INSERT, both new coins in one INSERT, spend and
 -- receive inlined, the idempotency helpers only when a key was given.
+DROP FUNCTION IF EXISTS vnode_transfer(bigint, bigint, text, text, bigint, text, text, text, bytea);
 CREATE OR REPLACE FUNCTION vnode_transfer(
     p_from bigint, p_to bigint, p_to_pubkey text, p_asset text, p_amount bigint, p_memo text,
-    p_owner text, p_idem_key text, p_hash bytea, OUT status integer, OUT body jsonb)
+    p_owner text, p_idem_key text, p_hash bytea,
+    OUT code text, OUT detail text, OUT result jsonb)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_from_found boolean := false;
@@ -182,7 +184,7 @@ DECLARE
     r record;
 BEGIN
     IF p_idem_key IS NOT NULL THEN
-        SELECT l.status, l.body INTO status, body
+        SELECT l.code, l.detail, l.result INTO code, detail, result
         FROM vnode_idem_lookup(p_owner, p_idem_key, 'transfer', p_hash) l;
         IF FOUND THEN
             RETURN;
@@ -205,16 +207,14 @@ BEGIN
     WHERE user_id = p_from AND asset_id = p_asset;
 
     IF NOT v_from_found THEN
-        status := 404;
-        body := vnode_error('unknown_user', 'the sender has no virtual node');
+        code := 'unknown_user';
     ELSIF v_old < p_amount THEN
-        status := 409;
-        body := vnode_error('insufficient_balance',
-            format('balance %s is less than the amount %s', v_old, p_amount));
+        code := 'insufficient_balance';
+        detail := format('balance %s is less than the amount %s', v_old, p_amount);
     END IF;
-    IF status IS NOT NULL THEN
+    IF code IS NOT NULL THEN
         IF p_idem_key IS NOT NULL THEN
-            PERFORM vnode_idem_store(p_owner, p_idem_key, 'transfer', p_hash, status, body);
+            PERFORM vnode_idem_store(p_owner, p_idem_key, 'transfer', p_hash, code, detail, NULL);
         END IF;
         RETURN;
     END IF;
@@ -285,8 +285,8 @@ BEGIN
         ('transfer.completed', p_to, v_to_seq, v_event || jsonb_build_object(
             'direction', 'in', 'counterparty', v_from_node));
 
-    status := 200;
-    body := v_amounts || jsonb_build_object(
+    code := 'ok';
+    result := v_amounts || jsonb_build_object(
         'transfer_id', v_tx,
         'status', 'completed',
         'from_user_id', p_from, 'from_node_id', v_from_node,
@@ -299,14 +299,16 @@ BEGIN
             THEN jsonb_build_object('balance_msat', v_new, 'balance_sats', v_new / 1000)
             ELSE jsonb_build_object('asset_amount', v_new) END);
     IF p_idem_key IS NOT NULL THEN
-        PERFORM vnode_idem_store(p_owner, p_idem_key, 'transfer', p_hash, status, body);
+        PERFORM vnode_idem_store(p_owner, p_idem_key, 'transfer', p_hash, code, NULL, result);
     END IF;
 END $$;
 
 -- Operator funding and corrections, booked against the operator_funding system account.
+DROP FUNCTION IF EXISTS vnode_admin_move(text, bigint, text, text, bigint, text, text, text, bytea);
 CREATE OR REPLACE FUNCTION vnode_admin_move(
     p_kind text, p_user bigint, p_pubkey text, p_asset text, p_amount bigint, p_reason text,
-    p_owner text, p_idem_key text, p_hash bytea, OUT status integer, OUT body jsonb)
+    p_owner text, p_idem_key text, p_hash bytea,
+    OUT code text, OUT detail text, OUT result jsonb)
 LANGUAGE plpgsql AS $$
 DECLARE
     c_system constant bigint := vnode_account('operator_funding');
@@ -322,7 +324,7 @@ BEGIN
     IF p_kind NOT IN ('admin_credit', 'admin_debit') THEN
         RAISE EXCEPTION 'unknown admin movement %', p_kind;
     END IF;
-    SELECT l.status, l.body INTO status, body
+    SELECT l.code, l.detail, l.result INTO code, detail, result
     FROM vnode_idem_lookup(p_owner, p_idem_key, p_kind, p_hash) l;
     IF FOUND THEN
         RETURN;
@@ -337,15 +339,13 @@ BEGIN
     WHERE user_id = p_user AND asset_id = p_asset;
 
     IF v_found IS NULL THEN
-        status := 404;
-        body := vnode_error('unknown_user', 'this user has no virtual node');
+        code := 'unknown_user';
     ELSIF p_kind = 'admin_debit' AND v_old < p_amount THEN
-        status := 409;
-        body := vnode_error('insufficient_balance',
-            format('balance %s is less than the amount %s', v_old, p_amount));
+        code := 'insufficient_balance';
+        detail := format('balance %s is less than the amount %s', v_old, p_amount);
     END IF;
-    IF status IS NOT NULL THEN
-        PERFORM vnode_idem_store(p_owner, p_idem_key, p_kind, p_hash, status, body);
+    IF code IS NOT NULL THEN
+        PERFORM vnode_idem_store(p_owner, p_idem_key, p_kind, p_hash, code, detail, NULL);
         RETURN;
     END IF;
 
@@ -383,8 +383,8 @@ BEGIN
         'transaction_id', v_tx, 'direction', v_dir, 'asset_id', p_asset,
         'reason', p_reason, 'created_at', vnode_ts(v_at)));
 
-    status := 200;
-    body := v_amounts || jsonb_build_object(
+    code := 'ok';
+    result := v_amounts || jsonb_build_object(
         'transaction_id', v_tx,
         'kind', p_kind,
         'user_id', p_user, 'node_id', v_node,
@@ -394,5 +394,5 @@ BEGIN
         'balance', CASE WHEN p_asset = 'BTC'
             THEN jsonb_build_object('balance_msat', v_new, 'balance_sats', v_new / 1000)
             ELSE jsonb_build_object('asset_amount', v_new) END);
-    PERFORM vnode_idem_store(p_owner, p_idem_key, p_kind, p_hash, status, body);
+    PERFORM vnode_idem_store(p_owner, p_idem_key, p_kind, p_hash, code, NULL, result);
 END $$;

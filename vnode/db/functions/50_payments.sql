@@ -30,10 +30,16 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- Flow 2, step 1: reserve amount + fee reserve (and the RGB asset) before the node is called.
+-- The Idempotency-Key was looked up once, before the invoice was read (vnode/payments/send.py):
+-- a second request with the same key racing this one fails on the key's primary key when it
+-- stores its answer, with all it did rolled back, and the caller replays the first answer.
+DROP FUNCTION IF EXISTS vnode_payment_reserve(
+    bigint, text, text, bigint, text, bigint, bigint, timestamptz, text, text, bytea);
 CREATE OR REPLACE FUNCTION vnode_payment_reserve(
     p_user bigint, p_hash text, p_invoice text, p_amount_msat bigint, p_asset_id text,
     p_asset_amount bigint, p_fee_reserve bigint, p_expires_at timestamptz, p_owner text,
-    p_idem_key text, p_req bytea, OUT status integer, OUT body jsonb)
+    p_idem_key text, p_req bytea,
+    OUT code text, OUT detail text, OUT result jsonb, OUT payment_id bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
     c_in_flight constant bigint := vnode_account('payments_in_flight');
@@ -42,39 +48,29 @@ DECLARE
     v_live ln_payments%ROWTYPE;
     v_tx bigint;
 BEGIN
-    SELECT l.status, l.body INTO status, body
-    FROM vnode_idem_lookup(p_owner, p_idem_key, 'sendpayment', p_req) l;
-    IF FOUND THEN
-        RETURN;
-    END IF;
-
     PERFORM 1 FROM virtual_nodes WHERE user_id = p_user FOR UPDATE;
     IF NOT FOUND THEN
-        status := 404;
-        body := vnode_error('unknown_user', 'the payer has no virtual node');
+        code := 'unknown_user';
     END IF;
-    IF status IS NULL THEN
+    IF code IS NULL THEN
         SELECT * INTO v_live FROM ln_payments
         WHERE payment_hash = p_hash AND ln_payments.status IN ('pending', 'succeeded');
         IF FOUND THEN
-            status := 409;
-            body := vnode_error(CASE v_live.status WHEN 'pending' THEN 'payment_in_progress'
-                                ELSE 'invoice_already_paid' END,
-                                'this invoice already has a ' || v_live.status || ' payment');
+            code := CASE v_live.status WHEN 'pending' THEN 'payment_in_progress'
+                    ELSE 'invoice_already_paid' END;
         ELSIF vnode_user_balance(p_user, 'BTC') < v_total THEN
-            status := 409;
-            body := vnode_error('insufficient_balance', format(
+            code := 'insufficient_balance';
+            detail := format(
                 'the payment needs %s msat (amount %s + fee reserve %s); spendable %s msat',
-                v_total, p_amount_msat, p_fee_reserve, vnode_user_balance(p_user, 'BTC')));
+                v_total, p_amount_msat, p_fee_reserve, vnode_user_balance(p_user, 'BTC'));
         ELSIF p_asset_id IS NOT NULL AND vnode_user_balance(p_user, p_asset_id) < p_asset_amount THEN
-            status := 409;
-            body := vnode_error('insufficient_balance', format(
-                'the payment needs %s of %s; spendable %s', p_asset_amount, p_asset_id,
-                vnode_user_balance(p_user, p_asset_id)));
+            code := 'insufficient_balance';
+            detail := format('the payment needs %s of %s; spendable %s', p_asset_amount,
+                             p_asset_id, vnode_user_balance(p_user, p_asset_id));
         END IF;
     END IF;
-    IF status IS NOT NULL THEN
-        PERFORM vnode_idem_store(p_owner, p_idem_key, 'sendpayment', p_req, status, body);
+    IF code IS NOT NULL THEN
+        PERFORM vnode_idem_store(p_owner, p_idem_key, 'sendpayment', p_req, code, detail, NULL);
         RETURN;
     END IF;
 
@@ -99,19 +95,21 @@ BEGIN
                               'lightning', NULL, 'pending', p_hash);
     END IF;
 
-    body := vnode_payment_json(v_payment);
-    PERFORM vnode_emit(p_user, 'payment.pending', body);
-    status := 202;
-    PERFORM vnode_idem_store(p_owner, p_idem_key, 'sendpayment', p_req, status, body);
+    code := 'pending';
+    result := vnode_payment_json(v_payment);
+    payment_id := v_payment.id;
+    PERFORM vnode_emit(p_user, 'payment.pending', result);
+    PERFORM vnode_idem_store(p_owner, p_idem_key, 'sendpayment', p_req, code, NULL, result);
 END $$;
 
 -- Flow 2, step 3: the node's final answer. Idempotent: a payment already final is left alone,
 -- except a success after a refund, which is booked as an operator loss and raises an alert.
 -- A refunded attempt whose invoice was paid by a later attempt is not a late success: the
 -- node keeps one record per payment hash, and it is the later attempt's.
+DROP FUNCTION IF EXISTS vnode_payment_finish(bigint, text, bigint, text, text);
 CREATE OR REPLACE FUNCTION vnode_payment_finish(
     p_payment_id bigint, p_outcome text, p_fee_msat bigint, p_preimage text, p_reason text,
-    OUT status integer, OUT body jsonb)
+    OUT code text, OUT result jsonb)
 LANGUAGE plpgsql AS $$
 DECLARE
     c_outbound constant bigint := vnode_account('lightning_outbound');
@@ -128,8 +126,7 @@ BEGIN
     END IF;
     SELECT * INTO p FROM ln_payments WHERE id = p_payment_id FOR UPDATE;
     IF NOT FOUND THEN
-        status := 404;
-        body := vnode_error('unknown_payment', 'no such payment');
+        code := 'unknown_payment';
         RETURN;
     END IF;
 
@@ -152,8 +149,8 @@ BEGIN
                                    'amount_msat', p.amount_msat, 'asset_id', p.asset_id,
                                    'asset_amount', p.asset_amount));
         END IF;
-        status := 200;
-        body := vnode_payment_json(p);
+        code := 'ok';
+        result := vnode_payment_json(p);
         RETURN;
     END IF;
 
@@ -218,17 +215,18 @@ BEGIN
     UPDATE ln_user_transactions SET status = p.status
     WHERE user_id = p.user_id AND payment_hash = p.payment_hash AND kind = 'payment'
       AND ln_user_transactions.status = 'pending';
-    status := 200;
-    body := vnode_payment_json(p);
-    PERFORM vnode_emit(p.user_id, 'payment.' || p.status, body);
+    code := 'ok';
+    result := vnode_payment_json(p);
+    PERFORM vnode_emit(p.user_id, 'payment.' || p.status, result);
 END $$;
 
 -- Flow 2 for an invoice vnode issued: settled in the ledger, no node call, no fee. An RGB
 -- invoice without an amount is refused (amount_required, the answer the external path gives
--- for the same invoice).
+-- for the same invoice). The Idempotency-Key was looked up once already, as for a reserve.
+DROP FUNCTION IF EXISTS vnode_internal_pay(bigint, text, text, bigint, text, text, bytea);
 CREATE OR REPLACE FUNCTION vnode_internal_pay(
     p_payer bigint, p_hash text, p_invoice text, p_amount_msat bigint, p_owner text,
-    p_idem_key text, p_req bytea, OUT status integer, OUT body jsonb)
+    p_idem_key text, p_req bytea, OUT code text, OUT detail text, OUT result jsonb)
 LANGUAGE plpgsql AS $$
 DECLARE
     inv ln_invoices%ROWTYPE;
@@ -239,52 +237,40 @@ DECLARE
     v_payer_node text := 'vn_' || p_payer::text;
     v_payee_node text;
 BEGIN
-    SELECT l.status, l.body INTO status, body
-    FROM vnode_idem_lookup(p_owner, p_idem_key, 'sendpayment', p_req) l;
-    IF FOUND THEN
-        RETURN;
-    END IF;
-
     -- Serialise every payer of this invoice on its row (LESSONS 3).
     SELECT * INTO inv FROM ln_invoices WHERE payment_hash = p_hash FOR UPDATE;
     v_amount := coalesce(inv.amount_msat, p_amount_msat, 0);
     v_asset := CASE WHEN inv.asset_id = 'BTC' THEN NULL ELSE inv.asset_id END;
     IF inv.payment_hash IS NULL OR inv.invoice <> p_invoice THEN
         -- Same hash, different invoice: a substitution attempt (LESSONS 17).
-        status := 422;
-        body := vnode_error('invoice_mismatch', 'this invoice is not the one vnode issued');
+        code := 'invoice_mismatch';
     ELSIF inv.user_id = p_payer THEN
-        status := 422;
-        body := vnode_error('self_payment', 'a user cannot pay their own invoice');
+        code := 'self_payment';
     ELSIF EXISTS (SELECT 1 FROM ln_payments WHERE payment_hash = p_hash
                   AND ln_payments.status IN ('pending', 'succeeded'))
           OR inv.status = 'paid' THEN
-        status := 409;
-        body := vnode_error('invoice_already_paid', 'this invoice is already paid');
+        code := 'invoice_already_paid';
     ELSIF inv.expires_at <= now() THEN
-        status := 422;
-        body := vnode_error('invoice_expired', 'the invoice has expired');
+        code := 'invoice_expired';
     ELSIF inv.asset_id <> 'BTC' AND inv.asset_amount IS NULL THEN
         -- L6: nothing says how many units move; the node refuses the same invoice this way.
-        status := 422;
-        body := vnode_error('amount_required', 'the RGB invoice does not name an asset amount');
+        code := 'amount_required';
+        detail := 'the RGB invoice does not name an asset amount';
     END IF;
-    IF status IS NULL THEN
+    IF code IS NULL THEN
         -- Both nodes, in id order.
         PERFORM 1 FROM virtual_nodes WHERE user_id IN (p_payer, inv.user_id)
         ORDER BY user_id FOR UPDATE;
         IF NOT EXISTS (SELECT 1 FROM virtual_nodes WHERE user_id = p_payer) THEN
-            status := 404;
-            body := vnode_error('unknown_user', 'the payer has no virtual node');
+            code := 'unknown_user';
         ELSIF vnode_user_balance(p_payer, 'BTC') < v_amount
               OR (v_asset IS NOT NULL
                   AND vnode_user_balance(p_payer, v_asset) < inv.asset_amount) THEN
-            status := 409;
-            body := vnode_error('insufficient_balance', 'the spendable balance is too small');
+            code := 'insufficient_balance';
         END IF;
     END IF;
-    IF status IS NOT NULL THEN
-        PERFORM vnode_idem_store(p_owner, p_idem_key, 'sendpayment', p_req, status, body);
+    IF code IS NOT NULL THEN
+        PERFORM vnode_idem_store(p_owner, p_idem_key, 'sendpayment', p_req, code, detail, NULL);
         RETURN;
     END IF;
 
@@ -322,10 +308,10 @@ BEGIN
     INSERT INTO ln_receipts (payment_hash, source, user_id, amount_msat, asset_amount)
     VALUES (p_hash, 'internal', inv.user_id, v_amount, inv.asset_amount);
 
-    body := vnode_payment_json(v_payment);
-    PERFORM vnode_emit(p_payer, 'payment.succeeded', body);
+    code := 'ok';
+    result := vnode_payment_json(v_payment);
+    PERFORM vnode_emit(p_payer, 'payment.succeeded', result);
     PERFORM vnode_emit(inv.user_id, 'invoice.paid', vnode_invoice_paid(
         inv, 'internal', v_payer_node, v_amount, inv.asset_amount));
-    status := 200;
-    PERFORM vnode_idem_store(p_owner, p_idem_key, 'sendpayment', p_req, status, body);
+    PERFORM vnode_idem_store(p_owner, p_idem_key, 'sendpayment', p_req, code, NULL, result);
 END $$;

@@ -35,9 +35,10 @@ $$;
 -- invoice's asset first; p_asset_id is the asset the node reports (NULL: plain BTC).
 -- Before migration 0010 it had no p_asset_id: that older signature is dropped.
 DROP FUNCTION IF EXISTS vnode_receipt_credit(text, bigint, bigint);
+DROP FUNCTION IF EXISTS vnode_receipt_credit(text, bigint, bigint, text);
 CREATE OR REPLACE FUNCTION vnode_receipt_credit(
-    p_hash text, p_amount_msat bigint, p_asset_amount bigint, p_asset_id text, OUT status integer,
-    OUT body jsonb)
+    p_hash text, p_amount_msat bigint, p_asset_amount bigint, p_asset_id text,
+    OUT code text, OUT result jsonb, OUT credited boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
     c_inbound constant bigint := vnode_account('lightning_inbound');
@@ -46,8 +47,7 @@ DECLARE
 BEGIN
     SELECT * INTO inv FROM ln_invoices WHERE payment_hash = p_hash FOR UPDATE;
     IF NOT FOUND THEN
-        status := 404;
-        body := vnode_error('unknown_invoice', 'vnode did not issue an invoice with this hash');
+        code := 'unknown_invoice';
         RETURN;
     END IF;
     IF coalesce(p_asset_id, 'BTC') <> inv.asset_id THEN
@@ -57,9 +57,7 @@ BEGIN
                                   'asset_amount', p_asset_amount, 'amount_msat', p_amount_msat)
         WHERE NOT EXISTS (SELECT 1 FROM alerts
                           WHERE kind = 'receipt_asset_mismatch' AND payment_hash = p_hash);
-        status := 409;
-        body := vnode_error('asset_mismatch', 'the node received another asset than the '
-                            'invoice asks for; nothing was credited');
+        code := 'asset_mismatch';
         RETURN;
     END IF;
     INSERT INTO ln_receipts (payment_hash, source, user_id, amount_msat, asset_amount)
@@ -67,9 +65,10 @@ BEGIN
             CASE WHEN inv.asset_id = 'BTC' THEN NULL ELSE p_asset_amount END)
     ON CONFLICT (payment_hash, source) DO NOTHING;
     IF NOT FOUND THEN
-        status := 200;
-        body := jsonb_build_object('credited', false, 'payment_hash', p_hash,
-                                   'user_id', inv.user_id, 'reason', 'already credited');
+        code := 'ok';
+        credited := false;
+        result := jsonb_build_object('credited', false, 'payment_hash', p_hash,
+                                     'user_id', inv.user_id, 'reason', 'already credited');
         RETURN;
     END IF;
 
@@ -87,20 +86,22 @@ BEGIN
                               p_asset_amount, 'lightning', inv.description, 'completed', p_hash);
     END IF;
     UPDATE ln_invoices SET status = 'paid' WHERE payment_hash = p_hash;
-    body := vnode_invoice_paid(inv, 'node', NULL, p_amount_msat,
-                               CASE WHEN inv.asset_id = 'BTC' THEN NULL ELSE p_asset_amount END);
-    PERFORM vnode_emit(inv.user_id, 'invoice.paid', body);
-    body := body || jsonb_build_object('credited', true);
-    status := 200;
+    result := vnode_invoice_paid(inv, 'node', NULL, p_amount_msat,
+                                 CASE WHEN inv.asset_id = 'BTC' THEN NULL ELSE p_asset_amount END);
+    PERFORM vnode_emit(inv.user_id, 'invoice.paid', result);
+    result := result || jsonb_build_object('credited', true);
+    code := 'ok';
+    credited := true;
 END $$;
 
 -- RGB on-chain: the node reports an incoming transfer to one of our RGB invoices as Settled;
 -- credit its owner once, if the asset is the one the invoice asks for (before migration 0010
 -- it took no asset: that older signature is dropped).
 DROP FUNCTION IF EXISTS vnode_rgb_receipt_credit(text, bigint, bigint, text);
+DROP FUNCTION IF EXISTS vnode_rgb_receipt_credit(text, bigint, bigint, text, text);
 CREATE OR REPLACE FUNCTION vnode_rgb_receipt_credit(
     p_recipient_id text, p_idx bigint, p_amount bigint, p_outpoint text, p_asset_id text,
-    OUT status integer, OUT body jsonb)
+    OUT code text, OUT result jsonb, OUT credited boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
     c_rgb_inbound constant bigint := vnode_account('rgb_onchain_inbound');
@@ -109,8 +110,7 @@ DECLARE
 BEGIN
     SELECT * INTO inv FROM rgb_invoices WHERE recipient_id = p_recipient_id FOR UPDATE;
     IF NOT FOUND THEN
-        status := 404;
-        body := vnode_error('unknown_invoice', 'vnode did not issue this RGB invoice');
+        code := 'unknown_invoice';
         RETURN;
     END IF;
     IF p_asset_id <> inv.asset_id THEN
@@ -121,17 +121,16 @@ BEGIN
                                   'asset_amount', p_amount)
         WHERE NOT EXISTS (SELECT 1 FROM alerts WHERE kind = 'receipt_asset_mismatch'
                           AND details ->> 'recipient_id' = p_recipient_id);
-        status := 409;
-        body := vnode_error('asset_mismatch', 'the node received another asset than the '
-                            'invoice asks for; nothing was credited');
+        code := 'asset_mismatch';
         RETURN;
     END IF;
     INSERT INTO rgb_receipts (recipient_id, transfer_idx, asset_amount, outpoint)
     VALUES (p_recipient_id, p_idx, p_amount, p_outpoint)
     ON CONFLICT (recipient_id) DO NOTHING;
     IF NOT FOUND THEN
-        status := 200;
-        body := jsonb_build_object('credited', false, 'recipient_id', p_recipient_id);
+        code := 'ok';
+        credited := false;
+        result := jsonb_build_object('credited', false, 'recipient_id', p_recipient_id);
         RETURN;
     END IF;
     PERFORM 1 FROM virtual_nodes WHERE user_id = inv.user_id FOR UPDATE;
@@ -140,10 +139,11 @@ BEGIN
     PERFORM vnode_history(inv.user_id, v_tx, 'rgb_receipt', 'in', inv.asset_id, p_amount,
                           'rgb on-chain', NULL, 'completed', NULL);
     UPDATE rgb_invoices SET status = 'settled' WHERE recipient_id = p_recipient_id;
-    body := jsonb_build_object(
+    result := jsonb_build_object(
         'credited', true, 'recipient_id', p_recipient_id, 'user_id', inv.user_id,
         'asset_id', inv.asset_id, 'asset_amount', p_amount, 'outpoint', p_outpoint,
         'transfer_idx', p_idx);
-    PERFORM vnode_emit(inv.user_id, 'rgb.transfer.settled', body - 'credited');
-    status := 200;
+    PERFORM vnode_emit(inv.user_id, 'rgb.transfer.settled', result - 'credited');
+    code := 'ok';
+    credited := true;
 END $$;
