@@ -39,6 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 import transfers
 
+from harness import options as opt
+
 console = Console(stderr=True)
 out = Console(width=110)
 FUND_MSAT = 100_000_000
@@ -58,30 +60,17 @@ WORKLOADS = {
 
 
 def main(
-    url: Annotated[str | None, typer.Option(help="A running service (else one is started)")]
-    = None,
-    dsn: Annotated[str | None, typer.Option(
-        help="With --url: a DSN of the service's PostgreSQL cluster, for pgbench")] = None,
-    admin_key: Annotated[str | None, typer.Option(
-        envvar="VNODE_ADMIN_KEY", help="With --url: an admin key (funding and reads)")] = None,
+    url: opt.ServiceUrl = None, dsn: opt.ServiceDsn = None, admin_key: opt.AdminKey = None,
     endpoint: Annotated[str, typer.Option(help="assetbalance (one asset) or balances (all)")]
     = "assetbalance",
-    workers: Annotated[int, typer.Option(help="`vnode serve --workers` when started here")] = 1,
-    clients: Annotated[int, typer.Option(help="Concurrent connections (and pgbench -c)")] = 32,
-    duration: Annotated[int, typer.Option(help="Seconds of each measured run")] = 20,
-    warmup: Annotated[int, typer.Option(help="Seconds of unmeasured load first")] = 3,
-    users: Annotated[int, typer.Option(help="Users funded and read")] = 1000,
-    user_base: Annotated[int, typer.Option(help="User ids are base+1 .. base+users")]
-    = 7_000_000_000,
-    loadgen: Annotated[str, typer.Option(
-        help="auto (wrk if installed, else python), wrk, python (raw asyncio) or httpx")]
-    = "auto",
-    loadgen_threads: Annotated[int, typer.Option(help="wrk threads")] = 2,
-    pgbench_threads: Annotated[int, typer.Option(help="pgbench -j")] = 2,
+    workers: opt.Workers = 1, clients: opt.Clients = 32, duration: opt.Seconds = 20,
+    warmup: opt.Warmup = 3,
+    users: opt.Users = 1000, user_base: opt.UserBase = 7_000_000_000,
+    loadgen: opt.Loadgen = "auto", loadgen_threads: opt.LoadgenThreads = 2,
+    pgbench_threads: opt.PgbenchThreads = 2,
     shared_dir: Annotated[Path, typer.Option(help="Directory of transfer_schema.sql")]
     = common.SHARED_BENCH_DIR,
-    json_path: Annotated[Path | None, typer.Option(
-        "--json", help="Also write the figures to this JSON file (for bench/run.py)")] = None,
+    json_path: opt.JsonOut = None,
 ) -> None:
     """Balance reads/s through vnode vs pgbench reading a balance on the same cluster."""
     schema = shared_dir / "transfer_schema.sql"
@@ -90,25 +79,19 @@ def main(
     if endpoint not in WORKLOADS:
         raise typer.BadParameter("--endpoint is assetbalance or balances")
     loadgen = transfers.pick_loadgen(loadgen)
-    if url is not None and (dsn is None or admin_key is None):
-        raise typer.BadParameter("--url needs --dsn (for pgbench) and --admin-key")
-    if users < 2:
-        raise typer.BadParameter("--users must be at least 2")
+    common.Target.check_options(url, dsn, admin_key, users)
 
     workdir = Path(tempfile.mkdtemp(prefix="vnode-bench-balances-"))
-    running: common.RunningService | None = None
+    target: common.Target | None = None
     try:
-        cpu_roots: dict[str, int] = {}
-        if url is None:
-            with console.status("starting PostgreSQL and vnode serve"):
-                running = common.RunningService.start(workdir, workers)
-            url, dsn, admin_key = running.url, running.dsn, running.admin_key
-            cpu_roots = running.cpu_roots()
-        assert dsn is not None and admin_key is not None
+        with console.status("starting PostgreSQL and vnode serve"):
+            target = common.Target.start(url, dsn, admin_key, workdir, workers)
+        url, dsn, admin_key, cpu_roots = (target.url, target.dsn, target.admin_key,
+                                          target.cpu_roots())
         pg_version = common.server_version(dsn)
         out.print(f"machine: {common.machine_summary()}")
         out.print(f"PostgreSQL {pg_version}; vnode at {url}"
-                  + (f" (--workers {workers})" if running else "")
+                  + (f" (--workers {workers})" if target.running else "")
                   + f"; POST {WORKLOADS[endpoint].path}; load from {loadgen}")
         with console.status(f"funding {users} users"):
             started = time.monotonic()
@@ -136,16 +119,15 @@ def main(
 
         _report(result, reference, clients, duration, workload.path)
         ratio = result.rate / reference.tps if reference.tps else 0.0
-        common.write_figures(json_path, "balances", {
+        common.finish(json_path, "balances", {
             "vnode reads/s": result.rate, "vnode p50 ms": result.p50_ms,
             "vnode p99 ms": result.p99_ms, "pgbench SELECT balance tps": reference.tps,
             "other programs during vnode run, cores": meter.foreign_user / result.seconds,
         }, ("vnode/pgbench", ratio), postgres=pg_version)
-        print(f"ratio vnode/pgbench: {ratio:.2f}", flush=True)
     finally:
         with console.status("stopping"):
-            if running is not None:
-                running.stop()
+            if target is not None:
+                target.stop()
             shutil.rmtree(workdir, ignore_errors=True)
 
 

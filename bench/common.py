@@ -1,5 +1,6 @@
-"""Helpers shared by the benchmarks in bench/: a throwaway PostgreSQL cluster, `vnode serve` as a
-process, pgbench runs, CPU accounting per process tree and a py-spy profile summary.
+"""Helpers shared by the benchmarks in bench/: a throwaway cluster with `vnode serve` on it (from
+the harness package, harness/, which the tests and the proving ground use too), pgbench runs,
+the machine's description, the `--json` figures and a py-spy profile summary.
 
 Everything here is Linux-only (it reads /proc) and meant for a benchmark run, not for the service.
 """
@@ -9,30 +10,37 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import multiprocessing
 import os
 import re
-import resource
 import secrets
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from harness.postgres import TemporaryCluster
+from harness.serve import ServeProcess
+from harness.usage import Cpu as Cpu
+from harness.usage import CpuMeter as CpuMeter
 from vnode.db.dsn import with_database
-from vnode.db.embedded import EmbeddedPostgres, bin_dir
+from vnode.db.embedded import bin_dir
 from vnode.loopback import free_port_pair
 
 # The repository lives beside `shared/` (here /work/main and /work/shared; CI clones the same way).
 SHARED_BENCH_DIR = Path(__file__).resolve().parents[2] / "shared" / "bench"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+STOP_TIMEOUT_S = 20.0  # SIGINT, then SIGKILL of the service's process group
 
 
 # --------------------------------------------------------------------------------------------
@@ -75,6 +83,13 @@ def write_figures(path: Path | None, benchmark: str, figures: dict[str, float],
     path.write_text(json.dumps(document, indent=2) + "\n")
 
 
+def finish(path: Path | None, benchmark: str, figures: dict[str, float],
+           ratio: tuple[str, float], *, postgres: str) -> None:
+    """write_figures, then the comparable figure as the last line: `ratio NAME: 0.NN`."""
+    write_figures(path, benchmark, figures, ratio, postgres=postgres)
+    print(f"ratio {ratio[0]}: {ratio[1]:.2f}", flush=True)
+
+
 # --------------------------------------------------------------------------------------------
 # PostgreSQL
 
@@ -105,30 +120,6 @@ def server_version(dsn: str) -> str:
 def checkpoint(dsn: str) -> None:
     """Flush dirty buffers so that one measurement does not pay for the previous one's writes."""
     psql(dsn, "-c", "CHECKPOINT")
-
-
-class BenchCluster:
-    """An embedded PostgreSQL cluster in its own temporary directory, removed on stop."""
-
-    def __init__(self, root: Path | None = None) -> None:
-        self.root = root or Path(tempfile.mkdtemp(prefix="vnode-bench-"))
-        self.pg = EmbeddedPostgres(self.root / "pg")
-        self.dsn = ""
-
-    def start(self) -> str:
-        self.dsn = self.pg.start()
-        return self.dsn
-
-    @property
-    def postmaster_pid(self) -> int | None:
-        try:
-            return int((self.pg.pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
-        except (OSError, ValueError):
-            return None
-
-    def stop(self) -> None:
-        self.pg.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 @dataclass
@@ -172,74 +163,52 @@ def pgbench_command(dsn: str, script: Path, clients: int, threads: int, seconds:
 # vnode serve as a process
 
 
-class ServeProcess:
-    """`vnode serve` against an existing database, on a free port, in its own process group."""
+def serve_process(database_url: str, data_dir: Path, workers: int, *, access_log: bool = False,
+                  extra_env: dict[str, str] | None = None) -> ServeProcess:
+    """`vnode serve` against an existing database, on a free port, in its own process group
+    (not started)."""
+    port = free_port_pair()
+    env = {
+        # Workers (--workers > 1) read their settings from the environment only: without
+        # this they would look for the simulated node beside the default port.
+        "VNODE_PORT": str(port),
+        "VNODE_ACCESS_LOG": "true" if access_log else "false",
+        **(extra_env or {}),
+    }
+    return ServeProcess(data_dir, database_url, workers=workers, env=env, port=port,
+                        admin_key="bench-admin-" + secrets.token_urlsafe(24))
 
-    def __init__(self, database_url: str, data_dir: Path, workers: int, *,
-                 access_log: bool = False, extra_env: dict[str, str] | None = None) -> None:
-        self.port = free_port_pair()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.admin_key = "bench-admin-" + secrets.token_urlsafe(24)
-        self.data_dir = data_dir
-        self.workers = workers
-        self.log_path = data_dir / "serve.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VNODE_")}
-        env.update({
-            "VNODE_DATABASE_URL": database_url, "VNODE_ADMIN_KEY": self.admin_key,
-            # Workers (--workers > 1) read their settings from the environment only: without
-            # this they would look for the simulated node beside the default port.
-            "VNODE_PORT": str(self.port),
-            "VNODE_ACCESS_LOG": "true" if access_log else "false",
-        })
-        env.update(extra_env or {})
-        self.env = env
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, ready_timeout_s: float = 60.0) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-c", "from vnode.cli import main; main()", "serve",
-                   "--host", "127.0.0.1", "--port", str(self.port),
-                   "--data-dir", str(self.data_dir), "--workers", str(self.workers)]
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(command, env=self.env, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        wait_ready(self.url, ready_timeout_s, self.proc, self.log_path)
-
-    def worker_pids(self) -> list[int]:
-        """The processes that serve requests: the serve process itself, or its uvicorn workers."""
-        assert self.proc is not None
-        if self.workers == 1:
-            return [self.proc.pid]
-        return [pid for pid in descendants(self.proc.pid) if _is_python_worker(pid)]
-
-    def stop(self, timeout_s: float = 20.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGINT)  # uvicorn: graceful shutdown, then lifespan exit
-        try:
-            self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # the group this object started
-            self.proc.wait(5)
+def start_serve(database_url: str, data_dir: Path, workers: int, *, access_log: bool = False,
+                extra_env: dict[str, str] | None = None) -> ServeProcess:
+    """serve_process, started and ready (GET /readyz answers 200)."""
+    service = serve_process(database_url, data_dir, workers, access_log=access_log,
+                            extra_env=extra_env)
+    service.start()
+    try:
+        service.wait_ready_blocking(60.0)
+    except BaseException:
+        service.stop(signal.SIGINT, STOP_TIMEOUT_S)
+        raise
+    return service
 
 
 @dataclass
 class RunningService:
     """A throwaway cluster with `vnode serve` on it, as most benchmarks start them."""
 
-    cluster: BenchCluster
+    cluster: TemporaryCluster
     service: ServeProcess
     dsn: str
 
     @classmethod
     def start(cls, workdir: Path, workers: int, *, access_log: bool = False,
               extra_env: dict[str, str] | None = None) -> RunningService:
-        cluster = BenchCluster()
+        cluster = TemporaryCluster(prefix="vnode-bench-")
         try:
             dsn = cluster.start()
-            service = ServeProcess(dsn, workdir / "data", workers, access_log=access_log,
-                                   extra_env=extra_env)
-            service.start()
+            service = start_serve(dsn, workdir / "data", workers, access_log=access_log,
+                                  extra_env=extra_env)
         except BaseException:
             cluster.stop()
             raise
@@ -256,187 +225,100 @@ class RunningService:
     def cpu_roots(self) -> dict[str, int]:
         """Process trees for CpuMeter: the service and PostgreSQL (postmaster and backends),
         named as the benchmarks' CPU tables name them."""
-        assert self.service.proc is not None
-        roots = {"vnode serve": self.service.proc.pid}
+        assert self.service.pid is not None
+        roots = {"vnode serve": self.service.pid}
         if self.cluster.postmaster_pid is not None:
             roots["PostgreSQL"] = self.cluster.postmaster_pid
         return roots
 
     def stop(self) -> None:
         try:
-            self.service.stop()
+            self.service.stop(signal.SIGINT, STOP_TIMEOUT_S)
         finally:
             self.cluster.stop()
 
 
-def _is_python_worker(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    # uvicorn spawns workers with multiprocessing; skip the resource tracker.
-    return b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline
+@dataclass
+class Target:
+    """The service a benchmark measures: one started here (`running`), or one already running
+    (--url, --dsn, --admin-key)."""
 
+    url: str
+    dsn: str
+    admin_key: str
+    running: RunningService | None = None
 
-def wait_ready(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None,
-               log_path: Path | None = None) -> None:
-    """Poll GET /readyz until it answers 200, the process dies, or the deadline passes."""
-    deadline = time.monotonic() + timeout_s
-    last = "no answer"
-    with httpx.Client(timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"vnode serve exited with {proc.returncode}"
-                                   + _tail(log_path))
-            try:
-                response = client.get(f"{url}/readyz")
-                if response.status_code == 200:
-                    return
-                last = f"{response.status_code} {response.text[:200]}"
-            except httpx.HTTPError as exc:
-                last = type(exc).__name__
-            time.sleep(0.1)
-    raise TimeoutError(f"{url}/readyz not ready after {timeout_s}s ({last})" + _tail(log_path))
+    @classmethod
+    def check_options(cls, url: str | None, dsn: str | None, admin_key: str | None,
+                      users: int) -> None:
+        if url is not None and (dsn is None or admin_key is None):
+            raise typer.BadParameter("--url needs --dsn (for pgbench) and --admin-key")
+        if users < 2:
+            raise typer.BadParameter("--users must be at least 2")
 
+    @classmethod
+    def start(cls, url: str | None, dsn: str | None, admin_key: str | None, workdir: Path,
+              workers: int, *, access_log: bool = False) -> Target:
+        """The running service, or a throwaway cluster and `vnode serve` started here."""
+        if url is None:
+            running = RunningService.start(workdir, workers, access_log=access_log)
+            return cls(running.url, running.dsn, running.admin_key, running)
+        assert dsn is not None and admin_key is not None  # check_options
+        return cls(url, dsn, admin_key)
 
-def _tail(path: Path | None, lines: int = 30) -> str:
-    if path is None or not path.exists():
-        return ""
-    return "\n--- serve log ---\n" + "\n".join(path.read_text(errors="replace")
-                                              .splitlines()[-lines:])
+    @property
+    def service(self) -> ServeProcess | None:
+        return None if self.running is None else self.running.service
+
+    def cpu_roots(self) -> dict[str, int]:
+        """RunningService.cpu_roots, or nothing for a service not started here."""
+        return {} if self.running is None else self.running.cpu_roots()
+
+    def stop(self) -> None:
+        if self.running is not None:
+            self.running.stop()
 
 
 # --------------------------------------------------------------------------------------------
-# CPU accounting from /proc
+# A load generator in a process of its own
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name is in parentheses and may contain spaces; fields follow the last ')'.
-    return raw[raw.rindex(")") + 2:].split()
+def progress_wait(what: str, seconds: float, done: Callable[[], bool]) -> None:
+    """A progress bar (on stderr) over `seconds` until `done()`."""
+    with Progress(TextColumn("  {task.description}"), BarColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(what, total=seconds)
+        started = time.monotonic()
+        while not done():
+            progress.update(task, completed=min(seconds, time.monotonic() - started))
+            time.sleep(0.2)
 
 
-def _parents() -> dict[int, int]:
-    parents: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            fields = _stat_fields(int(entry.name))
-            if fields is not None:
-                parents[int(entry.name)] = int(fields[1])
-    return parents
-
-
-def descendants(root: int) -> list[int]:
-    parents = _parents()
-    found: list[int] = []
-    frontier = [root]
-    while frontier:
-        pid = frontier.pop()
-        children = [child for child, parent in parents.items() if parent == pid]
-        found.extend(children)
-        frontier.extend(children)
-    return found
-
-
-@dataclass(frozen=True)
-class Cpu:
-    """User and system CPU seconds."""
-
-    user: float = 0.0
-    system: float = 0.0
-
-    @property
-    def total(self) -> float:
-        return self.user + self.system
-
-    def __add__(self, other: Cpu) -> Cpu:
-        return Cpu(self.user + other.user, self.system + other.system)
-
-    def __sub__(self, other: Cpu) -> Cpu:
-        return Cpu(self.user - other.user, self.system - other.system)
-
-
-def tree_cpu(root: int) -> Cpu:
-    """CPU time of `root`, its live descendants and the children they reaped."""
-    user = system = 0
-    for pid in [root, *descendants(root)]:
-        fields = _stat_fields(pid)
-        if fields is not None:
-            # utime, stime, cutime, cstime: fields 14-17 of stat, here 11-14 (two removed above).
-            user += int(fields[11]) + int(fields[13])
-            system += int(fields[12]) + int(fields[14])
-    return Cpu(user / CLOCK_TICKS, system / CLOCK_TICKS)
-
-
-def machine_cpu() -> tuple[Cpu, float]:
-    """(busy, idle seconds) of the whole machine since boot, all CPUs together.
-
-    Busy system time includes interrupts and softirq (where loopback networking is often
-    charged); steal time, taken by the hypervisor, counts as neither.
-    """
-    first = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    user, nice, system, idle, iowait, irq, softirq = (int(v) for v in first[:7])
-    return (Cpu((user + nice) / CLOCK_TICKS, (system + irq + softirq) / CLOCK_TICKS),
-            (idle + iowait) / CLOCK_TICKS)
-
-
-def _rusage(who: int) -> Cpu:
-    usage = resource.getrusage(who)
-    return Cpu(usage.ru_utime, usage.ru_stime)
-
-
-@dataclass
-class CpuMeter:
-    """CPU seconds spent by named process trees between start() and stop().
-
-    `reaped_name`, when given, names the CPU of this process's children that finished and were
-    waited for in between (a load generator that exits before stop() can read its /proc entry).
-    `foreign_user` is user CPU that none of those, nor this process, spent: other programs
-    running on the machine, which disturb the measurement.
-    """
-
-    roots: dict[str, int]
-    reaped_name: str | None = None
-    used: dict[str, Cpu] = field(default_factory=dict)
-    machine_busy: Cpu = field(default_factory=Cpu)
-    machine_idle: float = 0.0
-    own: Cpu = field(default_factory=Cpu)
-    _before: dict[str, Cpu] = field(default_factory=dict)
-    _machine_before: tuple[Cpu, float] = (Cpu(), 0.0)
-    _reaped_before: Cpu = field(default_factory=Cpu)
-    _own_before: Cpu = field(default_factory=Cpu)
-
-    def start(self) -> None:
-        self._before = {name: tree_cpu(pid) for name, pid in self.roots.items()}
-        self._reaped_before = _rusage(resource.RUSAGE_CHILDREN)
-        self._own_before = _rusage(resource.RUSAGE_SELF)
-        self._machine_before = machine_cpu()
-
-    def stop(self) -> None:
-        busy, idle = machine_cpu()
-        self.machine_busy = busy - self._machine_before[0]
-        self.machine_idle = idle - self._machine_before[1]
-        self.own = _rusage(resource.RUSAGE_SELF) - self._own_before
-        for name, pid in self.roots.items():
-            self.used[name] = tree_cpu(pid) - self._before[name]
-        if self.reaped_name is not None:
-            self.used[self.reaped_name] = _rusage(resource.RUSAGE_CHILDREN) - self._reaped_before
-
-    def seconds(self, name: str) -> float:
-        return self.used[name].total
-
-    @property
-    def rest(self) -> float:
-        """Busy CPU not spent by the measured trees: kernel work, this script, other programs."""
-        return self.machine_busy.total - sum(c.total for c in self.used.values())
-
-    @property
-    def foreign_user(self) -> float:
-        ours = sum(c.user for c in self.used.values()) + self.own.user
-        return max(0.0, self.machine_busy.user - ours)
+def run_load_process(main: Callable[..., None], args: tuple[Any, ...], label: str,
+                     seconds: float, cpu_roots: dict[str, int], client: str,
+                     result_timeout_s: float = 30.0) -> tuple[dict[str, Any], CpuMeter]:
+    """`main(*args, ready, go, queue)` in a spawned process: it sets `ready` once it has
+    started, runs the load when `go` is set, and puts its result on `queue`, with its own CPU
+    during the load as `cpu_user` and `cpu_system`. The meter runs from `go` to the result;
+    the client's CPU is named `client`."""
+    context = multiprocessing.get_context("spawn")
+    queue: multiprocessing.Queue[dict[str, Any]] = context.Queue()
+    ready, go = context.Event(), context.Event()
+    worker = context.Process(target=main, args=(*args, ready, go, queue))
+    worker.start()
+    if not ready.wait(60):
+        worker.kill()
+        raise RuntimeError(f"the load generator ({label}) did not start")
+    meter = CpuMeter(cpu_roots, reaped_name=client)
+    meter.start()
+    go.set()
+    progress_wait(label, seconds, lambda: not queue.empty() or not worker.is_alive())
+    raw = queue.get(timeout=result_timeout_s)
+    meter.stop()
+    worker.join(10)
+    # The generator's own CPU during the load (its start-up and imports are left out).
+    meter.used[client] = Cpu(raw["cpu_user"], raw["cpu_system"])
+    return raw, meter
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,10 +27,7 @@ from __future__ import annotations
 
 import multiprocessing
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,11 +48,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 import transfers
 
+from harness.options import Clients, JsonOut, Loadgen, Seconds, Users, Workers
+from harness.redis import RedisServer, find_redis_server
+from harness.serve import ServeProcess
+from harness.waits import wait_http_ok_blocking
 from vnode.loopback import free_port
 
 console = Console(stderr=True)
 out = Console(width=110)
-SERVICE, POSTGRES, RECEIVER, REDIS = "vnode serve", "PostgreSQL", "receiver", "redis-server"
+RECEIVER, REDIS = "receiver", "redis-server"  # CPU meter names, beside RunningService's
 STREAM_KEY = "vnode:events"
 FUND_MSAT = 100_000_000
 
@@ -104,14 +105,7 @@ class Receiver:
 
     def start(self) -> None:
         self.proc.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url, timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise TimeoutError("the webhook receiver did not start")
+        wait_http_ok_blocking(self.url, 30.0, "the webhook receiver")
 
     def received(self) -> list[tuple[str, float]]:
         return [(c, float(t)) for c, t in httpx.get(self.url, timeout=60).json()]
@@ -125,45 +119,6 @@ class Receiver:
         if self.proc.is_alive():
             self.proc.terminate()
             self.proc.join(10)
-
-
-# --------------------------------------------------------------------------------------------
-# redis-server
-
-
-class RedisServer:
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise typer.BadParameter("redis-server is not installed "
-                                     "(apt-get install -y redis-server)")
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.log_path = workdir / "redis.log"
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [binary, "--save", "", "--appendonly", "no", "--port", str(self.port),
-                 "--bind", "127.0.0.1"], stdout=log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout_s: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited: {self.log_path.read_text()[-500:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise TimeoutError("redis-server did not answer PING")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(10)
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,7 +192,7 @@ def _wait_drained(dsn: str, timeout_s: float) -> float | None:
     return None
 
 
-def _register_webhook(service: common.ServeProcess, url: str) -> None:
+def _register_webhook(service: ServeProcess, url: str) -> None:
     response = httpx.post(f"{service.url}/admin/webhooks", json={"url": url, "events": []},
                           headers={"Authorization": f"Bearer {service.admin_key}"}, timeout=30)
     if response.status_code != 201:
@@ -248,45 +203,39 @@ def _register_webhook(service: common.ServeProcess, url: str) -> None:
 
 
 def main(
-    duration: Annotated[int, typer.Option(help="Seconds of transfer load")] = 20,
-    clients: Annotated[int, typer.Option(help="Concurrent connections of the load")] = 32,
-    users: Annotated[int, typer.Option(help="Users funded and transferring")] = 1000,
-    workers: Annotated[int, typer.Option(help="`vnode serve --workers`")] = 1,
-    loadgen: Annotated[str, typer.Option(help="auto (wrk if installed), wrk or python")]
-    = "auto",
+    duration: Seconds = 20, clients: Clients = 32, users: Users = 1000, workers: Workers = 1,
+    loadgen: Loadgen = "auto",
     drain_timeout: Annotated[float, typer.Option(
         help="Seconds to wait after the load for the backlog to be delivered")] = 90.0,
     webhook: Annotated[bool, typer.Option(help="Register the webhook receiver")] = True,
     redis_stream: Annotated[bool, typer.Option("--redis/--no-redis",
                                                help="Set VNODE_REDIS_URL")] = True,
-    json_path: Annotated[Path | None, typer.Option(
-        "--json", help="Also write the figures to this JSON file (for bench/run.py)")] = None,
+    json_path: JsonOut = None,
 ) -> None:
     """Events delivered/s and commit-to-delivery lag per channel, under the transfer load."""
     loadgen = transfers.pick_loadgen(loadgen)
     user_base, max_amount = 7_000_000_000, 1000
     workdir = Path(tempfile.mkdtemp(prefix="vnode-bench-events-"))
-    cluster: common.BenchCluster | None = None
+    redis_binary = find_redis_server()
+    if redis_binary is None:
+        raise typer.BadParameter("redis-server is not installed (apt-get install -y redis-server)")
     redis_server: RedisServer | None = None
     receiver: Receiver | None = None
-    service: common.ServeProcess | None = None
+    running: common.RunningService | None = None
     try:
-        with console.status("starting PostgreSQL, redis-server, the receiver and vnode serve"):
-            cluster = common.BenchCluster()
-            dsn = cluster.start()
-            redis_server = RedisServer(workdir)
-            redis_server.wait_ready()
+        with console.status("starting redis-server, the receiver, PostgreSQL and vnode serve"):
+            redis_server = RedisServer(workdir, binary=redis_binary)
+            redis_server.start()
             receiver = Receiver()
             receiver.start()
             env = {"VNODE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1"}
             if redis_stream:
                 env.update({"VNODE_REDIS_URL": redis_server.url,
                             "VNODE_REDIS_STREAM_KEY": STREAM_KEY})
-            service = common.ServeProcess(dsn, workdir / "data", workers, extra_env=env)
-            service.start()
+            running = common.RunningService.start(workdir, workers, extra_env=env)
+            service, dsn = running.service, running.dsn
             if webhook:
                 _register_webhook(service, receiver.url)
-        assert service.proc is not None
         out.print(f"machine: {common.machine_summary()}")
         pg_version = common.server_version(dsn)
         out.print(f"PostgreSQL {pg_version}; redis-server "
@@ -298,10 +247,8 @@ def main(
         if _wait_drained(dsn, 120) is None:
             raise RuntimeError("the funding events were not delivered in 120 s")
 
-        roots = {SERVICE: service.proc.pid, RECEIVER: receiver.pid,
-                 REDIS: redis_server.proc.pid}
-        if cluster.postmaster_pid is not None:
-            roots[POSTGRES] = cluster.postmaster_pid
+        assert redis_server.process.pid is not None
+        roots = {**running.cpu_roots(), RECEIVER: receiver.pid, REDIS: redis_server.process.pid}
         load, meter = transfers.run_load(
             loadgen, service.url, service.admin_key, clients, 2, duration, users, user_base,
             max_amount, workdir, roots, f"transfers, {clients} clients")
@@ -346,14 +293,12 @@ def main(
               flush=True)
     finally:
         with console.status("stopping"):
-            if service is not None:
-                service.stop()
+            if running is not None:
+                running.stop()
             if receiver is not None:
                 receiver.stop()
             if redis_server is not None:
                 redis_server.stop()
-            if cluster is not None:
-                cluster.stop()
             shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -43,6 +43,7 @@ import multiprocessing
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -61,12 +62,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 import transfers
 
+from harness.options import JsonOut, Seconds, Users, Workers
+from harness.processes import VNODE as VNODE_COMMAND
+from harness.processes import clean_env
 from vnode.lightning.sim_process import SimProcess
 from vnode.loopback import free_port
 
 console = Console(stderr=True)
 out = Console(width=110)
-SERVICE, SIM, POSTGRES, CLIENT = "vnode serve", "sim node", "PostgreSQL", "client"
+SIM, CLIENT = "sim node", "client"  # CPU meter names, beside RunningService.cpu_roots
 FUND_MSAT = 1_000_000_000  # 1,000,000 sats per user: each payment holds amount + fee reserve
 VNODE, DIRECT = "vnode", "sim-direct"
 Invoice = tuple[str, str]  # (payment_hash, invoice text)
@@ -281,23 +285,8 @@ class LoadResult:
 
 def run_load(spec: LoadSpec, label: str,
              cpu_roots: dict[str, int]) -> tuple[LoadResult, common.CpuMeter]:
-    context = multiprocessing.get_context("spawn")
-    queue: multiprocessing.Queue[dict[str, Any]] = context.Queue()
-    ready, go = context.Event(), context.Event()
-    worker = context.Process(target=_load_main, args=(spec, ready, go, queue))
-    worker.start()
-    if not ready.wait(60):
-        worker.kill()
-        raise RuntimeError("the load generator did not start")
-    meter = common.CpuMeter(cpu_roots, reaped_name=CLIENT)
-    meter.start()
-    go.set()
-    transfers._progress_wait(label, spec.seconds,
-                             lambda: not queue.empty() or not worker.is_alive())
-    raw = queue.get(timeout=spec.final_timeout_s + 30)
-    meter.stop()
-    worker.join(10)
-    meter.used[CLIENT] = common.Cpu(raw["cpu_user"], raw["cpu_system"])
+    raw, meter = common.run_load_process(_load_main, (spec,), label, spec.seconds, cpu_roots,
+                                         CLIENT, result_timeout_s=spec.final_timeout_s + 30)
     return LoadResult(label, raw["seconds"], Counter(raw["finals"]), raw["latencies"],
                       Counter(raw["requests"]), raw["answered_202"], raw["holds_set"],
                       raw["released"], raw["ran_out"]), meter
@@ -368,11 +357,9 @@ def _report(results: list[tuple[LoadResult, common.CpuMeter]], clients: int, dur
 
 def run_audit(dsn: str, data_dir: Path) -> bool:
     """`vnode audit --no-node` against the bench's database; prints its verdict."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VNODE_")}
-    env["VNODE_DATABASE_URL"] = dsn
-    done = subprocess.run(
-        [sys.executable, "-c", "from vnode.cli import main; main()", "audit", "--no-node",
-         "--data-dir", str(data_dir)], env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run([VNODE_COMMAND, "audit", "--no-node", "--data-dir", str(data_dir)],
+                          env=clean_env({"VNODE_DATABASE_URL": dsn}), capture_output=True,
+                          text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     verdict = next((line for line in reversed(lines) if "audit" in line), "no verdict printed")
     colour = "green" if done.returncode == 0 else "red"
@@ -386,10 +373,10 @@ def run_audit(dsn: str, data_dir: Path) -> bool:
 
 
 def main(
-    duration: Annotated[int, typer.Option(help="Seconds of each measured run")] = 20,
+    duration: Seconds = 20,
     clients: Annotated[int, typer.Option(help="Concurrent clients (each one payment at a time)")]
     = 16,
-    users: Annotated[int, typer.Option(help="Users funded and paying")] = 100,
+    users: Users = 100,
     invoices: Annotated[int, typer.Option(
         help="Outside invoices pre-created for each run (each can be paid once)")] = 6000,
     amount_msat: Annotated[int, typer.Option(help="Amount of every invoice")] = 1000,
@@ -399,7 +386,7 @@ def main(
     poll_s: Annotated[float, typer.Option(
         help="Client poll period while a payment is pending (vnode itself polls every 0.05 s)")]
     = 0.05,
-    workers: Annotated[int, typer.Option(help="`vnode serve --workers`")] = 1,
+    workers: Workers = 1,
     hold_fraction: Annotated[float, typer.Option(
         help="Fraction of payments before which the node's `hold` fault is set")] = 0.0,
     hold_s: Annotated[float, typer.Option(
@@ -407,8 +394,7 @@ def main(
     = 8.0,
     final_timeout: Annotated[float, typer.Option(
         help="Seconds a client waits for a final state before giving up on a payment")] = 60.0,
-    json_path: Annotated[Path | None, typer.Option(
-        "--json", help="Also write the figures to this JSON file (for bench/run.py)")] = None,
+    json_path: JsonOut = None,
 ) -> None:
     """External payments/s through vnode and the sim node, against the sim node alone."""
     if users < 1 or clients < 1 or invoices < 1:
@@ -418,21 +404,16 @@ def main(
     user_base = 7_000_000_000
     user_ids = [user_base + i for i in range(1, users + 1)]
     workdir = Path(tempfile.mkdtemp(prefix="vnode-bench-payments-"))
-    cluster: common.BenchCluster | None = None
     sim: SimProcess | None = None
-    service: common.ServeProcess | None = None
+    running: common.RunningService | None = None
     try:
-        with console.status("starting PostgreSQL, the simulated node and vnode serve"):
-            cluster = common.BenchCluster()
-            dsn = cluster.start()
-            sim_port = free_port()
-            sim = SimProcess("127.0.0.1", sim_port, workdir / "sim.log",
+        with console.status("starting the simulated node, PostgreSQL and vnode serve"):
+            sim = SimProcess("127.0.0.1", free_port(), workdir / "sim.log",
                              ("--settle-delay-s", str(settle_delay)))
             sim.wait_ready()
-            service = common.ServeProcess(dsn, workdir / "data", workers, extra_env={
+            running = common.RunningService.start(workdir, workers, extra_env={
                 "VNODE_NODE": "sim", "VNODE_RLN_URL": sim.url})
-            service.start()
-        assert service.proc is not None
+        service, dsn = running.service, running.dsn
         out.print(f"machine: {common.machine_summary()}")
         pg_version = common.server_version(dsn)
         out.print(f"PostgreSQL {pg_version}; vnode serve --workers {workers} "
@@ -450,9 +431,7 @@ def main(
         out.print(f"funded {users} users; created {2 * invoices:,} outside invoices of "
                   f"{amount_msat} msat in {time.monotonic() - started:.1f}s")
 
-        roots = {SERVICE: service.proc.pid, SIM: sim.proc.pid}
-        if cluster.postmaster_pid is not None:
-            roots[POSTGRES] = cluster.postmaster_pid
+        roots = {**running.cpu_roots(), SIM: sim.proc.pid}
         common.checkpoint(dsn)
         base = LoadSpec(VNODE, service.url, sim.url, service.admin_key, clients, duration,
                         user_ids, batch[:invoices], poll_s, final_timeout, hold_fraction, hold_s)
@@ -463,11 +442,11 @@ def main(
         direct = run_load(direct_spec, DIRECT, roots)
 
         _report([via_vnode, direct], clients, duration, hold_fraction)
-        service.stop()
+        service.stop(signal.SIGINT, common.STOP_TIMEOUT_S)
         clean = run_audit(dsn, workdir / "data")
         ratio = via_vnode[0].rate / direct[0].rate if direct[0].rate else 0.0
         mine, theirs = via_vnode[0], direct[0]
-        common.write_figures(json_path, "payments", {
+        common.finish(json_path, "payments", {
             "vnode payments/s": mine.rate,
             "vnode to final p50 ms": 1000 * _pct(mine.latencies_s, 50),
             "vnode to final p99 ms": 1000 * _pct(mine.latencies_s, 99),
@@ -478,15 +457,12 @@ def main(
             "other programs during vnode run, cores":
                 via_vnode[1].foreign_user / max(mine.seconds, 1e-9),
         }, ("vnode/sim-direct", ratio), postgres=pg_version)
-        print(f"ratio vnode/sim-direct: {ratio:.2f}", flush=True)
     finally:
         with console.status("stopping"):
-            if service is not None:
-                service.stop()
+            if running is not None:
+                running.stop()
             if sim is not None:
                 sim.stop()
-            if cluster is not None:
-                cluster.stop()
             shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -33,7 +33,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -42,11 +41,13 @@ from urllib.parse import urlsplit
 import httpx
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
+
+from harness import options as opt
+from harness.serve import ServeProcess
 
 console = Console(stderr=True)  # progress and notes
 out = Console(width=110)  # results
@@ -172,9 +173,8 @@ def parse_wrk(output: str) -> LoadResult:
 
 
 def _python_load(mode: str, url: str, key: str, clients: int, seconds: float, users: int,
-                 base: int, max_amount: int, ready: Any, go: Any,
-                 queue: multiprocessing.Queue[dict[str, Any]],
-                 workload: Workload = TRANSFER) -> None:
+                 base: int, max_amount: int, workload: Workload, ready: Any, go: Any,
+                 queue: multiprocessing.Queue[dict[str, Any]]) -> None:
     try:
         import uvloop
 
@@ -283,16 +283,6 @@ def _percentile(sorted_values: list[float], pct: float) -> float:
 # Running things while showing progress
 
 
-def _progress_wait(what: str, seconds: float, done: Callable[[], bool]) -> None:
-    with Progress(TextColumn("  {task.description}"), BarColumn(), TimeRemainingColumn(),
-                  console=console, transient=True) as progress:
-        task = progress.add_task(what, total=seconds)
-        started = time.monotonic()
-        while not done():
-            progress.update(task, completed=min(seconds, time.monotonic() - started))
-            time.sleep(0.2)
-
-
 def run_load(mode: str, url: str, key: str, clients: int, threads: int, seconds: float,
              users: int, base: int, max_amount: int, workdir: Path,
              cpu_roots: dict[str, int], label: str,
@@ -308,31 +298,16 @@ def run_load(mode: str, url: str, key: str, clients: int, threads: int, seconds:
                                 text=True)
         meter = common.CpuMeter(cpu_roots, reaped_name=CLIENT)
         meter.start()
-        _progress_wait(label, seconds, lambda: proc.poll() is not None)
+        common.progress_wait(label, seconds, lambda: proc.poll() is not None)
         output = proc.communicate()[0]
         meter.stop()  # after wrk was reaped: its CPU is in this process's RUSAGE_CHILDREN
         if proc.returncode != 0:
             raise RuntimeError(f"wrk failed ({proc.returncode}):\n{output}")
         return parse_wrk(output), meter
 
-    context = multiprocessing.get_context("spawn")
-    queue: multiprocessing.Queue[dict[str, Any]] = context.Queue()
-    ready, go = context.Event(), context.Event()
-    worker = context.Process(target=_python_load, args=(
-        mode, url, key, clients, seconds, users, base, max_amount, ready, go, queue, workload))
-    worker.start()
-    if not ready.wait(60):
-        worker.kill()
-        raise RuntimeError("the Python load generator did not start")
-    meter = common.CpuMeter(cpu_roots, reaped_name=CLIENT)
-    meter.start()
-    go.set()
-    _progress_wait(label, seconds, lambda: not queue.empty() or not worker.is_alive())
-    raw = queue.get(timeout=30)
-    meter.stop()
-    worker.join(10)
-    # The generator's own CPU during the load (its start-up and imports are left out).
-    meter.used[CLIENT] = common.Cpu(raw["cpu_user"], raw["cpu_system"])
+    raw, meter = common.run_load_process(
+        _python_load, (mode, url, key, clients, seconds, users, base, max_amount, workload),
+        label, seconds, cpu_roots, CLIENT)
     statuses: Counter[int] = Counter({int(k): v for k, v in raw["statuses"].items()})
     return LoadResult(raw["seconds"], statuses, raw["p50"] * 1000, raw["p99"] * 1000,
                       dict(raw["errors"]), mode), meter
@@ -380,7 +355,7 @@ def run_pgbench(dsn: str, script: Path, clients: int, threads: int, seconds: int
     meter.start()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             cwd=cwd)
-    _progress_wait(label, seconds, lambda: proc.poll() is not None)
+    common.progress_wait(label, seconds, lambda: proc.poll() is not None)
     output = proc.communicate()[0]
     meter.stop()
     if proc.returncode != 0:
@@ -400,26 +375,13 @@ SELECT status FROM vnode_transfer({base} + :a, {base} + :b, 'unused', 'BTC', :am
 
 
 def main(
-    url: Annotated[str | None, typer.Option(help="A running service (else one is started)")]
-    = None,
-    dsn: Annotated[str | None, typer.Option(
-        help="With --url: a DSN of the service's PostgreSQL cluster, for pgbench")] = None,
-    admin_key: Annotated[str | None, typer.Option(
-        envvar="VNODE_ADMIN_KEY", help="With --url: an admin key (funding and transfers)")]
-    = None,
-    workers: Annotated[int, typer.Option(help="`vnode serve --workers` when started here")] = 1,
-    clients: Annotated[int, typer.Option(help="Concurrent connections (and pgbench -c)")] = 32,
-    duration: Annotated[int, typer.Option(help="Seconds of each measured run")] = 20,
-    warmup: Annotated[int, typer.Option(help="Seconds of unmeasured load first")] = 3,
-    users: Annotated[int, typer.Option(help="Users funded and transferring")] = 1000,
-    user_base: Annotated[int, typer.Option(help="User ids are base+1 .. base+users")]
-    = 7_000_000_000,
+    url: opt.ServiceUrl = None, dsn: opt.ServiceDsn = None, admin_key: opt.AdminKey = None,
+    workers: opt.Workers = 1, clients: opt.Clients = 32, duration: opt.Seconds = 20,
+    warmup: opt.Warmup = 3,
+    users: opt.Users = 1000, user_base: opt.UserBase = 7_000_000_000,
     max_amount: Annotated[int, typer.Option(help="Transfers move 1..max msat")] = 1000,
-    loadgen: Annotated[str, typer.Option(
-        help="auto (wrk if installed, else python), wrk, python (raw asyncio) or httpx")]
-    = "auto",
-    loadgen_threads: Annotated[int, typer.Option(help="wrk threads")] = 2,
-    pgbench_threads: Annotated[int, typer.Option(help="pgbench -j")] = 2,
+    loadgen: opt.Loadgen = "auto", loadgen_threads: opt.LoadgenThreads = 2,
+    pgbench_threads: opt.PgbenchThreads = 2,
     shared_dir: Annotated[Path, typer.Option(help="Directory of transfer.sql and "
                                              "transfer_schema.sql")] = common.SHARED_BENCH_DIR,
     access_log: Annotated[bool, typer.Option(help="VNODE_ACCESS_LOG of the started service")]
@@ -429,8 +391,7 @@ def main(
     py_spy: Annotated[Path | None, typer.Option(
         help="Record the service workers with py-spy during the measured run (collapsed "
              "stacks to this file) and print where the Python time goes")] = None,
-    json_path: Annotated[Path | None, typer.Option(
-        "--json", help="Also write the figures to this JSON file (for bench/run.py)")] = None,
+    json_path: opt.JsonOut = None,
 ) -> None:
     """Internal transfers/s through vnode vs pgbench transfer.sql on the same cluster."""
     script = shared_dir / "transfer.sql"
@@ -439,23 +400,17 @@ def main(
         if not path.exists():
             raise typer.BadParameter(f"{path} not found (see --shared-dir)")
     loadgen = pick_loadgen(loadgen)
-    if url is not None and (dsn is None or admin_key is None):
-        raise typer.BadParameter("--url needs --dsn (for pgbench) and --admin-key")
-    if users < 2:
-        raise typer.BadParameter("--users must be at least 2")
+    common.Target.check_options(url, dsn, admin_key, users)
 
     workdir = Path(tempfile.mkdtemp(prefix="vnode-bench-work-"))
-    running: common.RunningService | None = None
-    service: common.ServeProcess | None = None
+    target: common.Target | None = None
     try:
-        cpu_roots: dict[str, int] = {}
-        if url is None:
-            with console.status("starting PostgreSQL and vnode serve"):
-                running = common.RunningService.start(workdir, workers, access_log=access_log)
-            service = running.service
-            url, dsn, admin_key = running.url, running.dsn, running.admin_key
-            cpu_roots = running.cpu_roots()
-        assert dsn is not None and admin_key is not None
+        with console.status("starting PostgreSQL and vnode serve"):
+            target = common.Target.start(url, dsn, admin_key, workdir, workers,
+                                         access_log=access_log)
+        url, dsn, admin_key, cpu_roots = (target.url, target.dsn, target.admin_key,
+                                          target.cpu_roots())
+        service = target.service
         pg_version = common.server_version(dsn)
         out.print(f"machine: {common.machine_summary()}")
         out.print(f"PostgreSQL {pg_version}; vnode at {url}"
@@ -512,21 +467,20 @@ def main(
                    "other programs during vnode run, cores": meter.foreign_user / result.seconds}
         if ceiling is not None:
             figures["pgbench SELECT vnode_transfer() tps"] = ceiling[0].tps
-        common.write_figures(json_path, "transfers", figures, ("vnode/pgbench", ratio),
-                             postgres=pg_version)
-        print(f"ratio vnode/pgbench: {ratio:.2f}", flush=True)
+        common.finish(json_path, "transfers", figures, ("vnode/pgbench", ratio),
+                      postgres=pg_version)
     finally:
         with console.status("stopping"):
-            if running is not None:
-                running.stop()
+            if target is not None:
+                target.stop()
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _start_py_spy(service: common.ServeProcess | None, workdir: Path,
+def _start_py_spy(service: ServeProcess | None, workdir: Path,
                   duration: int) -> list[tuple[subprocess.Popen[bytes], Path]]:
     """One `py-spy record` per worker process; returns each with its output file."""
     binary = common.py_spy_path()
-    if binary is None or service is None or service.proc is None:
+    if binary is None or service is None or service.pid is None:
         console.print("[yellow]py-spy not found or no service started here: no profile[/]")
         return []
     spies = []

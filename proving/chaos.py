@@ -17,16 +17,17 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from proving.harness import Stage, StageOptions, wait_for
+from harness.options import JsonOut, Keep, LoadSeconds, LoadUsers, Rate, Seed, WithRedis
+from harness.waits import wait_until
 from proving.load import LoadGenerator, LoadOptions, Targets
-from proving.report import RunResult, make_console, print_result
+from proving.report import RunResult, check_load, finish, make_console
 from proving.session import SessionOptions, run_session
+from proving.stage import Stage, StageOptions
 
 # The node's next /sendpayment: cut without an answer, answered after vnode gave up, answered
 # 500; or the payment fails or hangs until released. Each but `fail` leaves vnode not knowing.
@@ -75,16 +76,16 @@ class ChaosController:
             index = turn % len(self.stage.serves)
             serve = self.stage.serves[index]
             with contextlib.suppress(TimeoutError):
-                await wait_for(self._busy(index), IN_FLIGHT_WAIT_S, "a money request in flight",
-                               period_s=0.005)
+                await wait_until(self._busy(index), IN_FLIGHT_WAIT_S,
+                                 "a money request in flight", period_s=0.005)
             self.targets.set_up(index, False)
             serve.kill()
             self.kills += 1
-            await serve.reap()
-            serve.spawn()
+            await asyncio.to_thread(serve.process.wait, 10.0)
+            serve.start()
             self.restarts += 1
             # Serving is enough: while the node is locked a process is up but not "ready".
-            await serve.wait_serving(90.0, ready=False)
+            await serve.wait_ready(90.0, path="/healthz")
             self.targets.set_up(index, True)
 
     def _busy(self, index: int) -> Callable[[], bool]:
@@ -113,9 +114,9 @@ class ChaosController:
         await self.load.sim_call("faults", "/_sim/faults", {"locked": False, "next_payment": None})
         for index, serve in enumerate(self.stage.serves):
             if serve.pid is None:
-                serve.spawn()
+                serve.start()
                 self.restarts += 1
-            await serve.wait_serving(90.0, ready=True)
+            await serve.wait_ready(90.0)
             self.targets.set_up(index, True)
 
 
@@ -144,11 +145,7 @@ async def run_chaos(options: SessionOptions, chaos: ChaosOptions,
 
 
 def main(
-    duration: Annotated[float, typer.Option(help="Seconds of load (and of faults)")] = 60.0,
-    rate: Annotated[float, typer.Option(help="Offered requests per second (all processes)")]
-    = 50.0,
-    users: Annotated[int, typer.Option(help="Funded users the load moves money between")] = 100,
-    seed: Annotated[int, typer.Option(help="Seed of the load's and the faults' choices")] = 1,
+    duration: LoadSeconds = 60.0, rate: Rate = 50.0, users: LoadUsers = 100, seed: Seed = 1,
     kill_every: Annotated[float, typer.Option(
         help="Seconds between two SIGKILLs (of each process in turn)")] = 10.0,
     fault_every: Annotated[float, typer.Option(
@@ -160,28 +157,19 @@ def main(
              "refunded only after it)")] = 30,
     settle_timeout: Annotated[float, typer.Option(
         help="Seconds after the faults stop within which every payment must be final")] = 90.0,
-    json_path: Annotated[Path | None, typer.Option(
-        "--json", help="Also write the result as JSON to this file")] = None,
-    redis: Annotated[bool, typer.Option(
-        help="Run a redis-server for the event stream, when one is installed")] = True,
-    keep: Annotated[bool, typer.Option(help="Keep the work directory (logs) after the run")]
-    = False,
+    json_path: JsonOut = None, redis: WithRedis = True, keep: Keep = False,
 ) -> None:
     """The soak's load under SIGKILLs and node faults; PASS/FAIL on the ledger and the audit."""
-    if rate <= 0 or duration <= 0 or users < 2 or kill_every <= 0:
-        raise typer.BadParameter("--rate, --duration and --kill-every must be positive, "
-                                 "--users at least 2")
+    check_load(duration, rate, users)
+    if kill_every <= 0:
+        raise typer.BadParameter("--kill-every must be positive")
     console = make_console()
     options = chaos_options(duration_s=duration, rate=rate, users=users, seed=seed, redis=redis,
                             invoice_expiry_s=invoice_expiry, settle_timeout_s=settle_timeout,
                             keep_workdir=keep)
     chaos = ChaosOptions(kill_every_s=kill_every, fault_every_s=fault_every,
                          lock_every_s=lock_every, lock_s=lock_for, seed=seed)
-    result = asyncio.run(run_chaos(options, chaos, console))
-    if json_path is not None:
-        result.write_json(json_path)
-    print_result(result, console)
-    raise typer.Exit(0 if result.passed else 1)
+    finish(asyncio.run(run_chaos(options, chaos, console)), json_path, console)
 
 
 if __name__ == "__main__":

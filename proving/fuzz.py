@@ -77,8 +77,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from proving.harness import Database, ServeNode, base_env
+from harness.processes import clean_env
+from harness.serve import ServeProcess
 from proving.hostile import HostileOptions, HostileResult, run_hostile
+from proving.stage import Database, stop_serve, wait_sim
 from vnode.apikeys import Scope, create_key, revoke_key
 from vnode.ledger.audit import run_audit
 from vnode.lightning.sim_process import SimProcess
@@ -302,15 +304,14 @@ async def own_service(workdir: Path,
     """A fresh database, `vnode sim serve` and one `vnode serve`; yields (url, dsn, sim url)."""
     database = Database(workdir, server_dsn)
     sim: SimProcess | None = None
-    serve: ServeNode | None = None
+    serve: ServeProcess | None = None
     try:
         # The sim starts while the database is made and migrated.
         sim = SimProcess("127.0.0.1", free_port(), workdir / "sim.log",
                          ("--rgb-asset", f"{RGB_ASSET}=1000000000"))
         dsn = await database.start()
-        await asyncio.to_thread(sim.wait_ready)
-        env = base_env()
-        env.update({
+        await wait_sim(sim)
+        env = {
             "VNODE_DATABASE_URL": dsn, "VNODE_MASTER_SEED": secrets.token_hex(32),
             "VNODE_NODE": "sim", "VNODE_RLN_URL": sim.url,
             "VNODE_ACCESS_LOG": "false", "VNODE_LOG_LEVEL": "WARNING",
@@ -322,14 +323,14 @@ async def own_service(workdir: Path,
             # The hostile phase holds payments at the node: each such send answers 202 after
             # this long (the sim settles others in 20 ms, well within it).
             "VNODE_PAYMENT_WAIT_S": "1",
-        })
-        serve = ServeNode("serve", workdir, env)
-        serve.spawn()
-        await serve.wait_serving(90.0, ready=True)
+        }
+        serve = ServeProcess(workdir / "serve", admin_key="", env=env)
+        serve.start()
+        await serve.wait_ready(90.0)
         yield serve.url, dsn, sim.url
     finally:
         if serve is not None:
-            await serve.stop()
+            await stop_serve(serve)
         if sim is not None:
             await asyncio.to_thread(sim.stop)
         with contextlib.suppress(OSError, asyncpg.PostgresError):
@@ -531,7 +532,7 @@ def tally_events(ndjson: Path, scopes_of: dict[str, Scope], result: KeyResult) -
 
 async def run_parser_properties(examples: int, report_dir: Path) -> tuple[bool, str]:
     test_file = REPO / "tests" / "unit" / "test_fuzz_parsers.py"
-    env = {**base_env(), "VNODE_FUZZ_EXAMPLES": str(examples)}
+    env = clean_env({"VNODE_FUZZ_EXAMPLES": str(examples)})
     with (report_dir / "parsers.log").open("wb") as log:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "pytest", str(test_file), "-q", "-p", "no:cacheprovider",

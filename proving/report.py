@@ -8,7 +8,9 @@ import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
@@ -175,3 +177,18 @@ def verdict(result: RunResult, required_ops: list[str]) -> None:
         reasons.append("no process was killed")
     result.reasons = reasons
     result.passed = not reasons
+
+
+def check_load(duration_s: float, rate: float, users: int) -> None:
+    """The command line's load options, as soak and chaos take them."""
+    if rate <= 0 or duration_s <= 0 or users < 2:
+        raise typer.BadParameter("--rate and --duration must be positive, --users at least 2")
+
+
+def finish(result: RunResult, json_path: Path | None, console: Console) -> NoReturn:
+    """The end of a soak or chaos command: the JSON if asked, the report (PASS or FAIL last),
+    and the exit code (1 on FAIL)."""
+    if json_path is not None:
+        result.write_json(json_path)
+    print_result(result, console)
+    raise typer.Exit(0 if result.passed else 1)

@@ -14,9 +14,9 @@ from typing import Protocol
 
 from rich.console import Console
 
-from proving.harness import Stage, StageOptions
 from proving.load import LoadGenerator, LoadOptions, Targets
 from proving.report import RunResult, machine_summary, op_figures, verdict
+from proving.stage import STREAM_KEY, Stage, StageOptions
 from proving.verify import check_ledger, resolve_unknown_inbound, wait_settled
 
 # Every kind of operation must have succeeded at least once for a run to count.
@@ -116,7 +116,7 @@ async def _load_and_settle(options: SessionOptions, console: Console, stage: Sta
     with console.status("checking the ledger against the client's books"):
         findings = await check_ledger(stage.database.dsn, load)
     if stage.redis is not None:
-        length = await stage.redis.stream_length()
+        length = stage.redis.stream_length(STREAM_KEY)
         findings.facts["events_in_redis_stream"] = -1 if length is None else length
     with console.status("vnode audit"):
         audit = await stage.audit()

@@ -9,16 +9,15 @@ one left nothing, every payment final, audit clean. Exit code 1 on FAIL.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
-from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from proving.harness import StageOptions
+from harness.options import JsonOut, Keep, LoadSeconds, LoadUsers, Rate, Seed, WithRedis
 from proving.load import LoadOptions
-from proving.report import RunResult, make_console, print_result
+from proving.report import RunResult, check_load, finish, make_console
 from proving.session import SessionOptions, run_session
+from proving.stage import StageOptions
 
 
 def soak_options(*, duration_s: float = 60.0, rate: float = 50.0, users: int = 100,
@@ -35,30 +34,15 @@ async def run_soak(options: SessionOptions, console: Console | None = None) -> R
     return await run_session(options, console or make_console())
 
 
-def main(
-    duration: Annotated[float, typer.Option(help="Seconds of load")] = 60.0,
-    rate: Annotated[float, typer.Option(help="Offered requests per second (all processes)")]
-    = 50.0,
-    users: Annotated[int, typer.Option(help="Funded users the load moves money between")] = 100,
-    seed: Annotated[int, typer.Option(help="Seed of the load's random choices")] = 1,
-    json_path: Annotated[Path | None, typer.Option(
-        "--json", help="Also write the result as JSON to this file")] = None,
-    redis: Annotated[bool, typer.Option(
-        help="Run a redis-server for the event stream, when one is installed")] = True,
-    keep: Annotated[bool, typer.Option(help="Keep the work directory (logs) after the run")]
-    = False,
-) -> None:
+def main(duration: LoadSeconds = 60.0, rate: Rate = 50.0, users: LoadUsers = 100,
+         seed: Seed = 1, json_path: JsonOut = None, redis: WithRedis = True,
+         keep: Keep = False) -> None:
     """A mixed load on two vnode processes; PASS/FAIL on the ledger and the audit."""
-    if rate <= 0 or duration <= 0 or users < 2:
-        raise typer.BadParameter("--rate and --duration must be positive, --users at least 2")
+    check_load(duration, rate, users)
     console = make_console()
     options = soak_options(duration_s=duration, rate=rate, users=users, seed=seed, redis=redis,
                            keep_workdir=keep)
-    result = asyncio.run(run_soak(options, console))
-    if json_path is not None:
-        result.write_json(json_path)
-    print_result(result, console)
-    raise typer.Exit(0 if result.passed else 1)
+    finish(asyncio.run(run_soak(options, console)), json_path, console)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from proving.harness import wait_for
+from harness.waits import wait_until
 from proving.load import LoadGenerator
 from proving.model import Model
 from vnode.apikeys import Scope
@@ -73,7 +73,7 @@ async def wait_settled(dsn: str, model: Model, timeout_s: float) -> bool:
         return pending == 0 and paid <= credited
 
     try:
-        await wait_for(settled, timeout_s, "payments to settle", period_s=0.5)
+        await wait_until(settled, timeout_s, "payments to settle", period_s=0.5)
     except TimeoutError:
         return False
     return True
