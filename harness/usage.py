@@ -4,9 +4,9 @@ its descendants), read from /proc (Linux only)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import resource
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,7 +189,8 @@ class MemorySampler:
     roots: dict[str, Callable[[], int | None]]
     period_s: float = 0.5
     peak_kib: dict[str, int] = field(default_factory=dict)
-    _task: asyncio.Task[None] | None = None
+    _thread: threading.Thread | None = None
+    _stopping: threading.Event = field(default_factory=threading.Event)
 
     def sample(self) -> None:
         children = children_by_parent()
@@ -203,17 +204,20 @@ class MemorySampler:
             peak = max(now, hwm_kib(pid) if len(pids) == 1 else 0)
             self.peak_kib[name] = max(self.peak_kib.get(name, 0), peak)
 
-    async def _run(self) -> None:
+    def _run(self) -> None:
         while True:
-            await asyncio.to_thread(self.sample)
-            await asyncio.sleep(self.period_s)
+            self.sample()
+            if self._stopping.wait(self.period_s):
+                return
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="memory-sampler")
+        """Sample in a thread of its own (reading /proc never blocks an event loop)."""
+        self._thread = threading.Thread(target=self._run, name="memory-sampler", daemon=True)
+        self._thread.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Stop sampling, after a last sample; may be called again."""
+        self._stopping.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
         await asyncio.to_thread(self.sample)
