@@ -51,7 +51,7 @@ import transfers
 from harness.options import Clients, JsonOut, Loadgen, Seconds, Users, Workers
 from harness.redis import RedisServer, find_redis_server
 from harness.serve import ServeProcess
-from harness.waits import wait_http_ok_blocking
+from harness.waits import wait_http_ok_blocking, wait_until_blocking
 from vnode.loopback import free_port
 
 console = Console(stderr=True)
@@ -180,16 +180,17 @@ def _stream_arrivals(redis_url: str) -> list[tuple[str, float]]:
 
 def _wait_drained(dsn: str, timeout_s: float) -> float | None:
     """Seconds until nothing is left to fan out or deliver, or None at the deadline."""
+    def drained() -> bool:
+        return _scalar(dsn, "SELECT (SELECT count(*) FROM outbox WHERE fanned_out_at IS NULL)"
+                            " + (SELECT count(*) FROM event_deliveries "
+                            "    WHERE status = 'pending')") == "0"
     started = time.monotonic()
     with console.status("waiting for the deliveries to drain"):
-        while time.monotonic() - started < timeout_s:
-            left = _scalar(dsn, "SELECT (SELECT count(*) FROM outbox WHERE fanned_out_at IS NULL)"
-                                " + (SELECT count(*) FROM event_deliveries "
-                                "    WHERE status = 'pending')")
-            if left == "0":
-                return time.monotonic() - started
-            time.sleep(0.1)
-    return None
+        try:
+            wait_until_blocking(drained, timeout_s, "the deliveries to drain", period_s=0.1)
+        except TimeoutError:
+            return None
+    return time.monotonic() - started
 
 
 def _register_webhook(service: ServeProcess, url: str) -> None:
