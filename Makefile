@@ -53,12 +53,12 @@ test: lint redis
 	$(BIN)/pytest
 
 # The edit-test loop: tests/unit and tests/integration (the app in-process on the embedded
-# PostgreSQL; no vnode serve, sim process or Redis), without lint. It leaves out
-# tests/integration/test_stateful.py, the hypothesis state machine of the ledger (about 43 s on
-# its own), which `make test` runs with everything else. Measured: 106 s of pytest (113 s with
-# start-up) on 2 cores while other suites ran; tests/unit alone 27 s. Not yet under a minute.
-test-fast: $(STAMP)
-	$(BIN)/pytest tests/unit tests/integration --ignore=tests/integration/test_stateful.py -q
+# PostgreSQL and the sim; tests/integration/events also starts a redis-server), without lint. It
+# leaves out tests/integration/ledger/test_stateful.py, the hypothesis state machine of the ledger
+# (about 43 s on its own), which `make test` runs with everything else. Before tests/events moved
+# into tests/integration: 106 s of pytest on 2 cores; not yet under a minute.
+test-fast: $(STAMP) redis
+	$(BIN)/pytest tests/unit tests/integration --ignore=tests/integration/ledger/test_stateful.py -q
 
 bench: $(STAMP) redis
 	$(BIN)/python bench/run.py

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_payments import reserve_for
+from tests.e2e.payments.test_payments import reserve_for
 from tests.lightning_support import SimControl
 from tests.support import ADMIN_KEY, RGB_ASSET, new_user_id
 from vnode.client import VNodeClient, VNodeError, VNodeUnavailable

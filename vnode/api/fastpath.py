@@ -7,7 +7,7 @@ layer serves the routes it is given directly, with the very pieces of each route
 model for validation, and its handler for the work. The FastAPI routes stay, for the OpenAPI
 document and for every body this layer does not take as it is (no JSON Content-Type, empty, or
 refused by the body model): it hands those on, body replayed, so each refusal has one source
-and both paths answer every request alike (tests/integration/test_fastpath.py).
+and both paths answer every request alike (tests/integration/api/test_fastpath.py).
 The body-size limit is not here: BodyLimit (vnode/api/body_limit.py) wraps this layer too, so
 `receive` below raises its 413 once a body passes the one limit every route shares.
 """

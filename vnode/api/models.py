@@ -3,7 +3,7 @@
 The server documents its answers with them (`responses={200: {"model": ...}}` in the routes and
 `HotRoute.answer`), without validating or re-encoding a body: most bodies are built by the
 money functions in SQL and sent as the bytes they are. `vnode.client` parses the same answers
-with the same models, and tests/integration/test_response_models.py checks that real answers of
+with the same models, and tests/integration/api/test_response_models.py checks that real answers of
 the running app fit them exactly, so the SQL, the document and the client cannot drift apart.
 
 This module imports pydantic and nothing of the server (no FastAPI, no database): the client,

@@ -3,7 +3,7 @@ movement balances. Users' accounts are their ids (> 0); these are negative.
 
 The ids are declared here for Python, and in SQL by `vnode_account(name)`
 (vnode/db/functions/00_helpers.sql), which every money function uses; the rows of the
-system_accounts table hold the same. tests/integration/test_catalog.py checks the three agree.
+system_accounts table hold the same. tests/integration/db/test_catalog.py checks the three agree.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
     2026-11-26T10:00:00.000000Z
 
 The SQL money functions write the same form with `vnode_ts` (vnode/db/functions/00_helpers.sql);
-tests/integration/test_catalog.py checks that both write the same string for the same instant.
+tests/integration/db/test_catalog.py checks that both write the same string for the same instant.
 """
 
 from __future__ import annotations
