@@ -270,10 +270,10 @@ async def read_ledger(dsn: str) -> Ledger:
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             # Zero rows (a node created, nothing held) are no money: left out.
-            balances = {(r["user_id"], r["asset_id"]): (r["balance"], r["pending"])
+            balances = {(r["user_id"], r["asset_id"]): (r["spendable"], r["pending"])
                         for r in await conn.fetch(
-                            "SELECT user_id, asset_id, balance, pending FROM ln_user_balances "
-                            "WHERE balance <> 0 OR pending <> 0")}
+                            "SELECT user_id, asset_id, spendable, pending FROM ln_user_balances "
+                            "WHERE spendable <> 0 OR pending <> 0")}
             system = {(r["account_id"], r["asset_id"]): r["balance"] for r in await conn.fetch(
                 "SELECT account_id, asset_id, balance FROM system_balances WHERE balance <> 0")}
             counts = {name: int(await conn.fetchval(sql)) for name, sql in _COUNTS.items()}

@@ -109,8 +109,8 @@ async def check_ledger(dsn: str, load: LoadGenerator) -> Findings:
             "SELECT payment_hash, source, user_id, amount_msat FROM ln_receipts"))
         _check_funding(found, model, await conn.fetch(
             "SELECT to_account, amount FROM virtual_transactions WHERE kind = 'admin_credit'"))
-        balances = {r["user_id"]: (r["balance"], r["pending"]) for r in await conn.fetch(
-            "SELECT user_id, balance, pending FROM ln_user_balances WHERE asset_id = 'BTC'")}
+        balances = {r["user_id"]: (r["spendable"], r["pending"]) for r in await conn.fetch(
+            "SELECT user_id, spendable, pending FROM ln_user_balances WHERE asset_id = 'BTC'")}
         _check_balances(found, model, balances)
         for alert in await conn.fetch("SELECT kind, payment_hash FROM alerts"):
             found.problem("alert", f"vnode raised an alert: {alert['kind']} "

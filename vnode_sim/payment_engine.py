@@ -42,7 +42,7 @@ ZERO_PREIMAGE: Final = "00" * 32
 MAX_DESCRIPTION_BYTES: Final = 639
 _HASH_RE: Final = re.compile(r"[0-9a-fA-F]{64}")
 
-Outcome = Literal["succeed", "fail", "zero_preimage"]
+Ending = Literal["succeed", "fail", "zero_preimage"]
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
 
 
@@ -350,16 +350,16 @@ class PaymentEngine:
             self._spawn(self._settle_later(key, attempt, "succeed"))
 
     async def _settle_later(
-        self, key: str, attempt: int, outcome: Outcome, after: asyncio.Event | None = None
+        self, key: str, attempt: int, ending: Ending, after: asyncio.Event | None = None
     ) -> None:
         if after is not None:
             # Pending must stay visible after the stale answer, so the delay starts then.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(after.wait(), STALE_WAIT_S)
         await asyncio.sleep(self._settle_delay_s)
-        self._finish(key, attempt, outcome)
+        self._finish(key, attempt, ending)
 
-    def _finish(self, key: str, attempt: int, outcome: Outcome) -> None:
+    def _finish(self, key: str, attempt: int, ending: Ending) -> None:
         payment = self._outbound.get(key)
         if payment is None or payment.attempt != attempt or payment.status != HtlcStatus.PENDING:
             return
@@ -369,7 +369,7 @@ class PaymentEngine:
         moved_units = payment.asset_amount or 0
         self._held.discard(key)
         payment.updated_at = self.now()
-        if outcome == "fail":
+        if ending == "fail":
             channel.local_msat += moved_msat
             channel.asset_local += moved_units
             payment.status = HtlcStatus.FAILED
@@ -379,7 +379,7 @@ class PaymentEngine:
         outside = self._outside_invoices[key]
         outside.paid = True
         payment.status = HtlcStatus.SUCCEEDED
-        payment.preimage = ZERO_PREIMAGE if outcome == "zero_preimage" else outside.issued.preimage
+        payment.preimage = ZERO_PREIMAGE if ending == "zero_preimage" else outside.issued.preimage
 
     # ------------------------------------------------------------------ the outside world (/_sim)
 

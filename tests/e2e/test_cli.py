@@ -78,7 +78,7 @@ async def test_admin_credit_and_debit(fresh_db: str, tmp_path: Path) -> None:
     assert bad.returncode == 2
     conn = await asyncpg.connect(fresh_db)
     try:
-        assert await conn.fetchval("SELECT balance FROM ln_user_balances WHERE user_id = $1",
+        assert await conn.fetchval("SELECT spendable FROM ln_user_balances WHERE user_id = $1",
                                    int(user)) == 5000
         memo = await conn.fetchval("SELECT memo FROM ln_user_transactions WHERE user_id = $1",
                                    int(user))

@@ -6,9 +6,7 @@ from datetime import datetime
 from html import escape
 
 from vnode.bot.amounts import format_msat, format_units
-from vnode.client import AssetBalance, HistoryEntry, InvoiceQuote, VNodeError
-
-BTC = "BTC"
+from vnode.client import BTC, AssetBalance, HistoryEntry, InvoiceQuote, VNodeError
 
 HELP = (
     "<b>bitMaskRGB</b>: a Lightning wallet in Telegram.\n\n"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from typing import NoReturn, Protocol, runtime_checkable
 
+from vnode.domain.ids import MAX_USER_ID
 from vnode.keys.bip32 import (
     HARDENED,
     ExtendedKey,
@@ -22,7 +23,6 @@ from vnode.keys.bip32 import (
 VNODE_PURPOSE = 7633
 
 MIN_USER_ID = 1
-MAX_USER_ID = 2**63 - 1  # Postgres BIGINT / signed 64-bit range.
 
 _SEGMENT_BITS = 31
 _SEGMENT_MASK = (1 << _SEGMENT_BITS) - 1

@@ -47,11 +47,11 @@ class AuditReport:
 # Each query yields (account, asset_id, expected, found) for every row it checks; a difference
 # is a row where expected <> found.
 _CHECKS: dict[str, str] = {
-    # The cached balance is the sum of the user's unspent coins.
-    "balance = unspent coins": """
+    # The cached spendable amount is the sum of the user's unspent coins.
+    "spendable = unspent coins": """
         SELECT coalesce(b.user_id, c.user_id) AS account,
                coalesce(b.asset_id, c.asset_id) AS asset_id,
-               coalesce(c.total, 0) AS expected, coalesce(b.balance, 0) AS found
+               coalesce(c.total, 0) AS expected, coalesce(b.spendable, 0) AS found
         FROM ln_user_balances b
         FULL JOIN (SELECT user_id, asset_id, sum(amount)::bigint AS total FROM user_utxos
                    WHERE spent_tx IS NULL GROUP BY 1, 2) c
@@ -64,7 +64,7 @@ _CHECKS: dict[str, str] = {
             SELECT from_account, asset_id, -amount FROM virtual_transactions),
         net AS (SELECT account, asset_id, sum(amount)::bigint AS total FROM moves GROUP BY 1, 2),
         held AS (
-            SELECT user_id AS account, asset_id, balance AS amount FROM ln_user_balances
+            SELECT user_id AS account, asset_id, spendable AS amount FROM ln_user_balances
             UNION ALL
             SELECT account_id, asset_id, balance FROM system_balances)
         SELECT coalesce(h.account, n.account) AS account,
@@ -73,14 +73,14 @@ _CHECKS: dict[str, str] = {
         FROM held h FULL JOIN net n ON n.account = h.account AND n.asset_id = h.asset_id""",
     # A user's history adds up to what the user can spend (a pending payment's reserve is an
     # 'out' row already; its refund, if any, an 'in' row).
-    "balance = history": """
+    "spendable = history": """
         WITH net AS (
             SELECT user_id, asset_id,
                    sum(CASE direction WHEN 'in' THEN amount ELSE -amount END)::bigint AS total
             FROM ln_user_transactions GROUP BY 1, 2)
         SELECT coalesce(b.user_id, n.user_id) AS account,
                coalesce(b.asset_id, n.asset_id) AS asset_id,
-               coalesce(n.total, 0) AS expected, coalesce(b.balance, 0) AS found
+               coalesce(n.total, 0) AS expected, coalesce(b.spendable, 0) AS found
         FROM ln_user_balances b
         FULL JOIN net n ON n.user_id = b.user_id AND n.asset_id = b.asset_id""",
     # What a user has in flight is what that user's pending payments reserved.
@@ -117,7 +117,7 @@ _CHECKS: dict[str, str] = {
     # Conservation: users plus system accounts sum to zero for every asset.
     "conservation": """
         WITH held AS (
-            SELECT asset_id, balance AS amount FROM ln_user_balances
+            SELECT asset_id, spendable AS amount FROM ln_user_balances
             UNION ALL
             SELECT asset_id, balance FROM system_balances)
         SELECT 0::bigint AS account, asset_id, 0::bigint AS expected, sum(amount)::bigint AS found
@@ -141,7 +141,7 @@ async def run_audit(conn: DbConnection) -> AuditReport:
 
 async def _totals(conn: DbConnection) -> list[AssetTotals]:
     users = await conn.fetch(
-        "SELECT asset_id, sum(balance)::bigint AS spendable, sum(pending)::bigint AS pending "
+        "SELECT asset_id, sum(spendable)::bigint AS spendable, sum(pending)::bigint AS pending "
         "FROM ln_user_balances GROUP BY asset_id"
     )
     system = await conn.fetch(

@@ -48,27 +48,28 @@ async def node_exists(pool: asyncpg.Pool, user_id: int) -> bool:
 async def asset_balance(pool: asyncpg.Pool, user_id: int, asset_id: str) -> AssetBalance | None:
     """The user's balance of one asset (zero if never held); None if the user has no node."""
     row = await pool.fetchrow(
-        "SELECT b.balance, b.pending FROM virtual_nodes n "
+        "SELECT b.spendable, b.pending FROM virtual_nodes n "
         "LEFT JOIN ln_user_balances b ON b.user_id = n.user_id AND b.asset_id = $2 "
         "WHERE n.user_id = $1",
         user_id, asset_id,
     )
     if row is None:
         return None
-    return AssetBalance(asset_id, row["balance"] or 0, row["pending"] or 0)
+    return AssetBalance(asset_id, row["spendable"] or 0, row["pending"] or 0)
 
 
 async def all_balances(pool: asyncpg.Pool, user_id: int) -> list[AssetBalance] | None:
     """Every asset the user holds or has held, BTC first; None if the user has no node."""
     rows = await pool.fetch(
-        "SELECT b.asset_id, b.balance, b.pending FROM virtual_nodes n "
+        "SELECT b.asset_id, b.spendable, b.pending FROM virtual_nodes n "
         "LEFT JOIN ln_user_balances b ON b.user_id = n.user_id "
         "WHERE n.user_id = $1 ORDER BY b.asset_id <> 'BTC', b.asset_id",
         user_id,
     )
     if not rows:
         return None
-    found = [AssetBalance(r["asset_id"], r["balance"], r["pending"]) for r in rows if r["asset_id"]]
+    found = [AssetBalance(r["asset_id"], r["spendable"], r["pending"]) for r in rows
+             if r["asset_id"]]
     if not any(b.asset_id == BTC for b in found):
         found.insert(0, AssetBalance(BTC, 0, 0))
     return found

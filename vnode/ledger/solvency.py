@@ -26,7 +26,7 @@ class AssetSolvency:
 
 async def liabilities(conn: DbConnection | asyncpg.Pool) -> dict[str, int]:
     rows = await conn.fetch(
-        "SELECT asset_id, sum(balance + pending)::bigint AS owed FROM ln_user_balances "
+        "SELECT asset_id, sum(spendable + pending)::bigint AS owed FROM ln_user_balances "
         "GROUP BY asset_id")
     return {row["asset_id"]: row["owed"] for row in rows}
 

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-BTC = "BTC"
-
 
 class PaymentOutcome(StrEnum):
     SUCCEEDED = "succeeded"

@@ -37,7 +37,7 @@ __all__ = [
     "DEFAULT_MIN_FINAL_CLTV_EXPIRY_DELTA",
     "KNOWN_FEATURE_BITS",
     "MAX_INVOICE_LENGTH",
-    "ErrorCode",
+    "DecodeErrorCode",
     "FallbackAddress",
     "Invoice",
     "InvoiceError",
@@ -47,7 +47,7 @@ __all__ = [
     "decode",
 ]
 
-ErrorCode = Literal[
+DecodeErrorCode = Literal[
     "invalid_bech32",
     "invalid_checksum",
     "invalid_length",
@@ -137,9 +137,9 @@ _FIXED_LEN: Final = {_T_PAYMENT_HASH: 52, _T_DESCRIPTION_HASH: 52, _T_SECRET: 52
 class InvoiceError(ValueError):
     """Invoice rejected; ``code`` is stable for callers, ``message`` is for humans."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: DecodeErrorCode, message: str) -> None:
         super().__init__(f"{code}: {message}")
-        self.code: ErrorCode = code
+        self.code: DecodeErrorCode = code
         self.message = message
 
 

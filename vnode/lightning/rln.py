@@ -37,10 +37,10 @@ from typing import Any, Final, NoReturn, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from vnode.domain.ids import BTC
 from vnode.lightning import bolt11
 from vnode.lightning import rln_api as api
 from vnode.lightning.base import (
-    BTC,
     Capabilities,
     CreatedInvoice,
     DuplicatePayment,

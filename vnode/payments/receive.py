@@ -14,9 +14,7 @@ from vnode.errors import ApiError, ErrorCode
 from vnode.keys import Signer
 from vnode.ledger.nodes import ensure_node
 from vnode.lightning.base import (
-    InvoiceRefused,
     LightningBackend,
-    NodeError,
     PaymentOutcome,
     PaymentStatus,
     RgbTransfer,
@@ -24,6 +22,7 @@ from vnode.lightning.base import (
 from vnode.lightning.monitor import NodeMonitor
 from vnode.metrics import Metrics
 from vnode.payments import store
+from vnode.payments.node_errors import node_refusals
 from vnode.payments.policy import RGB_MIN_HTLC_MSAT
 from vnode.settings import Settings
 from vnode.workers.items import BoundedSet, ItemBackoff, ItemErrors, each_isolated
@@ -95,16 +94,11 @@ class InvoiceIssuer:
         """Ask the node for a BOLT 11 invoice and remember whose it is before handing it out."""
         await ensure_node(self.pool, self.signer, command.user_id)
         rgb = command.asset_id != BTC
-        try:
+        with node_refusals(ErrorCode.INVALID_REQUEST):
             created = await self.backend.create_invoice(
                 amount_msat=command.amount_msat, expiry_s=command.expiry_s,
                 description=command.description, asset_id=command.asset_id if rgb else None,
                 asset_amount=command.asset_amount)
-        except InvoiceRefused as exc:
-            raise ApiError(ErrorCode.INVALID_REQUEST,
-                           f"the node refused the invoice: {exc}") from None
-        except NodeError as exc:
-            raise ApiError(ErrorCode.NODE_UNAVAILABLE, str(exc)) from None
         await store.insert_ln_invoice(
             self.pool, created.payment_hash, command.user_id, created.invoice, command.asset_id,
             command.amount_msat, command.asset_amount, command.description,
@@ -121,13 +115,9 @@ class InvoiceIssuer:
                           duration_s: int) -> dict[str, object]:
         """An RGB on-chain invoice from the node, credited when the transfer settles."""
         await ensure_node(self.pool, self.signer, user_id)
-        try:
+        with node_refusals(ErrorCode.INVALID_ASSET_ID):
             created = await self.backend.create_rgb_invoice(
                 asset_id=asset_id, duration_s=duration_s, min_confirmations=1)
-        except InvoiceRefused as exc:
-            raise ApiError(ErrorCode.INVALID_ASSET_ID, f"the node refused: {exc}") from None
-        except NodeError as exc:
-            raise ApiError(ErrorCode.NODE_UNAVAILABLE, str(exc)) from None
         await store.insert_rgb_invoice(self.pool, created.recipient_id, user_id, asset_id,
                                        created.invoice, float(created.expires_at))
         return {

@@ -31,6 +31,7 @@ from vnode.lightning.base import (
 from vnode.lightning.monitor import NodeMonitor
 from vnode.payments import resolve, store
 from vnode.payments.checks import check_invoice_text, payable_amount
+from vnode.payments.node_errors import node_refusals
 from vnode.payments.policy import RGB_MIN_HTLC_MSAT, settings_reserve_msat
 from vnode.payments.store import PaymentAnswer
 from vnode.settings import Settings
@@ -165,12 +166,8 @@ class PaymentSender:
     async def _with_node_view(self, target: InvoiceToPay) -> InvoiceToPay:
         """The node's reading of the invoice (the one place it is asked): it must agree on the
         payment hash, and it alone names the RGB asset and amount."""
-        try:
+        with node_refusals(ErrorCode.INVALID_INVOICE):
             node_view = await self.backend.decode_invoice(target.invoice)
-        except InvoiceRefused as exc:
-            raise ApiError(ErrorCode.INVALID_INVOICE, f"the node refused it: {exc}") from None
-        except NodeError as exc:
-            raise ApiError(ErrorCode.NODE_UNAVAILABLE, str(exc)) from None
         if node_view.payment_hash != target.payment_hash:
             raise ApiError(ErrorCode.INVALID_INVOICE, "the node reads another payment hash")
         if node_view.asset_id is None:

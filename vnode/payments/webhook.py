@@ -11,8 +11,9 @@ import orjson
 
 from vnode.domain.ids import parse_user_id
 from vnode.errors import ApiError, ErrorCode
-from vnode.lightning.base import LightningBackend, NodeError, PaymentOutcome
+from vnode.lightning.base import LightningBackend, PaymentOutcome
 from vnode.payments import store
+from vnode.payments.node_errors import node_refusals
 from vnode.payments.receive import credit_receipt
 from vnode.payments.signing import SignatureError, verify
 
@@ -69,10 +70,8 @@ async def handle_payment_webhook(pool: asyncpg.Pool, backend: LightningBackend, 
         log.warning("webhook names a user who does not own the invoice; refused", extra={
             "payment_hash": payment_hash, "claimed_user_id": claimed, "owner_user_id": owner})
         raise ApiError(ErrorCode.USER_MISMATCH)
-    try:
+    with node_refusals(ErrorCode.NODE_UNAVAILABLE):  # it refuses no status query
         status = await backend.payment_status(payment_hash, inbound=True)
-    except NodeError as exc:
-        raise ApiError(ErrorCode.NODE_UNAVAILABLE, str(exc)) from None
     if status.outcome is not PaymentOutcome.SUCCEEDED:
         return {"credited": False, "payment_hash": payment_hash, "user_id": owner,
                 "node_status": status.outcome.value}

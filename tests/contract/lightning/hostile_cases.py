@@ -33,8 +33,8 @@ from tests.contract.lightning.rln_cases import (
     transfer,
 )
 from tests.contract.lightning.server import Exchange
+from vnode.domain.ids import BTC
 from vnode.lightning.base import (
-    BTC,
     InvoiceRefused,
     Network,
     NodeError,

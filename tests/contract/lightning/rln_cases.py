@@ -21,8 +21,8 @@ from tests.contract.lightning.invoices import (
     make_invoice,
 )
 from tests.contract.lightning.server import Exchange
+from vnode.domain.ids import BTC
 from vnode.lightning.base import (
-    BTC,
     CreatedInvoice,
     DuplicatePayment,
     InvoiceRefused,

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from tests.contract.lightning.server import serve
+from vnode.domain.ids import BTC
 from vnode.lightning.base import (
-    BTC,
     DuplicatePayment,
     LightningBackend,
     Network,

@@ -48,7 +48,7 @@ async def test_200_racing_transfers_over_two_processes(pg_server: str, tmp_path:
             assert left.json()["balance_msat"] == 0
         conn = await asyncpg.connect(dsn)
         try:
-            assert await conn.fetchval("SELECT min(balance) FROM ln_user_balances") >= 0
+            assert await conn.fetchval("SELECT min(spendable) FROM ln_user_balances") >= 0
             assert await conn.fetchval(
                 "SELECT count(*) FROM virtual_transactions WHERE kind = 'transfer'") == COVERED
             applied = await conn.fetchval("SELECT count(*) FROM schema_migrations")

@@ -107,7 +107,7 @@ async def test_unexpected_error_answers_500_with_only_the_request_id(
     ):
         await fund(client, alice, 1000)
         conn = await asyncpg.connect(fresh_db)
-        await conn.execute("UPDATE ln_user_balances SET balance = 5000 WHERE user_id = $1", alice)
+        await conn.execute("UPDATE ln_user_balances SET spendable = 5000 WHERE user_id = $1", alice)
         await conn.close()
         response = await client.post("/virtual_transfer", json={
             "from_user_id": alice, "to_user_id": bob, "amount_msat": 2000})

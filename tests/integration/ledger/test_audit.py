@@ -24,7 +24,7 @@ SIGNER = SoftwareSigner(bytes.fromhex("11" * 32))
 NO_KEY = Idempotency("test", None)
 ALICE, BOB, CAROL = 2_001, 2_002, 2_003
 RGB = "rgb:CJkb4YZw-jRiz2sk-~PARPio-wtVYI1c-XAEYCqO-wTfvRZ8"
-CHECKS = {"balance = unspent coins", "balance = journal", "balance = history", "conservation"}
+CHECKS = {"spendable = unspent coins", "balance = journal", "spendable = history", "conservation"}
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ async def test_audit_clean_after_mixed_activity(busy: asyncpg.Pool) -> None:
     assert report.clean
     assert report.differences == []
     assert set(report.checked) >= CHECKS
-    assert report.checked["balance = unspent coins"] == 5  # (user, asset) pairs held
+    assert report.checked["spendable = unspent coins"] == 5  # (user, asset) pairs held
     totals = {t.asset_id: t for t in report.totals}
     assert set(totals) == {"BTC", RGB}
     assert (totals["BTC"].users_spendable, totals["BTC"].system) == (
@@ -98,9 +98,9 @@ _ALICE_CREDIT = ("(SELECT min(id) FROM virtual_transactions WHERE kind = 'admin_
                  f"AND to_account = {ALICE})")
 TAMPERS = [
     Tamper("cached balance raised",
-           (f"UPDATE ln_user_balances SET balance = balance + 1 WHERE user_id = {ALICE} "
+           (f"UPDATE ln_user_balances SET spendable = spendable + 1 WHERE user_id = {ALICE} "
             "AND asset_id = 'BTC'",),
-           frozenset(CHECKS), ("balance = unspent coins", ALICE, "BTC", 7_500, 7_501)),
+           frozenset(CHECKS), ("spendable = unspent coins", ALICE, "BTC", 7_500, 7_501)),
     Tamper("pending invented",  # a reserve no pending payment accounts for
            (f"UPDATE ln_user_balances SET pending = 9 WHERE user_id = {BOB} AND asset_id = 'BTC'",),
            frozenset({"pending = pending payments"}),
@@ -108,22 +108,22 @@ TAMPERS = [
     Tamper("coin inserted without journal",
            ("INSERT INTO user_utxos (user_id, asset_id, amount, created_tx) "
             f"VALUES ({BOB}, 'BTC', 42, {_BTC_TRANSFER})",),
-           frozenset({"balance = unspent coins"}),
-           ("balance = unspent coins", BOB, "BTC", 542, 500)),
+           frozenset({"spendable = unspent coins"}),
+           ("spendable = unspent coins", BOB, "BTC", 542, 500)),
     Tamper("spent coin un-spent",
            ("ALTER TABLE user_utxos DISABLE TRIGGER USER",
             f"UPDATE user_utxos SET spent_tx = NULL WHERE user_id = {CAROL} "
             "AND spent_tx IS NOT NULL",
             "ALTER TABLE user_utxos ENABLE TRIGGER USER"),
-           frozenset({"balance = unspent coins"}),
-           ("balance = unspent coins", CAROL, "BTC", 13_000, 6_000)),
+           frozenset({"spendable = unspent coins"}),
+           ("spendable = unspent coins", CAROL, "BTC", 13_000, 6_000)),
     Tamper("unspent coin grown",
            ("ALTER TABLE user_utxos DISABLE TRIGGER USER",
             f"UPDATE user_utxos SET amount = amount + 5 WHERE user_id = {CAROL} "
             f"AND asset_id = '{RGB}'",
             "ALTER TABLE user_utxos ENABLE TRIGGER USER"),
-           frozenset({"balance = unspent coins"}),
-           ("balance = unspent coins", CAROL, RGB, 105, 100)),
+           frozenset({"spendable = unspent coins"}),
+           ("spendable = unspent coins", CAROL, RGB, 105, 100)),
     Tamper("journal amount changed",
            (f"UPDATE virtual_transactions SET amount = amount + 7 WHERE id = {_BTC_TRANSFER}",),
            frozenset({"balance = journal"}), ("balance = journal", ALICE, "BTC", 7_493, 7_500)),
@@ -143,7 +143,7 @@ TAMPERS = [
     Tamper("history amount changed",
            (f"UPDATE ln_user_transactions SET amount = amount + 2 WHERE user_id = {BOB} "
             "AND direction = 'in' AND kind = 'transfer'",),
-           frozenset({"balance = history"}), ("balance = history", BOB, "BTC", 502, 500)),
+           frozenset({"spendable = history"}), ("spendable = history", BOB, "BTC", 502, 500)),
 ]
 
 
@@ -178,7 +178,8 @@ async def test_audit_cli_exit_codes(busy: asyncpg.Pool, fresh_db: str, tmp_path:
     assert "audit clean" in clean.stdout
     assert "difference" not in clean.stdout.replace("differences ", "")
 
-    await busy.execute(f"UPDATE ln_user_balances SET balance = balance + 1 WHERE user_id = {BOB}")
+    await busy.execute(
+        f"UPDATE ln_user_balances SET spendable = spendable + 1 WHERE user_id = {BOB}")
     dirty = await run_cli(fresh_db, tmp_path)
     assert dirty.returncode == 1, dirty.stdout + dirty.stderr
     assert "audit clean" not in dirty.stdout

@@ -61,7 +61,7 @@ async def snapshot(pool: asyncpg.Pool) -> dict[str, list[tuple[object, ...]]]:
 
 async def balance(pool: asyncpg.Pool, user: int, asset: str = "BTC") -> int | None:
     value = await pool.fetchval(
-        "SELECT balance FROM ln_user_balances WHERE user_id = $1 AND asset_id = $2", user, asset)
+        "SELECT spendable FROM ln_user_balances WHERE user_id = $1 AND asset_id = $2", user, asset)
     return None if value is None else int(value)
 
 
@@ -99,11 +99,13 @@ class Rule:
 
 RULES = [
     # no user balance below zero
-    Rule("balance below zero", f"UPDATE ln_user_balances SET balance = -1 WHERE user_id = {ALICE}",
-         asyncpg.CheckViolationError, "ln_user_balances_balance_check"),
+    Rule("spendable below zero",
+         f"UPDATE ln_user_balances SET spendable = -1 WHERE user_id = {ALICE}",
+         asyncpg.CheckViolationError, "ln_user_balances_spendable_check"),
     Rule("pending below zero", f"UPDATE ln_user_balances SET pending = -1 WHERE user_id = {ALICE}",
          asyncpg.CheckViolationError, "ln_user_balances_pending_check"),
-    Rule("balance zero is fine", f"UPDATE ln_user_balances SET balance = 0 WHERE user_id = {ALICE}",
+    Rule("spendable zero is fine",
+         f"UPDATE ln_user_balances SET spendable = 0 WHERE user_id = {ALICE}",
          None),
     # coins are positive
     Rule("zero coin", "INSERT INTO user_utxos (user_id, asset_id, amount, created_tx) "
@@ -409,7 +411,7 @@ async def test_concurrent_spenders_never_overdraw(pool: asyncpg.Pool) -> None:
     assert await balance(pool, ALICE) == 0
     assert await unspent(pool, ALICE) == 0
     received = await pool.fetchval(
-        "SELECT sum(balance) FROM ln_user_balances WHERE user_id <> $1", ALICE)
+        "SELECT sum(spendable) FROM ln_user_balances WHERE user_id <> $1", ALICE)
     assert received == 1_000
 
 
@@ -440,14 +442,16 @@ async def test_rgb_asset_balances_are_separate(pool: asyncpg.Pool) -> None:
 # --- the corruption guard -------------------------------------------------------------------
 
 TAMPERING = [
-    ("cached balance raised", f"UPDATE ln_user_balances SET balance = 1500 WHERE user_id = {ALICE}",
+    ("cached balance raised",
+     f"UPDATE ln_user_balances SET spendable = 1500 WHERE user_id = {ALICE}",
      "transfer"),
-    ("cached balance lowered", f"UPDATE ln_user_balances SET balance = 500 WHERE user_id = {ALICE}",
+    ("cached balance lowered",
+     f"UPDATE ln_user_balances SET spendable = 500 WHERE user_id = {ALICE}",
      "transfer"),
     ("coin added", "INSERT INTO user_utxos (user_id, asset_id, amount, created_tx) "
      f"VALUES ({ALICE}, 'BTC', 7, {FIRST_TX})", "transfer"),
     ("cached balance raised, admin debit",
-     f"UPDATE ln_user_balances SET balance = 1500 WHERE user_id = {ALICE}", "debit"),
+     f"UPDATE ln_user_balances SET spendable = 1500 WHERE user_id = {ALICE}", "debit"),
 ]
 
 
@@ -492,12 +496,12 @@ async def test_concurrent_mix_with_new_recipients_keeps_invariants(pool: asyncpg
     assert sum(o.status == 200 for o in outcomes) >= 100
 
     mismatched = await pool.fetch(
-        "SELECT b.user_id, b.balance, coalesce(sum(c.amount), 0) AS coins "
+        "SELECT b.user_id, b.spendable, coalesce(sum(c.amount), 0) AS coins "
         "FROM ln_user_balances b LEFT JOIN user_utxos c ON c.user_id = b.user_id "
         "AND c.asset_id = b.asset_id AND c.spent_tx IS NULL GROUP BY 1, 2 "
-        "HAVING b.balance <> coalesce(sum(c.amount), 0)")
+        "HAVING b.spendable <> coalesce(sum(c.amount), 0)")
     assert mismatched == []
-    assert await pool.fetchval("SELECT sum(balance) FROM ln_user_balances") == 200_000
+    assert await pool.fetchval("SELECT sum(spendable) FROM ln_user_balances") == 200_000
     async with pool.acquire() as conn:
         report = await run_audit(conn)
     assert report.differences == []

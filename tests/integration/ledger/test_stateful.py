@@ -134,8 +134,8 @@ class LedgerMachine(RuleBasedStateMachine):
     @invariant()
     def balances_match_model(self) -> None:
         rows = self.run(self.pool.fetch(
-            "SELECT user_id, asset_id, balance, pending FROM ln_user_balances"))
-        found = {(r["user_id"], r["asset_id"]): r["balance"] for r in rows}
+            "SELECT user_id, asset_id, spendable, pending FROM ln_user_balances"))
+        found = {(r["user_id"], r["asset_id"]): r["spendable"] for r in rows}
         assert all(r["pending"] == 0 for r in rows)
         model = {k: v for k, v in self.balances.items() if v}
         assert {k: v for k, v in found.items() if v} == model
@@ -145,10 +145,10 @@ class LedgerMachine(RuleBasedStateMachine):
     @invariant()
     def coins_match_cached_balances(self) -> None:
         rows = self.run(self.pool.fetch(
-            "SELECT b.user_id, b.asset_id, b.balance, coalesce(sum(c.amount), 0) AS coins "
+            "SELECT b.user_id, b.asset_id, b.spendable, coalesce(sum(c.amount), 0) AS coins "
             "FROM ln_user_balances b LEFT JOIN user_utxos c ON c.user_id = b.user_id "
             "AND c.asset_id = b.asset_id AND c.spent_tx IS NULL GROUP BY 1, 2, 3"))
-        assert [(r["user_id"], r["asset_id"]) for r in rows if r["balance"] != r["coins"]] == []
+        assert [(r["user_id"], r["asset_id"]) for r in rows if r["spendable"] != r["coins"]] == []
         orphans = self.run(self.pool.fetchval(
             "SELECT count(*) FROM user_utxos c WHERE spent_tx IS NULL AND NOT EXISTS ("
             "SELECT 1 FROM ln_user_balances b WHERE b.user_id = c.user_id "
@@ -159,7 +159,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def conservation(self) -> None:
         rows = self.run(self.pool.fetch(
             "SELECT asset_id, sum(amount)::bigint AS total FROM ("
-            " SELECT asset_id, balance + pending AS amount FROM ln_user_balances"
+            " SELECT asset_id, spendable + pending AS amount FROM ln_user_balances"
             " UNION ALL SELECT asset_id, balance FROM system_balances) h GROUP BY asset_id"))
         assert {r["asset_id"]: r["total"] for r in rows if r["total"]} == {}
         system = self.run(self.pool.fetch(

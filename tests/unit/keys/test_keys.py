@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vnode.domain.ids import MAX_USER_ID
 from vnode.keys import bip32
 from vnode.keys.bip32 import (
     CURVE_ORDER,
@@ -25,7 +26,6 @@ from vnode.keys.bip32 import (
 )
 from vnode.keys.seed import SeedFileError, load_or_create_seed
 from vnode.keys.signer import (
-    MAX_USER_ID,
     VNODE_PURPOSE,
     Signer,
     SoftwareSigner,

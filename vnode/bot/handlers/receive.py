@@ -14,8 +14,7 @@ from vnode.bot import texts
 from vnode.bot.amounts import AmountError, format_msat, format_units, parse_msat, parse_units
 from vnode.bot.context import BotContext, UserError
 from vnode.bot.handlers.common import sender
-
-BTC = "BTC"
+from vnode.client import BTC
 
 
 async def receive(message: Message, command: CommandObject, ctx: BotContext) -> None:

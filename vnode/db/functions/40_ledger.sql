@@ -24,9 +24,11 @@ LANGUAGE sql AS $$
 $$;
 
 -- The cached balance of (user, asset); 0 when the user never held the asset.
-CREATE OR REPLACE FUNCTION vnode_user_balance(p_user bigint, p_asset text) RETURNS bigint
+-- (vnode_user_balance before migration 0013 named the column `spendable`.)
+DROP FUNCTION IF EXISTS vnode_user_balance(bigint, text);
+CREATE OR REPLACE FUNCTION vnode_user_spendable(p_user bigint, p_asset text) RETURNS bigint
 LANGUAGE sql STABLE AS $$
-    SELECT coalesce(max(balance), 0) FROM ln_user_balances
+    SELECT coalesce(max(spendable), 0) FROM ln_user_balances
     WHERE user_id = p_user AND asset_id = p_asset
 $$;
 
@@ -55,7 +57,7 @@ BEGIN
         INSERT INTO user_utxos (user_id, asset_id, amount, created_tx)
         VALUES (p_user, p_asset, v_change, p_tx);
     END IF;
-    UPDATE ln_user_balances SET balance = v_change, updated_at = now()
+    UPDATE ln_user_balances SET spendable = v_change, updated_at = now()
     WHERE user_id = p_user AND asset_id = p_asset;
     RETURN v_change;
 END $$;
@@ -70,11 +72,11 @@ DECLARE
 BEGIN
     INSERT INTO user_utxos (user_id, asset_id, amount, created_tx, outpoint)
     VALUES (p_user, p_asset, p_amount, p_tx, p_outpoint);
-    INSERT INTO ln_user_balances AS b (user_id, asset_id, balance)
+    INSERT INTO ln_user_balances AS b (user_id, asset_id, spendable)
     VALUES (p_user, p_asset, p_amount)
     ON CONFLICT (user_id, asset_id)
-    DO UPDATE SET balance = b.balance + excluded.balance, updated_at = now()
-    RETURNING b.balance INTO v_balance;
+    DO UPDATE SET spendable = b.spendable + excluded.spendable, updated_at = now()
+    RETURNING b.spendable INTO v_balance;
     RETURN v_balance;
 END $$;
 
@@ -127,7 +129,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_tx bigint := vnode_journal(p_kind, p_asset, p_user, p_to, p_amount, p_memo);
 BEGIN
-    PERFORM vnode_spend(p_user, p_asset, vnode_user_balance(p_user, p_asset), p_amount, v_tx);
+    PERFORM vnode_spend(p_user, p_asset, vnode_user_spendable(p_user, p_asset), p_amount, v_tx);
     RETURN v_tx;
 END $$;
 
@@ -203,7 +205,7 @@ BEGIN
         END IF;
     END LOOP;
     -- A new statement after the lock: it sees the balance as the previous holder left it.
-    SELECT coalesce(max(balance), 0) INTO v_old FROM ln_user_balances
+    SELECT coalesce(max(spendable), 0) INTO v_old FROM ln_user_balances
     WHERE user_id = p_from AND asset_id = p_asset;
 
     IF NOT v_from_found THEN
@@ -247,12 +249,12 @@ BEGIN
     SELECT u, p_asset, a, v_tx
     FROM (VALUES (p_to, p_amount), (p_from, v_new)) AS c (u, a) WHERE a > 0;
 
-    UPDATE ln_user_balances SET balance = v_new, updated_at = now()
+    UPDATE ln_user_balances SET spendable = v_new, updated_at = now()
     WHERE user_id = p_from AND asset_id = p_asset;
-    INSERT INTO ln_user_balances AS b (user_id, asset_id, balance)
+    INSERT INTO ln_user_balances AS b (user_id, asset_id, spendable)
     VALUES (p_to, p_asset, p_amount)
     ON CONFLICT (user_id, asset_id)
-    DO UPDATE SET balance = b.balance + excluded.balance, updated_at = now();
+    DO UPDATE SET spendable = b.spendable + excluded.spendable, updated_at = now();
 
     INSERT INTO ln_user_transactions
         (user_id, tx_id, kind, direction, asset_id, amount, counterparty, memo)
@@ -335,7 +337,7 @@ BEGIN
     END IF;
     SELECT true INTO v_found FROM virtual_nodes WHERE user_id = p_user FOR UPDATE;
     -- A new statement after the lock sees the balance as the previous holder left it.
-    SELECT coalesce(max(balance), 0) INTO v_old FROM ln_user_balances
+    SELECT coalesce(max(spendable), 0) INTO v_old FROM ln_user_balances
     WHERE user_id = p_user AND asset_id = p_asset;
 
     IF v_found IS NULL THEN

@@ -58,15 +58,15 @@ BEGIN
         IF FOUND THEN
             code := CASE v_live.status WHEN 'pending' THEN 'payment_in_progress'
                     ELSE 'invoice_already_paid' END;
-        ELSIF vnode_user_balance(p_user, 'BTC') < v_total THEN
+        ELSIF vnode_user_spendable(p_user, 'BTC') < v_total THEN
             code := 'insufficient_balance';
             detail := format(
                 'the payment needs %s msat (amount %s + fee reserve %s); spendable %s msat',
-                v_total, p_amount_msat, p_fee_reserve, vnode_user_balance(p_user, 'BTC'));
-        ELSIF p_asset_id IS NOT NULL AND vnode_user_balance(p_user, p_asset_id) < p_asset_amount THEN
+                v_total, p_amount_msat, p_fee_reserve, vnode_user_spendable(p_user, 'BTC'));
+        ELSIF p_asset_id IS NOT NULL AND vnode_user_spendable(p_user, p_asset_id) < p_asset_amount THEN
             code := 'insufficient_balance';
             detail := format('the payment needs %s of %s; spendable %s', p_asset_amount,
-                             p_asset_id, vnode_user_balance(p_user, p_asset_id));
+                             p_asset_id, vnode_user_spendable(p_user, p_asset_id));
         END IF;
     END IF;
     IF code IS NOT NULL THEN
@@ -263,9 +263,9 @@ BEGIN
         ORDER BY user_id FOR UPDATE;
         IF NOT EXISTS (SELECT 1 FROM virtual_nodes WHERE user_id = p_payer) THEN
             code := 'unknown_user';
-        ELSIF vnode_user_balance(p_payer, 'BTC') < v_amount
+        ELSIF vnode_user_spendable(p_payer, 'BTC') < v_amount
               OR (v_asset IS NOT NULL
-                  AND vnode_user_balance(p_payer, v_asset) < inv.asset_amount) THEN
+                  AND vnode_user_spendable(p_payer, v_asset) < inv.asset_amount) THEN
             code := 'insufficient_balance';
         END IF;
     END IF;
@@ -285,7 +285,7 @@ BEGIN
 
     IF v_amount > 0 THEN
         v_tx := vnode_journal('internal_payment', 'BTC', p_payer, inv.user_id, v_amount, p_hash);
-        PERFORM vnode_spend(p_payer, 'BTC', vnode_user_balance(p_payer, 'BTC'), v_amount, v_tx);
+        PERFORM vnode_spend(p_payer, 'BTC', vnode_user_spendable(p_payer, 'BTC'), v_amount, v_tx);
         PERFORM vnode_receive(inv.user_id, 'BTC', v_amount, v_tx);
         PERFORM vnode_history(p_payer, v_tx, 'payment', 'out', 'BTC', v_amount, v_payee_node,
                               inv.description, 'succeeded', p_hash);
@@ -295,7 +295,7 @@ BEGIN
     IF v_asset IS NOT NULL THEN
         v_tx := vnode_journal('internal_payment', v_asset, p_payer, inv.user_id,
                               inv.asset_amount, p_hash);
-        PERFORM vnode_spend(p_payer, v_asset, vnode_user_balance(p_payer, v_asset),
+        PERFORM vnode_spend(p_payer, v_asset, vnode_user_spendable(p_payer, v_asset),
                             inv.asset_amount, v_tx);
         PERFORM vnode_receive(inv.user_id, v_asset, inv.asset_amount, v_tx);
         PERFORM vnode_history(p_payer, v_tx, 'payment', 'out', v_asset, inv.asset_amount,
