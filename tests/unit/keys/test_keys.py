@@ -12,17 +12,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.unit.keys.bip32_serialize import b58check_decode, ripemd160_py, to_xprv, to_xpub
 from vnode.domain.ids import MAX_USER_ID
 from vnode.keys import bip32
 from vnode.keys.bip32 import (
     CURVE_ORDER,
     HARDENED,
     InvalidKeyError,
-    b58check_decode,
     derive_child,
     derive_path,
     master_from_seed,
-    ripemd160_py,
 )
 from vnode.keys.seed import SeedFileError, load_or_create_seed
 from vnode.keys.signer import (
@@ -140,8 +139,8 @@ ALL_VECTORS = [
 @pytest.mark.parametrize(("seed", "path", "xpub", "xprv"), ALL_VECTORS)
 def test_bip32_vectors(seed: str, path: tuple[int, ...], xpub: str, xprv: str) -> None:
     key = derive_path(master_from_seed(bytes.fromhex(seed)), path)
-    assert key.to_xprv() == xprv
-    assert key.to_xpub() == xpub
+    assert to_xprv(key) == xprv
+    assert to_xpub(key) == xpub
 
 
 def test_vectors_step_by_step_match_derive_path() -> None:
@@ -149,7 +148,7 @@ def test_vectors_step_by_step_match_derive_path() -> None:
     key = master
     for index in VECTOR_1[-1][0]:
         key = derive_child(key, index)
-    assert key.to_xprv() == VECTOR_1[-1][2]
+    assert to_xprv(key) == VECTOR_1[-1][2]
 
 
 def test_b58check_roundtrip_and_checksum() -> None:
@@ -313,7 +312,7 @@ def test_signer_repr_hides_secrets() -> None:
     for text in (repr(signer), str(signer), f"{signer}", f"{signer!r}"):
         assert seed.hex() not in text
         assert account.private_key.hex() not in text
-        assert account.to_xprv() not in text
+        assert to_xprv(account) not in text
     with pytest.raises(TypeError):
         pickle.dumps(signer)
 
