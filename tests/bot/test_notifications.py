@@ -36,9 +36,9 @@ from tests.support import ADMIN_KEY, VNODE, bearer, free_port, wait_until
 from vnode.bot.inbox import WebhookInbox
 from vnode.bot.notify import TryLater
 from vnode.bot.runtime import BotRuntime
+from vnode.domain.signing import SIGNATURE_HEADER, sign
 from vnode.events.endpoints import new_secret
 from vnode.events.webhooks import standard_headers
-from vnode.payments.signing import SIGNATURE_HEADER, sign
 
 
 def received(telegram: FakeTelegram, user: TgUser) -> list[str]:

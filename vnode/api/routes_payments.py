@@ -26,11 +26,11 @@ from vnode.api.schemas import (
     RgbInvoiceBody,
     SendPaymentBody,
 )
+from vnode.domain.signing import SIGNATURE_HEADER
 from vnode.errors import ApiError, ErrorCode
 from vnode.payments import receive
 from vnode.payments.policy import RGB_MIN_HTLC_MSAT
 from vnode.payments.send import PayCommand, find_payment
-from vnode.payments.signing import SIGNATURE_HEADER
 from vnode.payments.webhook import handle_payment_webhook
 
 router = APIRouter(tags=["lightning"])

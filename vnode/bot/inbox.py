@@ -20,13 +20,13 @@ from redis.exceptions import RedisError, ResponseError
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from vnode.bot.notify import TryLater
+from vnode.domain.signing import SIGNATURE_HEADER, SignatureError, verify
 from vnode.events.webhooks import (
     ID_HEADER,
     STANDARD_SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     signing_key,
 )
-from vnode.payments.signing import SIGNATURE_HEADER, SignatureError, verify
 
 log = logging.getLogger(__name__)
 EnvelopeHandler = Callable[[dict[str, Any]], Awaitable[None]]

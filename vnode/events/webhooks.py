@@ -33,10 +33,10 @@ import httpcore
 import httpx
 from standardwebhooks import Webhook
 
+from vnode.domain.signing import SIGNATURE_HEADER, sign
 from vnode.events.delivery import Result
 from vnode.events.envelope import Event
 from vnode.events.ssrf import Resolver, UnsafeUrl, resolve_url
-from vnode.payments.signing import SIGNATURE_HEADER, sign
 
 DELIVERY_TIMEOUT_S = 10.0
 PARALLEL_USERS = 64

@@ -10,12 +10,12 @@ import asyncpg
 import orjson
 
 from vnode.domain.ids import parse_user_id
+from vnode.domain.signing import SignatureError, verify
 from vnode.errors import ApiError, ErrorCode
 from vnode.lightning.base import LightningBackend, PaymentOutcome
 from vnode.payments import store
 from vnode.payments.node_errors import node_refusals
 from vnode.payments.receive import credit_receipt
-from vnode.payments.signing import SignatureError, verify
 
 log = logging.getLogger(__name__)
 _HASH = re.compile(r"[0-9a-f]{64}")

@@ -15,8 +15,8 @@ from tests.integration.api.test_api_transfer import balance
 from tests.lightning_support import SimControl, assert_audit_clean
 from tests.support import ADMIN_KEY, bearer, free_port, new_user_id
 from vnode.app import create_app
+from vnode.domain.signing import sign
 from vnode.lightning.sim_process import SimProcess
-from vnode.payments.signing import sign
 
 
 @pytest.fixture(scope="module")

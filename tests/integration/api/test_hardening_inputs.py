@@ -17,7 +17,7 @@ from tests.integration.api.test_api_transfer import balance, fund
 from tests.lightning_support import assert_audit_clean
 from tests.support import ADMIN_KEY, RGB_ASSET, bearer, new_user_id
 from vnode.bot.inbox import WebhookInbox
-from vnode.payments.signing import SIGNATURE_HEADER, SignatureError, sign, verify
+from vnode.domain.signing import SIGNATURE_HEADER, SignatureError, sign, verify
 
 LIMIT = 64 * 1024  # the default VNODE_MAX_BODY_BYTES
 EVERY_KIND_OF_ROUTE = [

@@ -24,10 +24,10 @@ from tests.conftest import SIM_HANG_S, TEST_SEED
 from tests.integration.events.test_redis_streams import read_stream
 from tests.support import ADMIN_KEY, ServeProcess, bearer, new_user_id, wait_until
 from vnode.db.pool import create_pool
+from vnode.domain.signing import SIGNATURE_HEADER, verify
 from vnode.events.delivery import DEAD_AFTER_S, Result, backoff_s, deliver_once, retry_dead
 from vnode.events.envelope import Event
 from vnode.events.fanout import fan_out_once
-from vnode.payments.signing import SIGNATURE_HEADER, verify
 
 FailWhen = Callable[[Event], str | None]
 

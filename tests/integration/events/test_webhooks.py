@@ -42,6 +42,8 @@ from tests.support import (
 )
 from vnode.apikeys import Scope, create_key
 from vnode.app import create_app
+from vnode.domain.signing import SIGNATURE_HEADER, SignatureError
+from vnode.domain.signing import verify as verify_legacy
 from vnode.events import endpoints
 from vnode.events.catalogue import EVENT_TYPES
 from vnode.events.delivery import deliver_once
@@ -55,8 +57,6 @@ from vnode.events.webhooks import (
     standard_headers,
     standard_secret,
 )
-from vnode.payments.signing import SIGNATURE_HEADER, SignatureError
-from vnode.payments.signing import verify as verify_legacy
 from vnode.settings import Settings
 
 LOCAL = frozenset({"127.0.0.1"})
