@@ -37,5 +37,11 @@ class Metrics:
             ["worker"], registry=self.registry,
         )
 
+        # GET /virtual_events streams being served by this process (docs/EVENTS.md).
+        self.sse_streams = Gauge(
+            "vnode_sse_streams", "Open Server-Sent Events streams (GET /virtual_events)",
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import weakref
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.security.utils import get_authorization_scheme_param
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from vnode.api.deps import ReadKey, Services, ServicesDep
 from vnode.api.errors import documented_errors
@@ -17,16 +17,17 @@ from vnode.apikeys import Scope
 from vnode.domain.ids import parse_user_id
 from vnode.errors import ApiError, ErrorCode
 from vnode.events import sse
+from vnode.events.envelope import Event
 
 router = APIRouter(tags=["events"])
 
 _SEQ = re.compile(r"(0|[1-9][0-9]{0,18})")
 _EXAMPLE = (
     "retry: 1000\n\n"
-    "id: 7\nevent: transfer.completed\ndata: {\"version\":1,\"id\":\"7b0c...\",\"type\":"
+    "event: transfer.completed\ndata: {\"version\":1,\"id\":\"7b0c...\",\"type\":"
     "\"transfer.completed\",\"user_id\":123456789,\"seq\":7,\"created_at\":"
-    "\"2026-11-26T10:00:00.000001Z\",\"data\":{...}}\n\n"
-    ": keep-alive\n\n")
+    "\"2026-11-26T10:00:00.000001Z\",\"data\":{...}}\nid: 7\n\n"
+    ": ping\n\n")
 
 
 def stream_hub(request: Request, services: Services) -> sse.StreamHub:
@@ -39,24 +40,17 @@ def stream_hub(request: Request, services: Services) -> sse.StreamHub:
     return hub
 
 
-@router.get(
-    "/virtual_events",
-    summary="One user's events, live, as Server-Sent Events (scope: read)",
-    description="A `text/event-stream` of the user's events: each is `id: <seq>`, "
-    "`event: <type>`, `data: <envelope JSON>` (docs/EVENTS.md). Without `Last-Event-ID` the "
-    "stream starts with the events committed after it opened; with `Last-Event-ID: N` it first "
-    "sends every event with seq > N (0: the whole history), then live ones. A comment line is "
-    "sent every 15 s while nothing happens. The key goes in the `Authorization` header only: "
-    "any query parameter besides `user_id` is refused. Open streams are capped per API key "
-    "and per process (`VNODE_SSE_MAX_STREAMS_PER_KEY`, `VNODE_SSE_MAX_STREAMS`): one more is "
-    "answered 429 `too_many_streams`.",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {"example": _EXAMPLE}}},
-               **documented_errors(ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_USER_ID,
-                                   ErrorCode.UNKNOWN_USER, ErrorCode.TOO_MANY_STREAMS,
-                                   ErrorCode.UNAVAILABLE)},
-)
-async def virtual_events(
+@dataclass(frozen=True)
+class Admitted:
+    """A stream that passed every check and holds its place (given back when it ends)."""
+
+    hub: sse.StreamHub
+    user_id: int
+    after_seq: int
+    token: str
+
+
+async def admit(
     request: Request,
     key: ReadKey,
     services: ServicesDep,
@@ -65,7 +59,9 @@ async def virtual_events(
         alias="Last-Event-ID",
         description="Resume after this seq (the last `id:` received); absent: new events "
                     "only")] = None,
-) -> StreamingResponse:
+) -> AsyncIterator[Admitted]:
+    """Every refusal happens here, before the response starts (a stream answers 200 at once);
+    the place taken in the caps is given back when the request ends, however it ends."""
     unexpected = sorted(set(request.query_params) - {"user_id"})
     if unexpected:
         # Keys pasted into URLs leak (logs, proxies, history): refuse rather than ignore.
@@ -106,27 +102,52 @@ async def virtual_events(
                 raise ApiError(ErrorCode.INVALID_REQUEST,
                                f"Last-Event-ID {after} is ahead of this user's latest event "
                                f"({latest}); was it another user's stream?")
-    except BaseException:
+        _, token = get_authorization_scheme_param(request.headers.get("Authorization"))
+        yield Admitted(hub, user, after, token)
+    finally:
         slot.release()
-        raise
 
-    _, token = get_authorization_scheme_param(request.headers.get("Authorization"))
 
+def server_sent(event: Event) -> ServerSentEvent:
+    """The envelope JSON as stored (one line: it has no newline), sent as-is."""
+    return ServerSentEvent(id=str(event.user_seq), event=event.event_type,
+                           raw_data=event.encode().decode())
+
+
+@router.get(
+    "/virtual_events",
+    summary="One user's events, live, as Server-Sent Events (scope: read)",
+    description="A `text/event-stream` of the user's events: each has `id: <seq>`, "
+    "`event: <type>` and `data: <envelope JSON>` (docs/EVENTS.md). Without `Last-Event-ID` "
+    "the stream starts with the events committed after it opened; with `Last-Event-ID: N` it "
+    "first sends every event with seq > N (0: the whole history), then live ones. A comment "
+    "line is sent every 15 s while nothing happens. The key goes in the `Authorization` "
+    "header only: any query parameter besides `user_id` is refused. Open streams are capped "
+    "per API key and per process (`VNODE_SSE_MAX_STREAMS_PER_KEY`, `VNODE_SSE_MAX_STREAMS`): "
+    "one more is answered 429 `too_many_streams`.",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {"example": _EXAMPLE}}},
+               **documented_errors(ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_USER_ID,
+                                   ErrorCode.UNKNOWN_USER, ErrorCode.TOO_MANY_STREAMS,
+                                   ErrorCode.UNAVAILABLE)},
+)
+async def virtual_events(
+    request: Request,
+    services: ServicesDep,
+    admitted: Annotated[Admitted, Depends(admit)],
+) -> AsyncIterator[ServerSentEvent]:
     async def still_authorised() -> bool:
         # Cached for a few seconds; a revocation empties the cache at once (NOTIFY).
-        principal = await services.keys.verify(token)
+        principal = await services.keys.verify(admitted.token)
         return principal is not None and principal.scope.allows(Scope.READ)
 
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            async for chunk in hub.stream(user, after, still_authorised=still_authorised,
-                                          disconnected=request.is_disconnected):
-                yield chunk
-        finally:
-            slot.release()
-
-    events = body()
-    # Should the response never be iterated (the client gone before it starts), the slot is
-    # given back when the generator is collected: a place must never leak.
-    weakref.finalize(events, slot.release)
-    return StreamingResponse(events, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
+    services.metrics.sse_streams.inc()
+    try:
+        # Sent at once: the client sees the stream open before any event exists.
+        yield ServerSentEvent(retry=sse.RETRY_MS)
+        async for event in admitted.hub.stream(admitted.user_id, admitted.after_seq,
+                                               still_authorised=still_authorised,
+                                               disconnected=request.is_disconnected):
+            yield server_sent(event)
+    finally:
+        services.metrics.sse_streams.dec()

@@ -1,6 +1,8 @@
 """The live event stream of one user as Server-Sent Events (GET /virtual_events; docs/EVENTS.md).
 
-Each event is one SSE frame, `id: <seq>`, `event: <type>`, `data: <envelope JSON>`. A stream
+`StreamHub.stream` yields the user's events; the route frames each as one SSE event (`id:` its
+seq, `event:` its type, `data:` the envelope JSON) with FastAPI's `ServerSentEvent`, and
+FastAPI's `EventSourceResponse` sends a `: ping` comment after 15 s without one. A stream
 reads the outbox for its user only, so it can never carry another user's events. Per-user
 sequence numbers have no gaps and become visible in order (each is taken under the user's node
 row lock and committed with the change), so "everything after seq N" never skips an event; a
@@ -28,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -43,15 +44,10 @@ POLL_INTERVAL_S = 0.25
 # How often a stream with nothing to send checks that its client is there and its key valid
 # (both answered without the database while the key is cached; a revocation empties the cache).
 CHECK_INTERVAL_S = 1.0
-KEEPALIVE_S = 15.0
 ACQUIRE_TIMEOUT_S = 2.0
 MAX_DB_SLOTS = 2
 BATCH = 500
 RETRY_MS = 1000  # how long an EventSource waits before reconnecting
-MEDIA_TYPE = "text/event-stream"
-HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-_active = 0
 
 _AFTER = f"""
     SELECT {OUTBOX_COLUMNS} FROM outbox o
@@ -71,22 +67,11 @@ _OPENING = """
 Check = Callable[[], Awaitable[bool]]
 
 
-def active_streams() -> int:
-    """Streams open in this process (for tests and metrics)."""
-    return _active
-
-
 async def latest_seq(pool: asyncpg.Pool, user_id: int) -> int:
     """The sequence number of the user's latest committed event (0: none yet)."""
     seq = await pool.fetchval(
         "SELECT coalesce(max(user_seq), 0) FROM outbox WHERE user_id = $1", user_id)
     return int(seq)
-
-
-def frame(event: Event) -> bytes:
-    """One SSE frame; the envelope JSON has no newline, so it is one `data:` line."""
-    return (f"id: {event.user_seq}\nevent: {event.event_type}\ndata: ".encode()
-            + event.encode() + b"\n\n")
 
 
 class Slot:
@@ -211,18 +196,11 @@ class StreamHub:
     # --- one stream -----------------------------------------------------------------------
 
     async def stream(self, user_id: int, after_seq: int, *, still_authorised: Check,
-                     disconnected: Check,
-                     keepalive_s: float | None = None) -> AsyncIterator[bytes]:
+                     disconnected: Check) -> AsyncIterator[Event]:
         """The user's events with seq > after_seq, then live ones, until the client goes."""
-        global _active
-        keepalive = KEEPALIVE_S if keepalive_s is None else keepalive_s
         watch = self._watch(user_id, after_seq)
         watch.wake.set()  # read what is already there (a Last-Event-ID backlog) at once
-        _active += 1
         try:
-            # Sent at once: the client sees the stream open before any event exists.
-            yield f"retry: {RETRY_MS}\n\n".encode()
-            quiet_since = time.monotonic()
             while True:
                 busy = False
                 if watch.wake.is_set():
@@ -239,10 +217,8 @@ class StreamHub:
                         watch.wake.set()
                     else:
                         for event in events:
-                            yield frame(event)
+                            yield event
                             watch.last_seq = event.user_seq
-                        if events:
-                            quiet_since = time.monotonic()
                         if len(events) == BATCH:
                             watch.wake.set()
                             continue  # more backlog: no pause
@@ -251,17 +227,11 @@ class StreamHub:
                 if not await still_authorised():
                     log.info("event stream ended: API key revoked", extra={"user_id": user_id})
                     return
-                if time.monotonic() - quiet_since >= keepalive:
-                    yield b": keep-alive\n\n"
-                    quiet_since = time.monotonic()
-                wait_s = min(CHECK_INTERVAL_S,
-                             max(keepalive - (time.monotonic() - quiet_since), 0.0))
                 if busy:
                     # Wait a poll interval instead of queueing for the pool again at once.
-                    await asyncio.sleep(min(wait_s, POLL_INTERVAL_S))
+                    await asyncio.sleep(POLL_INTERVAL_S)
                     continue
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(watch.wake.wait(), wait_s)
+                    await asyncio.wait_for(watch.wake.wait(), CHECK_INTERVAL_S)
         finally:
-            _active -= 1
             self._unwatch(watch)

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import fastapi.routing
+import fastapi.sse
 import httpx
 import pytest
 import uvicorn
@@ -65,11 +67,12 @@ async def server_url(shared_db: str, sim_node: str,
 
 @dataclass
 class Stream:
-    """An open event stream, read in the background into `events` and `comments`."""
+    """An open event stream, read in the background into `events`, `comments` and `retries`."""
 
     response: httpx.Response
     events: list[dict[str, Any]] = field(default_factory=list)
     comments: list[str] = field(default_factory=list)
+    retries: list[str] = field(default_factory=list)
     ended: bool = False
 
     async def read(self) -> None:
@@ -78,10 +81,15 @@ class Stream:
             async for line in self.response.aiter_lines():
                 if line == "":
                     if "data" in frame:
+                        # The contract (docs/EVENTS.md): id = seq, event = type, data = envelope.
+                        assert set(frame) == {"id", "event", "data"}, frame
                         envelope = json.loads(frame["data"])
                         assert frame["id"] == str(envelope["seq"])
                         assert frame["event"] == envelope["type"]
                         self.events.append(envelope)
+                    elif frame:
+                        assert set(frame) == {"retry"}, frame
+                        self.retries.append(frame["retry"])
                     frame = {}
                 elif line.startswith(":"):
                     self.comments.append(line)
@@ -132,8 +140,12 @@ async def transfer(client: httpx.AsyncClient, sender: int, recipient: int,
     assert response.status_code == 200, response.text
 
 
-async def no_streams_left() -> bool:
-    return sse.active_streams() == 0
+async def open_streams(url: str) -> float:
+    """The server's `vnode_sse_streams` gauge (GET /metrics)."""
+    async with httpx.AsyncClient(base_url=url, headers=bearer(ADMIN_KEY), timeout=10) as client:
+        text = (await client.get("/metrics")).text
+    return next(float(line.split()[1]) for line in text.splitlines()
+                if line.startswith("vnode_sse_streams "))
 
 
 async def test_live_events_of_one_user_only(server_url: str, app_client: httpx.AsyncClient,
@@ -158,6 +170,9 @@ async def test_live_events_of_one_user_only(server_url: str, app_client: httpx.A
     assert [e["type"] for e in stream_b.events] == [
         "transfer.completed", "transfer.completed", "admin.credit", "transfer.completed"]
     assert [e["data"]["direction"] for e in stream_a.events] == ["out", "in", "out"]
+
+    async def no_streams_left() -> bool:
+        return await open_streams(server_url) == 0
     await wait_until(no_streams_left, 10, "the server to end the closed streams")
 
 
@@ -173,6 +188,8 @@ async def test_resume_with_last_event_id(server_url: str, app_client: httpx.Asyn
         await transfer(app_client, alice, bob, amount)
     async with open_stream(server_url, alice, last_event_id=last_seen) as resumed:
         await resumed.wait_for(3, "missed events")
+        assert await open_streams(server_url) == 1
+        assert resumed.retries == [str(sse.RETRY_MS)]  # sent first, once
         await transfer(app_client, alice, bob, 14)
         await resumed.wait_for(4, "missed and live events")
     assert resumed.seqs() == [3, 4, 5, 6]
@@ -187,11 +204,16 @@ async def test_keep_alive_comment(server_url: str, app_client: httpx.AsyncClient
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     alice = new_user_id()
     await fund(app_client, alice, 1)
-    monkeypatch.setattr(sse, "KEEPALIVE_S", 0.3)
+    # FastAPI's EventSourceResponse pings after 15 s without an event (docs/EVENTS.md). Its
+    # routing module imported the interval and reads it at each wait: patched there (setattr
+    # fails should it be renamed), it holds for the server in this process.
+    assert fastapi.sse._PING_INTERVAL == 15.0
+    monkeypatch.setattr(fastapi.routing, "_PING_INTERVAL", 0.3)
     async with open_stream(server_url, alice) as stream:
         async def kept_alive() -> bool:
-            return ": keep-alive" in stream.comments
-        await wait_until(kept_alive, 10, "a keep-alive comment")
+            return len(stream.comments) >= 2
+        await wait_until(kept_alive, 10, "two keep-alive comments")
+    assert set(stream.comments) == {": ping"}
     assert stream.events == []
 
 
@@ -301,6 +323,9 @@ async def test_l2_sse_streams_capped(app_client: httpx.AsyncClient, shared_db: s
         async def freed() -> bool:
             return hub_of(app).open_streams == 2
         await wait_until(freed, 10, "the closed stream's place to be given back")
+        # A stream admitted, then refused (no such user), gives its place back at once.
+        assert (await try_stream(url, new_user_id(), key_c)).status_code == 404
+        assert hub_of(app).open_streams == 2
         await streams.enter_async_context(open_stream(url, alice, key_c))
         assert hub_of(app).open_streams == 3
         # Refused streams never took a place.
