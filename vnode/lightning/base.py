@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:  # bolt11 imports Network from here
+    from vnode.lightning.bolt11 import Invoice
 
 
 class PaymentOutcome(StrEnum):
@@ -141,11 +144,12 @@ class LightningBackend(Protocol):
     ) -> CreatedInvoice: ...
 
     async def pay_invoice(
-        self, invoice: str, *, amount_msat: int | None, fee_limit_msat: int,
+        self, invoice: Invoice, *, amount_msat: int | None, fee_limit_msat: int,
         asset_id: str | None = None, asset_amount: int | None = None,
     ) -> PaymentStatus:
-        """Start a payment. Raises DuplicatePayment, InvoiceRefused, NodeLocked (nothing sent)
-        or NodeUnreachable (unknown: maybe sent)."""
+        """Start paying an invoice the payment path has read (and checked) already; its `text`
+        is what the node is sent. Raises DuplicatePayment, InvoiceRefused, NodeLocked (nothing
+        sent) or NodeUnreachable (unknown: maybe sent)."""
         ...
 
     async def payment_status(self, payment_hash: str, *, inbound: bool = False) -> PaymentStatus:

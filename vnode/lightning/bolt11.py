@@ -25,7 +25,7 @@ import hashlib
 import re
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from coincurve import PublicKey
@@ -206,6 +206,9 @@ class Invoice:
     metadata: bytes | None
     extra_fields: tuple[RawField, ...]
     signature: str
+    # The invoice as it was read: what is sent to the node, so nothing reads it a second time.
+    # Not part of equality: the same invoice in upper case (BIP 173) is the same invoice.
+    text: str = field(compare=False)
 
     @property
     def expires_at(self) -> int:
@@ -441,9 +444,10 @@ def decode(invoice: str, *, require_payment_secret: bool = False) -> Invoice:
     ``require_payment_secret`` applies lightning/bolts PR #1242 (reader must fail
     without ``s``); the merged spec still lets readers accept such invoices.
 
-    One external payment reads its invoice three times (the payer-side checks, then the node
-    adapter before decoding and before sending); the result is a pure function of the text
-    and immutable, so successful decodes are remembered (bounded). Refusals are not cached.
+    An external payment reads its invoice once (payments/send.py), and the node adapter sends
+    the decoded invoice's ``text``; a quote and its payment, or a retried request, read the same
+    text again, and the result is a pure function of the text and immutable, so successful
+    decodes are remembered (bounded). Refusals are not cached.
     """
     if not isinstance(invoice, str):
         raise InvoiceError("invalid_bech32", "invoice must be a string")
@@ -578,6 +582,7 @@ def _decode(invoice: str, *, require_payment_secret: bool) -> Invoice:
         metadata=metadata,
         extra_fields=tuple(extra),
         signature=sig.hex(),
+        text=invoice,
     )
 
 

@@ -283,7 +283,7 @@ class RlnBackend:
 
     async def pay_invoice(
         self,
-        invoice: str,
+        invoice: bolt11.Invoice,
         *,
         amount_msat: int | None,
         fee_limit_msat: int,
@@ -292,27 +292,29 @@ class RlnBackend:
     ) -> PaymentStatus:
         """Start a payment; the answer is PENDING (poll payment_status) or FAILED (final).
 
+        ``invoice`` was read once, by the payment path's strict reader (payments/send.py), which
+        refuses what the node might accept; its ``text`` is what the node is sent.
+
         ``fee_limit_msat`` cannot be passed on: /sendpayment has no such parameter
         (capabilities.takes_fee_limit is False). The payment code has reserved it and charges
         it whole, since the fee actually paid is never reported (docs/NODE.md).
         """
         del fee_limit_msat
-        # Refused here, nothing has been sent: our reader is stricter than the node's.
-        decoded = _decode_locally(invoice)
         request = api.SendPaymentRequest.model_construct(
-            invoice=invoice, amt_msat=amount_msat, asset_id=asset_id, asset_amount=asset_amount
+            invoice=invoice.text, amt_msat=amount_msat, asset_id=asset_id,
+            asset_amount=asset_amount
         )
         answer = await self._call("POST", "/sendpayment", api.request_body(request))
         # From here on the node may have started the payment: anything unexpected in the
         # answer is ambiguous (NodeUnreachable), never a failure.
         where = "/sendpayment"
         sent = _read(api.SendPaymentResponse, answer, where)
-        if sent.payment_hash is not None and sent.payment_hash.lower() != decoded.payment_hash:
+        if sent.payment_hash is not None and sent.payment_hash.lower() != invoice.payment_hash:
             _malformed(where, "the node answered for another payment hash")
         return PaymentStatus(
-            payment_hash=decoded.payment_hash,
+            payment_hash=invoice.payment_hash,
             outcome=_OUTCOMES[sent.status],
-            amount_msat=amount_msat if amount_msat is not None else decoded.amount_msat,
+            amount_msat=amount_msat if amount_msat is not None else invoice.amount_msat,
             asset_id=asset_id,
             asset_amount=asset_amount,
             fee_msat=None,

@@ -54,7 +54,6 @@ class InvoiceToPay:
     vnode settles it in the ledger and, for an external one, what the node reads in it (its
     RGB asset). Every later step of `pay` and `quote` takes what it needs from here."""
 
-    invoice: str
     decoded: bolt11.Invoice
     amount_msat: int | None  # None only for an amountless invoice quoted without an amount
     internal: bool
@@ -64,6 +63,11 @@ class InvoiceToPay:
     @property
     def payment_hash(self) -> str:
         return self.decoded.payment_hash
+
+    @property
+    def invoice(self) -> str:
+        """The invoice text as it was read (trimmed): what is stored and sent."""
+        return self.decoded.text
 
 
 class PaymentSender:
@@ -152,11 +156,10 @@ class PaymentSender:
         if amount_required or decoded.amount_msat is not None or amt_msat is not None:
             amount = payable_amount(decoded, amt_msat,
                                     max_payment_msat=self.settings.max_payment_msat)
-        text = invoice.strip()
         if await self._is_ours(decoded, info.pubkey):
-            return InvoiceToPay(text, decoded, amount, internal=True)
+            return InvoiceToPay(decoded, amount, internal=True)
         self.monitor.require_ready()
-        return await self._with_node_view(InvoiceToPay(text, decoded, amount, internal=False))
+        return await self._with_node_view(InvoiceToPay(decoded, amount, internal=False))
 
     async def _is_ours(self, decoded: bolt11.Invoice, node_pubkey: str) -> bool:
         """An invoice vnode issued, or any invoice of the master node: settled in the ledger."""
@@ -230,7 +233,7 @@ class PaymentSender:
                     reserve: int) -> None:
         try:
             status = await self.backend.pay_invoice(
-                target.invoice,
+                target.decoded,
                 amount_msat=command.amt_msat if target.decoded.amount_msat is None else None,
                 fee_limit_msat=reserve, asset_id=target.asset_id,
                 asset_amount=target.asset_amount)

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.contract.lightning.server import serve
+from vnode.lightning import bolt11
 from vnode.lightning.base import PaymentOutcome
 from vnode.lightning.rln import NodeProtocolError, RlnBackend
 from vnode_sim.app import create_sim_app
@@ -82,7 +83,8 @@ async def served(control: httpx.AsyncClient, kind: HostileKind) -> int:
 
 async def paid_outbound(backend: RlnBackend, control: httpx.AsyncClient) -> str:
     made = await post(control, "/invoice", {"amt_msat": 5_000})
-    await backend.pay_invoice(made["invoice"], amount_msat=None, fee_limit_msat=1_000)
+    await backend.pay_invoice(bolt11.decode(made["invoice"]), amount_msat=None,
+                              fee_limit_msat=1_000)
     await eventually(lambda: backend.payment_status(made["payment_hash"]),
                      lambda s: s.outcome is PaymentOutcome.SUCCEEDED, "the payment to settle")
     payment_hash: str = made["payment_hash"]
