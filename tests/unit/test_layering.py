@@ -2,8 +2,9 @@
 the harness (the process helpers of tests/, bench/ and proving/).
 
 `vnode_sim` (the simulated RGB Lightning Node) is a sibling package of `vnode`. The sim may use
-`vnode` (it decodes invoices with `vnode.lightning.bolt11`), never the other way round: `vnode
-serve` with no node configured runs the sim as a separate process (`vnode/lightning/
+`vnode` (the BOLT 11 reader `vnode.lightning.bolt11`, the RLN wire models
+`vnode.lightning.rln_api` and `Network` from `vnode.lightning.base`), never the other way
+round: `vnode serve` with no node configured runs the sim as a separate process (`vnode/lightning/
 sim_process.py`), and the one import of `vnode_sim` inside `vnode/` is lazy, in the body of the
 `vnode sim serve` command (`vnode/cli.py`), which only that process runs. `harness/` imports
 `vnode` to run it; nothing under `vnode/` or `vnode_sim/` imports `harness`, lazily or not.

@@ -23,6 +23,7 @@ from vnode.api.responses import json_response, outcome_response
 from vnode.api.schemas import AssetBalanceBody, HistoryBody, TransferBody, UserBody
 from vnode.apikeys import Principal
 from vnode.apikeys import Scope as KeyScope
+from vnode.domain.ids import node_id
 from vnode.domain.timestamps import format_timestamp
 from vnode.errors import ApiError, ErrorCode
 from vnode.ledger import balances, history, nodes, transfers
@@ -69,7 +70,7 @@ async def handle_assetbalance(services: Services, body: AssetBalanceBody, _key: 
     if found is None:
         raise ApiError(ErrorCode.UNKNOWN_USER)
     return json_response(
-        {"user_id": body.user_id, "node_id": f"vn_{body.user_id}", **found.as_json()})
+        {"user_id": body.user_id, "node_id": node_id(body.user_id), **found.as_json()})
 
 
 # Served by vnode/api/fastpath.py (app.py gives it this table); hot.include below makes their
@@ -141,5 +142,5 @@ async def virtual_history(body: HistoryBody, _key: ReadKey, services: ServicesDe
     entries, next_cursor = await history.history_page(
         services.pool, body.user_id, body.limit, before_id
     )
-    return json_response({"user_id": body.user_id, "node_id": f"vn_{body.user_id}",
+    return json_response({"user_id": body.user_id, "node_id": node_id(body.user_id),
                   "transactions": entries, "next_cursor": next_cursor})

@@ -1,5 +1,5 @@
 """Security review 1, the payment path: each test is named after the finding it closes
-(../shared/reviews/security-review-1.md; docs/SECURITY.md)."""
+(docs/design/reviews/security-review-1.md; docs/SECURITY.md)."""
 
 from __future__ import annotations
 

@@ -263,10 +263,15 @@ BEGIN
         ORDER BY user_id FOR UPDATE;
         IF NOT EXISTS (SELECT 1 FROM virtual_nodes WHERE user_id = p_payer) THEN
             code := 'unknown_user';
-        ELSIF vnode_user_spendable(p_payer, 'BTC') < v_amount
-              OR (v_asset IS NOT NULL
-                  AND vnode_user_spendable(p_payer, v_asset) < inv.asset_amount) THEN
+        ELSIF vnode_user_spendable(p_payer, 'BTC') < v_amount THEN
             code := 'insufficient_balance';
+            detail := format('the payment needs %s msat; spendable %s msat', v_amount,
+                             vnode_user_spendable(p_payer, 'BTC'));
+        ELSIF v_asset IS NOT NULL
+              AND vnode_user_spendable(p_payer, v_asset) < inv.asset_amount THEN
+            code := 'insufficient_balance';
+            detail := format('the payment needs %s of %s; spendable %s', inv.asset_amount,
+                             v_asset, vnode_user_spendable(p_payer, v_asset));
         END IF;
     END IF;
     IF code IS NOT NULL THEN
