@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -9,9 +10,12 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from hypothesis import settings
 
+from harness.redis import RedisServer
 from tests.support import (
     ADMIN_KEY,
+    FAST_PROFILE_EXAMPLES,
     RGB_ASSET,
     TEMPLATE_DB,
     bearer,
@@ -26,6 +30,11 @@ from vnode.db.migrate import migrate
 from vnode.lightning.sim_process import SimProcess
 from vnode.settings import Settings
 
+# `--hypothesis-profile fast` (make test-fast): a fifth of the examples. Without it hypothesis
+# keeps its own default profile (or its `ci` one), and tests that set their own count scale it
+# with tests.support.examples, so `make test` runs every property test with its full count.
+settings.register_profile("fast", max_examples=FAST_PROFILE_EXAMPLES)
+
 TEST_SEED = "11" * 32
 WEBHOOK_SECRET = "whsec-test-" + "w" * 24
 
@@ -39,8 +48,23 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     cluster = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
     dsn = cluster.start()
+    asyncio.run(_throwaway_durability(dsn))
     yield dsn
     cluster.stop()
+
+
+async def _throwaway_durability(dsn: str) -> None:
+    """The test cluster is thrown away after the session, so it need not survive a crash of the
+    machine: no fsync, no full-page writes, commits not waiting for the WAL flush. This is what
+    made the suite's databases slow (each copied database, and the checkpoint of all of them at
+    the session's end, was flushed to disk). A crash of PostgreSQL alone still loses nothing."""
+    conn = await asyncpg.connect(with_database(dsn, "postgres"))
+    try:
+        for setting in ("fsync", "full_page_writes", "synchronous_commit"):
+            await conn.execute(f"ALTER SYSTEM SET {setting} = off")
+        await conn.execute("SELECT pg_reload_conf()")
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -140,3 +164,22 @@ async def shared_conn(shared_db: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(shared_db)
     yield conn
     await conn.close()
+
+
+# A real redis-server, for the event tests of tests/integration/events and tests/e2e/events.
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a redis-server shared by the session; tests use their own stream keys."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, started, that the test may stop and start again."""
+    server = RedisServer(tmp_path_factory.mktemp("redis-own"))
+    server.start()
+    yield server
+    server.stop()

@@ -9,6 +9,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+from hypothesis import settings
+
 from harness import serve
 
 # Re-exported: the test modules import these from here.
@@ -19,6 +21,8 @@ from vnode.db.dsn import with_database as with_database
 from vnode.loopback import free_port as free_port
 
 ADMIN_KEY = "test-admin-" + "k" * 24
+# max_examples of the `fast` hypothesis profile (tests/conftest.py), against hypothesis's 100.
+FAST_PROFILE_EXAMPLES = 20
 RGB_ASSET = "rgb:CJkb4YZw-jRiz2sk-~PARPio-wtVYI1c-XAEYCqO-wTfvRZ8"
 TEMPLATE_DB = "vnode_test_template"
 
@@ -53,3 +57,9 @@ class ServeProcess(serve.ServeProcess):
         code = super().stop(sig, timeout_s)
         assert code is not None
         return code
+
+
+def examples(full: int) -> int:
+    """A property test's example count under the loaded hypothesis profile: `full` under the
+    default profile (`make test`), scaled down with the `fast` one (`make test-fast`)."""
+    return max(1, full * settings().max_examples // 100)

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from tests.support import examples
 from vnode.api.schemas import (
     AdminMoveBody,
     LnInvoiceBody,
@@ -48,11 +49,12 @@ JSON = st.recursive(
     | st.dictionaries(st.text(max_size=10), children, max_size=3),
     max_leaves=8,
 )
-EXAMPLES = int(os.environ.get("VNODE_FUZZ_EXAMPLES", "300"))
+# 300 each under `make test`, fewer under the fast hypothesis profile (tests/support.examples).
+EXAMPLES = int(os.environ.get("VNODE_FUZZ_EXAMPLES", str(examples(300))))
 FAST = settings(max_examples=EXAMPLES, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
 # Signing an invoice costs about a millisecond: fewer of those.
-SIGNING = settings(max_examples=max(50, EXAMPLES // 3), deadline=None,
+SIGNING = settings(max_examples=max(examples(50), EXAMPLES // 3), deadline=None,
                    suppress_health_check=[HealthCheck.too_slow])
 RGB = "rgb:CJkb4YZw-jRiz2sk-~PARPio-wtVYI1c-XAEYCqO-wTfvRZ8"
 # Integers around every boundary that matters (0, 2^63, the sats -> msat overflow), as well as
@@ -192,7 +194,7 @@ def test_decoder_on_arbitrary_text(text: str) -> None:
     pytest.fail(f"decoded arbitrary text {text!r}")
 
 
-@settings(max_examples=max(500, EXAMPLES), deadline=None)
+@settings(max_examples=max(examples(500), EXAMPLES), deadline=None)
 @given(st.integers(min_value=0, max_value=len(VALID) - 1),
        st.sampled_from("qpzry9x8gf2tvdw0s3jn54khce6mua7l"))
 def test_decoder_refuses_every_single_character_change(position: int, char: str) -> None:

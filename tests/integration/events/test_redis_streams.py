@@ -303,10 +303,10 @@ async def test_the_stream_is_bounded_by_maxlen(fresh_db: str, sim_node: str, red
             # 800 transfers (1,600 events) through the ledger function itself, for speed.
             for i in range(800):
                 sender, recipient = (alice, bob) if i % 2 else (bob, alice)
-                status = await conn.fetchval(
-                    "SELECT status FROM vnode_transfer($1, $2, 'unused', 'BTC', 1, NULL, "
+                code = await conn.fetchval(
+                    "SELECT code FROM vnode_transfer($1, $2, 'unused', 'BTC', 1, NULL, "
                     "'test', NULL, NULL)", sender, recipient)
-                assert status == 200
+                assert code == "ok"
             await wait_until(lambda: all_delivered_to_redis(conn), 60,
                              "1,602 events to be delivered to Redis")
         client_ = aioredis.Redis.from_url(redis_url, decode_responses=True)

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support import examples
 from tests.unit.keys.bip32_serialize import b58check_decode, ripemd160_py, to_xprv, to_xpub
 from vnode.domain.ids import MAX_USER_ID
 from vnode.keys import bip32
@@ -258,7 +259,7 @@ def test_user_path_is_invertible(user_id: int) -> None:
 SIGNER = SoftwareSigner(bytes.fromhex(VECTOR_2_SEED))
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(
     st.integers(min_value=1, max_value=MAX_USER_ID),
     st.integers(min_value=1, max_value=MAX_USER_ID),

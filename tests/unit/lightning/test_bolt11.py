@@ -11,6 +11,7 @@ from coincurve import PrivateKey
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from tests.support import examples
 from tests.unit.lightning.bolt11_vectors import (
     CURRENT_INVALID,
     CURRENT_VALID,
@@ -160,7 +161,7 @@ def test_require_payment_secret_rejects_legacy() -> None:
 
 
 @given(pos=st.integers(min_value=5, max_value=300), repl=st.sampled_from(bolt11._CHARSET))
-@settings(max_examples=100)
+@settings(max_examples=examples(100))
 def test_tampered_character_fails_checksum(pos: int, repl: str) -> None:
     invoice = CURRENT_VALID[0][1]
     pos = invoice.index("1") + 1 + pos % (len(invoice) - invoice.index("1") - 1)
@@ -437,7 +438,7 @@ KNOWN_OK_FEATURES = st.sets(st.sampled_from([8, 9, 15, 16, 17, 48, 49, 99, 101])
     features=frozenset({14}),
     with_n=False,
 )
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 def test_encode_decode_round_trip(
     amount: int | None,
     network: bolt11.Network,
