@@ -366,7 +366,7 @@ def run_pgbench(dsn: str, script: Path, clients: int, threads: int, seconds: int
 CEILING_SCRIPT = """\\set a random(1, {users})
 \\set b 1 + (:a - 1 + random(1, {users} - 1)) % {users}
 \\set amt random(1, {max_amount})
-SELECT status FROM vnode_transfer({base} + :a, {base} + :b, 'unused', 'BTC', :amt, NULL,
+SELECT code FROM vnode_transfer({base} + :a, {base} + :b, 'unused', 'BTC', :amt, NULL,
     'bench', NULL, NULL);
 """
 
