@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -46,21 +48,36 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if given:
         yield given
         return
-    cluster = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
-    dsn = cluster.start()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Parallel workers (make test-fast) share one cluster in the run's temporary folder:
+        # the first to start it initialises it, the others attach, the last to stop stops it
+        # (as vnode processes share one, docs/adr/0006). Each worker has its own databases.
+        data_dir = tmp_path_factory.getbasetemp().parent / "pg" / "data"
+    else:
+        data_dir = tmp_path_factory.mktemp("pg") / "data"
+    cluster = EmbeddedPostgres(data_dir)
+    with _lock(tmp_path_factory.getbasetemp().parent / "vnode-pg-start.lock"):
+        dsn = cluster.start()
     asyncio.run(_throwaway_durability(dsn))
     yield dsn
     cluster.stop()
 
 
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    with path.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        yield
+
+
 async def _throwaway_durability(dsn: str) -> None:
     """The test cluster is thrown away after the session, so it need not survive a crash of the
-    machine: no fsync, no full-page writes, commits not waiting for the WAL flush. This is what
-    made the suite's databases slow (each copied database, and the checkpoint of all of them at
-    the session's end, was flushed to disk). A crash of PostgreSQL alone still loses nothing."""
+    machine: no fsync and no full-page writes. Each copied database, and the checkpoint of all of
+    them at the session's end (12-20 s), was flushed to disk. Every commit still writes its WAL
+    before it returns, so a crash of PostgreSQL alone loses nothing."""
     conn = await asyncpg.connect(with_database(dsn, "postgres"))
     try:
-        for setting in ("fsync", "full_page_writes", "synchronous_commit"):
+        for setting in ("fsync", "full_page_writes"):
             await conn.execute(f"ALTER SYSTEM SET {setting} = off")
         await conn.execute("SELECT pg_reload_conf()")
     finally:

@@ -4,6 +4,7 @@ proving/; this module gives them the tests' settings."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import signal
 import subprocess
@@ -24,7 +25,8 @@ ADMIN_KEY = "test-admin-" + "k" * 24
 # max_examples of the `fast` hypothesis profile (tests/conftest.py), against hypothesis's 100.
 FAST_PROFILE_EXAMPLES = 20
 RGB_ASSET = "rgb:CJkb4YZw-jRiz2sk-~PARPio-wtVYI1c-XAEYCqO-wTfvRZ8"
-TEMPLATE_DB = "vnode_test_template"
+# One per pytest-xdist worker: workers share a server given by VNODE_TEST_DATABASE_URL.
+TEMPLATE_DB = "vnode_test_template" + os.environ.get("PYTEST_XDIST_WORKER", "").replace("gw", "_")
 
 
 def new_user_id() -> int:
