@@ -9,7 +9,7 @@ from vnode.api.errors import error_response
 from vnode.ledger.calls import LedgerAnswer
 
 
-def outcome_response(answer: LedgerAnswer) -> Response:
+def answer_response(answer: LedgerAnswer) -> Response:
     """A success's document as the database wrote it; a refusal from the catalogue."""
     if answer.result is not None:
         return Response(answer.result, answer.status, media_type="application/json")

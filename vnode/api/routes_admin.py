@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from vnode.api import models
 from vnode.api.deps import AdminKey, IdempotencyHeader, ServicesDep, idempotency
 from vnode.api.errors import documented_errors
-from vnode.api.responses import outcome_response
+from vnode.api.responses import answer_response
 from vnode.api.schemas import AdminMoveBody
 from vnode.errors import ErrorCode
 from vnode.ledger.admin import AdminCommand, AdminMove, admin_move
@@ -28,10 +28,10 @@ async def _move(
     idempotency_key: str | None,
 ) -> Response:
     command = AdminCommand(move, body.user_id, body.asset_id, body.amount, body.reason)
-    outcome = await admin_move(
+    answer = await admin_move(
         services.pool, services.signer, command, idempotency(key, idempotency_key)
     )
-    return outcome_response(outcome)
+    return answer_response(answer)
 
 
 @router.post(

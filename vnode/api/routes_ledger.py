@@ -19,11 +19,11 @@ from vnode.api.models import (
     VirtualNode,
     documented,
 )
-from vnode.api.responses import json_response, outcome_response
+from vnode.api.responses import answer_response, json_response
 from vnode.api.schemas import AssetBalanceBody, HistoryBody, TransferBody, UserBody
 from vnode.apikeys import Principal
 from vnode.apikeys import Scope as KeyScope
-from vnode.domain.ids import node_id
+from vnode.domain.ids import BTC, node_id
 from vnode.domain.timestamps import format_timestamp
 from vnode.errors import ApiError, ErrorCode
 from vnode.ledger import balances, history, nodes, transfers
@@ -54,14 +54,14 @@ async def handle_transfer(services: Services, body: TransferBody, key: Principal
     command = transfers.TransferCommand(
         body.from_user_id, body.to_user_id, body.asset_id, body.amount, body.memo
     )
-    outcome = await transfers.transfer(
+    answer = await transfers.transfer(
         services.pool, services.signer, command, idempotency(key, idempotency_key)
     )
     services.metrics.transfers.labels(
-        "completed" if outcome.ok else outcome.code,
-        "BTC" if body.asset_id == "BTC" else "RGB",
+        "completed" if answer.ok else answer.code,
+        "BTC" if body.asset_id == BTC else "RGB",
     ).inc()
-    return outcome_response(outcome)
+    return answer_response(answer)
 
 
 async def handle_assetbalance(services: Services, body: AssetBalanceBody, _key: Principal,

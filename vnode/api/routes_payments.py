@@ -18,7 +18,7 @@ from vnode.api.deps import (
 )
 from vnode.api.errors import documented_errors
 from vnode.api.models import InvoiceQuote, LnInvoice, Payment, RgbInvoice, documented
-from vnode.api.responses import json_response, outcome_response
+from vnode.api.responses import answer_response, json_response
 from vnode.api.schemas import (
     DecodeInvoiceBody,
     LnInvoiceBody,
@@ -65,8 +65,8 @@ async def virtual_sendpayment(
     idempotency_key: IdempotencyHeader = None,
 ) -> Response:
     command = PayCommand(body.user_id, body.invoice, body.amt_msat, body.fee_limit_msat)
-    outcome = await services.sender.pay(command, idempotency(key, idempotency_key))
-    return outcome_response(outcome)
+    answer = await services.sender.pay(command, idempotency(key, idempotency_key))
+    return answer_response(answer)
 
 
 @router.post(
@@ -97,10 +97,10 @@ async def virtual_decodeinvoice(body: DecodeInvoiceBody, _key: ReadKey,
 )
 async def virtual_payment(body: PaymentQueryBody, _key: ReadKey,
                           services: ServicesDep) -> Response:
-    outcome = await find_payment(services.pool, body.user_id, body.payment_hash)
-    if outcome is None:
+    answer = await find_payment(services.pool, body.user_id, body.payment_hash)
+    if answer is None:
         raise ApiError(ErrorCode.UNKNOWN_PAYMENT)
-    return outcome_response(outcome)
+    return answer_response(answer)
 
 
 @router.post(
