@@ -51,25 +51,34 @@ SELECT balance FROM balances WHERE user_id = :id;
 WORKLOADS = {
     "assetbalance": transfers.Workload(
         "/virtual_assetbalance",
-        "string.format('{\"user_id\":%d,\"asset_id\":\"BTC\"}', base + a)",
-        '{"user_id":%(a)d,"asset_id":"BTC"}'),
+        'string.format(\'{"user_id":%d,"asset_id":"BTC"}\', base + a)',
+        '{"user_id":%(a)d,"asset_id":"BTC"}',
+    ),
     "balances": transfers.Workload(
-        "/virtual_balances", "string.format('{\"user_id\":%d}', base + a)",
-        '{"user_id":%(a)d}'),
+        "/virtual_balances", "string.format('{\"user_id\":%d}', base + a)", '{"user_id":%(a)d}'
+    ),
 }
 
 
 def main(
-    url: opt.ServiceUrl = None, dsn: opt.ServiceDsn = None, admin_key: opt.AdminKey = None,
-    endpoint: Annotated[str, typer.Option(help="assetbalance (one asset) or balances (all)")]
-    = "assetbalance",
-    workers: opt.Workers = 1, clients: opt.Clients = 32, duration: opt.Seconds = 20,
+    url: opt.ServiceUrl = None,
+    dsn: opt.ServiceDsn = None,
+    admin_key: opt.AdminKey = None,
+    endpoint: Annotated[
+        str, typer.Option(help="assetbalance (one asset) or balances (all)")
+    ] = "assetbalance",
+    workers: opt.Workers = 1,
+    clients: opt.Clients = 32,
+    duration: opt.Seconds = 20,
     warmup: opt.Warmup = 3,
-    users: opt.Users = 1000, user_base: opt.UserBase = 7_000_000_000,
-    loadgen: opt.Loadgen = "auto", loadgen_threads: opt.LoadgenThreads = 2,
+    users: opt.Users = 1000,
+    user_base: opt.UserBase = 7_000_000_000,
+    loadgen: opt.Loadgen = "auto",
+    loadgen_threads: opt.LoadgenThreads = 2,
     pgbench_threads: opt.PgbenchThreads = 2,
-    shared_dir: Annotated[Path, typer.Option(help="Directory of transfer_schema.sql")]
-    = common.SHARED_BENCH_DIR,
+    shared_dir: Annotated[
+        Path, typer.Option(help="Directory of transfer_schema.sql")
+    ] = common.SHARED_BENCH_DIR,
     json_path: opt.JsonOut = None,
 ) -> None:
     """Balance reads/s through vnode vs pgbench reading a balance on the same cluster."""
@@ -86,13 +95,19 @@ def main(
     try:
         with console.status("starting PostgreSQL and vnode serve"):
             target = common.Target.start(url, dsn, admin_key, workdir, workers)
-        url, dsn, admin_key, cpu_roots = (target.url, target.dsn, target.admin_key,
-                                          target.cpu_roots())
+        url, dsn, admin_key, cpu_roots = (
+            target.url,
+            target.dsn,
+            target.admin_key,
+            target.cpu_roots(),
+        )
         pg_version = common.server_version(dsn)
         out.print(f"machine: {common.machine_summary()}")
-        out.print(f"PostgreSQL {pg_version}; vnode at {url}"
-                  + (f" (--workers {workers})" if target.running else "")
-                  + f"; POST {WORKLOADS[endpoint].path}; load from {loadgen}")
+        out.print(
+            f"PostgreSQL {pg_version}; vnode at {url}"
+            + (f" (--workers {workers})" if target.running else "")
+            + f"; POST {WORKLOADS[endpoint].path}; load from {loadgen}"
+        )
         with console.status(f"funding {users} users"):
             started = time.monotonic()
             transfers.fund_users(url, admin_key, users, user_base, FUND_MSAT)
@@ -101,12 +116,22 @@ def main(
         load_args = (url, admin_key, clients, loadgen_threads)
         workload = WORKLOADS[endpoint]
         if warmup > 0:
-            transfers.run_load(loadgen, *load_args, warmup, users, user_base, 1, workdir, {},
-                               "warm-up", workload)
+            transfers.run_load(
+                loadgen, *load_args, warmup, users, user_base, 1, workdir, {}, "warm-up", workload
+            )
         common.checkpoint(dsn)
-        result, meter = transfers.run_load(loadgen, *load_args, duration, users, user_base, 1,
-                                           workdir, cpu_roots, f"vnode, {clients} clients",
-                                           workload)
+        result, meter = transfers.run_load(
+            loadgen,
+            *load_args,
+            duration,
+            users,
+            user_base,
+            1,
+            workdir,
+            cpu_roots,
+            f"vnode, {clients} clients",
+            workload,
+        )
 
         with console.status("loading transfer_schema.sql into bench_ref"):
             ref_dsn = common.recreate_database(dsn, "bench_ref")
@@ -114,16 +139,32 @@ def main(
             common.checkpoint(dsn)
         script = workdir / "read_balance.sql"
         script.write_text(READ_SCRIPT)
-        reference = transfers.run_pgbench(ref_dsn, script, clients, pgbench_threads, duration,
-                                          "pgbench SELECT balance", workdir, cpu_roots)[0]
+        reference = transfers.run_pgbench(
+            ref_dsn,
+            script,
+            clients,
+            pgbench_threads,
+            duration,
+            "pgbench SELECT balance",
+            workdir,
+            cpu_roots,
+        )[0]
 
         _report(result, reference, clients, duration, workload.path)
         ratio = result.rate / reference.tps if reference.tps else 0.0
-        common.finish(json_path, "balances", {
-            "vnode reads/s": result.rate, "vnode p50 ms": result.p50_ms,
-            "vnode p99 ms": result.p99_ms, "pgbench SELECT balance tps": reference.tps,
-            "other programs during vnode run, cores": meter.foreign_user / result.seconds,
-        }, ("vnode/pgbench", ratio), postgres=pg_version)
+        common.finish(
+            json_path,
+            "balances",
+            {
+                "vnode reads/s": result.rate,
+                "vnode p50 ms": result.p50_ms,
+                "vnode p99 ms": result.p99_ms,
+                "pgbench SELECT balance tps": reference.tps,
+                "other programs during vnode run, cores": meter.foreign_user / result.seconds,
+            },
+            ("vnode/pgbench", ratio),
+            postgres=pg_version,
+        )
     finally:
         with console.status("stopping"):
             if target is not None:
@@ -131,8 +172,13 @@ def main(
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _report(result: transfers.LoadResult, reference: common.PgbenchResult, clients: int,
-            duration: int, path: str) -> None:
+def _report(
+    result: transfers.LoadResult,
+    reference: common.PgbenchResult,
+    clients: int,
+    duration: int,
+    path: str,
+) -> None:
     table = transfers.load_table(result, f"POST {path}/s", clients, duration)
     table.add_row("pgbench SELECT balance tps", f"{reference.tps:,.0f}")
     table.add_row("pgbench latency avg", f"{reference.latency_ms:.2f} ms")

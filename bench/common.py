@@ -52,23 +52,38 @@ def machine_facts() -> dict[str, str | int | float]:
     docs/PERFORMANCE.md)."""
     cpu = "unknown CPU"
     with contextlib.suppress(OSError):
-        cpu = next((line.split(":", 1)[1].strip()
-                    for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), cpu)
-    return {"cpus": os.cpu_count() or 0, "cpu": cpu,
-            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-                                / 2**30, 1),
-            "python": sys.version.split()[0]}
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            cpu,
+        )
+    return {
+        "cpus": os.cpu_count() or 0,
+        "cpu": cpu,
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": sys.version.split()[0],
+    }
 
 
 def machine_summary() -> str:
     facts = machine_facts()
-    return (f"{facts['cpus']} CPUs ({facts['cpu']}), {facts['memory_gib']} GiB RAM, "
-            f"Python {facts['python']}")
+    return (
+        f"{facts['cpus']} CPUs ({facts['cpu']}), {facts['memory_gib']} GiB RAM, "
+        f"Python {facts['python']}"
+    )
 
 
-def write_figures(path: Path | None, benchmark: str, figures: dict[str, float],
-                  ratio: tuple[str, float], *, postgres: str) -> None:
+def write_figures(
+    path: Path | None,
+    benchmark: str,
+    figures: dict[str, float],
+    ratio: tuple[str, float],
+    *,
+    postgres: str,
+) -> None:
     """A benchmark's figures as JSON, for bench/run.py (nothing when `path` is None).
 
     `ratio` is (what against what, value): the comparable figure each benchmark prints last.
@@ -77,14 +92,25 @@ def write_figures(path: Path | None, benchmark: str, figures: dict[str, float],
         return
     # JSON has no NaN: a figure a run could not measure (no sample) is null.
     measured = {name: None if math.isnan(value) else value for name, value in figures.items()}
-    document = {"benchmark": benchmark, "at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "machine": machine_facts(), "postgres": postgres, "figures": measured,
-                "ratio": {"name": ratio[0], "value": ratio[1]}}
+    document = {
+        "benchmark": benchmark,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_facts(),
+        "postgres": postgres,
+        "figures": measured,
+        "ratio": {"name": ratio[0], "value": ratio[1]},
+    }
     path.write_text(json.dumps(document, indent=2) + "\n")
 
 
-def finish(path: Path | None, benchmark: str, figures: dict[str, float],
-           ratio: tuple[str, float], *, postgres: str) -> None:
+def finish(
+    path: Path | None,
+    benchmark: str,
+    figures: dict[str, float],
+    ratio: tuple[str, float],
+    *,
+    postgres: str,
+) -> None:
     """write_figures, then the comparable figure as the last line: `ratio NAME: 0.NN`."""
     write_figures(path, benchmark, figures, ratio, postgres=postgres)
     print(f"ratio {ratio[0]}: {ratio[1]:.2f}", flush=True)
@@ -154,17 +180,36 @@ def parse_pgbench(output: str) -> PgbenchResult:
 
 
 def pgbench_command(dsn: str, script: Path, clients: int, threads: int, seconds: int) -> list[str]:
-    return [str(bin_dir() / "pgbench"), "-n", "-M", "prepared", "-c", str(clients),
-            "-j", str(min(threads, clients)), "-T", str(seconds), "--max-tries=10",
-            "-f", str(script), dsn]
+    return [
+        str(bin_dir() / "pgbench"),
+        "-n",
+        "-M",
+        "prepared",
+        "-c",
+        str(clients),
+        "-j",
+        str(min(threads, clients)),
+        "-T",
+        str(seconds),
+        "--max-tries=10",
+        "-f",
+        str(script),
+        dsn,
+    ]
 
 
 # --------------------------------------------------------------------------------------------
 # vnode serve as a process
 
 
-def serve_process(database_url: str, data_dir: Path, workers: int, *, access_log: bool = False,
-                  extra_env: dict[str, str] | None = None) -> ServeProcess:
+def serve_process(
+    database_url: str,
+    data_dir: Path,
+    workers: int,
+    *,
+    access_log: bool = False,
+    extra_env: dict[str, str] | None = None,
+) -> ServeProcess:
     """`vnode serve` against an existing database, on a free port, in its own process group
     (not started)."""
     port = free_port_pair()
@@ -175,15 +220,28 @@ def serve_process(database_url: str, data_dir: Path, workers: int, *, access_log
         "VNODE_ACCESS_LOG": "true" if access_log else "false",
         **(extra_env or {}),
     }
-    return ServeProcess(data_dir, database_url, workers=workers, env=env, port=port,
-                        admin_key="bench-admin-" + secrets.token_urlsafe(24))
+    return ServeProcess(
+        data_dir,
+        database_url,
+        workers=workers,
+        env=env,
+        port=port,
+        admin_key="bench-admin-" + secrets.token_urlsafe(24),
+    )
 
 
-def start_serve(database_url: str, data_dir: Path, workers: int, *, access_log: bool = False,
-                extra_env: dict[str, str] | None = None) -> ServeProcess:
+def start_serve(
+    database_url: str,
+    data_dir: Path,
+    workers: int,
+    *,
+    access_log: bool = False,
+    extra_env: dict[str, str] | None = None,
+) -> ServeProcess:
     """serve_process, started and ready (GET /readyz answers 200)."""
-    service = serve_process(database_url, data_dir, workers, access_log=access_log,
-                            extra_env=extra_env)
+    service = serve_process(
+        database_url, data_dir, workers, access_log=access_log, extra_env=extra_env
+    )
     service.start()
     try:
         service.wait_ready_blocking(60.0)
@@ -202,13 +260,20 @@ class RunningService:
     dsn: str
 
     @classmethod
-    def start(cls, workdir: Path, workers: int, *, access_log: bool = False,
-              extra_env: dict[str, str] | None = None) -> RunningService:
+    def start(
+        cls,
+        workdir: Path,
+        workers: int,
+        *,
+        access_log: bool = False,
+        extra_env: dict[str, str] | None = None,
+    ) -> RunningService:
         cluster = TemporaryCluster(prefix="vnode-bench-")
         try:
             dsn = cluster.start()
-            service = start_serve(dsn, workdir / "data", workers, access_log=access_log,
-                                  extra_env=extra_env)
+            service = start_serve(
+                dsn, workdir / "data", workers, access_log=access_log, extra_env=extra_env
+            )
         except BaseException:
             cluster.stop()
             raise
@@ -249,16 +314,25 @@ class Target:
     running: RunningService | None = None
 
     @classmethod
-    def check_options(cls, url: str | None, dsn: str | None, admin_key: str | None,
-                      users: int) -> None:
+    def check_options(
+        cls, url: str | None, dsn: str | None, admin_key: str | None, users: int
+    ) -> None:
         if url is not None and (dsn is None or admin_key is None):
             raise typer.BadParameter("--url needs --dsn (for pgbench) and --admin-key")
         if users < 2:
             raise typer.BadParameter("--users must be at least 2")
 
     @classmethod
-    def start(cls, url: str | None, dsn: str | None, admin_key: str | None, workdir: Path,
-              workers: int, *, access_log: bool = False) -> Target:
+    def start(
+        cls,
+        url: str | None,
+        dsn: str | None,
+        admin_key: str | None,
+        workdir: Path,
+        workers: int,
+        *,
+        access_log: bool = False,
+    ) -> Target:
         """The running service, or a throwaway cluster and `vnode serve` started here."""
         if url is None:
             running = RunningService.start(workdir, workers, access_log=access_log)
@@ -285,8 +359,13 @@ class Target:
 
 def progress_wait(what: str, seconds: float, done: Callable[[], bool]) -> None:
     """A progress bar (on stderr) over `seconds` until `done()`."""
-    with Progress(TextColumn("  {task.description}"), BarColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True), transient=True) as progress:
+    with Progress(
+        TextColumn("  {task.description}"),
+        BarColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
         task = progress.add_task(what, total=seconds)
         started = time.monotonic()
         while not done():
@@ -294,9 +373,15 @@ def progress_wait(what: str, seconds: float, done: Callable[[], bool]) -> None:
             time.sleep(0.2)
 
 
-def run_load_process(main: Callable[..., None], args: tuple[Any, ...], label: str,
-                     seconds: float, cpu_roots: dict[str, int], client: str,
-                     result_timeout_s: float = 30.0) -> tuple[dict[str, Any], CpuMeter]:
+def run_load_process(
+    main: Callable[..., None],
+    args: tuple[Any, ...],
+    label: str,
+    seconds: float,
+    cpu_roots: dict[str, int],
+    client: str,
+    result_timeout_s: float = 30.0,
+) -> tuple[dict[str, Any], CpuMeter]:
     """`main(*args, ready, go, queue)` in a spawned process: it sets `ready` once it has
     started, runs the load when `go` is set, and puts its result on `queue`, with its own CPU
     during the load as `cpu_user` and `cpu_system`. The meter runs from `go` to the result;
@@ -329,10 +414,11 @@ def run_load_process(main: Callable[..., None], args: tuple[Any, ...], label: st
 # native code with --native).
 PROFILE_RULES: list[tuple[str, tuple[str, ...]]] = [
     ("Python garbage collector", ("gc_collect_main",)),
-    ("asyncpg (driver, protocol, pool)", ("asyncpg/", "(protocol.c", "(pgproto.c",
-                                          "(record.c")),
-    ("pydantic validation (incl. vnode validators)", ("pydantic", "vnode/api/schemas.py",
-                                                       "vnode/domain/")),
+    ("asyncpg (driver, protocol, pool)", ("asyncpg/", "(protocol.c", "(pgproto.c", "(record.c")),
+    (
+        "pydantic validation (incl. vnode validators)",
+        ("pydantic", "vnode/api/schemas.py", "vnode/domain/"),
+    ),
     ("auth (API key check, HTTPBearer)", ("vnode/apikeys.py", "fastapi/security/")),
     ("metrics (prometheus_client)", ("prometheus_client/",)),
     ("FastAPI routing, dependencies, body parsing", ("fastapi/",)),
@@ -350,9 +436,16 @@ PROFILE_RULES: list[tuple[str, tuple[str, ...]]] = [
 # and left out of the shares. Only visible with `py-spy record --native`.
 _SYSCALL_LEAF = re.compile(
     r"^(write|read|epoll_p?wait|sendmsg|recvmsg|sendto|recvfrom|getpid|getrandom|syscall|"
-    r"0x[0-9a-f]+) \(libc")
-_WAIT_MARKERS = ("PyThread_acquire_lock", "pthread_cond_", "take_gil", "sem_wait",
-                 "sem_timedwait", "sem_clockwait")
+    r"0x[0-9a-f]+) \(libc"
+)
+_WAIT_MARKERS = (
+    "PyThread_acquire_lock",
+    "pthread_cond_",
+    "take_gil",
+    "sem_wait",
+    "sem_timedwait",
+    "sem_clockwait",
+)
 IN_SYSCALL = "in a system call (write, read, epoll...)"
 WAITING = "blocked on a lock or the GIL (idle threads)"
 APART = (IN_SYSCALL, WAITING)
@@ -377,8 +470,9 @@ def categorize_profile(collapsed: Path) -> list[tuple[str, int]]:
             continue
         category = "other"
         for frame in reversed(frames):
-            hit = next((name for name, needles in PROFILE_RULES
-                        if any(n in frame for n in needles)), None)
+            hit = next(
+                (name for name, needles in PROFILE_RULES if any(n in frame for n in needles)), None
+            )
             if hit is not None:
                 category = hit
                 break

@@ -71,8 +71,11 @@ def _receiver_main(port: int) -> None:
 
     received: list[tuple[str, float]] = []
 
-    async def app(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
-                  send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+    async def app(
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[dict[str, Any]]],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> None:
         if scope["type"] != "http":
             return
         if scope["method"] == "POST":
@@ -88,12 +91,18 @@ def _receiver_main(port: int) -> None:
             await send({"type": "http.response.body", "body": b""})
             return
         payload = orjson.dumps(received)
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                lifespan="off")
+    uvicorn.run(
+        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off"
+    )
 
 
 class Receiver:
@@ -101,7 +110,8 @@ class Receiver:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/hook"
         self.proc = multiprocessing.get_context("spawn").Process(
-            target=_receiver_main, args=(self.port,), daemon=True)
+            target=_receiver_main, args=(self.port,), daemon=True
+        )
 
     def start(self) -> None:
         self.proc.start()
@@ -152,13 +162,18 @@ class ChannelResult:
         return self.in_window / window_s if window_s else 0.0
 
 
-def _channel(name: str, arrivals: list[tuple[str, float]], first: float,
-             last: float) -> ChannelResult:
+def _channel(
+    name: str, arrivals: list[tuple[str, float]], first: float, last: float
+) -> ChannelResult:
     """arrivals: (envelope created_at, arrival epoch) of every delivery on the channel."""
     load = [(_epoch(c), t) for c, t in arrivals if _epoch(c) >= first]
     return ChannelResult(
-        name, sum(1 for _, t in arrivals if first <= t <= last), len(load),
-        [t - c for c, t in load], max((t for _, t in load), default=float("nan")))
+        name,
+        sum(1 for _, t in arrivals if first <= t <= last),
+        len(load),
+        [t - c for c, t in load],
+        max((t for _, t in load), default=float("nan")),
+    )
 
 
 def _stream_arrivals(redis_url: str) -> list[tuple[str, float]]:
@@ -180,10 +195,18 @@ def _stream_arrivals(redis_url: str) -> list[tuple[str, float]]:
 
 def _wait_drained(dsn: str, timeout_s: float) -> float | None:
     """Seconds until nothing is left to fan out or deliver, or None at the deadline."""
+
     def drained() -> bool:
-        return _scalar(dsn, "SELECT (SELECT count(*) FROM outbox WHERE fanned_out_at IS NULL)"
-                            " + (SELECT count(*) FROM event_deliveries "
-                            "    WHERE status = 'pending')") == "0"
+        return (
+            _scalar(
+                dsn,
+                "SELECT (SELECT count(*) FROM outbox WHERE fanned_out_at IS NULL)"
+                " + (SELECT count(*) FROM event_deliveries "
+                "    WHERE status = 'pending')",
+            )
+            == "0"
+        )
+
     started = time.monotonic()
     with console.status("waiting for the deliveries to drain"):
         try:
@@ -194,8 +217,12 @@ def _wait_drained(dsn: str, timeout_s: float) -> float | None:
 
 
 def _register_webhook(service: ServeProcess, url: str) -> None:
-    response = httpx.post(f"{service.url}/admin/webhooks", json={"url": url, "events": []},
-                          headers={"Authorization": f"Bearer {service.admin_key}"}, timeout=30)
+    response = httpx.post(
+        f"{service.url}/admin/webhooks",
+        json={"url": url, "events": []},
+        headers={"Authorization": f"Bearer {service.admin_key}"},
+        timeout=30,
+    )
     if response.status_code != 201:
         raise RuntimeError(f"POST /admin/webhooks: {response.status_code} {response.text}")
 
@@ -204,13 +231,18 @@ def _register_webhook(service: ServeProcess, url: str) -> None:
 
 
 def main(
-    duration: Seconds = 20, clients: Clients = 32, users: Users = 1000, workers: Workers = 1,
+    duration: Seconds = 20,
+    clients: Clients = 32,
+    users: Users = 1000,
+    workers: Workers = 1,
     loadgen: Loadgen = "auto",
-    drain_timeout: Annotated[float, typer.Option(
-        help="Seconds to wait after the load for the backlog to be delivered")] = 90.0,
+    drain_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait after the load for the backlog to be delivered")
+    ] = 90.0,
     webhook: Annotated[bool, typer.Option(help="Register the webhook receiver")] = True,
-    redis_stream: Annotated[bool, typer.Option("--redis/--no-redis",
-                                               help="Set VNODE_REDIS_URL")] = True,
+    redis_stream: Annotated[
+        bool, typer.Option("--redis/--no-redis", help="Set VNODE_REDIS_URL")
+    ] = True,
     json_path: JsonOut = None,
 ) -> None:
     """Events delivered/s and commit-to-delivery lag per channel, under the transfer load."""
@@ -231,17 +263,20 @@ def main(
             receiver.start()
             env = {"VNODE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1"}
             if redis_stream:
-                env.update({"VNODE_REDIS_URL": redis_server.url,
-                            "VNODE_REDIS_STREAM_KEY": STREAM_KEY})
+                env.update(
+                    {"VNODE_REDIS_URL": redis_server.url, "VNODE_REDIS_STREAM_KEY": STREAM_KEY}
+                )
             running = common.RunningService.start(workdir, workers, extra_env=env)
             service, dsn = running.service, running.dsn
             if webhook:
                 _register_webhook(service, receiver.url)
         out.print(f"machine: {common.machine_summary()}")
         pg_version = common.server_version(dsn)
-        out.print(f"PostgreSQL {pg_version}; redis-server "
-                  f"{redis.Redis.from_url(redis_server.url).info()['redis_version']}; "
-                  f"vnode serve --workers {workers}; load from {loadgen}")
+        out.print(
+            f"PostgreSQL {pg_version}; redis-server "
+            f"{redis.Redis.from_url(redis_server.url).info()['redis_version']}; "
+            f"vnode serve --workers {workers}; load from {loadgen}"
+        )
 
         with console.status(f"funding {users} users"):
             transfers.fund_users(service.url, service.admin_key, users, user_base, FUND_MSAT)
@@ -251,30 +286,47 @@ def main(
         assert redis_server.process.pid is not None
         roots = {**running.cpu_roots(), RECEIVER: receiver.pid, REDIS: redis_server.process.pid}
         load, meter = transfers.run_load(
-            loadgen, service.url, service.admin_key, clients, 2, duration, users, user_base,
-            max_amount, workdir, roots, f"transfers, {clients} clients")
+            loadgen,
+            service.url,
+            service.admin_key,
+            clients,
+            2,
+            duration,
+            users,
+            user_base,
+            max_amount,
+            workdir,
+            roots,
+            f"transfers, {clients} clients",
+        )
         drained_s = _wait_drained(dsn, drain_timeout)
 
         # The load window, by the outbox's own clock: first to last event the load committed
         # (every transfer.completed; the funding wrote admin.credit events).
-        produced, first, last = _scalar(dsn, (
-            "SELECT count(*) || ' ' || extract(epoch FROM min(created_at)) || ' ' || "
-            "extract(epoch FROM max(created_at)) FROM outbox "
-            "WHERE event_type = 'transfer.completed'")).split()
+        produced, first, last = _scalar(
+            dsn,
+            (
+                "SELECT count(*) || ' ' || extract(epoch FROM min(created_at)) || ' ' || "
+                "extract(epoch FROM max(created_at)) FROM outbox "
+                "WHERE event_type = 'transfer.completed'"
+            ),
+        ).split()
         produced_n, first_t, last_t = int(produced), float(first), float(last)
         window_s = last_t - first_t
         channels = []
         if webhook:
             channels.append(_channel("webhook", receiver.received(), first_t, last_t))
         if redis_stream:
-            channels.append(_channel("Redis Streams", _stream_arrivals(redis_server.url),
-                                     first_t, last_t))
+            channels.append(
+                _channel("Redis Streams", _stream_arrivals(redis_server.url), first_t, last_t)
+            )
         if not channels:
             raise typer.BadParameter("nothing to measure: --no-webhook and --no-redis")
         _report(load, meter, produced_n, window_s, channels, drained_s, duration, clients)
         produced_rate = produced_n / window_s if window_s else 0.0
-        ratios = {c.name: c.rate(window_s) / produced_rate if produced_rate else 0.0
-                  for c in channels}
+        ratios = {
+            c.name: c.rate(window_s) / produced_rate if produced_rate else 0.0 for c in channels
+        }
         slower = min(ratios, key=lambda name: ratios[name])
         figures = {"transfers/s": load.rate, "events produced/s": produced_rate}
         for channel in channels:
@@ -283,15 +335,25 @@ def main(
             figures[f"{channel.name} lag p99 ms"] = 1000 * _pct(channel.lags_s, 99)
             figures[f"{channel.name} delivered/produced"] = ratios[channel.name]
         figures["backlog drained after the load, s"] = (
-            drained_s if drained_s is not None else float("nan"))
+            drained_s if drained_s is not None else float("nan")
+        )
         figures["other programs during the load, cores"] = meter.foreign_user / load.seconds
-        common.write_figures(json_path, "events", figures,
-                             ("delivered/produced, the slower channel", ratios[slower]),
-                             postgres=pg_version)
-        print("ratio delivered/produced per second: "
-              + ", ".join(f"{name} {r:.2f}" for name, r in ratios.items()), flush=True)
-        print(f"ratio delivered/produced ({slower}, the slower channel): {ratios[slower]:.2f}",
-              flush=True)
+        common.write_figures(
+            json_path,
+            "events",
+            figures,
+            ("delivered/produced, the slower channel", ratios[slower]),
+            postgres=pg_version,
+        )
+        print(
+            "ratio delivered/produced per second: "
+            + ", ".join(f"{name} {r:.2f}" for name, r in ratios.items()),
+            flush=True,
+        )
+        print(
+            f"ratio delivered/produced ({slower}, the slower channel): {ratios[slower]:.2f}",
+            flush=True,
+        )
     finally:
         with console.status("stopping"):
             if running is not None:
@@ -303,40 +365,60 @@ def main(
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _report(load: transfers.LoadResult, meter: common.CpuMeter, produced: int, window_s: float,
-            channels: list[ChannelResult], drained_s: float | None, duration: int,
-            clients: int) -> None:
+def _report(
+    load: transfers.LoadResult,
+    meter: common.CpuMeter,
+    produced: int,
+    window_s: float,
+    channels: list[ChannelResult],
+    drained_s: float | None,
+    duration: int,
+    clients: int,
+) -> None:
     table = Table(title=f"{clients} clients, {duration}s of transfers")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row(f"transfers/s (200 only, {load.tool})", f"{load.rate:,.0f}")
     table.add_row("transfer latency p50 / p99", f"{load.p50_ms:.1f} / {load.p99_ms:.1f} ms")
-    table.add_row("events produced (outbox rows)",
-                  f"{produced:,} in {window_s:.1f}s = {produced / window_s:,.0f}/s"
-                  if window_s else str(produced))
+    table.add_row(
+        "events produced (outbox rows)",
+        f"{produced:,} in {window_s:.1f}s = {produced / window_s:,.0f}/s"
+        if window_s
+        else str(produced),
+    )
     for channel in channels:
-        table.add_row(f"{channel.name}: delivered/s during the load",
-                      f"{channel.rate(window_s):,.0f}")
-        table.add_row(f"{channel.name}: lag p50 / p99 / max",
-                      f"{1000 * _pct(channel.lags_s, 50):,.0f} / "
-                      f"{1000 * _pct(channel.lags_s, 99):,.0f} / "
-                      f"{1000 * max(channel.lags_s, default=float('nan')):,.0f} ms")
-        table.add_row(f"{channel.name}: delivered in the end",
-                      f"{channel.delivered:,} of {produced:,}")
-    table.add_row("backlog drained after the load in",
-                  f"{drained_s:.1f}s" if drained_s is not None else "not within the timeout")
+        table.add_row(
+            f"{channel.name}: delivered/s during the load", f"{channel.rate(window_s):,.0f}"
+        )
+        table.add_row(
+            f"{channel.name}: lag p50 / p99 / max",
+            f"{1000 * _pct(channel.lags_s, 50):,.0f} / "
+            f"{1000 * _pct(channel.lags_s, 99):,.0f} / "
+            f"{1000 * max(channel.lags_s, default=float('nan')):,.0f} ms",
+        )
+        table.add_row(
+            f"{channel.name}: delivered in the end", f"{channel.delivered:,} of {produced:,}"
+        )
+    table.add_row(
+        "backlog drained after the load in",
+        f"{drained_s:.1f}s" if drained_s is not None else "not within the timeout",
+    )
     out.print(table)
     cpu = Table(title="CPU cores used during the load")
     for name in meter.used:
         cpu.add_column(name, justify="right")
     cpu.add_column("machine idle", justify="right")
     total = meter.machine_busy.total + meter.machine_idle
-    cpu.add_row(*(f"{meter.seconds(name) / load.seconds:.2f}" for name in meter.used),
-                f"{100 * meter.machine_idle / total:.0f}%" if total else "")
+    cpu.add_row(
+        *(f"{meter.seconds(name) / load.seconds:.2f}" for name in meter.used),
+        f"{100 * meter.machine_idle / total:.0f}%" if total else "",
+    )
     out.print(cpu)
     if meter.foreign_user / load.seconds > 0.05:
-        out.print(f"[yellow]other programs used {meter.foreign_user / load.seconds:.2f} cores "
-                  "during the load: these figures are low; run again on a quiet machine[/]")
+        out.print(
+            f"[yellow]other programs used {meter.foreign_user / load.seconds:.2f} cores "
+            "during the load: these figures are low; run again on a quiet machine[/]"
+        )
     if any(channel.lags_s for channel in channels):
         mean = {c.name: statistics.fmean(c.lags_s) for c in channels if c.lags_s}
         out.print("mean lag: " + ", ".join(f"{k} {1000 * v:,.0f} ms" for k, v in mean.items()))

@@ -85,13 +85,16 @@ def make_invoices(sim_url: str, count: int, amount_msat: int) -> list[Invoice]:
         semaphore = asyncio.Semaphore(8)
         limits = httpx.Limits(max_connections=8)
         async with httpx.AsyncClient(base_url=sim_url, timeout=30.0, limits=limits) as client:
+
             async def one() -> Invoice:
                 async with semaphore:
-                    response = await client.post("/_sim/invoice", json={
-                        "amt_msat": amount_msat, "expiry_sec": 3600})
+                    response = await client.post(
+                        "/_sim/invoice", json={"amt_msat": amount_msat, "expiry_sec": 3600}
+                    )
                     if response.status_code != 200:
-                        raise RuntimeError(f"/_sim/invoice: {response.status_code} "
-                                           f"{response.text[:300]}")
+                        raise RuntimeError(
+                            f"/_sim/invoice: {response.status_code} {response.text[:300]}"
+                        )
                     body = response.json()
                     return str(body["payment_hash"]), str(body["invoice"])
 
@@ -131,8 +134,9 @@ class _Tally:
     ran_out: bool = False
 
 
-def _load_main(spec: LoadSpec, ready: Any, go: Any,
-               queue: multiprocessing.Queue[dict[str, Any]]) -> None:
+def _load_main(
+    spec: LoadSpec, ready: Any, go: Any, queue: multiprocessing.Queue[dict[str, Any]]
+) -> None:
     try:
         import uvloop
 
@@ -145,12 +149,14 @@ def _load_main(spec: LoadSpec, ready: Any, go: Any,
 async def _timed_load(spec: LoadSpec, ready: Any, go: Any) -> dict[str, Any]:
     tally = _Tally()
     invoices = iter(spec.invoices)
-    limits = httpx.Limits(max_connections=spec.clients + 4,
-                          max_keepalive_connections=spec.clients + 4)
+    limits = httpx.Limits(
+        max_connections=spec.clients + 4, max_keepalive_connections=spec.clients + 4
+    )
     headers = {"Authorization": f"Bearer {spec.key}"} if spec.key else {}
-    async with httpx.AsyncClient(base_url=spec.url, limits=limits, headers=headers,
-                                 timeout=30.0) as http, \
-            httpx.AsyncClient(base_url=spec.sim_url, timeout=30.0) as control:
+    async with (
+        httpx.AsyncClient(base_url=spec.url, limits=limits, headers=headers, timeout=30.0) as http,
+        httpx.AsyncClient(base_url=spec.sim_url, timeout=30.0) as control,
+    ):
         pay = _pay_vnode if spec.mode == VNODE else _pay_direct
         ready.set()
         await asyncio.get_running_loop().run_in_executor(None, go.wait)
@@ -167,12 +173,12 @@ async def _timed_load(spec: LoadSpec, ready: Any, go: Any) -> dict[str, Any]:
                     tally.ran_out = True
                     return
                 if spec.hold_fraction and rng.random() < spec.hold_fraction:
-                    await _post(control, "/_sim/faults", {"next_payment": "hold"}, tally,
-                                "faults")
+                    await _post(control, "/_sim/faults", {"next_payment": "hold"}, tally, "faults")
                     tally.holds_set += 1
                 t0 = time.perf_counter()
-                final = await pay(http, control, spec, tally, rng.choice(spec.users),
-                                  payment_hash, invoice, t0)
+                final = await pay(
+                    http, control, spec, tally, rng.choice(spec.users), payment_hash, invoice, t0
+                )
                 tally.finals[final] += 1
                 if final == "succeeded":
                     tally.latencies.append(time.perf_counter() - t0)
@@ -181,15 +187,23 @@ async def _timed_load(spec: LoadSpec, ready: Any, go: Any) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
         cpu_after = os.times()
     tally.latencies.sort()
-    return {"seconds": elapsed, "finals": dict(tally.finals), "latencies": tally.latencies,
-            "requests": dict(tally.requests), "answered_202": tally.answered_202,
-            "holds_set": tally.holds_set, "released": tally.released,
-            "ran_out": tally.ran_out, "cpu_user": cpu_after.user - cpu_before.user,
-            "cpu_system": cpu_after.system - cpu_before.system}
+    return {
+        "seconds": elapsed,
+        "finals": dict(tally.finals),
+        "latencies": tally.latencies,
+        "requests": dict(tally.requests),
+        "answered_202": tally.answered_202,
+        "holds_set": tally.holds_set,
+        "released": tally.released,
+        "ran_out": tally.ran_out,
+        "cpu_user": cpu_after.user - cpu_before.user,
+        "cpu_system": cpu_after.system - cpu_before.system,
+    }
 
 
-async def _post(http: httpx.AsyncClient, path: str, body: dict[str, Any], tally: _Tally,
-                kind: str) -> httpx.Response | str:
+async def _post(
+    http: httpx.AsyncClient, path: str, body: dict[str, Any], tally: _Tally, kind: str
+) -> httpx.Response | str:
     """The response, or the transport error's name."""
     tally.requests[kind] += 1
     try:
@@ -198,24 +212,42 @@ async def _post(http: httpx.AsyncClient, path: str, body: dict[str, Any], tally:
         return type(exc).__name__
 
 
-async def _maybe_release(control: httpx.AsyncClient, spec: LoadSpec, tally: _Tally,
-                         payment_hash: str, t0: float, released: list[bool]) -> None:
+async def _maybe_release(
+    control: httpx.AsyncClient,
+    spec: LoadSpec,
+    tally: _Tally,
+    payment_hash: str,
+    t0: float,
+    released: list[bool],
+) -> None:
     """Release a payment the node holds once it is --hold-s old (at most once)."""
     if spec.hold_fraction and not released[0] and time.perf_counter() - t0 >= spec.hold_s:
         released[0] = True
-        answer = await _post(control, "/_sim/release",
-                             {"payment_hash": payment_hash, "outcome": "succeed"}, tally,
-                             "release")
+        answer = await _post(
+            control,
+            "/_sim/release",
+            {"payment_hash": payment_hash, "outcome": "succeed"},
+            tally,
+            "release",
+        )
         if isinstance(answer, httpx.Response) and answer.status_code == 200:
             tally.released += 1
 
 
-async def _pay_vnode(http: httpx.AsyncClient, control: httpx.AsyncClient, spec: LoadSpec,
-                     tally: _Tally, user_id: int, payment_hash: str, invoice: str,
-                     t0: float) -> str:
+async def _pay_vnode(
+    http: httpx.AsyncClient,
+    control: httpx.AsyncClient,
+    spec: LoadSpec,
+    tally: _Tally,
+    user_id: int,
+    payment_hash: str,
+    invoice: str,
+    t0: float,
+) -> str:
     """POST /virtual_sendpayment, then /virtual_payment while 202; the final status."""
-    answer = await _post(http, "/virtual_sendpayment", {"user_id": user_id, "invoice": invoice},
-                         tally, "sendpayment")
+    answer = await _post(
+        http, "/virtual_sendpayment", {"user_id": user_id, "invoice": invoice}, tally, "sendpayment"
+    )
     if isinstance(answer, str):
         return f"transport error: {answer}"
     if answer.status_code == 202:
@@ -226,8 +258,13 @@ async def _pay_vnode(http: httpx.AsyncClient, control: httpx.AsyncClient, spec: 
             return "still pending at the timeout"
         await _maybe_release(control, spec, tally, payment_hash, t0, released)
         await asyncio.sleep(spec.poll_s)
-        polled = await _post(http, "/virtual_payment",
-                             {"user_id": user_id, "payment_hash": payment_hash}, tally, "poll")
+        polled = await _post(
+            http,
+            "/virtual_payment",
+            {"user_id": user_id, "payment_hash": payment_hash},
+            tally,
+            "poll",
+        )
         if isinstance(polled, str):
             continue  # the payment is in flight; ask again
         answer = polled
@@ -236,9 +273,16 @@ async def _pay_vnode(http: httpx.AsyncClient, control: httpx.AsyncClient, spec: 
     return str(answer.json()["status"])
 
 
-async def _pay_direct(http: httpx.AsyncClient, control: httpx.AsyncClient, spec: LoadSpec,
-                      tally: _Tally, user_id: int, payment_hash: str, invoice: str,
-                      t0: float) -> str:
+async def _pay_direct(
+    http: httpx.AsyncClient,
+    control: httpx.AsyncClient,
+    spec: LoadSpec,
+    tally: _Tally,
+    user_id: int,
+    payment_hash: str,
+    invoice: str,
+    t0: float,
+) -> str:
     """POST /sendpayment on the node, then /getpayment until final (first poll at once, then
     every --poll-s, as vnode's own wait does); the final status."""
     del user_id
@@ -283,13 +327,29 @@ class LoadResult:
         return self.succeeded / self.seconds if self.seconds else 0.0
 
 
-def run_load(spec: LoadSpec, label: str,
-             cpu_roots: dict[str, int]) -> tuple[LoadResult, common.CpuMeter]:
-    raw, meter = common.run_load_process(_load_main, (spec,), label, spec.seconds, cpu_roots,
-                                         CLIENT, result_timeout_s=spec.final_timeout_s + 30)
-    return LoadResult(label, raw["seconds"], Counter(raw["finals"]), raw["latencies"],
-                      Counter(raw["requests"]), raw["answered_202"], raw["holds_set"],
-                      raw["released"], raw["ran_out"]), meter
+def run_load(
+    spec: LoadSpec, label: str, cpu_roots: dict[str, int]
+) -> tuple[LoadResult, common.CpuMeter]:
+    raw, meter = common.run_load_process(
+        _load_main,
+        (spec,),
+        label,
+        spec.seconds,
+        cpu_roots,
+        CLIENT,
+        result_timeout_s=spec.final_timeout_s + 30,
+    )
+    return LoadResult(
+        label,
+        raw["seconds"],
+        Counter(raw["finals"]),
+        raw["latencies"],
+        Counter(raw["requests"]),
+        raw["answered_202"],
+        raw["holds_set"],
+        raw["released"],
+        raw["ran_out"],
+    ), meter
 
 
 # --------------------------------------------------------------------------------------------
@@ -302,31 +362,42 @@ def _pct(sorted_values: list[float], pct: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * pct / 100))]
 
 
-def _report(results: list[tuple[LoadResult, common.CpuMeter]], clients: int, duration: int,
-            hold_fraction: float) -> None:
+def _report(
+    results: list[tuple[LoadResult, common.CpuMeter]],
+    clients: int,
+    duration: int,
+    hold_fraction: float,
+) -> None:
     table = Table(title=f"{clients} clients, {duration}s each")
     table.add_column("measure")
     for result, _ in results:
         table.add_column(result.label, justify="right")
     table.add_row("succeeded payments/s", *(f"{r.rate:,.1f}" for r, _ in results))
     for name, pct in (("p50", 50), ("p99", 99)):
-        table.add_row(f"request to final, {name}",
-                      *(f"{1000 * _pct(r.latencies_s, pct):,.1f} ms" for r, _ in results))
-    table.add_row("request to final, max",
-                  *(f"{1000 * max(r.latencies_s, default=float('nan')):,.1f} ms"
-                    for r, _ in results))
+        table.add_row(
+            f"request to final, {name}",
+            *(f"{1000 * _pct(r.latencies_s, pct):,.1f} ms" for r, _ in results),
+        )
+    table.add_row(
+        "request to final, max",
+        *(f"{1000 * max(r.latencies_s, default=float('nan')):,.1f} ms" for r, _ in results),
+    )
     statuses = sorted({s for r, _ in results for s in r.finals})
     for status in statuses:
         table.add_row(f"final: {status}", *(f"{r.finals.get(status, 0):,}" for r, _ in results))
     table.add_row("answered 202 (then polled)", *(f"{r.answered_202:,}" for r, _ in results))
-    table.add_row("HTTP requests per payment",
-                  *(f"{sum(r.requests.values()) / max(1, sum(r.finals.values())):.2f}"
-                    for r, _ in results))
+    table.add_row(
+        "HTTP requests per payment",
+        *(f"{sum(r.requests.values()) / max(1, sum(r.finals.values())):.2f}" for r, _ in results),
+    )
     if hold_fraction:
-        table.add_row("hold faults set / payments released",
-                      *(f"{r.holds_set:,} / {r.released:,}" for r, _ in results))
-    table.add_row("window (incl. the last payments' tail)",
-                  *(f"{r.seconds:.1f} s" for r, _ in results))
+        table.add_row(
+            "hold faults set / payments released",
+            *(f"{r.holds_set:,} / {r.released:,}" for r, _ in results),
+        )
+    table.add_row(
+        "window (incl. the last payments' tail)", *(f"{r.seconds:.1f} s" for r, _ in results)
+    )
     out.print(table)
 
     names = list(dict.fromkeys(name for _, m in results for name in m.used))
@@ -339,27 +410,36 @@ def _report(results: list[tuple[LoadResult, common.CpuMeter]], clients: int, dur
     for result, meter in results:
         per = 1e6 / max(1, result.succeeded)
         total = meter.machine_busy.total + meter.machine_idle
-        cpu.add_row(result.label,
-                    *(f"{meter.seconds(n) * per:,.0f}" if n in meter.used else "-"
-                      for n in names),
-                    f"{max(0.0, meter.rest) * per:,.0f}",
-                    f"{100 * meter.machine_idle / total:.0f}%" if total else "")
+        cpu.add_row(
+            result.label,
+            *(f"{meter.seconds(n) * per:,.0f}" if n in meter.used else "-" for n in names),
+            f"{max(0.0, meter.rest) * per:,.0f}",
+            f"{100 * meter.machine_idle / total:.0f}%" if total else "",
+        )
     out.print(cpu)
     for result, meter in results:
         if meter.foreign_user / max(result.seconds, 1e-9) > 0.05:
-            out.print(f"[yellow]{result.label}: other programs used "
-                      f"{meter.foreign_user / result.seconds:.2f} cores during the run: these "
-                      "figures are low; run again on a quiet machine[/]")
+            out.print(
+                f"[yellow]{result.label}: other programs used "
+                f"{meter.foreign_user / result.seconds:.2f} cores during the run: these "
+                "figures are low; run again on a quiet machine[/]"
+            )
         if result.ran_out:
-            out.print(f"[red]{result.label}: the clients ran out of invoices before the end: "
-                      "raise --invoices[/]")
+            out.print(
+                f"[red]{result.label}: the clients ran out of invoices before the end: "
+                "raise --invoices[/]"
+            )
 
 
 def run_audit(dsn: str, data_dir: Path) -> bool:
     """`vnode audit --no-node` against the bench's database; prints its verdict."""
-    done = subprocess.run([VNODE_COMMAND, "audit", "--no-node", "--data-dir", str(data_dir)],
-                          env=clean_env({"VNODE_DATABASE_URL": dsn}), capture_output=True,
-                          text=True, check=False)
+    done = subprocess.run(
+        [VNODE_COMMAND, "audit", "--no-node", "--data-dir", str(data_dir)],
+        env=clean_env({"VNODE_DATABASE_URL": dsn}),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     verdict = next((line for line in reversed(lines) if "audit" in line), "no verdict printed")
     colour = "green" if done.returncode == 0 else "red"
@@ -374,26 +454,40 @@ def run_audit(dsn: str, data_dir: Path) -> bool:
 
 def main(
     duration: Seconds = 20,
-    clients: Annotated[int, typer.Option(help="Concurrent clients (each one payment at a time)")]
-    = 16,
+    clients: Annotated[
+        int, typer.Option(help="Concurrent clients (each one payment at a time)")
+    ] = 16,
     users: Users = 100,
-    invoices: Annotated[int, typer.Option(
-        help="Outside invoices pre-created for each run (each can be paid once)")] = 6000,
+    invoices: Annotated[
+        int, typer.Option(help="Outside invoices pre-created for each run (each can be paid once)")
+    ] = 6000,
     amount_msat: Annotated[int, typer.Option(help="Amount of every invoice")] = 1000,
-    settle_delay: Annotated[float, typer.Option(
-        help="`vnode sim serve --settle-delay-s`: a payment succeeds this long after sending")]
-    = 0.02,
-    poll_s: Annotated[float, typer.Option(
-        help="Client poll period while a payment is pending (vnode itself polls every 0.05 s)")]
-    = 0.05,
+    settle_delay: Annotated[
+        float,
+        typer.Option(
+            help="`vnode sim serve --settle-delay-s`: a payment succeeds this long after sending"
+        ),
+    ] = 0.02,
+    poll_s: Annotated[
+        float,
+        typer.Option(
+            help="Client poll period while a payment is pending (vnode itself polls every 0.05 s)"
+        ),
+    ] = 0.05,
     workers: Workers = 1,
-    hold_fraction: Annotated[float, typer.Option(
-        help="Fraction of payments before which the node's `hold` fault is set")] = 0.0,
-    hold_s: Annotated[float, typer.Option(
-        help="A payment not final this long after its request is released by its client")]
-    = 8.0,
-    final_timeout: Annotated[float, typer.Option(
-        help="Seconds a client waits for a final state before giving up on a payment")] = 60.0,
+    hold_fraction: Annotated[
+        float, typer.Option(help="Fraction of payments before which the node's `hold` fault is set")
+    ] = 0.0,
+    hold_s: Annotated[
+        float,
+        typer.Option(
+            help="A payment not final this long after its request is released by its client"
+        ),
+    ] = 8.0,
+    final_timeout: Annotated[
+        float,
+        typer.Option(help="Seconds a client waits for a final state before giving up on a payment"),
+    ] = 60.0,
     json_path: JsonOut = None,
 ) -> None:
     """External payments/s through vnode and the sim node, against the sim node alone."""
@@ -408,37 +502,73 @@ def main(
     running: common.RunningService | None = None
     try:
         with console.status("starting the simulated node, PostgreSQL and vnode serve"):
-            sim = SimProcess("127.0.0.1", free_port(), workdir / "sim.log",
-                             ("--settle-delay-s", str(settle_delay)))
+            sim = SimProcess(
+                "127.0.0.1",
+                free_port(),
+                workdir / "sim.log",
+                ("--settle-delay-s", str(settle_delay)),
+            )
             sim.wait_ready()
-            running = common.RunningService.start(workdir, workers, extra_env={
-                "VNODE_NODE": "sim", "VNODE_RLN_URL": sim.url})
+            running = common.RunningService.start(
+                workdir, workers, extra_env={"VNODE_NODE": "sim", "VNODE_RLN_URL": sim.url}
+            )
         service, dsn = running.service, running.dsn
         out.print(f"machine: {common.machine_summary()}")
         pg_version = common.server_version(dsn)
-        out.print(f"PostgreSQL {pg_version}; vnode serve --workers {workers} "
-                  f"(VNODE_NODE=sim, reconciler and watchers on); vnode sim serve "
-                  f"--settle-delay-s {settle_delay}; load from httpx, {clients} clients, "
-                  f"poll every {poll_s} s"
-                  + (f"; hold fault before {hold_fraction:.0%} of payments, released after "
-                     f"{hold_s} s" if hold_fraction else ""))
+        out.print(
+            f"PostgreSQL {pg_version}; vnode serve --workers {workers} "
+            f"(VNODE_NODE=sim, reconciler and watchers on); vnode sim serve "
+            f"--settle-delay-s {settle_delay}; load from httpx, {clients} clients, "
+            f"poll every {poll_s} s"
+            + (
+                f"; hold fault before {hold_fraction:.0%} of payments, released after {hold_s} s"
+                if hold_fraction
+                else ""
+            )
+        )
 
         with console.status(f"funding {users} users"):
             transfers.fund_users(service.url, service.admin_key, users, user_base, FUND_MSAT)
         with console.status(f"creating 2 x {invoices:,} outside invoices"):
             started = time.monotonic()
             batch = make_invoices(sim.url, 2 * invoices, amount_msat)
-        out.print(f"funded {users} users; created {2 * invoices:,} outside invoices of "
-                  f"{amount_msat} msat in {time.monotonic() - started:.1f}s")
+        out.print(
+            f"funded {users} users; created {2 * invoices:,} outside invoices of "
+            f"{amount_msat} msat in {time.monotonic() - started:.1f}s"
+        )
 
         roots = {**running.cpu_roots(), SIM: sim.proc.pid}
         common.checkpoint(dsn)
-        base = LoadSpec(VNODE, service.url, sim.url, service.admin_key, clients, duration,
-                        user_ids, batch[:invoices], poll_s, final_timeout, hold_fraction, hold_s)
+        base = LoadSpec(
+            VNODE,
+            service.url,
+            sim.url,
+            service.admin_key,
+            clients,
+            duration,
+            user_ids,
+            batch[:invoices],
+            poll_s,
+            final_timeout,
+            hold_fraction,
+            hold_s,
+        )
         via_vnode = run_load(base, VNODE, roots)
         common.checkpoint(dsn)
-        direct_spec = LoadSpec(DIRECT, sim.url, sim.url, "", clients, duration, user_ids,
-                               batch[invoices:], poll_s, final_timeout, hold_fraction, hold_s)
+        direct_spec = LoadSpec(
+            DIRECT,
+            sim.url,
+            sim.url,
+            "",
+            clients,
+            duration,
+            user_ids,
+            batch[invoices:],
+            poll_s,
+            final_timeout,
+            hold_fraction,
+            hold_s,
+        )
         direct = run_load(direct_spec, DIRECT, roots)
 
         _report([via_vnode, direct], clients, duration, hold_fraction)
@@ -446,17 +576,23 @@ def main(
         clean = run_audit(dsn, workdir / "data")
         ratio = via_vnode[0].rate / direct[0].rate if direct[0].rate else 0.0
         mine, theirs = via_vnode[0], direct[0]
-        common.finish(json_path, "payments", {
-            "vnode payments/s": mine.rate,
-            "vnode to final p50 ms": 1000 * _pct(mine.latencies_s, 50),
-            "vnode to final p99 ms": 1000 * _pct(mine.latencies_s, 99),
-            "sim-direct payments/s": theirs.rate,
-            "sim-direct to final p50 ms": 1000 * _pct(theirs.latencies_s, 50),
-            "vnode payments not succeeded": sum(mine.finals.values()) - mine.succeeded,
-            "audit clean (1 = yes)": 1.0 if clean else 0.0,
-            "other programs during vnode run, cores":
-                via_vnode[1].foreign_user / max(mine.seconds, 1e-9),
-        }, ("vnode/sim-direct", ratio), postgres=pg_version)
+        common.finish(
+            json_path,
+            "payments",
+            {
+                "vnode payments/s": mine.rate,
+                "vnode to final p50 ms": 1000 * _pct(mine.latencies_s, 50),
+                "vnode to final p99 ms": 1000 * _pct(mine.latencies_s, 99),
+                "sim-direct payments/s": theirs.rate,
+                "sim-direct to final p50 ms": 1000 * _pct(theirs.latencies_s, 50),
+                "vnode payments not succeeded": sum(mine.finals.values()) - mine.succeeded,
+                "audit clean (1 = yes)": 1.0 if clean else 0.0,
+                "other programs during vnode run, cores": via_vnode[1].foreign_user
+                / max(mine.seconds, 1e-9),
+            },
+            ("vnode/sim-direct", ratio),
+            postgres=pg_version,
+        )
     finally:
         with console.status("stopping"):
             if running is not None:

@@ -53,14 +53,30 @@ class Benchmark:
 
 
 BENCHMARKS = (
-    Benchmark("transfers", "transfers.py", "Internal transfers against pgbench `transfer.sql`",
-              ("--duration", "5", "--warmup", "1", "--users", "200")),
-    Benchmark("balances", "balances.py", "Balance reads against pgbench `SELECT balance`",
-              ("--duration", "5", "--warmup", "1", "--users", "200")),
-    Benchmark("payments", "payments.py", "External payments against the simulated node alone",
-              ("--duration", "5", "--users", "50", "--invoices", "1500")),
-    Benchmark("events", "events.py", "Event delivery under the transfer load",
-              ("--duration", "5", "--users", "200", "--drain-timeout", "60")),
+    Benchmark(
+        "transfers",
+        "transfers.py",
+        "Internal transfers against pgbench `transfer.sql`",
+        ("--duration", "5", "--warmup", "1", "--users", "200"),
+    ),
+    Benchmark(
+        "balances",
+        "balances.py",
+        "Balance reads against pgbench `SELECT balance`",
+        ("--duration", "5", "--warmup", "1", "--users", "200"),
+    ),
+    Benchmark(
+        "payments",
+        "payments.py",
+        "External payments against the simulated node alone",
+        ("--duration", "5", "--users", "50", "--invoices", "1500"),
+    ),
+    Benchmark(
+        "events",
+        "events.py",
+        "Event delivery under the transfer load",
+        ("--duration", "5", "--users", "200", "--drain-timeout", "60"),
+    ),
 )
 
 
@@ -77,37 +93,52 @@ class Results:
         return list(names)
 
     def values(self, figure: str) -> list[float]:
-        return [run["figures"][figure] for run in self.runs
-                if run["figures"].get(figure) is not None]
+        return [
+            run["figures"][figure] for run in self.runs if run["figures"].get(figure) is not None
+        ]
 
     def ratios(self) -> list[float]:
         return [run["ratio"]["value"] for run in self.runs]
 
     def noise(self) -> float:
         """The most CPU other programs used during one of the measurements, in cores."""
-        return max((value for run in self.runs for name, value in run["figures"].items()
-                    if name.startswith("other programs") and value is not None), default=0.0)
+        return max(
+            (
+                value
+                for run in self.runs
+                for name, value in run["figures"].items()
+                if name.startswith("other programs") and value is not None
+            ),
+            default=0.0,
+        )
 
 
 def run_one(benchmark: Benchmark, number: int, quick: bool, logs: Path) -> dict[str, Any] | None:
     """One run of one script; its JSON document, or None when it failed (see its log)."""
     figures = logs / f"{benchmark.name}-{number}.json"
-    command = [sys.executable, str(HERE / benchmark.script), "--json", str(figures),
-               *(benchmark.quick if quick else ())]
+    command = [
+        sys.executable,
+        str(HERE / benchmark.script),
+        "--json",
+        str(figures),
+        *(benchmark.quick if quick else ()),
+    ]
     with (logs / f"{benchmark.name}-{number}.log").open("wb") as log:
-        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                              check=False)
+        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, check=False)
     if done.returncode != 0 or not figures.exists():
         return None
     document: dict[str, Any] = json.loads(figures.read_text())
     return document
 
 
-def run_all(benchmarks: list[Benchmark], runs: int, quick: bool,
-            logs: Path) -> list[Results]:
+def run_all(benchmarks: list[Benchmark], runs: int, quick: bool, logs: Path) -> list[Results]:
     results = [Results(b) for b in benchmarks]
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("benchmarks", total=runs * len(benchmarks))
         for number in range(1, runs + 1):
@@ -119,13 +150,16 @@ def run_all(benchmarks: list[Benchmark], runs: int, quick: bool,
                 took = time.monotonic() - started
                 if document is None:
                     result.failed.append(logs / f"{name}-{number}.log")
-                    progress.console.print(f"[red]{name} run {number} failed ({took:.0f}s); "
-                                           f"see {result.failed[-1]}[/]")
+                    progress.console.print(
+                        f"[red]{name} run {number} failed ({took:.0f}s); see {result.failed[-1]}[/]"
+                    )
                 else:
                     result.runs.append(document)
                     ratio = document["ratio"]
-                    progress.console.print(f"{name} run {number}: ratio {ratio['name']} "
-                                           f"{ratio['value']:.2f} ({took:.0f}s)")
+                    progress.console.print(
+                        f"{name} run {number}: ratio {ratio['name']} "
+                        f"{ratio['value']:.2f} ({took:.0f}s)"
+                    )
                 progress.advance(task)
     return results
 
@@ -154,20 +188,28 @@ def markdown(results: list[Results], runs: int, quick: bool) -> str:
     lines = [
         "## Summary of the last `make bench` (generated by `bench/run.py`)",
         "",
-        _wrap(f"Run on {datetime.now(UTC).date().isoformat()} on {machine.get('cpus', '?')} "
-              f"CPUs ({machine.get('cpu', '?')}), {machine.get('memory_gib', '?')} GiB RAM, "
-              f"PostgreSQL {postgres} (embedded), Python {machine.get('python', '?')}; commit "
-              f"{_commit()}. Each figure is the median of {runs} runs, with the lowest and "
-              "highest value; each run measures vnode and its reference one after the other on "
-              "the same machine and computes its ratio, summarised the same way. This section "
-              "is rewritten by every `make bench`; the analysis below is written by hand."),
+        _wrap(
+            f"Run on {datetime.now(UTC).date().isoformat()} on {machine.get('cpus', '?')} "
+            f"CPUs ({machine.get('cpu', '?')}), {machine.get('memory_gib', '?')} GiB RAM, "
+            f"PostgreSQL {postgres} (embedded), Python {machine.get('python', '?')}; commit "
+            f"{_commit()}. Each figure is the median of {runs} runs, with the lowest and "
+            "highest value; each run measures vnode and its reference one after the other on "
+            "the same machine and computes its ratio, summarised the same way. This section "
+            "is rewritten by every `make bench`; the analysis below is written by hand."
+        ),
         "",
     ]
     if quick:
-        lines += [_wrap("**Quick run** (`bench/run.py --quick`: 5-second measurements) on a "
-                        "machine shared with other work. These figures only show that every "
-                        "benchmark runs end to end; they are not a measurement. Run "
-                        "`make bench` on a quiet machine for figures to quote.", "> "), ""]
+        lines += [
+            _wrap(
+                "**Quick run** (`bench/run.py --quick`: 5-second measurements) on a "
+                "machine shared with other work. These figures only show that every "
+                "benchmark runs end to end; they are not a measurement. Run "
+                "`make bench` on a quiet machine for figures to quote.",
+                "> ",
+            ),
+            "",
+        ]
     for result in results:
         lines += _section(result, runs)
     return "\n".join(lines).rstrip() + "\n"
@@ -184,24 +226,37 @@ def _section(result: Results, runs: int) -> list[str]:
             lines.append(f"| {name} | {' | '.join(_spread(values))} | {len(values)} |")
     ratios = result.ratios()
     median, low, high = _spread(ratios, ".2f")
-    lines += ["", f"**ratio {result.runs[0]['ratio']['name']}: {median}** (median of "
-                  f"{len(ratios)}; min {low}, max {high})", ""]
+    lines += [
+        "",
+        f"**ratio {result.runs[0]['ratio']['name']}: {median}** (median of "
+        f"{len(ratios)}; min {low}, max {high})",
+        "",
+    ]
     if result.failed:
         lines += [f"{len(result.failed)} of {runs} runs failed and are not counted.", ""]
     if result.noise() > NOISE_CORES:
-        lines += [f"Other programs used up to {result.noise():.2f} cores during a measurement: "
-                  "the rates are low.", ""]
+        lines += [
+            f"Other programs used up to {result.noise():.2f} cores during a measurement: "
+            "the rates are low.",
+            "",
+        ]
     return lines
 
 
 def _wrap(text: str, prefix: str = "") -> str:
-    return textwrap.fill(text, width=100, initial_indent=prefix, subsequent_indent=prefix,
-                         break_on_hyphens=False)
+    return textwrap.fill(
+        text, width=100, initial_indent=prefix, subsequent_indent=prefix, break_on_hyphens=False
+    )
 
 
 def _commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return done.stdout.strip() or "unknown"
 
 
@@ -215,14 +270,16 @@ def rewrite(doc: Path, section: str) -> None:
         text = before + block + after
     else:
         at = text.find("\n## ")
-        text = (text + "\n" + block) if at < 0 else (text[:at + 1] + block + "\n" + text[at + 1:])
+        text = (text + "\n" + block) if at < 0 else (text[: at + 1] + block + "\n" + text[at + 1 :])
     doc.write_text(text)
 
 
 def print_summary(results: list[Results]) -> None:
     for result in results:
-        table = Table(title=f"{result.benchmark.name}: {len(result.runs)} run(s)"
-                            + (f", {len(result.failed)} failed" if result.failed else ""))
+        table = Table(
+            title=f"{result.benchmark.name}: {len(result.runs)} run(s)"
+            + (f", {len(result.failed)} failed" if result.failed else "")
+        )
         for column in ("figure", "median", "min", "max"):
             table.add_column(column, justify="left" if column == "figure" else "right")
         for name in result.figure_names():
@@ -230,20 +287,28 @@ def print_summary(results: list[Results]) -> None:
             if values:
                 table.add_row(name, *_spread(values))
         if result.runs:
-            table.add_row(f"[bold]ratio {result.runs[0]['ratio']['name']}[/]",
-                          *_spread(result.ratios(), ".2f"))
+            table.add_row(
+                f"[bold]ratio {result.runs[0]['ratio']['name']}[/]",
+                *_spread(result.ratios(), ".2f"),
+            )
         console.print(table)
 
 
 def main(
     runs: Annotated[int, typer.Option(help="Runs of each benchmark")] = 3,
-    only: Annotated[str | None, typer.Option(
-        help="Comma-separated benchmarks (transfers, balances, payments, events)")] = None,
-    quick: Annotated[bool, typer.Option(
-        help="5-second measurements: checks that everything runs; the figures mean little")]
-    = False,
-    doc: Annotated[Path, typer.Option(help="The document whose generated section is "
-                                           "rewritten")] = REPO / "docs" / "PERFORMANCE.md",
+    only: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated benchmarks (transfers, balances, payments, events)"),
+    ] = None,
+    quick: Annotated[
+        bool,
+        typer.Option(
+            help="5-second measurements: checks that everything runs; the figures mean little"
+        ),
+    ] = False,
+    doc: Annotated[
+        Path, typer.Option(help="The document whose generated section is rewritten")
+    ] = REPO / "docs" / "PERFORMANCE.md",
     write: Annotated[bool, typer.Option(help="Rewrite the section in --doc")] = True,
 ) -> None:
     """Run every benchmark --runs times and summarise them in docs/PERFORMANCE.md."""

@@ -87,9 +87,10 @@ class Workload:
 
 TRANSFER = Workload(
     "/virtual_transfer",
-    "string.format('{\"from_user_id\":%d,\"to_user_id\":%d,\"amount_msat\":%d}', "
+    'string.format(\'{"from_user_id":%d,"to_user_id":%d,"amount_msat":%d}\', '
     "base + a, base + b, math.random(max_amount))",
-    '{"from_user_id":%(a)d,"to_user_id":%(b)d,"amount_msat":%(amount)d}')
+    '{"from_user_id":%(a)d,"to_user_id":%(b)d,"amount_msat":%(amount)d}',
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,11 +142,37 @@ end
 """
 
 
-def wrk_command(url: str, key: str, clients: int, threads: int, seconds: float, users: int,
-                base: int, max_amount: int, script: Path) -> list[str]:
-    return ["wrk", "-t", str(min(threads, clients)), "-c", str(clients), "-d", f"{seconds}s",
-            "--timeout", "10s", "-s", str(script), url, "--",
-            str(base), str(users), str(max_amount), str(random.randrange(1, 10**6)), key]
+def wrk_command(
+    url: str,
+    key: str,
+    clients: int,
+    threads: int,
+    seconds: float,
+    users: int,
+    base: int,
+    max_amount: int,
+    script: Path,
+) -> list[str]:
+    return [
+        "wrk",
+        "-t",
+        str(min(threads, clients)),
+        "-c",
+        str(clients),
+        "-d",
+        f"{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        url,
+        "--",
+        str(base),
+        str(users),
+        str(max_amount),
+        str(random.randrange(1, 10**6)),
+        key,
+    ]
 
 
 def parse_wrk(output: str) -> LoadResult:
@@ -153,16 +180,21 @@ def parse_wrk(output: str) -> LoadResult:
     result: dict[str, int] = {}
     for line in output.splitlines():
         if line.startswith("RESULT "):
-            result = {k: int(float(v)) for k, v in
-                      (item.split("=") for item in line.split()[1:])}
+            result = {k: int(float(v)) for k, v in (item.split("=") for item in line.split()[1:])}
         elif line.startswith("STATUS "):
             _, status, count = line.split()
             statuses[int(status)] += int(count)
     if not result:
         raise RuntimeError(f"no result from wrk:\n{output}")
     errors = {k: result[k] for k in ("connect", "read", "write", "timeout") if result[k]}
-    return LoadResult(result["duration_us"] / 1e6, statuses, result["p50_us"] / 1000,
-                      result["p99_us"] / 1000, errors, "wrk")
+    return LoadResult(
+        result["duration_us"] / 1e6,
+        statuses,
+        result["p50_us"] / 1000,
+        result["p99_us"] / 1000,
+        errors,
+        "wrk",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,9 +204,20 @@ def parse_wrk(output: str) -> LoadResult:
 # so takes a large share of a small machine away from the service.
 
 
-def _python_load(mode: str, url: str, key: str, clients: int, seconds: float, users: int,
-                 base: int, max_amount: int, workload: Workload, ready: Any, go: Any,
-                 queue: multiprocessing.Queue[dict[str, Any]]) -> None:
+def _python_load(
+    mode: str,
+    url: str,
+    key: str,
+    clients: int,
+    seconds: float,
+    users: int,
+    base: int,
+    max_amount: int,
+    workload: Workload,
+    ready: Any,
+    go: Any,
+    queue: multiprocessing.Queue[dict[str, Any]],
+) -> None:
     try:
         import uvloop
 
@@ -182,13 +225,28 @@ def _python_load(mode: str, url: str, key: str, clients: int, seconds: float, us
     except ImportError:
         pass
     run = _raw_load if mode == "python" else _httpx_load
-    queue.put(asyncio.run(_timed_load(run, url, key, clients, seconds, users, base, max_amount,
-                                      ready, go, workload)))
+    queue.put(
+        asyncio.run(
+            _timed_load(
+                run, url, key, clients, seconds, users, base, max_amount, ready, go, workload
+            )
+        )
+    )
 
 
-async def _timed_load(run: Any, url: str, key: str, clients: int, seconds: float, users: int,
-                      base: int, max_amount: int, ready: Any, go: Any,
-                      workload: Workload) -> dict[str, Any]:
+async def _timed_load(
+    run: Any,
+    url: str,
+    key: str,
+    clients: int,
+    seconds: float,
+    users: int,
+    base: int,
+    max_amount: int,
+    ready: Any,
+    go: Any,
+    workload: Workload,
+) -> dict[str, Any]:
     statuses: Counter[int] = Counter()
     errors: Counter[str] = Counter()
     latencies: list[float] = []
@@ -196,32 +254,50 @@ async def _timed_load(run: Any, url: str, key: str, clients: int, seconds: float
     def body(rng: random.Random) -> bytes:
         a = rng.randrange(users)
         b = (a + rng.randrange(1, users)) % users
-        return (workload.body_format % {"a": base + a + 1, "b": base + b + 1,
-                                        "amount": rng.randint(1, max_amount)}).encode()
+        return (
+            workload.body_format
+            % {"a": base + a + 1, "b": base + b + 1, "amount": rng.randint(1, max_amount)}
+        ).encode()
 
     ready.set()
     await asyncio.get_running_loop().run_in_executor(None, go.wait)
     cpu_before = os.times()
     started = time.perf_counter()
-    await run(url, key, clients, started + seconds, body, statuses, errors, latencies,
-              workload.path)
+    await run(
+        url, key, clients, started + seconds, body, statuses, errors, latencies, workload.path
+    )
     elapsed = time.perf_counter() - started
     cpu_after = os.times()
     latencies.sort()
-    return {"seconds": elapsed, "statuses": dict(statuses), "errors": dict(errors),
-            "p50": _percentile(latencies, 50), "p99": _percentile(latencies, 99),
-            "cpu_user": cpu_after.user - cpu_before.user,
-            "cpu_system": cpu_after.system - cpu_before.system}
+    return {
+        "seconds": elapsed,
+        "statuses": dict(statuses),
+        "errors": dict(errors),
+        "p50": _percentile(latencies, 50),
+        "p99": _percentile(latencies, 99),
+        "cpu_user": cpu_after.user - cpu_before.user,
+        "cpu_system": cpu_after.system - cpu_before.system,
+    }
 
 
-async def _raw_load(url: str, key: str, clients: int, end: float, body: Any,
-                    statuses: Counter[int], errors: Counter[str], latencies: list[float],
-                    path: str) -> None:
+async def _raw_load(
+    url: str,
+    key: str,
+    clients: int,
+    end: float,
+    body: Any,
+    statuses: Counter[int],
+    errors: Counter[str],
+    latencies: list[float],
+    path: str,
+) -> None:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
-            "Content-Length: %d\r\n\r\n").encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+        "Content-Length: %d\r\n\r\n"
+    ).encode()
 
     async def client() -> None:
         rng = random.Random()
@@ -251,13 +327,23 @@ async def _raw_load(url: str, key: str, clients: int, end: float, body: Any,
     await asyncio.gather(*(client() for _ in range(clients)))
 
 
-async def _httpx_load(url: str, key: str, clients: int, end: float, body: Any,
-                      statuses: Counter[int], errors: Counter[str],
-                      latencies: list[float], path: str) -> None:
+async def _httpx_load(
+    url: str,
+    key: str,
+    clients: int,
+    end: float,
+    body: Any,
+    statuses: Counter[int],
+    errors: Counter[str],
+    latencies: list[float],
+    path: str,
+) -> None:
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    async with httpx.AsyncClient(base_url=url, limits=limits, headers=headers,
-                                 timeout=10.0) as http:
+    async with httpx.AsyncClient(
+        base_url=url, limits=limits, headers=headers, timeout=10.0
+    ) as http:
+
         async def client() -> None:
             rng = random.Random()
             while time.perf_counter() < end:
@@ -283,19 +369,31 @@ def _percentile(sorted_values: list[float], pct: float) -> float:
 # Running things while showing progress
 
 
-def run_load(mode: str, url: str, key: str, clients: int, threads: int, seconds: float,
-             users: int, base: int, max_amount: int, workdir: Path,
-             cpu_roots: dict[str, int], label: str,
-             workload: Workload = TRANSFER) -> tuple[LoadResult, common.CpuMeter]:
+def run_load(
+    mode: str,
+    url: str,
+    key: str,
+    clients: int,
+    threads: int,
+    seconds: float,
+    users: int,
+    base: int,
+    max_amount: int,
+    workdir: Path,
+    cpu_roots: dict[str, int],
+    label: str,
+    workload: Workload = TRANSFER,
+) -> tuple[LoadResult, common.CpuMeter]:
     """One timed load run; returns its result and the CPU each process tree used meanwhile."""
     if mode == "wrk":
         script = workdir / "load.lua"
-        script.write_text(WRK_SCRIPT.replace("__BODY__", workload.lua_body)
-                          .replace("__PATH__", workload.path))
-        command = wrk_command(url, key, clients, threads, seconds, users, base, max_amount,
-                              script)
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
+        script.write_text(
+            WRK_SCRIPT.replace("__BODY__", workload.lua_body).replace("__PATH__", workload.path)
+        )
+        command = wrk_command(url, key, clients, threads, seconds, users, base, max_amount, script)
+        proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         meter = common.CpuMeter(cpu_roots, reaped_name=CLIENT)
         meter.start()
         common.progress_wait(label, seconds, lambda: proc.poll() is not None)
@@ -306,11 +404,17 @@ def run_load(mode: str, url: str, key: str, clients: int, threads: int, seconds:
         return parse_wrk(output), meter
 
     raw, meter = common.run_load_process(
-        _python_load, (mode, url, key, clients, seconds, users, base, max_amount, workload),
-        label, seconds, cpu_roots, CLIENT)
+        _python_load,
+        (mode, url, key, clients, seconds, users, base, max_amount, workload),
+        label,
+        seconds,
+        cpu_roots,
+        CLIENT,
+    )
     statuses: Counter[int] = Counter({int(k): v for k, v in raw["statuses"].items()})
-    return LoadResult(raw["seconds"], statuses, raw["p50"] * 1000, raw["p99"] * 1000,
-                      dict(raw["errors"]), mode), meter
+    return LoadResult(
+        raw["seconds"], statuses, raw["p50"] * 1000, raw["p99"] * 1000, dict(raw["errors"]), mode
+    ), meter
 
 
 def pick_loadgen(loadgen: str) -> str:
@@ -328,17 +432,23 @@ def fund_users(url: str, key: str, users: int, base: int, amount: int) -> None:
     async def run() -> None:
         failures: Counter[int] = Counter()
         semaphore = asyncio.Semaphore(16)
-        async with httpx.AsyncClient(base_url=url, timeout=30.0,
-                                     headers={"Authorization": f"Bearer {key}"}) as client:
+        async with httpx.AsyncClient(
+            base_url=url, timeout=30.0, headers={"Authorization": f"Bearer {key}"}
+        ) as client:
+
             async def credit(user_id: int) -> None:
                 async with semaphore:
-                    response = await client.post("/admin/credit", json={
-                        "user_id": user_id, "amount_msat": amount, "reason": "bench funding"})
+                    response = await client.post(
+                        "/admin/credit",
+                        json={"user_id": user_id, "amount_msat": amount, "reason": "bench funding"},
+                    )
                     if response.status_code != 200:
                         failures[response.status_code] += 1
                         if sum(failures.values()) == 1:
-                            console.print(f"[red]credit {user_id}: {response.status_code} "
-                                          f"{response.text[:300]}[/]")
+                            console.print(
+                                f"[red]credit {user_id}: {response.status_code} "
+                                f"{response.text[:300]}[/]"
+                            )
 
             await asyncio.gather(*(credit(base + i) for i in range(1, users + 1)))
         if failures:
@@ -347,14 +457,22 @@ def fund_users(url: str, key: str, users: int, base: int, amount: int) -> None:
     asyncio.run(run())
 
 
-def run_pgbench(dsn: str, script: Path, clients: int, threads: int, seconds: int,
-                label: str, cwd: Path, cpu_roots: dict[str, int],
-                ) -> tuple[common.PgbenchResult, common.CpuMeter]:
+def run_pgbench(
+    dsn: str,
+    script: Path,
+    clients: int,
+    threads: int,
+    seconds: int,
+    label: str,
+    cwd: Path,
+    cpu_roots: dict[str, int],
+) -> tuple[common.PgbenchResult, common.CpuMeter]:
     command = common.pgbench_command(dsn, script, clients, threads, seconds)
     meter = common.CpuMeter(cpu_roots, reaped_name=CLIENT)
     meter.start()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=cwd)
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd
+    )
     common.progress_wait(label, seconds, lambda: proc.poll() is not None)
     output = proc.communicate()[0]
     meter.stop()
@@ -375,22 +493,38 @@ SELECT code FROM vnode_transfer({base} + :a, {base} + :b, 'unused', 'BTC', :amt,
 
 
 def main(
-    url: opt.ServiceUrl = None, dsn: opt.ServiceDsn = None, admin_key: opt.AdminKey = None,
-    workers: opt.Workers = 1, clients: opt.Clients = 32, duration: opt.Seconds = 20,
+    url: opt.ServiceUrl = None,
+    dsn: opt.ServiceDsn = None,
+    admin_key: opt.AdminKey = None,
+    workers: opt.Workers = 1,
+    clients: opt.Clients = 32,
+    duration: opt.Seconds = 20,
     warmup: opt.Warmup = 3,
-    users: opt.Users = 1000, user_base: opt.UserBase = 7_000_000_000,
+    users: opt.Users = 1000,
+    user_base: opt.UserBase = 7_000_000_000,
     max_amount: Annotated[int, typer.Option(help="Transfers move 1..max msat")] = 1000,
-    loadgen: opt.Loadgen = "auto", loadgen_threads: opt.LoadgenThreads = 2,
+    loadgen: opt.Loadgen = "auto",
+    loadgen_threads: opt.LoadgenThreads = 2,
     pgbench_threads: opt.PgbenchThreads = 2,
-    shared_dir: Annotated[Path, typer.Option(help="Directory of transfer.sql and "
-                                             "transfer_schema.sql")] = common.SHARED_BENCH_DIR,
-    access_log: Annotated[bool, typer.Option(help="VNODE_ACCESS_LOG of the started service")]
-    = False,
-    db_ceiling: Annotated[bool, typer.Option(
-        help="Also run pgbench calling vnode_transfer() directly (the DB-only ceiling)")] = False,
-    py_spy: Annotated[Path | None, typer.Option(
-        help="Record the service workers with py-spy during the measured run (collapsed "
-             "stacks to this file) and print where the Python time goes")] = None,
+    shared_dir: Annotated[
+        Path, typer.Option(help="Directory of transfer.sql and transfer_schema.sql")
+    ] = common.SHARED_BENCH_DIR,
+    access_log: Annotated[
+        bool, typer.Option(help="VNODE_ACCESS_LOG of the started service")
+    ] = False,
+    db_ceiling: Annotated[
+        bool,
+        typer.Option(
+            help="Also run pgbench calling vnode_transfer() directly (the DB-only ceiling)"
+        ),
+    ] = False,
+    py_spy: Annotated[
+        Path | None,
+        typer.Option(
+            help="Record the service workers with py-spy during the measured run (collapsed "
+            "stacks to this file) and print where the Python time goes"
+        ),
+    ] = None,
     json_path: opt.JsonOut = None,
 ) -> None:
     """Internal transfers/s through vnode vs pgbench transfer.sql on the same cluster."""
@@ -406,17 +540,27 @@ def main(
     target: common.Target | None = None
     try:
         with console.status("starting PostgreSQL and vnode serve"):
-            target = common.Target.start(url, dsn, admin_key, workdir, workers,
-                                         access_log=access_log)
-        url, dsn, admin_key, cpu_roots = (target.url, target.dsn, target.admin_key,
-                                          target.cpu_roots())
+            target = common.Target.start(
+                url, dsn, admin_key, workdir, workers, access_log=access_log
+            )
+        url, dsn, admin_key, cpu_roots = (
+            target.url,
+            target.dsn,
+            target.admin_key,
+            target.cpu_roots(),
+        )
         service = target.service
         pg_version = common.server_version(dsn)
         out.print(f"machine: {common.machine_summary()}")
-        out.print(f"PostgreSQL {pg_version}; vnode at {url}"
-                      + (f" (--workers {workers}, access log {'on' if access_log else 'off'})"
-                         if service else "")
-                      + f"; load from {loadgen}")
+        out.print(
+            f"PostgreSQL {pg_version}; vnode at {url}"
+            + (
+                f" (--workers {workers}, access log {'on' if access_log else 'off'})"
+                if service
+                else ""
+            )
+            + f"; load from {loadgen}"
+        )
 
         with console.status(f"funding {users} users"):
             started = time.monotonic()
@@ -425,13 +569,23 @@ def main(
 
         load_args = (url, admin_key, clients, loadgen_threads)
         if warmup > 0:
-            run_load(loadgen, *load_args, warmup, users, user_base, max_amount, workdir, {},
-                     "warm-up")
+            run_load(
+                loadgen, *load_args, warmup, users, user_base, max_amount, workdir, {}, "warm-up"
+            )
         common.checkpoint(dsn)
         spies = _start_py_spy(service, workdir, duration) if py_spy is not None else []
         spy_roots = {f"py-spy {i}": proc.pid for i, (proc, _) in enumerate(spies)}
-        result, meter = run_load(loadgen, *load_args, duration, users, user_base, max_amount,
-                                 workdir, {**cpu_roots, **spy_roots}, f"vnode, {clients} clients")
+        result, meter = run_load(
+            loadgen,
+            *load_args,
+            duration,
+            users,
+            user_base,
+            max_amount,
+            workdir,
+            {**cpu_roots, **spy_roots},
+            f"vnode, {clients} clients",
+        )
         if spies and py_spy is not None:
             with py_spy.open("w") as merged:
                 for proc, part in spies:
@@ -445,30 +599,52 @@ def main(
         ceiling = None
         if db_ceiling:
             ceiling_script = workdir / "vnode_transfer.sql"
-            ceiling_script.write_text(CEILING_SCRIPT.format(users=users, base=user_base,
-                                                            max_amount=max_amount))
+            ceiling_script.write_text(
+                CEILING_SCRIPT.format(users=users, base=user_base, max_amount=max_amount)
+            )
             common.checkpoint(dsn)
-            ceiling = run_pgbench(dsn, ceiling_script, clients, pgbench_threads, duration,
-                                  "pgbench SELECT vnode_transfer()", workdir, db_roots)
+            ceiling = run_pgbench(
+                dsn,
+                ceiling_script,
+                clients,
+                pgbench_threads,
+                duration,
+                "pgbench SELECT vnode_transfer()",
+                workdir,
+                db_roots,
+            )
 
         with console.status("loading transfer_schema.sql into bench_ref"):
             ref_dsn = common.recreate_database(dsn, "bench_ref")
             common.psql(ref_dsn, "-f", str(schema))
             common.checkpoint(dsn)
-        reference = run_pgbench(ref_dsn, script, clients, pgbench_threads, duration,
-                                "pgbench transfer.sql", workdir, db_roots)
+        reference = run_pgbench(
+            ref_dsn,
+            script,
+            clients,
+            pgbench_threads,
+            duration,
+            "pgbench transfer.sql",
+            workdir,
+            db_roots,
+        )
 
         _report(result, meter, ceiling, reference, clients, duration)
         if py_spy is not None and py_spy.exists():
             _print_profile(py_spy)
         ratio = result.rate / reference[0].tps if reference[0].tps else 0.0
-        figures = {"vnode transfers/s": result.rate, "vnode p50 ms": result.p50_ms,
-                   "vnode p99 ms": result.p99_ms, "pgbench transfer.sql tps": reference[0].tps,
-                   "other programs during vnode run, cores": meter.foreign_user / result.seconds}
+        figures = {
+            "vnode transfers/s": result.rate,
+            "vnode p50 ms": result.p50_ms,
+            "vnode p99 ms": result.p99_ms,
+            "pgbench transfer.sql tps": reference[0].tps,
+            "other programs during vnode run, cores": meter.foreign_user / result.seconds,
+        }
         if ceiling is not None:
             figures["pgbench SELECT vnode_transfer() tps"] = ceiling[0].tps
-        common.finish(json_path, "transfers", figures, ("vnode/pgbench", ratio),
-                      postgres=pg_version)
+        common.finish(
+            json_path, "transfers", figures, ("vnode/pgbench", ratio), postgres=pg_version
+        )
     finally:
         with console.status("stopping"):
             if target is not None:
@@ -476,8 +652,9 @@ def main(
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _start_py_spy(service: ServeProcess | None, workdir: Path,
-                  duration: int) -> list[tuple[subprocess.Popen[bytes], Path]]:
+def _start_py_spy(
+    service: ServeProcess | None, workdir: Path, duration: int
+) -> list[tuple[subprocess.Popen[bytes], Path]]:
     """One `py-spy record` per worker process; returns each with its output file."""
     binary = common.py_spy_path()
     if binary is None or service is None or service.pid is None:
@@ -489,10 +666,24 @@ def _start_py_spy(service: ServeProcess | None, workdir: Path,
         # --native: C frames too, so that time in system calls can be told apart (a worker woken
         # and preempted in write() looks busy to a wall-clock sampler). It pauses the worker for
         # each sample, so the figures of a profiled run are a little lower.
-        command = [binary, "record", "--pid", str(pid), "--native", "--rate", "100",
-                   "--duration", str(duration), "--format", "raw", "--output", str(part)]
-        spies.append((subprocess.Popen(command, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL), part))
+        command = [
+            binary,
+            "record",
+            "--pid",
+            str(pid),
+            "--native",
+            "--rate",
+            "100",
+            "--duration",
+            str(duration),
+            "--format",
+            "raw",
+            "--output",
+            str(part),
+        ]
+        spies.append(
+            (subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), part)
+        )
     return spies
 
 
@@ -505,18 +696,24 @@ def load_table(result: LoadResult, what: str, clients: int, duration: int) -> Ta
     table.add_row(f"vnode {what} (200 only, {result.tool})", f"{result.rate:,.0f}")
     table.add_row("vnode latency p50 / p99", f"{result.p50_ms:.1f} / {result.p99_ms:.1f} ms")
     other = {s: n for s, n in sorted(result.statuses.items()) if s != 200}
-    table.add_row("vnode non-200 answers", ", ".join(f"{s}: {n}" for s, n in other.items())
-                  or "none")
+    table.add_row(
+        "vnode non-200 answers", ", ".join(f"{s}: {n}" for s, n in other.items()) or "none"
+    )
     if result.socket_errors:
-        table.add_row("vnode socket errors", ", ".join(f"{k}: {v}" for k, v in
-                                                       result.socket_errors.items()))
+        table.add_row(
+            "vnode socket errors", ", ".join(f"{k}: {v}" for k, v in result.socket_errors.items())
+        )
     return table
 
 
-def _report(result: LoadResult, meter: common.CpuMeter,
-            ceiling: tuple[common.PgbenchResult, common.CpuMeter] | None,
-            reference: tuple[common.PgbenchResult, common.CpuMeter], clients: int,
-            duration: int) -> None:
+def _report(
+    result: LoadResult,
+    meter: common.CpuMeter,
+    ceiling: tuple[common.PgbenchResult, common.CpuMeter] | None,
+    reference: tuple[common.PgbenchResult, common.CpuMeter],
+    clients: int,
+    duration: int,
+) -> None:
     table = load_table(result, "transfers/s", clients, duration)
     if ceiling is not None:
         table.add_row("pgbench SELECT vnode_transfer() tps", f"{ceiling[0].tps:,.0f}")
@@ -540,18 +737,25 @@ def _report(result: LoadResult, meter: common.CpuMeter,
         if not count:
             continue
         total = m.machine_busy.total + m.machine_idle
-        cpu.add_row(name, f"{count / seconds:,.0f}",
-                    *(f"{m.seconds(k) / count * 1e6:.0f}" if k in m.used else "-"
-                      for k in (SERVICE, POSTGRES, CLIENT)),
-                    f"{m.rest / count * 1e6:.0f}",
-                    f"{100 * m.machine_idle / total:.0f}%" if total else "")
+        cpu.add_row(
+            name,
+            f"{count / seconds:,.0f}",
+            *(
+                f"{m.seconds(k) / count * 1e6:.0f}" if k in m.used else "-"
+                for k in (SERVICE, POSTGRES, CLIENT)
+            ),
+            f"{m.rest / count * 1e6:.0f}",
+            f"{100 * m.machine_idle / total:.0f}%" if total else "",
+        )
         if m.foreign_user / seconds > 0.05:
             noisy.append(f"{name}: {m.foreign_user / seconds:.2f} cores")
     out.print(cpu)
     if noisy:
-        out.print("[yellow]other programs used CPU during the measurement, so these figures are "
-                  "low; run again on a quiet machine: " + "; ".join(noisy) + "[/]",
-                  soft_wrap=True)
+        out.print(
+            "[yellow]other programs used CPU during the measurement, so these figures are "
+            "low; run again on a quiet machine: " + "; ".join(noisy) + "[/]",
+            soft_wrap=True,
+        )
 
 
 def _print_profile(path: Path) -> None:
@@ -563,8 +767,10 @@ def _print_profile(path: Path) -> None:
     table.add_column("share", justify="right")
     for name, n in counts:
         if name in common.APART:
-            table.add_row(f"[dim]not counted above: {name}[/]", f"[dim]{100 * n / total:.1f}% "
-                          "of all samples[/]")
+            table.add_row(
+                f"[dim]not counted above: {name}[/]",
+                f"[dim]{100 * n / total:.1f}% of all samples[/]",
+            )
         else:
             table.add_row(name, f"{100 * n / running:.1f}%")
     out.print(table)

@@ -40,8 +40,9 @@ class TemporaryCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-async def create_database(server_dsn: str, template: str | None = None,
-                          prefix: str = "vnode_t_") -> str:
+async def create_database(
+    server_dsn: str, template: str | None = None, prefix: str = "vnode_t_"
+) -> str:
     """A new empty (or template-copied) database with a random name; returns its DSN."""
     name = prefix + secrets.token_hex(6)
     conn = await asyncpg.connect(with_database(server_dsn, "postgres"))

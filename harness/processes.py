@@ -34,8 +34,14 @@ class Process:
     """`command` as a child process writing to `log_path`. The first start truncates the log,
     a restart appends to it (so the log keeps every incarnation)."""
 
-    def __init__(self, command: Sequence[str], log_path: Path, *,
-                 env: Mapping[str, str] | None = None, own_group: bool = True) -> None:
+    def __init__(
+        self,
+        command: Sequence[str],
+        log_path: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        own_group: bool = True,
+    ) -> None:
         self.command = list(command)
         self.log_path = log_path
         self.env = dict(env) if env is not None else None
@@ -49,9 +55,13 @@ class Process:
             raise RuntimeError(f"{self.command[0]} (pid {self.pid}) is already running")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab" if self.starts else "wb") as log:
-            self.proc = subprocess.Popen(self.command, env=self.env, stdout=log,
-                                         stderr=subprocess.STDOUT,
-                                         start_new_session=self.own_group)
+            self.proc = subprocess.Popen(
+                self.command,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=self.own_group,
+            )
         self.starts += 1
 
     @property

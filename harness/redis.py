@@ -14,8 +14,10 @@ from harness.processes import Process
 from harness.waits import wait_until, wait_until_blocking
 from vnode.loopback import free_port
 
-INSTALL_HINT = ("redis-server is not installed; the event tests need a real one: "
-                "apt-get install -y redis-server")
+INSTALL_HINT = (
+    "redis-server is not installed; the event tests need a real one: "
+    "apt-get install -y redis-server"
+)
 
 
 def find_redis_server() -> str | None:
@@ -47,15 +49,27 @@ class RedisServer:
     """`redis-server --save "" --appendonly no` on 127.0.0.1, logging to
     `log_dir/redis-PORT.log`."""
 
-    def __init__(self, log_dir: Path, port: int | None = None,
-                 binary: str | None = None) -> None:
+    def __init__(self, log_dir: Path, port: int | None = None, binary: str | None = None) -> None:
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.log_path = log_dir / f"redis-{self.port}.log"
         self.process = Process(
-            [binary or redis_server_binary(), "--save", "", "--appendonly", "no",
-             "--port", str(self.port), "--bind", "127.0.0.1", "--daemonize", "no"],
-            self.log_path, own_group=False)
+            [
+                binary or redis_server_binary(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--daemonize",
+                "no",
+            ],
+            self.log_path,
+            own_group=False,
+        )
 
     @property
     def proc(self) -> subprocess.Popen[bytes] | None:
@@ -70,8 +84,9 @@ class RedisServer:
         self.process.start()
 
     def wait_ready(self, timeout_s: float = 10.0) -> None:
-        wait_until_blocking(self._answers, timeout_s, f"redis-server on {self.port} to answer "
-                            "PING", period_s=0.02)
+        wait_until_blocking(
+            self._answers, timeout_s, f"redis-server on {self.port} to answer PING", period_s=0.02
+        )
 
     def start(self, timeout_s: float = 10.0) -> None:
         """Start and wait (polling PING, with a deadline) until it answers."""
@@ -81,8 +96,9 @@ class RedisServer:
     async def start_async(self, timeout_s: float = 10.0) -> None:
         """start() for code running an event loop."""
         self.spawn()
-        await wait_until(self._answers, timeout_s, f"redis-server on {self.port} to answer PING",
-                         period_s=0.02)
+        await wait_until(
+            self._answers, timeout_s, f"redis-server on {self.port} to answer PING", period_s=0.02
+        )
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGTERM, SIGKILL after `timeout_s`."""

@@ -28,11 +28,19 @@ class ServeProcess:
     stops it with the test run.
     """
 
-    def __init__(self, data_dir: Path, database_url: str | None = None, *,
-                 admin_key: str | None = None, workers: int = 1,
-                 env: Mapping[str, str] | None = None, port: int | None = None,
-                 name: str = "vnode serve", log_name: str = "serve.log",
-                 own_group: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        database_url: str | None = None,
+        *,
+        admin_key: str | None = None,
+        workers: int = 1,
+        env: Mapping[str, str] | None = None,
+        port: int | None = None,
+        name: str = "vnode serve",
+        log_name: str = "serve.log",
+        own_group: bool = True,
+    ) -> None:
         env = dict(env or {})
         self.port = port or (free_port() if "VNODE_NODE" in env else free_port_pair())
         self.url = f"http://127.0.0.1:{self.port}"
@@ -40,8 +48,9 @@ class ServeProcess:
         self.data_dir = data_dir
         self.workers = workers
         # None: a random one; "": none (the service mints its bootstrap key).
-        self.admin_key = ("harness-admin-" + secrets.token_urlsafe(24) if admin_key is None
-                          else admin_key)
+        self.admin_key = (
+            "harness-admin-" + secrets.token_urlsafe(24) if admin_key is None else admin_key
+        )
         settings = {"VNODE_ADMIN_KEY": self.admin_key, "VNODE_ACCESS_LOG": "false"}
         if database_url is not None:
             settings["VNODE_DATABASE_URL"] = database_url
@@ -49,9 +58,22 @@ class ServeProcess:
         self.env = clean_env(settings)
         self.log_path = data_dir / log_name.format(port=self.port)
         self.process = Process(
-            [VNODE, "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--data-dir", str(data_dir), "--workers", str(workers)],
-            self.log_path, env=self.env, own_group=own_group)
+            [
+                VNODE,
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(data_dir),
+                "--workers",
+                str(workers),
+            ],
+            self.log_path,
+            env=self.env,
+            own_group=own_group,
+        )
 
     @property
     def proc(self) -> subprocess.Popen[bytes] | None:
@@ -73,13 +95,15 @@ class ServeProcess:
     async def wait_ready(self, timeout_s: float = 60.0, *, path: str = "/readyz") -> None:
         """Until `path` answers 200 (/readyz: ready to pay; /healthz: up, maybe not ready);
         RuntimeError with its log's tail if it exits first."""
-        await wait_http_ok(self.url + path, timeout_s, f"{self.name} to answer {path}",
-                           self._check_alive)
+        await wait_http_ok(
+            self.url + path, timeout_s, f"{self.name} to answer {path}", self._check_alive
+        )
 
     def wait_ready_blocking(self, timeout_s: float = 60.0, *, path: str = "/readyz") -> None:
         """wait_ready for code without an event loop."""
-        wait_http_ok_blocking(self.url + path, timeout_s, f"{self.name} to answer {path}",
-                              self._check_alive)
+        wait_http_ok_blocking(
+            self.url + path, timeout_s, f"{self.name} to answer {path}", self._check_alive
+        )
 
     def stop(self, sig: int = signal.SIGINT, timeout_s: float = 30.0) -> int | None:
         """`sig` (SIGINT: drain, then the lifespan's cleanup), SIGKILL after `timeout_s`; the

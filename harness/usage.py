@@ -26,7 +26,7 @@ def _stat_fields(pid: int) -> list[str] | None:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return raw[raw.rindex(")") + 2:].split()
+    return raw[raw.rindex(")") + 2 :].split()
 
 
 def children_by_parent() -> dict[int, list[int]]:
@@ -98,8 +98,10 @@ def machine_cpu() -> tuple[Cpu, float]:
     """
     first = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     user, nice, system, idle, iowait, irq, softirq = (int(v) for v in first[:7])
-    return (Cpu((user + nice) / CLOCK_TICKS, (system + irq + softirq) / CLOCK_TICKS),
-            (idle + iowait) / CLOCK_TICKS)
+    return (
+        Cpu((user + nice) / CLOCK_TICKS, (system + irq + softirq) / CLOCK_TICKS),
+        (idle + iowait) / CLOCK_TICKS,
+    )
 
 
 def rusage(who: int) -> Cpu:

@@ -14,8 +14,12 @@ import httpx
 PERIOD_S = 0.05
 
 
-async def wait_until(condition: Callable[[], bool | Awaitable[bool]], timeout_s: float = 20.0,
-                     what: str = "condition", period_s: float = PERIOD_S) -> None:
+async def wait_until(
+    condition: Callable[[], bool | Awaitable[bool]],
+    timeout_s: float = 20.0,
+    what: str = "condition",
+    period_s: float = PERIOD_S,
+) -> None:
     """Poll `condition` (plain or async) every `period_s` until it holds; TimeoutError once
     `timeout_s` has passed. The condition may raise to give up early (a process died)."""
     deadline = time.monotonic() + timeout_s
@@ -30,8 +34,12 @@ async def wait_until(condition: Callable[[], bool | Awaitable[bool]], timeout_s:
         await asyncio.sleep(period_s)
 
 
-def wait_until_blocking(condition: Callable[[], bool], timeout_s: float = 20.0,
-                        what: str = "condition", period_s: float = PERIOD_S) -> None:
+def wait_until_blocking(
+    condition: Callable[[], bool],
+    timeout_s: float = 20.0,
+    what: str = "condition",
+    period_s: float = PERIOD_S,
+) -> None:
     """wait_until for code without an event loop (benchmarks, session fixtures)."""
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -44,28 +52,34 @@ def _no_check() -> None:
     return None
 
 
-async def wait_http_ok(url: str, timeout_s: float, what: str,
-                       check: Callable[[], None] = _no_check) -> None:
+async def wait_http_ok(
+    url: str, timeout_s: float, what: str, check: Callable[[], None] = _no_check
+) -> None:
     """Until GET `url` answers 200. `check` runs before each try and raises to give up (the
     process that should answer has exited)."""
     async with httpx.AsyncClient(timeout=2.0) as client:
+
         async def answers() -> bool:
             check()
             try:
                 return (await client.get(url)).status_code == 200
             except httpx.TransportError:
                 return False
+
         await wait_until(answers, timeout_s, what)
 
 
-def wait_http_ok_blocking(url: str, timeout_s: float, what: str,
-                          check: Callable[[], None] = _no_check) -> None:
+def wait_http_ok_blocking(
+    url: str, timeout_s: float, what: str, check: Callable[[], None] = _no_check
+) -> None:
     """wait_http_ok for code without an event loop."""
     with httpx.Client(timeout=2.0) as client:
+
         def answers() -> bool:
             check()
             try:
                 return client.get(url).status_code == 200
             except httpx.TransportError:
                 return False
+
         wait_until_blocking(answers, timeout_s, what)

@@ -31,8 +31,13 @@ from proving.stage import Stage, StageOptions
 
 # The node's next /sendpayment: cut without an answer, answered after vnode gave up, answered
 # 500; or the payment fails or hangs until released. Each but `fail` leaves vnode not knowing.
-PAYMENT_FAULTS = ("drop_then_succeed", "timeout_then_succeed", "error_500_then_succeed",
-                  "fail", "hold")
+PAYMENT_FAULTS = (
+    "drop_then_succeed",
+    "timeout_then_succeed",
+    "error_500_then_succeed",
+    "fail",
+    "hold",
+)
 # vnode gives up on a node call after NODE_TIMEOUT_S; the sim's timeout fault hangs longer.
 NODE_TIMEOUT_S = 3.0
 SIM_HANG_S = 5.0
@@ -52,8 +57,9 @@ class ChaosController:
     """Kills one process at a time (the load balancer is told at the kill, as a health check
     would), restarts it on the same port; sets a payment fault now and then; locks the node."""
 
-    def __init__(self, stage: Stage, targets: Targets, load: LoadGenerator,
-                 options: ChaosOptions) -> None:
+    def __init__(
+        self, stage: Stage, targets: Targets, load: LoadGenerator, options: ChaosOptions
+    ) -> None:
         self.stage = stage
         self.targets = targets
         self.load = load
@@ -76,8 +82,9 @@ class ChaosController:
             index = turn % len(self.stage.serves)
             serve = self.stage.serves[index]
             with contextlib.suppress(TimeoutError):
-                await wait_until(self._busy(index), IN_FLIGHT_WAIT_S,
-                                 "a money request in flight", period_s=0.005)
+                await wait_until(
+                    self._busy(index), IN_FLIGHT_WAIT_S, "a money request in flight", period_s=0.005
+                )
             self.targets.set_up(index, False)
             serve.kill()
             self.kills += 1
@@ -120,24 +127,44 @@ class ChaosController:
             self.targets.set_up(index, True)
 
 
-def chaos_options(*, duration_s: float = 60.0, rate: float = 50.0, users: int = 100,
-                  seed: int = 1, server_dsn: str | None = None, redis: bool = True,
-                  invoice_expiry_s: int = 30, settle_timeout_s: float = 90.0,
-                  keep_workdir: bool = False) -> SessionOptions:
+def chaos_options(
+    *,
+    duration_s: float = 60.0,
+    rate: float = 50.0,
+    users: int = 100,
+    seed: int = 1,
+    server_dsn: str | None = None,
+    redis: bool = True,
+    invoice_expiry_s: int = 30,
+    settle_timeout_s: float = 90.0,
+    keep_workdir: bool = False,
+) -> SessionOptions:
     return SessionOptions(
         kind="chaos",
         # Short invoice expiry: a payment the node never saw (killed between reserve and
         # send) is refunded only once its invoice expired, and must be, before the deadline.
-        load=LoadOptions(rate=rate, duration_s=duration_s, users=users, seed=seed,
-                         invoice_expiry_s=invoice_expiry_s, allow_node_unavailable=True),
-        stage=StageOptions(server_dsn=server_dsn, redis=redis, sim_hang_s=SIM_HANG_S,
-                           keep_workdir=keep_workdir,
-                           serve_env={"VNODE_NODE_TIMEOUT_S": str(NODE_TIMEOUT_S)}),
-        settle_timeout_s=settle_timeout_s)
+        load=LoadOptions(
+            rate=rate,
+            duration_s=duration_s,
+            users=users,
+            seed=seed,
+            invoice_expiry_s=invoice_expiry_s,
+            allow_node_unavailable=True,
+        ),
+        stage=StageOptions(
+            server_dsn=server_dsn,
+            redis=redis,
+            sim_hang_s=SIM_HANG_S,
+            keep_workdir=keep_workdir,
+            serve_env={"VNODE_NODE_TIMEOUT_S": str(NODE_TIMEOUT_S)},
+        ),
+        settle_timeout_s=settle_timeout_s,
+    )
 
 
-async def run_chaos(options: SessionOptions, chaos: ChaosOptions,
-                    console: Console | None = None) -> RunResult:
+async def run_chaos(
+    options: SessionOptions, chaos: ChaosOptions, console: Console | None = None
+) -> RunResult:
     def controller(stage: Stage, targets: Targets, load: LoadGenerator) -> ChaosController:
         return ChaosController(stage, targets, load, chaos)
 
@@ -145,30 +172,55 @@ async def run_chaos(options: SessionOptions, chaos: ChaosOptions,
 
 
 def main(
-    duration: LoadSeconds = 60.0, rate: Rate = 50.0, users: LoadUsers = 100, seed: Seed = 1,
-    kill_every: Annotated[float, typer.Option(
-        help="Seconds between two SIGKILLs (of each process in turn)")] = 10.0,
-    fault_every: Annotated[float, typer.Option(
-        help="Seconds between two payment faults of the node")] = 1.5,
+    duration: LoadSeconds = 60.0,
+    rate: Rate = 50.0,
+    users: LoadUsers = 100,
+    seed: Seed = 1,
+    kill_every: Annotated[
+        float, typer.Option(help="Seconds between two SIGKILLs (of each process in turn)")
+    ] = 10.0,
+    fault_every: Annotated[
+        float, typer.Option(help="Seconds between two payment faults of the node")
+    ] = 1.5,
     lock_every: Annotated[float, typer.Option(help="Seconds between two node locks")] = 12.0,
     lock_for: Annotated[float, typer.Option(help="Seconds each lock lasts")] = 2.0,
-    invoice_expiry: Annotated[int, typer.Option(
-        help="Expiry of the outside invoices users pay (a payment the node never saw is "
-             "refunded only after it)")] = 30,
-    settle_timeout: Annotated[float, typer.Option(
-        help="Seconds after the faults stop within which every payment must be final")] = 90.0,
-    json_path: JsonOut = None, redis: WithRedis = True, keep: Keep = False,
+    invoice_expiry: Annotated[
+        int,
+        typer.Option(
+            help="Expiry of the outside invoices users pay (a payment the node never saw is "
+            "refunded only after it)"
+        ),
+    ] = 30,
+    settle_timeout: Annotated[
+        float,
+        typer.Option(help="Seconds after the faults stop within which every payment must be final"),
+    ] = 90.0,
+    json_path: JsonOut = None,
+    redis: WithRedis = True,
+    keep: Keep = False,
 ) -> None:
     """The soak's load under SIGKILLs and node faults; PASS/FAIL on the ledger and the audit."""
     check_load(duration, rate, users)
     if kill_every <= 0:
         raise typer.BadParameter("--kill-every must be positive")
     console = make_console()
-    options = chaos_options(duration_s=duration, rate=rate, users=users, seed=seed, redis=redis,
-                            invoice_expiry_s=invoice_expiry, settle_timeout_s=settle_timeout,
-                            keep_workdir=keep)
-    chaos = ChaosOptions(kill_every_s=kill_every, fault_every_s=fault_every,
-                         lock_every_s=lock_every, lock_s=lock_for, seed=seed)
+    options = chaos_options(
+        duration_s=duration,
+        rate=rate,
+        users=users,
+        seed=seed,
+        redis=redis,
+        invoice_expiry_s=invoice_expiry,
+        settle_timeout_s=settle_timeout,
+        keep_workdir=keep,
+    )
+    chaos = ChaosOptions(
+        kill_every_s=kill_every,
+        fault_every_s=fault_every,
+        lock_every_s=lock_every,
+        lock_s=lock_for,
+        seed=seed,
+    )
     finish(asyncio.run(run_chaos(options, chaos, console)), json_path, console)
 
 

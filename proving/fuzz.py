@@ -99,9 +99,16 @@ PAYER, PAYEE = 123456789, 987654321
 RGB_ASSET = "rgb:CJkb4YZw-jRiz2sk-~PARPio-wtVYI1c-XAEYCqO-wTfvRZ8"
 FUND_MSAT, FUND_UNITS = 10**10, 10**6
 
-GATING_CHECKS = frozenset({
-    "not_a_server_error", "status_code_conformance", "content_type_conformance",
-    "response_headers_conformance", "response_schema_conformance", "ignored_auth"})
+GATING_CHECKS = frozenset(
+    {
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+        "ignored_auth",
+    }
+)
 # (check, "METHOD /path") pairs the lead has accepted as known; reported, not gating. Empty:
 # add an entry only with a note saying why it is acceptable.
 KNOWN_FAILURES: frozenset[tuple[str, str]] = frozenset()
@@ -151,8 +158,9 @@ class KeyResult:
         return sorted(op for (c, op) in self.failures if c == check)
 
     def gating_failures(self) -> set[tuple[str, str]]:
-        return {key for key in self.failures
-                if key[0] in GATING_CHECKS and key not in KNOWN_FAILURES}
+        return {
+            key for key in self.failures if key[0] in GATING_CHECKS and key not in KNOWN_FAILURES
+        }
 
     @property
     def server_errors(self) -> int:
@@ -260,8 +268,11 @@ class Ledger:
             old_s, new_s = before.system.get(key, 0), self.system.get(key, 0)
             if old_s != new_s:
                 found.append(f"system account {key[0]} {key[1]}: {old_s} -> {new_s}")
-        found += [f"{name}: {before.counts[name]} -> {n}" for name, n in self.counts.items()
-                  if n != before.counts[name]]
+        found += [
+            f"{name}: {before.counts[name]} -> {n}"
+            for name, n in self.counts.items()
+            if n != before.counts[name]
+        ]
         return found + [f"audit: {d}" for d in self.audit if d not in before.audit]
 
 
@@ -270,18 +281,27 @@ async def read_ledger(dsn: str) -> Ledger:
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             # Zero rows (a node created, nothing held) are no money: left out.
-            balances = {(r["user_id"], r["asset_id"]): (r["spendable"], r["pending"])
-                        for r in await conn.fetch(
-                            "SELECT user_id, asset_id, spendable, pending FROM ln_user_balances "
-                            "WHERE spendable <> 0 OR pending <> 0")}
-            system = {(r["account_id"], r["asset_id"]): r["balance"] for r in await conn.fetch(
-                "SELECT account_id, asset_id, balance FROM system_balances WHERE balance <> 0")}
+            balances = {
+                (r["user_id"], r["asset_id"]): (r["spendable"], r["pending"])
+                for r in await conn.fetch(
+                    "SELECT user_id, asset_id, spendable, pending FROM ln_user_balances "
+                    "WHERE spendable <> 0 OR pending <> 0"
+                )
+            }
+            system = {
+                (r["account_id"], r["asset_id"]): r["balance"]
+                for r in await conn.fetch(
+                    "SELECT account_id, asset_id, balance FROM system_balances WHERE balance <> 0"
+                )
+            }
             counts = {name: int(await conn.fetchval(sql)) for name, sql in _COUNTS.items()}
         report = await run_audit(conn)  # what `vnode audit` checks, on its own snapshot
     finally:
         await conn.close()
-    audit = [f"{d.check}: account {d.account} {d.asset_id} expected {d.expected} found "
-             f"{d.found}" for d in report.differences]
+    audit = [
+        f"{d.check}: account {d.account} {d.asset_id} expected {d.expected} found {d.found}"
+        for d in report.differences
+    ]
     return Ledger(balances, system, counts, audit)
 
 
@@ -299,22 +319,28 @@ class Target:
 
 
 @contextlib.asynccontextmanager
-async def own_service(workdir: Path,
-                      server_dsn: str | None) -> AsyncIterator[tuple[str, str, str]]:
+async def own_service(workdir: Path, server_dsn: str | None) -> AsyncIterator[tuple[str, str, str]]:
     """A fresh database, `vnode sim serve` and one `vnode serve`; yields (url, dsn, sim url)."""
     database = Database(workdir, server_dsn)
     sim: SimProcess | None = None
     serve: ServeProcess | None = None
     try:
         # The sim starts while the database is made and migrated.
-        sim = SimProcess("127.0.0.1", free_port(), workdir / "sim.log",
-                         ("--rgb-asset", f"{RGB_ASSET}=1000000000"))
+        sim = SimProcess(
+            "127.0.0.1",
+            free_port(),
+            workdir / "sim.log",
+            ("--rgb-asset", f"{RGB_ASSET}=1000000000"),
+        )
         dsn = await database.start()
         await wait_sim(sim)
         env = {
-            "VNODE_DATABASE_URL": dsn, "VNODE_MASTER_SEED": secrets.token_hex(32),
-            "VNODE_NODE": "sim", "VNODE_RLN_URL": sim.url,
-            "VNODE_ACCESS_LOG": "false", "VNODE_LOG_LEVEL": "WARNING",
+            "VNODE_DATABASE_URL": dsn,
+            "VNODE_MASTER_SEED": secrets.token_hex(32),
+            "VNODE_NODE": "sim",
+            "VNODE_RLN_URL": sim.url,
+            "VNODE_ACCESS_LOG": "false",
+            "VNODE_LOG_LEVEL": "WARNING",
             # The inbound webhook answers 503 without a secret; with one it checks signatures,
             # which is what there is to fuzz.
             "VNODE_WEBHOOK_SECRET": "whsec-fuzz-" + secrets.token_urlsafe(24),
@@ -359,19 +385,23 @@ async def revoke_keys(dsn: str, key_ids: list[int]) -> None:
 
 
 async def fund(url: str, admin_key: str) -> None:
-    async with httpx.AsyncClient(base_url=url, timeout=30.0,
-                                 headers={"Authorization": f"Bearer {admin_key}"}) as http:
+    async with httpx.AsyncClient(
+        base_url=url, timeout=30.0, headers={"Authorization": f"Bearer {admin_key}"}
+    ) as http:
         for user in (PAYER, PAYEE):
-            for body in ({"amount_msat": FUND_MSAT},
-                         {"asset_id": RGB_ASSET, "asset_amount": FUND_UNITS}):
-                answer = await http.post("/admin/credit", json={
-                    "user_id": user, "reason": "fuzz funding", **body})
+            for body in (
+                {"amount_msat": FUND_MSAT},
+                {"asset_id": RGB_ASSET, "asset_amount": FUND_UNITS},
+            ):
+                answer = await http.post(
+                    "/admin/credit", json={"user_id": user, "reason": "fuzz funding", **body}
+                )
                 if answer.status_code != 200:
                     raise RuntimeError(f"funding {user}: {answer.status_code} {answer.text}")
 
 
 async def operation_scopes(url: str) -> dict[str, Scope]:
-    """"METHOD /path" -> the scope its summary names (operations without one are public)."""
+    """ "METHOD /path" -> the scope its summary names (operations without one are public)."""
     async with httpx.AsyncClient(base_url=url, timeout=30.0) as http:
         document = (await http.get("/openapi.json")).raise_for_status().json()
     scopes = {}
@@ -393,27 +423,54 @@ async def scope_probe(url: str, keys: dict[Scope, str], scope: Scope) -> KeyResu
     admin = {"Authorization": f"Bearer {keys[Scope.ADMIN]}"}
     async with httpx.AsyncClient(base_url=url, timeout=30.0) as http:
         # A real invoice of the payee: paying it would be an internal payment.
-        invoice = (await http.post("/virtual_lninvoice", headers=admin, json={
-            "user_id": PAYEE, "amt_msat": 1000})).raise_for_status().json()["invoice"]
+        invoice = (
+            (
+                await http.post(
+                    "/virtual_lninvoice", headers=admin, json={"user_id": PAYEE, "amt_msat": 1000}
+                )
+            )
+            .raise_for_status()
+            .json()["invoice"]
+        )
         requests: list[tuple[str, dict[str, Any]]] = [
-            ("/virtual_transfer", {"from_user_id": PAYER, "to_user_id": PAYEE,
-                                   "amount_sats": 1}),
-            ("/virtual_transfer", {"from_user_id": PAYER, "to_user_id": PAYEE,
-                                   "asset_id": RGB_ASSET, "asset_amount": 1}),
+            ("/virtual_transfer", {"from_user_id": PAYER, "to_user_id": PAYEE, "amount_sats": 1}),
+            (
+                "/virtual_transfer",
+                {
+                    "from_user_id": PAYER,
+                    "to_user_id": PAYEE,
+                    "asset_id": RGB_ASSET,
+                    "asset_amount": 1,
+                },
+            ),
             ("/virtual_sendpayment", {"user_id": PAYER, "invoice": invoice}),
             ("/admin/credit", {"user_id": PAYER, "amount_msat": 1, "reason": "fuzz probe"}),
             ("/admin/debit", {"user_id": PAYER, "amount_msat": 1, "reason": "fuzz probe"}),
             ("/admin/webhooks/retry", {}),
         ]
         for path, body in requests:
-            answer = await http.post(path, json=body, headers={
-                "Authorization": f"Bearer {keys[scope]}",
-                "Idempotency-Key": "fuzz-probe-" + secrets.token_hex(8)})
+            answer = await http.post(
+                path,
+                json=body,
+                headers={
+                    "Authorization": f"Bearer {keys[scope]}",
+                    "Idempotency-Key": "fuzz-probe-" + secrets.token_hex(8),
+                },
+            )
             result.probe.append(f"POST {path} -> {answer.status_code}")
             if answer.status_code != 403:
-                result.scope_violations.append(Example(
-                    "scope probe", f"POST {path}", "POST", path, json.dumps(body),
-                    answer.status_code, answer.text[:300], "expected 403"))
+                result.scope_violations.append(
+                    Example(
+                        "scope probe",
+                        f"POST {path}",
+                        "POST",
+                        path,
+                        json.dumps(body),
+                        answer.status_code,
+                        answer.text[:300],
+                        "expected 403",
+                    )
+                )
     return result
 
 
@@ -422,9 +479,11 @@ async def money_check_control(target: Target) -> bool:
     the two read/receive phases and the others (it proves "unchanged" means something)."""
     before = await read_ledger(target.dsn)
     async with httpx.AsyncClient(base_url=target.url, timeout=30.0) as http:
-        answer = await http.post("/virtual_transfer", headers={
-            "Authorization": f"Bearer {target.keys[Scope.SPEND]}"}, json={
-            "from_user_id": PAYER, "to_user_id": PAYEE, "amount_msat": 1})
+        answer = await http.post(
+            "/virtual_transfer",
+            headers={"Authorization": f"Bearer {target.keys[Scope.SPEND]}"},
+            json={"from_user_id": PAYER, "to_user_id": PAYEE, "amount_msat": 1},
+        )
     after = await read_ledger(target.dsn)
     return answer.status_code == 200 and len(after.changes_since(before)) > 0
 
@@ -433,37 +492,62 @@ async def money_check_control(target: Target) -> bool:
 # schemathesis
 
 
-def schemathesis_command(url: str, key: str, options: FuzzOptions, seed: int,
-                         report_dir: Path, scope: Scope) -> list[str]:
+def schemathesis_command(
+    url: str, key: str, options: FuzzOptions, seed: int, report_dir: Path, scope: Scope
+) -> list[str]:
     command = [
-        sys.executable, "-m", "schemathesis.cli", "run", f"{url}/openapi.json",
-        "-H", f"Authorization: Bearer {key}",
-        "--checks", "all",
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        f"{url}/openapi.json",
+        "-H",
+        f"Authorization: Bearer {key}",
+        "--checks",
+        "all",
         # An early refusal the schema cannot describe must not stop the fuzzing of the
         # operation: the money endpoints are the ones with the most such refusals.
         "--continue-on-failure",
-        "--max-examples", str(options.max_examples), "--seed", str(seed),
-        "--request-timeout", str(options.request_timeout_s),
-        "--generation-database", "none", "--no-color",
-        "--report", "json,ndjson",
-        "--report-json-path", str(report_dir / f"{scope.value}.json"),
-        "--report-ndjson-path", str(report_dir / f"{scope.value}.ndjson"),
+        "--max-examples",
+        str(options.max_examples),
+        "--seed",
+        str(seed),
+        "--request-timeout",
+        str(options.request_timeout_s),
+        "--generation-database",
+        "none",
+        "--no-color",
+        "--report",
+        "json,ndjson",
+        "--report-json-path",
+        str(report_dir / f"{scope.value}.json"),
+        "--report-ndjson-path",
+        str(report_dir / f"{scope.value}.ndjson"),
     ]
     for path in EXCLUDED_PATHS:
         command += ["--exclude-path", path]
     return command
 
 
-async def run_schemathesis(target: Target, scope: Scope, options: FuzzOptions, seed: int,
-                           report_dir: Path, scopes_of: dict[str, Scope],
-                           result: KeyResult) -> None:
-    command = schemathesis_command(target.url, target.keys[scope], options, seed, report_dir,
-                                   scope)
+async def run_schemathesis(
+    target: Target,
+    scope: Scope,
+    options: FuzzOptions,
+    seed: int,
+    report_dir: Path,
+    scopes_of: dict[str, Scope],
+    result: KeyResult,
+) -> None:
+    command = schemathesis_command(target.url, target.keys[scope], options, seed, report_dir, scope)
     started = time.monotonic()
     with (report_dir / f"{scope.value}.log").open("wb") as log:
         proc = await asyncio.create_subprocess_exec(
-            *command, stdout=log, stderr=asyncio.subprocess.STDOUT, cwd=report_dir,
-            env={**os.environ, "COLUMNS": "120"})
+            *command,
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=report_dir,
+            env={**os.environ, "COLUMNS": "120"},
+        )
         await proc.wait()
     result.seconds = time.monotonic() - started
     summary_path = report_dir / f"{scope.value}.json"
@@ -506,11 +590,22 @@ def tally_events(ndjson: Path, scopes_of: dict[str, Scope], result: KeyResult) -
             result.cases += 1
             if status is not None:
                 result.statuses[status] += 1
-            example = Example("", operation, request.get("method", "?"),
-                              request.get("uri", "?"), _text(request.get("body")), status,
-                              _text(response.get("content")), "")
-            if (required is not None and not result.scope.allows(required)
-                    and status is not None and 200 <= status < 300):
+            example = Example(
+                "",
+                operation,
+                request.get("method", "?"),
+                request.get("uri", "?"),
+                _text(request.get("body")),
+                status,
+                _text(response.get("content")),
+                "",
+            )
+            if (
+                required is not None
+                and not result.scope.allows(required)
+                and status is not None
+                and 200 <= status < 300
+            ):
                 result.scope_violations.append(example)
             for check in recorder.get("checks", {}).get(case_id, []):
                 if check["status"] != "failure":
@@ -519,11 +614,21 @@ def tally_events(ndjson: Path, scopes_of: dict[str, Scope], result: KeyResult) -
                 key = (check["name"], operation)
                 result.failures[key] += 1
                 if key not in result.examples:
-                    message = failure.get("title", "") + ": " + " ".join(
-                        failure.get("message", "").split())[:300]
-                    result.examples[key] = Example(check["name"], operation, example.method,
-                                                   example.uri, example.body, status,
-                                                   example.response, message)
+                    message = (
+                        failure.get("title", "")
+                        + ": "
+                        + " ".join(failure.get("message", "").split())[:300]
+                    )
+                    result.examples[key] = Example(
+                        check["name"],
+                        operation,
+                        example.method,
+                        example.uri,
+                        example.body,
+                        status,
+                        example.response,
+                        message,
+                    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -535,14 +640,30 @@ async def run_parser_properties(examples: int, report_dir: Path) -> tuple[bool, 
     env = clean_env({"VNODE_FUZZ_EXAMPLES": str(examples)})
     with (report_dir / "parsers.log").open("wb") as log:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pytest", str(test_file), "-q", "-p", "no:cacheprovider",
-            cwd=REPO, env=env, stdout=log, stderr=asyncio.subprocess.STDOUT)
+            sys.executable,
+            "-m",
+            "pytest",
+            str(test_file),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+        )
         await proc.wait()
-    lines = [line.strip() for line in (report_dir / "parsers.log").read_text(
-        errors="replace").splitlines() if line.strip()]
+    lines = [
+        line.strip()
+        for line in (report_dir / "parsers.log").read_text(errors="replace").splitlines()
+        if line.strip()
+    ]
     summary = lines[-1].strip("= ") if lines else "no output"
-    failed = [line.split("::", 1)[1].split(" ", 1)[0] for line in lines
-              if line.startswith("FAILED ") and "::" in line]
+    failed = [
+        line.split("::", 1)[1].split(" ", 1)[0]
+        for line in lines
+        if line.startswith("FAILED ") and "::" in line
+    ]
     return proc.returncode == 0, summary + (f" ({', '.join(failed)})" if failed else "")
 
 
@@ -574,24 +695,31 @@ async def run_fuzz(options: FuzzOptions) -> FuzzReport:
                 if scope not in NO_MONEY and report.control_seen is None:
                     report.control_seen = await money_check_control(target)
                 with console.status(f"schemathesis with the {scope.value} key"):
-                    report.keys.append(await _fuzz_one(target, scope, options, seed,
-                                                       report_dir, scopes_of))
+                    report.keys.append(
+                        await _fuzz_one(target, scope, options, seed, report_dir, scopes_of)
+                    )
             if report.control_seen is None:
                 report.control_seen = await money_check_control(target)
             if options.hostile:
                 with console.status("hostile Lightning inputs and node answers"):
                     report.hostile = await run_hostile(
-                        target.url, target.sim_url,
-                        {scope.value: key for scope, key in target.keys.items()}, target.dsn,
-                        HostileOptions(PAYER, PAYEE, RGB_ASSET,
-                                       per_kind=options.hostile_per_kind,
-                                       dwell_s=options.hostile_dwell_s))
+                        target.url,
+                        target.sim_url,
+                        {scope.value: key for scope, key in target.keys.items()},
+                        target.dsn,
+                        HostileOptions(
+                            PAYER,
+                            PAYEE,
+                            RGB_ASSET,
+                            per_kind=options.hostile_per_kind,
+                            dwell_s=options.hostile_dwell_s,
+                        ),
+                    )
                 console.log(f"hostile phase: {report.hostile.seconds:.1f}s")
             report.audit = (await read_ledger(target.dsn)).audit
         if options.parser_examples > 0:
             with console.status(f"parser properties, {options.parser_examples} examples each"):
-                report.parsers = await run_parser_properties(options.parser_examples,
-                                                             report_dir)
+                report.parsers = await run_parser_properties(options.parser_examples, report_dir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)  # with it the reports, unless report_dir
         if options.report_dir is None:
@@ -610,7 +738,8 @@ async def _target(options: FuzzOptions, workdir: Path) -> AsyncIterator[Target]:
         else:
             with console.status("starting PostgreSQL, vnode sim serve and vnode serve"):
                 url, dsn, sim_url = await stack.enter_async_context(
-                    own_service(workdir, options.server_dsn))
+                    own_service(workdir, options.server_dsn)
+                )
         keys, ids = await create_keys(dsn)
         try:
             yield Target(url, dsn, keys, ids, sim_url)
@@ -618,8 +747,14 @@ async def _target(options: FuzzOptions, workdir: Path) -> AsyncIterator[Target]:
             await revoke_keys(dsn, ids)  # (a throwaway service goes anyway; a running one keeps)
 
 
-async def _fuzz_one(target: Target, scope: Scope, options: FuzzOptions, seed: int,
-                    report_dir: Path, scopes_of: dict[str, Scope]) -> KeyResult:
+async def _fuzz_one(
+    target: Target,
+    scope: Scope,
+    options: FuzzOptions,
+    seed: int,
+    report_dir: Path,
+    scopes_of: dict[str, Scope],
+) -> KeyResult:
     before = await read_ledger(target.dsn) if scope in NO_MONEY else None
     if scope in NO_MONEY:
         result = await scope_probe(target.url, target.keys, scope)
@@ -629,7 +764,8 @@ async def _fuzz_one(target: Target, scope: Scope, options: FuzzOptions, seed: in
     if before is not None:
         after = await read_ledger(target.dsn)
         result.money_changes = after.changes_since(before) + [
-            f"audit before: {d}" for d in before.audit]
+            f"audit before: {d}" for d in before.audit
+        ]
     console.log(f"{scope.value}: {result.cases} cases in {result.seconds:.1f}s")
     return result
 
@@ -640,22 +776,34 @@ async def _fuzz_one(target: Target, scope: Scope, options: FuzzOptions, seed: in
 
 def print_report(report: FuzzReport) -> None:
     where = f"; files in {report.report_dir}" if report.report_dir else ""
-    table = Table(title=f"schemathesis --max-examples {report.max_examples} --seed "
-                        f"{report.seed}{where}")
-    for column in ("key", "cases", "2xx", "4xx", "5xx", "2xx above scope", "money",
-                   "seconds"):
+    table = Table(
+        title=f"schemathesis --max-examples {report.max_examples} --seed {report.seed}{where}"
+    )
+    for column in ("key", "cases", "2xx", "4xx", "5xx", "2xx above scope", "money", "seconds"):
         table.add_column(column, justify="left" if column in ("key", "money") else "right")
     for k in report.keys:
-        money = ("not checked" if k.money_changes is None else "unchanged"
-                 if not k.money_changes else f"[red]{len(k.money_changes)} changes[/]")
+        money = (
+            "not checked"
+            if k.money_changes is None
+            else "unchanged"
+            if not k.money_changes
+            else f"[red]{len(k.money_changes)} changes[/]"
+        )
         table.add_row(
-            k.scope.value, f"{k.cases:,}",
-            *(f"{sum(n for s, n in k.statuses.items() if low <= s < low + 100):,}"
-              for low in (200, 400, 500)),
-            str(len(k.scope_violations)), money, f"{k.seconds:.0f}")
+            k.scope.value,
+            f"{k.cases:,}",
+            *(
+                f"{sum(n for s, n in k.statuses.items() if low <= s < low + 100):,}"
+                for low in (200, 400, 500)
+            ),
+            str(len(k.scope_violations)),
+            money,
+            f"{k.seconds:.0f}",
+        )
     out.print(table)
-    checks = sorted({c for k in report.keys for c, _ in k.failures},
-                    key=lambda c: (c not in GATING_CHECKS, c))
+    checks = sorted(
+        {c for k in report.keys for c, _ in k.failures}, key=lambda c: (c not in GATING_CHECKS, c)
+    )
     if checks:
         by_check = Table(title="operations failing each check, by key")
         by_check.add_column("check")
@@ -663,20 +811,24 @@ def print_report(report: FuzzReport) -> None:
         for k in report.keys:
             by_check.add_column(k.scope.value, justify="right")
         for check in checks:
-            by_check.add_row(check, "yes" if check in GATING_CHECKS else "no",
-                             *(str(len(k.operations_failing(check))) for k in report.keys))
+            by_check.add_row(
+                check,
+                "yes" if check in GATING_CHECKS else "no",
+                *(str(len(k.operations_failing(check))) for k in report.keys),
+            )
         out.print(by_check)
     for k in report.keys:
         if k.probe:
-            out.print(f"scope probe, {k.scope.value} key: " + "; ".join(k.probe),
-                      highlight=False)
+            out.print(f"scope probe, {k.scope.value} key: " + "; ".join(k.probe), highlight=False)
     _print_findings(report)
     if report.parsers is not None:
         colour = "green" if report.parsers[0] else "red"
         out.print(f"parser properties: [{colour}]{report.parsers[1]}[/]")
     if report.control_seen is not None:
-        out.print("money check control (a 1 msat transfer with the spend key): "
-                  + ("seen" if report.control_seen else "[red]NOT seen[/]"))
+        out.print(
+            "money check control (a 1 msat transfer with the spend key): "
+            + ("seen" if report.control_seen else "[red]NOT seen[/]")
+        )
     if report.hostile is not None:
         print_hostile(report.hostile)
     out.print(f"took {report.seconds:.0f}s")
@@ -694,14 +846,19 @@ def print_hostile(result: HostileResult) -> None:
     for group, n in sorted(result.payments.items()):
         tried.add_row(f"payments under hostile records: {group}", str(n))
     out.print(tried)
-    statuses = ", ".join(f"{route} {status}: {n}"
-                         for (route, status), n in sorted(result.requests.items()))
+    statuses = ", ".join(
+        f"{route} {status}: {n}" for (route, status), n in sorted(result.requests.items())
+    )
     out.print(f"answers: {statuses}", highlight=False, soft_wrap=True)
-    probe = ("[red]not final in time[/]" if result.probe_s is None
-             else f"final {result.probe_s:.1f}s after the node settled it")
+    probe = (
+        "[red]not final in time[/]"
+        if result.probe_s is None
+        else f"final {result.probe_s:.1f}s after the node settled it"
+    )
     out.print(f"fresh payment behind hostile records: {probe}")
-    out.print("steps: " + ", ".join(f"{step} {seconds:.1f}s"
-                                    for step, seconds in result.steps.items()))
+    out.print(
+        "steps: " + ", ".join(f"{step} {seconds:.1f}s" for step, seconds in result.steps.items())
+    )
     for note in result.skipped:
         out.print(f"[yellow]note[/] hostile phase skipped {note}")
     for detail in result.details()[:40]:
@@ -719,13 +876,19 @@ def _print_findings(report: FuzzReport) -> None:
                     continue
                 shown.add(key)
                 label = "[red]FAIL[/]" if gating else "[yellow]note[/]"
-                out.print(f"{label} {key[0]} on {key[1]} ({k.scope.value} key, "
-                          f"{k.failures[key]} case(s)):\n    {example.describe()}",
-                          soft_wrap=True, highlight=False)
+                out.print(
+                    f"{label} {key[0]} on {key[1]} ({k.scope.value} key, "
+                    f"{k.failures[key]} case(s)):\n    {example.describe()}",
+                    soft_wrap=True,
+                    highlight=False,
+                )
     for k in report.keys:
         for example in k.scope_violations[:5]:
-            out.print(f"[red]FAIL[/] {k.scope.value} key got {example.status} from "
-                      f"{example.operation}:\n    {example.describe()}", soft_wrap=True)
+            out.print(
+                f"[red]FAIL[/] {k.scope.value} key got {example.status} from "
+                f"{example.operation}:\n    {example.describe()}",
+                soft_wrap=True,
+            )
         for change in (k.money_changes or [])[:20]:
             out.print(f"[red]FAIL[/] money moved with the {k.scope.value} key: {change}")
     for difference in report.audit:
@@ -733,29 +896,42 @@ def _print_findings(report: FuzzReport) -> None:
 
 
 def main(
-    max_examples: Annotated[int, typer.Option(help="schemathesis --max-examples (per "
-                                                   "operation and phase)")] = 100,
-    seed: Annotated[int | None, typer.Option(help="Random seed (default: a new one, "
-                                                  "printed)")] = None,
-    url: Annotated[str | None, typer.Option(help="A running service (else one is started)")]
-    = None,
+    max_examples: Annotated[
+        int, typer.Option(help="schemathesis --max-examples (per operation and phase)")
+    ] = 100,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed (default: a new one, printed)")
+    ] = None,
+    url: Annotated[str | None, typer.Option(help="A running service (else one is started)")] = None,
     dsn: Annotated[str | None, typer.Option(help="With --url: the service's database")] = None,
-    keys: Annotated[str, typer.Option(help="Scopes to fuzz with, comma-separated")]
-    = "read,receive,spend,admin",
-    report_dir: Annotated[Path, typer.Option(help="Where schemathesis' reports and logs go "
-                                                  "(the previous run's are replaced)")]
-    = Path(".schemathesis/fuzz"),
-    parser_examples: Annotated[int, typer.Option(
-        help="Hypothesis examples per parser property test (0: skip them)")] = 3000,
-    hostile: Annotated[bool, typer.Option(
-        help="Hostile Lightning inputs and node answers (proving/hostile.py)")] = True,
-    hostile_per_kind: Annotated[int, typer.Option(
-        help="Payments and receipts per hostile node-answer kind")] = 3,
-    hostile_dwell_s: Annotated[float, typer.Option(
-        help="Seconds the hostile node answers go on after the fresh payment is final")]
-    = 10.0,
-    sim_url: Annotated[str | None, typer.Option(
-        help="With --url: its simulated node, for the hostile node answers")] = None,
+    keys: Annotated[
+        str, typer.Option(help="Scopes to fuzz with, comma-separated")
+    ] = "read,receive,spend,admin",
+    report_dir: Annotated[
+        Path,
+        typer.Option(
+            help="Where schemathesis' reports and logs go (the previous run's are replaced)"
+        ),
+    ] = Path(".schemathesis/fuzz"),
+    parser_examples: Annotated[
+        int, typer.Option(help="Hypothesis examples per parser property test (0: skip them)")
+    ] = 3000,
+    hostile: Annotated[
+        bool, typer.Option(help="Hostile Lightning inputs and node answers (proving/hostile.py)")
+    ] = True,
+    hostile_per_kind: Annotated[
+        int, typer.Option(help="Payments and receipts per hostile node-answer kind")
+    ] = 3,
+    hostile_dwell_s: Annotated[
+        float,
+        typer.Option(
+            help="Seconds the hostile node answers go on after the fresh payment is final"
+        ),
+    ] = 10.0,
+    sim_url: Annotated[
+        str | None,
+        typer.Option(help="With --url: its simulated node, for the hostile node answers"),
+    ] = None,
 ) -> None:
     """schemathesis with a key of each scope, the money check, and the parser properties."""
     try:
@@ -764,11 +940,23 @@ def main(
         raise typer.BadParameter("--keys takes admin, spend, receive and read") from None
     if url is not None and dsn is None:
         raise typer.BadParameter("--url needs --dsn (keys, funding and the money check)")
-    report = asyncio.run(run_fuzz(FuzzOptions(
-        max_examples=max_examples, seed=seed, scopes=scopes, url=url, dsn=dsn,
-        report_dir=report_dir.resolve(), parser_examples=parser_examples, hostile=hostile,
-        hostile_per_kind=hostile_per_kind, hostile_dwell_s=hostile_dwell_s,
-        sim_url=sim_url)))
+    report = asyncio.run(
+        run_fuzz(
+            FuzzOptions(
+                max_examples=max_examples,
+                seed=seed,
+                scopes=scopes,
+                url=url,
+                dsn=dsn,
+                report_dir=report_dir.resolve(),
+                parser_examples=parser_examples,
+                hostile=hostile,
+                hostile_per_kind=hostile_per_kind,
+                hostile_dwell_s=hostile_dwell_s,
+                sim_url=sim_url,
+            )
+        )
+    )
     print_report(report)
     reasons = report.reasons()
     if reasons:

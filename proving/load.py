@@ -37,11 +37,11 @@ from vnode_sim.invoices import issue_invoice
 
 # Share of each operation in the offered load (weights, not necessarily summing to 1).
 DEFAULT_MIX: dict[str, float] = {
-    "transfer": 34,      # between two funded users
-    "refusal": 3,        # a transfer built to be refused: overdraft, to oneself, unknown sender
-    "replay": 3,         # an answered transfer sent again with its key: must answer the same
-    "sendpayment": 12,   # an outside invoice paid through the node
-    "receive": 10,       # a user's invoice, paid by the outside world
+    "transfer": 34,  # between two funded users
+    "refusal": 3,  # a transfer built to be refused: overdraft, to oneself, unknown sender
+    "replay": 3,  # an answered transfer sent again with its key: must answer the same
+    "sendpayment": 12,  # an outside invoice paid through the node
+    "receive": 10,  # a user's invoice, paid by the outside world
     "assetbalance": 14,
     "balances": 8,
     "history": 16,
@@ -94,10 +94,15 @@ class Targets:
 def foreign_invoice(amount_msat: int, expiry_s: int) -> tuple[str, str]:
     """A valid regtest invoice of a node nobody can route to: the node fails it at once."""
     key = PrivateKey()
-    issued = issue_invoice(private_key=key.secret,
-                           payee_pubkey=key.public_key.format(compressed=True).hex(),
-                           network=Network.REGTEST, now=int(time.time()), amount_msat=amount_msat,
-                           expiry_s=expiry_s, description="proving: no route")
+    issued = issue_invoice(
+        private_key=key.secret,
+        payee_pubkey=key.public_key.format(compressed=True).hex(),
+        network=Network.REGTEST,
+        now=int(time.time()),
+        amount_msat=amount_msat,
+        expiry_s=expiry_s,
+        description="proving: no route",
+    )
     return issued.text, issued.payment_hash
 
 
@@ -105,8 +110,14 @@ class LoadGenerator:
     """Funds the users, runs the open-loop load, follows payments until final, keeps the books
     (`model`) and the figures (`stats` for vnode, `sim_stats` for the outside world)."""
 
-    def __init__(self, options: LoadOptions, targets: Targets, sim_url: str,
-                 keys: dict[Scope, str], admin_key: str) -> None:
+    def __init__(
+        self,
+        options: LoadOptions,
+        targets: Targets,
+        sim_url: str,
+        keys: dict[Scope, str],
+        admin_key: str,
+    ) -> None:
         self.options = options
         self.targets = targets
         self.sim_url = sim_url
@@ -131,8 +142,12 @@ class LoadGenerator:
         self._sim = httpx.AsyncClient(base_url=self.sim_url, limits=limits, timeout=timeout)
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -147,8 +162,16 @@ class LoadGenerator:
 
     # ---------------------------------------------------------------------------- HTTP
 
-    async def call(self, op: str, path: str, body: dict[str, Any], scope: Scope, *,
-                   key: str | None = None, stats: Stats | None = None) -> Answer:
+    async def call(
+        self,
+        op: str,
+        path: str,
+        body: dict[str, Any],
+        scope: Scope,
+        *,
+        key: str | None = None,
+        stats: Stats | None = None,
+    ) -> Answer:
         """POST to one of the vnode processes; the answer, recorded under `op`."""
         assert self._http is not None
         headers = {"Authorization": f"Bearer {self.keys[scope]}"}
@@ -173,9 +196,17 @@ class LoadGenerator:
         self.sim_stats.record(op, time.perf_counter() - started, answer)
         return answer
 
-    async def _learn(self, op: str, path: str, body: dict[str, Any], key: str,
-                     first: Answer, sends: list[str], *,
-                     payment: bool) -> tuple[Answer | None, int]:
+    async def _learn(
+        self,
+        op: str,
+        path: str,
+        body: dict[str, Any],
+        key: str,
+        first: Answer,
+        sends: list[str],
+        *,
+        payment: bool,
+    ) -> tuple[Answer | None, int]:
         """Send again with the same key until an answer says what happened (None: gave up)."""
         answer, retries = first, 0
         sends.append(f"{time.strftime('%H:%M:%S')} {first.summary()}")
@@ -196,12 +227,21 @@ class LoadGenerator:
         semaphore = asyncio.Semaphore(8)
 
         async def credit(user: int) -> None:
-            body = {"user_id": user, "amount_msat": self.options.fund_msat,
-                    "reason": "proving funding"}
+            body = {
+                "user_id": user,
+                "amount_msat": self.options.fund_msat,
+                "reason": "proving funding",
+            }
             async with semaphore:
                 for _ in range(20):
-                    answer = await self.call("admin_credit", "/admin/credit", body, Scope.ADMIN,
-                                             key=f"fund-{user}", stats=self.setup_stats)
+                    answer = await self.call(
+                        "admin_credit",
+                        "/admin/credit",
+                        body,
+                        Scope.ADMIN,
+                        key=f"fund-{user}",
+                        stats=self.setup_stats,
+                    )
                     if answer.status == 200:
                         self.model.funding_msat[user] = self.options.fund_msat
                         return
@@ -212,8 +252,9 @@ class LoadGenerator:
 
         await asyncio.gather(*(credit(user) for user in self.users))
 
-    async def run(self, progress: Callable[[float], None] | None = None,
-                  progress_every_s: float = 5.0) -> float:
+    async def run(
+        self, progress: Callable[[float], None] | None = None, progress_every_s: float = 5.0
+    ) -> float:
         """Start operations on the clock for `duration_s`; returns the seconds it took."""
         names = list(self.options.mix)
         weights = [self.options.mix[n] for n in names]
@@ -244,8 +285,9 @@ class LoadGenerator:
         while self._tasks and time.monotonic() < deadline:
             await self.release_held()
             if self._tasks:
-                await asyncio.wait(set(self._tasks),
-                                   timeout=max(0.1, min(2.0, deadline - time.monotonic())))
+                await asyncio.wait(
+                    set(self._tasks), timeout=max(0.1, min(2.0, deadline - time.monotonic()))
+                )
 
     async def release_held(self) -> int:
         """Finish every payment the node holds (a hold fault may land on any payment)."""
@@ -256,8 +298,9 @@ class LoadGenerator:
             return 0
         held = [p["payment_hash"] for p in state.get("payments", []) if p.get("held")]
         for payment_hash in held:
-            await self.sim_call("release", "/_sim/release",
-                                {"payment_hash": payment_hash, "outcome": "succeed"})
+            await self.sim_call(
+                "release", "/_sim/release", {"payment_hash": payment_hash, "outcome": "succeed"}
+            )
         return len(held)
 
     def _spawn(self, op: str, work: Coroutine[Any, Any, None]) -> None:
@@ -276,9 +319,13 @@ class LoadGenerator:
 
     def _operation(self, op: str) -> Coroutine[Any, Any, None]:
         handlers: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
-            "transfer": self._transfer, "refusal": self._refusal, "replay": self._replay,
-            "sendpayment": self._sendpayment, "receive": self._receive,
-            "assetbalance": self._read_balance, "balances": self._read_balances,
+            "transfer": self._transfer,
+            "refusal": self._refusal,
+            "replay": self._replay,
+            "sendpayment": self._sendpayment,
+            "receive": self._receive,
+            "assetbalance": self._read_balance,
+            "balances": self._read_balances,
             "history": self._read_history,
         }
         return handlers[op]()
@@ -298,8 +345,9 @@ class LoadGenerator:
         sender, recipient = self.rng.sample(self.users, 2)
         amount = self.rng.randint(1_000, 50_000)
         if kind == "overdraft":
-            case = TransferCase(self._key("r"), sender, recipient, OVERDRAFT_MSAT,
-                                "insufficient_balance")
+            case = TransferCase(
+                self._key("r"), sender, recipient, OVERDRAFT_MSAT, "insufficient_balance"
+            )
         elif kind == "self_transfer":
             case = TransferCase(self._key("r"), sender, sender, amount, "self_transfer")
         else:
@@ -311,29 +359,37 @@ class LoadGenerator:
         self.model.transfers.append(case)
         first = await self.call(op, "/virtual_transfer", case.body(), Scope.SPEND, key=case.key)
         case.answer, case.retries = await self._learn(
-            op, "/virtual_transfer", case.body(), case.key, first, case.sends, payment=False)
+            op, "/virtual_transfer", case.body(), case.key, first, case.sends, payment=False
+        )
 
     async def _replay(self) -> None:
         """An answered transfer again, same key and body: the first answer must come back."""
-        answered = [t for t in self.model.transfers[-500:]
-                    if t.answer is not None and t.answer.status is not None]
+        answered = [
+            t
+            for t in self.model.transfers[-500:]
+            if t.answer is not None and t.answer.status is not None
+        ]
         if not answered:
             return
         case = self.rng.choice(answered)
         first = case.answer
         assert first is not None
-        again = await self.call("replay", "/virtual_transfer", case.body(), Scope.SPEND,
-                                key=case.key)
+        again = await self.call(
+            "replay", "/virtual_transfer", case.body(), Scope.SPEND, key=case.key
+        )
         if not again.known or (again.status == 503 and first.status != 503):
             return  # no answer this time; the first one stands
         same = again.status == first.status and (
             again.body.get("transfer_id") == first.body.get("transfer_id")
-            if first.status == 200 else again.code == first.code)
+            if first.status == 200
+            else again.code == first.code
+        )
         if not same:
             self.model.problems.append(
                 f"replay of {case.key} answered {again.status} {again.code or ''} "
                 f"{again.body.get('transfer_id', '')}, first answer was {first.status} "
-                f"{first.code or ''} {first.body.get('transfer_id', '')}")
+                f"{first.code or ''} {first.body.get('transfer_id', '')}"
+            )
 
     # ---------------------------------------------------------------------------- payments
 
@@ -346,8 +402,9 @@ class LoadGenerator:
         if variant == "noroute":
             invoice, payment_hash = foreign_invoice(amount, expiry_s)
         else:
-            made = await self.sim_call("invoice", "/_sim/invoice",
-                                       {"amt_msat": amount, "expiry_sec": expiry_s})
+            made = await self.sim_call(
+                "invoice", "/_sim/invoice", {"amt_msat": amount, "expiry_sec": expiry_s}
+            )
             if made.status != 200:
                 return
             invoice, payment_hash = made.body["invoice"], made.body["payment_hash"]
@@ -356,17 +413,25 @@ class LoadGenerator:
             # take the fault instead, which is as good a test.
             fault = "fail" if variant == "fail" else "hold"
             await self.sim_call("faults", "/_sim/faults", {"next_payment": fault})
-        case = PaymentCase(self._key("p"), user, payment_hash, invoice, amount, variant,
-                           sends=[f"{time.strftime('%H:%M:%S')} invoice made"])
+        case = PaymentCase(
+            self._key("p"),
+            user,
+            payment_hash,
+            invoice,
+            amount,
+            variant,
+            sends=[f"{time.strftime('%H:%M:%S')} invoice made"],
+        )
         self.model.payments.append(case)
         if variant == "slow":
             self._spawn("release", self._release_later(payment_hash))
         body = {"user_id": user, "invoice": invoice}
-        first = await self.call("sendpayment", "/virtual_sendpayment", body, Scope.SPEND,
-                                key=case.key)
+        first = await self.call(
+            "sendpayment", "/virtual_sendpayment", body, Scope.SPEND, key=case.key
+        )
         case.answer, case.retries = await self._learn(
-            "sendpayment", "/virtual_sendpayment", body, case.key, first, case.sends,
-            payment=True)
+            "sendpayment", "/virtual_sendpayment", body, case.key, first, case.sends, payment=True
+        )
         if case.retries and case.answer is not None and case.answer.code is not None:
             await self._check_refused_replay(case)
         if case.answer is not None and case.answer.status in (200, 202):
@@ -388,7 +453,8 @@ class LoadGenerator:
                 f"replay of payment {case.key} (invoice expiry {self.options.invoice_expiry_s}"
                 f" s) was answered {case.answer.summary()}, yet the payment exists "
                 f"({looked.body.get('status')}): the replay did not return the first answer; "
-                f"sends: {', '.join(case.sends)}")
+                f"sends: {', '.join(case.sends)}"
+            )
             case.answer = looked
 
     async def _release_later(self, payment_hash: str) -> None:
@@ -396,8 +462,9 @@ class LoadGenerator:
         outcome = "succeed" if self.rng.random() < 0.8 else "fail"
         # NotHeld when the hold fault went to another payment: that one is released by its
         # follower, this one was never slow.
-        await self.sim_call("release", "/_sim/release",
-                            {"payment_hash": payment_hash, "outcome": outcome})
+        await self.sim_call(
+            "release", "/_sim/release", {"payment_hash": payment_hash, "outcome": outcome}
+        )
 
     async def _follow(self, case: PaymentCase, answer: Answer) -> None:
         """Poll /virtual_payment until the payment is final (or the drain's deadline)."""
@@ -409,8 +476,11 @@ class LoadGenerator:
                 return
             if time.monotonic() - last_release > self.options.hold_s + 2.0:
                 # Held by a fault meant for another payment: let it go.
-                await self.sim_call("release", "/_sim/release",
-                                    {"payment_hash": case.payment_hash, "outcome": "succeed"})
+                await self.sim_call(
+                    "release",
+                    "/_sim/release",
+                    {"payment_hash": case.payment_hash, "outcome": "succeed"},
+                )
                 last_release = time.monotonic()
             await asyncio.sleep(POLL_S)
             polled = await self.call("payment_poll", "/virtual_payment", query, Scope.READ)
@@ -419,7 +489,8 @@ class LoadGenerator:
             elif polled.known:
                 self.model.problems.append(
                     f"payment {case.payment_hash[:16]} ({case.key}) was accepted, but "
-                    f"/virtual_payment answered {polled.status} {polled.code}")
+                    f"/virtual_payment answered {polled.status} {polled.code}"
+                )
                 return
         case.final = str(answer.body.get("status"))
         fee = answer.body.get("fee_msat")
@@ -430,9 +501,12 @@ class LoadGenerator:
     async def _receive(self) -> None:
         user = self.rng.choice(self.users)
         amount = self.rng.randint(1_000, 100_000)
-        made = await self.call("lninvoice", "/virtual_lninvoice",
-                               {"user_id": user, "amt_msat": amount, "expiry_sec": 600},
-                               Scope.RECEIVE)
+        made = await self.call(
+            "lninvoice",
+            "/virtual_lninvoice",
+            {"user_id": user, "amt_msat": amount, "expiry_sec": 600},
+            Scope.RECEIVE,
+        )
         if made.status != 200:
             return  # no invoice handed out: nothing can be paid, nothing credited
         case = InboundCase(user, amount, made.body["payment_hash"], made.body["invoice"])
@@ -446,17 +520,23 @@ class LoadGenerator:
 
     async def _read_balance(self) -> None:
         user = self.rng.choice(self.users)
-        answer = await self.call("assetbalance", "/virtual_assetbalance", {"user_id": user},
-                                 Scope.READ)
+        answer = await self.call(
+            "assetbalance", "/virtual_assetbalance", {"user_id": user}, Scope.READ
+        )
         self._check_non_negative(user, answer)
 
     async def _read_balances(self) -> None:
-        await self.call("balances", "/virtual_balances", {"user_id": self.rng.choice(self.users)},
-                        Scope.READ)
+        await self.call(
+            "balances", "/virtual_balances", {"user_id": self.rng.choice(self.users)}, Scope.READ
+        )
 
     async def _read_history(self) -> None:
-        await self.call("history", "/virtual_history",
-                        {"user_id": self.rng.choice(self.users), "limit": 20}, Scope.READ)
+        await self.call(
+            "history",
+            "/virtual_history",
+            {"user_id": self.rng.choice(self.users), "limit": 20},
+            Scope.READ,
+        )
 
     def _check_non_negative(self, user: int, answer: Answer) -> None:
         if answer.status != 200:
@@ -476,8 +556,9 @@ def _ambiguous(answer: Answer, *, replay: bool, payment: bool) -> bool:
     return payment and replay and answer.status == 503 and answer.code == NODE_UNAVAILABLE
 
 
-async def _post(client: httpx.AsyncClient, url: str, body: dict[str, Any],
-                headers: dict[str, str]) -> Answer:
+async def _post(
+    client: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str]
+) -> Answer:
     try:
         response = await client.post(url, json=body, headers=headers)
     except httpx.HTTPError as exc:

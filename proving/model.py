@@ -55,8 +55,12 @@ class TransferCase:
 
     def body(self) -> dict[str, Any]:
         # The memo carries the key, so the journal row of this request can be found.
-        return {"from_user_id": self.sender, "to_user_id": self.recipient,
-                "amount_msat": self.amount_msat, "memo": self.key}
+        return {
+            "from_user_id": self.sender,
+            "to_user_id": self.recipient,
+            "amount_msat": self.amount_msat,
+            "memo": self.key,
+        }
 
     @property
     def accepted(self) -> bool:
@@ -143,10 +147,17 @@ class Stats:
         self.errors_by_code[label] += 1
         if answer.status is not None and answer.status >= 500:
             request_id = answer.body.get("request_id")
-            self.server_errors.append(ServerError(
-                op, answer.status, code, str(request_id) if request_id else None,
-                allowed=self.allow_node_unavailable and code == NODE_UNAVAILABLE
-                and answer.status == 503))
+            self.server_errors.append(
+                ServerError(
+                    op,
+                    answer.status,
+                    code,
+                    str(request_id) if request_id else None,
+                    allowed=self.allow_node_unavailable
+                    and code == NODE_UNAVAILABLE
+                    and answer.status == 503,
+                )
+            )
 
     def late(self, lateness_s: float, threshold_s: float) -> None:
         self.scheduled += 1

@@ -85,11 +85,19 @@ def machine_summary() -> str:
 
 
 def op_figures(stats: Stats, seconds: float) -> list[OpFigures]:
-    return [OpFigures(name, len(s.latencies_s), s.ok, s.errors,
-                      round(len(s.latencies_s) / seconds, 2) if seconds else 0.0,
-                      round(s.percentile_ms(50), 1), round(s.percentile_ms(99), 1),
-                      round(s.max_ms, 1))
-            for name, s in sorted(stats.ops.items())]
+    return [
+        OpFigures(
+            name,
+            len(s.latencies_s),
+            s.ok,
+            s.errors,
+            round(len(s.latencies_s) / seconds, 2) if seconds else 0.0,
+            round(s.percentile_ms(50), 1),
+            round(s.percentile_ms(99), 1),
+            round(s.max_ms, 1),
+        )
+        for name, s in sorted(stats.ops.items())
+    ]
 
 
 def _ms(value: float) -> str:
@@ -98,20 +106,31 @@ def _ms(value: float) -> str:
 
 def _ops_table(title: str, ops: list[OpFigures]) -> Table:
     table = Table(title=title)
-    for column in ("operation", "requests", "ok", "errors", "per s", "p50 ms", "p99 ms",
-                   "max ms"):
+    for column in ("operation", "requests", "ok", "errors", "per s", "p50 ms", "p99 ms", "max ms"):
         table.add_column(column, justify="left" if column == "operation" else "right")
     for o in ops:
-        table.add_row(o.op, f"{o.requests:,}", f"{o.ok:,}", f"{o.errors:,}", f"{o.per_s:,.1f}",
-                      _ms(o.p50_ms), _ms(o.p99_ms), _ms(o.max_ms))
+        table.add_row(
+            o.op,
+            f"{o.requests:,}",
+            f"{o.ok:,}",
+            f"{o.errors:,}",
+            f"{o.per_s:,.1f}",
+            _ms(o.p50_ms),
+            _ms(o.p99_ms),
+            _ms(o.max_ms),
+        )
     return table
 
 
 def print_result(result: RunResult, console: Console) -> None:
-    console.print(_ops_table(
-        f"{result.kind}: {result.duration_s:.0f} s at {result.offered_rate:g} req/s offered, "
-        f"{result.users} users; {result.requests:,} requests to vnode, "
-        f"{result.throughput_per_s:,.1f}/s", result.ops))
+    console.print(
+        _ops_table(
+            f"{result.kind}: {result.duration_s:.0f} s at {result.offered_rate:g} req/s offered, "
+            f"{result.users} users; {result.requests:,} requests to vnode, "
+            f"{result.throughput_per_s:,.1f}/s",
+            result.ops,
+        )
+    )
     if result.outside_ops:
         console.print(_ops_table("the outside world (sim control API)", result.outside_ops))
     errors = Table(title="errors by code (vnode answers and transport errors)")
@@ -127,15 +146,20 @@ def print_result(result: RunResult, console: Console) -> None:
     figures.add_column("value", justify="right")
     for name, mib in sorted(result.peak_rss_mib.items()):
         figures.add_row(f"peak RSS {name}", f"{mib:,.0f} MiB")
-    figures.add_row("late starts (> 100 ms) / max lateness",
-                    f"{result.late_starts:,} / {result.max_late_ms:,.0f} ms")
+    figures.add_row(
+        "late starts (> 100 ms) / max lateness",
+        f"{result.late_starts:,} / {result.max_late_ms:,.0f} ms",
+    )
     if result.kind == "chaos":
         figures.add_row("SIGKILLs / restarts", f"{result.kills} / {result.restarts}")
-        figures.add_row("sim faults injected",
-                        ", ".join(f"{k} {v}" for k, v in sorted(result.faults.items())) or "0")
+        figures.add_row(
+            "sim faults injected",
+            ", ".join(f"{k} {v}" for k, v in sorted(result.faults.items())) or "0",
+        )
         figures.add_row("503 node_unavailable (node locked: allowed)", f"{result.allowed_503:,}")
-    figures.add_row("settled after the load", f"{'yes' if result.settled else 'NO'} "
-                                              f"({result.settle_s:.1f} s)")
+    figures.add_row(
+        "settled after the load", f"{'yes' if result.settled else 'NO'} ({result.settle_s:.1f} s)"
+    )
     for name, value in sorted(result.facts.items()):
         figures.add_row(name.replace("_", " "), f"{value:,}")
     figures.add_row("vnode audit", result.audit_verdict)
@@ -150,19 +174,23 @@ def print_result(result: RunResult, console: Console) -> None:
     for problem in result.problems[:40]:
         console.print(f"[red]problem:[/] {problem}", highlight=False)
     if result.passed:
-        console.print(f"[bold green]PASS[/] {result.kind}: no 5xx, every accepted request in "
-                      "the ledger exactly once, every refused one left nothing, audit clean")
+        console.print(
+            f"[bold green]PASS[/] {result.kind}: no 5xx, every accepted request in "
+            "the ledger exactly once, every refused one left nothing, audit clean"
+        )
     else:
-        console.print(f"[bold red]FAIL[/] {result.kind}: " + "; ".join(result.reasons),
-                      highlight=False)
+        console.print(
+            f"[bold red]FAIL[/] {result.kind}: " + "; ".join(result.reasons), highlight=False
+        )
 
 
 def verdict(result: RunResult, required_ops: list[str]) -> None:
     """Fill `passed` and `reasons` from the figures (the pass rule, in one place)."""
     reasons = []
     if result.server_errors:
-        reasons.append(f"{len(result.server_errors)} answer(s) 5xx: "
-                       + ", ".join(result.server_errors[:5]))
+        reasons.append(
+            f"{len(result.server_errors)} answer(s) 5xx: " + ", ".join(result.server_errors[:5])
+        )
     if result.problems:
         reasons.append(f"{len(result.problems)} ledger problem(s), first: {result.problems[0]}")
     if not result.settled:

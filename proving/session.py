@@ -20,8 +20,15 @@ from proving.stage import STREAM_KEY, Stage, StageOptions
 from proving.verify import check_ledger, resolve_unknown_inbound, wait_settled
 
 # Every kind of operation must have succeeded at least once for a run to count.
-REQUIRED_OPS = ["transfer", "replay", "sendpayment", "lninvoice", "assetbalance", "balances",
-                "history"]
+REQUIRED_OPS = [
+    "transfer",
+    "replay",
+    "sendpayment",
+    "lninvoice",
+    "assetbalance",
+    "balances",
+    "history",
+]
 
 
 class Controller(Protocol):
@@ -49,30 +56,39 @@ class SessionOptions:
     required_ops: list[str] = field(default_factory=lambda: list(REQUIRED_OPS))
 
 
-async def run_session(options: SessionOptions, console: Console,
-                      make_controller: ControllerFactory | None = None) -> RunResult:
+async def run_session(
+    options: SessionOptions, console: Console, make_controller: ControllerFactory | None = None
+) -> RunResult:
     began = time.monotonic()
     load_options = options.load
-    result = RunResult(kind=options.kind,
-                       started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                       machine=machine_summary(), postgres="", duration_s=load_options.duration_s,
-                       offered_rate=load_options.rate, users=load_options.users,
-                       seed=load_options.seed)
+    result = RunResult(
+        kind=options.kind,
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        machine=machine_summary(),
+        postgres="",
+        duration_s=load_options.duration_s,
+        offered_rate=load_options.rate,
+        users=load_options.users,
+        seed=load_options.seed,
+    )
     stage = Stage(options.stage)
     try:
         with console.status("starting PostgreSQL, vnode sim serve and two vnode serve processes"):
             await stage.start()
         result.postgres = stage.postgres_version
-        console.print(f"{options.kind}: PostgreSQL {stage.postgres_version}, sim at "
-                      f"{stage.sim_url}, vnode at {', '.join(s.url for s in stage.serves)}"
-                      + (", redis-server on" if stage.redis else "") + f"; {result.machine}"
-                      + (f"; logs kept in {stage.workdir}" if options.stage.keep_workdir else ""),
-                      highlight=False)
+        console.print(
+            f"{options.kind}: PostgreSQL {stage.postgres_version}, sim at "
+            f"{stage.sim_url}, vnode at {', '.join(s.url for s in stage.serves)}"
+            + (", redis-server on" if stage.redis else "")
+            + f"; {result.machine}"
+            + (f"; logs kept in {stage.workdir}" if options.stage.keep_workdir else ""),
+            highlight=False,
+        )
         targets = Targets([s.url for s in stage.serves])
-        async with LoadGenerator(load_options, targets, stage.sim_url, stage.keys,
-                                 stage.admin_key) as load:
-            await _load_and_settle(options, console, stage, targets, load, make_controller,
-                                   result)
+        async with LoadGenerator(
+            load_options, targets, stage.sim_url, stage.keys, stage.admin_key
+        ) as load:
+            await _load_and_settle(options, console, stage, targets, load, make_controller, result)
     finally:
         await stage.close()
     result.wall_s = round(time.monotonic() - began, 1)
@@ -80,18 +96,26 @@ async def run_session(options: SessionOptions, console: Console,
     return result
 
 
-async def _load_and_settle(options: SessionOptions, console: Console, stage: Stage,
-                           targets: Targets, load: LoadGenerator,
-                           make_controller: ControllerFactory | None, result: RunResult) -> None:
+async def _load_and_settle(
+    options: SessionOptions,
+    console: Console,
+    stage: Stage,
+    targets: Targets,
+    load: LoadGenerator,
+    make_controller: ControllerFactory | None,
+    result: RunResult,
+) -> None:
     with console.status(f"funding {options.load.users} users"):
         await load.fund()
     controller = make_controller(stage, targets, load) if make_controller else None
     trouble = asyncio.create_task(controller.run()) if controller else None
 
     def progress(elapsed_s: float) -> None:
-        line = (f"[{elapsed_s:4.0f}s] requests {load.stats.requests:,} errors "
-                f"{load.stats.errors:,} 5xx {len(load.stats.forbidden_server_errors)} "
-                f"in flight {load.in_flight} late {load.stats.late_starts}")
+        line = (
+            f"[{elapsed_s:4.0f}s] requests {load.stats.requests:,} errors "
+            f"{load.stats.errors:,} 5xx {len(load.stats.forbidden_server_errors)} "
+            f"in flight {load.in_flight} late {load.stats.late_starts}"
+        )
         if controller is not None:
             line += f" kills {controller.kills} faults {sum(controller.faults.values())}"
         console.print(line, highlight=False)
@@ -122,8 +146,9 @@ async def _load_and_settle(options: SessionOptions, console: Console, stage: Sta
         audit = await stage.audit()
     if stage.memory is not None:
         await stage.memory.stop()
-        result.peak_rss_mib = {name: round(kib / 1024, 1)
-                               for name, kib in stage.memory.peak_kib.items()}
+        result.peak_rss_mib = {
+            name: round(kib / 1024, 1) for name, kib in stage.memory.peak_kib.items()
+        }
     _fill(result, load, seconds, findings.facts, findings.problems)
     result.logged_errors = dict(stage.logged_errors())
     result.audit_clean, result.audit_verdict = audit.clean, audit.verdict
@@ -134,8 +159,13 @@ async def _load_and_settle(options: SessionOptions, console: Console, stage: Sta
         result.faults = dict(controller.faults)
 
 
-def _fill(result: RunResult, load: LoadGenerator, seconds: float, facts: dict[str, int],
-          problems: list[str]) -> None:
+def _fill(
+    result: RunResult,
+    load: LoadGenerator,
+    seconds: float,
+    facts: dict[str, int],
+    problems: list[str],
+) -> None:
     stats = load.stats
     result.duration_s = round(seconds, 1)
     result.requests = stats.requests
@@ -145,8 +175,10 @@ def _fill(result: RunResult, load: LoadGenerator, seconds: float, facts: dict[st
     result.ops = op_figures(stats, seconds)
     result.outside_ops = op_figures(load.sim_stats, seconds)
     result.errors_by_code = dict(stats.errors_by_code)
-    result.server_errors = [f"{e.op} {e.status} {e.code} (request {e.request_id})"
-                            for e in stats.forbidden_server_errors]
+    result.server_errors = [
+        f"{e.op} {e.status} {e.code} (request {e.request_id})"
+        for e in stats.forbidden_server_errors
+    ]
     result.allowed_503 = sum(1 for e in stats.server_errors if e.allowed)
     result.facts = facts
     result.problems = problems

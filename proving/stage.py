@@ -107,6 +107,7 @@ async def wait_sim(sim: SimProcess, timeout_s: float = 30.0) -> None:
     def check() -> None:
         if sim.proc.poll() is not None:
             raise RuntimeError(f"vnode sim serve exited with {sim.proc.returncode}")
+
     await wait_http_ok(f"{sim.url}/networkinfo", timeout_s, "vnode sim serve", check)
 
 
@@ -159,8 +160,12 @@ class Stage:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()
 
     async def start(self) -> None:
@@ -173,9 +178,19 @@ class Stage:
 
     async def _start(self) -> None:
         sim_port = free_port()
-        self.sim = SimProcess("127.0.0.1", sim_port, self.workdir / "sim.log", (
-            "--hang-s", str(self.options.sim_hang_s),
-            "--settle-delay-s", str(self.options.settle_delay_s), "--rgb-asset", SIM_ASSET))
+        self.sim = SimProcess(
+            "127.0.0.1",
+            sim_port,
+            self.workdir / "sim.log",
+            (
+                "--hang-s",
+                str(self.options.sim_hang_s),
+                "--settle-delay-s",
+                str(self.options.settle_delay_s),
+                "--rgb-asset",
+                SIM_ASSET,
+            ),
+        )
         self.sim_url = self.sim.url
         redis_binary = find_redis_server() if self.options.redis else None
         if redis_binary is not None:
@@ -188,8 +203,9 @@ class Stage:
         if self.redis is not None:
             await asyncio.to_thread(self.redis.wait_ready)
         env = self.serve_env()
-        self.serves = [serve_node(name, self.workdir, self.admin_key, env)
-                       for name in ("serve-a", "serve-b")]
+        self.serves = [
+            serve_node(name, self.workdir, self.admin_key, env) for name in ("serve-a", "serve-b")
+        ]
         for serve in self.serves:
             serve.start()
         await asyncio.gather(*(s.wait_ready(90.0) for s in self.serves))
@@ -205,8 +221,10 @@ class Stage:
             "VNODE_DATABASE_URL": self.database.dsn,
             # Both processes must derive the same node keys for new users.
             "VNODE_MASTER_SEED": self.master_seed,
-            "VNODE_NODE": "sim", "VNODE_RLN_URL": self.sim_url,
-            "VNODE_ACCESS_LOG": "false", "VNODE_LOG_LEVEL": "WARNING",
+            "VNODE_NODE": "sim",
+            "VNODE_RLN_URL": self.sim_url,
+            "VNODE_ACCESS_LOG": "false",
+            "VNODE_LOG_LEVEL": "WARNING",
         }
         if self.redis is not None:
             env["VNODE_REDIS_URL"] = self.redis.url
@@ -215,17 +233,32 @@ class Stage:
 
     async def audit(self) -> AuditResult:
         """`vnode audit` against the stage's database, the sim included (solvency)."""
-        env = clean_env({"VNODE_DATABASE_URL": self.database.dsn, "VNODE_NODE": "sim",
-                         "VNODE_RLN_URL": self.sim_url, "VNODE_MASTER_SEED": self.master_seed,
-                         "VNODE_LOG_LEVEL": "WARNING", "COLUMNS": "120"})
+        env = clean_env(
+            {
+                "VNODE_DATABASE_URL": self.database.dsn,
+                "VNODE_NODE": "sim",
+                "VNODE_RLN_URL": self.sim_url,
+                "VNODE_MASTER_SEED": self.master_seed,
+                "VNODE_LOG_LEVEL": "WARNING",
+                "COLUMNS": "120",
+            }
+        )
         proc = await asyncio.create_subprocess_exec(
-            VNODE, "audit", "--data-dir", str(self.workdir / "audit"), env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            VNODE,
+            "audit",
+            "--data-dir",
+            str(self.workdir / "audit"),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
         output_bytes, _ = await proc.communicate()
         output = output_bytes.decode(errors="replace")
         lines = [line.strip() for line in output.splitlines() if line.strip()]
-        verdict = next((line for line in reversed(lines) if "audit" in line),
-                       lines[-1] if lines else "no output")
+        verdict = next(
+            (line for line in reversed(lines) if "audit" in line),
+            lines[-1] if lines else "no output",
+        )
         code = proc.returncode if proc.returncode is not None else -1
         return AuditResult(code == 0 and "audit clean" in output, code, verdict, output)
 
@@ -243,12 +276,13 @@ class Stage:
                     record = json.loads(line)
                 except ValueError:
                     continue
-                if not isinstance(record, dict) or record.get("level") not in ("error",
-                                                                               "critical"):
+                if not isinstance(record, dict) or record.get("level") not in ("error", "critical"):
                     continue
                 exc = str(record.get("exc", "")).strip().splitlines()
-                found[f"{record.get('logger')}: {record.get('msg')}"
-                      + (f" ({exc[-1][:160]})" if exc else "")] += 1
+                found[
+                    f"{record.get('logger')}: {record.get('msg')}"
+                    + (f" ({exc[-1][:160]})" if exc else "")
+                ] += 1
         return found
 
     async def close(self) -> None:

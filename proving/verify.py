@@ -51,8 +51,7 @@ class Findings:
 async def pending_payments(dsn: str) -> int:
     conn = await asyncpg.connect(dsn)
     try:
-        return int(await conn.fetchval(
-            "SELECT count(*) FROM ln_payments WHERE status = 'pending'"))
+        return int(await conn.fetchval("SELECT count(*) FROM ln_payments WHERE status = 'pending'"))
     finally:
         await conn.close()
 
@@ -65,9 +64,14 @@ async def wait_settled(dsn: str, model: Model, timeout_s: float) -> bool:
         conn = await asyncpg.connect(dsn)
         try:
             pending = await conn.fetchval(
-                "SELECT count(*) FROM ln_payments WHERE status = 'pending'")
-            credited = {r["payment_hash"] for r in await conn.fetch(
-                "SELECT payment_hash FROM ln_receipts WHERE source = 'node'")}
+                "SELECT count(*) FROM ln_payments WHERE status = 'pending'"
+            )
+            credited = {
+                r["payment_hash"]
+                for r in await conn.fetch(
+                    "SELECT payment_hash FROM ln_receipts WHERE source = 'node'"
+                )
+            }
         finally:
             await conn.close()
         return pending == 0 and paid <= credited
@@ -86,8 +90,9 @@ async def resolve_unknown_inbound(load: LoadGenerator) -> None:
         return
     async with httpx.AsyncClient(base_url=load.sim_url, timeout=30) as sim:
         state = (await sim.get("/_sim/state")).json()
-    succeeded = {p["payment_hash"] for p in state["payments"]
-                 if p["inbound"] and p["status"] == "Succeeded"}
+    succeeded = {
+        p["payment_hash"] for p in state["payments"] if p["inbound"] and p["status"] == "Succeeded"
+    }
     for case in unknown:
         case.paid = case.payment_hash in succeeded
 
@@ -97,27 +102,53 @@ async def check_ledger(dsn: str, load: LoadGenerator) -> Findings:
     model = load.model
     conn = await asyncpg.connect(dsn)
     try:
-        _check_transfers(found, model, await conn.fetch(
-            "SELECT id, from_account, to_account, amount, memo FROM virtual_transactions "
-            "WHERE kind = 'transfer'"))
-        _check_idempotency(found, model, await conn.fetch(
-            "SELECT key, code FROM idempotency_keys WHERE endpoint = 'transfer'"))
-        _check_payments(found, model, await conn.fetch(
-            "SELECT payment_hash, user_id, kind, status, amount_msat, fee_msat "
-            "FROM ln_payments"))
-        _check_receipts(found, model, await conn.fetch(
-            "SELECT payment_hash, source, user_id, amount_msat FROM ln_receipts"))
-        _check_funding(found, model, await conn.fetch(
-            "SELECT to_account, amount FROM virtual_transactions WHERE kind = 'admin_credit'"))
-        balances = {r["user_id"]: (r["spendable"], r["pending"]) for r in await conn.fetch(
-            "SELECT user_id, spendable, pending FROM ln_user_balances WHERE asset_id = 'BTC'")}
+        _check_transfers(
+            found,
+            model,
+            await conn.fetch(
+                "SELECT id, from_account, to_account, amount, memo FROM virtual_transactions "
+                "WHERE kind = 'transfer'"
+            ),
+        )
+        _check_idempotency(
+            found,
+            model,
+            await conn.fetch("SELECT key, code FROM idempotency_keys WHERE endpoint = 'transfer'"),
+        )
+        _check_payments(
+            found,
+            model,
+            await conn.fetch(
+                "SELECT payment_hash, user_id, kind, status, amount_msat, fee_msat FROM ln_payments"
+            ),
+        )
+        _check_receipts(
+            found,
+            model,
+            await conn.fetch("SELECT payment_hash, source, user_id, amount_msat FROM ln_receipts"),
+        )
+        _check_funding(
+            found,
+            model,
+            await conn.fetch(
+                "SELECT to_account, amount FROM virtual_transactions WHERE kind = 'admin_credit'"
+            ),
+        )
+        balances = {
+            r["user_id"]: (r["spendable"], r["pending"])
+            for r in await conn.fetch(
+                "SELECT user_id, spendable, pending FROM ln_user_balances WHERE asset_id = 'BTC'"
+            )
+        }
         _check_balances(found, model, balances)
         for alert in await conn.fetch("SELECT kind, payment_hash FROM alerts"):
-            found.problem("alert", f"vnode raised an alert: {alert['kind']} "
-                                   f"{alert['payment_hash'] or ''}")
+            found.problem(
+                "alert", f"vnode raised an alert: {alert['kind']} {alert['payment_hash'] or ''}"
+            )
         found.facts["events_in_outbox"] = int(await conn.fetchval("SELECT count(*) FROM outbox"))
-        found.facts["events_not_fanned_out"] = int(await conn.fetchval(
-            "SELECT count(*) FROM outbox WHERE fanned_out_at IS NULL"))
+        found.facts["events_not_fanned_out"] = int(
+            await conn.fetchval("SELECT count(*) FROM outbox WHERE fanned_out_at IS NULL")
+        )
     finally:
         await conn.close()
     await _check_api_balances(found, load)
@@ -137,36 +168,56 @@ def _check_transfers(found: Findings, model: Model, rows: list[asyncpg.Record]) 
         journal = by_memo.get(case.key, [])
         if case.answer is None:
             unknown += 1
-            found.problem("unknown", f"transfer {case.key}: no answer learned (sent "
-                                     f"{case.retries + 1} times)")
+            found.problem(
+                "unknown", f"transfer {case.key}: no answer learned (sent {case.retries + 1} times)"
+            )
         elif case.accepted:
             accepted += 1
             transfer_id = case.answer.body.get("transfer_id")
             if len(journal) != 1:
-                found.problem("transfer", f"accepted transfer {case.key} (id {transfer_id}) is "
-                                          f"in the journal {len(journal)} times")
-            elif (journal[0]["id"], journal[0]["from_account"], journal[0]["to_account"],
-                  journal[0]["amount"]) != (transfer_id, case.sender, case.recipient,
-                                            case.amount_msat):
-                found.problem("transfer", f"accepted transfer {case.key}: journal has "
-                                          f"{dict(journal[0])}, the client was told "
-                                          f"id {transfer_id} of {case.amount_msat}")
+                found.problem(
+                    "transfer",
+                    f"accepted transfer {case.key} (id {transfer_id}) is "
+                    f"in the journal {len(journal)} times",
+                )
+            elif (
+                journal[0]["id"],
+                journal[0]["from_account"],
+                journal[0]["to_account"],
+                journal[0]["amount"],
+            ) != (transfer_id, case.sender, case.recipient, case.amount_msat):
+                found.problem(
+                    "transfer",
+                    f"accepted transfer {case.key}: journal has "
+                    f"{dict(journal[0])}, the client was told "
+                    f"id {transfer_id} of {case.amount_msat}",
+                )
         else:
             refused += 1
             if journal:
-                found.problem("transfer", f"refused transfer {case.key} "
-                                          f"({case.answer.status} {case.answer.code}) is in "
-                                          f"the journal {len(journal)} times")
+                found.problem(
+                    "transfer",
+                    f"refused transfer {case.key} "
+                    f"({case.answer.status} {case.answer.code}) is in "
+                    f"the journal {len(journal)} times",
+                )
             if case.expected_code is not None and case.answer.code != case.expected_code:
-                found.problem("transfer", f"transfer {case.key} should be refused with "
-                                          f"{case.expected_code}, got {case.answer.status} "
-                                          f"{case.answer.code}")
+                found.problem(
+                    "transfer",
+                    f"transfer {case.key} should be refused with "
+                    f"{case.expected_code}, got {case.answer.status} "
+                    f"{case.answer.code}",
+                )
     strays = [memo for memo in by_memo if memo not in keys]
     for memo in strays:
         found.problem("transfer", f"journal has transfer(s) nobody asked for (memo {memo!r})")
-    found.facts.update(transfers_accepted=accepted, transfers_refused=refused,
-                       transfers_unknown=unknown, journal_transfers=len(rows),
-                       transfers_retried=sum(1 for t in model.transfers if t.retries))
+    found.facts.update(
+        transfers_accepted=accepted,
+        transfers_refused=refused,
+        transfers_unknown=unknown,
+        journal_transfers=len(rows),
+        transfers_retried=sum(1 for t in model.transfers if t.retries),
+    )
 
 
 def _check_idempotency(found: Findings, model: Model, rows: list[asyncpg.Record]) -> None:
@@ -177,9 +228,12 @@ def _check_idempotency(found: Findings, model: Model, rows: list[asyncpg.Record]
         if row is None or case.answer is None:
             continue
         if result_status(row["code"]) != case.answer.status:
-            found.problem("idempotency", f"transfer {case.key}: stored answer "
-                                         f"{row['code']}, the client got "
-                                         f"{case.answer.status}")
+            found.problem(
+                "idempotency",
+                f"transfer {case.key}: stored answer "
+                f"{row['code']}, the client got "
+                f"{case.answer.status}",
+            )
 
 
 def _check_payments(found: Findings, model: Model, rows: list[asyncpg.Record]) -> None:
@@ -197,10 +251,13 @@ def _check_payments(found: Findings, model: Model, rows: list[asyncpg.Record]) -
         if not case.accepted:
             finals["refused"] += 1
             if ledger:
-                found.problem("payment", f"refused payment {case.key} ({case.answer.status} "
-                                         f"{case.answer.code}, sent {case.retries + 1} times) "
-                                         f"left {len(ledger)} ledger row(s): "
-                                         f"{[r['status'] for r in ledger]}")
+                found.problem(
+                    "payment",
+                    f"refused payment {case.key} ({case.answer.status} "
+                    f"{case.answer.code}, sent {case.retries + 1} times) "
+                    f"left {len(ledger)} ledger row(s): "
+                    f"{[r['status'] for r in ledger]}",
+                )
             continue
         finals[case.final or "not final"] += 1
         if case.final not in ("succeeded", "failed"):
@@ -210,20 +267,26 @@ def _check_payments(found: Findings, model: Model, rows: list[asyncpg.Record]) -
             continue
         row = ledger[0]
         if (row["user_id"], row["amount_msat"], row["kind"]) != (
-                case.user, case.amount_msat, "external"):
+            case.user,
+            case.amount_msat,
+            "external",
+        ):
             found.problem("payment", f"payment {case.key}: ledger row {dict(row)}")
         if case.final is not None and row["status"] != case.final:
-            found.problem("payment", f"payment {case.key}: the client saw {case.final}, "
-                                     f"the ledger says {row['status']}")
+            found.problem(
+                "payment",
+                f"payment {case.key}: the client saw {case.final}, the ledger says {row['status']}",
+            )
         if row["status"] == "succeeded" and row["fee_msat"] != fee_of(case.amount_msat):
-            found.problem("payment", f"payment {case.key}: fee {row['fee_msat']}, expected "
-                                     f"{fee_of(case.amount_msat)}")
+            found.problem(
+                "payment",
+                f"payment {case.key}: fee {row['fee_msat']}, expected {fee_of(case.amount_msat)}",
+            )
     for payment_hash in by_hash.keys() - hashes:
         found.problem("payment", f"ledger has a payment nobody asked for: {payment_hash}")
     found.facts.update({f"payments_{k.replace(' ', '_')}": v for k, v in finals.items()})
     found.facts["payments_retried"] = sum(1 for p in model.payments if p.retries)
-    found.facts["payments_pending_in_ledger"] = sum(
-        1 for r in rows if r["status"] == "pending")
+    found.facts["payments_pending_in_ledger"] = sum(1 for r in rows if r["status"] == "pending")
 
 
 def _check_receipts(found: Findings, model: Model, rows: list[asyncpg.Record]) -> None:
@@ -237,23 +300,34 @@ def _check_receipts(found: Findings, model: Model, rows: list[asyncpg.Record]) -
         receipts = node.get(case.payment_hash, [])
         if case.paid:
             if len(receipts) != 1:
-                found.problem("receipt", f"invoice {case.payment_hash[:16]} paid from outside "
-                                         f"is credited {len(receipts)} times")
+                found.problem(
+                    "receipt",
+                    f"invoice {case.payment_hash[:16]} paid from outside "
+                    f"is credited {len(receipts)} times",
+                )
             elif (receipts[0]["user_id"], receipts[0]["amount_msat"]) != (
-                    case.user, case.amount_msat):
-                found.problem("receipt", f"invoice {case.payment_hash[:16]}: credited "
-                                         f"{dict(receipts[0])}, expected {case.amount_msat} to "
-                                         f"{case.user}")
+                case.user,
+                case.amount_msat,
+            ):
+                found.problem(
+                    "receipt",
+                    f"invoice {case.payment_hash[:16]}: credited "
+                    f"{dict(receipts[0])}, expected {case.amount_msat} to "
+                    f"{case.user}",
+                )
             else:
                 credited += 1
         elif receipts:
-            found.problem("receipt", f"invoice {case.payment_hash[:16]} was never paid but is "
-                                     f"credited")
+            found.problem(
+                "receipt", f"invoice {case.payment_hash[:16]} was never paid but is credited"
+            )
     for payment_hash in node.keys() - ours:
         found.problem("receipt", f"a receipt nobody paid: {payment_hash}")
-    found.facts.update(invoices_paid=sum(1 for i in model.inbound if i.paid),
-                       invoices_credited=credited,
-                       invoices_unpaid=sum(1 for i in model.inbound if not i.paid))
+    found.facts.update(
+        invoices_paid=sum(1 for i in model.inbound if i.paid),
+        invoices_credited=credited,
+        invoices_unpaid=sum(1 for i in model.inbound if not i.paid),
+    )
 
 
 def _check_funding(found: Findings, model: Model, rows: list[asyncpg.Record]) -> None:
@@ -264,14 +338,16 @@ def _check_funding(found: Findings, model: Model, rows: list[asyncpg.Record]) ->
         found.problem("funding", "admin credits in the journal differ from the funding made")
 
 
-def _check_balances(found: Findings, model: Model,
-                    balances: dict[int, tuple[int, int]]) -> None:
+def _check_balances(found: Findings, model: Model, balances: dict[int, tuple[int, int]]) -> None:
     expected = model.expected_balances(fee_of)
     for user, want in sorted(expected.items()):
         have, pending = balances.get(user, (0, 0))
         if (have, pending) != (want, 0):
-            found.problem("balance", f"user {user}: ledger balance {have} (pending {pending}), "
-                                     f"the client's books say {want}")
+            found.problem(
+                "balance",
+                f"user {user}: ledger balance {have} (pending {pending}), "
+                f"the client's books say {want}",
+            )
     for user in balances.keys() - expected.keys():
         found.problem("balance", f"user {user} has a balance the books know nothing of")
     found.facts["users_checked"] = len(expected)
@@ -285,15 +361,17 @@ async def _check_api_balances(found: Findings, load: LoadGenerator) -> None:
         for index, (user, want) in enumerate(sorted(expected.items())):
             url = load.targets.urls[index % len(load.targets.urls)]
             try:
-                answer = await client.post(f"{url}/virtual_assetbalance",
-                                           json={"user_id": user})
+                answer = await client.post(f"{url}/virtual_assetbalance", json={"user_id": user})
                 body: Any = answer.json()
             except (httpx.HTTPError, ValueError) as exc:
                 found.problem("balance", f"user {user}: the API ({url}) failed: {exc!r}")
                 continue
             if answer.status_code != 200 or body.get("spendable_msat") != want:
-                found.problem("balance", f"user {user}: the API ({url}) answers "
-                                         f"{answer.status_code} {body}, expected {want}")
+                found.problem(
+                    "balance",
+                    f"user {user}: the API ({url}) answers "
+                    f"{answer.status_code} {body}, expected {want}",
+                )
 
 
 async def _check_node(found: Findings, load: LoadGenerator) -> None:
@@ -306,11 +384,12 @@ async def _check_node(found: Findings, load: LoadGenerator) -> None:
         case = mine.get(payment_hash)
         vnode_final = case.final if case is not None and case.accepted else None
         if (status == "Succeeded") != (vnode_final == "succeeded"):
-            found.problem("node", f"payment {payment_hash[:16]}: the node says {status}, vnode "
-                                  f"says {vnode_final}")
+            found.problem(
+                "node",
+                f"payment {payment_hash[:16]}: the node says {status}, vnode says {vnode_final}",
+            )
     for case in load.model.payments:
         if case.final == "succeeded" and case.payment_hash not in outbound:
-            found.problem("node", f"payment {case.key} succeeded in vnode, the node never "
-                                  f"sent it")
+            found.problem("node", f"payment {case.key} succeeded in vnode, the node never sent it")
     found.facts["node_payments_sent"] = len(outbound)
     found.facts["node_payments_held"] = sum(1 for p in state["payments"] if p.get("held"))

@@ -115,11 +115,15 @@ async def shared_db(pg_server: str, template_db: str) -> str:
 
 def make_settings(data_dir: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
-        "data_dir": data_dir, "admin_key": ADMIN_KEY, "master_seed": TEST_SEED,
-        "access_log": False, "webhook_secret": WEBHOOK_SECRET,
+        "data_dir": data_dir,
+        "admin_key": ADMIN_KEY,
+        "master_seed": TEST_SEED,
+        "access_log": False,
+        "webhook_secret": WEBHOOK_SECRET,
         # No node unless a test asks for the sim (port 9 refuses connections at once), so a
         # test can never reach a developer's running `make run` node on 3002.
-        "node": "sim", "rln_url": "http://127.0.0.1:9",
+        "node": "sim",
+        "rln_url": "http://127.0.0.1:9",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -132,8 +136,12 @@ SIM_HANG_S = 3.0
 def sim_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A simulated RGB Lightning Node (`vnode sim serve`) as a real process; yields its URL."""
     log_dir = tmp_path_factory.mktemp("sim")
-    sim = SimProcess("127.0.0.1", free_port(), log_dir / "sim.log",
-                     ("--hang-s", str(SIM_HANG_S), "--rgb-asset", f"{RGB_ASSET}=1000000000"))
+    sim = SimProcess(
+        "127.0.0.1",
+        free_port(),
+        log_dir / "sim.log",
+        ("--hang-s", str(SIM_HANG_S), "--rgb-asset", f"{RGB_ASSET}=1000000000"),
+    )
     sim.wait_ready()
     yield sim.url
     sim.stop()
@@ -141,9 +149,15 @@ def sim_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def node_settings(sim_url: str) -> dict[str, object]:
     """Settings that point vnode at the sim and make its workers quick, for tests."""
-    return {"node": "sim", "rln_url": sim_url, "node_timeout_s": SIM_HANG_S / 2,
-            "reconcile_interval_s": 0.2, "watch_interval_s": 0.1, "payment_wait_s": 3.0,
-            "stale_failure_skew_s": 5}
+    return {
+        "node": "sim",
+        "rln_url": sim_url,
+        "node_timeout_s": SIM_HANG_S / 2,
+        "reconcile_interval_s": 0.2,
+        "watch_interval_s": 0.1,
+        "payment_wait_s": 3.0,
+        "stale_failure_skew_s": 5,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -152,12 +166,14 @@ async def app_client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The real app in-process (lifespan and workers included) on the shared database and
     the simulated node, admin key set."""
-    app = create_app(make_settings(tmp_path_factory.mktemp("app"), **node_settings(sim_node)),
-                     shared_db)
+    app = create_app(
+        make_settings(tmp_path_factory.mktemp("app"), **node_settings(sim_node)), shared_db
+    )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://vnode",
-                                     headers=bearer(ADMIN_KEY)) as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://vnode", headers=bearer(ADMIN_KEY)
+        ) as client:
             client.app = app  # type: ignore[attr-defined]
             yield client
 

@@ -20,28 +20,43 @@ class SimControl:
         async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
             return await client.post(path, json={k: v for k, v in body.items() if v is not None})
 
-    async def invoice(self, amt_msat: int | None = None, *, asset_id: str | None = None,
-                      asset_amount: int | None = None, expiry_sec: int | None = None) -> str:
+    async def invoice(
+        self,
+        amt_msat: int | None = None,
+        *,
+        asset_id: str | None = None,
+        asset_amount: int | None = None,
+        expiry_sec: int | None = None,
+    ) -> str:
         """An invoice of an outside payee that the node can pay."""
-        response = await self._post("/_sim/invoice", {
-            "amt_msat": amt_msat, "asset_id": asset_id, "asset_amount": asset_amount,
-            "expiry_sec": expiry_sec})
+        response = await self._post(
+            "/_sim/invoice",
+            {
+                "amt_msat": amt_msat,
+                "asset_id": asset_id,
+                "asset_amount": asset_amount,
+                "expiry_sec": expiry_sec,
+            },
+        )
         assert response.status_code == 200, response.text
         return str(response.json()["invoice"])
 
-    async def pay(self, invoice: str, amt_msat: int | None = None,
-                  asset_amount: int | None = None) -> httpx.Response:
+    async def pay(
+        self, invoice: str, amt_msat: int | None = None, asset_amount: int | None = None
+    ) -> httpx.Response:
         """An outside payer pays one of the node's invoices."""
-        return await self._post("/_sim/pay", {"invoice": invoice, "amt_msat": amt_msat,
-                                              "asset_amount": asset_amount})
+        return await self._post(
+            "/_sim/pay", {"invoice": invoice, "amt_msat": amt_msat, "asset_amount": asset_amount}
+        )
 
     async def faults(self, **faults: Any) -> None:
         response = await self._post("/_sim/faults", faults)
         assert response.status_code == 200, response.text
 
     async def release(self, payment_hash: str, outcome: str) -> None:
-        response = await self._post("/_sim/release", {"payment_hash": payment_hash,
-                                                      "outcome": outcome})
+        response = await self._post(
+            "/_sim/release", {"payment_hash": payment_hash, "outcome": outcome}
+        )
         assert response.status_code == 200, response.text
 
     async def release_all(self, outcome: str) -> int:
@@ -51,8 +66,9 @@ class SimControl:
         return int(response.json()["released"])
 
     async def rgbsend(self, recipient_id: str, asset_id: str, amount: int) -> None:
-        response = await self._post("/_sim/rgbsend", {"recipient_id": recipient_id,
-                                                      "asset_id": asset_id, "amount": amount})
+        response = await self._post(
+            "/_sim/rgbsend", {"recipient_id": recipient_id, "asset_id": asset_id, "amount": amount}
+        )
         assert response.status_code == 200, response.text
 
     async def state(self) -> dict[str, Any]:

@@ -42,11 +42,25 @@ class ServeProcess(serve.ServeProcess):
     """`vnode serve` as a real process on a free port, started at once, with the tests' admin
     key; in the test run's process group (a Ctrl-C of pytest reaches it too)."""
 
-    def __init__(self, database_url: str | None, data_dir: Path, *, workers: int = 1,
-                 extra_env: dict[str, str] | None = None, port: int | None = None) -> None:
-        super().__init__(data_dir, database_url, admin_key=ADMIN_KEY, workers=workers,
-                         env=extra_env, port=port, log_name="serve-{port}.log",
-                         own_group=False)
+    def __init__(
+        self,
+        database_url: str | None,
+        data_dir: Path,
+        *,
+        workers: int = 1,
+        extra_env: dict[str, str] | None = None,
+        port: int | None = None,
+    ) -> None:
+        super().__init__(
+            data_dir,
+            database_url,
+            admin_key=ADMIN_KEY,
+            workers=workers,
+            env=extra_env,
+            port=port,
+            log_name="serve-{port}.log",
+            own_group=False,
+        )
         self.start()
 
     @property

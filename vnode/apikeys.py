@@ -90,7 +90,10 @@ async def create_key(conn: DbConnection, name: str, scope: Scope) -> tuple[KeyIn
     row = await conn.fetchrow(
         "INSERT INTO api_keys (name, scope, key_hash, key_prefix) VALUES ($1, $2, $3, $4) "
         "RETURNING id, name, scope, key_prefix, created_at, revoked_at",
-        name, scope.value, hash_key(key), key[: len(KEY_PREFIX) + 6],
+        name,
+        scope.value,
+        hash_key(key),
+        key[: len(KEY_PREFIX) + 6],
     )
     assert row is not None
     return _info(row), key
@@ -108,7 +111,8 @@ async def revoke_key(conn: DbConnection, key_id: int) -> bool:
     async with conn.transaction():
         revoked = await conn.fetchval(
             "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL "
-            "RETURNING id", key_id,
+            "RETURNING id",
+            key_id,
         )
         await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(key_id))
     return revoked is not None
@@ -122,8 +126,14 @@ async def count_admin_keys(conn: DbConnection) -> int:
 
 
 def _info(row: asyncpg.Record) -> KeyInfo:
-    return KeyInfo(row["id"], row["name"], Scope(row["scope"]), row["key_prefix"],
-                   row["created_at"], row["revoked_at"])
+    return KeyInfo(
+        row["id"],
+        row["name"],
+        Scope(row["scope"]),
+        row["key_prefix"],
+        row["created_at"],
+        row["revoked_at"],
+    )
 
 
 class KeyVerifier:
@@ -142,8 +152,14 @@ class KeyVerifier:
       listener reconnects with backoff.
     """
 
-    def __init__(self, pool: asyncpg.Pool, admin_key: str | None, ttl_s: float, *,
-                 check_s: float = LISTEN_CHECK_S) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        admin_key: str | None,
+        ttl_s: float,
+        *,
+        check_s: float = LISTEN_CHECK_S,
+    ) -> None:
         self._pool = pool
         self._admin_hash = hash_key(admin_key) if admin_key else None
         self._ttl_s = ttl_s
@@ -247,8 +263,10 @@ class KeyVerifier:
                 try:
                     await self._subscribe()
                 except Exception as exc:  # the database is down or restarting: try again
-                    log.warning("API key revocation listener: reconnect failed",
-                                extra={"error": str(exc)[:200], "retry_in_s": delay})
+                    log.warning(
+                        "API key revocation listener: reconnect failed",
+                        extra={"error": str(exc)[:200], "retry_in_s": delay},
+                    )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, RECONNECT_MAX_S)
                     continue

@@ -66,9 +66,11 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         async with AsyncExitStack() as stack:
             seed = load_or_create_seed(
                 settings.seed_path,
-                settings.master_seed.get_secret_value() if settings.master_seed else None)
+                settings.master_seed.get_secret_value() if settings.master_seed else None,
+            )
             pool = await create_pool(
-                database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+                database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+            )
             stack.push_async_callback(pool.close)
             async with pool.acquire() as conn:
                 applied = await migrate(conn)
@@ -83,8 +85,16 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             monitor = await _monitor(settings, pool, backend)
             supervisor = Supervisor(metrics)
             app.state.services = Services(
-                settings, pool, SoftwareSigner(seed), keys, metrics, backend, monitor,
-                PaymentSender(pool, backend, monitor, settings), supervisor)
+                settings,
+                pool,
+                SoftwareSigner(seed),
+                keys,
+                metrics,
+                backend,
+                monitor,
+                PaymentSender(pool, backend, monitor, settings),
+                supervisor,
+            )
             dispatcher = _dispatcher(settings, pool)
             stack.push_async_callback(dispatcher.close)
             # Stopped before the dispatcher, the backend and the pool they use.
@@ -92,10 +102,12 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             if settings.run_workers:
                 start_workers(supervisor, pool, backend, monitor, settings, metrics)
                 supervisor.every("event-fan-out", settings.events_interval_s, dispatcher.fan_out)
-                supervisor.every("redis-delivery", settings.events_interval_s,
-                                 dispatcher.deliver_redis)
-                supervisor.every("webhook-delivery", settings.events_interval_s,
-                                 dispatcher.deliver_webhooks)
+                supervisor.every(
+                    "redis-delivery", settings.events_interval_s, dispatcher.deliver_redis
+                )
+                supervisor.every(
+                    "webhook-delivery", settings.events_interval_s, dispatcher.deliver_webhooks
+                )
             # Start-up objects (modules, the app) never die: move them out of the collector's
             # sight, and collect the young generation less often. Full collections of that
             # heap were 16% of a worker's time under load (docs/PERFORMANCE.md).
@@ -104,7 +116,10 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             yield
 
     app = FastAPI(
-        title="vnode", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+        title="vnode",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
     )
     install_error_handlers(app)
     # Inner to outer: the fast path of the hot routes (their FastAPI routes come from the same
@@ -123,8 +138,9 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     return app
 
 
-async def _monitor(settings: Settings, pool: asyncpg.Pool,
-                   backend: LightningBackend) -> NodeMonitor:
+async def _monitor(
+    settings: Settings, pool: asyncpg.Pool, backend: LightningBackend
+) -> NodeMonitor:
     async def announce(state: NodeState) -> None:
         # Announced once across processes (node.locked / node.unlocked events).
         await pool.fetchval("SELECT vnode_node_state_changed($1)", state.value)
@@ -132,23 +148,30 @@ async def _monitor(settings: Settings, pool: asyncpg.Pool,
     monitor = NodeMonitor(backend, simulated=settings.backend_name == "sim", on_state=announce)
     await monitor.check()
     if monitor.simulated:
-        log.warning("the master node is SIMULATED: no real money can move",
-                    extra={"node_url": settings.node_url})
+        log.warning(
+            "the master node is SIMULATED: no real money can move",
+            extra={"node_url": settings.node_url},
+        )
     return monitor
 
 
 def _dispatcher(settings: Settings, pool: asyncpg.Pool) -> Dispatcher:
     return Dispatcher(
-        pool, redis_url=settings.redis_url.get_secret_value() if settings.redis_url else None,
-        redis_stream_key=settings.redis_stream_key, redis_maxlen=settings.redis_stream_maxlen,
-        allow_hosts=settings.allowed_webhook_hosts)
+        pool,
+        redis_url=settings.redis_url.get_secret_value() if settings.redis_url else None,
+        redis_stream_key=settings.redis_stream_key,
+        redis_maxlen=settings.redis_stream_maxlen,
+        allow_hosts=settings.allowed_webhook_hosts,
+    )
 
 
 def _backend(settings: Settings) -> LightningBackend:
     return create_backend(
-        settings.backend_name, rln_url=settings.node_url,
+        settings.backend_name,
+        rln_url=settings.node_url,
         rln_token=settings.rln_token.get_secret_value() if settings.rln_token else None,
-        timeout_s=settings.node_timeout_s)
+        timeout_s=settings.node_timeout_s,
+    )
 
 
 def app_from_environment() -> FastAPI:

@@ -119,8 +119,9 @@ class _Workers(Multiprocess):
         for worker in self.processes:
             worker.process.join(max(0.0, deadline - time.monotonic()))
             if worker.process.exitcode is None:
-                log.warning("worker %s did not stop within %.0fs; killing it",
-                            worker.pid, _WORKER_STOP_S)
+                log.warning(
+                    "worker %s did not stop within %.0fs; killing it", worker.pid, _WORKER_STOP_S
+                )
                 worker.kill()
                 worker.process.join()
 
@@ -132,8 +133,14 @@ class _Workers(Multiprocess):
 
 def _serve_http(settings: Settings, dsn: str, signals: StopSignals) -> None:
     common: dict[str, object] = {
-        "host": settings.host, "port": settings.port, "log_config": None, "access_log": False,
-        "loop": "uvloop", "http": "httptools", "timeout_graceful_shutdown": _DRAIN_S}
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "access_log": False,
+        "loop": "uvloop",
+        "http": "httptools",
+        "timeout_graceful_shutdown": _DRAIN_S,
+    }
     if settings.workers == 1:
         server = _Server(uvicorn.Config(create_app(settings, dsn), **common))  # type: ignore[arg-type]
 
@@ -150,11 +157,20 @@ def _serve_http(settings: Settings, dsn: str, signals: StopSignals) -> None:
         return
     # Worker processes read their settings from the environment: hand them the command
     # line's too (the port decides where the simulated node is).
-    os.environ.update({
-        "VNODE_DATABASE_URL": dsn, "VNODE_DATA_DIR": str(settings.data_dir),
-        "VNODE_HOST": settings.host, "VNODE_PORT": str(settings.port)})
-    config = uvicorn.Config("vnode.app:app_from_environment", factory=True,
-                            workers=settings.workers, **common)  # type: ignore[arg-type]
+    os.environ.update(
+        {
+            "VNODE_DATABASE_URL": dsn,
+            "VNODE_DATA_DIR": str(settings.data_dir),
+            "VNODE_HOST": settings.host,
+            "VNODE_PORT": str(settings.port),
+        }
+    )
+    config = uvicorn.Config(
+        "vnode.app:app_from_environment",
+        factory=True,
+        workers=settings.workers,
+        **common,  # type: ignore[arg-type]
+    )
     supervisor = _Workers(config, sockets=[config.bind_socket()])
     # serving() puts StopSignals' handlers back over the supervisor's: SIGHUP stops rather
     # than restarting the workers, SIGQUIT is not ignored.
@@ -208,13 +224,16 @@ async def _prepare(settings: Settings, dsn: str) -> None:
         out.print(f"[bold]Bootstrap admin API key (id {info.id}), shown once; store it now:[/]")
         out.print(key, soft_wrap=True, highlight=False)
     elif active_admins == 0:
-        log.warning("no active admin API key and none is minted (the key table is not empty); "
-                    "create one with: vnode keys create --scope admin --name <who>")
+        log.warning(
+            "no active admin API key and none is minted (the key table is not empty); "
+            "create one with: vnode keys create --scope admin --name <who>"
+        )
 
 
 @app.command()
 def migrate(data_dir: DataDir = None) -> None:
     """Apply pending database migrations (serve does this too, under the same lock)."""
+
     async def work(conn: DbConnection) -> None:
         return None
 
@@ -225,8 +244,10 @@ def migrate(data_dir: DataDir = None) -> None:
 @app.command()
 def audit(
     data_dir: DataDir = None,
-    node: Annotated[bool, typer.Option(
-        help="Also compare what users are owed with what the master node can spend")] = True,
+    node: Annotated[
+        bool,
+        typer.Option(help="Also compare what users are owed with what the master node can spend"),
+    ] = True,
 ) -> None:
     """Recompute balances from coins, journal and history; check conservation and solvency.
     Exit 1 on any difference or shortfall."""
@@ -245,9 +266,11 @@ def audit(
 
 async def _solvency(settings: Settings, conn: DbConnection) -> list[AssetSolvency] | str:
     backend = create_backend(
-        settings.backend_name, rln_url=settings.node_url,
+        settings.backend_name,
+        rln_url=settings.node_url,
         rln_token=settings.rln_token.get_secret_value() if settings.rln_token else None,
-        timeout_s=settings.node_timeout_s)
+        timeout_s=settings.node_timeout_s,
+    )
     try:
         spendable = await backend.spendable_balances()
     except NodeError as exc:
@@ -269,13 +292,16 @@ def _print_solvency(result: list[AssetSolvency] | str | None) -> bool:
         table.add_column(column)
     for row in result:
         style = "red" if row.shortfall else "green"
-        table.add_row(row.asset_id, str(row.owed), str(row.node_spendable),
-                      f"[{style}]{row.shortfall}[/]")
+        table.add_row(
+            row.asset_id, str(row.owed), str(row.node_spendable), f"[{style}]{row.shortfall}[/]"
+        )
     out.print(table)
     short = [row.asset_id for row in result if row.shortfall]
     if short:
-        out.print(f"[red]solvency shortfall in {', '.join(short)}: the node cannot cover what "
-                  "users are owed[/]")
+        out.print(
+            f"[red]solvency shortfall in {', '.join(short)}: the node cannot cover what "
+            "users are owed[/]"
+        )
     return bool(short)
 
 
@@ -295,10 +321,15 @@ def _print_audit(report: AuditReport) -> None:
         totals.add_row(t.asset_id, str(t.users_spendable), str(t.users_pending), system, str(t.sum))
     out.print(totals)
     for d in report.differences[:50]:
-        out.print(f"[red]{d.check}[/]: account {d.account} {d.asset_id}: "
-                  f"expected {d.expected}, found {d.found}")
-    out.print("[green]audit clean[/]" if report.clean else
-              f"[red]audit found {len(report.differences)} difference(s)[/]")
+        out.print(
+            f"[red]{d.check}[/]: account {d.account} {d.asset_id}: "
+            f"expected {d.expected}, found {d.found}"
+        )
+    out.print(
+        "[green]audit clean[/]"
+        if report.clean
+        else f"[red]audit found {len(report.differences)} difference(s)[/]"
+    )
 
 
 @keys_app.command("create")
@@ -323,9 +354,14 @@ def keys_list(data_dir: DataDir = None) -> None:
     for column in ("id", "name", "scope", "prefix", "created", "revoked"):
         table.add_column(column)
     for k in found:
-        table.add_row(str(k.id), k.name, k.scope.value, k.key_prefix + "...",
-                      k.created_at.isoformat(timespec="seconds"),
-                      k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "")
+        table.add_row(
+            str(k.id),
+            k.name,
+            k.scope.value,
+            k.key_prefix + "...",
+            k.created_at.isoformat(timespec="seconds"),
+            k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "",
+        )
     out.print(table)
 
 
@@ -339,25 +375,39 @@ def keys_revoke(key_id: int, data_dir: DataDir = None) -> None:
     out.print(f"key {key_id} revoked")
 
 
-def _admin(move: AdminMove, user_id: str, amount: int, asset_id: str, reason: str,
-           data_dir: Path | None, idempotency_key: str | None) -> None:
+def _admin(
+    move: AdminMove,
+    user_id: str,
+    amount: int,
+    asset_id: str,
+    reason: str,
+    data_dir: Path | None,
+    idempotency_key: str | None,
+) -> None:
     try:
-        command = AdminCommand(move, parse_user_id(user_id), parse_asset_id(asset_id),
-                               parse_amount(amount, "amount"), reason)
+        command = AdminCommand(
+            move,
+            parse_user_id(user_id),
+            parse_asset_id(asset_id),
+            parse_amount(amount, "amount"),
+            reason,
+        )
     except ValueError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
     settings = _settings(data_dir)
-    outcome = _run_admin(settings, SoftwareSigner(_seed(settings)), command,
-                         Idempotency("cli", idempotency_key))
+    outcome = _run_admin(
+        settings, SoftwareSigner(_seed(settings)), command, Idempotency("cli", idempotency_key)
+    )
     if outcome[0] >= 400:
         err.print(f"[red]{outcome[1]}[/]")
         raise typer.Exit(1)
     out.print_json(outcome[1])
 
 
-def _run_admin(settings: Settings, signer: SoftwareSigner, command: AdminCommand,
-               idem: Idempotency) -> tuple[int, str]:
+def _run_admin(
+    settings: Settings, signer: SoftwareSigner, command: AdminCommand, idem: Idempotency
+) -> tuple[int, str]:
     async def run(dsn: str) -> tuple[int, str]:
         pool = await create_pool(dsn, min_size=1, max_size=2)
         try:
@@ -379,15 +429,27 @@ IdemOpt = Annotated[str | None, typer.Option(help="Idempotency key: a rerun does
 
 
 @admin_app.command("credit")
-def admin_credit(user_id: str, amount: AmountArg, reason: ReasonOpt, asset_id: AssetOpt = BTC,
-                 data_dir: DataDir = None, idempotency_key: IdemOpt = None) -> None:
+def admin_credit(
+    user_id: str,
+    amount: AmountArg,
+    reason: ReasonOpt,
+    asset_id: AssetOpt = BTC,
+    data_dir: DataDir = None,
+    idempotency_key: IdemOpt = None,
+) -> None:
     """Credit a user from the operator_funding account."""
     _admin(AdminMove.CREDIT, user_id, amount, asset_id, reason, data_dir, idempotency_key)
 
 
 @admin_app.command("debit")
-def admin_debit(user_id: str, amount: AmountArg, reason: ReasonOpt, asset_id: AssetOpt = BTC,
-                data_dir: DataDir = None, idempotency_key: IdemOpt = None) -> None:
+def admin_debit(
+    user_id: str,
+    amount: AmountArg,
+    reason: ReasonOpt,
+    asset_id: AssetOpt = BTC,
+    data_dir: DataDir = None,
+    idempotency_key: IdemOpt = None,
+) -> None:
     """Debit a user to the operator_funding account."""
     _admin(AdminMove.DEBIT, user_id, amount, asset_id, reason, data_dir, idempotency_key)
 
@@ -398,8 +460,11 @@ app.add_typer(sim_app, name="sim")
 
 # Its options are defined once, by the sim's own command (vnode_sim/cli.py, which
 # `python -m vnode_sim` runs too): this one hands it every argument, --help included.
-@sim_app.command("serve", add_help_option=False,
-                 context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@sim_app.command(
+    "serve",
+    add_help_option=False,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
 def sim_serve(ctx: typer.Context) -> None:
     """Run the simulated RGB Lightning Node alone (`vnode sim serve --help`: its options)."""
     # The one place vnode imports the sim (the sibling package vnode_sim), and lazily: the

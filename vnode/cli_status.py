@@ -31,14 +31,19 @@ def default_url() -> str:
     """http://VNODE_HOST:VNODE_PORT, with a wildcard address replaced by loopback."""
     settings = Settings()
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(  # noqa: S104
-        settings.host, settings.host)
+        settings.host, settings.host
+    )
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     return f"http://{host}:{settings.port}"
 
 
-async def fetch_readiness(url: str, key: str | None, timeout_s: float = 5.0,
-                          transport: httpx.AsyncBaseTransport | None = None) -> Readiness:
+async def fetch_readiness(
+    url: str,
+    key: str | None,
+    timeout_s: float = 5.0,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Readiness:
     """/readyz with the key's details, or the bare status without a key."""
     if key:
         try:
@@ -49,8 +54,9 @@ async def fetch_readiness(url: str, key: str | None, timeout_s: float = 5.0,
         except VNodeError as exc:
             raise Unavailable(f"{url} refused the key: {exc.code}: {exc.message}") from None
     try:
-        async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=timeout_s,
-                                     transport=transport, follow_redirects=False) as http:
+        async with httpx.AsyncClient(
+            base_url=url.rstrip("/"), timeout=timeout_s, transport=transport, follow_redirects=False
+        ) as http:
             answer = await http.get("/readyz")
     except httpx.HTTPError as exc:
         raise Unavailable(f"no answer from {url}: {type(exc).__name__}: {exc}") from None
@@ -87,15 +93,19 @@ def render(console: Console, url: str, readiness: Readiness, with_key: bool) -> 
     if node is not None:
         simulated = bool(node.get("simulated"))
         summary.add_row("node backend", str(node.get("backend")))
-        summary.add_row("simulated", "[bold yellow]SIMULATED: no real money moves[/]"
-                        if simulated else "no (a real node)")
+        summary.add_row(
+            "simulated",
+            "[bold yellow]SIMULATED: no real money moves[/]" if simulated else "no (a real node)",
+        )
         for field in ("network", "pubkey", "detail"):
             if node.get(field):
                 summary.add_row(f"node {field}", str(node[field]))
     console.print(summary)
     if not with_key:
-        console.print("A read key (--key or VNODE_API_KEY) shows the database, migrations, "
-                      "node, workers and solvency.")
+        console.print(
+            "A read key (--key or VNODE_API_KEY) shows the database, migrations, "
+            "node, workers and solvency."
+        )
         return
     if readiness.workers:
         console.print(_workers_table(readiness.workers))
@@ -110,8 +120,9 @@ def _workers_table(workers: dict[str, Any]) -> Table:
     for name, info in sorted(workers.items()):
         info = info if isinstance(info, dict) else {}
         failures = int(info.get("failures") or 0)
-        table.add_row(name, _age(info.get("last_success_age_s")),
-                      _styled(str(failures), failures == 0))
+        table.add_row(
+            name, _age(info.get("last_success_age_s")), _styled(str(failures), failures == 0)
+        )
     return table
 
 
@@ -127,17 +138,28 @@ def _solvency_table(solvency: dict[str, Any]) -> Table:
         return table
     for row in assets:
         shortfall = int(row.get("shortfall") or 0)
-        table.add_row(str(row.get("asset_id")), str(row.get("owed")),
-                      str(row.get("node_spendable")), _styled(str(shortfall), shortfall == 0))
+        table.add_row(
+            str(row.get("asset_id")),
+            str(row.get("owed")),
+            str(row.get("node_spendable")),
+            _styled(str(shortfall), shortfall == 0),
+        )
     return table
 
 
 def status(
-    url: Annotated[str | None, typer.Option(
-        help="The service's address (default http://VNODE_HOST:VNODE_PORT)")] = None,
-    key: Annotated[str | None, typer.Option(
-        envvar="VNODE_API_KEY", show_default=False,
-        help="An API key of scope read or above: shows the details")] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(help="The service's address (default http://VNODE_HOST:VNODE_PORT)"),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="VNODE_API_KEY",
+            show_default=False,
+            help="An API key of scope read or above: shows the details",
+        ),
+    ] = None,
     timeout_s: Annotated[float, typer.Option(help="How long to wait for an answer")] = 5.0,
 ) -> None:
     """Summarise a running service: status, database, migrations, node, workers, solvency.

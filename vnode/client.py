@@ -49,10 +49,27 @@ from vnode.api.models import (
 from vnode.domain.ids import BTC
 
 __all__ = [
-    "BTC", "TRANSPORT_ERROR", "UNEXPECTED_RESPONSE", "AdminMove", "AssetBalance",
-    "BalanceAfter", "Balances", "HistoryEntry", "HistoryPage", "InvoiceQuote", "LnInvoice",
-    "Payment", "Readiness", "RgbInvoice", "Transfer", "UserAssetBalance", "UserId",
-    "VNodeClient", "VNodeError", "VNodeUnavailable", "VirtualNode",
+    "BTC",
+    "TRANSPORT_ERROR",
+    "UNEXPECTED_RESPONSE",
+    "AdminMove",
+    "AssetBalance",
+    "BalanceAfter",
+    "Balances",
+    "HistoryEntry",
+    "HistoryPage",
+    "InvoiceQuote",
+    "LnInvoice",
+    "Payment",
+    "Readiness",
+    "RgbInvoice",
+    "Transfer",
+    "UserAssetBalance",
+    "UserId",
+    "VNodeClient",
+    "VNodeError",
+    "VNodeUnavailable",
+    "VirtualNode",
 ]
 
 UserId = int | str
@@ -65,15 +82,22 @@ TRANSPORT_ERROR = "transport_error"
 class VNodeError(Exception):
     """An error answer of the service (or, for the subclass, no answer at all)."""
 
-    def __init__(self, status: int, code: str, message: str, request_id: str | None,
-                 idempotency_key: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        request_id: str | None,
+        idempotency_key: str | None = None,
+    ) -> None:
         self.status = status
         self.code = code
         self.message = message
         self.request_id = request_id
         self.idempotency_key = idempotency_key
-        super().__init__(f"{status} {code}: {message}"
-                         + (f" (request {request_id})" if request_id else ""))
+        super().__init__(
+            f"{status} {code}: {message}" + (f" (request {request_id})" if request_id else "")
+        )
 
 
 class VNodeUnavailable(VNodeError):
@@ -92,14 +116,24 @@ _M = TypeVar("_M", bound=Answer)
 class VNodeClient:
     """Async client of one vnode service. Use as `async with`, or call `close()`."""
 
-    def __init__(self, base_url: str, api_key: str, *, timeout_s: float = 15,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout_s: float = 15,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         if not api_key:
             raise ValueError("api_key is empty")
         self._base_url = base_url.rstrip("/")
         self._http = httpx.AsyncClient(
-            base_url=self._base_url, timeout=timeout_s, transport=transport,
-            headers={"Authorization": f"Bearer {api_key}"}, follow_redirects=False)
+            base_url=self._base_url,
+            timeout=timeout_s,
+            transport=transport,
+            headers={"Authorization": f"Bearer {api_key}"},
+            follow_redirects=False,
+        )
 
     def __repr__(self) -> str:
         return f"VNodeClient(base_url={self._base_url!r})"
@@ -107,8 +141,12 @@ class VNodeClient:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()
 
     async def close(self) -> None:
@@ -116,9 +154,16 @@ class VNodeClient:
 
     # --- plumbing ----------------------------------------------------------------------
 
-    async def _call(self, answer: type[_M], path: str, *, method: str = "POST",
-                    idempotency_key: str | None = None, accept: tuple[int, ...] = (200, 202),
-                    **fields: Any) -> _M:
+    async def _call(
+        self,
+        answer: type[_M],
+        path: str,
+        *,
+        method: str = "POST",
+        idempotency_key: str | None = None,
+        accept: tuple[int, ...] = (200, 202),
+        **fields: Any,
+    ) -> _M:
         """Every request: `fields` (those not None) as the JSON body of a POST, the answer
         parsed with its model; a refusal or an answer of another shape raises VNodeError."""
         body = {k: v for k, v in fields.items() if v is not None} if method == "POST" else None
@@ -136,20 +181,34 @@ class VNodeClient:
             try:
                 return answer.model_validate(decoded)
             except ValidationError as exc:
-                raise VNodeError(status, UNEXPECTED_RESPONSE, f"answer does not fit "
-                                 f"{answer.__name__}: {exc.error_count()} errors", None,
-                                 idempotency_key) from None
+                raise VNodeError(
+                    status,
+                    UNEXPECTED_RESPONSE,
+                    f"answer does not fit {answer.__name__}: {exc.error_count()} errors",
+                    None,
+                    idempotency_key,
+                ) from None
         request_id = response.headers.get("x-request-id")
         if isinstance(decoded, dict) and isinstance(decoded.get("error"), dict):
             error = decoded["error"]
             code, message = error.get("code"), error.get("message")
             if isinstance(code, str):
                 rid = decoded.get("request_id")
-                raise VNodeError(status, code, message if isinstance(message, str) else "",
-                                 rid if isinstance(rid, str) else request_id, idempotency_key)
-        raise VNodeError(status, UNEXPECTED_RESPONSE,
-                         f"unexpected answer ({response.headers.get('content-type', '?')}, "
-                         f"{len(response.content)} bytes)", request_id, idempotency_key)
+                raise VNodeError(
+                    status,
+                    code,
+                    message if isinstance(message, str) else "",
+                    rid if isinstance(rid, str) else request_id,
+                    idempotency_key,
+                )
+        raise VNodeError(
+            status,
+            UNEXPECTED_RESPONSE,
+            f"unexpected answer ({response.headers.get('content-type', '?')}, "
+            f"{len(response.content)} bytes)",
+            request_id,
+            idempotency_key,
+        )
 
     @staticmethod
     def _key(idempotency_key: str | None) -> str:
@@ -161,78 +220,155 @@ class VNodeClient:
         """Create or fetch the user's virtual node (scope: receive)."""
         return await self._call(VirtualNode, "/virtual_node", user_id=user_id)
 
-    async def transfer(self, from_user_id: UserId, to_user_id: UserId, *,
-                       amount_msat: int | None = None, amount_sats: int | None = None,
-                       asset_id: str = BTC, asset_amount: int | None = None,
-                       memo: str | None = None, idempotency_key: str | None = None) -> Transfer:
+    async def transfer(
+        self,
+        from_user_id: UserId,
+        to_user_id: UserId,
+        *,
+        amount_msat: int | None = None,
+        amount_sats: int | None = None,
+        asset_id: str = BTC,
+        asset_amount: int | None = None,
+        memo: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Transfer:
         """Flow 1 (scope: spend). Exactly one amount. Money call: see the module docstring."""
         return await self._call(
-            Transfer, "/virtual_transfer", idempotency_key=self._key(idempotency_key),
-            from_user_id=from_user_id, to_user_id=to_user_id, asset_id=asset_id,
-            amount_msat=amount_msat, amount_sats=amount_sats, asset_amount=asset_amount,
-            memo=memo)
+            Transfer,
+            "/virtual_transfer",
+            idempotency_key=self._key(idempotency_key),
+            from_user_id=from_user_id,
+            to_user_id=to_user_id,
+            asset_id=asset_id,
+            amount_msat=amount_msat,
+            amount_sats=amount_sats,
+            asset_amount=asset_amount,
+            memo=memo,
+        )
 
     async def asset_balance(self, user_id: UserId, asset_id: str = BTC) -> UserAssetBalance:
-        return await self._call(UserAssetBalance, "/virtual_assetbalance", user_id=user_id,
-                                asset_id=asset_id)
+        return await self._call(
+            UserAssetBalance, "/virtual_assetbalance", user_id=user_id, asset_id=asset_id
+        )
 
     async def balances(self, user_id: UserId) -> Balances:
         return await self._call(Balances, "/virtual_balances", user_id=user_id)
 
-    async def history(self, user_id: UserId, limit: int = 20,
-                      cursor: str | None = None) -> HistoryPage:
+    async def history(
+        self, user_id: UserId, limit: int = 20, cursor: str | None = None
+    ) -> HistoryPage:
         """Newest first; pass `next_cursor` back as `cursor` for the next page."""
-        return await self._call(HistoryPage, "/virtual_history", user_id=user_id, limit=limit,
-                                cursor=cursor)
+        return await self._call(
+            HistoryPage, "/virtual_history", user_id=user_id, limit=limit, cursor=cursor
+        )
 
-    async def send_payment(self, user_id: UserId, invoice: str, *, amt_msat: int | None = None,
-                           fee_limit_msat: int | None = None,
-                           idempotency_key: str | None = None) -> Payment:
+    async def send_payment(
+        self,
+        user_id: UserId,
+        invoice: str,
+        *,
+        amt_msat: int | None = None,
+        fee_limit_msat: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Payment:
         """Flow 2 (scope: spend). Returns status succeeded, failed (refunded) or pending.
         Money call: see the module docstring."""
         return await self._call(
-            Payment, "/virtual_sendpayment", idempotency_key=self._key(idempotency_key),
-            user_id=user_id, invoice=invoice, amt_msat=amt_msat, fee_limit_msat=fee_limit_msat)
+            Payment,
+            "/virtual_sendpayment",
+            idempotency_key=self._key(idempotency_key),
+            user_id=user_id,
+            invoice=invoice,
+            amt_msat=amt_msat,
+            fee_limit_msat=fee_limit_msat,
+        )
 
-    async def decode_invoice(self, invoice: str, *,
-                             amt_msat: int | None = None) -> InvoiceQuote:
+    async def decode_invoice(self, invoice: str, *, amt_msat: int | None = None) -> InvoiceQuote:
         """Check an invoice and quote amount and fee reserve (scope: read); moves nothing."""
-        return await self._call(InvoiceQuote, "/virtual_decodeinvoice", invoice=invoice,
-                                amt_msat=amt_msat)
+        return await self._call(
+            InvoiceQuote, "/virtual_decodeinvoice", invoice=invoice, amt_msat=amt_msat
+        )
 
     async def payment(self, user_id: UserId, payment_hash: str) -> Payment:
-        return await self._call(Payment, "/virtual_payment", user_id=user_id,
-                                payment_hash=payment_hash)
+        return await self._call(
+            Payment, "/virtual_payment", user_id=user_id, payment_hash=payment_hash
+        )
 
-    async def ln_invoice(self, user_id: UserId, *, amt_msat: int | None = None,
-                         asset_id: str = BTC, asset_amount: int | None = None,
-                         description: str | None = None, expiry_sec: int = 3600) -> LnInvoice:
-        return await self._call(LnInvoice, "/virtual_lninvoice", user_id=user_id,
-                                amt_msat=amt_msat, asset_id=asset_id, asset_amount=asset_amount,
-                                description=description, expiry_sec=expiry_sec)
+    async def ln_invoice(
+        self,
+        user_id: UserId,
+        *,
+        amt_msat: int | None = None,
+        asset_id: str = BTC,
+        asset_amount: int | None = None,
+        description: str | None = None,
+        expiry_sec: int = 3600,
+    ) -> LnInvoice:
+        return await self._call(
+            LnInvoice,
+            "/virtual_lninvoice",
+            user_id=user_id,
+            amt_msat=amt_msat,
+            asset_id=asset_id,
+            asset_amount=asset_amount,
+            description=description,
+            expiry_sec=expiry_sec,
+        )
 
-    async def rgb_invoice(self, user_id: UserId, asset_id: str,
-                          duration_seconds: int = 3600) -> RgbInvoice:
-        return await self._call(RgbInvoice, "/virtual_rgbinvoice", user_id=user_id,
-                                asset_id=asset_id, duration_seconds=duration_seconds)
+    async def rgb_invoice(
+        self, user_id: UserId, asset_id: str, duration_seconds: int = 3600
+    ) -> RgbInvoice:
+        return await self._call(
+            RgbInvoice,
+            "/virtual_rgbinvoice",
+            user_id=user_id,
+            asset_id=asset_id,
+            duration_seconds=duration_seconds,
+        )
 
-    async def admin_credit(self, user_id: UserId, *, amount_msat: int | None = None,
-                           asset_id: str = BTC, asset_amount: int | None = None,
-                           reason: str, idempotency_key: str | None = None) -> AdminMove:
+    async def admin_credit(
+        self,
+        user_id: UserId,
+        *,
+        amount_msat: int | None = None,
+        asset_id: str = BTC,
+        asset_amount: int | None = None,
+        reason: str,
+        idempotency_key: str | None = None,
+    ) -> AdminMove:
         """Operator funding (scope: admin). Money call: see the module docstring."""
         return await self._call(
-            AdminMove, "/admin/credit", idempotency_key=self._key(idempotency_key),
-            user_id=user_id, amount_msat=amount_msat, asset_id=asset_id,
-            asset_amount=asset_amount, reason=reason)
+            AdminMove,
+            "/admin/credit",
+            idempotency_key=self._key(idempotency_key),
+            user_id=user_id,
+            amount_msat=amount_msat,
+            asset_id=asset_id,
+            asset_amount=asset_amount,
+            reason=reason,
+        )
 
-    async def admin_debit(self, user_id: UserId, *, amount_msat: int | None = None,
-                          asset_id: str = BTC, asset_amount: int | None = None,
-                          reason: str, idempotency_key: str | None = None) -> AdminMove:
+    async def admin_debit(
+        self,
+        user_id: UserId,
+        *,
+        amount_msat: int | None = None,
+        asset_id: str = BTC,
+        asset_amount: int | None = None,
+        reason: str,
+        idempotency_key: str | None = None,
+    ) -> AdminMove:
         """Operator correction (scope: admin). Money call: see the module docstring."""
         return await self._call(
-            AdminMove, "/admin/debit", idempotency_key=self._key(idempotency_key),
-            user_id=user_id, amount_msat=amount_msat, asset_id=asset_id,
-            asset_amount=asset_amount, reason=reason)
+            AdminMove,
+            "/admin/debit",
+            idempotency_key=self._key(idempotency_key),
+            user_id=user_id,
+            amount_msat=amount_msat,
+            asset_id=asset_id,
+            asset_amount=asset_amount,
+            reason=reason,
+        )
 
     async def ready(self) -> Readiness:
         """`/readyz` (with this client's key: the details): a 503 "not ready" answer is

@@ -96,8 +96,9 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.WRONG_NETWORK: ErrorSpec(422, "The invoice is for another Bitcoin network."),
     ErrorCode.INVOICE_EXPIRED: ErrorSpec(422, "The invoice has expired."),
     ErrorCode.INVOICE_EXPIRY_TOO_FAR: ErrorSpec(
-        422, "The invoice expires further ahead than this service accepts "
-        "(VNODE_INVOICE_EXPIRY_HORIZON_S, docs/NODE.md)."
+        422,
+        "The invoice expires further ahead than this service accepts "
+        "(VNODE_INVOICE_EXPIRY_HORIZON_S, docs/NODE.md).",
     ),
     ErrorCode.AMOUNT_REQUIRED: ErrorSpec(422, "The invoice has no amount: give amt_msat."),
     ErrorCode.AMOUNT_MISMATCH: ErrorSpec(
@@ -139,8 +140,9 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
         422, "Not an http(s) URL with a host, or one with credentials, a fragment or spaces."
     ),
     ErrorCode.UNSAFE_URL: ErrorSpec(
-        422, "The URL's host is or resolves to a private, loopback, link-local or metadata "
-        "address (or does not resolve); allow it explicitly with VNODE_WEBHOOK_ALLOW_HOSTS."
+        422,
+        "The URL's host is or resolves to a private, loopback, link-local or metadata "
+        "address (or does not resolve); allow it explicitly with VNODE_WEBHOOK_ALLOW_HOSTS.",
     ),
     ErrorCode.INVALID_EVENT_TYPE: ErrorSpec(422, "An event type is not one vnode emits."),
     ErrorCode.UNKNOWN_WEBHOOK: ErrorSpec(404, "No active webhook endpoint with this id."),
@@ -148,8 +150,9 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
         409, "The node received another asset than the invoice asks for; nothing was credited."
     ),
     ErrorCode.TOO_MANY_STREAMS: ErrorSpec(
-        429, "Too many event streams are open, for this API key or on this process; close one "
-        "or retry later."
+        429,
+        "Too many event streams are open, for this API key or on this process; close one "
+        "or retry later.",
     ),
 }
 

@@ -26,7 +26,10 @@ LogFormat = Literal["auto", "json", "text"]
 # Attributes every LogRecord has; anything else was passed with extra= and is emitted as a field.
 # (uvicorn adds color_message, a copy of the message with terminal colours.)
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
-    "message", "asctime", "color_message"}
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 def _fields(record: logging.LogRecord) -> dict[str, object]:
@@ -117,8 +120,9 @@ def make_formatter(log_format: str, stream: TextIO) -> logging.Formatter:
     return TextFormatter(colour=not os.environ.get("NO_COLOR") and stream.isatty())
 
 
-def configure_logging(level: str, log_format: str | None = None,
-                      stream: TextIO | None = None) -> None:
+def configure_logging(
+    level: str, log_format: str | None = None, stream: TextIO | None = None
+) -> None:
     """Log records at `level` and above to stderr in `log_format` (auto, json or text).
 
     `log_format` None reads VNODE_LOG_FORMAT (default auto), so processes that do not hold the
@@ -159,8 +163,15 @@ class LogOnChange:
         self.max_keys = max_keys
         self._last: dict[Hashable, Hashable] = {}
 
-    def log(self, key: Hashable, state: Hashable, level: int, msg: str, *args: object,
-            extra: dict[str, object] | None = None) -> bool:
+    def log(
+        self,
+        key: Hashable,
+        state: Hashable,
+        level: int,
+        msg: str,
+        *args: object,
+        extra: dict[str, object] | None = None,
+    ) -> bool:
         """Log unless `state` is the last state logged for `key`; True when logged."""
         if key in self._last and self._last[key] == state:
             return False

@@ -80,8 +80,11 @@ class StopSignals:
                 self._on_repeat()
             return
         self.received = signum
-        log.info("%s received: stopping (drain requests, stop workers, the simulated node and "
-                 "the embedded database)", name)
+        log.info(
+            "%s received: stopping (drain requests, stop workers, the simulated node and "
+            "the embedded database)",
+            name,
+        )
         self._watchdog = threading.Timer(self._deadline_s, self._overrun)
         self._watchdog.daemon = True
         self._watchdog.start()
@@ -91,8 +94,13 @@ class StopSignals:
             self._raise_if_due()
 
     def _raise_if_due(self) -> None:
-        if (self.received is not None and not self._raised and not self._stopping
-                and self._shielded == 0 and self._on_stop is None):
+        if (
+            self.received is not None
+            and not self._raised
+            and not self._stopping
+            and self._shielded == 0
+            and self._on_stop is None
+        ):
             self._raised = True
             raise StopRequested(self.received)
 
@@ -111,8 +119,9 @@ class StopSignals:
         self._raise_if_due()  # only reached when the block succeeded
 
     @contextmanager
-    def serving(self, on_stop: Callable[[], None],
-                on_repeat: Callable[[], None] | None = None) -> Iterator[None]:
+    def serving(
+        self, on_stop: Callable[[], None], on_repeat: Callable[[], None] | None = None
+    ) -> Iterator[None]:
         """While the block runs, a stop signal calls `on_stop` (begin a graceful shutdown).
         (Re)installs the handlers: uvicorn's worker supervisor installs its own on creation."""
         self.install()
@@ -135,8 +144,10 @@ class StopSignals:
             self._last_resorts.remove(action)
 
     def _overrun(self) -> None:  # runs in the watchdog thread
-        log.error("stopping took longer than %.0fs; stopping what is left at once and exiting",
-                  self._deadline_s)
+        log.error(
+            "stopping took longer than %.0fs; stopping what is left at once and exiting",
+            self._deadline_s,
+        )
         for action in reversed(self._last_resorts):
             try:
                 action()

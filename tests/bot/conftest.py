@@ -53,14 +53,19 @@ def bot_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]
 
 
 def serve_env(redis_url: str, stream_key: str = STREAM) -> dict[str, str]:
-    return {"VNODE_REDIS_URL": redis_url, "VNODE_REDIS_STREAM_KEY": stream_key,
-            "VNODE_RECONCILE_INTERVAL_S": "0.2",
-            "VNODE_WATCH_INTERVAL_S": "0.1", "VNODE_PAYMENT_WAIT_S": "3",
-            "VNODE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1"}
+    return {
+        "VNODE_REDIS_URL": redis_url,
+        "VNODE_REDIS_STREAM_KEY": stream_key,
+        "VNODE_RECONCILE_INTERVAL_S": "0.2",
+        "VNODE_WATCH_INTERVAL_S": "0.1",
+        "VNODE_PAYMENT_WAIT_S": "3",
+        "VNODE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
+    }
 
 
-async def start_vnode(pg_server: str, template_db: str, data_dir: Path,
-                      redis_url: str, stream_key: str = STREAM) -> Vnode:
+async def start_vnode(
+    pg_server: str, template_db: str, data_dir: Path, redis_url: str, stream_key: str = STREAM
+) -> Vnode:
     database_url = await create_database(pg_server, template_db)
     conn = await asyncpg.connect(database_url)
     try:
@@ -69,15 +74,26 @@ async def start_vnode(pg_server: str, template_db: str, data_dir: Path,
         await conn.close()
     serve = ServeProcess(database_url, data_dir, extra_env=serve_env(redis_url, stream_key))
     await serve.wait_ready()
-    return Vnode(serve, database_url, spend_key, VNodeClient(serve.url, ADMIN_KEY),
-                 SimControl(f"http://127.0.0.1:{serve.port + 1}"), stream_key)
+    return Vnode(
+        serve,
+        database_url,
+        spend_key,
+        VNodeClient(serve.url, ADMIN_KEY),
+        SimControl(f"http://127.0.0.1:{serve.port + 1}"),
+        stream_key,
+    )
 
 
 @pytest.fixture(scope="session")
-async def vnode(pg_server: str, template_db: str, bot_redis: RedisServer,
-                tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Vnode]:
-    running = await start_vnode(pg_server, template_db, tmp_path_factory.mktemp("vnode"),
-                                bot_redis.url)
+async def vnode(
+    pg_server: str,
+    template_db: str,
+    bot_redis: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Vnode]:
+    running = await start_vnode(
+        pg_server, template_db, tmp_path_factory.mktemp("vnode"), bot_redis.url
+    )
     yield running
     await running.admin.close()
     running.serve.stop()
@@ -102,31 +118,43 @@ async def own_telegram() -> AsyncIterator[FakeTelegram]:
 
 
 @pytest.fixture
-async def own_vnode(pg_server: str, template_db: str, bot_redis: RedisServer,
-                    tmp_path: Path) -> AsyncIterator[Vnode]:
+async def own_vnode(
+    pg_server: str, template_db: str, bot_redis: RedisServer, tmp_path: Path
+) -> AsyncIterator[Vnode]:
     """A vnode of the test's own (its database, sim and event stream), which the test may
     stop and start again; its events reach only the test's own bot."""
-    running = await start_vnode(pg_server, template_db, tmp_path / "vnode", bot_redis.url,
-                                stream_key=f"test:{secrets.token_hex(4)}")
+    running = await start_vnode(
+        pg_server,
+        template_db,
+        tmp_path / "vnode",
+        bot_redis.url,
+        stream_key=f"test:{secrets.token_hex(4)}",
+    )
     yield running
     await running.admin.close()
     running.serve.stop()
 
 
-def bot_settings(vnode: Vnode, telegram: FakeTelegram, redis_url: str,
-                 **overrides: Any) -> BotSettings:
+def bot_settings(
+    vnode: Vnode, telegram: FakeTelegram, redis_url: str, **overrides: Any
+) -> BotSettings:
     values: dict[str, Any] = {
-        "bot_token": BOT_TOKEN, "bot_api_url": telegram.base_url, "url": vnode.url,
-        "api_key": vnode.spend_key, "redis_url": redis_url,
-        "database_url": vnode.database_url, "redis_stream_key": vnode.stream_key,
+        "bot_token": BOT_TOKEN,
+        "bot_api_url": telegram.base_url,
+        "url": vnode.url,
+        "api_key": vnode.spend_key,
+        "redis_url": redis_url,
+        "database_url": vnode.database_url,
+        "redis_stream_key": vnode.stream_key,
     }
     values.update(overrides)
     return BotSettings(**values)
 
 
 @pytest.fixture(scope="session")
-async def bot(vnode: Vnode, telegram: FakeTelegram,
-              bot_redis: RedisServer) -> AsyncIterator[BotRuntime]:
+async def bot(
+    vnode: Vnode, telegram: FakeTelegram, bot_redis: RedisServer
+) -> AsyncIterator[BotRuntime]:
     """The bot most conversations talk to, running for the whole session."""
     runtime = BotRuntime(bot_settings(vnode, telegram, bot_redis.url))
     await runtime.start()
@@ -144,11 +172,15 @@ async def proxy(vnode: Vnode) -> AsyncIterator[CuttingProxy]:
 
 
 @pytest.fixture
-async def bot_behind_proxy(vnode: Vnode, own_telegram: FakeTelegram, bot_redis: RedisServer,
-                           proxy: CuttingProxy) -> AsyncIterator[BotRuntime]:
+async def bot_behind_proxy(
+    vnode: Vnode, own_telegram: FakeTelegram, bot_redis: RedisServer, proxy: CuttingProxy
+) -> AsyncIterator[BotRuntime]:
     """A bot of the test's own that reaches vnode through `proxy` (it hears no events)."""
-    runtime = BotRuntime(bot_settings(vnode, own_telegram, bot_redis.url, url=proxy.url,
-                                      redis_stream_key="test:proxy"))
+    runtime = BotRuntime(
+        bot_settings(
+            vnode, own_telegram, bot_redis.url, url=proxy.url, redis_stream_key="test:proxy"
+        )
+    )
     await runtime.start()
     yield runtime
     await runtime.stop()
@@ -180,8 +212,9 @@ async def started(telegram: FakeTelegram, user: TgUser) -> None:
     await telegram.wait_for(user.id, lambda m: "Your virtual node is ready" in (m.text or ""))
 
 
-async def funded(vnode: Vnode, user: TgUser, sats: int,
-                 telegram: FakeTelegram | None = None) -> None:
+async def funded(
+    vnode: Vnode, user: TgUser, sats: int, telegram: FakeTelegram | None = None
+) -> None:
     """Credit the user; with `telegram`, also wait for the bot to say so, so that later
     waits in the chat are not answered by that message."""
     await vnode.admin.admin_credit(user.id, amount_msat=sats * 1000, reason="test funds")
@@ -193,13 +226,17 @@ async def balance_msat(vnode: Vnode, user: TgUser) -> int:
     return (await vnode.admin.asset_balance(user.id)).balance_msat or 0
 
 
-async def notified(db: asyncpg.Connection, user: TgUser, event_type: str,
-                   count: int = 1) -> None:
+async def notified(db: asyncpg.Connection, user: TgUser, event_type: str, count: int = 1) -> None:
     """Wait until the bot has handled `count` events of that type for the user."""
+
     async def done() -> bool:
-        seen = await db.fetchval("SELECT count(*) FROM bitmask.notified "
-                                 "WHERE user_id = $1 AND event_type = $2", user.id, event_type)
+        seen = await db.fetchval(
+            "SELECT count(*) FROM bitmask.notified WHERE user_id = $1 AND event_type = $2",
+            user.id,
+            event_type,
+        )
         return bool(seen >= count)
+
     await wait_until(done, 20, f"{event_type} handled for {user.id}")
 
 
@@ -210,12 +247,14 @@ async def answered(telegram: FakeTelegram, fragment: str) -> dict[str, Any]:
     async def seen() -> bool:
         found[:] = [a for a in telegram.callback_answers() if fragment in str(a.get("text"))]
         return bool(found)
+
     await wait_until(seen, 10, f"a callback answer with {fragment!r}")
     return found[-1]
 
 
-async def two_users(telegram: FakeTelegram, vnode: Vnode, sats: int = 0, *,
-                    usernames: bool = False) -> tuple[TgUser, TgUser]:
+async def two_users(
+    telegram: FakeTelegram, vnode: Vnode, sats: int = 0, *, usernames: bool = False
+) -> tuple[TgUser, TgUser]:
     """Alice and Bob, both started; Alice funded with `sats` (and told so)."""
     alice = new_user("Alice", "alice" if usernames else None)
     bob = new_user("Bob", "bob" if usernames else None)
@@ -230,8 +269,9 @@ def is_confirmation(message: SentMessage) -> bool:
     return [text for text, _ in message.buttons()] == ["Confirm", "Cancel"]
 
 
-async def asks_to_confirm(telegram: FakeTelegram, user: TgUser, text: str,
-                          chat_id: int | None = None) -> SentMessage:
+async def asks_to_confirm(
+    telegram: FakeTelegram, user: TgUser, text: str, chat_id: int | None = None
+) -> SentMessage:
     """The user says `text`; returns the Confirm / Cancel question it brings."""
     telegram.user_says(user, text)
     return await telegram.wait_for(user.id if chat_id is None else chat_id, is_confirmation)

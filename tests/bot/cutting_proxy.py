@@ -11,7 +11,7 @@ class CuttingProxy:
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self.cut_next = 0  # how many of the next answers to lose
-        self.cut = 0       # answers lost so far
+        self.cut = 0  # answers lost so far
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self.url = ""
@@ -31,8 +31,7 @@ class CuttingProxy:
         if self._server is not None:
             await self._server.wait_closed()
 
-    async def _handle(self, client_r: asyncio.StreamReader,
-                      client_w: asyncio.StreamWriter) -> None:
+    async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)

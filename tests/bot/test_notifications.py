@@ -46,7 +46,8 @@ def received(telegram: FakeTelegram, user: TgUser) -> list[str]:
 
 
 async def test_events_while_the_bot_is_down_are_told_once_after_restarts(
-        own_vnode: Vnode, own_telegram: FakeTelegram, bot_redis: RedisServer) -> None:
+    own_vnode: Vnode, own_telegram: FakeTelegram, bot_redis: RedisServer
+) -> None:
     telegram = own_telegram
     settings = bot_settings(own_vnode, telegram, bot_redis.url)
     first = BotRuntime(settings)
@@ -92,7 +93,8 @@ async def _count(telegram: FakeTelegram, user: TgUser, count: int) -> bool:
 
 
 async def test_a_message_telegram_refused_is_retried_not_lost(
-        own_vnode: Vnode, own_telegram: FakeTelegram, bot_redis: RedisServer) -> None:
+    own_vnode: Vnode, own_telegram: FakeTelegram, bot_redis: RedisServer
+) -> None:
     telegram = own_telegram
     runtime = BotRuntime(bot_settings(own_vnode, telegram, bot_redis.url))
     await runtime.start()
@@ -100,11 +102,13 @@ async def test_a_message_telegram_refused_is_retried_not_lost(
         carol = new_user("Carol")
         await started(telegram, carol)
         # Telegram's servers fail twice (502) on the notification: it comes again, once.
-        telegram.fail_next("sendMessage", error_code=502, description="Bad Gateway",
-                           retry_after=None, times=2)
+        telegram.fail_next(
+            "sendMessage", error_code=502, description="Bad Gateway", retry_after=None, times=2
+        )
         await funded(own_vnode, carol, 777)
-        told = await telegram.wait_for(carol.id, lambda m: "777 sats" in (m.text or ""),
-                                       timeout_s=20)
+        told = await telegram.wait_for(
+            carol.id, lambda m: "777 sats" in (m.text or ""), timeout_s=20
+        )
         assert "Received" in (told.text or "")
         assert len(received(telegram, carol)) == 1
     finally:
@@ -112,17 +116,27 @@ async def test_a_message_telegram_refused_is_retried_not_lost(
 
 
 async def test_webhook_mode_verifies_signatures(
-        own_vnode: Vnode, own_telegram: FakeTelegram, bot_redis: RedisServer) -> None:
+    own_vnode: Vnode, own_telegram: FakeTelegram, bot_redis: RedisServer
+) -> None:
     telegram = own_telegram
     port = free_port()
     async with httpx.AsyncClient(base_url=own_vnode.url, headers=bearer(ADMIN_KEY)) as admin:
-        made = await admin.post("/admin/webhooks", json={
-            "url": f"http://127.0.0.1:{port}/vnode/events"})
+        made = await admin.post(
+            "/admin/webhooks", json={"url": f"http://127.0.0.1:{port}/vnode/events"}
+        )
         assert made.status_code in (200, 201), made.text
         secret = made.json()["secret"]
-    runtime = BotRuntime(bot_settings(
-        own_vnode, telegram, bot_redis.url, bot_events="webhook", bot_webhook_port=port,
-        bot_webhook_secret=secret, redis_stream_key="test:unused"))
+    runtime = BotRuntime(
+        bot_settings(
+            own_vnode,
+            telegram,
+            bot_redis.url,
+            bot_events="webhook",
+            bot_webhook_port=port,
+            bot_webhook_secret=secret,
+            redis_stream_key="test:unused",
+        )
+    )
     await runtime.start()
     try:
         dave, erin = new_user("Dave", "dave"), new_user("Erin")
@@ -130,23 +144,32 @@ async def test_webhook_mode_verifies_signatures(
         await started(telegram, erin)
         await funded(own_vnode, dave, 5000)
         await own_vnode.admin.transfer(dave.id, erin.id, amount_sats=1234, memo="via webhook")
-        told = await telegram.wait_for(erin.id, lambda m: "Received" in (m.text or ""),
-                                       timeout_s=20)
+        told = await telegram.wait_for(
+            erin.id, lambda m: "Received" in (m.text or ""), timeout_s=20
+        )
         assert "1,234 sats" in (told.text or "") and "via webhook" in (told.text or "")
 
         # A forged event (wrong secret) is refused and tells nobody.
-        forged = (b'{"version":1,"id":"6f1c7a52-8f57-4f7a-9d55-3f0e7d3c9a11","type":'
-                  b'"admin.credit","user_id":' + str(erin.id).encode() + b',"seq":99,'
-                  b'"created_at":"2026-11-26T10:00:00Z","data":{"transaction_id":1,'
-                  b'"direction":"in","asset_id":"BTC","amount_msat":99000000000,'
-                  b'"reason":"free money","created_at":"2026-11-26T10:00:00Z"}}')
+        forged = (
+            b'{"version":1,"id":"6f1c7a52-8f57-4f7a-9d55-3f0e7d3c9a11","type":'
+            b'"admin.credit","user_id":' + str(erin.id).encode() + b',"seq":99,'
+            b'"created_at":"2026-11-26T10:00:00Z","data":{"transaction_id":1,'
+            b'"direction":"in","asset_id":"BTC","amount_msat":99000000000,'
+            b'"reason":"free money","created_at":"2026-11-26T10:00:00Z"}}'
+        )
         async with httpx.AsyncClient() as client:
             url = f"http://127.0.0.1:{port}/vnode/events"
-            refused = await client.post(url, content=forged, headers=standard_headers(
-                "6f1c7a52-8f57-4f7a-9d55-3f0e7d3c9a11", forged, [new_secret()]))
+            refused = await client.post(
+                url,
+                content=forged,
+                headers=standard_headers(
+                    "6f1c7a52-8f57-4f7a-9d55-3f0e7d3c9a11", forged, [new_secret()]
+                ),
+            )
             assert refused.status_code == 401
-            legacy = await client.post(url, content=forged, headers={
-                SIGNATURE_HEADER: sign(b"not-the-secret", forged)})
+            legacy = await client.post(
+                url, content=forged, headers={SIGNATURE_HEADER: sign(b"not-the-secret", forged)}
+            )
             assert legacy.status_code == 401
             unsigned = await client.post(url, content=forged)
             assert unsigned.status_code == 401
@@ -156,14 +179,16 @@ async def test_webhook_mode_verifies_signatures(
 
 
 async def test_webhook_mode_across_a_secret_rotation(
-        own_vnode: Vnode, own_telegram: FakeTelegram, bot_redis: RedisServer) -> None:
+    own_vnode: Vnode, own_telegram: FakeTelegram, bot_redis: RedisServer
+) -> None:
     """The bot keeps the old secret while vnode rotates it (deliveries carry both signatures),
     then moves to the new one within the grace period: no notification is lost."""
     telegram = own_telegram
     port = free_port()
     async with httpx.AsyncClient(base_url=own_vnode.url, headers=bearer(ADMIN_KEY)) as admin:
-        made = await admin.post("/admin/webhooks", json={
-            "url": f"http://127.0.0.1:{port}/vnode/events"})
+        made = await admin.post(
+            "/admin/webhooks", json={"url": f"http://127.0.0.1:{port}/vnode/events"}
+        )
         assert made.status_code == 201, made.text
         old = made.json()["secret"]
         rotated = await admin.post(f"/admin/webhooks/{made.json()['id']}/rotate")
@@ -171,9 +196,17 @@ async def test_webhook_mode_across_a_secret_rotation(
         new = rotated.json()["secret"]
     hank, ivy = new_user("Hank", "hank"), new_user("Ivy")
     for secret, amount in ((old, 1111), (new, 2222)):
-        runtime = BotRuntime(bot_settings(
-            own_vnode, telegram, bot_redis.url, bot_events="webhook", bot_webhook_port=port,
-            bot_webhook_secret=secret, redis_stream_key="test:unused"))
+        runtime = BotRuntime(
+            bot_settings(
+                own_vnode,
+                telegram,
+                bot_redis.url,
+                bot_events="webhook",
+                bot_webhook_port=port,
+                bot_webhook_secret=secret,
+                redis_stream_key="test:unused",
+            )
+        )
         await runtime.start()
         try:
             if secret == old:
@@ -193,8 +226,10 @@ def _mentions(fragment: str) -> Callable[[SentMessage], bool]:
 
 # --- the webhook receiver on its own (no vnode, no Telegram) ---------------------------------
 
-BODY = (b'{"version":1,"id":"0b6f2a8e-0d0c-4c3e-9f58-3d8f0f3c1a11","type":"admin.credit",'
-        b'"user_id":7,"seq":1,"created_at":"2026-12-06T08:00:00Z","data":{}}')
+BODY = (
+    b'{"version":1,"id":"0b6f2a8e-0d0c-4c3e-9f58-3d8f0f3c1a11","type":"admin.credit",'
+    b'"user_id":7,"seq":1,"created_at":"2026-12-06T08:00:00Z","data":{}}'
+)
 EVENT_ID = "0b6f2a8e-0d0c-4c3e-9f58-3d8f0f3c1a11"
 
 
@@ -211,16 +246,18 @@ class Handled:
 
 
 @asynccontextmanager
-async def inbox_client(secret: bytes, window_s: int = 300
-                       ) -> AsyncIterator[tuple[TestClient[Any, Any], Handled]]:
+async def inbox_client(
+    secret: bytes, window_s: int = 300
+) -> AsyncIterator[tuple[TestClient[Any, Any], Handled]]:
     handled = Handled()
     inbox = WebhookInbox(secret, window_s, "/vnode/events", handled)
     async with TestClient(TestServer(inbox.app())) as client:
         yield client, handled
 
 
-async def post(client: TestClient[Any, Any], headers: dict[str, str],
-               body: bytes = BODY) -> tuple[int, str]:
+async def post(
+    client: TestClient[Any, Any], headers: dict[str, str], body: bytes = BODY
+) -> tuple[int, str]:
     response = await client.post("/vnode/events", data=body, headers=headers)
     answer = await response.json()
     return response.status, answer.get("error", {}).get("code", "")
@@ -238,21 +275,28 @@ async def test_webhook_receiver_accepts_only_genuine_fresh_deliveries_once() -> 
         # A tampered body, a wrong secret, a stale or future timestamp, a malformed one.
         now = int(time.time())
         tampered = BODY.replace(b'"user_id":7', b'"user_id":8')
-        assert await post(client, standard_headers(EVENT_ID, BODY, [secret], now + 1),
-                          tampered) == (401, "invalid_signature")
-        assert await post(client, standard_headers(EVENT_ID, BODY, [new_secret()], now + 1)) \
-            == (401, "invalid_signature")
+        assert await post(
+            client, standard_headers(EVENT_ID, BODY, [secret], now + 1), tampered
+        ) == (401, "invalid_signature")
+        assert await post(client, standard_headers(EVENT_ID, BODY, [new_secret()], now + 1)) == (
+            401,
+            "invalid_signature",
+        )
         for when in (now - 301, now + 301, now - 86_400):
-            assert await post(client, standard_headers(EVENT_ID, BODY, [secret], when)) \
-                == (401, "invalid_signature")
+            assert await post(client, standard_headers(EVENT_ID, BODY, [secret], when)) == (
+                401,
+                "invalid_signature",
+            )
         signed = standard_headers(EVENT_ID, BODY, [secret], now + 2)
         for timestamp in ("1.7e9", "", "nan", "\u0661" * 10):
-            assert await post(client, {**signed, "webhook-timestamp": timestamp}) \
-                == (401, "invalid_signature")
-        assert await post(client, {**signed, "webhook-id": "another"}) \
-            == (401, "invalid_signature")
-        assert await post(client, {k: v for k, v in signed.items()
-                                   if k != "webhook-signature"}) == (401, "invalid_signature")
+            assert await post(client, {**signed, "webhook-timestamp": timestamp}) == (
+                401,
+                "invalid_signature",
+            )
+        assert await post(client, {**signed, "webhook-id": "another"}) == (401, "invalid_signature")
+        assert await post(
+            client, {k: v for k, v in signed.items() if k != "webhook-signature"}
+        ) == (401, "invalid_signature")
         # Several signatures (a rotation): accepted when any of them is made with our secret.
         both = standard_headers(EVENT_ID, BODY, [new_secret(), secret], now + 3)
         assert await post(client, both) == (200, "")
@@ -266,11 +310,12 @@ async def test_webhook_receiver_retry_after_503_is_not_a_replay() -> None:
     async with inbox_client(secret.encode()) as (client, handled):
         handled.try_later = 1
         now = int(time.time())
-        assert await post(client, standard_headers(EVENT_ID, BODY, [secret], now)) \
-            == (503, "unavailable")
+        assert await post(client, standard_headers(EVENT_ID, BODY, [secret], now)) == (
+            503,
+            "unavailable",
+        )
         # vnode signs every attempt anew (same webhook-id, a later timestamp).
-        assert await post(client, standard_headers(EVENT_ID, BODY, [secret], now + 1)) \
-            == (200, "")
+        assert await post(client, standard_headers(EVENT_ID, BODY, [secret], now + 1)) == (200, "")
         assert [e["id"] for e in handled.envelopes] == [EVENT_ID]
 
 
@@ -278,14 +323,19 @@ async def test_webhook_receiver_retry_after_503_is_not_a_replay() -> None:
 async def test_webhook_receiver_takes_both_forms_of_the_secret(form: str) -> None:
     """`whsec_<base64>` (vnode's secrets now), `whsec_` + 43 URL-safe characters (the secret an
     endpoint made before was shown) and other text are each the key vnode signs with."""
-    secret = {"whsec": new_secret(), "legacy": "whsec_" + secrets.token_urlsafe(32),
-              "raw": "a secret of the operator's own"}[form]
+    secret = {
+        "whsec": new_secret(),
+        "legacy": "whsec_" + secrets.token_urlsafe(32),
+        "raw": "a secret of the operator's own",
+    }[form]
     async with inbox_client(secret.encode()) as (client, handled):
         assert await post(client, standard_headers(EVENT_ID, BODY, [secret])) == (200, "")
         # A vnode from before the standard headers: the deprecated X-VNode-Signature alone.
         assert await post(client, {SIGNATURE_HEADER: sign(secret.encode(), BODY)}) == (200, "")
-        assert await post(client, {SIGNATURE_HEADER: sign(b"not-the-secret", BODY)}) \
-            == (401, "invalid_signature")
+        assert await post(client, {SIGNATURE_HEADER: sign(b"not-the-secret", BODY)}) == (
+            401,
+            "invalid_signature",
+        )
     assert len(handled.envelopes) == 2
     if form == "whsec":  # the standard form is base64 of the key, not the text
         key = base64.b64decode(secret.removeprefix("whsec_"))
@@ -296,20 +346,29 @@ async def test_webhook_receiver_window_is_the_configured_one() -> None:
     secret = new_secret()
     async with inbox_client(secret.encode(), window_s=30) as (client, _):
         now = int(time.time())
-        assert await post(client, standard_headers(EVENT_ID, BODY, [secret], now - 60)) \
-            == (401, "invalid_signature")
-        assert await post(client, standard_headers(EVENT_ID, BODY, [secret], now - 10)) \
-            == (200, "")
+        assert await post(client, standard_headers(EVENT_ID, BODY, [secret], now - 60)) == (
+            401,
+            "invalid_signature",
+        )
+        assert await post(client, standard_headers(EVENT_ID, BODY, [secret], now - 10)) == (200, "")
 
 
-async def test_vnode_bot_command_runs_the_bot(own_vnode: Vnode, own_telegram: FakeTelegram,
-                                              bot_redis: RedisServer, tmp_path: Path) -> None:
+async def test_vnode_bot_command_runs_the_bot(
+    own_vnode: Vnode, own_telegram: FakeTelegram, bot_redis: RedisServer, tmp_path: Path
+) -> None:
     telegram = own_telegram
     env = {k: v for k, v in os.environ.items() if not k.startswith("VNODE_")}
-    env.update({"VNODE_BOT_TOKEN": BOT_TOKEN, "VNODE_BOT_API_URL": telegram.base_url,
-                "VNODE_URL": own_vnode.url, "VNODE_API_KEY": own_vnode.spend_key,
-                "VNODE_REDIS_URL": bot_redis.url, "VNODE_DATABASE_URL": own_vnode.database_url,
-                "VNODE_REDIS_STREAM_KEY": own_vnode.stream_key})
+    env.update(
+        {
+            "VNODE_BOT_TOKEN": BOT_TOKEN,
+            "VNODE_BOT_API_URL": telegram.base_url,
+            "VNODE_URL": own_vnode.url,
+            "VNODE_API_KEY": own_vnode.spend_key,
+            "VNODE_REDIS_URL": bot_redis.url,
+            "VNODE_DATABASE_URL": own_vnode.database_url,
+            "VNODE_REDIS_STREAM_KEY": own_vnode.stream_key,
+        }
+    )
     log = (tmp_path / "bot.log").open("wb")
     proc = subprocess.Popen([VNODE, "bot"], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -317,11 +376,13 @@ async def test_vnode_bot_command_runs_the_bot(own_vnode: Vnode, own_telegram: Fa
         # The process imports all of vnode before it polls: on a loaded machine that alone
         # can outlast a message's usual 10 s wait, so the first answer gets longer.
         telegram.user_says(frank, "/start")
-        await telegram.wait_for(frank.id, lambda m: "Your virtual node is ready" in (m.text or ""),
-                                timeout_s=60)
+        await telegram.wait_for(
+            frank.id, lambda m: "Your virtual node is ready" in (m.text or ""), timeout_s=60
+        )
         await funded(own_vnode, frank, 4200)
-        told = await telegram.wait_for(frank.id, lambda m: "Received" in (m.text or ""),
-                                       timeout_s=20)
+        told = await telegram.wait_for(
+            frank.id, lambda m: "Received" in (m.text or ""), timeout_s=20
+        )
         assert "4,200 sats" in (told.text or "")
     finally:
         proc.send_signal(signal.SIGINT)
@@ -332,10 +393,10 @@ async def test_vnode_bot_command_runs_the_bot(own_vnode: Vnode, own_telegram: Fa
     assert BOT_TOKEN not in output and own_vnode.spend_key not in output
 
 
-async def test_profiles_record_first_and_last_seen(bot: BotRuntime, telegram: FakeTelegram,
-                                                   db: asyncpg.Connection) -> None:
-    gina = TgUser(id=new_user("Gina").id, first_name="Gina", username=None,
-                  language_code="it")
+async def test_profiles_record_first_and_last_seen(
+    bot: BotRuntime, telegram: FakeTelegram, db: asyncpg.Connection
+) -> None:
+    gina = TgUser(id=new_user("Gina").id, first_name="Gina", username=None, language_code="it")
     await started(telegram, gina)
     row = await db.fetchrow("SELECT * FROM bitmask.profiles WHERE user_id = $1", gina.id)
     assert row is not None and row["language"] == "it" and row["username"] is None

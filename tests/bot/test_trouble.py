@@ -21,11 +21,17 @@ from tests.support import ServeProcess, free_port, wait_until
 from vnode.bot.runtime import BotRuntime
 
 
-async def test_vnode_unreachable_gets_a_short_answer(own_telegram: FakeTelegram, vnode: Vnode,
-                                                     bot_redis: RedisServer) -> None:
+async def test_vnode_unreachable_gets_a_short_answer(
+    own_telegram: FakeTelegram, vnode: Vnode, bot_redis: RedisServer
+) -> None:
     telegram = own_telegram
-    settings = bot_settings(vnode, telegram, bot_redis.url, redis_stream_key="test:nowhere",
-                            url=f"http://127.0.0.1:{free_port()}")
+    settings = bot_settings(
+        vnode,
+        telegram,
+        bot_redis.url,
+        redis_stream_key="test:nowhere",
+        url=f"http://127.0.0.1:{free_port()}",
+    )
     runtime = BotRuntime(settings)
     await runtime.start()
     try:
@@ -39,7 +45,8 @@ async def test_vnode_unreachable_gets_a_short_answer(own_telegram: FakeTelegram,
 
 
 async def test_vnode_down_at_confirm_then_back_sends_once(
-        own_vnode: Vnode, own_telegram: FakeTelegram, bot_redis: RedisServer) -> None:
+    own_vnode: Vnode, own_telegram: FakeTelegram, bot_redis: RedisServer
+) -> None:
     telegram = own_telegram
     runtime = BotRuntime(bot_settings(own_vnode, telegram, bot_redis.url))
     await runtime.start()
@@ -51,12 +58,16 @@ async def test_vnode_down_at_confirm_then_back_sends_once(
         serve.stop()
         press(telegram, alice, asked, "Confirm")
         unsure = await telegram.wait_for(
-            alice.id, lambda m: "don't know yet" in (m.text or ""), timeout_s=20)
+            alice.id, lambda m: "don't know yet" in (m.text or ""), timeout_s=20
+        )
         assert [t for t, _ in unsure.buttons()] == ["Try again"]  # no Cancel: it may be sent
 
         own_vnode.serve = ServeProcess(
-            own_vnode.database_url, serve.data_dir, port=serve.port,
-            extra_env=serve_env(bot_redis.url, own_vnode.stream_key))
+            own_vnode.database_url,
+            serve.data_dir,
+            port=serve.port,
+            extra_env=serve_env(bot_redis.url, own_vnode.stream_key),
+        )
         await own_vnode.serve.wait_ready()
         press(telegram, alice, unsure, "Try again")
         await telegram.wait_for(alice.id, lambda m: "Sent 4,000 sats" in (m.text or ""))
@@ -72,16 +83,33 @@ async def test_telegram_flood_limit_is_waited_out(bot: BotRuntime, telegram: Fak
     telegram.user_says(alice, "/help")
     answer = await telegram.wait_for(alice.id)
     assert "/history" in (answer.text or "")
-    assert len([c for c in telegram.calls("sendMessage")
-                if c["params"].get("chat_id") in (alice.id, str(alice.id))]) == 2
+    assert (
+        len(
+            [
+                c
+                for c in telegram.calls("sendMessage")
+                if c["params"].get("chat_id") in (alice.id, str(alice.id))
+            ]
+        )
+        == 2
+    )
     assert len(telegram.messages(alice.id)) == 1  # refused once, then sent once
 
 
-async def test_rate_limit_says_slow_down_once(vnode: Vnode, own_telegram: FakeTelegram,
-                                              bot_redis: RedisServer) -> None:
+async def test_rate_limit_says_slow_down_once(
+    vnode: Vnode, own_telegram: FakeTelegram, bot_redis: RedisServer
+) -> None:
     telegram = own_telegram
-    runtime = BotRuntime(bot_settings(vnode, telegram, bot_redis.url, bot_rate_limit=3,
-                                      bot_rate_window_s=60, redis_stream_key="test:rate"))
+    runtime = BotRuntime(
+        bot_settings(
+            vnode,
+            telegram,
+            bot_redis.url,
+            bot_rate_limit=3,
+            bot_rate_window_s=60,
+            redis_stream_key="test:rate",
+        )
+    )
     await runtime.start()
     try:
         spammer = new_user("Spammer")
@@ -91,11 +119,13 @@ async def test_rate_limit_says_slow_down_once(vnode: Vnode, own_telegram: FakeTe
         telegram.user_says(spammer, "/help")
         other = new_user("Other")  # others are not slowed down
         telegram.user_says(other, "/help")
+
         def texts() -> list[str]:
             return [m.text or "" for m in telegram.messages(spammer.id)]
 
         async def three_answers() -> bool:
             return sum("/history" in t for t in texts()) >= 3
+
         await wait_until(three_answers, 10, "three answers to the spammer")
         await telegram.wait_for(other.id)  # handled after all the spammer's updates
         assert sum("/history" in t for t in texts()) == 3
@@ -105,11 +135,13 @@ async def test_rate_limit_says_slow_down_once(vnode: Vnode, own_telegram: FakeTe
 
 
 async def test_result_is_said_anew_when_the_confirmation_cannot_be_edited(
-        bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode) -> None:
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode
+) -> None:
     alice, bob = await two_users(telegram, vnode, 5000)
     asked = await asks_to_confirm(telegram, alice, f"/send 1500 {bob.id}")
-    telegram.fail_next("editMessageText", error_code=502, description="Bad Gateway",
-                       retry_after=None, times=2)
+    telegram.fail_next(
+        "editMessageText", error_code=502, description="Bad Gateway", retry_after=None, times=2
+    )
     press(telegram, alice, asked, "Confirm")
     said = await telegram.wait_for(alice.id, lambda m: "Sent 1,500 sats" in (m.text or ""))
     assert said.message_id != asked.message_id and said.method == "sendMessage"
@@ -117,8 +149,8 @@ async def test_result_is_said_anew_when_the_confirmation_cannot_be_edited(
 
 
 async def test_a_lost_answer_is_retried_with_the_same_key(
-        bot_behind_proxy: BotRuntime, own_telegram: FakeTelegram, vnode: Vnode,
-        proxy: CuttingProxy) -> None:
+    bot_behind_proxy: BotRuntime, own_telegram: FakeTelegram, vnode: Vnode, proxy: CuttingProxy
+) -> None:
     telegram = own_telegram
     alice, bob = await two_users(telegram, vnode)
     await funded(vnode, alice, 10_000)  # (this bot does not hear the session's events)
@@ -132,8 +164,8 @@ async def test_a_lost_answer_is_retried_with_the_same_key(
 
 
 async def test_an_unknown_outcome_is_never_called_nothing_sent(
-        bot_behind_proxy: BotRuntime, own_telegram: FakeTelegram, vnode: Vnode,
-        proxy: CuttingProxy) -> None:
+    bot_behind_proxy: BotRuntime, own_telegram: FakeTelegram, vnode: Vnode, proxy: CuttingProxy
+) -> None:
     telegram = own_telegram
     alice, bob = await two_users(telegram, vnode)
     await funded(vnode, alice, 10_000)

@@ -120,8 +120,9 @@ async def test_wrong_key_and_non_json_answers(app_client: httpx.AsyncClient) -> 
     def plain(request: httpx.Request) -> httpx.Response:
         return httpx.Response(502, text="<html>bad gateway</html>")
 
-    async with VNodeClient("http://vnode", ADMIN_KEY,
-                           transport=httpx.MockTransport(plain)) as proxied:
+    async with VNodeClient(
+        "http://vnode", ADMIN_KEY, transport=httpx.MockTransport(plain)
+    ) as proxied:
         with pytest.raises(VNodeError) as caught:
             await proxied.node(1)
         assert (caught.value.status, caught.value.code) == (502, "unexpected_response")
@@ -155,8 +156,9 @@ async def test_pay_outside_invoice_and_ln_invoice(vnode: VNodeClient, sim_node: 
     assert caught.value.code == "unknown_payment"
 
 
-async def test_decode_invoice_quotes_without_moving_money(vnode: VNodeClient,
-                                                          sim_node: str) -> None:
+async def test_decode_invoice_quotes_without_moving_money(
+    vnode: VNodeClient, sim_node: str
+) -> None:
     sim = SimControl(sim_node)
     outside = await sim.invoice(2_000_000)
     quote = await vnode.decode_invoice(outside)
@@ -215,10 +217,18 @@ async def test_transport_failure_is_unavailable(caplog: pytest.LogCaptureFixture
 def test_the_client_imports_no_server_code() -> None:
     """The bot imports vnode.client alone: its models (vnode/api/models.py, the server's own)
     must not pull in FastAPI, the database driver or the service."""
-    probe = ("import sys, json, vnode.client; print(json.dumps(sorted(m for m in sys.modules "
-             "if m.split('.')[0] in ('fastapi', 'starlette', 'asyncpg', 'uvicorn')"
-             " or m.startswith(('vnode.app', 'vnode.ledger', 'vnode.payments', 'vnode.db')))))")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          timeout=60, check=False, cwd=Path(__file__).parents[2])
+    probe = (
+        "import sys, json, vnode.client; print(json.dumps(sorted(m for m in sys.modules "
+        "if m.split('.')[0] in ('fastapi', 'starlette', 'asyncpg', 'uvicorn')"
+        " or m.startswith(('vnode.app', 'vnode.ledger', 'vnode.payments', 'vnode.db')))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=Path(__file__).parents[2],
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []

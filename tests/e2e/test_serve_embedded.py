@@ -30,8 +30,10 @@ async def test_first_start_prints_admin_key_once_and_data_survives_restart(
             assert ready["node"]["simulated"] is True and ready["node"]["state"] == "ready"
             assert "SIMULATED" in ready["warning"]
             assert "SIMULATED" in first.log()
-            credited = await client.post("/admin/credit", json={
-                "user_id": user, "amount_msat": 4242, "reason": "restart test"})
+            credited = await client.post(
+                "/admin/credit",
+                json={"user_id": user, "amount_msat": 4242, "reason": "restart test"},
+            )
             assert credited.status_code == 200, credited.text
     finally:
         assert first.stop() == 0, first.log()[-3000:]

@@ -89,8 +89,9 @@ def _leave_nothing_running(data_dir: Path) -> None:
         shutil.rmtree(runtime, ignore_errors=True)
 
 
-async def _assert_all_stopped(data_dir: Path, postmaster: int, children: list[int],
-                              runtime: Path | None) -> None:
+async def _assert_all_stopped(
+    data_dir: Path, postmaster: int, children: list[int], runtime: Path | None
+) -> None:
     # vnode serve stops its database before it exits: no waiting for that.
     assert not process_alive(postmaster), "the embedded PostgreSQL outlived vnode serve"
     assert not (data_dir / "pg" / "postmaster.pid").exists()
@@ -115,8 +116,10 @@ async def _serve_and_stop(data_dir: Path, signum: int, workers: int = 1) -> None
         assert len(children) >= 1 + (workers if workers > 1 else 0)
         runtime = _runtime_dir(data_dir)
         async with httpx.AsyncClient(base_url=serve.url, headers=bearer(ADMIN_KEY)) as client:
-            credited = await client.post("/admin/credit", json={
-                "user_id": new_user_id(), "amount_msat": 1000, "reason": "before the stop"})
+            credited = await client.post(
+                "/admin/credit",
+                json={"user_id": new_user_id(), "amount_msat": 1000, "reason": "before the stop"},
+            )
             assert credited.status_code == 200, credited.text
         started = time.monotonic()
         code = serve.stop(signum, timeout_s=STOP_DEADLINE_S)  # SIGKILL if the deadline passes
@@ -144,19 +147,22 @@ async def test_sighup_stops_embedded_postgres(initialised: Path, tmp_path: Path)
     await _serve_and_stop(_copy(initialised, tmp_path), signal.SIGHUP)
 
 
-async def test_sigquit_stops_embedded_postgres_with_workers(initialised: Path,
-                                                            tmp_path: Path) -> None:
+async def test_sigquit_stops_embedded_postgres_with_workers(
+    initialised: Path, tmp_path: Path
+) -> None:
     """Two worker processes: uvicorn's supervisor ignored SIGQUIT and restarted on SIGHUP."""
     await _serve_and_stop(_copy(initialised, tmp_path), signal.SIGQUIT, workers=2)
 
 
-async def test_sigint_during_database_start_leaves_no_postgres(initialised: Path,
-                                                              tmp_path: Path) -> None:
+async def test_sigint_during_database_start_leaves_no_postgres(
+    initialised: Path, tmp_path: Path
+) -> None:
     """A stop signal while vnode is starting its database waits for the start to finish and
     then stops it: no half-started server is left behind."""
     data_dir = _copy(initialised, tmp_path)  # no initdb: the start goes straight to the server
     serve = ServeProcess(None, data_dir)
     try:
+
         async def server_appeared() -> bool:
             return _postmaster_pid(data_dir) is not None
 
@@ -182,8 +188,10 @@ async def test_sigkill_then_restart_recovers_orphan(initialised: Path, tmp_path:
         orphan = _postmaster_pid(data_dir)
         old_runtime = _runtime_dir(data_dir)
         async with httpx.AsyncClient(base_url=first.url, headers=bearer(ADMIN_KEY)) as client:
-            credited = await client.post("/admin/credit", json={
-                "user_id": user, "amount_msat": 777, "reason": "before the kill"})
+            credited = await client.post(
+                "/admin/credit",
+                json={"user_id": user, "amount_msat": 777, "reason": "before the kill"},
+            )
             assert credited.status_code == 200, credited.text
     finally:
         first.stop(signal.SIGKILL)
@@ -206,8 +214,13 @@ async def test_sigkill_then_restart_recovers_orphan(initialised: Path, tmp_path:
         # A command beside a live service is not an orphan's heir: it uses the server and
         # leaves it running for the service.
         env = {k: v for k, v in os.environ.items() if not k.startswith("VNODE_")}
-        listed = subprocess.run([VNODE, "keys", "list", "--data-dir", str(data_dir)], env=env,
-                                capture_output=True, text=True, timeout=60)
+        listed = subprocess.run(
+            [VNODE, "keys", "list", "--data-dir", str(data_dir)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert listed.returncode == 0, listed.stderr
         assert "recovered" not in listed.stderr
         assert _postmaster_pid(data_dir) == server and process_alive(server)

@@ -19,8 +19,15 @@ from vnode.lightning import bolt11
 async def test_chaos_short(pg_server: str) -> None:
     # Invoices outlive the replays of a lost answer (see the xfail below), and a payment killed
     # between reserve and send is refunded once its invoice expired, within the deadline.
-    options = chaos_options(duration_s=20, rate=30, users=30, seed=12, server_dsn=pg_server,
-                            invoice_expiry_s=20, settle_timeout_s=45)
+    options = chaos_options(
+        duration_s=20,
+        rate=30,
+        users=30,
+        seed=12,
+        server_dsn=pg_server,
+        invoice_expiry_s=20,
+        settle_timeout_s=45,
+    )
     chaos = ChaosOptions(kill_every_s=5, fault_every_s=1.0, lock_every_s=7, lock_s=1.5, seed=12)
     result = await run_chaos(options, chaos)
     assert result.kills >= 2 and result.restarts >= result.kills
@@ -32,11 +39,14 @@ async def test_chaos_short(pg_server: str) -> None:
 # readiness) before it looked the Idempotency-Key up, so a replay after the invoice expired was
 # told 422 invoice_expired for a payment that was reserved and went ahead.
 async def test_sendpayment_replay_after_expiry_returns_the_first_answer(
-        app_client: httpx.AsyncClient, sim_node: str) -> None:
+    app_client: httpx.AsyncClient, sim_node: str
+) -> None:
     sim = SimControl(sim_node)
     user = new_user_id()
-    funded = await app_client.post("/admin/credit", json={
-        "user_id": user, "amount_msat": 1_000_000, "reason": "replay after expiry"})
+    funded = await app_client.post(
+        "/admin/credit",
+        json={"user_id": user, "amount_msat": 1_000_000, "reason": "replay after expiry"},
+    )
     assert funded.status_code == 200
     invoice = await sim.invoice(50_000, expiry_sec=2)
     decoded = bolt11.decode(invoice)
@@ -49,6 +59,7 @@ async def test_sendpayment_replay_after_expiry_returns_the_first_answer(
 
         async def expired() -> bool:
             return time.time() > decoded.expires_at + 1
+
         await wait_until(expired, 10, "the invoice to expire")
         # The client lost the first answer and sends the same request with the same key.
         again = await app_client.post("/virtual_sendpayment", json=body, headers=headers)
@@ -57,9 +68,11 @@ async def test_sendpayment_replay_after_expiry_returns_the_first_answer(
         # Also while the node is locked: the stored answer, not 503.
         await sim.faults(locked=True)
         try:
+
             async def monitor_saw_lock() -> bool:
                 ready = await app_client.get("/readyz")
                 return ready.status_code == 503
+
             await wait_until(monitor_saw_lock, 10, "vnode to see the node locked")
             locked = await app_client.post("/virtual_sendpayment", json=body, headers=headers)
             assert locked.status_code in (200, 202), locked.text
@@ -69,6 +82,7 @@ async def test_sendpayment_replay_after_expiry_returns_the_first_answer(
 
             async def ready_again() -> bool:
                 return (await app_client.get("/readyz")).status_code == 200
+
             await wait_until(ready_again, 10, "vnode to see the node ready again")
     finally:
         await sim.release(decoded.payment_hash, "succeed")

@@ -28,22 +28,37 @@ SHORT_EXAMPLES = 10
 
 
 async def test_fuzz_short(pg_server: str, tmp_path: Path) -> None:
-    report = await run_fuzz(FuzzOptions(max_examples=SHORT_EXAMPLES, server_dsn=pg_server,
-                                        report_dir=tmp_path / "reports", hostile=False))
+    report = await run_fuzz(
+        FuzzOptions(
+            max_examples=SHORT_EXAMPLES,
+            server_dsn=pg_server,
+            report_dir=tmp_path / "reports",
+            hostile=False,
+        )
+    )
     print_report(report)  # shown with the failure: every finding with a request to replay
-    seed = f"(seed {report.seed}: python -m proving.fuzz --seed {report.seed} --max-examples " \
-           f"{SHORT_EXAMPLES})"
+    seed = (
+        f"(seed {report.seed}: python -m proving.fuzz --seed {report.seed} --max-examples "
+        f"{SHORT_EXAMPLES})"
+    )
     assert [k.scope for k in report.keys] == list(SCOPES)
     for key in report.keys:
         assert key.completed and key.cases > 500, f"{key.scope}: {key.cases} cases {seed}"
         assert key.server_errors == 0, f"{key.scope}: 5xx answers {seed}"
         assert not key.scope_violations, f"{key.scope}: {key.scope_violations[:3]} {seed}"
-        assert (key.money_changes == []) if key.scope in NO_MONEY else (
-            key.money_changes is None), f"{key.scope}: {key.money_changes} {seed}"
+        assert (
+            (key.money_changes == []) if key.scope in NO_MONEY else (key.money_changes is None)
+        ), f"{key.scope}: {key.money_changes} {seed}"
     assert report.control_seen, "the money check did not see a known transfer"
     assert not report.audit
-    failing = sorted({f"{check} on {op}" for k in report.keys
-                      for check, op in k.gating_failures() if check in GATING_CHECKS})
+    failing = sorted(
+        {
+            f"{check} on {op}"
+            for k in report.keys
+            for check, op in k.gating_failures()
+            if check in GATING_CHECKS
+        }
+    )
     assert not failing, f"{failing} {seed}"
     assert report.passed, f"{report.reasons()} {seed}"
 
@@ -53,11 +68,16 @@ def test_money_check_sees_every_kind_of_change() -> None:
     assert not before.changes_since(before)
     # A node created with nothing held is not money; a pending reserve, a new row and an
     # audit difference are.
-    same = Ledger({(1, "BTC"): (10, 0), (2, "BTC"): (0, 0)}, {(-1, "BTC"): -10},
-                  {"journal rows": 1}, [])
+    same = Ledger(
+        {(1, "BTC"): (10, 0), (2, "BTC"): (0, 0)}, {(-1, "BTC"): -10}, {"journal rows": 1}, []
+    )
     assert not same.changes_since(before)
-    moved = Ledger({(1, "BTC"): (9, 1)}, {(-1, "BTC"): -10, (-6, "BTC"): 1},
-                   {"journal rows": 2}, ["conservation: account 0 BTC expected 0 found 1"])
+    moved = Ledger(
+        {(1, "BTC"): (9, 1)},
+        {(-1, "BTC"): -10, (-6, "BTC"): 1},
+        {"journal rows": 2},
+        ["conservation: account 0 BTC expected 0 found 1"],
+    )
     changes = moved.changes_since(before)
     assert len(changes) == 4, changes
 
@@ -66,8 +86,15 @@ async def test_fuzz_hostile_lightning(pg_server: str, tmp_path: Path) -> None:
     """Signed hostile invoices and hostile node answers while payments are pending: no 5xx,
     the expected refusals (invoice_expiry_too_far for every far expiry), nothing booked from
     a hostile record, a fresh payment final within 10 s, all final afterwards, audit clean."""
-    report = await run_fuzz(FuzzOptions(scopes=(), server_dsn=pg_server, hostile=True,
-                                        hostile_per_kind=1, report_dir=tmp_path / "reports"))
+    report = await run_fuzz(
+        FuzzOptions(
+            scopes=(),
+            server_dsn=pg_server,
+            hostile=True,
+            hostile_per_kind=1,
+            report_dir=tmp_path / "reports",
+        )
+    )
     print_report(report)
     hostile = report.hostile
     assert hostile is not None
@@ -79,16 +106,23 @@ async def test_fuzz_hostile_lightning(pg_server: str, tmp_path: Path) -> None:
     assert not hostile.not_final and not hostile.wrong_outcome, hostile.details()
     # Every kind was really served (the sim counts what it corrupted), every category tried.
     assert set(hostile.served) == {k.value for k in HostileKind}, hostile.served
-    assert set(hostile.invoices) >= {"expiry", "amount", "route_hints", "description",
-                                     "features", "network"}
+    assert set(hostile.invoices) >= {
+        "expiry",
+        "amount",
+        "route_hints",
+        "description",
+        "features",
+        "network",
+    }
     assert hostile.payments == {"settled": 10, "held": 10, "received": 10}
     assert not report.audit
     assert report.passed, report.reasons()
 
 
 def test_hostile_invoices_are_signed_and_say_what_they_hold() -> None:
-    cases = hostile_invoices(Network.REGTEST, 1_767_225_600, "rgb:CJkb4YZw-jRiz2sk-~PARPio-wtVYI1c-"
-                             "XAEYCqO-wTfvRZ8")
+    cases = hostile_invoices(
+        Network.REGTEST, 1_767_225_600, "rgb:CJkb4YZw-jRiz2sk-~PARPio-wtVYI1c-XAEYCqO-wTfvRZ8"
+    )
     assert len({c.label for c in cases}) == len(cases) > 35
     by_label = {c.label: c for c in cases}
     assert decode(by_label["expiry 1000000000000 s"].text).expiry_s == 10**12

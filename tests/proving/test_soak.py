@@ -28,8 +28,9 @@ def assert_money_exact(result: RunResult) -> None:
 
 
 async def test_soak_short(pg_server: str) -> None:
-    options = soak_options(duration_s=15, rate=30, users=30, seed=11, server_dsn=pg_server,
-                           settle_timeout_s=30)
+    options = soak_options(
+        duration_s=15, rate=30, users=30, seed=11, server_dsn=pg_server, settle_timeout_s=30
+    )
     result = await run_soak(options)
     assert result.kind == "soak" and result.requests > 0.8 * 15 * 30
     assert result.peak_rss_mib.keys() >= {"serve-a", "serve-b"}

@@ -45,23 +45,39 @@ from vnode_sim.bolt11 import _sign_words, encode
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=10), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3)
+    ),
     max_leaves=8,
 )
 # 300 each under `make test`, fewer under the fast hypothesis profile (tests/support.examples).
 EXAMPLES = int(os.environ.get("VNODE_FUZZ_EXAMPLES", str(examples(300))))
-FAST = settings(max_examples=EXAMPLES, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # Signing an invoice costs about a millisecond: fewer of those.
-SIGNING = settings(max_examples=max(examples(50), EXAMPLES // 3), deadline=None,
-                   suppress_health_check=[HealthCheck.too_slow])
+SIGNING = settings(
+    max_examples=max(examples(50), EXAMPLES // 3),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 RGB = "rgb:CJkb4YZw-jRiz2sk-~PARPio-wtVYI1c-XAEYCqO-wTfvRZ8"
 # Integers around every boundary that matters (0, 2^63, the sats -> msat overflow), as well as
 # anywhere.
-AMOUNTS = (st.integers() | st.integers(min_value=-(2**65), max_value=2**65)
-           | st.sampled_from([0, 1, MAX_AMOUNT, MAX_AMOUNT + 1, MAX_AMOUNT // MSAT_PER_SAT,
-                              MAX_AMOUNT // MSAT_PER_SAT + 1, -1, 2**64]))
+AMOUNTS = (
+    st.integers()
+    | st.integers(min_value=-(2**65), max_value=2**65)
+    | st.sampled_from(
+        [
+            0,
+            1,
+            MAX_AMOUNT,
+            MAX_AMOUNT + 1,
+            MAX_AMOUNT // MSAT_PER_SAT,
+            MAX_AMOUNT // MSAT_PER_SAT + 1,
+            -1,
+            2**64,
+        ]
+    )
+)
 AMOUNT_VALUES = JSON | AMOUNTS | st.sampled_from([RGB, BTC])
 
 
@@ -103,7 +119,8 @@ def test_user_id_parser_accepts_only_canonical_ids(value: Any) -> None:
     assert 0 < user_id <= MAX_USER_ID
     # (type checks, not ==: True == 1 and 1.0 == 1 must not pass for an id)
     assert (type(value) is int and value == user_id) or (
-        type(value) is str and value in (str(user_id), f"vn_{user_id}"))
+        type(value) is str and value in (str(user_id), f"vn_{user_id}")
+    )
 
 
 @FAST
@@ -117,9 +134,24 @@ def test_asset_id_parser(value: Any) -> None:
 
 
 @FAST
-@given(st.dictionaries(st.sampled_from(
-    ["from_user_id", "to_user_id", "amount_sats", "amount_msat", "asset_amount", "asset_id",
-     "memo", "extra"]), AMOUNT_VALUES, max_size=6))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "from_user_id",
+                "to_user_id",
+                "amount_sats",
+                "amount_msat",
+                "asset_amount",
+                "asset_id",
+                "memo",
+                "extra",
+            ]
+        ),
+        AMOUNT_VALUES,
+        max_size=6,
+    )
+)
 def test_transfer_body_never_admits_an_invalid_amount(body: dict[str, Any]) -> None:
     try:
         parsed = TransferBody.model_validate_json(orjson.dumps(body))
@@ -135,9 +167,15 @@ def test_transfer_body_never_admits_an_invalid_amount(body: dict[str, Any]) -> N
 
 
 @FAST
-@given(st.dictionaries(st.sampled_from(
-    ["user_id", "amount_msat", "amount_sats", "asset_amount", "asset_id", "reason"]),
-    AMOUNT_VALUES, max_size=6))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["user_id", "amount_msat", "amount_sats", "asset_amount", "asset_id", "reason"]
+        ),
+        AMOUNT_VALUES,
+        max_size=6,
+    )
+)
 def test_admin_body_never_admits_an_invalid_amount(body: dict[str, Any]) -> None:
     try:
         parsed = AdminMoveBody.model_validate_json(orjson.dumps(body))
@@ -151,9 +189,15 @@ def test_admin_body_never_admits_an_invalid_amount(body: dict[str, Any]) -> None
 
 
 @FAST
-@given(st.dictionaries(st.sampled_from(
-    ["user_id", "amt_msat", "asset_id", "asset_amount", "description", "expiry_sec"]),
-    AMOUNT_VALUES, max_size=6))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["user_id", "amt_msat", "asset_id", "asset_amount", "description", "expiry_sec"]
+        ),
+        AMOUNT_VALUES,
+        max_size=6,
+    )
+)
 def test_lninvoice_body_amounts(body: dict[str, Any]) -> None:
     try:
         parsed = LnInvoiceBody.model_validate_json(orjson.dumps(body))
@@ -167,8 +211,13 @@ def test_lninvoice_body_amounts(body: dict[str, Any]) -> None:
 
 
 @FAST
-@given(st.dictionaries(st.sampled_from(["user_id", "invoice", "amt_msat", "fee_limit_msat"]),
-                       AMOUNT_VALUES, max_size=4))
+@given(
+    st.dictionaries(
+        st.sampled_from(["user_id", "invoice", "amt_msat", "fee_limit_msat"]),
+        AMOUNT_VALUES,
+        max_size=4,
+    )
+)
 def test_sendpayment_body(body: dict[str, Any]) -> None:
     try:
         parsed = SendPaymentBody.model_validate_json(orjson.dumps(body))
@@ -179,9 +228,15 @@ def test_sendpayment_body(body: dict[str, Any]) -> None:
     assert parsed.fee_limit_msat is None or parsed.fee_limit_msat >= 0
 
 
-VALID = encode(network=bolt11.Network.REGTEST, amount_msat=123_456, payment_hash=bytes(range(32)),
-               payment_secret=bytes(32), timestamp=int(time.time()),
-               private_key=bytes([9] * 32), description="fuzz")
+VALID = encode(
+    network=bolt11.Network.REGTEST,
+    amount_msat=123_456,
+    payment_hash=bytes(range(32)),
+    payment_secret=bytes(32),
+    timestamp=int(time.time()),
+    private_key=bytes([9] * 32),
+    description="fuzz",
+)
 
 
 @FAST
@@ -195,12 +250,14 @@ def test_decoder_on_arbitrary_text(text: str) -> None:
 
 
 @settings(max_examples=max(examples(500), EXAMPLES), deadline=None)
-@given(st.integers(min_value=0, max_value=len(VALID) - 1),
-       st.sampled_from("qpzry9x8gf2tvdw0s3jn54khce6mua7l"))
+@given(
+    st.integers(min_value=0, max_value=len(VALID) - 1),
+    st.sampled_from("qpzry9x8gf2tvdw0s3jn54khce6mua7l"),
+)
 def test_decoder_refuses_every_single_character_change(position: int, char: str) -> None:
     """Bech32's checksum catches any one changed character: a mutated invoice never decodes
     to something else (and the decoder raises only InvoiceError)."""
-    mutated = VALID[:position] + char + VALID[position + 1:]
+    mutated = VALID[:position] + char + VALID[position + 1 :]
     if mutated == VALID:
         return
     with pytest.raises(bolt11.InvoiceError):
@@ -225,9 +282,11 @@ def _hrp_amount_oracle(text: str) -> int | None:
     return pico // 10
 
 
-AMOUNT_TEXT = (st.text(alphabet="0123456789munpxb", max_size=40)
-               | st.from_regex(r"[0-9]{1,25}[munp]?", fullmatch=True)
-               | st.text(max_size=12))
+AMOUNT_TEXT = (
+    st.text(alphabet="0123456789munpxb", max_size=40)
+    | st.from_regex(r"[0-9]{1,25}[munp]?", fullmatch=True)
+    | st.text(max_size=12)
+)
 
 
 @FAST
@@ -284,12 +343,23 @@ def test_node_answer_amounts_are_non_negative_integers(value: Any) -> None:
 
 
 @FAST
-@given(st.lists(st.fixed_dictionaries({"type": st.sampled_from(["Fungible", "Other"]) | JSON,
-                                       "value": JSON | AMOUNTS}), max_size=4) | JSON)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {"type": st.sampled_from(["Fungible", "Other"]) | JSON, "value": JSON | AMOUNTS}
+        ),
+        max_size=4,
+    )
+    | JSON
+)
 def test_received_rgb_amount(assignments: Any) -> None:
     try:
-        transfer = {"idx": 1, "status": "Settled", "kind": "ReceiveBlind",
-                    "assignments": assignments}
+        transfer = {
+            "idx": 1,
+            "status": "Settled",
+            "kind": "ReceiveBlind",
+            "assignments": assignments,
+        }
         total = rln._read(rln_api.Transfer, transfer, "fuzz").received
     except NodeUnreachable:
         return
@@ -303,19 +373,50 @@ def test_received_rgb_amount(assignments: Any) -> None:
 _NUMBER = re.compile(r"\s*([0-9][0-9,_]*(?:\.[0-9]+)?|\.[0-9]+)")
 # What one typed unit can be worth in msat: msat, sat, k msat, m msat / k sat, m sat, btc.
 _SCALES = {1, 10**3, 10**6, 10**9, 10**11}
-_UNIT_WORDS = ["", "sat", "sats", "msat", "msats", "btc", "k", "m", "k sats", "ksat", "m msat",
-               "satoshis", "millisats", "BTC", "Sats", "kk", "x", "k btc", "e3", "bits"]
+_UNIT_WORDS = [
+    "",
+    "sat",
+    "sats",
+    "msat",
+    "msats",
+    "btc",
+    "k",
+    "m",
+    "k sats",
+    "ksat",
+    "m msat",
+    "satoshis",
+    "millisats",
+    "BTC",
+    "Sats",
+    "kk",
+    "x",
+    "k btc",
+    "e3",
+    "bits",
+]
 CHAT_AMOUNT = (
-    st.builds(lambda n, sep, u: f"{n}{sep}{u}",
-              st.from_regex(r"(0|[1-9][0-9]{0,30}|[0-9]{1,3}([,_][0-9]{3}){1,6})(\.[0-9]{1,40})?"
-                            r"|\.[0-9]{1,20}", fullmatch=True),
-              st.sampled_from(["", " ", "  "]), st.sampled_from(_UNIT_WORDS))
+    st.builds(
+        lambda n, sep, u: f"{n}{sep}{u}",
+        st.from_regex(
+            r"(0|[1-9][0-9]{0,30}|[0-9]{1,3}([,_][0-9]{3}){1,6})(\.[0-9]{1,40})?"
+            r"|\.[0-9]{1,20}",
+            fullmatch=True,
+        ),
+        st.sampled_from(["", " ", "  "]),
+        st.sampled_from(_UNIT_WORDS),
+    )
     # A tiny fraction far down: 28 significant digits is where decimal arithmetic rounds.
-    | st.builds(lambda whole, zeros, digit, u: f"{whole}.{'0' * zeros}{digit} {u}",
-                st.integers(0, 10**6), st.integers(0, 40), st.integers(1, 9),
-                st.sampled_from(["sats", "msat", "btc", "k sats", ""]))
+    | st.builds(
+        lambda whole, zeros, digit, u: f"{whole}.{'0' * zeros}{digit} {u}",
+        st.integers(0, 10**6),
+        st.integers(0, 40),
+        st.integers(1, 9),
+        st.sampled_from(["sats", "msat", "btc", "k sats", ""]),
+    )
     | st.text(max_size=30)
-    | st.text(alphabet="0123456789.,_ kmsatbcKM-+e", max_size=30))
+    | st.text(alphabet="0123456789.,_ kmsatbcKM-+e", max_size=30)
+)
 
 
 def _typed_number(text: str) -> Fraction:
@@ -361,9 +462,15 @@ def test_chat_units_round_trip(units: int) -> None:
 
 
 @FAST
-@given(st.lists(st.sampled_from(["sat", "sats", "msat", "btc", "k", "m", "K", "5", "0.5", "@bob",
-                                 "5k", "tip"]) | st.text(max_size=8).filter(
-    lambda w: w and not any(c.isspace() for c in w)), max_size=5))
+@given(
+    st.lists(
+        st.sampled_from(
+            ["sat", "sats", "msat", "btc", "k", "m", "K", "5", "0.5", "@bob", "5k", "tip"]
+        )
+        | st.text(max_size=8).filter(lambda w: w and not any(c.isspace() for c in w)),
+        max_size=5,
+    )
+)
 def test_take_amount_splits_without_losing_words(words: list[str]) -> None:
     """(Words come from str.split(): no spaces inside.)"""
     try:

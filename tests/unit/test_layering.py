@@ -39,9 +39,14 @@ print(json.dumps({{"imported": names, "sim": sorted(m for m in sys.modules
 
 @functools.cache  # one fresh interpreter per package for the whole module
 def _probe(package: str) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-c", _PROBE.format(package=package)],
-                          capture_output=True, text=True, timeout=120, check=False,
-                          cwd=Path(vnode.__file__).parent.parent)
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(package=package)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=Path(vnode.__file__).parent.parent,
+    )
     assert done.returncode == 0, done.stderr
     report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return report
@@ -67,5 +72,8 @@ def test_neither_vnode_nor_the_sim_imports_the_harness() -> None:
         for path in root.rglob("*.py"):
             for line in path.read_text().splitlines():
                 words = line.split()
-                assert not (words[:1] in (["import"], ["from"]) and len(words) > 1
-                            and words[1].split(".")[0] == "harness"), f"{path}: {line.strip()}"
+                assert not (
+                    words[:1] in (["import"], ["from"])
+                    and len(words) > 1
+                    and words[1].split(".")[0] == "harness"
+                ), f"{path}: {line.strip()}"

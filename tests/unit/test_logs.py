@@ -47,8 +47,9 @@ def root_logging() -> Iterator[None]:
 
 
 def record(msg: str = "hello %s", *args: object, **extra: object) -> logging.LogRecord:
-    made = logging.LogRecord("vnode.test", logging.WARNING, __file__, 1, msg, args or ("you",),
-                             None)
+    made = logging.LogRecord(
+        "vnode.test", logging.WARNING, __file__, 1, msg, args or ("you",), None
+    )
     made.__dict__.update(extra)
     return made
 
@@ -78,7 +79,8 @@ def test_setting_accepts_only_the_three_formats(monkeypatch: pytest.MonkeyPatch)
 
 @pytest.mark.usefixtures("root_logging")
 def test_configure_logging_reads_vnode_log_format_when_not_given(
-        monkeypatch: pytest.MonkeyPatch, terminal: TextIO) -> None:
+    monkeypatch: pytest.MonkeyPatch, terminal: TextIO
+) -> None:
     # uvicorn's worker processes and the bot configure logging without the setting.
     monkeypatch.setenv("VNODE_LOG_FORMAT", "json")
     configure_logging("INFO", stream=terminal)
@@ -109,8 +111,10 @@ def test_json_lines_stay_json() -> None:
     log = logging.getLogger("vnode.test")
     token = request_id_var.set("req-1")
     try:
-        log.info("two\nlines \"quoted\"", extra={"payment_hash": "ab" * 32, "n": 3,
-                                                 "nested": {"a": [1, 2]}, "obj": object()})
+        log.info(
+            'two\nlines "quoted"',
+            extra={"payment_hash": "ab" * 32, "n": 3, "nested": {"a": [1, 2]}, "obj": object()},
+        )
         try:
             raise RuntimeError("boom")
         except RuntimeError:
@@ -120,7 +124,7 @@ def test_json_lines_stay_json() -> None:
     lines = out.getvalue().splitlines()
     assert len(lines) == 2
     first, second = (orjson.loads(line) for line in lines)
-    assert first["msg"] == "two\nlines \"quoted\"" and first["level"] == "info"
+    assert first["msg"] == 'two\nlines "quoted"' and first["level"] == "info"
     assert first["logger"] == "vnode.test" and first["request_id"] == "req-1"
     assert first["payment_hash"] == "ab" * 32 and first["n"] == 3
     assert first["nested"] == {"a": [1, 2]} and first["obj"].startswith("<object")
@@ -128,8 +132,9 @@ def test_json_lines_stay_json() -> None:
 
 
 def test_text_line_has_time_level_logger_message_and_fields() -> None:
-    line = TextFormatter().format(record(worker="reconciler", retry_in_s=0.5,
-                                         detail="connection refused", empty=""))
+    line = TextFormatter().format(
+        record(worker="reconciler", retry_in_s=0.5, detail="connection refused", empty="")
+    )
     assert line.split(" ", 1)[0].count(":") == 2  # HH:MM:SS.mmm
     assert " WARNING  vnode.test: hello you  " in line
     assert 'worker=reconciler retry_in_s=0.5 detail="connection refused" empty=""' in line
@@ -157,8 +162,13 @@ def test_log_on_change_says_each_state_once(caplog: pytest.LogCaptureFixture) ->
     said = LogOnChange(log, max_keys=2)
     with caplog.at_level(logging.INFO, logger="vnode.test.change"):
         for _ in range(5):  # five polls, one state
-            said.log("p1", "unavailable", logging.INFO, "payment status unavailable",
-                     extra={"payment_hash": "p1"})
+            said.log(
+                "p1",
+                "unavailable",
+                logging.INFO,
+                "payment status unavailable",
+                extra={"payment_hash": "p1"},
+            )
         assert said.log("p1", "unreachable", logging.INFO, "node %s", "unreachable")
         assert not said.log("p1", "unreachable", logging.INFO, "node %s", "unreachable")
         said.forget("p1")
@@ -168,6 +178,12 @@ def test_log_on_change_says_each_state_once(caplog: pytest.LogCaptureFixture) ->
         said.log("p3", "x", logging.INFO, "p3")
         assert said.log("p1", "unreachable", logging.INFO, "node %s", "unreachable")
     messages = [r.getMessage() for r in caplog.records]
-    assert messages == ["payment status unavailable", "node unreachable", "node unreachable",
-                        "p2", "p3", "node unreachable"]
+    assert messages == [
+        "payment status unavailable",
+        "node unreachable",
+        "node unreachable",
+        "p2",
+        "p3",
+        "node unreachable",
+    ]
     assert caplog.records[0].__dict__["payment_hash"] == "p1"

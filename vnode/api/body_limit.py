@@ -112,6 +112,7 @@ class BodyLimit:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, ErrorCode.PAYLOAD_TOO_LARGE.value, _message(self.limit),
-                                  _CLOSE)
+        response = error_response(
+            413, ErrorCode.PAYLOAD_TOO_LARGE.value, _message(self.limit), _CLOSE
+        )
         await response(scope, receive, send)

@@ -72,8 +72,9 @@ async def authorize(keys: KeyVerifier, token: str | None, scope: Scope) -> Princ
         raise ApiError(ErrorCode.UNAUTHORIZED, "unknown or revoked API key")
     if not principal.scope.allows(scope):
         raise ApiError(
-            ErrorCode.FORBIDDEN, f"this endpoint needs scope '{scope.value}' or above; "
-            f"the key has '{principal.scope.value}'"
+            ErrorCode.FORBIDDEN,
+            f"this endpoint needs scope '{scope.value}' or above; "
+            f"the key has '{principal.scope.value}'",
         )
     return principal
 
@@ -95,7 +96,11 @@ def idempotency(
 
 IdempotencyHeader = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", description=(
-        "Optional. The first answer under this key is stored and replayed for the same "
-        "request; the same key with a different request is refused (idempotency_key_reused).")),
+    Header(
+        alias="Idempotency-Key",
+        description=(
+            "Optional. The first answer under this key is stored and replayed for the same "
+            "request; the same key with a different request is refused (idempotency_key_reused)."
+        ),
+    ),
 ]

@@ -28,8 +28,11 @@ _BY_FIELD = {
 }
 _CODES = {code.value for code in ErrorCode}
 _HTTP_CODES = {
-    401: ErrorCode.UNAUTHORIZED, 403: ErrorCode.FORBIDDEN, 404: ErrorCode.NOT_FOUND,
-    405: ErrorCode.METHOD_NOT_ALLOWED, 413: ErrorCode.PAYLOAD_TOO_LARGE,
+    401: ErrorCode.UNAUTHORIZED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
 }
 
 
@@ -58,7 +61,10 @@ def _validation_code(error: dict[str, Any]) -> ErrorCode:
 
 def _describe(error: dict[str, Any]) -> str:
     if tuple(error["loc"]) in (("body",), ()) and error["type"] in (
-            "model_attributes_type", "dict_type", "model_type"):
+        "model_attributes_type",
+        "dict_type",
+        "model_type",
+    ):
         return "the body must be a JSON object, sent with Content-Type: application/json"
     where = ".".join(str(part) for part in error["loc"] if part != "body")
     return f"{where}: {error['msg']}" if where else str(error["msg"])

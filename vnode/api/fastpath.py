@@ -49,14 +49,16 @@ class FastPath:
             return
         await response(scope, receive, send)
 
-    async def _serve(self, route: HotRoute[Any], scope: Scope, receive: Receive,
-                     services: Services) -> Response | _Refer:
+    async def _serve(
+        self, route: HotRoute[Any], scope: Scope, receive: Receive, services: Services
+    ) -> Response | _Refer:
         headers = dict(scope["headers"])
         authorization = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, token = authorization.partition(" ")
         try:
-            key = await authorize(services.keys, token.strip() if scheme.lower() == "bearer"
-                                  else None, route.scope)
+            key = await authorize(
+                services.keys, token.strip() if scheme.lower() == "bearer" else None, route.scope
+            )
             raw = await _read_body(receive)
             if not raw or not _is_json(headers.get(b"content-type")):
                 return _Refer(raw, receive)
@@ -66,8 +68,11 @@ class FastPath:
                 return _Refer(raw, receive)
             idempotency_key = headers.get(b"idempotency-key")
             return await route.handle(
-                services, body, key,
-                idempotency_key.decode("latin-1") if idempotency_key is not None else None)
+                services,
+                body,
+                key,
+                idempotency_key.decode("latin-1") if idempotency_key is not None else None,
+            )
         except ApiError as exc:
             return api_error_response(exc)
 
@@ -78,7 +83,8 @@ def _is_json(content_type: bytes | None) -> bool:
         return False
     media = content_type.split(b";", 1)[0].strip().lower()
     return media == b"application/json" or (
-        media.startswith(b"application/") and media.endswith(b"+json"))
+        media.startswith(b"application/") and media.endswith(b"+json")
+    )
 
 
 class _Refer:

@@ -56,8 +56,12 @@ def include(router: APIRouter, routes: Sequence[HotRoute[Any]]) -> None:
     """Register each hot route on `router` as a documented `POST` FastAPI route."""
     for route in routes:
         router.add_api_route(
-            route.path, _endpoint(route), methods=["POST"], name=route.path.lstrip("/"),
-            summary=route.summary, description=route.description or None,
+            route.path,
+            _endpoint(route),
+            methods=["POST"],
+            name=route.path.lstrip("/"),
+            summary=route.summary,
+            description=route.description or None,
             responses={**documented(route.answer), **documented_errors(*route.errors)},
         )
 
@@ -66,19 +70,30 @@ def _endpoint(route: HotRoute[Any]) -> Callable[..., Awaitable[Response]]:
     """A FastAPI endpoint for the route: its signature tells FastAPI the body model, the key
     dependency of the route's scope and the optional header; the work is the route's handler."""
 
-    async def endpoint(body: BaseModel, key: Principal, services: Services,
-                       idempotency_key: str | None = None) -> Response:
+    async def endpoint(
+        body: BaseModel, key: Principal, services: Services, idempotency_key: str | None = None
+    ) -> Response:
         return await route.handle(services, body, key, idempotency_key)
 
     parameters = [
         Parameter("body", Parameter.KEYWORD_ONLY, annotation=route.body),
-        Parameter("key", Parameter.KEYWORD_ONLY,
-                  annotation=Annotated[Principal, Depends(require(route.scope))]),
+        Parameter(
+            "key",
+            Parameter.KEYWORD_ONLY,
+            annotation=Annotated[Principal, Depends(require(route.scope))],
+        ),
         Parameter("services", Parameter.KEYWORD_ONLY, annotation=ServicesDep),
     ]
     if route.idempotent:
-        parameters.append(Parameter("idempotency_key", Parameter.KEYWORD_ONLY, default=None,
-                                    annotation=IdempotencyHeader))
+        parameters.append(
+            Parameter(
+                "idempotency_key",
+                Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=IdempotencyHeader,
+            )
+        )
     endpoint.__signature__ = Signature(  # type: ignore[attr-defined]
-        parameters, return_annotation=Response)
+        parameters, return_annotation=Response
+    )
     return endpoint

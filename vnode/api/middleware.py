@@ -51,8 +51,10 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
-                message["headers"] = [*message.get("headers", []),
-                                      (b"x-request-id", request_id.encode())]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
             await send(message)
 
         try:
@@ -63,8 +65,12 @@ class RequestContextMiddleware:
             self.metrics.ledger_errors.labels("unhandled").inc()
             if not response_started:
                 spec = CATALOGUE[ErrorCode.INTERNAL_ERROR]
-                response = error_response(spec.status, ErrorCode.INTERNAL_ERROR.value,
-                                          spec.description, {"x-request-id": request_id})
+                response = error_response(
+                    spec.status,
+                    ErrorCode.INTERNAL_ERROR.value,
+                    spec.description,
+                    {"x-request-id": request_id},
+                )
                 await response(scope, receive, send)
             status = 500
         finally:
@@ -75,5 +81,12 @@ class RequestContextMiddleware:
             self.metrics.requests.labels(method, template, str(status)).inc()
             self.metrics.latency.labels(method, template).observe(elapsed_s)
             if self.access_log:
-                log.info("request", extra={"method": method, "route": template,
-                                           "status": status, "ms": round(elapsed_s * 1000, 2)})
+                log.info(
+                    "request",
+                    extra={
+                        "method": method,
+                        "route": template,
+                        "status": status,
+                        "ms": round(elapsed_s * 1000, 2),
+                    },
+                )

@@ -42,9 +42,20 @@ class VirtualNode(_OfNode):
     pubkey: str
     created_at: datetime
 
-    model_config = ConfigDict(frozen=True, extra="ignore", json_schema_extra={"examples": [{
-        "user_id": 123456789, "node_id": "vn_123456789", "pubkey": "02" + "ab" * 32,
-        "created_at": "2026-11-26T10:00:00.000000Z"}]})
+    model_config = ConfigDict(
+        frozen=True,
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": 123456789,
+                    "node_id": "vn_123456789",
+                    "pubkey": "02" + "ab" * 32,
+                    "created_at": "2026-11-26T10:00:00.000000Z",
+                }
+            ]
+        },
+    )
 
 
 class BalanceAfter(Answer):
@@ -68,12 +79,29 @@ class Transfer(_Amounts):
     created_at: datetime
     sender_balance: BalanceAfter
 
-    model_config = ConfigDict(frozen=True, extra="ignore", json_schema_extra={"examples": [{
-        "transfer_id": 42, "status": "completed", "from_user_id": 123456789,
-        "from_node_id": "vn_123456789", "to_user_id": 987654321, "to_node_id": "vn_987654321",
-        "asset_id": "BTC", "amount_msat": 5000000, "amount_sats": 5000, "fee_msat": 0,
-        "memo": None, "created_at": "2026-11-26T10:00:00.000000Z",
-        "sender_balance": {"balance_msat": 95000000, "balance_sats": 95000}}]})
+    model_config = ConfigDict(
+        frozen=True,
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "transfer_id": 42,
+                    "status": "completed",
+                    "from_user_id": 123456789,
+                    "from_node_id": "vn_123456789",
+                    "to_user_id": 987654321,
+                    "to_node_id": "vn_987654321",
+                    "asset_id": "BTC",
+                    "amount_msat": 5000000,
+                    "amount_sats": 5000,
+                    "fee_msat": 0,
+                    "memo": None,
+                    "created_at": "2026-11-26T10:00:00.000000Z",
+                    "sender_balance": {"balance_msat": 95000000, "balance_sats": 95000},
+                }
+            ]
+        },
+    )
 
 
 class AdminMove(_OfNode, _Amounts):

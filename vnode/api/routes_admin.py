@@ -15,16 +15,28 @@ from vnode.ledger.admin import AdminCommand, AdminMove, admin_move
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
-_RESPONSES = {**models.documented(models.AdminMove), **documented_errors(
-    ErrorCode.INVALID_JSON, ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_AMOUNT,
-    ErrorCode.AMOUNT_FIELDS, ErrorCode.INVALID_USER_ID, ErrorCode.INVALID_ASSET_ID,
-    ErrorCode.INVALID_IDEMPOTENCY_KEY, ErrorCode.UNKNOWN_USER, ErrorCode.INSUFFICIENT_BALANCE,
-    ErrorCode.IDEMPOTENCY_KEY_REUSED,
-)}
+_RESPONSES = {
+    **models.documented(models.AdminMove),
+    **documented_errors(
+        ErrorCode.INVALID_JSON,
+        ErrorCode.INVALID_REQUEST,
+        ErrorCode.INVALID_AMOUNT,
+        ErrorCode.AMOUNT_FIELDS,
+        ErrorCode.INVALID_USER_ID,
+        ErrorCode.INVALID_ASSET_ID,
+        ErrorCode.INVALID_IDEMPOTENCY_KEY,
+        ErrorCode.UNKNOWN_USER,
+        ErrorCode.INSUFFICIENT_BALANCE,
+        ErrorCode.IDEMPOTENCY_KEY_REUSED,
+    ),
+}
 
 
 async def _move(
-    move: AdminMove, body: AdminMoveBody, key: AdminKey, services: ServicesDep,
+    move: AdminMove,
+    body: AdminMoveBody,
+    key: AdminKey,
+    services: ServicesDep,
     idempotency_key: str | None,
 ) -> Response:
     command = AdminCommand(move, body.user_id, body.asset_id, body.amount, body.reason)
@@ -41,7 +53,9 @@ async def _move(
     responses=_RESPONSES,
 )
 async def credit(
-    body: AdminMoveBody, key: AdminKey, services: ServicesDep,
+    body: AdminMoveBody,
+    key: AdminKey,
+    services: ServicesDep,
     idempotency_key: IdempotencyHeader = None,
 ) -> Response:
     return await _move(AdminMove.CREDIT, body, key, services, idempotency_key)
@@ -54,7 +68,9 @@ async def credit(
     responses=_RESPONSES,
 )
 async def debit(
-    body: AdminMoveBody, key: AdminKey, services: ServicesDep,
+    body: AdminMoveBody,
+    key: AdminKey,
+    services: ServicesDep,
     idempotency_key: IdempotencyHeader = None,
 ) -> Response:
     return await _move(AdminMove.DEBIT, body, key, services, idempotency_key)

@@ -36,19 +36,26 @@ router = APIRouter(tags=["virtual nodes"])
     summary="Create or fetch a user's virtual node (scope: receive)",
     description="Creates `vn_{telegram_id}` on first call, with a public key derived by BIP32 "
     "from the service's master seed; later calls return the same node.",
-    responses={**documented(VirtualNode),
-               **documented_errors(ErrorCode.INVALID_USER_ID, ErrorCode.INVALID_REQUEST)},
+    responses={
+        **documented(VirtualNode),
+        **documented_errors(ErrorCode.INVALID_USER_ID, ErrorCode.INVALID_REQUEST),
+    },
 )
 async def virtual_node(body: UserBody, _key: ReceiveKey, services: ServicesDep) -> Response:
     node = await nodes.ensure_node(services.pool, services.signer, body.user_id)
-    return json_response({
-        "user_id": node.user_id, "node_id": node.node_id, "pubkey": node.pubkey,
-        "created_at": format_timestamp(node.created_at),
-    })
+    return json_response(
+        {
+            "user_id": node.user_id,
+            "node_id": node.node_id,
+            "pubkey": node.pubkey,
+            "created_at": format_timestamp(node.created_at),
+        }
+    )
 
 
-async def handle_transfer(services: Services, body: TransferBody, key: Principal,
-                          idempotency_key: str | None) -> Response:
+async def handle_transfer(
+    services: Services, body: TransferBody, key: Principal, idempotency_key: str | None
+) -> Response:
     if body.from_user_id == body.to_user_id:
         raise ApiError(ErrorCode.SELF_TRANSFER)
     command = transfers.TransferCommand(
@@ -64,41 +71,63 @@ async def handle_transfer(services: Services, body: TransferBody, key: Principal
     return answer_response(answer)
 
 
-async def handle_assetbalance(services: Services, body: AssetBalanceBody, _key: Principal,
-                              _idempotency_key: str | None) -> Response:
+async def handle_assetbalance(
+    services: Services, body: AssetBalanceBody, _key: Principal, _idempotency_key: str | None
+) -> Response:
     found = await balances.asset_balance(services.pool, body.user_id, body.asset_id)
     if found is None:
         raise ApiError(ErrorCode.UNKNOWN_USER)
     return json_response(
-        {"user_id": body.user_id, "node_id": node_id(body.user_id), **found.as_json()})
+        {"user_id": body.user_id, "node_id": node_id(body.user_id), **found.as_json()}
+    )
 
 
 # Served by vnode/api/fastpath.py (app.py gives it this table); hot.include below makes their
 # FastAPI routes, for the OpenAPI document and as the fallback.
 HOT_ROUTES: tuple[HotRoute[Any], ...] = (
     HotRoute(
-        "/virtual_transfer", KeyScope.SPEND, TransferBody, Transfer, handle_transfer,
+        "/virtual_transfer",
+        KeyScope.SPEND,
+        TransferBody,
+        Transfer,
+        handle_transfer,
         summary="Flow 1: internal transfer between two users (scope: spend)",
         description="Moves an amount from one user to another in one database transaction, "
         "free and instant. Exactly one amount field: `amount_sats` or `amount_msat` for BTC, "
         "`asset_amount` for an RGB asset. The recipient's node is created on first use. "
         "Send an `Idempotency-Key` header to make retries safe.",
-        errors=(ErrorCode.INVALID_JSON, ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_AMOUNT,
-                ErrorCode.AMOUNT_FIELDS, ErrorCode.INVALID_USER_ID, ErrorCode.INVALID_ASSET_ID,
-                ErrorCode.INVALID_MEMO, ErrorCode.INVALID_IDEMPOTENCY_KEY,
-                ErrorCode.SELF_TRANSFER, ErrorCode.UNKNOWN_USER,
-                ErrorCode.INSUFFICIENT_BALANCE, ErrorCode.IDEMPOTENCY_KEY_REUSED),
+        errors=(
+            ErrorCode.INVALID_JSON,
+            ErrorCode.INVALID_REQUEST,
+            ErrorCode.INVALID_AMOUNT,
+            ErrorCode.AMOUNT_FIELDS,
+            ErrorCode.INVALID_USER_ID,
+            ErrorCode.INVALID_ASSET_ID,
+            ErrorCode.INVALID_MEMO,
+            ErrorCode.INVALID_IDEMPOTENCY_KEY,
+            ErrorCode.SELF_TRANSFER,
+            ErrorCode.UNKNOWN_USER,
+            ErrorCode.INSUFFICIENT_BALANCE,
+            ErrorCode.IDEMPOTENCY_KEY_REUSED,
+        ),
         idempotent=True,
     ),
     HotRoute(
-        "/virtual_assetbalance", KeyScope.READ, AssetBalanceBody, UserAssetBalance,
+        "/virtual_assetbalance",
+        KeyScope.READ,
+        AssetBalanceBody,
+        UserAssetBalance,
         handle_assetbalance,
         summary="A user's balance of one asset (scope: read)",
         description="`balance` is settled (spendable plus pending), `pending` is reserved for "
         "outgoing payments in flight, `spendable` can be sent now. BTC amounts are in msat, "
         "with whole sats rounded down alongside; RGB amounts are in the asset's units.",
-        errors=(ErrorCode.INVALID_USER_ID, ErrorCode.INVALID_ASSET_ID, ErrorCode.UNKNOWN_USER,
-                ErrorCode.INVALID_REQUEST),
+        errors=(
+            ErrorCode.INVALID_USER_ID,
+            ErrorCode.INVALID_ASSET_ID,
+            ErrorCode.UNKNOWN_USER,
+            ErrorCode.INVALID_REQUEST,
+        ),
     ),
 )
 hot.include(router, HOT_ROUTES)
@@ -112,8 +141,12 @@ async def _require_node(services: ServicesDep, user_id: int) -> None:
 @router.post(
     "/virtual_balances",
     summary="Every asset a user holds (scope: read)",
-    responses={**documented(Balances), **documented_errors(
-        ErrorCode.INVALID_USER_ID, ErrorCode.UNKNOWN_USER, ErrorCode.INVALID_REQUEST)},
+    responses={
+        **documented(Balances),
+        **documented_errors(
+            ErrorCode.INVALID_USER_ID, ErrorCode.UNKNOWN_USER, ErrorCode.INVALID_REQUEST
+        ),
+    },
 )
 async def virtual_balances(body: UserBody, _key: ReadKey, services: ServicesDep) -> Response:
     found = await balances.all_balances(services.pool, body.user_id)
@@ -127,9 +160,15 @@ async def virtual_balances(body: UserBody, _key: ReadKey, services: ServicesDep)
     summary="A user's transactions, newest first (scope: read)",
     description="Keyset pagination: pass the `next_cursor` of one page as `cursor` to get the "
     "next; it is null on the last page.",
-    responses={**documented(HistoryPage), **documented_errors(
-        ErrorCode.INVALID_USER_ID, ErrorCode.INVALID_CURSOR, ErrorCode.UNKNOWN_USER,
-        ErrorCode.INVALID_REQUEST)},
+    responses={
+        **documented(HistoryPage),
+        **documented_errors(
+            ErrorCode.INVALID_USER_ID,
+            ErrorCode.INVALID_CURSOR,
+            ErrorCode.UNKNOWN_USER,
+            ErrorCode.INVALID_REQUEST,
+        ),
+    },
 )
 async def virtual_history(body: HistoryBody, _key: ReadKey, services: ServicesDep) -> Response:
     before_id = None
@@ -142,5 +181,11 @@ async def virtual_history(body: HistoryBody, _key: ReadKey, services: ServicesDe
     entries, next_cursor = await history.history_page(
         services.pool, body.user_id, body.limit, before_id
     )
-    return json_response({"user_id": body.user_id, "node_id": node_id(body.user_id),
-                  "transactions": entries, "next_cursor": next_cursor})
+    return json_response(
+        {
+            "user_id": body.user_id,
+            "node_id": node_id(body.user_id),
+            "transactions": entries,
+            "next_cursor": next_cursor,
+        }
+    )

@@ -44,13 +44,17 @@ async def healthz() -> Response:
     description="503 `not_ready` unless the database is reachable, migrations are current and "
     "the master node is ready (not locked, reachable); 200 `degraded` when a money worker "
     "has not completed a pass for VNODE_MONEY_WORKER_STALE_S (60 s); else 200 `ready`. Without "
-    "a key the answer is only `{\"status\"}`; with a read key it also has the checks, the "
+    'a key the answer is only `{"status"}`; with a read key it also has the checks, the '
     "node (and whether it is SIMULATED), the workers' last passes and, per asset, what users "
     "are owed against what the node could spend at the monitor's last look.",
-    responses={**documented(Readiness),
-               503: {"model": Readiness,
-                     "description": "Not ready; with a read key, `checks` says which part."},
-               **documented_errors(ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN)},
+    responses={
+        **documented(Readiness),
+        503: {
+            "model": Readiness,
+            "description": "Not ready; with a read key, `checks` says which part.",
+        },
+        **documented_errors(ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN),
+    },
     # The key is optional (`{}`): without one, the bare verdict.
     openapi_extra={"security": [{}, {"HTTPBearer": []}]},
 )
@@ -65,14 +69,21 @@ async def readyz(
     checks["node"] = str(node["state"])
     stale = services.workers.stale(MONEY_WORKERS, services.settings.money_worker_stale_s)
     checks["workers"] = "ok" if not stale else "stale: " + ", ".join(stale)
-    ready = (checks["database"] == "ok" and checks["migrations"] == "current"
-             and node["state"] == NodeState.READY.value)
+    ready = (
+        checks["database"] == "ok"
+        and checks["migrations"] == "current"
+        and node["state"] == NodeState.READY.value
+    )
     status = "not_ready" if not ready else "degraded" if stale else "ready"
     code = 200 if ready else 503
     if credentials is None:
         return Response(orjson.dumps({"status": status}), code, media_type="application/json")
-    body: dict[str, object] = {"status": status, "checks": checks, "node": node,
-                               "workers": _workers(services)}
+    body: dict[str, object] = {
+        "status": status,
+        "checks": checks,
+        "node": node,
+        "workers": _workers(services),
+    }
     if node["simulated"]:
         body["warning"] = "SIMULATED master node: no real money moves"
     if checks["database"] == "ok":
@@ -89,8 +100,13 @@ async def _database_checks(services: ServicesDep) -> dict[str, str]:
             checks["database"] = "ok"
             todo = await pending_migrations(conn)
             checks["migrations"] = "current" if not todo else f"{len(todo)} pending"
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
-            MigrationError) as exc:
+    except (
+        OSError,
+        TimeoutError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        MigrationError,
+    ) as exc:
         checks.setdefault("database", f"unreachable: {type(exc).__name__}")
         checks.setdefault("migrations", "unknown")
     return checks
@@ -98,10 +114,14 @@ async def _database_checks(services: ServicesDep) -> dict[str, str]:
 
 def _workers(services: ServicesDep) -> dict[str, object]:
     now = time.time()
-    return {name: {"last_success_age_s": round(now - at, 1) if at else None,
-                   "failures": services.workers.failures.get(name, 0)}
-            for name in sorted(services.workers.started_at)
-            for at in [services.workers.last_success.get(name)]}
+    return {
+        name: {
+            "last_success_age_s": round(now - at, 1) if at else None,
+            "failures": services.workers.failures.get(name, 0),
+        }
+        for name in sorted(services.workers.started_at)
+        for at in [services.workers.last_success.get(name)]
+    }
 
 
 async def _solvency(services: ServicesDep) -> dict[str, object]:
@@ -110,13 +130,22 @@ async def _solvency(services: ServicesDep) -> dict[str, object]:
     if spendable.balances is None:
         return {"checked_age_s": age, "assets": None, "unknown": spendable.error}
     owed = await solvency.liabilities(services.pool)
-    return {"checked_age_s": age,
-            "assets": [row.as_json() for row in solvency.compare(owed, spendable.balances)]}
+    return {
+        "checked_age_s": age,
+        "assets": [row.as_json() for row in solvency.compare(owed, spendable.balances)],
+    }
 
 
-@router.get("/metrics", summary="Prometheus metrics of this process (scope: read)",
-            responses={200: {"description": "The Prometheus text exposition format.",
-                             "content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}},
-                       **documented_errors()})
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics of this process (scope: read)",
+    responses={
+        200: {
+            "description": "The Prometheus text exposition format.",
+            "content": {CONTENT_TYPE_LATEST.split(";")[0]: {}},
+        },
+        **documented_errors(),
+    },
+)
 async def metrics(_key: ReadKey, services: ServicesDep) -> Response:
     return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -47,28 +47,51 @@ def _event_types(value: object) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-        raise PydanticCustomError(ErrorCode.INVALID_EVENT_TYPE.value,
-                                  "events must be a list of event type names")
+        raise PydanticCustomError(
+            ErrorCode.INVALID_EVENT_TYPE.value, "events must be a list of event type names"
+        )
     try:
         return endpoints.parse_event_types(value)
     except InvalidEventType as exc:
         raise PydanticCustomError(ErrorCode.INVALID_EVENT_TYPE.value, str(exc)) from None
 
 
-_EVENTS_SCHEMA = {"type": "array", "items": {"type": "string", "enum": list(EVENT_TYPES)},
-                  "description": "Event types to receive; empty or absent: every type."}
+_EVENTS_SCHEMA = {
+    "type": "array",
+    "items": {"type": "string", "enum": list(EVENT_TYPES)},
+    "description": "Event types to receive; empty or absent: every type.",
+}
 
 
 class WebhookBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [
-        {"url": "https://bot.example.com/vnode-events", "events": ["transfer.completed",
-                                                                   "invoice.paid"]}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://bot.example.com/vnode-events",
+                    "events": ["transfer.completed", "invoice.paid"],
+                }
+            ]
+        },
+    )
 
-    url: Annotated[str, BeforeValidator(_url), WithJsonSchema(
-        {"type": "string", "format": "uri", "maxLength": URL_MAX_CHARS,
-         "description": "http(s) URL receiving the signed POSTs"})]
-    events: Annotated[tuple[str, ...], BeforeValidator(_event_types),
-                      WithJsonSchema(_EVENTS_SCHEMA)] = ()
+    url: Annotated[
+        str,
+        BeforeValidator(_url),
+        WithJsonSchema(
+            {
+                "type": "string",
+                "format": "uri",
+                "maxLength": URL_MAX_CHARS,
+                "description": "http(s) URL receiving the signed POSTs",
+            }
+        ),
+    ]
+    events: Annotated[
+        tuple[str, ...], BeforeValidator(_event_types), WithJsonSchema(_EVENTS_SCHEMA)
+    ] = ()
     description: Annotated[str | None, Field(max_length=DESCRIPTION_MAX_CHARS)] = None
 
 
@@ -82,25 +105,36 @@ class Webhook(BaseModel):
     pending: int = Field(description="Deliveries waiting or backing off.")
     dead: int = Field(description="Deliveries in the dead-letter list.")
     secret_rotated_at: datetime | None = Field(
-        default=None, description="When the secret was last rotated; null: never.")
+        default=None, description="When the secret was last rotated; null: never."
+    )
     previous_secret_until: datetime | None = Field(
-        default=None, description="During a rotation's grace period: until when the replaced "
-        "secret still signs deliveries beside the new one.")
+        default=None,
+        description="During a rotation's grace period: until when the replaced "
+        "secret still signs deliveries beside the new one.",
+    )
 
     @classmethod
     def of(cls, info: WebhookInfo) -> Webhook:
-        return cls(id=info.id, url=info.url, events=list(info.event_types),
-                   description=info.description, created_at=info.created_at,
-                   removed_at=info.removed_at, pending=info.pending, dead=info.dead,
-                   secret_rotated_at=info.secret_rotated_at,
-                   previous_secret_until=info.previous_secret_until)
+        return cls(
+            id=info.id,
+            url=info.url,
+            events=list(info.event_types),
+            description=info.description,
+            created_at=info.created_at,
+            removed_at=info.removed_at,
+            pending=info.pending,
+            dead=info.dead,
+            secret_rotated_at=info.secret_rotated_at,
+            previous_secret_until=info.previous_secret_until,
+        )
 
 
 _SIGNING_DOC = (
     "`whsec_<base64>`: signs every delivery the Standard Webhooks way (`webhook-id`, "
     "`webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256 over "
-    "\"<id>.<timestamp>.<body>\">`); verify with any Standard Webhooks library. Shown only in "
-    "this answer.")
+    '"<id>.<timestamp>.<body>">`); verify with any Standard Webhooks library. Shown only in '
+    "this answer."
+)
 
 
 class WebhookCreated(Webhook):
@@ -110,9 +144,15 @@ class WebhookCreated(Webhook):
 class RotateBody(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    grace_s: int = Field(default=DEFAULT_GRACE_S, ge=0, le=MAX_GRACE_S, description=(
-        "For this many seconds the replaced secret still signs deliveries beside the new one "
-        "(default 24 hours); 0: it stops at once."))
+    grace_s: int = Field(
+        default=DEFAULT_GRACE_S,
+        ge=0,
+        le=MAX_GRACE_S,
+        description=(
+            "For this many seconds the replaced secret still signs deliveries beside the new one "
+            "(default 24 hours); 0: it stops at once."
+        ),
+    )
 
 
 class WebhookRotated(Webhook):
@@ -137,10 +177,18 @@ class FailedDelivery(BaseModel):
 
     @classmethod
     def of(cls, dead: DeadLetter) -> FailedDelivery:
-        return cls(webhook_id=dead.webhook_id, url=dead.url, event_id=dead.event_id,
-                   type=dead.event_type, user_id=dead.user_id, seq=dead.seq,
-                   attempts=dead.attempts, last_error=dead.last_error,
-                   created_at=dead.event_created_at, first_tried_at=dead.first_tried_at)
+        return cls(
+            webhook_id=dead.webhook_id,
+            url=dead.url,
+            event_id=dead.event_id,
+            type=dead.event_type,
+            user_id=dead.user_id,
+            seq=dead.seq,
+            attempts=dead.attempts,
+            last_error=dead.last_error,
+            created_at=dead.event_created_at,
+            first_tried_at=dead.first_tried_at,
+        )
 
 
 class FailedList(BaseModel):
@@ -150,8 +198,9 @@ class FailedList(BaseModel):
 class RetryBody(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    webhook_id: int | None = Field(default=None, ge=1, le=MAX_ID,
-                                   description="Only this endpoint; absent: all.")
+    webhook_id: int | None = Field(
+        default=None, ge=1, le=MAX_ID, description="Only this endpoint; absent: all."
+    )
 
 
 class Requeued(BaseModel):
@@ -179,12 +228,17 @@ WebhookId = Annotated[int, Path(description="The endpoint's id", ge=1, le=MAX_ID
     "VNODE_WEBHOOK_ALLOW_HOSTS.",
     responses=_errors(ErrorCode.INVALID_URL, ErrorCode.UNSAFE_URL, ErrorCode.INVALID_EVENT_TYPE),
 )
-async def create_webhook(body: WebhookBody, _key: AdminKey,
-                         services: ServicesDep) -> WebhookCreated:
+async def create_webhook(
+    body: WebhookBody, _key: AdminKey, services: ServicesDep
+) -> WebhookCreated:
     try:
         info, secret = await endpoints.create_endpoint(
-            services.pool, body.url, body.events, services.settings.allowed_webhook_hosts,
-            body.description)
+            services.pool,
+            body.url,
+            body.events,
+            services.settings.allowed_webhook_hosts,
+            body.description,
+        )
     except UnsafeUrl as exc:
         raise ApiError(ErrorCode.UNSAFE_URL, str(exc)) from None
     except InvalidUrl as exc:
@@ -208,9 +262,11 @@ async def list_webhooks(_key: AdminKey, services: ServicesDep) -> WebhookList:
     responses=_errors(),
 )
 async def failed_deliveries(
-    _key: AdminKey, services: ServicesDep,
-    webhook_id: Annotated[int | None, Query(description="Only this endpoint", ge=1,
-                                            le=MAX_ID)] = None,
+    _key: AdminKey,
+    services: ServicesDep,
+    webhook_id: Annotated[
+        int | None, Query(description="Only this endpoint", ge=1, le=MAX_ID)
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=DEAD_LETTERS_MAX)] = 100,
 ) -> FailedList:
     dead = await endpoints.dead_letters(services.pool, webhook_id, limit)
@@ -223,8 +279,9 @@ async def failed_deliveries(
     description="They go back to the queue, in their original order, with a new retry period.",
     responses=_errors(ErrorCode.UNKNOWN_WEBHOOK),
 )
-async def retry_failed(_key: AdminKey, services: ServicesDep,
-                       body: RetryBody | None = None) -> Requeued:
+async def retry_failed(
+    _key: AdminKey, services: ServicesDep, body: RetryBody | None = None
+) -> Requeued:
     webhook_id = body.webhook_id if body is not None else None
     requeued = await endpoints.retry_dead_letters(services.pool, webhook_id)
     if requeued is None:
@@ -241,8 +298,9 @@ async def retry_failed(_key: AdminKey, services: ServicesDep,
     "signs. Rotating again during a grace period drops the secret replaced before.",
     responses=_errors(ErrorCode.UNKNOWN_WEBHOOK),
 )
-async def rotate_webhook_secret(webhook_id: WebhookId, _key: AdminKey, services: ServicesDep,
-                                body: RotateBody | None = None) -> WebhookRotated:
+async def rotate_webhook_secret(
+    webhook_id: WebhookId, _key: AdminKey, services: ServicesDep, body: RotateBody | None = None
+) -> WebhookRotated:
     grace_s = body.grace_s if body is not None else DEFAULT_GRACE_S
     rotated = await endpoints.rotate_secret(services.pool, webhook_id, grace_s)
     if rotated is None:
@@ -255,8 +313,7 @@ async def rotate_webhook_secret(webhook_id: WebhookId, _key: AdminKey, services:
     summary="Remove a webhook endpoint; its pending deliveries stop (scope: admin)",
     responses=_errors(ErrorCode.UNKNOWN_WEBHOOK),
 )
-async def remove_webhook(webhook_id: WebhookId, _key: AdminKey,
-                         services: ServicesDep) -> Webhook:
+async def remove_webhook(webhook_id: WebhookId, _key: AdminKey, services: ServicesDep) -> Webhook:
     removed = await endpoints.remove_endpoint(services.pool, webhook_id)
     if removed is None:
         raise ApiError(ErrorCode.UNKNOWN_WEBHOOK, f"no active webhook endpoint {webhook_id}")

@@ -63,29 +63,53 @@ def _memo(value: object) -> str | None:
 
 _AMOUNT_SCHEMA = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
 UserId = Annotated[
-    int, BeforeValidator(_user_id),
-    WithJsonSchema({
-        "oneOf": [
-            {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
-            {"type": "string", "pattern": r"^(vn_)?[1-9][0-9]{0,18}$"},
-        ],
-        "description": "Telegram user id: a JSON integer, a decimal string, or the vn_ node id",
-        "examples": [123456789, "123456789", "vn_123456789"],
-    }),
+    int,
+    BeforeValidator(_user_id),
+    WithJsonSchema(
+        {
+            "oneOf": [
+                {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+                {"type": "string", "pattern": r"^(vn_)?[1-9][0-9]{0,18}$"},
+            ],
+            "description": "Telegram user id: a JSON integer, a decimal string, or the vn_ node id",
+            "examples": [123456789, "123456789", "vn_123456789"],
+        }
+    ),
 ]
 AssetId = Annotated[
-    str, BeforeValidator(_asset_id),
-    WithJsonSchema({"type": "string", "pattern": r"^(BTC|rgb:[A-Za-z0-9_~!$-]{8,120})$",
-                    "description": "'BTC' or an RGB asset id", "default": BTC}),
+    str,
+    BeforeValidator(_asset_id),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^(BTC|rgb:[A-Za-z0-9_~!$-]{8,120})$",
+            "description": "'BTC' or an RGB asset id",
+            "default": BTC,
+        }
+    ),
 ]
-AmountSats = Annotated[int | None, _amount("amount_sats"), WithJsonSchema(
-    {**_AMOUNT_SCHEMA, "description": "amount in whole satoshis (BTC only)"})]
-AmountMsat = Annotated[int | None, _amount("amount_msat"), WithJsonSchema(
-    {**_AMOUNT_SCHEMA, "description": "amount in millisatoshis (BTC only)"})]
-AssetAmount = Annotated[int | None, _amount("asset_amount"), WithJsonSchema(
-    {**_AMOUNT_SCHEMA, "description": "amount in the RGB asset's own units (RGB assets only)"})]
-Memo = Annotated[str | None, BeforeValidator(_memo), WithJsonSchema(
-    {"type": "string", "maxLength": MEMO_MAX_CHARS})]
+AmountSats = Annotated[
+    int | None,
+    _amount("amount_sats"),
+    WithJsonSchema({**_AMOUNT_SCHEMA, "description": "amount in whole satoshis (BTC only)"}),
+]
+AmountMsat = Annotated[
+    int | None,
+    _amount("amount_msat"),
+    WithJsonSchema({**_AMOUNT_SCHEMA, "description": "amount in millisatoshis (BTC only)"}),
+]
+AssetAmount = Annotated[
+    int | None,
+    _amount("asset_amount"),
+    WithJsonSchema(
+        {**_AMOUNT_SCHEMA, "description": "amount in the RGB asset's own units (RGB assets only)"}
+    ),
+]
+Memo = Annotated[
+    str | None,
+    BeforeValidator(_memo),
+    WithJsonSchema({"type": "string", "maxLength": MEMO_MAX_CHARS}),
+]
 
 
 class _Body(BaseModel):
@@ -144,16 +168,17 @@ class TransferBody(_AmountBody):
         return self.amount_sats
 
     model_config = ConfigDict(
-        extra="forbid", frozen=True,
-        json_schema_extra={"examples": [
-            {"from_user_id": 123456789, "to_user_id": 987654321, "amount_sats": 5000}]},
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [{"from_user_id": 123456789, "to_user_id": 987654321, "amount_sats": 5000}]
+        },
     )
 
 
 class AdminMoveBody(_AmountBody):
     user_id: UserId
-    reason: Annotated[str, Field(min_length=1, max_length=MEMO_MAX_CHARS,
-                                 pattern=NO_CONTROL_CHARS)]
+    reason: Annotated[str, Field(min_length=1, max_length=MEMO_MAX_CHARS, pattern=NO_CONTROL_CHARS)]
 
 
 class UserBody(_Body):
@@ -191,16 +216,22 @@ class SendPaymentBody(_Body):
     amt_msat: AmountMsat = None
     fee_limit_msat: Annotated[int | None, Field(ge=0, lt=2**63, strict=True)] = None
 
-    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [
-        {"user_id": "123456789", "invoice": "lnbc1000n1...", "amt_msat": 100000}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [{"user_id": "123456789", "invoice": "lnbc1000n1...", "amt_msat": 100000}]
+        },
+    )
 
 
 class DecodeInvoiceBody(_Body):
     invoice: Invoice
     amt_msat: AmountMsat = None
 
-    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [
-        {"invoice": "lnbc1000n1..."}]})
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, json_schema_extra={"examples": [{"invoice": "lnbc1000n1..."}]}
+    )
 
 
 class PaymentQueryBody(_Body):
@@ -219,14 +250,16 @@ class LnInvoiceBody(_Body):
     @model_validator(mode="after")
     def _asset_amount_only_for_rgb(self) -> Self:
         if self.asset_amount is not None and self.asset_id == BTC:
-            raise PydanticCustomError(ErrorCode.AMOUNT_FIELDS.value,
-                                      "asset_amount is for RGB assets; BTC uses amt_msat")
+            raise PydanticCustomError(
+                ErrorCode.AMOUNT_FIELDS.value, "asset_amount is for RGB assets; BTC uses amt_msat"
+            )
         # An RGB invoice without an amount cannot be paid inside the ledger (nothing says how
         # many units move) and the node refuses to pay one out (amount_required): refused
         # when made, rather than a 500 for whoever tries to pay it (security review L6).
         if self.asset_amount is None and self.asset_id != BTC:
-            raise PydanticCustomError(ErrorCode.AMOUNT_FIELDS.value,
-                                      "an RGB invoice needs asset_amount")
+            raise PydanticCustomError(
+                ErrorCode.AMOUNT_FIELDS.value, "an RGB invoice needs asset_amount"
+            )
         return self
 
 
@@ -235,5 +268,10 @@ class RgbInvoiceBody(_Body):
     asset_id: AssetId
     duration_seconds: Annotated[int, Field(ge=1, strict=True)] = 3600
 
-    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [
-        {"user_id": "123456789", "asset_id": "BTC", "duration_seconds": 3600}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [{"user_id": "123456789", "asset_id": "BTC", "duration_seconds": 3600}]
+        },
+    )

@@ -18,8 +18,13 @@ MAX_MSAT = 21_000_000 * SATS_PER_BTC * MSAT_PER_SAT
 _MAX_TEXT = 64  # no real amount is longer; bounds the work on hostile input
 
 _UNITS_MSAT = {
-    "msat": 1, "msats": 1, "millisat": 1, "millisats": 1,
-    "sat": MSAT_PER_SAT, "sats": MSAT_PER_SAT, "satoshi": MSAT_PER_SAT,
+    "msat": 1,
+    "msats": 1,
+    "millisat": 1,
+    "millisats": 1,
+    "sat": MSAT_PER_SAT,
+    "sats": MSAT_PER_SAT,
+    "satoshi": MSAT_PER_SAT,
     "satoshis": MSAT_PER_SAT,
     "btc": SATS_PER_BTC * MSAT_PER_SAT,
 }
@@ -27,8 +32,7 @@ _SUFFIXES = {"k": 1000, "m": 1_000_000}
 # Digits with optional thousands separators (1,000,000 or 1_000_000), then a fraction.
 _NUMBER = r"(?P<number>(?:[0-9]{1,3}(?:[,_][0-9]{3})+|[0-9]+)(?:\.[0-9]+)?|\.[0-9]+)"
 _AMOUNT = re.compile(_NUMBER + r"\s*(?P<rest>[a-z]*(?:\s+[a-z]+)?)", re.ASCII)
-_COUNT = re.compile(r"(?P<number>[0-9]{1,3}(?:[,_][0-9]{3})+|[0-9]+)\s*(?P<suffix>[km])?",
-                    re.ASCII)
+_COUNT = re.compile(r"(?P<number>[0-9]{1,3}(?:[,_][0-9]{3})+|[0-9]+)\s*(?P<suffix>[km])?", re.ASCII)
 
 
 class AmountError(ValueError):
@@ -44,8 +48,9 @@ def parse_msat(text: str) -> int:
     value = Fraction(match["number"].replace(",", "").replace("_", ""))
     value *= _SUFFIXES.get(suffix, 1) * _UNITS_MSAT[unit]
     if value.denominator != 1:
-        raise AmountError("That is a fraction of a millisatoshi (0.001 sat), the smallest "
-                          "amount there is.")
+        raise AmountError(
+            "That is a fraction of a millisatoshi (0.001 sat), the smallest amount there is."
+        )
     return _in_range(int(value), MAX_MSAT)
 
 

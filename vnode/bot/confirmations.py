@@ -75,20 +75,31 @@ class ConfirmCallback(CallbackData, prefix="cf"):
 
 
 def confirm_keyboard(token: str) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(inline_keyboard=[[
-        InlineKeyboardButton(text="Confirm",
-                             callback_data=ConfirmCallback(op="ok", token=token).pack()),
-        InlineKeyboardButton(text="Cancel",
-                             callback_data=ConfirmCallback(op="no", token=token).pack()),
-    ]])
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text="Confirm", callback_data=ConfirmCallback(op="ok", token=token).pack()
+                ),
+                InlineKeyboardButton(
+                    text="Cancel", callback_data=ConfirmCallback(op="no", token=token).pack()
+                ),
+            ]
+        ]
+    )
 
 
 def retry_keyboard(token: str) -> InlineKeyboardMarkup:
     """After an unknown outcome: only trying again (same key) is offered, never Cancel."""
-    return InlineKeyboardMarkup(inline_keyboard=[[
-        InlineKeyboardButton(text="Try again",
-                             callback_data=ConfirmCallback(op="ok", token=token).pack()),
-    ]])
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text="Try again", callback_data=ConfirmCallback(op="ok", token=token).pack()
+                ),
+            ]
+        ]
+    )
 
 
 class PendingActions:
@@ -102,8 +113,9 @@ class PendingActions:
         return secrets.token_urlsafe(12)
 
     async def put(self, action: PendingAction, ttl_s: int | None = None) -> None:
-        await self.redis.set(_PREFIX + action.token, action.model_dump_json(),
-                             ex=ttl_s or self.ttl_s)
+        await self.redis.set(
+            _PREFIX + action.token, action.model_dump_json(), ex=ttl_s or self.ttl_s
+        )
 
     async def peek(self, token: str) -> PendingAction | None:
         """What waits under a token, to look at only: a press is judged by `take`, on the
@@ -111,8 +123,9 @@ class PendingActions:
         raw = await self.redis.get(_PREFIX + token)
         return None if raw is None else PendingAction.model_validate_json(raw)
 
-    async def take(self, token: str, presser_id: int,
-                   outcome: Literal["confirmed", "cancelled"]) -> PendingAction | Refusal | None:
+    async def take(
+        self, token: str, presser_id: int, outcome: Literal["confirmed", "cancelled"]
+    ) -> PendingAction | Refusal | None:
         """The action, for exactly one press by its owner; None when taken, cancelled or
         expired. What became of it is kept a while, so a late tap can be told instead of
         "expired".
@@ -131,8 +144,9 @@ class PendingActions:
                 return "not_yours"
             if action.attempted and outcome == "cancelled":
                 return "cannot_cancel"
-            if await self._take_if_unchanged(keys=[key, _OUTCOME + token],
-                                             args=[raw, outcome, self.ttl_s]):
+            if await self._take_if_unchanged(
+                keys=[key, _OUTCOME + token], args=[raw, outcome, self.ttl_s]
+            ):
                 return action
             # It changed between the read and the delete (put back after an unknown outcome,
             # or taken by another press): judge what is there now. Each round needs someone

@@ -48,8 +48,9 @@ class StreamInbox:
     the batch, so one user's events stay in order.
     """
 
-    def __init__(self, redis: Redis, stream: str, group: str, consumer: str,
-                 handle: EnvelopeHandler) -> None:
+    def __init__(
+        self, redis: Redis, stream: str, group: str, consumer: str, handle: EnvelopeHandler
+    ) -> None:
         self.redis = redis
         self.stream = stream
         self.group = group
@@ -98,8 +99,12 @@ class StreamInbox:
     async def _read_once(self, start: str) -> tuple[bool, int]:
         """One XREADGROUP; returns (everything read was handled, entries read)."""
         answer = await self.redis.xreadgroup(
-            self.group, self.consumer, {self.stream: start}, count=_BATCH,
-            block=None if start == "0" else _BLOCK_MS)
+            self.group,
+            self.consumer,
+            {self.stream: start},
+            count=_BATCH,
+            block=None if start == "0" else _BLOCK_MS,
+        )
         # redis-py types the reply as a union of RESP2 and RESP3 shapes; this is RESP2's.
         entries = cast(list[tuple[bytes, dict[bytes, bytes]]], answer[0][1] if answer else [])  # type: ignore[index]
         for entry_id, fields in entries:
@@ -143,8 +148,15 @@ class WebhookInbox:
     A delivery without the standard headers is checked by the deprecated `X-VNode-Signature`,
     which a vnode older than the standard signature sends alone."""
 
-    def __init__(self, secret: bytes | str, window_s: int, path: str,
-                 handle: EnvelopeHandler, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        secret: bytes | str,
+        window_s: int,
+        path: str,
+        handle: EnvelopeHandler,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.key = secret_key(secret)
         # X-VNode-Signature was always keyed with the secret's text as it is.
         self._legacy_key = secret.encode() if isinstance(secret, str) else secret
@@ -172,8 +184,9 @@ class WebhookInbox:
         signature = headers.get(STANDARD_SIGNATURE_HEADER)
         if msg_id is None and timestamp is None and signature is None:
             try:  # a vnode from before the standard headers
-                legacy = verify(self._legacy_key, headers.get(SIGNATURE_HEADER), body,
-                                self.window_s, now)
+                legacy = verify(
+                    self._legacy_key, headers.get(SIGNATURE_HEADER), body, self.window_s, now
+                )
             except SignatureError as exc:
                 raise SignatureRefused(str(exc)) from None
             # (Its timestamp may be up to a window ahead of this clock.)
@@ -185,8 +198,15 @@ class WebhookInbox:
         if abs(now - int(timestamp)) > self.window_s:
             raise SignatureRefused("webhook-timestamp outside the allowed window")
         try:
-            self._webhook.verify(body, {ID_HEADER: msg_id, TIMESTAMP_HEADER: timestamp,
-                                        STANDARD_SIGNATURE_HEADER: signature}, json_parse=False)
+            self._webhook.verify(
+                body,
+                {
+                    ID_HEADER: msg_id,
+                    TIMESTAMP_HEADER: timestamp,
+                    STANDARD_SIGNATURE_HEADER: signature,
+                },
+                json_parse=False,
+            )
         except WebhookVerificationError as exc:
             raise SignatureRefused(str(exc)) from None
         return (msg_id, timestamp), int(timestamp) + self.window_s
@@ -209,26 +229,31 @@ class WebhookInbox:
         try:
             self.remember(*self.check(body, request.headers))
         except SignatureRefused as exc:
-            return web.json_response({"error": {"code": "invalid_signature",
-                                                "message": str(exc)}}, status=401)
+            return web.json_response(
+                {"error": {"code": "invalid_signature", "message": str(exc)}}, status=401
+            )
         except Replayed as exc:
-            return web.json_response({"error": {"code": "replayed",
-                                                "message": str(exc)}}, status=409)
+            return web.json_response(
+                {"error": {"code": "replayed", "message": str(exc)}}, status=409
+            )
         try:
             envelope = orjson.loads(body)
             if not isinstance(envelope, dict):
                 raise ValueError("not an object")
         except ValueError:
-            return web.json_response({"error": {"code": "invalid_json",
-                                                "message": "not a JSON event"}}, status=400)
+            return web.json_response(
+                {"error": {"code": "invalid_json", "message": "not a JSON event"}}, status=400
+            )
         try:
             await self.handle(envelope)
         except TryLater as exc:
-            return web.json_response({"error": {"code": "unavailable",
-                                                "message": str(exc)}}, status=503)
+            return web.json_response(
+                {"error": {"code": "unavailable", "message": str(exc)}}, status=503
+            )
         except (KeyError, ValueError, TypeError):
-            return web.json_response({"error": {"code": "invalid_event",
-                                                "message": "not a vnode event"}}, status=400)
+            return web.json_response(
+                {"error": {"code": "invalid_event", "message": "not a vnode event"}}, status=400
+            )
         return web.json_response({"ok": True})
 
     async def start(self, host: str, port: int) -> None:

@@ -30,13 +30,19 @@ def _storable(name: str | None) -> str | None:
 class ProfileMiddleware(BaseMiddleware):
     """Every update refreshes the sender's profile (username, names, language, last seen)."""
 
-    async def __call__(self, handler: Handler, event: TelegramObject,
-                       data: dict[str, Any]) -> Any:
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user = _user_of(event)
         ctx: BotContext = data["ctx"]
         if user is not None and not user.is_bot:
-            await ctx.profiles.touch(Seen(user.id, user.username, _storable(user.first_name) or "",
-                                          _storable(user.last_name), user.language_code))
+            await ctx.profiles.touch(
+                Seen(
+                    user.id,
+                    user.username,
+                    _storable(user.first_name) or "",
+                    _storable(user.last_name),
+                    user.language_code,
+                )
+            )
         return await handler(event, data)
 
 
@@ -44,8 +50,7 @@ class RateLimitMiddleware(BaseMiddleware):
     """At most `bot_rate_limit` updates per user per window (a Redis counter, shared by every
     bot process); past it, one "slow down" and then silence until the window ends."""
 
-    async def __call__(self, handler: Handler, event: TelegramObject,
-                       data: dict[str, Any]) -> Any:
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user = _user_of(event)
         ctx: BotContext = data["ctx"]
         if user is None:

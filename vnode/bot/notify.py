@@ -51,8 +51,9 @@ class Notifier:
             # For good: the user blocked the bot, never wrote to it, or the chat is gone.
             log.info("user %s cannot be told about %s: %s", user_id, event_type, exc)
         except (KeyError, TypeError, ValueError) as exc:
-            log.error("event %s of type %s unreadable, skipped: %r", envelope["id"],
-                      event_type, exc)
+            log.error(
+                "event %s of type %s unreadable, skipped: %r", envelope["id"], event_type, exc
+            )
         except Exception as exc:
             # Passing (Telegram or the database unreachable, a flood limit...): give the claim
             # back, so the event, left unacknowledged, is told when it comes again.
@@ -79,16 +80,25 @@ class Notifier:
         confirmation = await self.profiles.claim_final(payment_hash, user_id)
         if started_here and confirmation is None:
             return
-        text = texts.payment_result(str(data["status"]), int(data["amount_msat"]),
-                                    data.get("fee_msat"), data.get("failure_reason"))
+        text = texts.payment_result(
+            str(data["status"]),
+            int(data["amount_msat"]),
+            data.get("fee_msat"),
+            data.get("failure_reason"),
+        )
         if confirmation is None:
             await self.bot.send_message(user_id, text)
             return
         chat_id, message_id = confirmation
         try:
             # A reply to its confirmation; sent anyway if that message was deleted.
-            await self.bot.send_message(chat_id, text, reply_parameters=ReplyParameters(
-                message_id=message_id, allow_sending_without_reply=True))
+            await self.bot.send_message(
+                chat_id,
+                text,
+                reply_parameters=ReplyParameters(
+                    message_id=message_id, allow_sending_without_reply=True
+                ),
+            )
         except TelegramAPIError as exc:
             if not isinstance(exc, TelegramForbiddenError | TelegramBadRequest):
                 await self.profiles.release_final(payment_hash, user_id)
@@ -97,8 +107,9 @@ class Notifier:
     async def render(self, event_type: str, data: dict[str, Any]) -> str | None:
         """The message for an event, or None for events users are not told about (their own
         outgoing transfers, which the confirmation already answered; payment.pending)."""
-        amount = texts.amount_of(str(data.get("asset_id", "BTC")), data.get("amount_msat"),
-                                 data.get("asset_amount"))
+        amount = texts.amount_of(
+            str(data.get("asset_id", "BTC")), data.get("amount_msat"), data.get("asset_amount")
+        )
         if event_type == "transfer.completed" and data.get("direction") == "in":
             who = await self._name(str(data.get("counterparty") or ""))
             memo = f"\nMemo: {escape(str(data['memo']))}" if data.get("memo") else ""
@@ -126,4 +137,3 @@ class Notifier:
             if profile is not None:
                 return escape(profile.label)
         return f"<code>{escape(node_id)}</code>"
-

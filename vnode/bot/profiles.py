@@ -25,8 +25,11 @@ import asyncpg
 from vnode.db.migrate import MigrationSet, migrate
 from vnode.db.pool import DbConnection
 
-BOT_MIGRATIONS = MigrationSet(directory=Path(__file__).parent / "migrations",
-                              table="bitmask.schema_migrations", lock_key=0x626974_6D61736B)
+BOT_MIGRATIONS = MigrationSet(
+    directory=Path(__file__).parent / "migrations",
+    table="bitmask.schema_migrations",
+    lock_key=0x626974_6D61736B,
+)
 # A profile seen again within this many seconds with nothing changed is not written again.
 _TOUCH_EVERY_S = 60.0
 _TOUCH_CACHE_MAX = 50_000
@@ -93,7 +96,9 @@ class ProfileStore:
                 await conn.execute(
                     "UPDATE bitmask.profiles SET username = NULL "
                     "WHERE lower(username) = lower($1) AND user_id <> $2",
-                    seen.username, seen.user_id)
+                    seen.username,
+                    seen.user_id,
+                )
             await conn.execute(
                 "INSERT INTO bitmask.profiles AS p "
                 "  (user_id, username, first_name, last_name, language) "
@@ -101,18 +106,27 @@ class ProfileStore:
                 "ON CONFLICT (user_id) DO UPDATE SET username = EXCLUDED.username, "
                 "  first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, "
                 "  language = coalesce(EXCLUDED.language, p.language), last_seen = now()",
-                seen.user_id, seen.username, seen.first_name, seen.last_name, seen.language)
+                seen.user_id,
+                seen.username,
+                seen.first_name,
+                seen.last_name,
+                seen.language,
+            )
 
     async def get(self, user_id: int) -> Profile | None:
         row = await self.pool.fetchrow(
             "SELECT user_id, username, first_name, last_name, language, last_seen "
-            "FROM bitmask.profiles WHERE user_id = $1", user_id)
+            "FROM bitmask.profiles WHERE user_id = $1",
+            user_id,
+        )
         return None if row is None else Profile(**dict(row))
 
     async def by_username(self, username: str) -> Profile | None:
         row = await self.pool.fetchrow(
             "SELECT user_id, username, first_name, last_name, language, last_seen "
-            "FROM bitmask.profiles WHERE lower(username) = lower($1)", username)
+            "FROM bitmask.profiles WHERE lower(username) = lower($1)",
+            username,
+        )
         return None if row is None else Profile(**dict(row))
 
     # --- notifications: each event once -------------------------------------------------
@@ -121,24 +135,34 @@ class ProfileStore:
         """True for the first claim of an event, False for every later delivery of it."""
         claimed = await self.pool.fetchval(
             "INSERT INTO bitmask.notified (event_id, user_id, event_type) VALUES ($1, $2, $3) "
-            "ON CONFLICT DO NOTHING RETURNING true", uuid.UUID(event_id), user_id, event_type)
+            "ON CONFLICT DO NOTHING RETURNING true",
+            uuid.UUID(event_id),
+            user_id,
+            event_type,
+        )
         return bool(claimed)
 
     async def release_event(self, event_id: str) -> None:
         """Undo a claim whose message could not be sent, so a redelivery tries again."""
-        await self.pool.execute("DELETE FROM bitmask.notified WHERE event_id = $1",
-                                uuid.UUID(event_id))
+        await self.pool.execute(
+            "DELETE FROM bitmask.notified WHERE event_id = $1", uuid.UUID(event_id)
+        )
 
     # --- the message that shows a payment's progress --------------------------------------
 
-    async def remember_payment_message(self, payment_hash: str, user_id: int, chat_id: int,
-                                       message_id: int) -> None:
+    async def remember_payment_message(
+        self, payment_hash: str, user_id: int, chat_id: int, message_id: int
+    ) -> None:
         await self.pool.execute(
             "INSERT INTO bitmask.payment_messages (payment_hash, user_id, chat_id, message_id) "
             "VALUES ($1, $2, $3, $4) ON CONFLICT (payment_hash, user_id) DO UPDATE "
             "SET chat_id = EXCLUDED.chat_id, message_id = EXCLUDED.message_id, "
             "final_told = false",  # a new attempt at the same invoice has its own end
-            payment_hash, user_id, chat_id, message_id)
+            payment_hash,
+            user_id,
+            chat_id,
+            message_id,
+        )
 
     async def claim_final(self, payment_hash: str, user_id: int) -> tuple[int, int] | None:
         """Claim the telling of a payment's final state: the first caller gets the chat and
@@ -147,16 +171,27 @@ class ProfileStore:
         row = await self.pool.fetchrow(
             "UPDATE bitmask.payment_messages SET final_told = true "
             "WHERE payment_hash = $1 AND user_id = $2 AND NOT final_told "
-            "RETURNING chat_id, message_id", payment_hash, user_id)
+            "RETURNING chat_id, message_id",
+            payment_hash,
+            user_id,
+        )
         return None if row is None else (row["chat_id"], row["message_id"])
 
     async def release_final(self, payment_hash: str, user_id: int) -> None:
         """Undo `claim_final` when the message telling the end could not be sent."""
         await self.pool.execute(
             "UPDATE bitmask.payment_messages SET final_told = false "
-            "WHERE payment_hash = $1 AND user_id = $2", payment_hash, user_id)
+            "WHERE payment_hash = $1 AND user_id = $2",
+            payment_hash,
+            user_id,
+        )
 
     async def knows_payment(self, payment_hash: str, user_id: int) -> bool:
-        return bool(await self.pool.fetchval(
-            "SELECT true FROM bitmask.payment_messages WHERE payment_hash = $1 AND user_id = $2",
-            payment_hash, user_id))
+        return bool(
+            await self.pool.fetchval(
+                "SELECT true FROM bitmask.payment_messages "
+                "WHERE payment_hash = $1 AND user_id = $2",
+                payment_hash,
+                user_id,
+            )
+        )

@@ -49,14 +49,18 @@ async def resolve(word: str, ctx: BotContext) -> Recipient:
     if (match := _USERNAME.fullmatch(word)) is not None:
         profile = await ctx.profiles.by_username(match[1])
         if profile is None:
-            raise UserError(f"I don't know @{match[1]}: they have to send /start to this bot "
-                            "first (or use their Telegram id).")
+            raise UserError(
+                f"I don't know @{match[1]}: they have to send /start to this bot "
+                "first (or use their Telegram id)."
+            )
         if not profile.seen_within(fresh_days):
             # Its holder then may have renamed away and someone else holds it now; whose id
             # it was is not said, so that nobody pays it by copying it.
-            raise UserError(f"I haven't seen @{match[1]} for over {fresh_days} days, so it "
-                            "may belong to someone else by now. Reply to one of their "
-                            "messages with /send, or use their Telegram id or vn_ id.")
+            raise UserError(
+                f"I haven't seen @{match[1]} for over {fresh_days} days, so it "
+                "may belong to someone else by now. Reply to one of their "
+                "messages with /send, or use their Telegram id or vn_ id."
+            )
         return await _existing(profile.user_id, profile.username, profile.first_name, ctx)
     if (match := _USER_ID.fullmatch(word)) is not None and int(match[1]) <= _MAX_ID:
         user_id = int(match[1])
@@ -66,8 +70,9 @@ async def resolve(word: str, ctx: BotContext) -> Recipient:
         # The id is what the sender chose; an old username is not shown as theirs.
         username = profile.username if profile.seen_within(fresh_days) else None
         return await _existing(user_id, username, profile.first_name, ctx)
-    raise UserError(f"'{word[:40]}' is not a recipient: use a @username, a Telegram id "
-                    "or a vn_ id.")
+    raise UserError(
+        f"'{word[:40]}' is not a recipient: use a @username, a Telegram id or a vn_ id."
+    )
 
 
 # Telegram's own account: the author of channel posts forwarded into discussion groups.
@@ -82,8 +87,9 @@ def replied_author(message: Message) -> User | None:
     if reply is None or reply.forum_topic_created is not None:
         return None
     if reply.sender_chat is not None or reply.is_automatic_forward:
-        raise UserError("That message was posted by a channel or an anonymous admin: there "
-                        "is nobody to pay.")
+        raise UserError(
+            "That message was posted by a channel or an anonymous admin: there is nobody to pay."
+        )
     return reply.from_user
 
 
@@ -93,14 +99,17 @@ def from_telegram(user: User) -> Recipient:
     return Recipient(user.id, user.username, user.first_name, create=True)
 
 
-async def _existing(user_id: int, username: str | None, first_name: str | None,
-                    ctx: BotContext) -> Recipient:
+async def _existing(
+    user_id: int, username: str | None, first_name: str | None, ctx: BotContext
+) -> Recipient:
     recipient = Recipient(user_id, username, first_name or None)
     try:
         await ctx.vnode.asset_balance(user_id)
     except VNodeError as exc:
         if exc.code == "unknown_user":
-            raise UserError(f"{recipient.label} has no bitMaskRGB wallet yet: they need to "
-                            "send /start to this bot first.") from None
+            raise UserError(
+                f"{recipient.label} has no bitMaskRGB wallet yet: they need to "
+                "send /start to this bot first."
+            ) from None
         raise
     return recipient

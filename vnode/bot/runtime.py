@@ -69,16 +69,14 @@ class BotRuntime:
     async def start(self) -> None:
         s = self.settings
         stack = self._stack
-        pool = await asyncpg.create_pool(s.database_url.get_secret_value(), min_size=1,
-                                         max_size=8)
+        pool = await asyncpg.create_pool(s.database_url.get_secret_value(), min_size=1, max_size=8)
         assert pool is not None
         stack.push_async_callback(pool.close)
         async with pool.acquire() as conn:
             await migrate_profiles(conn)
         redis = Redis.from_url(s.redis_url.get_secret_value())
         stack.push_async_callback(redis.aclose)
-        vnode = await stack.enter_async_context(
-            VNodeClient(s.url, s.api_key.get_secret_value()))
+        vnode = await stack.enter_async_context(VNodeClient(s.url, s.api_key.get_secret_value()))
         bot = make_bot(s.bot_token.get_secret_value(), s.bot_api_url)
         stack.push_async_callback(bot.session.close)
         profiles = ProfileStore(pool)
@@ -89,22 +87,29 @@ class BotRuntime:
         await self._start_inbox(notifier, redis)
         await bot.delete_webhook(drop_pending_updates=False)
         await bot.set_my_commands(COMMANDS)
-        self._spawn(self.dispatcher.start_polling(bot, handle_signals=False,
-                                                  close_bot_session=False))
+        self._spawn(
+            self.dispatcher.start_polling(bot, handle_signals=False, close_bot_session=False)
+        )
 
     async def _start_inbox(self, notifier: Notifier, redis: Redis) -> None:
         s = self.settings
         if s.bot_events == "webhook":
             if s.bot_webhook_secret is None:
-                raise RuntimeError("VNODE_BOT_WEBHOOK_SECRET is required with "
-                                   "VNODE_BOT_EVENTS=webhook")
-            inbox = WebhookInbox(s.bot_webhook_secret.get_secret_value().encode(),
-                                 s.bot_webhook_window_s, s.bot_webhook_path, notifier.handle)
+                raise RuntimeError(
+                    "VNODE_BOT_WEBHOOK_SECRET is required with VNODE_BOT_EVENTS=webhook"
+                )
+            inbox = WebhookInbox(
+                s.bot_webhook_secret.get_secret_value().encode(),
+                s.bot_webhook_window_s,
+                s.bot_webhook_path,
+                notifier.handle,
+            )
             await inbox.start(s.bot_webhook_host, s.bot_webhook_port)
             self._stack.push_async_callback(inbox.stop)
             return
-        stream = StreamInbox(redis, s.redis_stream_key, s.bot_consumer_group,
-                             s.bot_consumer_name, notifier.handle)
+        stream = StreamInbox(
+            redis, s.redis_stream_key, s.bot_consumer_group, s.bot_consumer_name, notifier.handle
+        )
         await stream.ensure_group()
         self._spawn(stream.run())
 

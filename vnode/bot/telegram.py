@@ -24,16 +24,23 @@ MAX_WAIT_S = 10
 
 
 class WaitOutFloodLimit(BaseRequestMiddleware):
-    async def __call__(self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot,
-                       method: TelegramMethod[TelegramType]) -> Response[TelegramType]:
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
         for attempt in range(MAX_RETRIES + 1):
             try:
                 return await make_request(bot, method)
             except TelegramRetryAfter as exc:
                 if attempt == MAX_RETRIES or exc.retry_after > MAX_WAIT_S:
                     raise
-                log.info("Telegram flood limit on %s: waiting %s s", type(method).__name__,
-                         exc.retry_after)
+                log.info(
+                    "Telegram flood limit on %s: waiting %s s",
+                    type(method).__name__,
+                    exc.retry_after,
+                )
                 await asyncio.sleep(exc.retry_after)
         raise AssertionError("unreachable")
 

@@ -23,9 +23,11 @@ HELP = (
 
 
 def welcome(node_id: str, pubkey: str, first_name: str) -> str:
-    return (f"Welcome, {escape(first_name)}! Your virtual node is ready.\n\n"
-            f"Node: <code>{escape(node_id)}</code>\nPublic key: <code>{escape(pubkey)}</code>"
-            f"\n\n{HELP}")
+    return (
+        f"Welcome, {escape(first_name)}! Your virtual node is ready.\n\n"
+        f"Node: <code>{escape(node_id)}</code>\nPublic key: <code>{escape(pubkey)}</code>"
+        f"\n\n{HELP}"
+    )
 
 
 def asset_label(asset_id: str) -> str:
@@ -85,33 +87,45 @@ def transfer_done(amount_msat: int, label: str, balance_msat: int | None) -> str
 
 def confirm_payment(quote: InvoiceQuote) -> str:
     amount = quote.amount_msat or 0
-    lines = [f"Pay <b>{format_msat(amount)}</b>"
-             + (f" ({quote.asset_amount:,} {escape(asset_label(quote.asset_id))})"
-                if quote.asset_id and quote.asset_amount else "") + "?"]
+    lines = [
+        f"Pay <b>{format_msat(amount)}</b>"
+        + (
+            f" ({quote.asset_amount:,} {escape(asset_label(quote.asset_id))})"
+            if quote.asset_id and quote.asset_amount
+            else ""
+        )
+        + "?"
+    ]
     if quote.description:
         lines.append(f"For: {escape(quote.description)}")
     if quote.internal:
         lines.append("Fee: none (the payee is a bitMaskRGB user)")
     else:
         reserve = quote.fee_reserve_msat or 0
-        lines.append(f"Fee reserve: up to {format_msat(reserve)}; what the route does not use "
-                     "comes back")
+        lines.append(
+            f"Fee reserve: up to {format_msat(reserve)}; what the route does not use comes back"
+        )
         lines.append(f"Held now: {format_msat(amount + reserve)}")
     lines.append(f"Invoice expires {_when(quote.expires_at)}")
     return "\n".join(lines)
 
 
-def payment_result(status: str, amount_msat: int, fee_msat: int | None,
-                   failure_reason: str | None) -> str:
+def payment_result(
+    status: str, amount_msat: int, fee_msat: int | None, failure_reason: str | None
+) -> str:
     if status == "succeeded":
         fee = f", fee {format_msat(fee_msat)}" if fee_msat else ""
         return f"Paid {format_msat(amount_msat)}{fee}."
     if status == "failed":
         reason = f" ({escape(failure_reason)})" if failure_reason else ""
-        return (f"The payment of {format_msat(amount_msat)} failed{reason}. "
-                "Everything held for it is back in your balance.")
-    return (f"Payment of {format_msat(amount_msat)} is in flight. The amount and fee reserve "
-            "are held; I will tell you when it settles.")
+        return (
+            f"The payment of {format_msat(amount_msat)} failed{reason}. "
+            "Everything held for it is back in your balance."
+        )
+    return (
+        f"Payment of {format_msat(amount_msat)} is in flight. The amount and fee reserve "
+        "are held; I will tell you when it settles."
+    )
 
 
 def invoice_text(invoice: str, amount: str | None, expires_at: datetime) -> str:
@@ -127,8 +141,10 @@ def history(entries: list[HistoryEntry], page: int) -> str:
         sign = "+" if entry.direction == "in" else "−"
         amount = amount_of(entry.asset_id, entry.amount_msat, entry.asset_amount)
         who = "from" if entry.direction == "in" else "to"
-        line = (f"{entry.created_at:%Y-%m-%d %H:%M} {sign}{amount} {who} "
-                f"{escape(_counterparty(entry.counterparty))}")
+        line = (
+            f"{entry.created_at:%Y-%m-%d %H:%M} {sign}{amount} {who} "
+            f"{escape(_counterparty(entry.counterparty))}"
+        )
         if entry.status not in ("completed", "succeeded"):
             line += f" [{escape(entry.status)}]"
         if entry.memo:  # shortened: a page of long memos must fit Telegram's 4,096 characters
@@ -148,16 +164,19 @@ def _when(moment: datetime) -> str:
 
 # --- refusals: short, friendly, never a stack trace ---------------------------------------
 
-UNREACHABLE = ("I can't reach the wallet service right now. Nothing was sent; "
-               "please try again in a minute.")
-UNREACHABLE_AMBIGUOUS = ("I can't reach the wallet service right now, so I don't know yet "
-                         "whether that went through. Tap Try again in a moment to find out: "
-                         "it can only ever be sent once.")
-CANNOT_CANCEL = ("That may already have gone through, so it can't be cancelled. Tap Try "
-                 "again to find out.")
+UNREACHABLE = (
+    "I can't reach the wallet service right now. Nothing was sent; please try again in a minute."
+)
+UNREACHABLE_AMBIGUOUS = (
+    "I can't reach the wallet service right now, so I don't know yet "
+    "whether that went through. Tap Try again in a moment to find out: "
+    "it can only ever be sent once."
+)
+CANNOT_CANCEL = (
+    "That may already have gone through, so it can't be cancelled. Tap Try again to find out."
+)
 SOMETHING_WRONG = "Something went wrong on my side. Nothing was sent; please try again."
-SOMETHING_WRONG_AFTER_TAP = ("Something went wrong on my side. Check /history before trying "
-                             "again.")
+SOMETHING_WRONG_AFTER_TAP = "Something went wrong on my side. Check /history before trying again."
 SLOW_DOWN = "Slow down a little: try again in a few seconds."
 EXPIRED = "This confirmation has expired. Nothing was sent."
 NOT_YOURS = "This button is not for you."
@@ -179,7 +198,7 @@ _BY_CODE = {
     "payment_in_progress": "A payment of that invoice is already in flight.",
     "unknown_user": "That user has no bitMaskRGB wallet yet: they need to send /start first.",
     "node_unavailable": "Lightning payments are paused right now (the node is not ready). "
-                        "Nothing was sent; try again later.",
+    "Nothing was sent; try again later.",
     "invalid_memo": "The memo is too long or has odd characters.",
     "invalid_amount": "That amount is not valid.",
     "invalid_asset_id": "Unknown asset.",

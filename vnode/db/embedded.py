@@ -121,8 +121,7 @@ def _wait_gone(pid: int, timeout_s: float) -> bool:
 
 def _open_dir(path: Path | str, dir_fd: int | None = None) -> int:
     """An fd of a real directory at `path` (a symlink there is refused, not followed)."""
-    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                   dir_fd=dir_fd)
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
 
 
 def _open_lock(path: Path) -> int:
@@ -135,7 +134,8 @@ def _open_lock(path: Path) -> int:
         os.close(fd)
         raise EmbeddedPostgresError(
             f"{path} is not a regular file of uid {os.geteuid()} (owner uid {info.st_uid}); "
-            "refusing it")
+            "refusing it"
+        )
     return fd
 
 
@@ -268,14 +268,19 @@ class EmbeddedPostgres:
         try:
             with self._start_lock():
                 if not _try_flock(users, fcntl.LOCK_EX):
-                    log.info("embedded PostgreSQL left running for the other vnode processes "
-                             "that use it", extra={"pgdata": str(self.pgdata)})
+                    log.info(
+                        "embedded PostgreSQL left running for the other vnode processes "
+                        "that use it",
+                        extra={"pgdata": str(self.pgdata)},
+                    )
                     return
                 pid = self.running_pid()
                 if pid is not None:
                     self._signal_stop(pid)
-                    log.info("embedded PostgreSQL stopped",
-                             extra={"pgdata": str(self.pgdata), "pid": pid})
+                    log.info(
+                        "embedded PostgreSQL stopped",
+                        extra={"pgdata": str(self.pgdata), "pid": pid},
+                    )
                 self._remove_runtime(self._recorded_runtime())
         finally:
             self._release_runtime()
@@ -322,7 +327,8 @@ class EmbeddedPostgres:
                 if time.monotonic() > deadline:
                     raise EmbeddedPostgresError(
                         f"another vnode process has held {path} for {_LOCK_WAIT_S:.0f}s while "
-                        "starting or stopping the embedded PostgreSQL")
+                        "starting or stopping the embedded PostgreSQL"
+                    )
                 time.sleep(0.05)
             yield
         finally:
@@ -332,11 +338,18 @@ class EmbeddedPostgres:
         log.warning(
             "embedded PostgreSQL pid %d on %s is still running from an earlier vnode run that "
             "did not stop it (no vnode process uses it): stopping it and starting a new server",
-            pid, self.pgdata, extra={"orphan_pid": pid})
+            pid,
+            self.pgdata,
+            extra={"orphan_pid": pid},
+        )
         self._signal_stop(pid)
         self._remove_runtime(self._recorded_runtime())
-        log.warning("recovered the orphaned embedded PostgreSQL pid %d on %s", pid, self.pgdata,
-                    extra={"orphan_pid": pid})
+        log.warning(
+            "recovered the orphaned embedded PostgreSQL pid %d on %s",
+            pid,
+            self.pgdata,
+            extra={"orphan_pid": pid},
+        )
 
     def _signal_stop(self, pid: int) -> None:
         """What `pg_ctl stop -m fast` does (SIGINT, wait), then immediate mode (SIGQUIT) if the
@@ -348,11 +361,16 @@ class EmbeddedPostgres:
                 return
             if _wait_gone(pid, wait_s):
                 return
-            log.warning("embedded PostgreSQL pid %d did not stop within %.0fs of %s",
-                        pid, wait_s, signal.Signals(signum).name)
+            log.warning(
+                "embedded PostgreSQL pid %d did not stop within %.0fs of %s",
+                pid,
+                wait_s,
+                signal.Signals(signum).name,
+            )
         raise EmbeddedPostgresError(
             f"embedded PostgreSQL pid {pid} on {self.pgdata} does not stop; see "
-            f"{self.pgdata / 'server.log'}")
+            f"{self.pgdata / 'server.log'}"
+        )
 
     def _launch(self) -> None:
         stale = self._recorded_runtime()
@@ -364,26 +382,57 @@ class EmbeddedPostgres:
         if not (self.pgdata / "PG_VERSION").exists():
             log.info("initialising embedded PostgreSQL", extra={"pgdata": str(self.pgdata)})
             try:
-                self._server("initdb", "-D", self._datadir_arg, "-U", "postgres",
-                             "--auth=trust", "--encoding=UTF8", "--no-instructions")
+                self._server(
+                    "initdb",
+                    "-D",
+                    self._datadir_arg,
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-instructions",
+                )
             except subprocess.CalledProcessError as exc:
                 raise EmbeddedPostgresError(
-                    f"initdb of {self.pgdata} failed: {exc.stderr.strip()}") from exc
+                    f"initdb of {self.pgdata} failed: {exc.stderr.strip()}"
+                ) from exc
         if (self.pgdata / "postmaster.pid").exists():
-            log.warning("embedded PostgreSQL on %s did not stop cleanly last time; it recovers "
-                        "from its write-ahead log now", self.pgdata)
-        options = (f"-c listen_addresses='' -k {shlex.quote(str(self.socket_dir))} "
-                   "-c max_connections=300 -c shared_buffers=256MB")
+            log.warning(
+                "embedded PostgreSQL on %s did not stop cleanly last time; it recovers "
+                "from its write-ahead log now",
+                self.pgdata,
+            )
+        options = (
+            f"-c listen_addresses='' -k {shlex.quote(str(self.socket_dir))} "
+            "-c max_connections=300 -c shared_buffers=256MB"
+        )
         try:
-            self._server("pg_ctl", "-D", self._datadir_arg, "-l", "server.log", "-w",
-                         "-t", str(_START_TIMEOUT_S), "-o", options, "start")
+            self._server(
+                "pg_ctl",
+                "-D",
+                self._datadir_arg,
+                "-l",
+                "server.log",
+                "-w",
+                "-t",
+                str(_START_TIMEOUT_S),
+                "-o",
+                options,
+                "start",
+            )
         except subprocess.CalledProcessError as exc:
             raise EmbeddedPostgresError(
                 f"embedded PostgreSQL did not start: {exc.stderr.strip()} "
-                f"(see {self.pgdata / 'server.log'})") from exc
-        log.info("embedded PostgreSQL started", extra={
-            "pgdata": str(self.pgdata), "pid": self.running_pid(),
-            "socket_dir": str(self.socket_dir)})
+                f"(see {self.pgdata / 'server.log'})"
+            ) from exc
+        log.info(
+            "embedded PostgreSQL started",
+            extra={
+                "pgdata": str(self.pgdata),
+                "pid": self.running_pid(),
+                "socket_dir": str(self.socket_dir),
+            },
+        )
 
     def _attach(self) -> None:
         """Use the server another live vnode process started; its socket directory is trusted
@@ -392,7 +441,8 @@ class EmbeddedPostgres:
         socket_dir = Path(lines[4]) if len(lines) > 4 and lines[4] else None
         if socket_dir is None or not socket_dir.is_absolute():
             raise EmbeddedPostgresError(
-                f"{self.pgdata / 'postmaster.pid'} names no socket directory")
+                f"{self.pgdata / 'postmaster.pid'} names no socket directory"
+            )
         self._check_private(socket_dir)
         self._socket_dir = socket_dir
         if socket_dir.parent.name.startswith(RUNTIME_PREFIX):
@@ -406,12 +456,16 @@ class EmbeddedPostgres:
             info = os.lstat(directory)
         except OSError as exc:
             raise EmbeddedPostgresError(f"socket directory {directory}: {exc}") from exc
-        if (not stat.S_ISDIR(info.st_mode) or info.st_uid != self._server_uid()
-                or info.st_mode & 0o077):
+        if (
+            not stat.S_ISDIR(info.st_mode)
+            or info.st_uid != self._server_uid()
+            or info.st_mode & 0o077
+        ):
             raise EmbeddedPostgresError(
                 f"refusing socket directory {directory}: not a directory of mode 0700 owned by "
                 f"uid {self._server_uid()} (mode {stat.S_IMODE(info.st_mode):04o}, "
-                f"uid {info.st_uid}, symlink: {stat.S_ISLNK(info.st_mode)})")
+                f"uid {info.st_uid}, symlink: {stat.S_ISLNK(info.st_mode)})"
+            )
 
     # -- the data directory ----------------------------------------------------------------
 
@@ -423,7 +477,8 @@ class EmbeddedPostgres:
         except OSError as exc:
             raise EmbeddedPostgresError(
                 f"data directory {self.pgdata} is not a directory (a symlink there is refused): "
-                f"{exc}") from exc
+                f"{exc}"
+            ) from exc
         try:
             info = os.fstat(fd)
             uid = self._server_uid()
@@ -433,7 +488,8 @@ class EmbeddedPostgres:
                         f"data directory {self.pgdata} belongs to uid {info.st_uid}, but the "
                         f"embedded PostgreSQL runs as uid {uid}"
                         f"{' (' + PG_OS_USER + ')' if self._user else ''}; refusing a data "
-                        "directory of another owner (chown -R it, or run vnode as its owner)")
+                        "directory of another owner (chown -R it, or run vnode as its owner)"
+                    )
                 # A new empty directory we just made as root: hand it to the server user.
                 os.fchown(fd, uid, self._user.pw_gid)
             if stat.S_IMODE(info.st_mode) not in (0o700, 0o750):
@@ -455,7 +511,8 @@ class EmbeddedPostgres:
             "no usable directory for the embedded PostgreSQL's socket"
             f"{' and server binaries' if self._user else ''}: {'; '.join(problems)}. vnode "
             "changes no permissions outside its data directory: point TMPDIR at a directory "
-            f"{'that ' + PG_OS_USER + ' can reach' if self._user else 'you can write'}")
+            f"{'that ' + PG_OS_USER + ' can reach' if self._user else 'you can write'}"
+        )
 
     def _unusable(self, base: Path) -> str | None:
         try:
@@ -514,10 +571,18 @@ class EmbeddedPostgres:
         (target / "bin").mkdir(parents=True)
         for name in _SERVER_BINARIES:
             _link_or_copy(str(source / "bin" / name), str(target / "bin" / name))
-        shutil.copytree(source / "lib", target / "lib", copy_function=_link_or_copy,
-                        ignore=shutil.ignore_patterns("*.a", "pgxs", "pkgconfig"))
-        shutil.copytree(source / "share", target / "share", copy_function=_link_or_copy,
-                        ignore=shutil.ignore_patterns("doc"))
+        shutil.copytree(
+            source / "lib",
+            target / "lib",
+            copy_function=_link_or_copy,
+            ignore=shutil.ignore_patterns("*.a", "pgxs", "pkgconfig"),
+        )
+        shutil.copytree(
+            source / "share",
+            target / "share",
+            copy_function=_link_or_copy,
+            ignore=shutil.ignore_patterns("doc"),
+        )
         libs = self._package.parent / f"{self._package.name}.libs"
         if libs.is_dir():
             shutil.copytree(libs, install / libs.name, copy_function=_link_or_copy)
@@ -582,27 +647,54 @@ class EmbeddedPostgres:
         timeout = _START_TIMEOUT_S * 2
         try:
             if self._user is None:
-                return subprocess.run(command, cwd=self.pgdata, check=True, capture_output=True,
-                                      text=True, timeout=timeout)
+                return subprocess.run(
+                    command,
+                    cwd=self.pgdata,
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout,
+                )
             # Root's groups dropped too: a root-group directory would otherwise grant access.
-            return subprocess.run(command, cwd=self.pgdata, check=True, capture_output=True,
-                                  text=True, timeout=timeout, user=self._user.pw_uid,
-                                  group=self._user.pw_gid, extra_groups=[])
+            return subprocess.run(
+                command,
+                cwd=self.pgdata,
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                user=self._user.pw_uid,
+                group=self._user.pw_gid,
+                extra_groups=[],
+            )
         except PermissionError as exc:
             raise EmbeddedPostgresError(
                 f"{PG_OS_USER if self._user else 'this user'} cannot run {command[0]}: {exc}"
             ) from exc
 
     def _ensure_database(self) -> None:
-        psql = [str(self._bin / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d",
-                self.dsn("postgres"), "-tAc"]
+        psql = [
+            str(self._bin / "psql"),
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            self.dsn("postgres"),
+            "-tAc",
+        ]
         # DATABASE is a constant of this module, not input.
         query = f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"  # noqa: S608
-        found = subprocess.run([*psql, query], check=True, capture_output=True, text=True,
-                               timeout=_START_TIMEOUT_S).stdout.strip()
+        found = subprocess.run(
+            [*psql, query], check=True, capture_output=True, text=True, timeout=_START_TIMEOUT_S
+        ).stdout.strip()
         if found != "1":
-            subprocess.run([*psql, f"CREATE DATABASE {DATABASE}"], check=True,
-                           capture_output=True, timeout=_START_TIMEOUT_S)
+            subprocess.run(
+                [*psql, f"CREATE DATABASE {DATABASE}"],
+                check=True,
+                capture_output=True,
+                timeout=_START_TIMEOUT_S,
+            )
 
 
 def socket_path_ok(path: Path) -> bool:

@@ -128,15 +128,15 @@ async def _changed_functions(conn: DbConnection, which: MigrationSet) -> list[Mi
     return [f for f in load_functions(which.functions) if recorded.get(f.name) != f.checksum]
 
 
-async def pending_migrations(conn: DbConnection,
-                             which: MigrationSet = VNODE_MIGRATIONS) -> list[Migration]:
+async def pending_migrations(
+    conn: DbConnection, which: MigrationSet = VNODE_MIGRATIONS
+) -> list[Migration]:
     """What `migrate` has yet to apply: numbered migrations never applied, then functions files
     whose text differs from what was last applied. Asking creates nothing."""
     return await _pending_versions(conn, which) + await _changed_functions(conn, which)
 
 
-async def migrate(conn: DbConnection,
-                  which: MigrationSet = VNODE_MIGRATIONS) -> list[Migration]:
+async def migrate(conn: DbConnection, which: MigrationSet = VNODE_MIGRATIONS) -> list[Migration]:
     """Apply every pending migration, each in its own transaction, then the functions files
     (those that changed, or all after a numbered migration) in one transaction; returns what
     was applied."""
@@ -154,15 +154,18 @@ async def migrate(conn: DbConnection,
                 await conn.execute(
                     f"INSERT INTO {which.table} (version, name, checksum)"  # noqa: S608
                     " VALUES ($1, $2, $3)",
-                    migration.version, migration.name, migration.checksum,
+                    migration.version,
+                    migration.name,
+                    migration.checksum,
                 )
         return todo + await _apply_functions(conn, which, everything=bool(todo))
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", which.lock_key)
 
 
-async def _apply_functions(conn: DbConnection, which: MigrationSet,
-                           everything: bool) -> list[Migration]:
+async def _apply_functions(
+    conn: DbConnection, which: MigrationSet, everything: bool
+) -> list[Migration]:
     if which.functions is None:
         return []
     table = which.functions_table
@@ -180,7 +183,8 @@ async def _apply_functions(conn: DbConnection, which: MigrationSet,
                 f"INSERT INTO {table} (name, checksum) VALUES ($1, $2)"  # noqa: S608
                 " ON CONFLICT (name) DO UPDATE"
                 " SET checksum = excluded.checksum, applied_at = now()",
-                function_file.name, function_file.checksum,
+                function_file.name,
+                function_file.checksum,
             )
         # A file that was removed or renamed: what it defined is dropped (or kept) by the files.
         await conn.execute(

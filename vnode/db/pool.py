@@ -27,7 +27,10 @@ async def _no_reset(_conn: asyncpg.Connection[asyncpg.Record]) -> None:
 
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 16) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, reset=_no_reset,
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        reset=_no_reset,
         server_settings={"application_name": "vnode"},
     )
     assert pool is not None

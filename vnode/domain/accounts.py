@@ -12,13 +12,13 @@ from enum import IntEnum
 
 
 class SystemAccount(IntEnum):
-    OPERATOR_FUNDING = -1      # credits and debits made by the operator (admin API, CLI)
-    LIGHTNING_INBOUND = -2     # payments received by the master node
-    LIGHTNING_OUTBOUND = -3    # payments sent by the master node
-    ROUTING_FEES = -4          # routing fees paid by the master node and charged to users
-    OPERATOR_LOSS = -5         # money the operator lost (success after refund, fee above limit)
-    PAYMENTS_IN_FLIGHT = -6    # reserves of outgoing payments not yet final
-    RGB_ONCHAIN_INBOUND = -7   # RGB assets received on-chain by the master node
+    OPERATOR_FUNDING = -1  # credits and debits made by the operator (admin API, CLI)
+    LIGHTNING_INBOUND = -2  # payments received by the master node
+    LIGHTNING_OUTBOUND = -3  # payments sent by the master node
+    ROUTING_FEES = -4  # routing fees paid by the master node and charged to users
+    OPERATOR_LOSS = -5  # money the operator lost (success after refund, fee above limit)
+    PAYMENTS_IN_FLIGHT = -6  # reserves of outgoing payments not yet final
+    RGB_ONCHAIN_INBOUND = -7  # RGB assets received on-chain by the master node
 
     @property
     def account_name(self) -> str:

@@ -27,8 +27,9 @@ def sign(secret: bytes, body: bytes, timestamp: int | None = None) -> str:
     return f"t={t},v1={digest}"
 
 
-def verify(secret: bytes, header: str | None, body: bytes, window_s: int,
-           now: float | None = None) -> bytes:
+def verify(
+    secret: bytes, header: str | None, body: bytes, window_s: int, now: float | None = None
+) -> bytes:
     """Check the header; returns the signature bytes (the replay-protection key)."""
     if not header:
         raise SignatureError("missing signature header")

@@ -43,8 +43,9 @@ def backoff_s(attempts: int) -> float:
 
 def channel_lock_key(channel: str) -> int:
     """The advisory lock held while a channel is being delivered."""
-    return int.from_bytes(hashlib.sha256(f"vnode-delivery:{channel}".encode()).digest()[:8],
-                          "big", signed=True)
+    return int.from_bytes(
+        hashlib.sha256(f"vnode-delivery:{channel}".encode()).digest()[:8], "big", signed=True
+    )
 
 
 _DUE = f"""
@@ -62,12 +63,19 @@ _DUE = f"""
     ORDER BY d.outbox_id LIMIT $2"""  # noqa: S608 - a constant; only values are parameters
 
 
-async def deliver_once(pool: asyncpg.Pool, channel: str, send: Sender, *,
-                       batch: int = 500, dead_after_s: float = DEAD_AFTER_S) -> int:
+async def deliver_once(
+    pool: asyncpg.Pool,
+    channel: str,
+    send: Sender,
+    *,
+    batch: int = 500,
+    dead_after_s: float = DEAD_AFTER_S,
+) -> int:
     """Deliver what is due on `channel`; returns how many events were delivered."""
     async with pool.acquire() as conn, conn.transaction():
-        locked = await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)",
-                                     channel_lock_key(channel))
+        locked = await conn.fetchval(
+            "SELECT pg_try_advisory_xact_lock($1)", channel_lock_key(channel)
+        )
         if not locked:
             return 0  # another process is delivering this channel right now
         rows = await conn.fetch(_DUE, channel, batch)
@@ -82,7 +90,9 @@ async def deliver_once(pool: asyncpg.Pool, channel: str, send: Sender, *,
                 "UPDATE event_deliveries SET status = 'delivered', "
                 "delivered_at = clock_timestamp(), attempts = attempts + 1, last_error = NULL "
                 "WHERE channel = $1 AND outbox_id = ANY($2::bigint[]) AND status = 'pending'",
-                channel, delivered)
+                channel,
+                delivered,
+            )
         for failed in results:
             if failed.error is None:
                 continue
@@ -93,11 +103,22 @@ async def deliver_once(pool: asyncpg.Pool, channel: str, send: Sender, *,
                 "status = CASE WHEN created_at < now() - make_interval(secs => $6) "
                 "              THEN 'dead' ELSE 'pending' END "
                 "WHERE channel = $1 AND outbox_id = $2 AND status = 'pending'",
-                channel, failed.outbox_id, tries, failed.error[:500], backoff_s(tries),
-                dead_after_s)
-            log.warning("event delivery failed", extra={
-                "channel": channel, "outbox_id": failed.outbox_id, "attempts": tries,
-                "error": failed.error[:200]})
+                channel,
+                failed.outbox_id,
+                tries,
+                failed.error[:500],
+                backoff_s(tries),
+                dead_after_s,
+            )
+            log.warning(
+                "event delivery failed",
+                extra={
+                    "channel": channel,
+                    "outbox_id": failed.outbox_id,
+                    "attempts": tries,
+                    "error": failed.error[:200],
+                },
+            )
         return len(delivered)
 
 
@@ -106,5 +127,6 @@ async def retry_dead(pool: asyncpg.Pool, channel: str | None = None) -> int:
     result = await pool.execute(
         "UPDATE event_deliveries SET status = 'pending', next_attempt_at = now(), "
         "created_at = now() WHERE status = 'dead' AND ($1::text IS NULL OR channel = $1)",
-        channel)
+        channel,
+    )
     return int(result.split()[-1])

@@ -19,11 +19,21 @@ PARALLEL_CHANNELS = 4
 
 
 class Dispatcher:
-    def __init__(self, pool: asyncpg.Pool, *, redis_url: str | None, redis_stream_key: str,
-                 redis_maxlen: int, allow_hosts: frozenset[str]) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        redis_url: str | None,
+        redis_stream_key: str,
+        redis_maxlen: int,
+        allow_hosts: frozenset[str],
+    ) -> None:
         self.pool = pool
-        self.redis = (RedisStreamChannel(redis_url, stream_key=redis_stream_key,
-                                         maxlen=redis_maxlen) if redis_url else None)
+        self.redis = (
+            RedisStreamChannel(redis_url, stream_key=redis_stream_key, maxlen=redis_maxlen)
+            if redis_url
+            else None
+        )
         self.allow_hosts = allow_hosts
 
     async def fan_out(self) -> int:
@@ -41,19 +51,22 @@ class Dispatcher:
         rows = await self.pool.fetch(
             "SELECT id, url, secret, CASE WHEN previous_secret_until > now() "
             "THEN previous_secret END AS previous_secret "
-            "FROM webhook_endpoints WHERE removed_at IS NULL ORDER BY id")
+            "FROM webhook_endpoints WHERE removed_at IS NULL ORDER BY id"
+        )
         gate = asyncio.Semaphore(PARALLEL_CHANNELS)
 
         async def one(row: asyncpg.Record) -> int:
-            webhook = WebhookChannel(Endpoint(row["id"], row["url"], row["secret"],
-                                              row["previous_secret"]),
-                                     self.allow_hosts)
+            webhook = WebhookChannel(
+                Endpoint(row["id"], row["url"], row["secret"], row["previous_secret"]),
+                self.allow_hosts,
+            )
             async with gate:
                 try:
                     return await deliver_once(self.pool, webhook.endpoint.channel, webhook.send)
                 except Exception:
-                    log.exception("delivering a webhook failed",
-                                  extra={"channel": webhook.endpoint.channel})
+                    log.exception(
+                        "delivering a webhook failed", extra={"channel": webhook.endpoint.channel}
+                    )
                     return 0
 
         return sum(await asyncio.gather(*(one(row) for row in rows)))

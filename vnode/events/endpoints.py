@@ -117,8 +117,10 @@ def parse_url(text: str) -> str:
     except UnicodeError:
         raise InvalidUrl(f"{parts.hostname[:100]!r} is not a valid host name") from None
     if parts.username is not None or parts.password is not None:
-        raise InvalidUrl("credentials in a webhook URL are not accepted; authenticate the "
-                         "deliveries by their signature")
+        raise InvalidUrl(
+            "credentials in a webhook URL are not accepted; authenticate the "
+            "deliveries by their signature"
+        )
     if parts.fragment:
         raise InvalidUrl("a webhook URL has no #fragment")
     return parts.geturl()
@@ -130,7 +132,8 @@ def parse_event_types(types: Iterable[str]) -> tuple[str, ...]:
     for event_type in types:
         if event_type not in EVENT_TYPES:
             raise InvalidEventType(
-                f"unknown event type {event_type!r}; known: {', '.join(EVENT_TYPES)}")
+                f"unknown event type {event_type!r}; known: {', '.join(EVENT_TYPES)}"
+            )
         wanted.add(event_type)
     return tuple(t for t in EVENT_TYPES if t in wanted)
 
@@ -142,9 +145,13 @@ async def check_endpoint_url(text: str, allow_hosts: frozenset[str]) -> str:
     return url
 
 
-async def create_endpoint(db: Db, url: str, event_types: Iterable[str],
-                          allow_hosts: frozenset[str],
-                          description: str | None = None) -> tuple[WebhookInfo, str]:
+async def create_endpoint(
+    db: Db,
+    url: str,
+    event_types: Iterable[str],
+    allow_hosts: frozenset[str],
+    description: str | None = None,
+) -> tuple[WebhookInfo, str]:
     """Add an endpoint; returns it and its signing secret (only ever returned here).
 
     Raises InvalidUrl, UnsafeUrl (ssrf) or InvalidEventType, before anything is stored."""
@@ -158,7 +165,11 @@ async def create_endpoint(db: Db, url: str, event_types: Iterable[str],
         "  secret_rotated_at, "
         "  CASE WHEN previous_secret_until > now() THEN previous_secret_until END "
         "  AS previous_secret_until",
-        checked, list(types), secret, description)
+        checked,
+        list(types),
+        secret,
+        description,
+    )
     assert row is not None
     return _info(row), secret
 
@@ -195,25 +206,30 @@ async def remove_endpoint(db: Db, webhook_id: int) -> WebhookInfo | None:
     Waits for a delivery to this endpoint in flight in any process (the channel's delivery
     lock), so nothing is sent to the endpoint once this returns."""
     async with _transaction(db) as conn:
-        await conn.execute("SELECT pg_advisory_xact_lock($1)",
-                           channel_lock_key(f"webhook:{webhook_id}"))
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1)", channel_lock_key(f"webhook:{webhook_id}")
+        )
         row = await conn.fetchrow(
             "UPDATE webhook_endpoints SET removed_at = now() "
             "WHERE id = $1 AND removed_at IS NULL "
             "RETURNING id, url, event_types, description, created_at, removed_at, "
             "  secret_rotated_at, "
             "  CASE WHEN previous_secret_until > now() THEN previous_secret_until END "
-            "  AS previous_secret_until", webhook_id)
+            "  AS previous_secret_until",
+            webhook_id,
+        )
         if row is None:
             return None
         await conn.execute(
             "UPDATE event_deliveries SET status = 'dead', last_error = $2 "
-            "WHERE channel = $1 AND status = 'pending'", f"webhook:{webhook_id}", REMOVED_ERROR)
+            "WHERE channel = $1 AND status = 'pending'",
+            f"webhook:{webhook_id}",
+            REMOVED_ERROR,
+        )
         return _info(row)
 
 
-async def rotate_secret(db: Db, webhook_id: int,
-                        grace_s: int = DEFAULT_GRACE_S) -> Rotated | None:
+async def rotate_secret(db: Db, webhook_id: int, grace_s: int = DEFAULT_GRACE_S) -> Rotated | None:
     """Give an active endpoint a new secret (None if there is none with this id).
 
     For `grace_s` seconds the replaced secret still signs every delivery beside the new one
@@ -236,15 +252,17 @@ async def rotate_secret(db: Db, webhook_id: int,
         "  secret_rotated_at, "
         "  CASE WHEN previous_secret_until > now() THEN previous_secret_until END "
         "  AS previous_secret_until",
-        webhook_id, secret, grace)
+        webhook_id,
+        secret,
+        grace,
+    )
     if row is None:
         return None
     info = _info(row)
     return Rotated(info, secret, info.previous_secret_until)
 
 
-async def dead_letters(db: Db, webhook_id: int | None = None,
-                       limit: int = 100) -> list[DeadLetter]:
+async def dead_letters(db: Db, webhook_id: int | None = None, limit: int = 100) -> list[DeadLetter]:
     """Deliveries that kept failing past the retry period, of active endpoints, oldest first."""
     rows = await db.fetch(
         "SELECT w.id AS webhook_id, w.url, o.id AS outbox_id, o.event_id, o.event_type, "
@@ -255,11 +273,25 @@ async def dead_letters(db: Db, webhook_id: int | None = None,
         "JOIN outbox o ON o.id = d.outbox_id "
         "WHERE d.status = 'dead' AND ($1::bigint IS NULL OR w.id = $1) "
         "ORDER BY d.outbox_id, w.id LIMIT $2",
-        webhook_id, max(1, min(limit, DEAD_LETTERS_MAX)))
-    return [DeadLetter(row["webhook_id"], row["url"], row["outbox_id"], str(row["event_id"]),
-                       row["event_type"], row["user_id"], row["user_seq"], row["attempts"],
-                       row["last_error"], row["created_at"], row["first_tried_at"])
-            for row in rows]
+        webhook_id,
+        max(1, min(limit, DEAD_LETTERS_MAX)),
+    )
+    return [
+        DeadLetter(
+            row["webhook_id"],
+            row["url"],
+            row["outbox_id"],
+            str(row["event_id"]),
+            row["event_type"],
+            row["user_id"],
+            row["user_seq"],
+            row["attempts"],
+            row["last_error"],
+            row["created_at"],
+            row["first_tried_at"],
+        )
+        for row in rows
+    ]
 
 
 async def retry_dead_letters(pool: asyncpg.Pool, webhook_id: int | None = None) -> int | None:
@@ -279,10 +311,17 @@ async def retry_dead_letters(pool: asyncpg.Pool, webhook_id: int | None = None) 
 def _info(row: asyncpg.Record) -> WebhookInfo:
     keys = row.keys()
     return WebhookInfo(
-        row["id"], row["url"], tuple(row["event_types"]), row["description"], row["created_at"],
-        row["removed_at"], row["pending"] if "pending" in keys else 0,
-        row["dead"] if "dead" in keys else 0, row["secret_rotated_at"],
-        row["previous_secret_until"])
+        row["id"],
+        row["url"],
+        tuple(row["event_types"]),
+        row["description"],
+        row["created_at"],
+        row["removed_at"],
+        row["pending"] if "pending" in keys else 0,
+        row["dead"] if "dead" in keys else 0,
+        row["secret_rotated_at"],
+        row["previous_secret_until"],
+    )
 
 
 @asynccontextmanager

@@ -13,8 +13,9 @@ from vnode.domain.timestamps import format_timestamp
 
 ENVELOPE_VERSION = 1
 # Columns of outbox needed to build an envelope, for queries that join it.
-OUTBOX_COLUMNS = "o.id AS outbox_id, o.event_id, o.event_type, o.user_id, o.user_seq, " \
-                 "o.payload, o.created_at"
+OUTBOX_COLUMNS = (
+    "o.id AS outbox_id, o.event_id, o.event_type, o.user_id, o.user_seq, o.payload, o.created_at"
+)
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,15 @@ class Event:
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Event:
         payload = row["payload"]
-        return cls(row["outbox_id"], str(row["event_id"]), row["event_type"], row["user_id"],
-                   row["user_seq"], orjson.loads(payload) if isinstance(payload, str) else payload,
-                   row["created_at"])
+        return cls(
+            row["outbox_id"],
+            str(row["event_id"]),
+            row["event_type"],
+            row["user_id"],
+            row["user_seq"],
+            orjson.loads(payload) if isinstance(payload, str) else payload,
+            row["created_at"],
+        )
 
     def envelope(self) -> dict[str, Any]:
         return {

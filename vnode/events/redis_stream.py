@@ -20,8 +20,9 @@ DEFAULT_MAXLEN = 1_000_000
 
 
 class RedisStreamChannel:
-    def __init__(self, url: str, *, stream_key: str = "vnode:events",
-                 maxlen: int = DEFAULT_MAXLEN) -> None:
+    def __init__(
+        self, url: str, *, stream_key: str = "vnode:events", maxlen: int = DEFAULT_MAXLEN
+    ) -> None:
         self.stream_key = stream_key
         self.maxlen = maxlen
         self.client = aioredis.Redis.from_url(url)
@@ -31,11 +32,19 @@ class RedisStreamChannel:
         pipe = self.client.pipeline(transaction=False)
         for event in events:
             envelope = event.envelope()
-            pipe.xadd(self.stream_key, {
-                "id": event.event_id, "type": event.event_type, "user_id": str(event.user_id),
-                "seq": str(event.user_seq), "created_at": envelope["created_at"],
-                "envelope": orjson.dumps(envelope),
-            }, maxlen=self.maxlen, approximate=True)
+            pipe.xadd(
+                self.stream_key,
+                {
+                    "id": event.event_id,
+                    "type": event.event_type,
+                    "user_id": str(event.user_id),
+                    "seq": str(event.user_seq),
+                    "created_at": envelope["created_at"],
+                    "envelope": orjson.dumps(envelope),
+                },
+                maxlen=self.maxlen,
+                approximate=True,
+            )
         try:
             await pipe.execute()
         except (RedisError, OSError) as exc:

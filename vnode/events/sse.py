@@ -70,7 +70,8 @@ Check = Callable[[], Awaitable[bool]]
 async def latest_seq(pool: asyncpg.Pool, user_id: int) -> int:
     """The sequence number of the user's latest committed event (0: none yet)."""
     seq = await pool.fetchval(
-        "SELECT coalesce(max(user_seq), 0) FROM outbox WHERE user_id = $1", user_id)
+        "SELECT coalesce(max(user_seq), 0) FROM outbox WHERE user_id = $1", user_id
+    )
     return int(seq)
 
 
@@ -98,14 +99,20 @@ class _Watch:
 class StreamHub:
     """The streams of one process: admission caps, the shared poller, bounded DB access."""
 
-    def __init__(self, pool: asyncpg.Pool, *, max_streams: int, max_per_key: int,
-                 poll_s: float | None = None, db_slots: int | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        max_streams: int,
+        max_per_key: int,
+        poll_s: float | None = None,
+        db_slots: int | None = None,
+    ) -> None:
         self.pool = pool
         self.max_streams = max_streams
         self.max_per_key = max_per_key
         self._poll_s = poll_s
-        slots = db_slots if db_slots is not None else min(MAX_DB_SLOTS,
-                                                          pool.get_max_size() // 4)
+        slots = db_slots if db_slots is not None else min(MAX_DB_SLOTS, pool.get_max_size() // 4)
         self.db_slots = max(1, slots)
         self._gate = asyncio.Semaphore(self.db_slots)
         self._open: Counter[str] = Counter()
@@ -195,8 +202,9 @@ class StreamHub:
 
     # --- one stream -----------------------------------------------------------------------
 
-    async def stream(self, user_id: int, after_seq: int, *, still_authorised: Check,
-                     disconnected: Check) -> AsyncIterator[Event]:
+    async def stream(
+        self, user_id: int, after_seq: int, *, still_authorised: Check, disconnected: Check
+    ) -> AsyncIterator[Event]:
         """The user's events with seq > after_seq, then live ones, until the client goes."""
         watch = self._watch(user_id, after_seq)
         watch.wake.set()  # read what is already there (a Last-Event-ID backlog) at once
@@ -208,9 +216,14 @@ class StreamHub:
                     try:
                         events = await self.events_after(user_id, watch.last_seq)
                     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-                        log.warning("event stream ended: database error", extra={
-                            "user_id": user_id, "last_seq": watch.last_seq,
-                            "error": str(exc)[:200]})
+                        log.warning(
+                            "event stream ended: database error",
+                            extra={
+                                "user_id": user_id,
+                                "last_seq": watch.last_seq,
+                                "error": str(exc)[:200],
+                            },
+                        )
                         return
                     if events is None:
                         busy = True  # no connection free in time: try again shortly

@@ -75,9 +75,15 @@ def forbidden(address: IPAddress) -> bool:
         inner = embedded_ipv4(address)
         if inner is not None:
             return forbidden(inner)
-    return (address.is_private or address.is_loopback or address.is_link_local
-            or address.is_multicast or address.is_reserved or address.is_unspecified
-            or not address.is_global)
+    return (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+        or not address.is_global
+    )
 
 
 def _split(url: str) -> tuple[SplitResult, str, int]:
@@ -93,8 +99,9 @@ def _split(url: str) -> tuple[SplitResult, str, int]:
     return parts, parts.hostname.lower(), port
 
 
-async def resolve_url(url: str, allow_hosts: frozenset[str],
-                      resolver: Resolver | None = None) -> Target:
+async def resolve_url(
+    url: str, allow_hosts: frozenset[str], resolver: Resolver | None = None
+) -> Target:
     """Resolve the URL's host once and vet every address it has (UnsafeUrl if any is private,
     unless the host is allowed). The caller must connect to `Target.addresses` only."""
     _, host, port = _split(url)
@@ -113,7 +120,8 @@ async def resolve_url(url: str, allow_hosts: frozenset[str],
         if host not in allow_hosts and forbidden(address):
             raise UnsafeUrl(
                 f"{host} resolves to {address}, a non-public address; allow the host "
-                "explicitly with VNODE_WEBHOOK_ALLOW_HOSTS if this is intended")
+                "explicitly with VNODE_WEBHOOK_ALLOW_HOSTS if this is intended"
+            )
         if answer not in addresses:
             addresses.append(answer)
     if not addresses:
@@ -121,8 +129,9 @@ async def resolve_url(url: str, allow_hosts: frozenset[str],
     return Target(url, host, port, tuple(addresses))
 
 
-async def check_url(url: str, allow_hosts: frozenset[str],
-                    resolver: Resolver | None = None) -> None:
+async def check_url(
+    url: str, allow_hosts: frozenset[str], resolver: Resolver | None = None
+) -> None:
     """The guard at subscription time: UnsafeUrl unless every address of the host is public
     or the host is allowed (an allowed host need not resolve yet)."""
     _, host, _ = _split(url)

@@ -62,7 +62,7 @@ def signing_key(secret: str) -> bytes:
     vnode's earlier secrets (`whsec_` + 43 URL-safe characters) and any other text: the text
     itself, UTF-8 encoded, as `X-VNode-Signature` always used them."""
     if secret.startswith(SECRET_PREFIX) and not _LEGACY_SECRET.fullmatch(secret):
-        encoded = secret[len(SECRET_PREFIX):].rstrip("=")
+        encoded = secret[len(SECRET_PREFIX) :].rstrip("=")
         if _BASE64.fullmatch(encoded) and len(encoded) % 4 != 1:  # padding optional
             return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
     return secret.encode()
@@ -74,8 +74,9 @@ def standard_secret(secret: str) -> str:
     return SECRET_PREFIX + base64.b64encode(signing_key(secret)).decode()
 
 
-def standard_headers(msg_id: str, body: bytes, secrets: Sequence[str],
-                     timestamp: int | None = None) -> dict[str, str]:
+def standard_headers(
+    msg_id: str, body: bytes, secrets: Sequence[str], timestamp: int | None = None
+) -> dict[str, str]:
     """`webhook-id`, `webhook-timestamp` and `webhook-signature` (one `v1,...` per secret,
     space-separated, in the order given), signed by the standardwebhooks library."""
     if not secrets:
@@ -86,7 +87,8 @@ def standard_headers(msg_id: str, body: bytes, secrets: Sequence[str],
         ID_HEADER: msg_id,
         TIMESTAMP_HEADER: str(t),
         STANDARD_SIGNATURE_HEADER: " ".join(
-            Webhook(signing_key(secret)).sign(msg_id, when, body) for secret in secrets),
+            Webhook(signing_key(secret)).sign(msg_id, when, body) for secret in secrets
+        ),
     }
 
 
@@ -132,22 +134,28 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
 
     # (The signatures are httpcore's, timeout parameters included.)
     async def connect_tcp(
-        self, host: str, port: int, timeout: float | None = None,  # noqa: ASYNC109
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
         for address in self._addresses:  # each was vetted; try them in the resolver's order
             try:
-                return await self._inner.connect_tcp(address, port, timeout, local_address,
-                                                     socket_options)
+                return await self._inner.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc
         assert failure is not None
         raise failure
 
     async def connect_unix_socket(
-        self, path: str, timeout: float | None = None,  # noqa: ASYNC109
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         raise httpcore.ConnectError("webhook deliveries use TCP only")
@@ -163,18 +171,25 @@ class PinnedTransport(httpx.AsyncHTTPTransport):
     def __init__(self, addresses: Sequence[str], ssl_context: ssl.SSLContext) -> None:
         super().__init__(verify=ssl_context, trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context, max_connections=PARALLEL_USERS,
+            ssl_context=ssl_context,
+            max_connections=PARALLEL_USERS,
             max_keepalive_connections=PARALLEL_USERS,
-            network_backend=PinnedBackend(addresses))
+            network_backend=PinnedBackend(addresses),
+        )
 
 
 class WebhookChannel:
     """One endpoint's deliveries. Each batch gets a client pinned to the addresses vetted for
     that batch: a shared client would resolve host names again (DNS rebinding, review L1)."""
 
-    def __init__(self, endpoint: Endpoint, allow_hosts: frozenset[str], *,
-                 resolver: Resolver | None = None,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        allow_hosts: frozenset[str],
+        *,
+        resolver: Resolver | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.allow_hosts = allow_hosts
         self.resolver = resolver
@@ -192,8 +207,9 @@ class WebhookChannel:
             "X-VNode-Event-Type": event.event_type,
         }
         try:
-            async with client.stream("POST", self.endpoint.url, content=body,
-                                     headers=headers) as response:
+            async with client.stream(
+                "POST", self.endpoint.url, content=body, headers=headers
+            ) as response:
                 status = response.status_code
                 read = 0
                 async for chunk in response.aiter_raw():
@@ -216,12 +232,15 @@ class WebhookChannel:
             target = await resolve_url(self.endpoint.url, self.allow_hosts, self.resolver)
         except UnsafeUrl as exc:
             # Each user's first event fails; the later ones wait behind it, as on any failure.
-            return [Result(user_events[0].outbox_id, f"refused: {exc}")
-                    for user_events in by_user.values()]
+            return [
+                Result(user_events[0].outbox_id, f"refused: {exc}")
+                for user_events in by_user.values()
+            ]
         gate = asyncio.Semaphore(PARALLEL_USERS)
         transport = PinnedTransport(target.addresses, self.ssl_context or default_ssl_context())
-        async with httpx.AsyncClient(transport=transport, follow_redirects=False,
-                                     trust_env=False, timeout=DELIVERY_TIMEOUT_S) as client:
+        async with httpx.AsyncClient(
+            transport=transport, follow_redirects=False, trust_env=False, timeout=DELIVERY_TIMEOUT_S
+        ) as client:
 
             async def chain(user_events: list[Event]) -> list[Result]:
                 done: list[Result] = []

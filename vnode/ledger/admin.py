@@ -31,12 +31,21 @@ async def admin_move(
     pool: asyncpg.Pool, signer: Signer, command: AdminCommand, idempotency: Idempotency
 ) -> LedgerAnswer:
     fields = {
-        "user": command.user_id, "asset": command.asset_id, "amount": command.amount,
+        "user": command.user_id,
+        "asset": command.asset_id,
+        "amount": command.amount,
         "reason": command.reason,
     }
     return await call_money_function(
-        pool, _SQL,
-        command.move.value, command.user_id, signer.node_pubkey(command.user_id),
-        command.asset_id, command.amount, command.reason,
-        idempotency.owner, idempotency.key, idempotency.request_hash(command.move.value, fields),
+        pool,
+        _SQL,
+        command.move.value,
+        command.user_id,
+        signer.node_pubkey(command.user_id),
+        command.asset_id,
+        command.amount,
+        command.reason,
+        idempotency.owner,
+        idempotency.key,
+        idempotency.request_hash(command.move.value, fields),
     )

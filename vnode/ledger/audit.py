@@ -133,7 +133,8 @@ async def run_audit(conn: DbConnection) -> AuditReport:
             report.checked[name] = len(rows)
             report.differences.extend(
                 Difference(name, r["account"], r["asset_id"], r["expected"], r["found"])
-                for r in rows if r["expected"] != r["found"]
+                for r in rows
+                if r["expected"] != r["found"]
             )
         report.totals = await _totals(conn)
     return report

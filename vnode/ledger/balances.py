@@ -51,7 +51,8 @@ async def asset_balance(pool: asyncpg.Pool, user_id: int, asset_id: str) -> Asse
         "SELECT b.spendable, b.pending FROM virtual_nodes n "
         "LEFT JOIN ln_user_balances b ON b.user_id = n.user_id AND b.asset_id = $2 "
         "WHERE n.user_id = $1",
-        user_id, asset_id,
+        user_id,
+        asset_id,
     )
     if row is None:
         return None
@@ -68,8 +69,9 @@ async def all_balances(pool: asyncpg.Pool, user_id: int) -> list[AssetBalance] |
     )
     if not rows:
         return None
-    found = [AssetBalance(r["asset_id"], r["spendable"], r["pending"]) for r in rows
-             if r["asset_id"]]
+    found = [
+        AssetBalance(r["asset_id"], r["spendable"], r["pending"]) for r in rows if r["asset_id"]
+    ]
     if not any(b.asset_id == BTC for b in found):
         found.insert(0, AssetBalance(BTC, 0, 0))
     return found

@@ -59,7 +59,9 @@ async def history_page(
         "SELECT id, tx_id, kind, direction, asset_id, amount, counterparty, memo, status, "
         "created_at FROM ln_user_transactions "
         "WHERE user_id = $1 AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
-        user_id, before_id, limit + 1,
+        user_id,
+        before_id,
+        limit + 1,
     )
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1]["id"]) if len(rows) > limit else None

@@ -20,14 +20,19 @@ class AssetSolvency:
         return max(0, self.owed - self.node_spendable)
 
     def as_json(self) -> dict[str, object]:
-        return {"asset_id": self.asset_id, "owed": self.owed,
-                "node_spendable": self.node_spendable, "shortfall": self.shortfall}
+        return {
+            "asset_id": self.asset_id,
+            "owed": self.owed,
+            "node_spendable": self.node_spendable,
+            "shortfall": self.shortfall,
+        }
 
 
 async def liabilities(conn: DbConnection | asyncpg.Pool) -> dict[str, int]:
     rows = await conn.fetch(
         "SELECT asset_id, sum(spendable + pending)::bigint AS owed FROM ln_user_balances "
-        "GROUP BY asset_id")
+        "GROUP BY asset_id"
+    )
     return {row["asset_id"]: row["owed"] for row in rows}
 
 

@@ -30,12 +30,22 @@ async def transfer(
     here (the database never sees the seed).
     """
     fields = {
-        "from": command.from_user_id, "to": command.to_user_id, "asset": command.asset_id,
-        "amount": command.amount, "memo": command.memo,
+        "from": command.from_user_id,
+        "to": command.to_user_id,
+        "asset": command.asset_id,
+        "amount": command.amount,
+        "memo": command.memo,
     }
     return await call_money_function(
-        pool, _SQL,
-        command.from_user_id, command.to_user_id, signer.node_pubkey(command.to_user_id),
-        command.asset_id, command.amount, command.memo,
-        idempotency.owner, idempotency.key, idempotency.request_hash("transfer", fields),
+        pool,
+        _SQL,
+        command.from_user_id,
+        command.to_user_id,
+        signer.node_pubkey(command.to_user_id),
+        command.asset_id,
+        command.amount,
+        command.memo,
+        idempotency.owner,
+        idempotency.key,
+        idempotency.request_hash("transfer", fields),
     )

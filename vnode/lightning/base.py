@@ -139,13 +139,23 @@ class LightningBackend(Protocol):
     async def decode_invoice(self, invoice: str) -> NodeInvoice: ...
 
     async def create_invoice(
-        self, *, amount_msat: int | None, expiry_s: int, description: str | None,
-        asset_id: str | None = None, asset_amount: int | None = None,
+        self,
+        *,
+        amount_msat: int | None,
+        expiry_s: int,
+        description: str | None,
+        asset_id: str | None = None,
+        asset_amount: int | None = None,
     ) -> CreatedInvoice: ...
 
     async def pay_invoice(
-        self, invoice: Invoice, *, amount_msat: int | None, fee_limit_msat: int,
-        asset_id: str | None = None, asset_amount: int | None = None,
+        self,
+        invoice: Invoice,
+        *,
+        amount_msat: int | None,
+        fee_limit_msat: int,
+        asset_id: str | None = None,
+        asset_amount: int | None = None,
     ) -> PaymentStatus:
         """Start paying an invoice the payment path has read (and checked) already; its `text`
         is what the node is sent. Raises DuplicatePayment, InvoiceRefused, NodeLocked (nothing

@@ -42,8 +42,13 @@ class Spendable:
 
 
 class NodeMonitor:
-    def __init__(self, backend: LightningBackend, *, simulated: bool,
-                 on_state: Callable[[NodeState], Awaitable[object]] | None = None) -> None:
+    def __init__(
+        self,
+        backend: LightningBackend,
+        *,
+        simulated: bool,
+        on_state: Callable[[NodeState], Awaitable[object]] | None = None,
+    ) -> None:
         self.backend = backend
         self.simulated = simulated
         self.status = NodeStatus()
@@ -60,15 +65,22 @@ class NodeMonitor:
         except NodeLocked as exc:
             self.status = NodeStatus(NodeState.LOCKED, self.status.info, str(exc), time.time())
         except NodeError as exc:
-            self.status = NodeStatus(NodeState.UNREACHABLE, self.status.info, str(exc),
-                                     time.time())
-        if (self.status.state is NodeState.READY
-                and time.time() - self.spendable.checked_at >= SPENDABLE_REFRESH_S):
+            self.status = NodeStatus(NodeState.UNREACHABLE, self.status.info, str(exc), time.time())
+        if (
+            self.status.state is NodeState.READY
+            and time.time() - self.spendable.checked_at >= SPENDABLE_REFRESH_S
+        ):
             await self._refresh_spendable()
         if self.status.state != previous:
-            log.warning("master node state changed", extra={
-                "from_state": previous.value, "to_state": self.status.state.value,
-                "detail": self.status.detail, "simulated": self.simulated})
+            log.warning(
+                "master node state changed",
+                extra={
+                    "from_state": previous.value,
+                    "to_state": self.status.state.value,
+                    "detail": self.status.detail,
+                    "simulated": self.simulated,
+                },
+            )
         if self._on_state is not None:
             await self._on_state(self.status.state)
         return self.status
@@ -83,8 +95,10 @@ class NodeMonitor:
     def require_ready(self) -> NodeInfo:
         """The node's info, or a 503 refusal when it cannot move money now."""
         if self.status.state != NodeState.READY or self.status.info is None:
-            raise ApiError(ErrorCode.NODE_UNAVAILABLE,
-                           f"the master node is {self.status.state.value}; nothing was sent")
+            raise ApiError(
+                ErrorCode.NODE_UNAVAILABLE,
+                f"the master node is {self.status.state.value}; nothing was sent",
+            )
         return self.status.info
 
     def as_json(self) -> dict[str, object]:

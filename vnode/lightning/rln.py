@@ -301,8 +301,7 @@ class RlnBackend:
         """
         del fee_limit_msat
         request = api.SendPaymentRequest.model_construct(
-            invoice=invoice.text, amt_msat=amount_msat, asset_id=asset_id,
-            asset_amount=asset_amount
+            invoice=invoice.text, amt_msat=amount_msat, asset_id=asset_id, asset_amount=asset_amount
         )
         answer = await self._call("POST", "/sendpayment", api.request_body(request))
         # From here on the node may have started the payment: anything unexpected in the

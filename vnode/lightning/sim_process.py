@@ -32,14 +32,27 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
 
 
 class SimProcess:
-    def __init__(self, host: str, port: int, log_path: Path,
-                 extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, host: str, port: int, log_path: Path, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.url = f"http://{host}:{port}"
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vnode.cli", "sim", "serve", "--host", host,
-             "--port", str(port), *extra_args],
-            stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+            [
+                sys.executable,
+                "-m",
+                "vnode.cli",
+                "sim",
+                "serve",
+                "--host",
+                host,
+                "--port",
+                str(port),
+                *extra_args,
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
             start_new_session=True,
         )
 
@@ -67,8 +80,9 @@ class SimProcess:
         kill_child(self.proc)
 
 
-def stop_child(proc: subprocess.Popen[bytes], sig: int, timeout_s: float, *,
-               group: bool = False) -> bool:
+def stop_child(
+    proc: subprocess.Popen[bytes], sig: int, timeout_s: float, *, group: bool = False
+) -> bool:
     """A bounded stop of a child process: `sig`, then SIGKILL if it has not exited within
     `timeout_s` (its whole process group with `group`, for a child that leads one of its own).
     True when it had to be killed. The test, benchmark and proving harnesses stop their

@@ -17,6 +17,9 @@ def fee_reserve_msat(amount_msat: int, *, base_msat: int, ppm: int, minimum_msat
 
 def settings_reserve_msat(settings: Settings, amount_msat: int) -> int:
     """The reserve the settings ask for (`Settings.model_construct()`: the defaults)."""
-    return fee_reserve_msat(amount_msat, base_msat=settings.fee_reserve_base_msat,
-                            ppm=settings.fee_reserve_ppm,
-                            minimum_msat=settings.fee_reserve_min_msat)
+    return fee_reserve_msat(
+        amount_msat,
+        base_msat=settings.fee_reserve_base_msat,
+        ppm=settings.fee_reserve_ppm,
+        minimum_msat=settings.fee_reserve_min_msat,
+    )

@@ -57,10 +57,15 @@ def preimage_matches(preimage: str | None, payment_hash: str) -> bool:
     return canonical_preimage(preimage, payment_hash) is not None
 
 
-async def finish(pool: asyncpg.Pool, payment_id: int, outcome: PaymentOutcome,
-                 fee_msat: int | None, preimage: str | None, reason: str | None) -> PaymentAnswer:
-    return await store.finish_payment(pool, payment_id, outcome.value, fee_msat, preimage,
-                                      reason)
+async def finish(
+    pool: asyncpg.Pool,
+    payment_id: int,
+    outcome: PaymentOutcome,
+    fee_msat: int | None,
+    preimage: str | None,
+    reason: str | None,
+) -> PaymentAnswer:
+    return await store.finish_payment(pool, payment_id, outcome.value, fee_msat, preimage, reason)
 
 
 def _fee(status: PaymentStatus) -> int | None:
@@ -84,8 +89,9 @@ class Decision:
     preimage: str | None = None
 
 
-def decide(payment: PendingPayment, status: PaymentStatus, *, stale_skew_s: int,
-           now: float) -> Decision:
+def decide(
+    payment: PendingPayment, status: PaymentStatus, *, stale_skew_s: int, now: float
+) -> Decision:
     """The table of docs/NODE.md, "Unknown outcomes": node answer x invoice state x attempt
     age -> what becomes of a pending payment. Pure: no I/O, so the table has unit tests."""
     expired = now - payment.invoice_expires_s > stale_skew_s
@@ -109,45 +115,73 @@ def decide(payment: PendingPayment, status: PaymentStatus, *, stale_skew_s: int,
     return Decision(Verdict.PENDING)
 
 
-async def apply_status(pool: asyncpg.Pool, payment: PendingPayment, status: PaymentStatus,
-                       *, stale_skew_s: int, now: float | None = None) -> PaymentAnswer | None:
+async def apply_status(
+    pool: asyncpg.Pool,
+    payment: PendingPayment,
+    status: PaymentStatus,
+    *,
+    stale_skew_s: int,
+    now: float | None = None,
+) -> PaymentAnswer | None:
     """Finish the payment if `status` is final and trustworthy; None leaves it pending."""
-    decision = decide(payment, status, stale_skew_s=stale_skew_s,
-                      now=time.time() if now is None else now)
+    decision = decide(
+        payment, status, stale_skew_s=stale_skew_s, now=time.time() if now is None else now
+    )
     if decision.verdict is Verdict.SUCCEEDED:
-        return await finish(pool, payment.id, PaymentOutcome.SUCCEEDED, _fee(status),
-                            decision.preimage, None)
+        return await finish(
+            pool, payment.id, PaymentOutcome.SUCCEEDED, _fee(status), decision.preimage, None
+        )
     if decision.verdict is Verdict.FAILED:
-        return await finish(pool, payment.id, PaymentOutcome.FAILED, None, None,
-                            decision.reason)
+        return await finish(pool, payment.id, PaymentOutcome.FAILED, None, None, decision.reason)
     if decision.verdict is Verdict.INVALID_PREIMAGE:
-        log.error("node reported success without a valid preimage; payment stays pending",
-                  extra={"payment_hash": payment.payment_hash})
-        await store.alert_once(pool, "invalid_preimage", payment.payment_hash,
-                          {"payment_id": payment.id, "preimage": str(status.preimage)[:200]})
+        log.error(
+            "node reported success without a valid preimage; payment stays pending",
+            extra={"payment_hash": payment.payment_hash},
+        )
+        await store.alert_once(
+            pool,
+            "invalid_preimage",
+            payment.payment_hash,
+            {"payment_id": payment.id, "preimage": str(status.preimage)[:200]},
+        )
     elif decision.reason is not None:
-        log.warning("payment stays pending: %s", decision.reason,
-                    extra={"payment_hash": payment.payment_hash})
+        log.warning(
+            "payment stays pending: %s",
+            decision.reason,
+            extra={"payment_hash": payment.payment_hash},
+        )
     return None
 
 
-async def resolve(pool: asyncpg.Pool, backend: LightningBackend, payment: PendingPayment,
-                  *, stale_skew_s: int) -> PaymentAnswer | None:
+async def resolve(
+    pool: asyncpg.Pool, backend: LightningBackend, payment: PendingPayment, *, stale_skew_s: int
+) -> PaymentAnswer | None:
     """Ask the node about one pending payment and apply its answer; None: still pending."""
     try:
         status = await backend.payment_status(payment.payment_hash)
     except NodeError as exc:  # locked or unreachable: an ambiguous answer changes nothing
         # Once per payment and kind of trouble, not once per pass over a thousand payments.
-        _said.log(payment.payment_hash, exc.name, logging.INFO, "payment status unavailable",
-                  extra={"payment_hash": payment.payment_hash, "error": str(exc)})
+        _said.log(
+            payment.payment_hash,
+            exc.name,
+            logging.INFO,
+            "payment status unavailable",
+            extra={"payment_hash": payment.payment_hash, "error": str(exc)},
+        )
         return None
     _said.forget(payment.payment_hash)
     return await apply_status(pool, payment, status, stale_skew_s=stale_skew_s)
 
 
-async def reconcile_once(pool: asyncpg.Pool, backend: LightningBackend, *,
-                         stale_skew_s: int, metrics: Metrics | None = None,
-                         concurrency: int = 16, page: int = PAGE) -> int:
+async def reconcile_once(
+    pool: asyncpg.Pool,
+    backend: LightningBackend,
+    *,
+    stale_skew_s: int,
+    metrics: Metrics | None = None,
+    concurrency: int = 16,
+    page: int = PAGE,
+) -> int:
     """One pass over every pending external payment that is due, a page at a time, the ones
     never checked first (newest first), then the one checked longest ago; returns how many
     became final.
@@ -176,15 +210,27 @@ async def reconcile_once(pool: asyncpg.Pool, backend: LightningBackend, *,
         if not todo:  # nothing due, or only rows whose update could not be written
             return finished
         seen.update(payment.id for payment in todo)
-        await each_isolated(todo, check, item_id=lambda p: f"payment {p.id} ({p.payment_hash})",
-                            errors=errors, on_error=postpone, concurrency=concurrency)
+        await each_isolated(
+            todo,
+            check,
+            item_id=lambda p: f"payment {p.id} ({p.payment_hash})",
+            errors=errors,
+            on_error=postpone,
+            concurrency=concurrency,
+        )
         if len(due) < page:
             return finished
 
 
-async def recheck_failed_once(pool: asyncpg.Pool, backend: LightningBackend, *,
-                              window_s: int = 86_400, metrics: Metrics | None = None,
-                              concurrency: int = 8, page: int = PAGE) -> int:
+async def recheck_failed_once(
+    pool: asyncpg.Pool,
+    backend: LightningBackend,
+    *,
+    window_s: int = 86_400,
+    metrics: Metrics | None = None,
+    concurrency: int = 8,
+    page: int = PAGE,
+) -> int:
     """Ask again about recently refunded payments: a success reported after the refund is
     booked as an operator loss with an alert (docs/design/LESSONS.md 13), never ignored.
 
@@ -202,11 +248,12 @@ async def recheck_failed_once(pool: asyncpg.Pool, backend: LightningBackend, *,
             return
         preimage = canonical_preimage(status.preimage, refunded.payment_hash)
         if status.outcome is PaymentOutcome.SUCCEEDED and preimage is not None:
-            await finish(pool, refunded.id, PaymentOutcome.SUCCEEDED, _fee(status), preimage,
-                         None)
+            await finish(pool, refunded.id, PaymentOutcome.SUCCEEDED, _fee(status), preimage, None)
             if await store.late_success_booked(pool, refunded.id):
-                log.error("a refunded payment succeeded after all: booked an operator loss",
-                          extra={"payment_hash": refunded.payment_hash})
+                log.error(
+                    "a refunded payment succeeded after all: booked an operator loss",
+                    extra={"payment_hash": refunded.payment_hash},
+                )
                 found += 1
 
     while True:
@@ -214,7 +261,8 @@ async def recheck_failed_once(pool: asyncpg.Pool, backend: LightningBackend, *,
         if not rows:
             return found
         after_id = rows[-1].id
-        await each_isolated(rows, check, item_id=lambda r: f"payment {r.id}",
-                            errors=errors, concurrency=concurrency)
+        await each_isolated(
+            rows, check, item_id=lambda r: f"payment {r.id}", errors=errors, concurrency=concurrency
+        )
         if len(rows) < page:
             return found

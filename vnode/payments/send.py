@@ -71,16 +71,25 @@ class InvoiceToPay:
 
 
 class PaymentSender:
-    def __init__(self, pool: asyncpg.Pool, backend: LightningBackend, monitor: NodeMonitor,
-                 settings: Settings) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        backend: LightningBackend,
+        monitor: NodeMonitor,
+        settings: Settings,
+    ) -> None:
         self.pool = pool
         self.backend = backend
         self.monitor = monitor
         self.settings = settings
 
     async def pay(self, command: PayCommand, idempotency: Idempotency) -> PaymentAnswer:
-        request = {"user": command.user_id, "invoice": command.invoice.strip(),
-                   "amt_msat": command.amt_msat, "fee_limit_msat": command.fee_limit_msat}
+        request = {
+            "user": command.user_id,
+            "invoice": command.invoice.strip(),
+            "amt_msat": command.amt_msat,
+            "fee_limit_msat": command.fee_limit_msat,
+        }
         request_hash = idempotency.request_hash("sendpayment", request)
         # The one lookup of the key. A retry with the key of an earlier attempt gets that
         # attempt's answer first: the invoice may have expired or the node be locked since, but
@@ -99,24 +108,28 @@ class PaymentSender:
             assert replayed is not None
             return replayed
 
-    async def _pay_new(self, command: PayCommand, idempotency: Idempotency,
-                       request_hash: bytes) -> PaymentAnswer:
-        target = await self._read_invoice(command.invoice, command.amt_msat,
-                                          amount_required=True)
+    async def _pay_new(
+        self, command: PayCommand, idempotency: Idempotency, request_hash: bytes
+    ) -> PaymentAnswer:
+        target = await self._read_invoice(command.invoice, command.amt_msat, amount_required=True)
         if target.internal:
             # Our own node cannot pay itself: settle in the ledger (the SQL refuses a
             # substituted invoice text or an invoice vnode does not know).
             return await store.internal_pay(
-                self.pool, command.user_id, target.payment_hash, target.invoice,
-                command.amt_msat, idempotency, request_hash)
+                self.pool,
+                command.user_id,
+                target.payment_hash,
+                target.invoice,
+                command.amt_msat,
+                idempotency,
+                request_hash,
+            )
         return await self._pay_external(command, target, idempotency, request_hash)
 
-    async def _replay(self, idempotency: Idempotency,
-                      request_hash: bytes) -> PaymentAnswer | None:
+    async def _replay(self, idempotency: Idempotency, request_hash: bytes) -> PaymentAnswer | None:
         """The stored answer of an earlier request with this key, brought up to date: a
         payment that was pending answers its state now."""
-        stored = await store.idempotent_answer(self.pool, idempotency, "sendpayment",
-                                               request_hash)
+        stored = await store.idempotent_answer(self.pool, idempotency, "sendpayment", request_hash)
         if stored is None or stored.code != "pending" or stored.payment_id is None:
             return stored
         return await store.payment_answer(self.pool, stored.payment_id)
@@ -128,20 +141,25 @@ class PaymentSender:
         decoded, amount, internal = target.decoded, target.amount_msat, target.internal
         reserve = None if amount is None else 0 if internal else self._reserve_for(amount, None)
         return {
-            "payment_hash": decoded.payment_hash, "network": decoded.network,
-            "invoice_amount_msat": decoded.amount_msat, "amount_msat": amount,
+            "payment_hash": decoded.payment_hash,
+            "network": decoded.network,
+            "invoice_amount_msat": decoded.amount_msat,
+            "amount_msat": amount,
             "description": decoded.description,
             "expires_at": datetime.fromtimestamp(decoded.expires_at, UTC),
-            "payee_pubkey": decoded.payee_pubkey, "internal": internal,
+            "payee_pubkey": decoded.payee_pubkey,
+            "internal": internal,
             "fee_reserve_msat": reserve,
             # What the reserve is for, so a payer sees why it is more than the fee will be.
             "fee_reserve_rule": None if internal else self._reserve_rule(),
             "total_msat": None if amount is None or reserve is None else amount + reserve,
-            "asset_id": target.asset_id, "asset_amount": target.asset_amount,
+            "asset_id": target.asset_id,
+            "asset_amount": target.asset_amount,
         }
 
-    async def _read_invoice(self, invoice: str, amt_msat: int | None, *,
-                            amount_required: bool) -> InvoiceToPay:
+    async def _read_invoice(
+        self, invoice: str, amt_msat: int | None, *, amount_required: bool
+    ) -> InvoiceToPay:
         """Every check of an invoice before paying it, each once and in this order: the node
         has been reached, the invoice text (decoded once, here), the amount, whether it is
         ours, the node ready (external only) and what the node reads in it (external only)."""
@@ -150,12 +168,14 @@ class PaymentSender:
         info = self.monitor.status.info
         if info is None:
             raise ApiError(ErrorCode.NODE_UNAVAILABLE, "the master node has not been reached yet")
-        decoded = check_invoice_text(invoice, network=info.network,
-                                     expiry_horizon_s=self.settings.invoice_expiry_horizon_s)
+        decoded = check_invoice_text(
+            invoice, network=info.network, expiry_horizon_s=self.settings.invoice_expiry_horizon_s
+        )
         amount = None
         if amount_required or decoded.amount_msat is not None or amt_msat is not None:
-            amount = payable_amount(decoded, amt_msat,
-                                    max_payment_msat=self.settings.max_payment_msat)
+            amount = payable_amount(
+                decoded, amt_msat, max_payment_msat=self.settings.max_payment_msat
+            )
         if await self._is_ours(decoded, info.pubkey):
             return InvoiceToPay(decoded, amount, internal=True)
         self.monitor.require_ready()
@@ -163,8 +183,10 @@ class PaymentSender:
 
     async def _is_ours(self, decoded: bolt11.Invoice, node_pubkey: str) -> bool:
         """An invoice vnode issued, or any invoice of the master node: settled in the ledger."""
-        return (await store.invoice_is_ours(self.pool, decoded.payment_hash)
-                or decoded.payee_pubkey == node_pubkey)
+        return (
+            await store.invoice_is_ours(self.pool, decoded.payment_hash)
+            or decoded.payee_pubkey == node_pubkey
+        )
 
     async def _with_node_view(self, target: InvoiceToPay) -> InvoiceToPay:
         """The node's reading of the invoice (the one place it is asked): it must agree on the
@@ -179,14 +201,18 @@ class PaymentSender:
             # (The adapter refuses 0 already; the ledger's CHECK would be a 500.)
             raise ApiError(ErrorCode.AMOUNT_REQUIRED, "the RGB invoice does not name an amount")
         if target.amount_msat is not None and target.amount_msat < RGB_MIN_HTLC_MSAT:
-            raise ApiError(ErrorCode.AMOUNT_MISMATCH,
-                           f"an RGB payment carries at least {RGB_MIN_HTLC_MSAT} msat of BTC")
+            raise ApiError(
+                ErrorCode.AMOUNT_MISMATCH,
+                f"an RGB payment carries at least {RGB_MIN_HTLC_MSAT} msat of BTC",
+            )
         return replace(target, asset_id=node_view.asset_id, asset_amount=node_view.asset_amount)
 
     def _reserve_rule(self) -> str:
         settings = self.settings
-        rule = (f"{settings.fee_reserve_base_msat} msat + {settings.fee_reserve_ppm / 10_000:g}% "
-                "of the amount")
+        rule = (
+            f"{settings.fee_reserve_base_msat} msat + {settings.fee_reserve_ppm / 10_000:g}% "
+            "of the amount"
+        )
         if settings.fee_reserve_min_msat:
             rule += f", at least {settings.fee_reserve_min_msat} msat"
         if self.backend.capabilities.reports_fee:
@@ -203,18 +229,33 @@ class PaymentSender:
         if fee_limit_msat < policy:
             raise ApiError(
                 ErrorCode.FEE_LIMIT_TOO_LOW,
-                f"this node cannot enforce a fee limit; the fee reserve is {policy} msat")
+                f"this node cannot enforce a fee limit; the fee reserve is {policy} msat",
+            )
         return policy
 
-    async def _pay_external(self, command: PayCommand, target: InvoiceToPay,
-                            idempotency: Idempotency, request_hash: bytes) -> PaymentAnswer:
+    async def _pay_external(
+        self,
+        command: PayCommand,
+        target: InvoiceToPay,
+        idempotency: Idempotency,
+        request_hash: bytes,
+    ) -> PaymentAnswer:
         assert target.amount_msat is not None  # pay() requires an amount
         reserve = self._reserve_for(target.amount_msat, command.fee_limit_msat)
         try:
             reserved = await store.reserve_payment(
-                self.pool, command.user_id, target.payment_hash, target.invoice,
-                target.amount_msat, target.asset_id, target.asset_amount, reserve,
-                target.decoded.expires_at, idempotency, request_hash)
+                self.pool,
+                command.user_id,
+                target.payment_hash,
+                target.invoice,
+                target.amount_msat,
+                target.asset_id,
+                target.asset_amount,
+                reserve,
+                target.decoded.expires_at,
+                idempotency,
+                request_hash,
+            )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != "ln_payments_one_live":
                 raise
@@ -229,34 +270,51 @@ class PaymentSender:
             crash_point(self.settings.crash_points, "after_pay")
         return await self.wait_final(payment_id, self.settings.payment_wait_s)
 
-    async def _send(self, payment_id: int, target: InvoiceToPay, command: PayCommand,
-                    reserve: int) -> None:
+    async def _send(
+        self, payment_id: int, target: InvoiceToPay, command: PayCommand, reserve: int
+    ) -> None:
         try:
             status = await self.backend.pay_invoice(
                 target.decoded,
                 amount_msat=command.amt_msat if target.decoded.amount_msat is None else None,
-                fee_limit_msat=reserve, asset_id=target.asset_id,
-                asset_amount=target.asset_amount)
+                fee_limit_msat=reserve,
+                asset_id=target.asset_id,
+                asset_amount=target.asset_amount,
+            )
         except (InvoiceRefused, NodeLocked) as exc:
             # Refused before anything left the node: a final failure, refund now.
-            await resolve.finish(self.pool, payment_id, PaymentOutcome.FAILED, None, None,
-                                 f"refused by the node: {exc}")
+            await resolve.finish(
+                self.pool,
+                payment_id,
+                PaymentOutcome.FAILED,
+                None,
+                None,
+                f"refused by the node: {exc}",
+            )
             return
         except DuplicatePayment:
-            log.warning("node already has a payment for this invoice; tracking it",
-                        extra={"payment_hash": target.payment_hash})
+            log.warning(
+                "node already has a payment for this invoice; tracking it",
+                extra={"payment_hash": target.payment_hash},
+            )
             return
         except (NodeUnreachable, NodeError) as exc:
             # Unreachable, or a refusal we cannot prove happened before sending: unknown, so
             # the reserve stays held and the reconciler asks the node until it knows.
-            log.warning("payment outcome unknown after send; the reconciler will resolve it",
-                        extra={"payment_hash": target.payment_hash, "error": str(exc),
-                               "node_error": exc.name})
+            log.warning(
+                "payment outcome unknown after send; the reconciler will resolve it",
+                extra={
+                    "payment_hash": target.payment_hash,
+                    "error": str(exc),
+                    "node_error": exc.name,
+                },
+            )
             return
         pending = await store.pending_payment(self.pool, payment_id)
         if pending is not None:
-            await resolve.apply_status(self.pool, pending, status,
-                                       stale_skew_s=self.settings.stale_failure_skew_s)
+            await resolve.apply_status(
+                self.pool, pending, status, stale_skew_s=self.settings.stale_failure_skew_s
+            )
 
     async def wait_final(self, payment_id: int, wait_s: float) -> PaymentAnswer:
         """Poll the node until the payment is final or `wait_s` passes; answer its state."""
@@ -265,16 +323,16 @@ class PaymentSender:
             pending = await store.pending_payment(self.pool, payment_id)
             if pending is None or time.monotonic() >= deadline:
                 break
-            await resolve.resolve(self.pool, self.backend, pending,
-                                  stale_skew_s=self.settings.stale_failure_skew_s)
+            await resolve.resolve(
+                self.pool, self.backend, pending, stale_skew_s=self.settings.stale_failure_skew_s
+            )
             if await store.pending_payment(self.pool, payment_id) is None:
                 break
             await asyncio.sleep(_POLL_S)
         return await store.payment_answer(self.pool, payment_id)
 
 
-async def find_payment(pool: asyncpg.Pool, user_id: int,
-                       payment_hash: str) -> PaymentAnswer | None:
+async def find_payment(pool: asyncpg.Pool, user_id: int, payment_hash: str) -> PaymentAnswer | None:
     """The user's latest payment of this hash (a failed one may have been retried)."""
     payment_id = await store.latest_payment_id(pool, user_id, payment_hash)
     return None if payment_id is None else await store.payment_answer(pool, payment_id)

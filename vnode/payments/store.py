@@ -50,8 +50,9 @@ class PendingPayment:
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> PendingPayment:
-        return cls(row["id"], row["payment_hash"], row["expires_s"], row["started_s"],
-                   row["check_errors"])
+        return cls(
+            row["id"], row["payment_hash"], row["expires_s"], row["started_s"], row["check_errors"]
+        )
 
 
 # Only what the resolver needs, and timestamps as float8.
@@ -64,8 +65,9 @@ _PENDING_COLUMNS = (
 # ---------------------------------------------------------------- idempotency and invoices
 
 
-async def idempotent_answer(pool: asyncpg.Pool, idempotency: Idempotency, endpoint: str,
-                            request_hash: bytes) -> PaymentAnswer | None:
+async def idempotent_answer(
+    pool: asyncpg.Pool, idempotency: Idempotency, endpoint: str, request_hash: bytes
+) -> PaymentAnswer | None:
     """The stored answer of an earlier request with this key (refuses a reused key): the one
     lookup of a payment's Idempotency-Key (the money functions do not look again)."""
     if idempotency.key is None:
@@ -73,19 +75,25 @@ async def idempotent_answer(pool: asyncpg.Pool, idempotency: Idempotency, endpoi
     row = await pool.fetchrow(
         "SELECT code, detail, result, (result ->> 'payment_id')::bigint AS payment_id "
         "FROM vnode_idem_lookup($1, $2, $3, $4)",
-        idempotency.owner, idempotency.key, endpoint, request_hash)
+        idempotency.owner,
+        idempotency.key,
+        endpoint,
+        request_hash,
+    )
     return None if row is None else PaymentAnswer.from_row(row)
 
 
 async def invoice_is_ours(pool: asyncpg.Pool, payment_hash: str) -> bool:
     """Whether vnode issued the invoice of this payment hash."""
-    return bool(await pool.fetchval(
-        "SELECT true FROM ln_invoices WHERE payment_hash = $1", payment_hash))
+    return bool(
+        await pool.fetchval("SELECT true FROM ln_invoices WHERE payment_hash = $1", payment_hash)
+    )
 
 
 async def invoice_owner(pool: asyncpg.Pool, payment_hash: str) -> int | None:
     owner: int | None = await pool.fetchval(
-        "SELECT user_id FROM ln_invoices WHERE payment_hash = $1", payment_hash)
+        "SELECT user_id FROM ln_invoices WHERE payment_hash = $1", payment_hash
+    )
     return owner
 
 
@@ -105,47 +113,92 @@ async def _payment_call(pool: asyncpg.Pool, sql: str, *args: object) -> PaymentA
     return await retry_aborted(attempt)
 
 
-async def internal_pay(pool: asyncpg.Pool, user_id: int, payment_hash: str, invoice: str,
-                       amt_msat: int | None, idempotency: Idempotency,
-                       request_hash: bytes) -> PaymentAnswer:
+async def internal_pay(
+    pool: asyncpg.Pool,
+    user_id: int,
+    payment_hash: str,
+    invoice: str,
+    amt_msat: int | None,
+    idempotency: Idempotency,
+    request_hash: bytes,
+) -> PaymentAnswer:
     """Settle an invoice vnode issued inside the ledger (the SQL refuses a substituted invoice
     text or an invoice vnode does not know)."""
     return await _payment_call(
-        pool, "SELECT code, detail, result, (result ->> 'payment_id')::bigint AS payment_id "
+        pool,
+        "SELECT code, detail, result, (result ->> 'payment_id')::bigint AS payment_id "
         "FROM vnode_internal_pay($1, $2, $3, $4, $5, $6, $7)",
-        user_id, payment_hash, invoice, amt_msat, idempotency.owner, idempotency.key,
-        request_hash)
+        user_id,
+        payment_hash,
+        invoice,
+        amt_msat,
+        idempotency.owner,
+        idempotency.key,
+        request_hash,
+    )
 
 
-async def reserve_payment(pool: asyncpg.Pool, user_id: int, payment_hash: str, invoice: str,
-                          amount_msat: int, asset_id: str | None, asset_amount: int | None,
-                          reserve_msat: int, invoice_expires_s: float, idempotency: Idempotency,
-                          request_hash: bytes) -> PaymentAnswer:
+async def reserve_payment(
+    pool: asyncpg.Pool,
+    user_id: int,
+    payment_hash: str,
+    invoice: str,
+    amount_msat: int,
+    asset_id: str | None,
+    asset_amount: int | None,
+    reserve_msat: int,
+    invoice_expires_s: float,
+    idempotency: Idempotency,
+    request_hash: bytes,
+) -> PaymentAnswer:
     """Hold amount + reserve for an external payment (raises UniqueViolationError on
     `ln_payments_one_live` when another payment of the invoice is live)."""
     return await _payment_call(
         pool,
         "SELECT code, detail, result, payment_id FROM vnode_payment_reserve("
         "$1, $2, $3, $4, $5, $6, $7, to_timestamp($8), $9, $10, $11)",
-        user_id, payment_hash, invoice, amount_msat, asset_id, asset_amount, reserve_msat,
-        invoice_expires_s, idempotency.owner, idempotency.key, request_hash)
+        user_id,
+        payment_hash,
+        invoice,
+        amount_msat,
+        asset_id,
+        asset_amount,
+        reserve_msat,
+        invoice_expires_s,
+        idempotency.owner,
+        idempotency.key,
+        request_hash,
+    )
 
 
 async def claim_send(pool: asyncpg.Pool, payment_id: int) -> bool:
     """Only one caller sends a payment to the node (an idempotent replay does not)."""
     claimed = await pool.fetchval(
         "UPDATE ln_payments SET sent_at = now() WHERE id = $1 AND sent_at IS NULL "
-        "AND status = 'pending' RETURNING id", payment_id)
+        "AND status = 'pending' RETURNING id",
+        payment_id,
+    )
     return claimed is not None
 
 
-async def finish_payment(pool: asyncpg.Pool, payment_id: int, outcome: str,
-                         fee_msat: int | None, preimage: str | None,
-                         reason: str | None) -> PaymentAnswer:
+async def finish_payment(
+    pool: asyncpg.Pool,
+    payment_id: int,
+    outcome: str,
+    fee_msat: int | None,
+    preimage: str | None,
+    reason: str | None,
+) -> PaymentAnswer:
     return await _payment_call(
-        pool, "SELECT code, result, $1::bigint AS payment_id "
+        pool,
+        "SELECT code, result, $1::bigint AS payment_id "
         "FROM vnode_payment_finish($1, $2, $3, $4, $5)",
-        payment_id, outcome, fee_msat, preimage, reason)
+        payment_id,
+        outcome,
+        fee_msat,
+        preimage,
+        reason,
+    )
 
 
 async def payment_answer(pool: asyncpg.Pool, payment_id: int) -> PaymentAnswer:
@@ -153,7 +206,8 @@ async def payment_answer(pool: asyncpg.Pool, payment_id: int) -> PaymentAnswer:
     row = await pool.fetchrow(
         "SELECT CASE p.status WHEN 'pending' THEN 'pending' ELSE 'ok' END AS code, "
         "vnode_payment_json(p) AS result, p.id AS payment_id FROM ln_payments p WHERE p.id = $1",
-        payment_id)
+        payment_id,
+    )
     assert row is not None
     return PaymentAnswer.from_row(row)
 
@@ -162,7 +216,10 @@ async def latest_payment_id(pool: asyncpg.Pool, user_id: int, payment_hash: str)
     """The user's latest payment of this hash (a failed one may have been retried)."""
     payment_id: int | None = await pool.fetchval(
         "SELECT id FROM ln_payments WHERE user_id = $1 AND payment_hash = $2 "
-        "ORDER BY id DESC LIMIT 1", user_id, payment_hash)
+        "ORDER BY id DESC LIMIT 1",
+        user_id,
+        payment_hash,
+    )
     return payment_id
 
 
@@ -172,7 +229,9 @@ async def latest_payment_id(pool: asyncpg.Pool, user_id: int, payment_hash: str)
 async def pending_payment(pool: asyncpg.Pool, payment_id: int) -> PendingPayment | None:
     row = await pool.fetchrow(
         f"SELECT {_PENDING_COLUMNS} FROM ln_payments "  # noqa: S608 (a constant)
-        "WHERE id = $1 AND status = 'pending'", payment_id)
+        "WHERE id = $1 AND status = 'pending'",
+        payment_id,
+    )
     return PendingPayment.from_row(row) if row else None
 
 
@@ -183,26 +242,32 @@ async def due_payments(pool: asyncpg.Pool, page: int) -> list[PendingPayment]:
     rows = await pool.fetch(
         f"SELECT {_PENDING_COLUMNS} FROM ln_payments "  # noqa: S608 (a constant)
         "WHERE status = 'pending' AND kind = 'external' AND next_check_at <= now() "
-        "ORDER BY checked_at NULLS FIRST, id DESC LIMIT $1", page)
+        "ORDER BY checked_at NULLS FIRST, id DESC LIMIT $1",
+        page,
+    )
     return [PendingPayment.from_row(row) for row in rows]
 
 
-async def checked_pending(pool: asyncpg.Pool, payment_id: int, min_s: float,
-                          max_s: float) -> None:
+async def checked_pending(pool: asyncpg.Pool, payment_id: int, min_s: float, max_s: float) -> None:
     """Still pending after a check: asked again after a tenth of its age, within bounds."""
     await pool.execute(
         "UPDATE ln_payments SET check_errors = 0, checked_at = now(), "
         "next_check_at = now() + make_interval(secs => least(greatest("
         "extract(epoch FROM now() - attempt_started_at) / 10, $2), $3)) "
         "WHERE id = $1 AND status = 'pending'",
-        payment_id, min_s, max_s)
+        payment_id,
+        min_s,
+        max_s,
+    )
 
 
 async def check_failed(pool: asyncpg.Pool, payment_id: int, backoff_s: float) -> None:
     await pool.execute(
         "UPDATE ln_payments SET check_errors = check_errors + 1, checked_at = now(), "
         "next_check_at = now() + make_interval(secs => $2) WHERE id = $1",
-        payment_id, backoff_s)
+        payment_id,
+        backoff_s,
+    )
 
 
 @dataclass(frozen=True)
@@ -211,8 +276,9 @@ class RefundedPayment:
     payment_hash: str
 
 
-async def recently_refunded(pool: asyncpg.Pool, window_s: int, before_id: int,
-                            page: int) -> list[RefundedPayment]:
+async def recently_refunded(
+    pool: asyncpg.Pool, window_s: int, before_id: int, page: int
+) -> list[RefundedPayment]:
     """Refunded external payments of the last `window_s`, newest first, below `before_id`;
     only the latest attempt of each payment hash (the node keeps one record per hash, M1)."""
     rows = await pool.fetch(
@@ -221,52 +287,98 @@ async def recently_refunded(pool: asyncpg.Pool, window_s: int, before_id: int,
         "AND finished_at > now() - make_interval(secs => $1) AND id < $2 "
         "AND NOT EXISTS (SELECT 1 FROM ln_payments later "
         "                WHERE later.payment_hash = p.payment_hash AND later.id > p.id) "
-        "ORDER BY id DESC LIMIT $3", window_s, before_id, page)
+        "ORDER BY id DESC LIMIT $3",
+        window_s,
+        before_id,
+        page,
+    )
     return [RefundedPayment(row["id"], row["payment_hash"]) for row in rows]
 
 
 async def late_success_booked(pool: asyncpg.Pool, payment_id: int) -> bool:
-    return bool(await pool.fetchval(
-        "SELECT late_success_at IS NOT NULL FROM ln_payments WHERE id = $1", payment_id))
+    return bool(
+        await pool.fetchval(
+            "SELECT late_success_at IS NOT NULL FROM ln_payments WHERE id = $1", payment_id
+        )
+    )
 
 
-async def alert_once(pool: asyncpg.Pool, kind: str, payment_hash: str,
-                     details: dict[str, object]) -> None:
+async def alert_once(
+    pool: asyncpg.Pool, kind: str, payment_hash: str, details: dict[str, object]
+) -> None:
     """An operator alert about a payment, once per kind and payment hash."""
     await pool.execute(
         "INSERT INTO alerts (kind, payment_hash, details) SELECT $1, $2, $3::jsonb "
         "WHERE NOT EXISTS (SELECT 1 FROM alerts WHERE kind = $1 AND payment_hash = $2)",
-        kind, payment_hash, orjson.dumps(details).decode())
+        kind,
+        payment_hash,
+        orjson.dumps(details).decode(),
+    )
 
 
 # ---------------------------------------------------------------- receiving
 
 
-async def insert_ln_invoice(pool: asyncpg.Pool, payment_hash: str, user_id: int, invoice: str,
-                            asset_id: str, amount_msat: int | None, asset_amount: int | None,
-                            description: str | None, expires_s: float) -> None:
+async def insert_ln_invoice(
+    pool: asyncpg.Pool,
+    payment_hash: str,
+    user_id: int,
+    invoice: str,
+    asset_id: str,
+    amount_msat: int | None,
+    asset_amount: int | None,
+    description: str | None,
+    expires_s: float,
+) -> None:
     await pool.execute(
         "INSERT INTO ln_invoices (payment_hash, user_id, invoice, asset_id, amount_msat, "
         "asset_amount, description, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, "
         "to_timestamp($8))",
-        payment_hash, user_id, invoice, asset_id, amount_msat, asset_amount, description,
-        expires_s)
+        payment_hash,
+        user_id,
+        invoice,
+        asset_id,
+        amount_msat,
+        asset_amount,
+        description,
+        expires_s,
+    )
 
 
-async def insert_rgb_invoice(pool: asyncpg.Pool, recipient_id: str, user_id: int,
-                             asset_id: str, invoice: str, expires_s: float) -> None:
+async def insert_rgb_invoice(
+    pool: asyncpg.Pool,
+    recipient_id: str,
+    user_id: int,
+    asset_id: str,
+    invoice: str,
+    expires_s: float,
+) -> None:
     await pool.execute(
         "INSERT INTO rgb_invoices (recipient_id, user_id, asset_id, invoice, expires_at) "
         "VALUES ($1, $2, $3, $4, to_timestamp($5))",
-        recipient_id, user_id, asset_id, invoice, expires_s)
+        recipient_id,
+        user_id,
+        asset_id,
+        invoice,
+        expires_s,
+    )
 
 
-async def credit_ln_receipt(pool: asyncpg.Pool, payment_hash: str, amount_msat: int,
-                            asset_amount: int | None, asset_id: str | None) -> ReceiptAnswer:
+async def credit_ln_receipt(
+    pool: asyncpg.Pool,
+    payment_hash: str,
+    amount_msat: int,
+    asset_amount: int | None,
+    asset_id: str | None,
+) -> ReceiptAnswer:
     """Credit the invoice owner once; the node's asset is checked against the invoice's (L9)."""
     row = await pool.fetchrow(
         "SELECT code, result, credited FROM vnode_receipt_credit($1, $2, $3, $4)",
-        payment_hash, amount_msat, asset_amount, asset_id)
+        payment_hash,
+        amount_msat,
+        asset_amount,
+        asset_id,
+    )
     assert row is not None
     return ReceiptAnswer.from_row(row)
 
@@ -281,47 +393,61 @@ class OpenRgbInvoice:
 async def open_rgb_invoices(pool: asyncpg.Pool) -> list[OpenRgbInvoice]:
     rows = await pool.fetch(
         "SELECT recipient_id, asset_id, extract(epoch FROM expires_at)::float8 AS expires_s "
-        "FROM rgb_invoices WHERE status = 'open'")
-    return [OpenRgbInvoice(row["recipient_id"], row["asset_id"], row["expires_s"])
-            for row in rows]
+        "FROM rgb_invoices WHERE status = 'open'"
+    )
+    return [OpenRgbInvoice(row["recipient_id"], row["asset_id"], row["expires_s"]) for row in rows]
 
 
-async def rgb_invoices_credited(pool: asyncpg.Pool,
-                                recipient_ids: list[str]) -> dict[str, bool]:
+async def rgb_invoices_credited(pool: asyncpg.Pool, recipient_ids: list[str]) -> dict[str, bool]:
     """Of these recipient ids, the ones vnode issued, each with whether it is credited."""
     rows = await pool.fetch(
         "SELECT i.recipient_id, r.recipient_id IS NOT NULL AS credited FROM rgb_invoices i "
         "LEFT JOIN rgb_receipts r USING (recipient_id) WHERE i.recipient_id = ANY($1)",
-        recipient_ids)
+        recipient_ids,
+    )
     return {row["recipient_id"]: row["credited"] for row in rows}
 
 
-async def credit_rgb_receipt(pool: asyncpg.Pool, recipient_id: str, transfer_idx: int,
-                             asset_amount: int, receive_utxo: str | None,
-                             asset_id: str) -> ReceiptAnswer:
+async def credit_rgb_receipt(
+    pool: asyncpg.Pool,
+    recipient_id: str,
+    transfer_idx: int,
+    asset_amount: int,
+    receive_utxo: str | None,
+    asset_id: str,
+) -> ReceiptAnswer:
     row = await pool.fetchrow(
         "SELECT code, result, credited FROM vnode_rgb_receipt_credit($1, $2, $3, $4, $5)",
-        recipient_id, transfer_idx, asset_amount, receive_utxo, asset_id)
+        recipient_id,
+        transfer_idx,
+        asset_amount,
+        receive_utxo,
+        asset_id,
+    )
     assert row is not None
     return ReceiptAnswer.from_row(row)
 
 
-async def alert_unmatched_rgb(pool: asyncpg.Pool, recipient_id: str,
-                              details: dict[str, object]) -> None:
+async def alert_unmatched_rgb(
+    pool: asyncpg.Pool, recipient_id: str, details: dict[str, object]
+) -> None:
     """Assets arrived for no invoice vnode issued: one alert per recipient id."""
     await pool.execute(
         "INSERT INTO alerts (kind, details) SELECT 'unmatched_rgb_receipt', $1::jsonb "
         "WHERE NOT EXISTS (SELECT 1 FROM alerts WHERE kind = 'unmatched_rgb_receipt' "
         "AND details ->> 'recipient_id' = $2)",
-        orjson.dumps(details).decode(), recipient_id)
+        orjson.dumps(details).decode(),
+        recipient_id,
+    )
 
 
-async def close_rgb_invoices(pool: asyncpg.Pool, recipient_ids: list[str],
-                             status: str) -> None:
+async def close_rgb_invoices(pool: asyncpg.Pool, recipient_ids: list[str], status: str) -> None:
     """Stop watching open RGB invoices: `status` is 'failed' or 'expired'."""
     await pool.execute(
-        "UPDATE rgb_invoices SET status = $2 WHERE recipient_id = ANY($1) "
-        "AND status = 'open'", recipient_ids, status)
+        "UPDATE rgb_invoices SET status = $2 WHERE recipient_id = ANY($1) AND status = 'open'",
+        recipient_ids,
+        status,
+    )
 
 
 async def first_use_of_signature(pool: asyncpg.Pool, signature: bytes, window_s: int) -> bool:
@@ -330,5 +456,8 @@ async def first_use_of_signature(pool: asyncpg.Pool, signature: bytes, window_s:
         "WITH gc AS (DELETE FROM webhook_replays "
         "            WHERE seen_at < now() - make_interval(secs => $2 * 2)) "
         "INSERT INTO webhook_replays (signature) VALUES ($1) ON CONFLICT DO NOTHING "
-        "RETURNING true", signature, window_s)
+        "RETURNING true",
+        signature,
+        window_s,
+    )
     return bool(fresh)

@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 _HASH = re.compile(r"[0-9a-f]{64}")
 
 
-async def _check_signature(pool: asyncpg.Pool, secret: bytes, header: str | None, body: bytes,
-                           window_s: int) -> None:
+async def _check_signature(
+    pool: asyncpg.Pool, secret: bytes, header: str | None, body: bytes, window_s: int
+) -> None:
     try:
         signature = verify(secret, header, body, window_s)
     except SignatureError as exc:
@@ -51,9 +52,14 @@ def _claimed_user(metadata: object) -> int | None:
         raise ApiError(ErrorCode.INVALID_USER_ID, f"metadata.user_id: {exc}") from None
 
 
-async def handle_payment_webhook(pool: asyncpg.Pool, backend: LightningBackend, secret: bytes,
-                                 header: str | None, body: bytes,
-                                 window_s: int) -> dict[str, object]:
+async def handle_payment_webhook(
+    pool: asyncpg.Pool,
+    backend: LightningBackend,
+    secret: bytes,
+    header: str | None,
+    body: bytes,
+    window_s: int,
+) -> dict[str, object]:
     await _check_signature(pool, secret, header, body, window_s)
     try:
         payload = orjson.loads(body)
@@ -67,14 +73,24 @@ async def handle_payment_webhook(pool: asyncpg.Pool, backend: LightningBackend, 
         raise ApiError(ErrorCode.UNKNOWN_INVOICE)
     claimed = _claimed_user(payload.get("metadata"))
     if claimed is not None and claimed != owner:
-        log.warning("webhook names a user who does not own the invoice; refused", extra={
-            "payment_hash": payment_hash, "claimed_user_id": claimed, "owner_user_id": owner})
+        log.warning(
+            "webhook names a user who does not own the invoice; refused",
+            extra={
+                "payment_hash": payment_hash,
+                "claimed_user_id": claimed,
+                "owner_user_id": owner,
+            },
+        )
         raise ApiError(ErrorCode.USER_MISMATCH)
     with node_refusals(ErrorCode.NODE_UNAVAILABLE):  # it refuses no status query
         status = await backend.payment_status(payment_hash, inbound=True)
     if status.outcome is not PaymentOutcome.SUCCEEDED:
-        return {"credited": False, "payment_hash": payment_hash, "user_id": owner,
-                "node_status": status.outcome.value}
+        return {
+            "credited": False,
+            "payment_hash": payment_hash,
+            "user_id": owner,
+            "node_status": status.outcome.value,
+        }
     answer = await credit_receipt(pool, status)
     if not answer.ok:
         # Another asset than the invoice's arrived (an alert is raised), or the invoice went.

@@ -42,14 +42,22 @@ class ItemErrors:
     def report(self, item_id: object, exc: BaseException) -> None:
         if self._counter is not None:
             self._counter.inc()
-        log.error("worker item failed; the pass goes on and the item is retried later",
-                  exc_info=exc, extra={"worker": self.worker, "item": str(item_id)})
+        log.error(
+            "worker item failed; the pass goes on and the item is retried later",
+            exc_info=exc,
+            extra={"worker": self.worker, "item": str(item_id)},
+        )
 
 
-async def each_isolated(items: Iterable[T], work: Callable[[T], Awaitable[object]], *,
-                        item_id: Callable[[T], object], errors: ItemErrors,
-                        on_error: Callable[[T, BaseException], Awaitable[None]] | None = None,
-                        concurrency: int = DEFAULT_CONCURRENCY) -> int:
+async def each_isolated(
+    items: Iterable[T],
+    work: Callable[[T], Awaitable[object]],
+    *,
+    item_id: Callable[[T], object],
+    errors: ItemErrors,
+    on_error: Callable[[T, BaseException], Awaitable[None]] | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> int:
     """Run `work` on every item, at most `concurrency` at once; returns how many raised.
 
     A raising item is reported and handed to `on_error` (which must not raise either: its
@@ -89,8 +97,10 @@ class ItemBackoff:
 
     def failed(self, key: str, now: float | None = None) -> None:
         errors = self._entries.pop(key, (0, 0.0))[0] + 1
-        self._entries[key] = (errors, (time.monotonic() if now is None else now)
-                              + backoff_s(errors))
+        self._entries[key] = (
+            errors,
+            (time.monotonic() if now is None else now) + backoff_s(errors),
+        )
         while len(self._entries) > self._max_items:
             self._entries.popitem(last=False)
 

@@ -20,12 +20,22 @@ RGB_REFRESH_S = 5.0
 NODE_CHECK_S = 2.0
 # The workers that move or release money: /readyz reports "degraded" when one of them has not
 # completed a pass for Settings.money_worker_stale_s (docs/SECURITY.md).
-MONEY_WORKERS = ("payment-reconciler", "late-success-check", "invoice-watcher",
-                 "rgb-transfer-watcher")
+MONEY_WORKERS = (
+    "payment-reconciler",
+    "late-success-check",
+    "invoice-watcher",
+    "rgb-transfer-watcher",
+)
 
 
-def start_workers(supervisor: Supervisor, pool: asyncpg.Pool, backend: LightningBackend,
-                  monitor: NodeMonitor, settings: Settings, metrics: Metrics) -> None:
+def start_workers(
+    supervisor: Supervisor,
+    pool: asyncpg.Pool,
+    backend: LightningBackend,
+    monitor: NodeMonitor,
+    settings: Settings,
+    metrics: Metrics,
+) -> None:
     invoices = InvoiceWatcher(pool, backend, metrics)
     rgb = RgbTransferWatcher(pool, backend, metrics)
     skew = settings.stale_failure_skew_s
@@ -36,12 +46,19 @@ def start_workers(supervisor: Supervisor, pool: asyncpg.Pool, backend: Lightning
             if monitor.status.state is not NodeState.READY:
                 return Pass.SKIPPED
             return await step()
+
         return run
 
     supervisor.every("node-monitor", NODE_CHECK_S, monitor.check)
-    supervisor.every("payment-reconciler", settings.reconcile_interval_s, when_ready(
-        lambda: reconcile_once(pool, backend, stale_skew_s=skew, metrics=metrics)))
-    supervisor.every("late-success-check", LATE_SUCCESS_CHECK_S, when_ready(
-        lambda: recheck_failed_once(pool, backend, metrics=metrics)))
+    supervisor.every(
+        "payment-reconciler",
+        settings.reconcile_interval_s,
+        when_ready(lambda: reconcile_once(pool, backend, stale_skew_s=skew, metrics=metrics)),
+    )
+    supervisor.every(
+        "late-success-check",
+        LATE_SUCCESS_CHECK_S,
+        when_ready(lambda: recheck_failed_once(pool, backend, metrics=metrics)),
+    )
     supervisor.every("invoice-watcher", settings.watch_interval_s, when_ready(invoices.poll_once))
     supervisor.every("rgb-transfer-watcher", RGB_REFRESH_S, when_ready(rgb.poll_once))

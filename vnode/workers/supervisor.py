@@ -41,23 +41,27 @@ class Supervisor:
         self.intervals[name] = interval_s
         self._tasks.append(asyncio.create_task(self._loop(name, interval_s, step), name=name))
 
-    def stale(self, names: Iterable[str], max_age_s: float,
-              now: float | None = None) -> list[str]:
+    def stale(self, names: Iterable[str], max_age_s: float, now: float | None = None) -> list[str]:
         """The workers among `names` running here that have not completed a pass for
         `max_age_s`, or three of their intervals if longer (counted from their start when
         they never have)."""
         current = time.time() if now is None else now
-        return sorted(name for name in names if name in self.started_at
-                      and current - self.last_success.get(name, self.started_at[name])
-                      > max(max_age_s, 3 * self.intervals[name]))
+        return sorted(
+            name
+            for name in names
+            if name in self.started_at
+            and current - self.last_success.get(name, self.started_at[name])
+            > max(max_age_s, 3 * self.intervals[name])
+        )
 
     def _beat(self, name: str) -> None:
         self.last_success[name] = time.time()
         if self._metrics is not None:
             self._metrics.worker_last_success.labels(name).set(self.last_success[name])
 
-    async def _loop(self, name: str, interval_s: float,
-                    step: Callable[[], Awaitable[object]]) -> None:
+    async def _loop(
+        self, name: str, interval_s: float, step: Callable[[], Awaitable[object]]
+    ) -> None:
         backoff_s = interval_s
         while True:
             try:
@@ -71,13 +75,20 @@ class Supervisor:
                 # Expected while an operator has the node locked: the monitor reports it and
                 # /readyz says so; said once per worker until a pass succeeds again.
                 backoff_s = min(max(backoff_s * 2, 0.5), MAX_BACKOFF_S)
-                self._said.log(name, "locked", logging.WARNING, "worker waits for the node: %s",
-                               exc, extra={"worker": name, "retry_in_s": backoff_s})
+                self._said.log(
+                    name,
+                    "locked",
+                    logging.WARNING,
+                    "worker waits for the node: %s",
+                    exc,
+                    extra={"worker": name, "retry_in_s": backoff_s},
+                )
             except Exception:
                 self.failures[name] += 1
                 backoff_s = min(max(backoff_s * 2, 0.5), MAX_BACKOFF_S)
-                log.exception("worker step failed; retrying", extra={
-                    "worker": name, "retry_in_s": backoff_s})
+                log.exception(
+                    "worker step failed; retrying", extra={"worker": name, "retry_in_s": backoff_s}
+                )
             await asyncio.sleep(backoff_s)
 
     async def stop(self) -> None:

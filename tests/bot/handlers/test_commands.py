@@ -15,7 +15,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 async def test_start_creates_the_node_and_shows_id_key_and_help(
-        bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode) -> None:
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode
+) -> None:
     alice = new_user("Alice", "alice")
     with pytest.raises(VNodeError) as missing:  # before /start vnode does not know alice
         await vnode.admin.asset_balance(alice.id)
@@ -32,27 +33,29 @@ async def test_start_creates_the_node_and_shows_id_key_and_help(
 
 
 async def test_balance_lists_every_asset_with_thousands_separators(
-        bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode) -> None:
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode
+) -> None:
     bob = new_user("Bob")
     await started(telegram, bob)
     await funded(vnode, bob, 1_234_567, telegram)
-    await vnode.admin.admin_credit(bob.id, asset_id=RGB_ASSET, asset_amount=25_000,
-                                   reason="stablecoin")
+    await vnode.admin.admin_credit(
+        bob.id, asset_id=RGB_ASSET, asset_amount=25_000, reason="stablecoin"
+    )
     telegram.user_says(bob, "/balance")
     shown = (await telegram.wait_for(bob.id)).text or ""
     assert "BTC: 1,234,567 sats" in shown
     assert "25,000" in shown and RGB_ASSET[:12] in shown
 
 
-async def test_balance_before_start_asks_to_start(bot: BotRuntime,
-                                                  telegram: FakeTelegram) -> None:
+async def test_balance_before_start_asks_to_start(bot: BotRuntime, telegram: FakeTelegram) -> None:
     stranger = new_user("Stranger")
     telegram.user_says(stranger, "/balance")
     assert "/start" in ((await telegram.wait_for(stranger.id)).text or "")
 
 
 async def test_receive_answers_invoice_text_and_qr_and_credits_an_outside_payment(
-        bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode, db: asyncpg.Connection) -> None:
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode, db: asyncpg.Connection
+) -> None:
     carol = new_user("Carol")
     await started(telegram, carol)
     telegram.user_says(carol, "/receive 5k")
@@ -71,8 +74,7 @@ async def test_receive_answers_invoice_text_and_qr_and_credits_an_outside_paymen
     await notified(db, carol, "invoice.paid")
 
 
-async def test_receive_in_btc_units(bot: BotRuntime, telegram: FakeTelegram,
-                                    vnode: Vnode) -> None:
+async def test_receive_in_btc_units(bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode) -> None:
     erin = new_user("Erin")
     await started(telegram, erin)
     telegram.user_says(erin, "/receive 0.0001 btc")
@@ -89,8 +91,9 @@ async def test_receive_refuses_a_bad_amount(bot: BotRuntime, telegram: FakeTeleg
     assert "not an amount" in (answer.text or "") and answer.photo is None
 
 
-async def test_history_pages_with_buttons(bot: BotRuntime, telegram: FakeTelegram,
-                                          vnode: Vnode) -> None:
+async def test_history_pages_with_buttons(
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode
+) -> None:
     erin, frank = new_user("Erin"), new_user("Frank")
     await started(telegram, erin)
     await funded(vnode, erin, 100_000, telegram)

@@ -20,7 +20,8 @@ from vnode.bot.runtime import BotRuntime
 
 
 async def test_pay_shows_amount_and_fee_reserve_then_pays_once(
-        bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode, db: asyncpg.Connection) -> None:
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode, db: asyncpg.Connection
+) -> None:
     alice = new_user("Alice")
     await started(telegram, alice)
     await funded(vnode, alice, 10_000, telegram)
@@ -42,7 +43,8 @@ async def test_pay_shows_amount_and_fee_reserve_then_pays_once(
 
 
 async def test_send_with_an_amountless_invoice_asks_for_the_amount(
-        bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode, db: asyncpg.Connection) -> None:
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode, db: asyncpg.Connection
+) -> None:
     alice, bob = await two_users(telegram, vnode, 10_000, usernames=True)
     invoice = (await vnode.admin.ln_invoice(bob.id, description="pizza")).invoice
     telegram.user_says(alice, f"/send lightning:{invoice.upper()}")
@@ -60,8 +62,9 @@ async def test_send_with_an_amountless_invoice_asks_for_the_amount(
     await notified(db, bob, "invoice.paid")
 
 
-async def test_amount_question_can_be_cancelled(bot: BotRuntime, telegram: FakeTelegram,
-                                                vnode: Vnode) -> None:
+async def test_amount_question_can_be_cancelled(
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode
+) -> None:
     alice, bob = await two_users(telegram, vnode)
     invoice = (await vnode.admin.ln_invoice(bob.id)).invoice
     telegram.user_says(alice, f"/pay {invoice}")
@@ -75,7 +78,8 @@ async def test_amount_question_can_be_cancelled(bot: BotRuntime, telegram: FakeT
 
 
 async def test_failed_payment_is_refunded_and_said_once(
-        bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode, db: asyncpg.Connection) -> None:
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode, db: asyncpg.Connection
+) -> None:
     alice = new_user("Alice")
     await started(telegram, alice)
     await funded(vnode, alice, 10_000, telegram)
@@ -91,7 +95,8 @@ async def test_failed_payment_is_refunded_and_said_once(
 
 
 async def test_pending_payment_is_told_when_it_settles(
-        bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode, db: asyncpg.Connection) -> None:
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode, db: asyncpg.Connection
+) -> None:
     alice = new_user("Alice")
     await started(telegram, alice)
     await funded(vnode, alice, 10_000, telegram)
@@ -127,7 +132,8 @@ async def test_invoice_refusals(bot: BotRuntime, telegram: FakeTelegram, vnode: 
         assert answer.buttons() == []
     asked = await asks_to_confirm(telegram, alice, f"/pay {own}")
     press(telegram, alice, asked, "Confirm")
-    refused = await telegram.wait_for(alice.id, lambda m: m.message_id == asked.message_id
-                                      and "own invoice" in (m.text or ""))
+    refused = await telegram.wait_for(
+        alice.id, lambda m: m.message_id == asked.message_id and "own invoice" in (m.text or "")
+    )
     assert refused.buttons() == []
     assert await balance_msat(vnode, alice) == 1_000_000

@@ -39,7 +39,8 @@ GROUP = -1001234567890
 
 
 async def test_send_to_a_username_after_confirm_and_the_payee_is_told(
-        bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode, db: asyncpg.Connection) -> None:
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode, db: asyncpg.Connection
+) -> None:
     alice, bob = await two_users(telegram, vnode, 20_000, usernames=True)
 
     asked = await asks_to_confirm(telegram, alice, f"/send 5k @{bob.username} lunch money")
@@ -58,19 +59,23 @@ async def test_send_to_a_username_after_confirm_and_the_payee_is_told(
     await notified(db, bob, "transfer.completed")
 
 
-async def test_amount_forms_telegram_ids_and_vn_ids(bot: BotRuntime, telegram: FakeTelegram,
-                                                    vnode: Vnode) -> None:
+async def test_amount_forms_telegram_ids_and_vn_ids(
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode
+) -> None:
     alice, bob = await two_users(telegram, vnode, 1_000_000)
-    for text, shown in ((f"/send 0.0001 btc {bob.id}", "10,000 sats"),
-                        (f"/send 1,500 sats vn_{bob.id}", "1,500 sats"),
-                        (f"/send 2.5k vn_{bob.id} thanks", "2,500 sats")):
+    for text, shown in (
+        (f"/send 0.0001 btc {bob.id}", "10,000 sats"),
+        (f"/send 1,500 sats vn_{bob.id}", "1,500 sats"),
+        (f"/send 2.5k vn_{bob.id} thanks", "2,500 sats"),
+    ):
         telegram.user_says(alice, text)
         asked = await telegram.wait_for(alice.id, is_confirmation)
         assert shown in (asked.text or "") and f"vn_{bob.id}" in (asked.text or ""), text
 
 
-async def test_double_tap_on_confirm_sends_once(bot: BotRuntime, telegram: FakeTelegram,
-                                                vnode: Vnode) -> None:
+async def test_double_tap_on_confirm_sends_once(
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode
+) -> None:
     alice, bob = await two_users(telegram, vnode, 10_000)
     asked = await asks_to_confirm(telegram, alice, f"/send 1000 {bob.id}")
     # three taps arrive together, before any answer
@@ -84,12 +89,13 @@ async def test_double_tap_on_confirm_sends_once(bot: BotRuntime, telegram: FakeT
     assert len(history.transactions) == 1
 
 
-async def test_cancel_sends_nothing(bot: BotRuntime, telegram: FakeTelegram,
-                                    vnode: Vnode) -> None:
+async def test_cancel_sends_nothing(bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode) -> None:
     alice, bob = await two_users(telegram, vnode, 10_000)
     asked = await asks_to_confirm(telegram, alice, f"/send 1000 {bob.id}")
-    taps = [press(telegram, alice, asked, "Cancel"),
-            press(telegram, alice, asked, "Confirm")]  # the second before the first's answer
+    taps = [
+        press(telegram, alice, asked, "Cancel"),
+        press(telegram, alice, asked, "Confirm"),
+    ]  # the second before the first's answer
     cancelled = await telegram.wait_for(alice.id, lambda m: "Cancelled" in (m.text or ""))
     assert cancelled.buttons() == []
     for tap in taps:
@@ -97,8 +103,9 @@ async def test_cancel_sends_nothing(bot: BotRuntime, telegram: FakeTelegram,
     assert await balance_msat(vnode, bob) == 0 and await balance_msat(vnode, alice) == 10_000_000
 
 
-async def test_confirmation_expires(bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode,
-                                    redis: Redis) -> None:
+async def test_confirmation_expires(
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode, redis: Redis
+) -> None:
     alice, bob = await two_users(telegram, vnode, 10_000)
     asked = await asks_to_confirm(telegram, alice, f"/send 1000 {bob.id}")
     token = dict(asked.buttons())["Confirm"].split(":")[-1]
@@ -119,7 +126,8 @@ async def _gone(redis: Redis, token: str) -> bool:
 
 
 async def test_reply_with_send_and_tip_in_a_group_pay_the_author(
-        bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode, db: asyncpg.Connection) -> None:
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode, db: asyncpg.Connection
+) -> None:
     alice, carol = new_user("Alice", "alice"), new_user("Carol", "carol")
     await started(telegram, alice)
     await funded(vnode, alice, 10_000, telegram)
@@ -137,8 +145,9 @@ async def test_reply_with_send_and_tip_in_a_group_pay_the_author(
     press(telegram, alice, asked, "Confirm")
     await telegram.wait_for(GROUP, lambda m: "Sent 100 sats" in (m.text or ""))
 
-    telegram.user_says(alice, "/send 250 thanks", chat_id=GROUP, chat_type="supergroup",
-                       reply_to=said)
+    telegram.user_says(
+        alice, "/send 250 thanks", chat_id=GROUP, chat_type="supergroup", reply_to=said
+    )
     again = await telegram.wait_for(GROUP, is_confirmation)
     assert "250 sats" in (again.text or "") and "thanks" in (again.text or "")
     press(telegram, alice, again, "Confirm")
@@ -148,8 +157,9 @@ async def test_reply_with_send_and_tip_in_a_group_pay_the_author(
     assert telegram.messages(carol.id) == []
 
 
-async def test_tip_needs_a_reply_and_a_human(bot: BotRuntime, telegram: FakeTelegram,
-                                            vnode: Vnode) -> None:
+async def test_tip_needs_a_reply_and_a_human(
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode
+) -> None:
     alice = new_user("Alice")
     await started(telegram, alice)
     await funded(vnode, alice, 1000, telegram)
@@ -161,7 +171,8 @@ async def test_tip_needs_a_reply_and_a_human(bot: BotRuntime, telegram: FakeTele
 
 
 async def test_a_username_that_changed_owner_never_gets_the_old_owners_money(
-        bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode) -> None:
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode
+) -> None:
     alice = new_user("Alice")
     dave = new_user("Dave", "handle")
     assert dave.username is not None
@@ -193,8 +204,9 @@ async def test_a_username_that_changed_owner_never_gets_the_old_owners_money(
     assert "don't know @nobody_has_this_name" in (refused.text or "")
 
 
-async def test_refusals_before_confirm(bot: BotRuntime, telegram: FakeTelegram,
-                                       vnode: Vnode) -> None:
+async def test_refusals_before_confirm(
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode
+) -> None:
     alice, bob = await two_users(telegram, vnode, 1000)
     cases = [
         (f"/send 5000 {bob.id}", "Not enough balance"),
@@ -214,20 +226,23 @@ async def test_refusals_before_confirm(bot: BotRuntime, telegram: FakeTelegram,
 
 
 async def test_balance_spent_elsewhere_before_confirm_is_refused_at_confirm(
-        bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode) -> None:
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode
+) -> None:
     alice, bob = await two_users(telegram, vnode, 3000)
     asked = await asks_to_confirm(telegram, alice, f"/send 2000 {bob.id}")
     # Meanwhile the balance goes elsewhere (another device, another chat).
     await vnode.admin.admin_debit(alice.id, amount_msat=2_000_000, reason="spent elsewhere")
     press(telegram, alice, asked, "Confirm")
     refused = await telegram.wait_for(
-        alice.id, lambda m: m.message_id == asked.message_id and "Sending" not in (m.text or ""))
+        alice.id, lambda m: m.message_id == asked.message_id and "Sending" not in (m.text or "")
+    )
     assert refused.text == "Not enough balance for that." and refused.buttons() == []
     assert await balance_msat(vnode, bob) == 0 and await balance_msat(vnode, alice) == 1_000_000
 
 
 async def test_names_and_memos_with_markup_are_shown_as_text(
-        bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode) -> None:
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode
+) -> None:
     alice = TgUser(id=new_user("x").id, first_name="<b>Al & Co</b>", username=None)
     bob = new_user("<i>Bob")
     await started(telegram, alice)
@@ -245,19 +260,22 @@ async def test_names_and_memos_with_markup_are_shown_as_text(
 
 
 async def test_a_reply_with_a_number_keeps_it_in_the_memo(
-        bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode) -> None:
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode
+) -> None:
     alice, carol = new_user("Alice"), new_user("Carol")
     await started(telegram, alice)
     await funded(vnode, alice, 5000)
     said = telegram.user_says(carol, "/help", chat_id=GROUP, chat_type="supergroup")
-    telegram.user_says(alice, "/send 500 42 thanks", chat_id=GROUP, chat_type="supergroup",
-                       reply_to=said)
+    telegram.user_says(
+        alice, "/send 500 42 thanks", chat_id=GROUP, chat_type="supergroup", reply_to=said
+    )
     asked = await telegram.wait_for(GROUP, is_confirmation)
     assert f"vn_{carol.id}" in (asked.text or "") and "42 thanks" in (asked.text or "")
 
 
-async def test_balance_and_history_stay_private(bot: BotRuntime, telegram: FakeTelegram,
-                                                vnode: Vnode) -> None:
+async def test_balance_and_history_stay_private(
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode
+) -> None:
     alice = new_user("Alice")
     await started(telegram, alice)
     for command in ("/balance", "/history"):
@@ -272,9 +290,11 @@ async def test_balance_and_history_stay_private(bot: BotRuntime, telegram: FakeT
 _PRESSER: ContextVar[int | None] = ContextVar("presser", default=None)
 
 
-async def _remember_presser(handler: Callable[[TelegramObject, dict[str, Any]],
-                                              Awaitable[Any]],
-                            event: TelegramObject, data: dict[str, Any]) -> Any:
+async def _remember_presser(
+    handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+    event: TelegramObject,
+    data: dict[str, Any],
+) -> Any:
     user = getattr(event, "from_user", None)
     reset = _PRESSER.set(user.id if user is not None else None)
     try:
@@ -292,8 +312,9 @@ class _Interleaving:
     again"; a `take` made first waits for the put-back before it runs. The owner's put-back
     waits for the intruder to be in. Every wait has a deadline."""
 
-    def __init__(self, store: PendingActions, intruder_id: int,
-                 monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(
+        self, store: PendingActions, intruder_id: int, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         self.intruder_id = intruder_id
         self.owner_took = asyncio.Event()
         self.intruder_in = asyncio.Event()
@@ -337,8 +358,12 @@ class _Interleaving:
 
 
 async def test_l10_foreign_tap_cannot_take_owners_action(
-        bot_behind_proxy: BotRuntime, own_telegram: FakeTelegram, vnode: Vnode,
-        proxy: CuttingProxy, monkeypatch: pytest.MonkeyPatch) -> None:
+    bot_behind_proxy: BotRuntime,
+    own_telegram: FakeTelegram,
+    vnode: Vnode,
+    proxy: CuttingProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     telegram = own_telegram
     alice, bob = await two_users(telegram, vnode)
     mallory = new_user("Mallory")
@@ -357,8 +382,9 @@ async def test_l10_foreign_tap_cannot_take_owners_action(
     tap = press(telegram, mallory, asked, "Cancel")  # both taps land together
 
     assert (await telegram.wait_for_answer(tap, timeout_s=20))["text"] == texts.NOT_YOURS
-    unsure = await telegram.wait_for(GROUP, lambda m: "don't know yet" in (m.text or ""),
-                                     timeout_s=20)
+    unsure = await telegram.wait_for(
+        GROUP, lambda m: "don't know yet" in (m.text or ""), timeout_s=20
+    )
     waiting = await store.peek(token)  # alice's action is still there, for Try again
     assert waiting is not None and waiting.user_id == alice.id and waiting.attempted
     live = next(m for m in telegram.messages(GROUP) if m.message_id == asked.message_id)
@@ -373,14 +399,23 @@ async def test_l10_foreign_tap_cannot_take_owners_action(
 
 # --- L11: stale usernames, first names -------------------------------------------------
 
+
 async def _last_seen_days_ago(db: asyncpg.Connection, user: TgUser, days: int) -> None:
-    await db.execute("UPDATE bitmask.profiles SET last_seen = now() - make_interval(days => $2) "
-                     "WHERE user_id = $1", user.id, days)
+    await db.execute(
+        "UPDATE bitmask.profiles SET last_seen = now() - make_interval(days => $2) "
+        "WHERE user_id = $1",
+        user.id,
+        days,
+    )
 
 
-async def test_l11_stale_username_refused(bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode,
-                                          db: asyncpg.Connection,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_l11_stale_username_refused(
+    bot: BotRuntime,
+    telegram: FakeTelegram,
+    vnode: Vnode,
+    db: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     alice, bob = await two_users(telegram, vnode, 20_000, usernames=True)
     assert bob.username is not None
 
@@ -412,21 +447,26 @@ async def test_l11_stale_username_refused(bot: BotRuntime, telegram: FakeTelegra
     assert f"Bobby (@{bob.username}, vn_{bob.id})" in (again.text or "")
 
     monkeypatch.setenv("VNODE_BOT_USERNAME_FRESH_DAYS", "7")
-    assert BotSettings(bot_token=BOT_TOKEN, api_key="k", redis_url="redis://x",
-                       database_url="postgresql://x").bot_username_fresh_days == 7
+    assert (
+        BotSettings(
+            bot_token=BOT_TOKEN, api_key="k", redis_url="redis://x", database_url="postgresql://x"
+        ).bot_username_fresh_days
+        == 7
+    )
 
 
-async def test_l11_confirmation_shows_first_name(bot: BotRuntime, telegram: FakeTelegram,
-                                                 vnode: Vnode) -> None:
+async def test_l11_confirmation_shows_first_name(
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode
+) -> None:
     alice = new_user("Alice")
-    bob = TgUser(id=new_user_id(), first_name="Bób <i>&</i>",
-                 username=f"bob_{secrets.token_hex(3)}")
+    bob = TgUser(
+        id=new_user_id(), first_name="Bób <i>&</i>", username=f"bob_{secrets.token_hex(3)}"
+    )
     await started(telegram, alice)
     await started(telegram, bob)
     await funded(vnode, alice, 10_000, telegram)
     shown = f"Bób <i>&</i> (@{bob.username}, vn_{bob.id})"
-    for text in (f"/send 1000 @{bob.username}", f"/send 1000 {bob.id}",
-                 f"/send 1000 vn_{bob.id}"):
+    for text in (f"/send 1000 @{bob.username}", f"/send 1000 {bob.id}", f"/send 1000 vn_{bob.id}"):
         asked = await asks_to_confirm(telegram, alice, text)
         assert shown in (asked.text or ""), (text, asked.text)
         assert "Bób &lt;i&gt;&amp;&lt;/i&gt;" in (asked.raw_text or "")  # text, not markup
@@ -436,7 +476,8 @@ async def test_l11_confirmation_shows_first_name(bot: BotRuntime, telegram: Fake
     said = telegram.user_says(carol, "gm", chat_id=GROUP, chat_type="supergroup")
     telegram.user_says(alice, "/send 100", chat_id=GROUP, chat_type="supergroup", reply_to=said)
     asked = await telegram.wait_for(
-        GROUP, lambda m: is_confirmation(m) and f"vn_{carol.id}" in (m.text or ""))
+        GROUP, lambda m: is_confirmation(m) and f"vn_{carol.id}" in (m.text or "")
+    )
     assert f"Carol <b> (@{carol.username}, vn_{carol.id})" in (asked.text or "")
 
     # A wallet whose owner the bot has never seen: no name to show, and it says so.

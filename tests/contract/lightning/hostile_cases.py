@@ -56,24 +56,42 @@ FAR = make_invoice("expiry beyond 2^63-1", amount_msat=1_000_000, expiry_s=2**63
 
 PAID_RECORD = payment(PAID, "Succeeded", preimage=PAID.preimage, asset_id=ASSET, asset_amount=5)
 PAID_STATUS = status(
-    PAID, PaymentOutcome.SUCCEEDED, amount_msat=4_000_000, asset_id=ASSET, asset_amount=5,
-    preimage=PAID.preimage, updated_at=NOW + 7,
+    PAID,
+    PaymentOutcome.SUCCEEDED,
+    amount_msat=4_000_000,
+    asset_id=ASSET,
+    asset_amount=5,
+    preimage=PAID.preimage,
+    updated_at=NOW + 7,
 )
 RECEIVED_RECORD = payment(RECEIVED, "Succeeded", inbound=True, preimage=RECEIVED.preimage)
 RECEIVED_STATUS = status(
-    RECEIVED, PaymentOutcome.SUCCEEDED, amount_msat=2_000_000, preimage=RECEIVED.preimage,
+    RECEIVED,
+    PaymentOutcome.SUCCEEDED,
+    amount_msat=2_000_000,
+    preimage=RECEIVED.preimage,
     updated_at=NOW + 7,
 )
 OURS_RECORD = payment(OURS, "Pending", inbound=True)
 OURS_STATUS = status(OURS, PaymentOutcome.PENDING, amount_msat=5_000_000, updated_at=NOW + 7)
-SETTLED = transfer(2, "ReceiveBlind", "Settled", [100], requested=100, txid="bb" * 32,
-                   receive_utxo="bb" * 32 + ":1")
-SETTLED_T = RgbTransfer(2, "bcrt:utxob:fixture-2", ASSET, "Settled", 100, "bb" * 32,
-                        "bb" * 32 + ":1", True)
-OTHER = transfer(5, "ReceiveWitness", "Settled", [7, 8], txid="dd" * 32,
-                 receive_utxo="dd" * 32 + ":2")
-OTHER_T = RgbTransfer(5, "bcrt:utxob:fixture-5", ASSET, "Settled", 15, "dd" * 32,
-                      "dd" * 32 + ":2", True)
+SETTLED = transfer(
+    2,
+    "ReceiveBlind",
+    "Settled",
+    [100],
+    requested=100,
+    txid="bb" * 32,
+    receive_utxo="bb" * 32 + ":1",
+)
+SETTLED_T = RgbTransfer(
+    2, "bcrt:utxob:fixture-2", ASSET, "Settled", 100, "bb" * 32, "bb" * 32 + ":1", True
+)
+OTHER = transfer(
+    5, "ReceiveWitness", "Settled", [7, 8], txid="dd" * 32, receive_utxo="dd" * 32 + ":2"
+)
+OTHER_T = RgbTransfer(
+    5, "bcrt:utxob:fixture-5", ASSET, "Settled", 15, "dd" * 32, "dd" * 32 + ":2", True
+)
 
 
 def bad_payment(kind: HostileKind, record: dict[str, Any]) -> dict[str, Any]:
@@ -89,8 +107,9 @@ def bad_transfer(kind: HostileKind, record: dict[str, Any]) -> dict[str, Any]:
 
 
 def malformed(case_id: str, method: str, call: Any, *exchanges: Exchange) -> Case:
-    return Case(case_id, method, call, exchanges, raises=NodeProtocolError,
-                error_name=MALFORMED_ANSWER)
+    return Case(
+        case_id, method, call, exchanges, raises=NodeProtocolError, error_name=MALFORMED_ANSWER
+    )
 
 
 # fmt: off

@@ -111,8 +111,9 @@ async def test_pay_outside_invoice_then_duplicate(
     made = await control(outside, "/_sim/invoice", {"amt_msat": 3_000_000})
     assert isinstance(made, dict)
     invoice, payment_hash = made["invoice"], made["payment_hash"]
-    started = await backend.pay_invoice(bolt11.decode(invoice), amount_msat=None,
-                                      fee_limit_msat=30_000)
+    started = await backend.pay_invoice(
+        bolt11.decode(invoice), amount_msat=None, fee_limit_msat=30_000
+    )
     assert started.payment_hash == payment_hash
     assert started.outcome in {PaymentOutcome.PENDING, PaymentOutcome.SUCCEEDED}
     final = await settled(backend, payment_hash, inbound=False)
@@ -121,8 +122,7 @@ async def test_pay_outside_invoice_then_duplicate(
     assert hashlib.sha256(bytes.fromhex(final.preimage)).hexdigest() == payment_hash
     assert final.fee_msat is None  # RLN never reports the fee
     with pytest.raises(DuplicatePayment):
-        await backend.pay_invoice(bolt11.decode(invoice), amount_msat=None,
-                                      fee_limit_msat=30_000)
+        await backend.pay_invoice(bolt11.decode(invoice), amount_msat=None, fee_limit_msat=30_000)
 
 
 async def test_unknown_payment_is_unknown(backend: LightningBackend) -> None:
@@ -139,8 +139,9 @@ async def test_locked_node(backend: LightningBackend, outside: httpx.AsyncClient
         with pytest.raises(NodeLocked):
             await backend.node_info()
         with pytest.raises(NodeLocked):
-            await backend.pay_invoice(bolt11.decode(made["invoice"]), amount_msat=None,
-                                      fee_limit_msat=30_000)
+            await backend.pay_invoice(
+                bolt11.decode(made["invoice"]), amount_msat=None, fee_limit_msat=30_000
+            )
     finally:
         await control(outside, "/_sim/faults", {"locked": False})
     # Nothing was sent while locked: the node does not know the payment.

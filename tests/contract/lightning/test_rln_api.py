@@ -16,8 +16,11 @@ from vnode.lightning import rln_api as api
 from vnode.lightning.base import Network
 
 MODELS = sorted(
-    (value for value in vars(api).values()
-     if isinstance(value, type) and issubclass(value, api.Model) and value is not api.Model),
+    (
+        value
+        for value in vars(api).values()
+        if isinstance(value, type) and issubclass(value, api.Model) and value is not api.Model
+    ),
     key=lambda model: model.__name__,
 )
 # The spec's AssetFilter is a oneOf of three objects; the model flattens it (type + value).
@@ -66,10 +69,15 @@ def test_model_follows_the_spec(model: type[BaseModel]) -> None:
     assert set(ours.get("required", [])) <= set(theirs.get("required", [])), name
 
 
-@pytest.mark.parametrize(("ours", "theirs"), [
-    (api.HtlcStatus, "HTLCStatus"), (api.TransferStatus, "TransferStatus"),
-    (api.TransferKind, "TransferKind"), (api.BitcoinNetwork, "BitcoinNetwork"),
-])
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        (api.HtlcStatus, "HTLCStatus"),
+        (api.TransferStatus, "TransferStatus"),
+        (api.TransferKind, "TransferKind"),
+        (api.BitcoinNetwork, "BitcoinNetwork"),
+    ],
+)
 def test_enums_are_the_specs(ours: type[StrEnum], theirs: str) -> None:
     assert [member.value for member in ours] == _components()[theirs]["enum"]
 

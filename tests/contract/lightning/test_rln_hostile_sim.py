@@ -83,21 +83,27 @@ async def served(control: httpx.AsyncClient, kind: HostileKind) -> int:
 
 async def paid_outbound(backend: RlnBackend, control: httpx.AsyncClient) -> str:
     made = await post(control, "/invoice", {"amt_msat": 5_000})
-    await backend.pay_invoice(bolt11.decode(made["invoice"]), amount_msat=None,
-                              fee_limit_msat=1_000)
-    await eventually(lambda: backend.payment_status(made["payment_hash"]),
-                     lambda s: s.outcome is PaymentOutcome.SUCCEEDED, "the payment to settle")
+    await backend.pay_invoice(
+        bolt11.decode(made["invoice"]), amount_msat=None, fee_limit_msat=1_000
+    )
+    await eventually(
+        lambda: backend.payment_status(made["payment_hash"]),
+        lambda s: s.outcome is PaymentOutcome.SUCCEEDED,
+        "the payment to settle",
+    )
     payment_hash: str = made["payment_hash"]
     return payment_hash
 
 
 @pytest.mark.parametrize("kind", list(HostileKind))
-async def test_hostile_getpayment(kind: HostileKind, backend: RlnBackend,
-                                  control: httpx.AsyncClient) -> None:
+async def test_hostile_getpayment(
+    kind: HostileKind, backend: RlnBackend, control: httpx.AsyncClient
+) -> None:
     payment_hash = await paid_outbound(backend, control)
     before = await served(control, kind)
-    await post(control, "/faults", {"hostile": kind.value, "target": payment_hash,
-                                    "route": "/getpayment"})
+    await post(
+        control, "/faults", {"hostile": kind.value, "target": payment_hash, "route": "/getpayment"}
+    )
     if kind in HARMLESS:
         status = await backend.payment_status(payment_hash)
         assert status.outcome is PaymentOutcome.SUCCEEDED
@@ -112,18 +118,23 @@ async def test_hostile_getpayment(kind: HostileKind, backend: RlnBackend,
 
 
 @pytest.mark.parametrize("kind", list(HostileKind))
-async def test_hostile_inbound_listing(kind: HostileKind, backend: RlnBackend,
-                                       control: httpx.AsyncClient,
-                                       caplog: pytest.LogCaptureFixture) -> None:
+async def test_hostile_inbound_listing(
+    kind: HostileKind,
+    backend: RlnBackend,
+    control: httpx.AsyncClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     hashes = []
     for amount in (1_000, 2_000):
-        created = await backend.create_invoice(amount_msat=amount, expiry_s=600,
-                                               description=None)
+        created = await backend.create_invoice(amount_msat=amount, expiry_s=600, description=None)
         await post(control, "/pay", {"invoice": created.invoice})
         hashes.append(created.payment_hash)
     bad, good = hashes
-    await post(control, "/faults", {"hostile": kind.value, "count": 2, "target": bad,
-                                    "route": "/listpayments"})
+    await post(
+        control,
+        "/faults",
+        {"hostile": kind.value, "count": 2, "target": bad, "route": "/listpayments"},
+    )
     with caplog.at_level(logging.DEBUG, logger="vnode.lightning.rln"):
         for _ in range(2):  # twice: the second time the same bad item is not logged again
             listed = {p.payment_hash: p for p in await backend.inbound_payments()}
@@ -132,8 +143,7 @@ async def test_hostile_inbound_listing(kind: HostileKind, backend: RlnBackend,
             assert (bad in listed) == (kind in HARMLESS)
     # Logged with its hash, unless the hash is what the node left out.
     logged_as = None if kind == HostileKind.MISSING_FIELDS else bad
-    reports = [r for r in caplog.records
-               if hasattr(r, "item") and r.__dict__["item"] == logged_as]
+    reports = [r for r in caplog.records if hasattr(r, "item") and r.__dict__["item"] == logged_as]
     if kind in HARMLESS:
         assert not reports
     else:
@@ -145,20 +155,26 @@ async def test_hostile_inbound_listing(kind: HostileKind, backend: RlnBackend,
 
 
 @pytest.mark.parametrize("kind", TRANSFER_KINDS)
-async def test_hostile_transfers(kind: HostileKind, backend: RlnBackend,
-                                 control: httpx.AsyncClient) -> None:
+async def test_hostile_transfers(
+    kind: HostileKind, backend: RlnBackend, control: httpx.AsyncClient
+) -> None:
     recipients = []
     for amount in (3, 4):
-        invoice = await backend.create_rgb_invoice(asset_id=ASSET, duration_s=600,
-                                                   min_confirmations=1)
-        await post(control, "/rgbsend", {"recipient_id": invoice.recipient_id,
-                                         "asset_id": ASSET, "amount": amount})
+        invoice = await backend.create_rgb_invoice(
+            asset_id=ASSET, duration_s=600, min_confirmations=1
+        )
+        await post(
+            control,
+            "/rgbsend",
+            {"recipient_id": invoice.recipient_id, "asset_id": ASSET, "amount": amount},
+        )
         recipients.append(invoice.recipient_id)
     await backend.refresh_transfers()
     await backend.refresh_transfers()  # sent -> waiting for confirmations -> settled
     bad, good = recipients
-    await post(control, "/faults", {"hostile": kind.value, "target": bad,
-                                    "route": "/listtransfers"})
+    await post(
+        control, "/faults", {"hostile": kind.value, "target": bad, "route": "/listtransfers"}
+    )
     listed = {t.recipient_id: t for t in await backend.list_transfers(ASSET)}
     assert (listed[good].status, listed[good].amount) == ("Settled", 4)
     assert (bad in listed) == (kind in HARMLESS)
@@ -167,15 +183,14 @@ async def test_hostile_transfers(kind: HostileKind, backend: RlnBackend,
 
 
 async def test_untargeted_hostile_fault_hits_records_in_order(
-        backend: RlnBackend, control: httpx.AsyncClient) -> None:
+    backend: RlnBackend, control: httpx.AsyncClient
+) -> None:
     """Without a target, the next N records served are hostile, whoever they belong to: a
     listing of many keeps every other one."""
     for _ in range(3):
-        created = await backend.create_invoice(amount_msat=1_000, expiry_s=600,
-                                               description=None)
+        created = await backend.create_invoice(amount_msat=1_000, expiry_s=600, description=None)
         await post(control, "/pay", {"invoice": created.invoice})
     everything = await backend.inbound_payments()
-    await post(control, "/faults", {"hostile": "huge_amount", "count": 2,
-                                    "route": "/listpayments"})
+    await post(control, "/faults", {"hostile": "huge_amount", "count": 2, "route": "/listpayments"})
     assert len(await backend.inbound_payments()) == len(everything) - 2
     assert len(await backend.inbound_payments()) == len(everything)

@@ -145,12 +145,14 @@ def test_hold_many_then_release_all(sim: Sim) -> None:
         invoice, payment_hash = sim.ctl.outside_invoice(amt_msat=1_000)
         sim.rln.http.post("/sendpayment", json={"invoice": invoice}).raise_for_status()
         hashes.append(payment_hash)
-    statuses = {p["payment_hash"]: p["status"] for p in sim.rln.ok("GET", "/listpayments")[
-        "payments"]}
+    statuses = {
+        p["payment_hash"]: p["status"] for p in sim.rln.ok("GET", "/listpayments")["payments"]
+    }
     assert {statuses[h] for h in hashes} == {"Pending"}
     assert sim.ctl.post("/release_all", {"outcome": "succeed"}) == {"released": held}
-    statuses = {p["payment_hash"]: p["status"] for p in sim.rln.ok("GET", "/listpayments")[
-        "payments"]}
+    statuses = {
+        p["payment_hash"]: p["status"] for p in sim.rln.ok("GET", "/listpayments")["payments"]
+    }
     assert {statuses[h] for h in hashes} == {"Succeeded"}
     assert sim.ctl.post("/release_all", {"outcome": "fail"}) == {"released": 0}
 
@@ -250,8 +252,9 @@ def test_hostile_listing_corrupts_only_its_target_and_route(sim: Sim) -> None:
     sim.ctl.faults(hostile="unknown_status", count=2, target=target, route="/listpayments")
     assert _get_payment(sim, target)["status"] == "Succeeded"  # another route: untouched
     for _ in range(2):
-        listed = {p["payment_hash"]: p for p in sim.rln.http.get("/listpayments").json()[
-            "payments"]}
+        listed = {
+            p["payment_hash"]: p for p in sim.rln.http.get("/listpayments").json()["payments"]
+        }
         assert (listed[target]["status"], listed[other]["status"]) == ("Weird", "Succeeded")
     listed = {p["payment_hash"]: p for p in sim.rln.http.get("/listpayments").json()["payments"]}
     assert listed[target]["status"] == "Succeeded"

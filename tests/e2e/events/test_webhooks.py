@@ -38,8 +38,13 @@ from vnode.events.webhooks import Endpoint, WebhookChannel
 async def test_dispatcher_killed_mid_delivery_redelivers_after_restart(
     fresh_db: str, sim_node: str, tmp_path: Path
 ) -> None:
-    env = {"VNODE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1", "VNODE_MASTER_SEED": TEST_SEED,
-           "VNODE_NODE": "sim", "VNODE_RLN_URL": sim_node, "VNODE_EVENTS_INTERVAL_S": "0.02"}
+    env = {
+        "VNODE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
+        "VNODE_MASTER_SEED": TEST_SEED,
+        "VNODE_NODE": "sim",
+        "VNODE_RLN_URL": sim_node,
+        "VNODE_EVENTS_INTERVAL_S": "0.02",
+    }
     with WebhookReceiver() as receiver:
         conn = await asyncpg.connect(fresh_db)
         try:
@@ -60,6 +65,7 @@ async def test_dispatcher_killed_mid_delivery_redelivers_after_restart(
                 # Both events fanned out too (a busy machine may fan out the second one after
                 # the first delivery started), so the kill catches both pending.
                 return receiver.hung >= 1 and len(await deliveries(fresh_db, info.id)) == 2
+
             await wait_until(in_flight, 10, "a delivery to be in flight")
         finally:
             assert first.stop(signal.SIGKILL) == -signal.SIGKILL
@@ -73,8 +79,10 @@ async def test_dispatcher_killed_mid_delivery_redelivers_after_restart(
 
             async def arrived() -> bool:
                 rows = await deliveries(fresh_db, info.id)
-                return (len(set(receiver.ids())) == 2
-                        and {r["status"] for r in rows} == {"delivered"})
+                return len(set(receiver.ids())) == 2 and {r["status"] for r in rows} == {
+                    "delivered"
+                }
+
             await wait_until(arrived, 15, "the events after the restart")
             async with httpx.AsyncClient(base_url=second.url, headers=bearer(ADMIN_KEY)) as c:
                 assert await balance(c, alice) == 11_000
@@ -87,16 +95,23 @@ async def test_dispatcher_killed_mid_delivery_redelivers_after_restart(
     assert receiver.bad_signatures == []
 
 
-def cli(dsn: str, tmp_path: Path, *args: str,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    dsn: str, tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("VNODE_")}
     full.update({"VNODE_DATABASE_URL": dsn, "VNODE_MASTER_SEED": TEST_SEED, "COLUMNS": "250"})
     full.update(env or {})
-    return subprocess.run([VNODE, "webhooks", *args, "--data-dir", str(tmp_path)], env=full,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [VNODE, "webhooks", *args, "--data-dir", str(tmp_path)],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 # --- the command line -----------------------------------------------------------------------------
+
 
 async def test_dead_letters_listed_and_retried_by_api_and_cli(
     fresh_db: str, sim_node: str, tmp_path: Path
@@ -117,16 +132,18 @@ async def test_dead_letters_listed_and_retried_by_api_and_cli(
             assert len(produced) == 4
             assert await fan_out_once(node.pool, redis_enabled=False) == 4
 
-            channels = [WebhookChannel(Endpoint(h["id"], h["url"], h["secret"]), LOCAL)
-                        for h in hooks]
+            channels = [
+                WebhookChannel(Endpoint(h["id"], h["url"], h["secret"]), LOCAL) for h in hooks
+            ]
 
             async def all_dead() -> bool:
                 for channel in channels:
-                    await deliver_once(node.pool, channel.endpoint.channel, channel.send,
-                                       dead_after_s=0)
-                statuses = {r["status"] for h in hooks
-                            for r in await deliveries(fresh_db, h["id"])}
+                    await deliver_once(
+                        node.pool, channel.endpoint.channel, channel.send, dead_after_s=0
+                    )
+                statuses = {r["status"] for h in hooks for r in await deliveries(fresh_db, h["id"])}
                 return statuses == {"dead"}
+
             await wait_until(all_dead, 10, "every delivery to be dead")
 
             failed = await node.client.get("/admin/webhooks/failed")
@@ -134,11 +151,17 @@ async def test_dead_letters_listed_and_retried_by_api_and_cli(
             letters = failed.json()["failed"]
             assert len(letters) == 8
             assert {(d["webhook_id"], d["event_id"]) for d in letters} == {
-                (h["id"], e[0]) for h in hooks for e in produced}
+                (h["id"], e[0]) for h in hooks for e in produced
+            }
             assert {(d["type"], d["attempts"], d["last_error"]) for d in letters} == {
-                ("admin.credit", 1, "HTTP 500"), ("transfer.completed", 1, "HTTP 500")}
-            only_first = (await node.client.get("/admin/webhooks/failed", params={
-                "webhook_id": hooks[0]["id"], "limit": 2})).json()["failed"]
+                ("admin.credit", 1, "HTTP 500"),
+                ("transfer.completed", 1, "HTTP 500"),
+            }
+            only_first = (
+                await node.client.get(
+                    "/admin/webhooks/failed", params={"webhook_id": hooks[0]["id"], "limit": 2}
+                )
+            ).json()["failed"]
             assert [d["event_id"] for d in only_first] == [e[0] for e in produced[:2]]
             listed = (await node.client.get("/admin/webhooks")).json()["webhooks"]
             assert [(w["dead"], w["pending"]) for w in listed] == [(4, 0), (4, 0)]
@@ -148,18 +171,25 @@ async def test_dead_letters_listed_and_retried_by_api_and_cli(
             assert all(e[0] in shown.stdout for e in produced), shown.stdout
             assert "HTTP 500" in shown.stdout and "transfer.completed" in shown.stdout
 
-            dispatcher = Dispatcher(node.pool, redis_url=None, redis_stream_key="unused",
-                                    redis_maxlen=1000, allow_hosts=LOCAL)
+            dispatcher = Dispatcher(
+                node.pool,
+                redis_url=None,
+                redis_stream_key="unused",
+                redis_maxlen=1000,
+                allow_hosts=LOCAL,
+            )
             try:
                 # The API resends the first endpoint's letters...
                 first.fail_all(on=False)
-                retried = await node.client.post("/admin/webhooks/retry",
-                                                 json={"webhook_id": hooks[0]["id"]})
+                retried = await node.client.post(
+                    "/admin/webhooks/retry", json={"webhook_id": hooks[0]["id"]}
+                )
                 assert retried.status_code == 200 and retried.json() == {"requeued": 4}
 
                 async def first_served() -> bool:
                     await dispatcher.deliver_webhooks()
                     return len(first.received) == 4
+
                 await wait_until(first_served, 10, "the first endpoint's letters")
                 assert sorted(first.ids()) == sorted(e[0] for e in produced)
                 assert_in_order_once(first)
@@ -176,6 +206,7 @@ async def test_dead_letters_listed_and_retried_by_api_and_cli(
                 async def second_served() -> bool:
                     await dispatcher.deliver_webhooks()
                     return len(second.received) == 4
+
                 await wait_until(second_served, 10, "the second endpoint's letters")
                 assert sorted(second.ids()) == sorted(e[0] for e in produced)
                 assert_in_order_once(second)
@@ -192,25 +223,44 @@ async def test_cli_add_list_remove_with_the_ssrf_rule(fresh_db: str, tmp_path: P
     refused = cli(fresh_db, tmp_path, "add", url)
     assert refused.returncode == 1 and "unsafe_url" in refused.stderr
     assert "VNODE_WEBHOOK_ALLOW_HOSTS" in refused.stderr.replace("\n", "")
-    for bad in (["ftp://example.com/"], ["https://u:p@example.com/"],
-                [url, "--event", "transfer.done"]):
+    for bad in (
+        ["ftp://example.com/"],
+        ["https://u:p@example.com/"],
+        [url, "--event", "transfer.done"],
+    ):
         result = cli(fresh_db, tmp_path, "add", *bad)
         assert result.returncode == 2, (bad, result.stdout, result.stderr)
-    cloud = cli(fresh_db, tmp_path, "add", "http://169.254.169.254/",
-                env={"VNODE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1"})
+    cloud = cli(
+        fresh_db,
+        tmp_path,
+        "add",
+        "http://169.254.169.254/",
+        env={"VNODE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1"},
+    )
     assert cloud.returncode == 1
 
-    added = cli(fresh_db, tmp_path, "add", url, "--event", "transfer.completed",
-                "--event", "invoice.paid", "--description", "bot",
-                env={"VNODE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1"})
+    added = cli(
+        fresh_db,
+        tmp_path,
+        "add",
+        url,
+        "--event",
+        "transfer.completed",
+        "--event",
+        "invoice.paid",
+        "--description",
+        "bot",
+        env={"VNODE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1"},
+    )
     assert added.returncode == 0, added.stderr
     created = json.loads(added.stdout)
     assert created["url"] == url and created["events"] == ["transfer.completed", "invoice.paid"]
     assert created["secret"].startswith("whsec_") and "shown once" in added.stderr
     conn = await asyncpg.connect(fresh_db)
     try:
-        stored = await conn.fetchrow("SELECT secret, event_types FROM webhook_endpoints "
-                                     "WHERE id = $1", created["id"])
+        stored = await conn.fetchrow(
+            "SELECT secret, event_types FROM webhook_endpoints WHERE id = $1", created["id"]
+        )
     finally:
         await conn.close()
     assert stored is not None and stored["secret"] == created["secret"]
@@ -233,12 +283,15 @@ async def test_cli_add_list_remove_with_the_ssrf_rule(fresh_db: str, tmp_path: P
     assert newest["previous_secret_until"] is None and "no longer signs" in no_grace.stderr
     conn = await asyncpg.connect(fresh_db)
     try:
-        keys = await conn.fetchrow("SELECT secret, previous_secret FROM webhook_endpoints "
-                                   "WHERE id = $1", created["id"])
+        keys = await conn.fetchrow(
+            "SELECT secret, previous_secret FROM webhook_endpoints WHERE id = $1", created["id"]
+        )
     finally:
         await conn.close()
-    assert keys is not None and (keys["secret"], keys["previous_secret"]) == (newest["secret"],
-                                                                              None)
+    assert keys is not None and (keys["secret"], keys["previous_secret"]) == (
+        newest["secret"],
+        None,
+    )
     assert cli(fresh_db, tmp_path, "rotate", "999999").returncode == 1
     assert cli(fresh_db, tmp_path, "rotate", str(created["id"]), "--grace-s", "-1").returncode == 2
 

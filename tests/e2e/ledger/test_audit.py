@@ -29,8 +29,15 @@ async def run_cli(dsn: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VNODE_")}
     env.update({"VNODE_DATABASE_URL": dsn, "COLUMNS": "200", "NO_COLOR": "1"})
     return await asyncio.to_thread(
-        subprocess.run, [VNODE, "audit"], env=env, cwd=cwd, capture_output=True, text=True,
-        timeout=120, check=False)
+        subprocess.run,
+        [VNODE, "audit"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 async def test_audit_cli_exit_codes(busy: asyncpg.Pool, fresh_db: str, tmp_path: Path) -> None:
@@ -40,7 +47,8 @@ async def test_audit_cli_exit_codes(busy: asyncpg.Pool, fresh_db: str, tmp_path:
     assert "difference" not in clean.stdout.replace("differences ", "")
 
     await busy.execute(
-        f"UPDATE ln_user_balances SET spendable = spendable + 1 WHERE user_id = {BOB}")
+        f"UPDATE ln_user_balances SET spendable = spendable + 1 WHERE user_id = {BOB}"
+    )
     dirty = await run_cli(fresh_db, tmp_path)
     assert dirty.returncode == 1, dirty.stdout + dirty.stderr
     assert "audit clean" not in dirty.stdout

@@ -41,18 +41,23 @@ async def test_success_after_refund_books_an_operator_loss(
             nonlocal found
             found += await recheck_failed_once(pool, backend)
             return found > 0
+
         await wait_until(booked, 10, "the late success to be booked")
         assert found == 1
         assert await recheck_failed_once(pool, backend) == 0  # booked once
         alert = await pool.fetchrow(
-            "SELECT kind, details FROM alerts WHERE payment_hash = $1", payment_hash)
+            "SELECT kind, details FROM alerts WHERE payment_hash = $1", payment_hash
+        )
         assert alert is not None and alert["kind"] == "success_after_refund"
         loss = await pool.fetchval(
             "SELECT sum(amount) FROM virtual_transactions WHERE kind = 'operator_loss' "
-            "AND memo = $1", payment_hash)
+            "AND memo = $1",
+            payment_hash,
+        )
         assert loss == 100_000
-        row = await pool.fetchrow("SELECT status, late_success_at FROM ln_payments "
-                                  "WHERE id = $1", payment_id)
+        row = await pool.fetchrow(
+            "SELECT status, late_success_at FROM ln_payments WHERE id = $1", payment_id
+        )
         assert row is not None and row["status"] == "failed" and row["late_success_at"]
     finally:
         await backend.close()

@@ -29,22 +29,27 @@ def reserve_for(amount_msat: int) -> int:
     return settings_reserve_msat(Settings.model_construct(), amount_msat)
 
 
-async def pay(client: httpx.AsyncClient, user_id: int, invoice: str,
-              **extra: Any) -> httpx.Response:
-    return await client.post("/virtual_sendpayment",
-                             json={"user_id": str(user_id), "invoice": invoice, **extra})
+async def pay(
+    client: httpx.AsyncClient, user_id: int, invoice: str, **extra: Any
+) -> httpx.Response:
+    return await client.post(
+        "/virtual_sendpayment", json={"user_id": str(user_id), "invoice": invoice, **extra}
+    )
 
 
 async def payment_state(client: httpx.AsyncClient, user_id: int, payment_hash: str) -> str:
-    response = await client.post("/virtual_payment",
-                                 json={"user_id": user_id, "payment_hash": payment_hash})
+    response = await client.post(
+        "/virtual_payment", json={"user_id": user_id, "payment_hash": payment_hash}
+    )
     return str(response.json()["status"])
 
 
-async def wait_payment(client: httpx.AsyncClient, user_id: int, payment_hash: str,
-                       status: str, timeout_s: float = 15) -> None:
+async def wait_payment(
+    client: httpx.AsyncClient, user_id: int, payment_hash: str, status: str, timeout_s: float = 15
+) -> None:
     async def done() -> bool:
         return await payment_state(client, user_id, payment_hash) == status
+
     await wait_until(done, timeout_s, f"payment {payment_hash[:8]} to be {status}")
 
 
@@ -54,6 +59,7 @@ async def assets(client: httpx.AsyncClient, user_id: int) -> dict[str, dict[str,
 
 
 # --- Flow 2: paying out -------------------------------------------------------------------
+
 
 async def test_external_payment_succeeds_and_charges_the_reserve(
     app_client: httpx.AsyncClient, sim: SimControl, shared_db: str
@@ -85,8 +91,9 @@ async def test_insufficient_balance_for_amount_plus_reserve(
     assert await balance(app_client, alice) == 105_000
 
 
-async def test_amountless_invoice_needs_an_amount(app_client: httpx.AsyncClient,
-                                                  sim: SimControl) -> None:
+async def test_amountless_invoice_needs_an_amount(
+    app_client: httpx.AsyncClient, sim: SimControl
+) -> None:
     alice = new_user_id()
     await fund(app_client, alice, 500_000)
     invoice = await sim.invoice()
@@ -98,8 +105,9 @@ async def test_amountless_invoice_needs_an_amount(app_client: httpx.AsyncClient,
     assert await balance(app_client, alice) == 500_000 - 20_000 - reserve_for(20_000)
 
 
-async def test_amount_must_match_the_invoice(app_client: httpx.AsyncClient,
-                                             sim: SimControl) -> None:
+async def test_amount_must_match_the_invoice(
+    app_client: httpx.AsyncClient, sim: SimControl
+) -> None:
     alice = new_user_id()
     await fund(app_client, alice, 500_000)
     invoice = await sim.invoice(30_000)
@@ -110,21 +118,29 @@ async def test_amount_must_match_the_invoice(app_client: httpx.AsyncClient,
     assert same.status_code == 200
 
 
-def _foreign_invoice(network: str, *, timestamp: int | None = None,
-                     expiry_s: int = 3600) -> str:
+def _foreign_invoice(network: str, *, timestamp: int | None = None, expiry_s: int = 3600) -> str:
     return bolt11.encode(
-        network=network, amount_msat=10_000, payment_hash=bytes(range(32)),  # type: ignore[arg-type]
-        payment_secret=bytes(32), timestamp=timestamp or int(time.time()),
-        private_key=bytes([7] * 32), description="foreign", expiry_s=expiry_s)
+        network=network,  # type: ignore[arg-type]
+        amount_msat=10_000,
+        payment_hash=bytes(range(32)),
+        payment_secret=bytes(32),
+        timestamp=timestamp or int(time.time()),
+        private_key=bytes([7] * 32),
+        description="foreign",
+        expiry_s=expiry_s,
+    )
 
 
-@pytest.mark.parametrize(("invoice", "code"), [
-    (_foreign_invoice("bitcoin"), "wrong_network"),
-    (_foreign_invoice("testnet"), "wrong_network"),
-    (_foreign_invoice("regtest", timestamp=int(time.time()) - 7200), "invoice_expired"),
-    ("lnbcrt1pnotaninvoice", "invalid_invoice"),
-    (_foreign_invoice("regtest")[:-1] + "q", "invalid_invoice"),
-])
+@pytest.mark.parametrize(
+    ("invoice", "code"),
+    [
+        (_foreign_invoice("bitcoin"), "wrong_network"),
+        (_foreign_invoice("testnet"), "wrong_network"),
+        (_foreign_invoice("regtest", timestamp=int(time.time()) - 7200), "invoice_expired"),
+        ("lnbcrt1pnotaninvoice", "invalid_invoice"),
+        (_foreign_invoice("regtest")[:-1] + "q", "invalid_invoice"),
+    ],
+)
 async def test_bad_invoices_are_refused_without_change(
     app_client: httpx.AsyncClient, invoice: str, code: str
 ) -> None:
@@ -136,8 +152,9 @@ async def test_bad_invoices_are_refused_without_change(
     assert await balance(app_client, alice) == 100_000
 
 
-async def test_fee_limit_below_the_reserve_is_refused(app_client: httpx.AsyncClient,
-                                                      sim: SimControl) -> None:
+async def test_fee_limit_below_the_reserve_is_refused(
+    app_client: httpx.AsyncClient, sim: SimControl
+) -> None:
     alice = new_user_id()
     await fund(app_client, alice, 100_000)
     response = await pay(app_client, alice, await sim.invoice(1000), fee_limit_msat=5)
@@ -154,26 +171,29 @@ async def test_same_invoice_paid_at_once_by_two_users_debits_once(
     await fund(app_client, alice, 1_000_000)
     await fund(app_client, bob, 1_000_000)
     invoice = await sim.invoice(50_000)
-    answers = await asyncio.gather(*(
-        pay(app_client, payer, invoice) for payer in [alice, bob] * 5))
+    answers = await asyncio.gather(*(pay(app_client, payer, invoice) for payer in [alice, bob] * 5))
     winners = [a for a in answers if a.status_code in (200, 202)]
     assert len(winners) == 1, [a.text for a in answers]
     assert {a.json()["error"]["code"] for a in answers if a.status_code == 409} <= {
-        "payment_in_progress", "invoice_already_paid"}
+        "payment_in_progress",
+        "invoice_already_paid",
+    }
     total = await balance(app_client, alice) + await balance(app_client, bob)
     assert total == 2_000_000 - 50_000 - reserve_for(50_000)
     await assert_audit_clean(shared_db)
 
 
-async def test_idempotent_retry_pays_once(app_client: httpx.AsyncClient,
-                                          sim: SimControl) -> None:
+async def test_idempotent_retry_pays_once(app_client: httpx.AsyncClient, sim: SimControl) -> None:
     alice = new_user_id()
     await fund(app_client, alice, 1_000_000)
     invoice = await sim.invoice(40_000)
     headers = {"Idempotency-Key": f"pay-{alice}"}
-    first, again = [await app_client.post(
-        "/virtual_sendpayment", headers=headers,
-        json={"user_id": alice, "invoice": invoice}) for _ in range(2)]
+    first, again = [
+        await app_client.post(
+            "/virtual_sendpayment", headers=headers, json={"user_id": alice, "invoice": invoice}
+        )
+        for _ in range(2)
+    ]
     assert first.json()["payment_id"] == again.json()["payment_id"]
     assert again.json()["status"] == "succeeded"
     assert await balance(app_client, alice) == 1_000_000 - 40_000 - reserve_for(40_000)
@@ -181,8 +201,10 @@ async def test_idempotent_retry_pays_once(app_client: httpx.AsyncClient,
 
 # --- Flow 2: the node misbehaving ---------------------------------------------------------
 
-async def test_fault_fail_refunds(app_client: httpx.AsyncClient, sim: SimControl,
-                                  shared_db: str) -> None:
+
+async def test_fault_fail_refunds(
+    app_client: httpx.AsyncClient, sim: SimControl, shared_db: str
+) -> None:
     alice = new_user_id()
     await fund(app_client, alice, 300_000)
     await sim.faults(next_payment="fail")
@@ -219,11 +241,18 @@ async def test_fault_hold_keeps_the_reserve_until_released(
     await assert_audit_clean(shared_db)
 
 
-@pytest.mark.parametrize("fault", [
-    "timeout_then_succeed", "error_500_then_succeed", "drop_then_succeed",
-    "stale_failed_then_succeed"])
-async def test_ambiguous_answers_never_refund(app_client: httpx.AsyncClient, sim: SimControl,
-                                              fault: str, shared_db: str) -> None:
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "timeout_then_succeed",
+        "error_500_then_succeed",
+        "drop_then_succeed",
+        "stale_failed_then_succeed",
+    ],
+)
+async def test_ambiguous_answers_never_refund(
+    app_client: httpx.AsyncClient, sim: SimControl, fault: str, shared_db: str
+) -> None:
     alice = new_user_id()
     await fund(app_client, alice, 300_000)
     await sim.faults(next_payment=fault)
@@ -239,8 +268,9 @@ async def test_ambiguous_answers_never_refund(app_client: httpx.AsyncClient, sim
     await assert_audit_clean(shared_db)
 
 
-async def test_zero_preimage_is_not_a_success(app_client: httpx.AsyncClient, sim: SimControl,
-                                              shared_db: str) -> None:
+async def test_zero_preimage_is_not_a_success(
+    app_client: httpx.AsyncClient, sim: SimControl, shared_db: str
+) -> None:
     alice = new_user_id()
     await fund(app_client, alice, 300_000)
     await sim.faults(next_payment="zero_preimage")
@@ -250,20 +280,28 @@ async def test_zero_preimage_is_not_a_success(app_client: httpx.AsyncClient, sim
     assert response.status_code == 202 and response.json()["status"] == "pending"
     conn = await asyncpg.connect(shared_db)
     try:
+
         async def alerted() -> bool:
-            return bool(await conn.fetchval(
-                "SELECT count(*) FROM alerts WHERE kind = 'invalid_preimage' "
-                "AND payment_hash = $1", payment_hash))
+            return bool(
+                await conn.fetchval(
+                    "SELECT count(*) FROM alerts WHERE kind = 'invalid_preimage' "
+                    "AND payment_hash = $1",
+                    payment_hash,
+                )
+            )
+
         await wait_until(alerted, 10, "an invalid_preimage alert")
     finally:
         await conn.close()
     assert await payment_state(app_client, alice, payment_hash) == "pending"
     assert (await assets(app_client, alice))["BTC"]["pending_msat"] == (
-        100_000 + reserve_for(100_000))
+        100_000 + reserve_for(100_000)
+    )
 
 
-async def test_routing_fee_is_within_the_reserve(app_client: httpx.AsyncClient,
-                                                 sim: SimControl) -> None:
+async def test_routing_fee_is_within_the_reserve(
+    app_client: httpx.AsyncClient, sim: SimControl
+) -> None:
     alice = new_user_id()
     await fund(app_client, alice, 300_000)
     await sim.faults(routing_fee_msat=4_000)
@@ -276,17 +314,18 @@ async def test_routing_fee_is_within_the_reserve(app_client: httpx.AsyncClient,
     assert await balance(app_client, alice) == 300_000 - 100_000 - reserve_for(100_000)
 
 
-async def test_locked_node_moves_no_money(app_client: httpx.AsyncClient,
-                                          sim: SimControl) -> None:
+async def test_locked_node_moves_no_money(app_client: httpx.AsyncClient, sim: SimControl) -> None:
     alice, bob = new_user_id(), new_user_id()
     await fund(app_client, alice, 300_000)
     invoice = await sim.invoice(100_000)
     own = await new_invoice(app_client, bob, amt_msat=1_000)
     await sim.faults(locked=True)
     try:
+
         async def not_ready() -> bool:
             ready = await app_client.get("/readyz")
             return ready.status_code == 503 and ready.json()["node"]["state"] == "locked"
+
         await wait_until(not_ready, 10, "readyz to report the locked node")
         response = await pay(app_client, alice, invoice)
         assert response.status_code == 503
@@ -301,11 +340,13 @@ async def test_locked_node_moves_no_money(app_client: httpx.AsyncClient,
 
     async def ready() -> bool:
         return (await app_client.get("/readyz")).status_code == 200
+
     await wait_until(ready, 10, "readyz to recover")
     assert (await pay(app_client, alice, invoice)).json()["status"] == "succeeded"
 
 
 # --- Flow 3 and own invoices ----------------------------------------------------------------
+
 
 async def new_invoice(client: httpx.AsyncClient, user_id: int, **body: Any) -> dict[str, Any]:
     response = await client.post("/virtual_lninvoice", json={"user_id": user_id, **body})
@@ -314,11 +355,17 @@ async def new_invoice(client: httpx.AsyncClient, user_id: int, **body: Any) -> d
     return result
 
 
-@pytest.mark.parametrize(("invoice_msat", "paid_msat"), [
-    (70_000, None), (10_000, 15_000), (None, 12_345)], ids=["exact", "overpaid", "amountless"])
+@pytest.mark.parametrize(
+    ("invoice_msat", "paid_msat"),
+    [(70_000, None), (10_000, 15_000), (None, 12_345)],
+    ids=["exact", "overpaid", "amountless"],
+)
 async def test_outside_payment_is_credited_once(
-    app_client: httpx.AsyncClient, sim: SimControl, shared_db: str,
-    invoice_msat: int | None, paid_msat: int | None
+    app_client: httpx.AsyncClient,
+    sim: SimControl,
+    shared_db: str,
+    invoice_msat: int | None,
+    paid_msat: int | None,
 ) -> None:
     bob = new_user_id()
     created = await new_invoice(app_client, bob, amt_msat=invoice_msat, description="coffee")
@@ -329,6 +376,7 @@ async def test_outside_payment_is_credited_once(
 
     async def credited() -> bool:
         return await balance(app_client, bob) == expected
+
     await wait_until(credited, 10, "the watcher to credit the invoice")
     again = await sim.pay(created["invoice"], amt_msat=paid_msat)
     assert again.status_code == 400  # the node claims an invoice once
@@ -338,8 +386,9 @@ async def test_outside_payment_is_credited_once(
     await assert_audit_clean(shared_db)
 
 
-async def test_own_invoice_is_settled_in_the_ledger(app_client: httpx.AsyncClient,
-                                                    sim: SimControl, shared_db: str) -> None:
+async def test_own_invoice_is_settled_in_the_ledger(
+    app_client: httpx.AsyncClient, sim: SimControl, shared_db: str
+) -> None:
     alice, bob, carol = new_user_id(), new_user_id(), new_user_id()
     await fund(app_client, alice, 200_000)
     await fund(app_client, carol, 200_000)
@@ -362,26 +411,30 @@ async def test_own_invoice_is_settled_in_the_ledger(app_client: httpx.AsyncClien
     await assert_audit_clean(shared_db)
 
 
-async def test_own_invoice_raced_inside_and_outside(app_client: httpx.AsyncClient,
-                                                    sim: SimControl, shared_db: str) -> None:
+async def test_own_invoice_raced_inside_and_outside(
+    app_client: httpx.AsyncClient, sim: SimControl, shared_db: str
+) -> None:
     """Paid by a user and from outside at once: the payer pays once, the payee receives both
     (real money arrived from outside too)."""
     alice, bob = new_user_id(), new_user_id()
     await fund(app_client, alice, 200_000)
     created = await new_invoice(app_client, bob, amt_msat=60_000)
-    inside, outside = await asyncio.gather(pay(app_client, alice, created["invoice"]),
-                                           sim.pay(created["invoice"]))
+    inside, outside = await asyncio.gather(
+        pay(app_client, alice, created["invoice"]), sim.pay(created["invoice"])
+    )
     assert inside.status_code == 200 and outside.status_code == 200
 
     async def both_credited() -> bool:
         return await balance(app_client, bob) == 120_000
+
     await wait_until(both_credited, 10, "both receipts")
     assert await balance(app_client, alice) == 140_000
     await assert_audit_clean(shared_db)
 
 
-async def test_rgb_invoice_paid_from_outside(app_client: httpx.AsyncClient, sim: SimControl,
-                                             shared_db: str) -> None:
+async def test_rgb_invoice_paid_from_outside(
+    app_client: httpx.AsyncClient, sim: SimControl, shared_db: str
+) -> None:
     bob = new_user_id()
     created = await new_invoice(app_client, bob, asset_id=RGB_ASSET, asset_amount=100)
     assert created["amount_msat"] == 3_000_000
@@ -391,13 +444,15 @@ async def test_rgb_invoice_paid_from_outside(app_client: httpx.AsyncClient, sim:
     async def credited() -> bool:
         held = await assets(app_client, bob)
         return RGB_ASSET in held and held[RGB_ASSET]["balance"] == 100
+
     await wait_until(credited, 10, "the RGB receipt")
     assert (await assets(app_client, bob))["BTC"]["balance_msat"] == 3_000_000
     await assert_audit_clean(shared_db)
 
 
-async def test_rgb_payment_out(app_client: httpx.AsyncClient, sim: SimControl,
-                               shared_db: str) -> None:
+async def test_rgb_payment_out(
+    app_client: httpx.AsyncClient, sim: SimControl, shared_db: str
+) -> None:
     alice = new_user_id()
     await fund(app_client, alice, asset_amount=500, asset_id=RGB_ASSET)
     await fund(app_client, alice, 10_000_000)
@@ -416,8 +471,10 @@ async def test_rgb_onchain_invoice_credited_when_settled(
     app_client: httpx.AsyncClient, sim: SimControl, shared_db: str
 ) -> None:
     bob = new_user_id()
-    response = await app_client.post("/virtual_rgbinvoice", json={
-        "user_id": str(bob), "asset_id": RGB_ASSET, "duration_seconds": 3600})
+    response = await app_client.post(
+        "/virtual_rgbinvoice",
+        json={"user_id": str(bob), "asset_id": RGB_ASSET, "duration_seconds": 3600},
+    )
     assert response.status_code == 200, response.text
     created = response.json()
     assert created["kind"] == "rgb_onchain" and created["recipient_id"]
@@ -426,12 +483,13 @@ async def test_rgb_onchain_invoice_credited_when_settled(
     async def credited() -> bool:
         held = await assets(app_client, bob)
         return RGB_ASSET in held and held[RGB_ASSET]["balance"] == 777
+
     await wait_until(credited, 30, "the settled RGB transfer to be credited")
     conn = await asyncpg.connect(shared_db)
     try:
         outpoint = await conn.fetchval(
-            "SELECT outpoint FROM user_utxos WHERE user_id = $1 AND asset_id = $2", bob,
-            RGB_ASSET)
+            "SELECT outpoint FROM user_utxos WHERE user_id = $1 AND asset_id = $2", bob, RGB_ASSET
+        )
     finally:
         await conn.close()
     assert outpoint and ":" in outpoint  # the coin records the real outpoint
@@ -440,8 +498,10 @@ async def test_rgb_onchain_invoice_credited_when_settled(
 
 async def test_btc_rgbinvoice_is_a_lightning_invoice(app_client: httpx.AsyncClient) -> None:
     bob = new_user_id()
-    response = await app_client.post("/virtual_rgbinvoice", json={
-        "user_id": str(bob), "asset_id": "BTC", "duration_seconds": 600})
+    response = await app_client.post(
+        "/virtual_rgbinvoice",
+        json={"user_id": str(bob), "asset_id": "BTC", "duration_seconds": 600},
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     decoded = bolt11.decode(body["invoice"])

@@ -29,29 +29,35 @@ def private_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-async def quiet_client(shared_db: str, private_sim: str,
-                       tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+async def quiet_client(
+    shared_db: str, private_sim: str, tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
     """An app without background workers: only the webhook can credit here."""
     settings = make_settings(tmp_path, **{**node_settings(private_sim), "run_workers": False})
     app = create_app(settings, shared_db)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
-                          headers=bearer(ADMIN_KEY)) as client,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t", headers=bearer(ADMIN_KEY)
+        ) as client,
     ):
         yield client
 
 
-def signed(body: dict[str, object], secret: str = WEBHOOK_SECRET,
-           timestamp: int | None = None) -> tuple[bytes, dict[str, str]]:
+def signed(
+    body: dict[str, object], secret: str = WEBHOOK_SECRET, timestamp: int | None = None
+) -> tuple[bytes, dict[str, str]]:
     raw = orjson.dumps(body)
-    return raw, {"X-VNode-Signature": sign(secret.encode(), raw, timestamp),
-                 "Content-Type": "application/json"}
+    return raw, {
+        "X-VNode-Signature": sign(secret.encode(), raw, timestamp),
+        "Content-Type": "application/json",
+    }
 
 
 async def invoice_for(client: httpx.AsyncClient, user_id: int, amt_msat: int) -> dict[str, str]:
-    response = await client.post("/virtual_lninvoice",
-                                 json={"user_id": user_id, "amt_msat": amt_msat})
+    response = await client.post(
+        "/virtual_lninvoice", json={"user_id": user_id, "amt_msat": amt_msat}
+    )
     assert response.status_code == 200, response.text
     return dict(response.json())
 
@@ -62,8 +68,11 @@ async def test_webhook_credits_what_the_node_received(
     bob = new_user_id()
     created = await invoice_for(quiet_client, bob, 25_000)
     # The body claims far more than was paid: the node's amount is what counts.
-    body = {"payment_hash": created["payment_hash"], "amount_msat": 99_000_000,
-            "metadata": orjson.dumps({"user_id": bob}).decode()}
+    body = {
+        "payment_hash": created["payment_hash"],
+        "amount_msat": 99_000_000,
+        "metadata": orjson.dumps({"user_id": bob}).decode(),
+    }
     # (Signatures differ by timestamp: the same body signed in the same second is a replay.)
     raw, headers = signed(body, timestamp=int(time.time()) - 2)
     unpaid = await quiet_client.post("/webhook/payment", content=raw, headers=headers)
@@ -89,8 +98,9 @@ async def test_webhook_credits_what_the_node_received(
     await assert_audit_clean(shared_db)
 
 
-@pytest.mark.parametrize("case", ["missing", "wrong secret", "too old", "from the future",
-                                  "tampered body", "malformed"])
+@pytest.mark.parametrize(
+    "case", ["missing", "wrong secret", "too old", "from the future", "tampered body", "malformed"]
+)
 async def test_forged_webhooks_are_401(quiet_client: httpx.AsyncClient, case: str) -> None:
     bob = new_user_id()
     # Unpaid: whatever a forged request could make vnode do would show as a credit.
@@ -121,8 +131,13 @@ async def test_webhook_naming_another_user_is_refused(
     bob, mallory = new_user_id(), new_user_id()
     created = await invoice_for(quiet_client, bob, 8_000)
     assert (await SimControl(private_sim).pay(created["invoice"])).status_code == 200
-    raw, headers = signed({"payment_hash": created["payment_hash"], "amount_msat": 8_000,
-                           "metadata": orjson.dumps({"user_id": mallory}).decode()})
+    raw, headers = signed(
+        {
+            "payment_hash": created["payment_hash"],
+            "amount_msat": 8_000,
+            "metadata": orjson.dumps({"user_id": mallory}).decode(),
+        }
+    )
     response = await quiet_client.post("/webhook/payment", content=raw, headers=headers)
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "user_mismatch"

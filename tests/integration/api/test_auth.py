@@ -20,8 +20,12 @@ from vnode.db.pool import create_pool
 # (method, path, lowest scope admitted, a valid body)
 ENDPOINTS: list[tuple[str, str, Scope, dict[str, Any] | None]] = [
     ("POST", "/virtual_node", Scope.RECEIVE, {"user_id": 1}),
-    ("POST", "/virtual_transfer", Scope.SPEND,
-     {"from_user_id": 1, "to_user_id": 2, "amount_msat": 1}),
+    (
+        "POST",
+        "/virtual_transfer",
+        Scope.SPEND,
+        {"from_user_id": 1, "to_user_id": 2, "amount_msat": 1},
+    ),
     ("POST", "/virtual_assetbalance", Scope.READ, {"user_id": 1, "asset_id": "BTC"}),
     ("POST", "/virtual_balances", Scope.READ, {"user_id": 1}),
     ("POST", "/virtual_history", Scope.READ, {"user_id": 1}),
@@ -37,10 +41,14 @@ def _ids(rows: list[tuple[str, str, Scope, Any]]) -> list[str]:
 
 
 @pytest.mark.parametrize(("method", "path", "scope", "body"), ENDPOINTS, ids=_ids(ENDPOINTS))
-async def test_missing_or_bad_key_is_401(app_client: httpx.AsyncClient, method: str, path: str,
-                                         scope: Scope, body: dict[str, Any] | None) -> None:
-    for headers in ({"Authorization": ""}, bearer("vnk_not-a-real-key"),
-                    {"Authorization": "Basic dXNlcjpwYXNz"}):
+async def test_missing_or_bad_key_is_401(
+    app_client: httpx.AsyncClient, method: str, path: str, scope: Scope, body: dict[str, Any] | None
+) -> None:
+    for headers in (
+        {"Authorization": ""},
+        bearer("vnk_not-a-real-key"),
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+    ):
         response = await app_client.request(method, path, json=body, headers=headers)
         assert response.status_code == 401, (headers, response.text)
         assert response.json()["error"]["code"] == "unauthorized"
@@ -48,9 +56,14 @@ async def test_missing_or_bad_key_is_401(app_client: httpx.AsyncClient, method: 
 
 
 @pytest.mark.parametrize(("method", "path", "scope", "body"), ENDPOINTS, ids=_ids(ENDPOINTS))
-async def test_scopes_are_enforced(app_client: httpx.AsyncClient, scoped_keys: dict[Scope, str],
-                                   method: str, path: str, scope: Scope,
-                                   body: dict[str, Any] | None) -> None:
+async def test_scopes_are_enforced(
+    app_client: httpx.AsyncClient,
+    scoped_keys: dict[Scope, str],
+    method: str,
+    path: str,
+    scope: Scope,
+    body: dict[str, Any] | None,
+) -> None:
     for held, key in scoped_keys.items():
         response = await app_client.request(method, path, json=body, headers=bearer(key))
         if held.allows(scope):
@@ -64,8 +77,9 @@ async def test_read_and_receive_keys_cannot_move_money(
     app_client: httpx.AsyncClient, scoped_keys: dict[Scope, str]
 ) -> None:
     alice, bob = new_user_id(), new_user_id()
-    await app_client.post("/admin/credit", json={"user_id": alice, "amount_msat": 5000,
-                                                 "reason": "t"})
+    await app_client.post(
+        "/admin/credit", json={"user_id": alice, "amount_msat": 5000, "reason": "t"}
+    )
     for scope in (Scope.READ, Scope.RECEIVE):
         headers = bearer(scoped_keys[scope])
         moves = [
@@ -88,13 +102,15 @@ async def test_health_and_docs_need_no_key(app_client: httpx.AsyncClient, path: 
 async def test_key_in_query_string_is_not_accepted(
     app_client: httpx.AsyncClient, scoped_keys: dict[Scope, str]
 ) -> None:
-    response = await app_client.get(f"/metrics?api_key={scoped_keys[Scope.ADMIN]}",
-                                    headers={"Authorization": ""})
+    response = await app_client.get(
+        f"/metrics?api_key={scoped_keys[Scope.ADMIN]}", headers={"Authorization": ""}
+    )
     assert response.status_code == 401
 
 
-async def test_keys_are_stored_hashed_and_listed_without_secret(shared_conn: asyncpg.Connection,
-                                                                ) -> None:
+async def test_keys_are_stored_hashed_and_listed_without_secret(
+    shared_conn: asyncpg.Connection,
+) -> None:
     info, key = await create_key(shared_conn, "hash-check", Scope.READ)
     stored = await shared_conn.fetchrow("SELECT * FROM api_keys WHERE id = $1", info.id)
     assert stored is not None
@@ -104,8 +120,9 @@ async def test_keys_are_stored_hashed_and_listed_without_secret(shared_conn: asy
     assert listed and key not in repr(listed[0]) and key.startswith(listed[0].key_prefix)
 
 
-async def test_revoked_key_is_refused_at_once(app_client: httpx.AsyncClient,
-                                              shared_conn: asyncpg.Connection) -> None:
+async def test_revoked_key_is_refused_at_once(
+    app_client: httpx.AsyncClient, shared_conn: asyncpg.Connection
+) -> None:
     info, key = await create_key(shared_conn, "revoke-me", Scope.READ)
     headers = bearer(key)
     assert (await app_client.get("/metrics", headers=headers)).status_code == 200  # now cached
@@ -120,6 +137,7 @@ async def test_revoked_key_is_refused_at_once(app_client: httpx.AsyncClient,
 
 
 # --- L4: revocations that race a lookup, and a LISTEN connection that dies -----------------
+
 
 class PausingPool:
     """The real pool, with one pause between an api_keys lookup and its return to the
@@ -165,6 +183,7 @@ async def test_l4_revocation_not_undone_by_concurrent_verify(
                 before = seam.lookups
                 assert await verifier.verify(witness) is not None
                 return seam.lookups > before
+
             await wait_until(cache_emptied, 10, "the revocation's NOTIFY to reach the verifier")
 
         seam.after_lookup = revoke_meanwhile
@@ -206,7 +225,8 @@ async def test_l4_listen_resubscribes_after_db_restart(tmp_path: Path) -> None:
         try:
             await migrate(conn)
             (first, first_key), (second, second_key) = [
-                await create_key(conn, f"l4-restart-{n}", Scope.READ) for n in (1, 2)]
+                await create_key(conn, f"l4-restart-{n}", Scope.READ) for n in (1, 2)
+            ]
         finally:
             await conn.close()
         pool = await create_pool(dsn, min_size=1, max_size=4)
@@ -230,18 +250,25 @@ async def test_l4_listen_resubscribes_after_db_restart(tmp_path: Path) -> None:
         try:
             # Revoked after the restart: the key cached before it must not outlive it.
             assert await revoke_key(conn, first.id)
-            await wait_until(lambda: refused(first_key), 15,
-                             "the first revocation after the restart to be refused")
+            await wait_until(
+                lambda: refused(first_key),
+                15,
+                "the first revocation after the restart to be refused",
+            )
 
             async def listening() -> bool:
                 assert verifier is not None
                 return verifier.listening
+
             await wait_until(listening, 15, "the verifier to LISTEN again")
             # Cached again with LISTEN back; from here only a NOTIFY can empty the cache.
             assert await verifier.verify(second_key) is not None
             assert await revoke_key(conn, second.id)
-            await wait_until(lambda: refused(second_key), 5,
-                             "the NOTIFY of a revocation to reach the re-subscribed verifier")
+            await wait_until(
+                lambda: refused(second_key),
+                5,
+                "the NOTIFY of a revocation to reach the re-subscribed verifier",
+            )
         finally:
             await conn.close()
         assert verifier.resubscriptions >= 1

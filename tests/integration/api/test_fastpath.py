@@ -19,8 +19,7 @@ from vnode.api.routes_ledger import HOT_ROUTES
 from vnode.apikeys import Scope as KeyScope
 
 
-async def test_fast_routes_are_served_without_the_framework(
-        app_client: httpx.AsyncClient) -> None:
+async def test_fast_routes_are_served_without_the_framework(app_client: httpx.AsyncClient) -> None:
     app = app_client.app  # type: ignore[attr-defined]
     reached: list[str] = []
 
@@ -35,19 +34,26 @@ async def test_fast_routes_are_served_without_the_framework(
         await fast(scope, receive, send)
 
     alice, bob = new_user_id(), new_user_id()
-    await app_client.post("/admin/credit", json={"user_id": alice, "amount_msat": 5000,
-                                                 "reason": "fast path"})
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=inside_the_app),
-                                 base_url="http://vnode", headers=bearer(ADMIN_KEY)) as client:
-        moved = await client.post("/virtual_transfer", json={
-            "from_user_id": alice, "to_user_id": bob, "amount_msat": 2000})
+    await app_client.post(
+        "/admin/credit", json={"user_id": alice, "amount_msat": 5000, "reason": "fast path"}
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=inside_the_app),
+        base_url="http://vnode",
+        headers=bearer(ADMIN_KEY),
+    ) as client:
+        moved = await client.post(
+            "/virtual_transfer",
+            json={"from_user_id": alice, "to_user_id": bob, "amount_msat": 2000},
+        )
         assert moved.status_code == 200 and moved.json()["amount_msat"] == 2000
         balance = await client.post("/virtual_assetbalance", json={"user_id": bob})
         assert balance.status_code == 200 and balance.json()["balance_msat"] == 2000
         unknown = await client.post("/virtual_assetbalance", json={"user_id": new_user_id()})
         assert unknown.json()["error"]["code"] == "unknown_user"
-        nobody = await client.post("/virtual_assetbalance", json={"user_id": bob},
-                                   headers={"Authorization": ""})
+        nobody = await client.post(
+            "/virtual_assetbalance", json={"user_id": bob}, headers={"Authorization": ""}
+        )
         assert (nobody.status_code, nobody.json()["error"]["code"]) == (401, "unauthorized")
         assert reached == []  # every one of these was answered by the fast path
         other = await client.post("/virtual_balances", json={"user_id": bob})
@@ -55,12 +61,12 @@ async def test_fast_routes_are_served_without_the_framework(
         # A body the fast path does not take as it is goes on to the FastAPI route, read once.
         bad = await client.post("/virtual_assetbalance", json={"user_id": 0})
         assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_user_id")
-        broken = await client.post("/virtual_assetbalance", content=b"\x00",
-                                   headers={"Content-Type": "application/json"})
+        broken = await client.post(
+            "/virtual_assetbalance", content=b"\x00", headers={"Content-Type": "application/json"}
+        )
         assert (broken.status_code, broken.json()["error"]["code"]) == (400, "invalid_json")
         untyped = await client.post("/virtual_assetbalance", content=b'{"user_id": 1}')
-        assert (untyped.status_code, untyped.json()["error"]["code"]) == (
-            422, "invalid_request")
+        assert (untyped.status_code, untyped.json()["error"]["code"]) == (422, "invalid_request")
         assert reached[1:] == ["POST /virtual_assetbalance"] * 3
 
 
@@ -68,8 +74,7 @@ def test_every_hot_route_is_a_documented_fastapi_route(app_client: httpx.AsyncCl
     """One declaration made both paths: the FastAPI route has the declaration's body, scope,
     answer model, documentation and metrics label (its path)."""
     app: FastAPI = app_client.app  # type: ignore[attr-defined]
-    assert {route.path for route in HOT_ROUTES} == {"/virtual_transfer",
-                                                    "/virtual_assetbalance"}
+    assert {route.path for route in HOT_ROUTES} == {"/virtual_transfer", "/virtual_assetbalance"}
     spec = app.openapi()
     for hot in HOT_ROUTES:
         assert list(spec["paths"][hot.path]) == ["post"]
@@ -112,18 +117,22 @@ def _answer(response: httpx.Response) -> tuple[int, Any, str | None]:
     return response.status_code, body, response.headers.get("www-authenticate")
 
 
-async def test_both_paths_answer_alike(app_client: httpx.AsyncClient,
-                                       scoped_keys: dict[KeyScope, str]) -> None:
+async def test_both_paths_answer_alike(
+    app_client: httpx.AsyncClient, scoped_keys: dict[KeyScope, str]
+) -> None:
     """Every refusal the hot routes can give, and a success, through the fast path and through
     their FastAPI routes: the same status, body (but the request id) and headers."""
     app: FastAPI = app_client.app  # type: ignore[attr-defined]
     alice, bob, carol, nobody = new_user_id(), new_user_id(), new_user_id(), new_user_id()
     for user in (alice, carol):
-        await app_client.post("/admin/credit", json={"user_id": user, "amount_msat": 50_000,
-                                                     "reason": "both paths"})
-    await app_client.post("/virtual_transfer", json={
-        "from_user_id": alice, "to_user_id": bob, "amount_msat": 1}, headers={
-        "Idempotency-Key": f"both-{alice}"})
+        await app_client.post(
+            "/admin/credit", json={"user_id": user, "amount_msat": 50_000, "reason": "both paths"}
+        )
+    await app_client.post(
+        "/virtual_transfer",
+        json={"from_user_id": alice, "to_user_id": bob, "amount_msat": 1},
+        headers={"Idempotency-Key": f"both-{alice}"},
+    )
     ok = {"from_user_id": alice, "to_user_id": bob, "amount_msat": 1000}
     read, receive = bearer(scoped_keys[KeyScope.READ]), bearer(scoped_keys[KeyScope.RECEIVE])
     cases: list[tuple[str, dict[str, Any]]] = [
@@ -164,8 +173,9 @@ async def test_both_paths_answer_alike(app_client: httpx.AsyncClient,
     assert {status for status, _, _ in fast} >= {200, 401, 403, 404, 409, 422}
 
 
-async def _both(app_client: httpx.AsyncClient, path: str, content: bytes,
-                headers: dict[str, str]) -> tuple[httpx.Response, httpx.Response]:
+async def _both(
+    app_client: httpx.AsyncClient, path: str, content: bytes, headers: dict[str, str]
+) -> tuple[httpx.Response, httpx.Response]:
     fast = await app_client.post(path, content=content, headers=headers)
     with _fast_path_off(app_client.app):  # type: ignore[attr-defined]
         framework = await app_client.post(path, content=content, headers=headers)
@@ -173,11 +183,13 @@ async def _both(app_client: httpx.AsyncClient, path: str, content: bytes,
 
 
 @pytest.mark.parametrize("broken", [b"\x00", b"{", b"[1,"])
-async def test_both_paths_refuse_broken_json_alike(app_client: httpx.AsyncClient,
-                                                   broken: bytes) -> None:
+async def test_both_paths_refuse_broken_json_alike(
+    app_client: httpx.AsyncClient, broken: bytes
+) -> None:
     for hot in HOT_ROUTES:
-        fast, framework = await _both(app_client, hot.path, broken,
-                                      {"Content-Type": "application/json"})
+        fast, framework = await _both(
+            app_client, hot.path, broken, {"Content-Type": "application/json"}
+        )
         assert fast.status_code == framework.status_code == 400
         assert fast.json()["error"] == framework.json()["error"]
         assert fast.json()["error"]["code"] == "invalid_json"
@@ -185,15 +197,25 @@ async def test_both_paths_refuse_broken_json_alike(app_client: httpx.AsyncClient
 
 # Bodies the fast path does not take as they are go on to the FastAPI route: one answer, to
 # the message, whichever path a request takes.
-@pytest.mark.parametrize(("content", "content_type"), [
-    (b"", "application/json"), (b'{"user_id": 1}', None), (b"\x00", None), (b"{", None),
-    (b'{"user_id": 1}', "text/plain"), (b"[1,", "application/json"),
-    (b'{"user_id": "x"}', "application/json"), (b'{"user_id": 1, "extra": 2}',
-                                                 "application/json; charset=utf-8")])
-async def test_both_paths_answer_odd_bodies_alike(app_client: httpx.AsyncClient,
-                                                  content: bytes,
-                                                  content_type: str | None) -> None:
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (b"", "application/json"),
+        (b'{"user_id": 1}', None),
+        (b"\x00", None),
+        (b"{", None),
+        (b'{"user_id": 1}', "text/plain"),
+        (b"[1,", "application/json"),
+        (b'{"user_id": "x"}', "application/json"),
+        (b'{"user_id": 1, "extra": 2}', "application/json; charset=utf-8"),
+    ],
+)
+async def test_both_paths_answer_odd_bodies_alike(
+    app_client: httpx.AsyncClient, content: bytes, content_type: str | None
+) -> None:
     headers = {"Content-Type": content_type} if content_type else {}
     fast, framework = await _both(app_client, "/virtual_assetbalance", content, headers)
     assert (fast.status_code, fast.json()["error"]) == (
-        framework.status_code, framework.json()["error"])
+        framework.status_code,
+        framework.json()["error"],
+    )

@@ -24,8 +24,12 @@ async def test_healthz_and_readyz(app_client: httpx.AsyncClient) -> None:
     ready = await app_client.get("/readyz")
     assert ready.status_code == 200
     body = ready.json()
-    assert body["checks"] == {"database": "ok", "migrations": "current", "node": "ready",
-                              "workers": "ok"}
+    assert body["checks"] == {
+        "database": "ok",
+        "migrations": "current",
+        "node": "ready",
+        "workers": "ok",
+    }
     assert body["status"] == "ready"
     assert body["node"]["simulated"] is True and "SIMULATED" in body["warning"]
     assert body["node"]["network"] == "regtest"
@@ -40,8 +44,9 @@ async def test_readyz_reports_pending_migrations(fresh_db: str, tmp_path: Path) 
         conn = await asyncpg.connect(fresh_db)
         await conn.execute("DELETE FROM schema_migrations WHERE version = 2")
         await conn.close()
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://t") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t"
+        ) as client:
             response = await client.get("/readyz", headers=bearer(ADMIN_KEY))
             anonymous = await client.get("/readyz")
     assert response.status_code == 503
@@ -53,10 +58,12 @@ async def test_readyz_reports_pending_migrations(fresh_db: str, tmp_path: Path) 
 async def test_metrics_count_requests_and_transfers(app_client: httpx.AsyncClient) -> None:
     alice, bob = new_user_id(), new_user_id()
     await fund(app_client, alice, 10)
-    await app_client.post("/virtual_transfer", json={
-        "from_user_id": alice, "to_user_id": bob, "amount_msat": 1})
-    await app_client.post("/virtual_transfer", json={
-        "from_user_id": alice, "to_user_id": bob, "amount_msat": 100})
+    await app_client.post(
+        "/virtual_transfer", json={"from_user_id": alice, "to_user_id": bob, "amount_msat": 1}
+    )
+    await app_client.post(
+        "/virtual_transfer", json={"from_user_id": alice, "to_user_id": bob, "amount_msat": 100}
+    )
     text = (await app_client.get("/metrics")).text
     assert 'vnode_http_requests_total{method="POST",route="/virtual_transfer",status="200"}' in text
     assert 'route="/virtual_transfer",status="409"' in text
@@ -77,8 +84,11 @@ async def test_openapi_documents_every_endpoint_scope_and_error(
         assert {"401", "403", "500"} <= set(operation["responses"]), path
     for code in ErrorCode:
         assert f"`{code.value}`" in mentioned or code in (
-            ErrorCode.NOT_FOUND, ErrorCode.METHOD_NOT_ALLOWED, ErrorCode.PAYLOAD_TOO_LARGE,
-            ErrorCode.UNAVAILABLE), code
+            ErrorCode.NOT_FOUND,
+            ErrorCode.METHOD_NOT_ALLOWED,
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            ErrorCode.UNAVAILABLE,
+        ), code
     transfer = spec["paths"]["/virtual_transfer"]["post"]
     assert "Idempotency-Key" in [p["name"] for p in transfer["parameters"]]
     assert "409" in transfer["responses"]
@@ -102,15 +112,18 @@ async def test_unexpected_error_answers_500_with_only_the_request_id(
     caplog.set_level(logging.INFO)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
-                          headers=bearer(ADMIN_KEY)) as client,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t", headers=bearer(ADMIN_KEY)
+        ) as client,
     ):
         await fund(client, alice, 1000)
         conn = await asyncpg.connect(fresh_db)
         await conn.execute("UPDATE ln_user_balances SET spendable = 5000 WHERE user_id = $1", alice)
         await conn.close()
-        response = await client.post("/virtual_transfer", json={
-            "from_user_id": alice, "to_user_id": bob, "amount_msat": 2000})
+        response = await client.post(
+            "/virtual_transfer",
+            json={"from_user_id": alice, "to_user_id": bob, "amount_msat": 2000},
+        )
     assert response.status_code == 500
     body = response.json()
     assert body["error"]["code"] == "internal_error"

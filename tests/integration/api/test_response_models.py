@@ -59,13 +59,20 @@ class Answers:
         assert inspect.isclass(model) and issubclass(model, models.Answer)
         return model
 
-    async def post(self, path: str, body: dict[str, Any], *, status: int = 200,
-                   headers: dict[str, str] | None = None) -> dict[str, Any]:
+    async def post(
+        self,
+        path: str,
+        body: dict[str, Any],
+        *,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         response = await self.client.post(path, json=body, headers=headers)
         return self.check(path, "post", response, status)
 
-    def check(self, path: str, method: str, response: httpx.Response,
-              status: int) -> dict[str, Any]:
+    def check(
+        self, path: str, method: str, response: httpx.Response, status: int
+    ) -> dict[str, Any]:
         assert response.status_code == status, (path, response.text)
         model = self.model_of(path, method, status)
         answer: dict[str, Any] = response.json()
@@ -74,50 +81,65 @@ class Answers:
         return answer
 
 
-async def test_every_answer_fits_its_model(app_client: httpx.AsyncClient,
-                                           sim_node: str) -> None:
+async def test_every_answer_fits_its_model(app_client: httpx.AsyncClient, sim_node: str) -> None:
     answers, sim = Answers(app_client), SimControl(sim_node)
     alice, bob = new_user_id(), new_user_id()
     await answers.post("/virtual_node", {"user_id": alice})
-    await answers.post("/admin/credit", {"user_id": alice, "amount_msat": 20_000_000,
-                                         "reason": "fund"})
-    await answers.post("/admin/credit", {"user_id": alice, "asset_id": RGB_ASSET,
-                                         "asset_amount": 500, "reason": "fund rgb"})
+    await answers.post(
+        "/admin/credit", {"user_id": alice, "amount_msat": 20_000_000, "reason": "fund"}
+    )
+    await answers.post(
+        "/admin/credit",
+        {"user_id": alice, "asset_id": RGB_ASSET, "asset_amount": 500, "reason": "fund rgb"},
+    )
     await answers.post("/admin/debit", {"user_id": alice, "amount_msat": 1000, "reason": "fix"})
-    await answers.post("/admin/debit", {"user_id": alice, "asset_id": RGB_ASSET,
-                                        "asset_amount": 1, "reason": "fix rgb"})
-    await answers.post("/virtual_transfer", {"from_user_id": alice, "to_user_id": bob,
-                                             "amount_sats": 5, "memo": "tip"})
-    await answers.post("/virtual_transfer", {"from_user_id": alice, "to_user_id": bob,
-                                             "asset_id": RGB_ASSET, "asset_amount": 7})
+    await answers.post(
+        "/admin/debit",
+        {"user_id": alice, "asset_id": RGB_ASSET, "asset_amount": 1, "reason": "fix rgb"},
+    )
+    await answers.post(
+        "/virtual_transfer",
+        {"from_user_id": alice, "to_user_id": bob, "amount_sats": 5, "memo": "tip"},
+    )
+    await answers.post(
+        "/virtual_transfer",
+        {"from_user_id": alice, "to_user_id": bob, "asset_id": RGB_ASSET, "asset_amount": 7},
+    )
     await answers.post("/virtual_assetbalance", {"user_id": bob})
     await answers.post("/virtual_assetbalance", {"user_id": bob, "asset_id": RGB_ASSET})
     await answers.post("/virtual_balances", {"user_id": alice})
 
     # Lightning: an outside payment that succeeds, one that fails, one still pending; an
     # RGB payment; an internal one; invoices of each kind and quotes.
-    await answers.post("/virtual_sendpayment", {"user_id": alice,
-                                                "invoice": await sim.invoice(100_000)})
+    await answers.post(
+        "/virtual_sendpayment", {"user_id": alice, "invoice": await sim.invoice(100_000)}
+    )
     await sim.faults(next_payment="fail")
-    failed = await answers.post("/virtual_sendpayment", {
-        "user_id": alice, "invoice": await sim.invoice(2000)})
+    failed = await answers.post(
+        "/virtual_sendpayment", {"user_id": alice, "invoice": await sim.invoice(2000)}
+    )
     assert failed["status"] == "failed"
-    await answers.post("/virtual_payment", {"user_id": alice,
-                                            "payment_hash": failed["payment_hash"]})
+    await answers.post(
+        "/virtual_payment", {"user_id": alice, "payment_hash": failed["payment_hash"]}
+    )
     await sim.faults(next_payment="hold")
-    held = await answers.post("/virtual_sendpayment", {
-        "user_id": alice, "invoice": await sim.invoice(3000)}, status=202)
-    await answers.post("/virtual_payment", {"user_id": alice,
-                                            "payment_hash": held["payment_hash"]}, status=202)
+    held = await answers.post(
+        "/virtual_sendpayment", {"user_id": alice, "invoice": await sim.invoice(3000)}, status=202
+    )
+    await answers.post(
+        "/virtual_payment", {"user_id": alice, "payment_hash": held["payment_hash"]}, status=202
+    )
     await sim.release(held["payment_hash"], "fail")
     rgb = await sim.invoice(3_000_000, asset_id=RGB_ASSET, asset_amount=50)
     await answers.post("/virtual_decodeinvoice", {"invoice": rgb})
     await answers.post("/virtual_sendpayment", {"user_id": alice, "invoice": rgb})
 
-    btc = await answers.post("/virtual_lninvoice", {"user_id": bob, "amt_msat": 9000,
-                                                    "description": "coffee"})
-    await answers.post("/virtual_lninvoice", {"user_id": bob, "asset_id": RGB_ASSET,
-                                              "asset_amount": 3})
+    btc = await answers.post(
+        "/virtual_lninvoice", {"user_id": bob, "amt_msat": 9000, "description": "coffee"}
+    )
+    await answers.post(
+        "/virtual_lninvoice", {"user_id": bob, "asset_id": RGB_ASSET, "asset_amount": 3}
+    )
     amountless = await answers.post("/virtual_lninvoice", {"user_id": bob})
     await answers.post("/virtual_decodeinvoice", {"invoice": amountless["invoice"]})
     await answers.post("/virtual_decodeinvoice", {"invoice": btc["invoice"]})
@@ -138,9 +160,14 @@ async def test_every_answer_fits_its_model(app_client: httpx.AsyncClient,
         answers.check("/readyz", "get", await anonymous.get("/readyz"), 200)
 
     # Every response model was met in a real answer.
-    public = {name for name, value in vars(models).items()
-              if inspect.isclass(value) and issubclass(value, models.Answer)
-              and value is not models.Answer and not name.startswith("_")}
+    public = {
+        name
+        for name, value in vars(models).items()
+        if inspect.isclass(value)
+        and issubclass(value, models.Answer)
+        and value is not models.Answer
+        and not name.startswith("_")
+    }
     nested = {"BalanceAfter", "AssetBalance", "HistoryEntry"}  # checked inside the others
     assert set(answers.seen) == public - nested, answers.seen
 

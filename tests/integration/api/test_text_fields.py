@@ -13,10 +13,12 @@ from tests.support import new_user_id
 @pytest.mark.parametrize("text", ["tea\x00", "a\x07b", "\x1b[31mred"])
 async def test_control_characters_are_refused(app_client: httpx.AsyncClient, text: str) -> None:
     user = new_user_id()
-    invoice = await app_client.post("/virtual_lninvoice", json={
-        "user_id": user, "amt_msat": 1000, "description": text})
-    credit = await app_client.post("/admin/credit", json={
-        "user_id": user, "amount_msat": 1000, "reason": text})
+    invoice = await app_client.post(
+        "/virtual_lninvoice", json={"user_id": user, "amt_msat": 1000, "description": text}
+    )
+    credit = await app_client.post(
+        "/admin/credit", json={"user_id": user, "amount_msat": 1000, "reason": text}
+    )
     for answer in (invoice, credit):
         assert answer.status_code == 422, answer.text
         assert answer.json()["error"]["code"] == "invalid_request"
@@ -25,6 +27,8 @@ async def test_control_characters_are_refused(app_client: httpx.AsyncClient, tex
 
 
 async def test_tabs_and_newlines_are_fine(app_client: httpx.AsyncClient) -> None:
-    credit = await app_client.post("/admin/credit", json={
-        "user_id": new_user_id(), "amount_msat": 1000, "reason": "welcome\n\tbonus"})
+    credit = await app_client.post(
+        "/admin/credit",
+        json={"user_id": new_user_id(), "amount_msat": 1000, "reason": "welcome\n\tbonus"},
+    )
     assert credit.status_code == 200, credit.text

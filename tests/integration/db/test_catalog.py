@@ -62,8 +62,10 @@ CATALOG_QUERIES = {
 
 
 async def catalog(conn: asyncpg.Connection) -> Catalog:
-    return {kind: {row[0]: row[1] for row in await conn.fetch(sql)}
-            for kind, sql in CATALOG_QUERIES.items()}
+    return {
+        kind: {row[0]: row[1] for row in await conn.fetch(sql)}
+        for kind, sql in CATALOG_QUERIES.items()
+    }
 
 
 def differences(expected: Catalog, found: Catalog) -> list[str]:
@@ -99,8 +101,9 @@ async def _empty(pg_server: str, databases: list[str]) -> str:
     return dsn
 
 
-async def _upgraded_from(pg_server: str, databases: list[str], tmp_path: Path,
-                         applied: int) -> Catalog:
+async def _upgraded_from(
+    pg_server: str, databases: list[str], tmp_path: Path, applied: int
+) -> Catalog:
     """A database that ran the first `applied` migrations as vnode did before the functions
     folder existed (numbered migrations only), then migrated to this version."""
     dsn = await _empty(pg_server, databases)
@@ -115,10 +118,10 @@ async def _upgraded_from(pg_server: str, databases: list[str], tmp_path: Path,
         assert await conn.fetchval("SELECT to_regclass('schema_functions')") is None
         done = await migrate(conn)
         assert [m.version for m in done if m.version is not None] == [
-            m.version for m in load_migrations()[applied:]]
+            m.version for m in load_migrations()[applied:]
+        ]
         # Every functions file ran: after a numbered migration all of them are applied again.
-        assert [m.name for m in done if m.version is None] == [
-            f.name for f in load_functions()]
+        assert [m.name for m in done if m.version is None] == [f.name for f in load_functions()]
         return await catalog(conn)
     finally:
         await conn.close()
@@ -140,7 +143,8 @@ async def test_fresh_and_upgraded_databases_have_one_catalog(
 
     fresh, *upgraded = await asyncio.gather(*(one(k) for k in range(count + 1)))
     assert {"vnode_transfer", "vnode_payment_finish", "vnode_account"} <= {
-        key.split("(")[0] for key in fresh["functions"]}
+        key.split("(")[0] for key in fresh["functions"]
+    }
     assert "user_utxos.user_utxos_guard" in fresh["triggers"]
     for applied, found in enumerate(upgraded, start=1):
         assert differences(fresh, found) == [], f"upgraded from {applied} migrations"
@@ -157,8 +161,9 @@ async def test_the_functions_folder_defines_every_function_trigger_and_view(
         before = await catalog(conn)
         async with conn.transaction():
             for row in await conn.fetch(
-                    "SELECT p.oid::regprocedure::text AS f FROM pg_proc p"
-                    " JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'"):
+                "SELECT p.oid::regprocedure::text AS f FROM pg_proc p"
+                " JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'"
+            ):
                 await conn.execute(f"DROP FUNCTION IF EXISTS {row['f']} CASCADE")
             assert (await catalog(conn))["triggers"] == {}
             for _ in range(2):
@@ -201,7 +206,8 @@ def test_no_migration_calls_a_function_of_the_folder() -> None:
 
 ALLOWED_STATEMENTS = re.compile(
     r"(CREATE OR REPLACE FUNCTION|DROP FUNCTION IF EXISTS|CREATE OR REPLACE VIEW"
-    r"|DROP VIEW IF EXISTS|DROP TRIGGER IF EXISTS|CREATE TRIGGER|COMMENT ON) ")
+    r"|DROP VIEW IF EXISTS|DROP TRIGGER IF EXISTS|CREATE TRIGGER|COMMENT ON) "
+)
 
 
 @pytest.mark.parametrize("functions_file", load_functions(), ids=lambda f: f.name)
@@ -226,8 +232,12 @@ def test_system_account_ids_are_named_not_numbered_in_sql() -> None:
     used: set[str] = set()
     for functions_file in load_functions():
         used |= set(re.findall(r"vnode_account\('(\w+)'\)", functions_file.sql))
-        body = re.sub(r"CREATE OR REPLACE FUNCTION vnode_account\(.*?\$\$;", "",
-                      functions_file.sql, flags=re.S)
+        body = re.sub(
+            r"CREATE OR REPLACE FUNCTION vnode_account\(.*?\$\$;",
+            "",
+            functions_file.sql,
+            flags=re.S,
+        )
         assert not re.search(r"constant bigint := -\d", body), functions_file.name
         assert not re.search(r"\bTHEN -\d", body), functions_file.name
     assert used <= {account.account_name for account in SystemAccount}
@@ -238,9 +248,11 @@ async def test_system_accounts_agree_in_python_sql_and_the_table(fresh_db: str) 
     conn = await asyncpg.connect(fresh_db)
     try:
         rows = await conn.fetch(
-            "SELECT name, account_id, vnode_account(name) AS named FROM system_accounts")
+            "SELECT name, account_id, vnode_account(name) AS named FROM system_accounts"
+        )
         assert {row["name"]: row["account_id"] for row in rows} == {
-            account.account_name: int(account) for account in SystemAccount}
+            account.account_name: int(account) for account in SystemAccount
+        }
         assert all(row["named"] == row["account_id"] for row in rows)
         with pytest.raises(asyncpg.RaiseError, match="unknown system account"):
             await conn.fetchval("SELECT vnode_account($1)", "operator_funds")
@@ -256,13 +268,21 @@ async def test_the_database_functions_answer_only_catalogued_codes(fresh_db: str
         rows = await conn.fetch(
             "SELECT p.proname, p.prosrc, coalesce(p.proargnames, '{}') AS names "
             "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
-            "WHERE n.nspname = 'public'")
+            "WHERE n.nspname = 'public'"
+        )
     finally:
         await conn.close()
     answering = {row["proname"] for row in rows if "code" in row["names"]}
-    assert {"vnode_transfer", "vnode_admin_move", "vnode_payment_reserve",
-            "vnode_payment_finish", "vnode_internal_pay", "vnode_receipt_credit",
-            "vnode_rgb_receipt_credit", "vnode_idem_lookup"} <= answering
+    assert {
+        "vnode_transfer",
+        "vnode_admin_move",
+        "vnode_payment_reserve",
+        "vnode_payment_finish",
+        "vnode_internal_pay",
+        "vnode_receipt_credit",
+        "vnode_rgb_receipt_credit",
+        "vnode_idem_lookup",
+    } <= answering
     assert not [row["proname"] for row in rows if "status" in row["names"]]
     found = set().union(*(codes_in(row["prosrc"]) for row in rows))
     assert found - set(SUCCESS_STATUS) - {code.value for code in ErrorCode} == set()
@@ -270,8 +290,8 @@ async def test_the_database_functions_answer_only_catalogued_codes(fresh_db: str
 
 INSTANTS = [
     datetime(1970, 1, 1, tzinfo=UTC),
-    datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC),               # no microseconds
-    datetime(2026, 11, 26, 10, 0, 0, 500, tzinfo=UTC),          # leading zeros kept
+    datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC),  # no microseconds
+    datetime(2026, 11, 26, 10, 0, 0, 500, tzinfo=UTC),  # leading zeros kept
     datetime(2028, 2, 29, 23, 59, 59, 999_999, tzinfo=UTC),
     datetime(2026, 3, 29, 2, 30, 0, 1, tzinfo=timezone(timedelta(hours=5, minutes=30))),
     datetime(2026, 1, 1, 0, 0, 0, tzinfo=timezone(timedelta(hours=-8))),  # another UTC day
@@ -291,7 +311,8 @@ async def test_timestamps_are_written_alike_in_python_and_sql(fresh_db: str) -> 
             assert format_timestamp(at) == await conn.fetchval("SELECT vnode_ts($1)", at), at
         for seconds in (0, 1_764_151_200, 253_402_300_799):
             assert format_unix_timestamp(seconds) == await conn.fetchval(
-                "SELECT vnode_ts(to_timestamp($1))", seconds), seconds
+                "SELECT vnode_ts(to_timestamp($1))", seconds
+            ), seconds
     finally:
         await conn.close()
     assert format_timestamp(INSTANTS[1]) == "2026-11-26T10:00:00.000000Z"

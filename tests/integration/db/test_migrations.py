@@ -53,17 +53,20 @@ async def test_concurrent_migrate_applies_each_once(empty_db: str) -> None:
         everything = [(m.version, m.name) for m in known] + [(None, f.name) for f in functions]
         assert sorted(applied, key=len) == [[]] * 4 + [everything], applied
         rows = await conns[0].fetch(
-            "SELECT version, name, checksum FROM schema_migrations ORDER BY version")
-        assert [tuple(r.values()) for r in rows] == [
-            (m.version, m.name, m.checksum) for m in known]
+            "SELECT version, name, checksum FROM schema_migrations ORDER BY version"
+        )
+        assert [tuple(r.values()) for r in rows] == [(m.version, m.name, m.checksum) for m in known]
         rows = await conns[0].fetch("SELECT name, checksum FROM schema_functions ORDER BY name")
         assert [tuple(r.values()) for r in rows] == [(f.name, f.checksum) for f in functions]
         # the schema is really there
-        assert await conns[0].fetchval("SELECT to_regprocedure("
-            "'vnode_transfer(bigint,bigint,text,text,bigint,text,text,text,bytea)') IS NOT NULL")
+        assert await conns[0].fetchval(
+            "SELECT to_regprocedure("
+            "'vnode_transfer(bigint,bigint,text,text,bigint,text,text,text,bytea)') IS NOT NULL"
+        )
         names = await conns[0].fetch("SELECT name FROM system_accounts")
         assert {"operator_funding", "lightning_inbound", "lightning_outbound"} <= {
-            r["name"] for r in names}
+            r["name"] for r in names
+        }
 
         assert await asyncio.gather(*(migrate(conn) for conn in conns)) == [[]] * 5
         assert await pending_migrations(conns[0]) == []
@@ -80,8 +83,8 @@ async def test_pending_on_empty_database_lists_everything(empty_db: str) -> None
     try:
         pending = await pending_migrations(conn)
         assert [(m.version, m.name) for m in pending] == [
-            (m.version, m.name) for m in load_migrations()] + [
-            (None, f.name) for f in load_functions()]
+            (m.version, m.name) for m in load_migrations()
+        ] + [(None, f.name) for f in load_functions()]
         # asking does not create anything
         assert await conn.fetchval("SELECT to_regclass('schema_migrations')") is None
         assert await conn.fetchval("SELECT to_regclass('schema_functions')") is None
@@ -92,12 +95,18 @@ async def test_pending_on_empty_database_lists_everything(empty_db: str) -> None
 CHANGED = "changed after it was applied"
 
 
-@pytest.mark.parametrize(("tamper", "message"), [
-    ("UPDATE schema_migrations SET checksum = 'x' WHERE version = 1", CHANGED),
-    ("UPDATE schema_migrations SET checksum = 'x' WHERE version = 2", CHANGED),
-    ("INSERT INTO schema_migrations (version, name, checksum) VALUES (99, 'future', 'y')",
-     "does not know"),
-], ids=["checksum of 1", "checksum of 2", "unknown version"])
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        ("UPDATE schema_migrations SET checksum = 'x' WHERE version = 1", CHANGED),
+        ("UPDATE schema_migrations SET checksum = 'x' WHERE version = 2", CHANGED),
+        (
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES (99, 'future', 'y')",
+            "does not know",
+        ),
+    ],
+    ids=["checksum of 1", "checksum of 2", "unknown version"],
+)
 async def test_changed_history_is_refused(
     migrated_conn: asyncpg.Connection, empty_db: str, tamper: str, message: str
 ) -> None:
@@ -130,8 +139,9 @@ BAD_DIRECTORIES = [
 ]
 
 
-@pytest.mark.parametrize(("names", "message"), BAD_DIRECTORIES,
-                         ids=["+".join(n) for n, _ in BAD_DIRECTORIES])
+@pytest.mark.parametrize(
+    ("names", "message"), BAD_DIRECTORIES, ids=["+".join(n) for n, _ in BAD_DIRECTORIES]
+)
 def test_load_migrations_refuses_bad_directory(
     tmp_path: Path, names: list[str], message: str
 ) -> None:
@@ -147,7 +157,9 @@ def test_load_migrations_reads_a_good_directory(tmp_path: Path) -> None:
     (tmp_path / "README.md").write_text("not a migration")
     found = load_migrations(tmp_path)
     assert [(m.version, m.name, m.sql) for m in found] == [
-        (1, "first", "SELECT 1;"), (2, "second", "SELECT 2;")]
+        (1, "first", "SELECT 1;"),
+        (2, "second", "SELECT 2;"),
+    ]
     assert found[0].checksum != found[1].checksum
     assert load_migrations(tmp_path / "missing") == []
 
@@ -174,7 +186,9 @@ def test_load_functions_reads_in_name_order(tmp_path: Path) -> None:
     (tmp_path / "00_first.sql").write_text("SELECT 1;")
     (tmp_path / "README.md").write_text("not a functions file")
     assert [(f.version, f.name, f.sql) for f in load_functions(tmp_path)] == [
-        (None, "00_first", "SELECT 1;"), (None, "20_later", "SELECT 2;")]
+        (None, "00_first", "SELECT 1;"),
+        (None, "20_later", "SELECT 2;"),
+    ]
 
 
 def _copy(source: Path, target: Path) -> Path:
@@ -205,10 +219,14 @@ async def test_a_changed_functions_file_is_applied_again_alone(
         assert set(before) == {f.name for f in load_functions()}
 
         ledger = folder / "40_ledger.sql"
-        ledger.write_text(ledger.read_text().replace(
-            "-- Lock both nodes in id order", "-- Lock both nodes in id order (edited)"))
+        ledger.write_text(
+            ledger.read_text().replace(
+                "-- Lock both nodes in id order", "-- Lock both nodes in id order (edited)"
+            )
+        )
         assert [(m.version, m.name) for m in await pending_migrations(conn, which)] == [
-            (None, "40_ledger")]
+            (None, "40_ledger")
+        ]
 
         assert [(m.version, m.name) for m in await migrate(conn, which)] == [(None, "40_ledger")]
         assert "(edited)" in await _definition(conn, "vnode_transfer")
@@ -217,7 +235,8 @@ async def test_a_changed_functions_file_is_applied_again_alone(
         assert after["40_ledger"][0] == edited != before["40_ledger"][0]
         assert after["40_ledger"][1] > before["40_ledger"][1]
         assert {k: v for k, v in after.items() if k != "40_ledger"} == {
-            k: v for k, v in before.items() if k != "40_ledger"}
+            k: v for k, v in before.items() if k != "40_ledger"
+        }
         assert await pending_migrations(conn, which) == []
         assert await migrate(conn, which) == []
 
@@ -229,15 +248,14 @@ async def test_a_changed_functions_file_is_applied_again_alone(
         await conn.close()
 
 
-async def test_functions_files_apply_in_one_transaction(
-    fresh_db: str, tmp_path: Path
-) -> None:
+async def test_functions_files_apply_in_one_transaction(fresh_db: str, tmp_path: Path) -> None:
     """One broken file: none of the changed files is applied or recorded, the lock is free."""
     folder = _copy(FUNCTIONS_DIR, tmp_path / "functions")
     which = MigrationSet(functions=folder)
     helpers = folder / "00_helpers.sql"
-    helpers.write_text(helpers.read_text().replace("'unknown system account %'",
-                                                   "'no such system account %'"))
+    helpers.write_text(
+        helpers.read_text().replace("'unknown system account %'", "'no such system account %'")
+    )
     receipts = folder / "60_receipts.sql"
     receipts.write_text(receipts.read_text() + "\nCREATE OR REPLACE FUNCTION broken(;\n")
     conn = await asyncpg.connect(fresh_db)
@@ -248,7 +266,9 @@ async def test_functions_files_apply_in_one_transaction(
         assert await _recorded(conn) == before
         assert "unknown system account" in await _definition(conn, "vnode_unknown_account")
         assert [m.name for m in await pending_migrations(conn, which)] == [
-            "00_helpers", "60_receipts"]
+            "00_helpers",
+            "60_receipts",
+        ]
         assert await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY)
     finally:
         await conn.close()
@@ -262,7 +282,8 @@ async def test_after_a_migration_every_functions_file_is_applied(
     migrations = _copy(MIGRATIONS_DIR, tmp_path / "migrations")
     number = len(load_migrations()) + 1
     (migrations / f"{number:04d}_drop_a_function.sql").write_text(
-        "DROP FUNCTION vnode_payment_json(ln_payments) CASCADE;\n")
+        "DROP FUNCTION vnode_payment_json(ln_payments) CASCADE;\n"
+    )
     which = MigrationSet(directory=migrations, functions=FUNCTIONS_DIR)
     conn = await asyncpg.connect(fresh_db)
     try:
@@ -270,7 +291,8 @@ async def test_after_a_migration_every_functions_file_is_applied(
         assert [(m.version, m.name) for m in pending] == [(number, "drop_a_function")]
         applied = await migrate(conn, which)
         assert [(m.version, m.name) for m in applied] == [(number, "drop_a_function")] + [
-            (None, f.name) for f in load_functions()]
+            (None, f.name) for f in load_functions()
+        ]
         assert "vnode_ts(p.created_at)" in await _definition(conn, "vnode_payment_json")
     finally:
         await conn.close()

@@ -47,7 +47,9 @@ def validator(event_type: str) -> jsonschema.Draft202012Validator:
 async def envelopes(conn: asyncpg.Connection, *users: int) -> dict[int, list[Envelope]]:
     rows = await conn.fetch(
         f"SELECT {OUTBOX_COLUMNS} FROM outbox o WHERE o.user_id = ANY($1::bigint[]) "
-        "ORDER BY o.user_id, o.user_seq", list(users))
+        "ORDER BY o.user_id, o.user_seq",
+        list(users),
+    )
     found: dict[int, list[Envelope]] = {user: [] for user in users}
     for row in rows:
         # Exactly what the channels send: the envelope, through its JSON encoding.
@@ -75,6 +77,7 @@ def data_of(events: list[Envelope], event_type: str) -> dict[str, Any]:
 
 # --- The catalogue itself ------------------------------------------------------------------
 
+
 def test_every_type_has_a_valid_schema() -> None:
     assert len(set(EVENT_TYPES)) == len(EVENT_TYPES) == 10
     assert set(EVENT_TYPES) >= NODE_EVENT_TYPES
@@ -90,11 +93,22 @@ def test_every_type_has_a_valid_schema() -> None:
 
 def test_schemas_are_strict() -> None:
     good: Envelope = {
-        "version": 1, "id": "0b8e7c52-8f57-4f7a-9d55-3f0e7d3c9a11", "type": "admin.credit",
-        "user_id": 123456789, "seq": 1, "created_at": "2026-11-26T10:00:00.123456Z",
-        "data": {"transaction_id": 7, "direction": "in", "asset_id": "BTC",
-                 "amount_msat": 1500, "amount_sats": 1, "reason": "welcome",
-                 "created_at": "2026-11-26T10:00:00.123456Z"}}
+        "version": 1,
+        "id": "0b8e7c52-8f57-4f7a-9d55-3f0e7d3c9a11",
+        "type": "admin.credit",
+        "user_id": 123456789,
+        "seq": 1,
+        "created_at": "2026-11-26T10:00:00.123456Z",
+        "data": {
+            "transaction_id": 7,
+            "direction": "in",
+            "asset_id": "BTC",
+            "amount_msat": 1500,
+            "amount_sats": 1,
+            "reason": "welcome",
+            "created_at": "2026-11-26T10:00:00.123456Z",
+        },
+    }
     check_schema = validator("admin.credit")
     assert check_schema.is_valid(good)
     bad_cases = [
@@ -113,18 +127,21 @@ def test_schemas_are_strict() -> None:
 
 # --- Every flow ------------------------------------------------------------------------------
 
-async def test_transfer_btc_and_rgb(app_client: httpx.AsyncClient,
-                                    db: asyncpg.Connection) -> None:
+
+async def test_transfer_btc_and_rgb(app_client: httpx.AsyncClient, db: asyncpg.Connection) -> None:
     alice, bob = new_user_id(), new_user_id()
     await fund(app_client, alice, 10_000_000)
     await fund(app_client, alice, asset_amount=500, asset_id=RGB_ASSET)
     for body in ({"amount_sats": 5000, "memo": "tip"}, {"asset_id": RGB_ASSET, "asset_amount": 7}):
-        response = await app_client.post("/virtual_transfer", json={
-            "from_user_id": alice, "to_user_id": bob, **body})
+        response = await app_client.post(
+            "/virtual_transfer", json={"from_user_id": alice, "to_user_id": bob, **body}
+        )
         assert response.status_code == 200, response.text
     found = await envelopes(db, alice, bob)
-    check(found, {alice: ["admin.credit"] * 2 + ["transfer.completed"] * 2,
-                  bob: ["transfer.completed"] * 2})
+    check(
+        found,
+        {alice: ["admin.credit"] * 2 + ["transfer.completed"] * 2, bob: ["transfer.completed"] * 2},
+    )
     out_btc, out_rgb = [e["data"] for e in found[alice] if e["type"] == "transfer.completed"]
     in_btc, in_rgb = [e["data"] for e in found[bob]]
     assert out_btc["direction"] == "out" and in_btc["direction"] == "in"
@@ -135,12 +152,14 @@ async def test_transfer_btc_and_rgb(app_client: httpx.AsyncClient,
     assert "amount_msat" not in out_rgb
 
 
-async def test_admin_credit_and_debit(app_client: httpx.AsyncClient,
-                                      db: asyncpg.Connection) -> None:
+async def test_admin_credit_and_debit(
+    app_client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
     alice = new_user_id()
     await fund(app_client, alice, 9000)
-    response = await app_client.post("/admin/debit", json={
-        "user_id": alice, "amount_msat": 2500, "reason": "correction"})
+    response = await app_client.post(
+        "/admin/debit", json={"user_id": alice, "amount_msat": 2500, "reason": "correction"}
+    )
     assert response.status_code == 200, response.text
     found = await envelopes(db, alice)
     check(found, {alice: ["admin.credit", "admin.debit"]})
@@ -149,8 +168,9 @@ async def test_admin_credit_and_debit(app_client: httpx.AsyncClient,
     assert debit["direction"] == "out" and debit["reason"] == "correction"
 
 
-async def test_external_payment_succeeds(app_client: httpx.AsyncClient, sim: SimControl,
-                                         db: asyncpg.Connection) -> None:
+async def test_external_payment_succeeds(
+    app_client: httpx.AsyncClient, sim: SimControl, db: asyncpg.Connection
+) -> None:
     alice = new_user_id()
     await fund(app_client, alice, 1_000_000)
     response = await pay(app_client, alice, await sim.invoice(100_000))
@@ -163,8 +183,9 @@ async def test_external_payment_succeeds(app_client: httpx.AsyncClient, sim: Sim
     assert succeeded == response.json()  # the event carries what the API answered
 
 
-async def test_failed_payment(app_client: httpx.AsyncClient, sim: SimControl,
-                              db: asyncpg.Connection) -> None:
+async def test_failed_payment(
+    app_client: httpx.AsyncClient, sim: SimControl, db: asyncpg.Connection
+) -> None:
     alice = new_user_id()
     await fund(app_client, alice, 300_000)
     await sim.faults(next_payment="fail")
@@ -174,9 +195,9 @@ async def test_failed_payment(app_client: httpx.AsyncClient, sim: SimControl,
     check(found, {alice: ["admin.credit", "payment.pending", "payment.failed"]})
 
 
-async def test_held_payment_is_pending_then_final(app_client: httpx.AsyncClient,
-                                                  sim: SimControl,
-                                                  db: asyncpg.Connection) -> None:
+async def test_held_payment_is_pending_then_final(
+    app_client: httpx.AsyncClient, sim: SimControl, db: asyncpg.Connection
+) -> None:
     alice = new_user_id()
     await fund(app_client, alice, 300_000)
     await sim.faults(next_payment="hold")
@@ -186,12 +207,15 @@ async def test_held_payment_is_pending_then_final(app_client: httpx.AsyncClient,
     payment_hash = response.json()["payment_hash"]
     await sim.release(payment_hash, "succeed")
     await wait_payment(app_client, alice, payment_hash, "succeeded")
-    check(await envelopes(db, alice),
-          {alice: ["admin.credit", "payment.pending", "payment.succeeded"]})
+    check(
+        await envelopes(db, alice),
+        {alice: ["admin.credit", "payment.pending", "payment.succeeded"]},
+    )
 
 
-async def test_internal_payment_of_a_vnode_invoice(app_client: httpx.AsyncClient,
-                                                   db: asyncpg.Connection) -> None:
+async def test_internal_payment_of_a_vnode_invoice(
+    app_client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
     alice, bob = new_user_id(), new_user_id()
     await fund(app_client, alice, 200_000)
     created = await new_invoice(app_client, bob, amt_msat=50_000)
@@ -205,8 +229,9 @@ async def test_internal_payment_of_a_vnode_invoice(app_client: httpx.AsyncClient
     assert data_of(found[alice], "payment.succeeded")["preimage"] is None  # see docs/EVENTS.md
 
 
-async def test_invoices_paid_from_outside(app_client: httpx.AsyncClient, sim: SimControl,
-                                          db: asyncpg.Connection) -> None:
+async def test_invoices_paid_from_outside(
+    app_client: httpx.AsyncClient, sim: SimControl, db: asyncpg.Connection
+) -> None:
     bob, carol = new_user_id(), new_user_id()
     btc = await new_invoice(app_client, bob, amt_msat=70_000)
     rgb = await new_invoice(app_client, carol, asset_id=RGB_ASSET, asset_amount=100)
@@ -214,8 +239,11 @@ async def test_invoices_paid_from_outside(app_client: httpx.AsyncClient, sim: Si
     assert (await sim.pay(rgb["invoice"], asset_amount=100)).status_code == 200
 
     async def credited() -> bool:
-        return (await balance(app_client, bob) == 70_000
-                and await balance(app_client, carol, RGB_ASSET) == 100)
+        return (
+            await balance(app_client, bob) == 70_000
+            and await balance(app_client, carol, RGB_ASSET) == 100
+        )
+
     await wait_until(credited, 15, "the watcher to credit both invoices")
     found = await envelopes(db, bob, carol)
     check(found, {bob: ["invoice.paid"], carol: ["invoice.paid"]})
@@ -226,17 +254,21 @@ async def test_invoices_paid_from_outside(app_client: httpx.AsyncClient, sim: Si
     assert paid_rgb["asset_id"] == RGB_ASSET and paid_rgb["asset_amount"] == 100
 
 
-async def test_rgb_onchain_receipt(app_client: httpx.AsyncClient, sim: SimControl,
-                                   db: asyncpg.Connection) -> None:
+async def test_rgb_onchain_receipt(
+    app_client: httpx.AsyncClient, sim: SimControl, db: asyncpg.Connection
+) -> None:
     bob = new_user_id()
-    response = await app_client.post("/virtual_rgbinvoice", json={
-        "user_id": str(bob), "asset_id": RGB_ASSET, "duration_seconds": 3600})
+    response = await app_client.post(
+        "/virtual_rgbinvoice",
+        json={"user_id": str(bob), "asset_id": RGB_ASSET, "duration_seconds": 3600},
+    )
     assert response.status_code == 200, response.text
     recipient_id = response.json()["recipient_id"]
     await sim.rgbsend(recipient_id, RGB_ASSET, 321)
 
     async def credited() -> bool:
         return await balance(app_client, bob, RGB_ASSET) == 321
+
     await wait_until(credited, 30, "the settled RGB transfer to be credited")
     found = await envelopes(db, bob)
     check(found, {bob: ["rgb.transfer.settled"]})
@@ -245,13 +277,17 @@ async def test_rgb_onchain_receipt(app_client: httpx.AsyncClient, sim: SimContro
     assert settled["user_id"] == bob and settled["asset_id"] == RGB_ASSET
 
 
-async def test_node_locked_then_unlocked_once(app_client: httpx.AsyncClient, sim: SimControl,
-                                              db: asyncpg.Connection) -> None:
+async def test_node_locked_then_unlocked_once(
+    app_client: httpx.AsyncClient, sim: SimControl, db: asyncpg.Connection
+) -> None:
     since = await db.fetchval("SELECT coalesce(max(id), 0) FROM outbox")
 
     async def node_events() -> list[Envelope]:
-        rows = await db.fetch(f"SELECT {OUTBOX_COLUMNS} FROM outbox o WHERE o.user_id = 0 "
-                              "AND o.id > $1 ORDER BY o.id", since)
+        rows = await db.fetch(
+            f"SELECT {OUTBOX_COLUMNS} FROM outbox o WHERE o.user_id = 0 "
+            "AND o.id > $1 ORDER BY o.id",
+            since,
+        )
         return [json.loads(Event.from_row(row).encode()) for row in rows]
 
     async def seen(count: int) -> bool:
@@ -266,6 +302,7 @@ async def test_node_locked_then_unlocked_once(app_client: httpx.AsyncClient, sim
 
     async def ready() -> bool:
         return (await app_client.get("/readyz")).status_code == 200
+
     await wait_until(ready, 10, "readyz to recover")
     events = await node_events()
     assert [e["type"] for e in events] == ["node.locked", "node.unlocked"]

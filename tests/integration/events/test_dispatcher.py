@@ -39,25 +39,42 @@ async def emit_grid(pool: asyncpg.Pool, users: int, per_user: int) -> int:
         "SELECT CASE WHEN s % 3 = 0 THEN 'transfer.completed' ELSE 'admin.credit' END, u, s, "
         "       jsonb_build_object('n', s) "
         "FROM generate_series(1, $2::int) s, generate_series(1, $1::int) u ORDER BY s, u",
-        users, per_user)
+        users,
+        per_user,
+    )
     return users * per_user
 
 
 async def emit(pool: asyncpg.Pool, user_id: int, event_type: str = "transfer.completed") -> int:
     """One more event for `user_id`; returns its outbox id."""
-    return int(await pool.fetchval(
-        "INSERT INTO outbox (event_type, user_id, user_seq, payload) "
-        "SELECT $2, $1, coalesce(max(user_seq), 0) + 1, '{}' FROM outbox WHERE user_id = $1 "
-        "RETURNING id", user_id, event_type))
+    return int(
+        await pool.fetchval(
+            "INSERT INTO outbox (event_type, user_id, user_seq, payload) "
+            "SELECT $2, $1, coalesce(max(user_seq), 0) + 1, '{}' FROM outbox WHERE user_id = $1 "
+            "RETURNING id",
+            user_id,
+            event_type,
+        )
+    )
 
 
-async def add_endpoint(pool: asyncpg.Pool, url: str = "http://127.0.0.1:9/hook",
-                       event_types: Sequence[str] = (), secret: str = "whsec-" + "s" * 24,
-                       removed: bool = False) -> int:
-    return int(await pool.fetchval(
-        "INSERT INTO webhook_endpoints (url, event_types, secret, removed_at) "
-        "VALUES ($1, $2, $3, CASE WHEN $4 THEN now() END) RETURNING id",
-        url, list(event_types), secret, removed))
+async def add_endpoint(
+    pool: asyncpg.Pool,
+    url: str = "http://127.0.0.1:9/hook",
+    event_types: Sequence[str] = (),
+    secret: str = "whsec-" + "s" * 24,
+    removed: bool = False,
+) -> int:
+    return int(
+        await pool.fetchval(
+            "INSERT INTO webhook_endpoints (url, event_types, secret, removed_at) "
+            "VALUES ($1, $2, $3, CASE WHEN $4 THEN now() END) RETURNING id",
+            url,
+            list(event_types),
+            secret,
+            removed,
+        )
+    )
 
 
 async def fan_out_all(pool: asyncpg.Pool) -> None:
@@ -109,15 +126,19 @@ async def delivery(pool: asyncpg.Pool, outbox_id: int, channel: str = "redis") -
     row = await pool.fetchrow(
         "SELECT status, attempts, next_attempt_at, last_error, created_at, "
         "  extract(epoch FROM next_attempt_at - now())::float8 AS due_in_s "
-        "FROM event_deliveries WHERE channel = $1 AND outbox_id = $2", channel, outbox_id)
+        "FROM event_deliveries WHERE channel = $1 AND outbox_id = $2",
+        channel,
+        outbox_id,
+    )
     assert row is not None
     return row
 
 
 async def make_due(pool: asyncpg.Pool) -> None:
     """Let the backoff time pass, without waiting for it."""
-    await pool.execute("UPDATE event_deliveries SET next_attempt_at = now() "
-                       "WHERE status = 'pending'")
+    await pool.execute(
+        "UPDATE event_deliveries SET next_attempt_at = now() WHERE status = 'pending'"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,19 +160,29 @@ async def test_fan_out_is_exactly_once_with_five_concurrent_callers(pool: asyncp
     await asyncio.gather(*(fan_out_worker() for _ in range(5)))
 
     assert sum(claimed) == total  # each row claimed by exactly one call
-    per_channel = {r["channel"]: r["count"] for r in await pool.fetch(
-        "SELECT channel, count(*) FROM event_deliveries GROUP BY channel")}
-    assert per_channel == {"redis": total, f"webhook:{every}": total,
-                           f"webhook:{credits_only}": credits}
-    assert await pool.fetchval(
-        "SELECT count(*) FROM (SELECT 1 FROM event_deliveries GROUP BY channel, outbox_id "
-        "HAVING count(*) > 1) twice") == 0
+    per_channel = {
+        r["channel"]: r["count"]
+        for r in await pool.fetch("SELECT channel, count(*) FROM event_deliveries GROUP BY channel")
+    }
+    assert per_channel == {
+        "redis": total,
+        f"webhook:{every}": total,
+        f"webhook:{credits_only}": credits,
+    }
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM (SELECT 1 FROM event_deliveries GROUP BY channel, outbox_id "
+            "HAVING count(*) > 1) twice"
+        )
+        == 0
+    )
     assert await pool.fetchval("SELECT count(*) FROM outbox WHERE fanned_out_at IS NULL") == 0
     assert await fan_out_once(pool, redis_enabled=True) == 0  # nothing left, nothing redone
 
 
 async def test_a_user_is_never_delivered_ahead_of_a_fan_out_still_in_progress(
-        pool: asyncpg.Pool, fresh_db: str) -> None:
+    pool: asyncpg.Pool, fresh_db: str
+) -> None:
     """Two dispatchers fan out at once: the first has claimed a user's seq 1 and not committed
     yet (paused here by a test-only trigger; in life a preemption, a slow disk) when the user's
     seq 2 is committed. The second must not fan out seq 2 meanwhile, or seq 2 would be
@@ -167,10 +198,15 @@ async def test_a_user_is_never_delivered_ahead_of_a_fan_out_still_in_progress(
     await pause.execute("SELECT pg_advisory_lock(4242)")
     in_progress = asyncio.create_task(fan_out_once(pool, redis_enabled=True))
     try:
+
         async def claimed_and_waiting() -> bool:
-            return bool(await pool.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE 'INSERT INTO event_deliveries%'"))
+            return bool(
+                await pool.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE 'INSERT INTO event_deliveries%'"
+                )
+            )
+
         await wait_until(claimed_and_waiting, 10, "the first fan-out to hold seq 1")
         second = await emit(pool, user)
 
@@ -193,7 +229,8 @@ async def test_a_user_is_never_delivered_ahead_of_a_fan_out_still_in_progress(
 
 
 async def test_four_concurrent_deliverers_never_send_an_event_twice_at_once(
-        pool: asyncpg.Pool) -> None:
+    pool: asyncpg.Pool,
+) -> None:
     hook = await add_endpoint(pool)
     channels = ["redis", f"webhook:{hook}"]
     total = await emit_grid(pool, users=30, per_user=20)
@@ -203,12 +240,13 @@ async def test_four_concurrent_deliverers_never_send_an_event_twice_at_once(
 
     async def deliverer() -> None:
         nonlocal contended
-        while await pool.fetchval(
-                "SELECT count(*) FROM event_deliveries WHERE status = 'pending'"):
+        while await pool.fetchval("SELECT count(*) FROM event_deliveries WHERE status = 'pending'"):
             for channel in channels:
                 sender = senders[channel]
-                if not await deliver_once(pool, channel, sender.send, batch=40) \
-                        and sender.calls_in_flight:
+                if (
+                    not await deliver_once(pool, channel, sender.send, batch=40)
+                    and sender.calls_in_flight
+                ):
                     contended += 1  # another deliverer holds the channel: skipped, as it must
 
     await asyncio.gather(*(deliverer() for _ in range(4)))
@@ -236,8 +274,12 @@ async def test_a_failing_first_event_holds_back_that_user_only(pool: asyncpg.Poo
     assert await deliver_once(pool, "redis", sender.send) == 6  # bob's and carol's
     assert sender.seqs(alice) == [1]
     assert sender.seqs(bob) == sender.seqs(carol) == [1, 2, 3]
-    states = {r["user_seq"]: r["status"] for r in await pool.fetch(
-        "SELECT user_seq, status FROM event_deliveries WHERE user_id = $1", alice)}
+    states = {
+        r["user_seq"]: r["status"]
+        for r in await pool.fetch(
+            "SELECT user_seq, status FROM event_deliveries WHERE user_id = $1", alice
+        )
+    }
     assert states == {1: "pending", 2: "pending", 3: "pending"}
 
     # While seq 1 waits for its retry, seq 2 and 3 wait behind it; new events of others go on.
@@ -268,7 +310,14 @@ async def test_backoff_doubles_from_one_second(pool: asyncpg.Pool) -> None:
         assert len(sender.attempts) == attempts
         await make_due(pool)
     assert [backoff_s(n) for n in (1, 2, 3, 4, 12, 13, 50)] == [
-        1.0, 2.0, 4.0, 8.0, 2048.0, 3600.0, 3600.0]
+        1.0,
+        2.0,
+        4.0,
+        8.0,
+        2048.0,
+        3600.0,
+        3600.0,
+    ]
 
 
 async def test_dead_after_dead_after_s_and_retry_dead_requeues(pool: asyncpg.Pool) -> None:
@@ -277,15 +326,20 @@ async def test_dead_after_dead_after_s_and_retry_dead_requeues(pool: asyncpg.Poo
     after_old = await emit(pool, 1)
     await fan_out_all(pool)
     broken = True
-    sender = Recorder(fail=lambda e: "HTTP 500" if broken and e.outbox_id in (old, recent)
-                      else None)
+    sender = Recorder(
+        fail=lambda e: "HTTP 500" if broken and e.outbox_id in (old, recent) else None
+    )
     for channel in ("redis", f"webhook:{hook}"):
         assert await deliver_once(pool, channel, sender.send, dead_after_s=3600) == 0
     # Two hours of failures for `old`, half an hour for `recent`.
-    await pool.execute("UPDATE event_deliveries SET created_at = now() - interval '2 hours' "
-                       "WHERE outbox_id = $1", old)
-    await pool.execute("UPDATE event_deliveries SET created_at = now() - interval '30 min' "
-                       "WHERE outbox_id = $1", recent)
+    await pool.execute(
+        "UPDATE event_deliveries SET created_at = now() - interval '2 hours' WHERE outbox_id = $1",
+        old,
+    )
+    await pool.execute(
+        "UPDATE event_deliveries SET created_at = now() - interval '30 min' WHERE outbox_id = $1",
+        recent,
+    )
     await make_due(pool)
     for channel in ("redis", f"webhook:{hook}"):
         await deliver_once(pool, channel, sender.send, dead_after_s=3600)
@@ -308,5 +362,7 @@ async def test_dead_after_dead_after_s_and_retry_dead_requeues(pool: asyncpg.Poo
     assert await retry_dead(pool) == 1  # every channel: the webhook's
     await make_due(pool)
     assert await deliver_once(pool, f"webhook:{hook}", sender.send) == 3
-    assert await pool.fetchval(
-        "SELECT count(*) FROM event_deliveries WHERE status <> 'delivered'") == 0
+    assert (
+        await pool.fetchval("SELECT count(*) FROM event_deliveries WHERE status <> 'delivered'")
+        == 0
+    )

@@ -38,23 +38,34 @@ def stream_key() -> str:
 
 
 @asynccontextmanager
-async def running_app(tmp_path: Path, sim_node: str, database: str, redis_url: str, key: str,
-                      **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+async def running_app(
+    tmp_path: Path, sim_node: str, database: str, redis_url: str, key: str, **overrides: Any
+) -> AsyncIterator[httpx.AsyncClient]:
     """The app with its workers (the dispatcher every 20 ms) and an admin client to it."""
-    settings = make_settings(tmp_path, **node_settings(sim_node), redis_url=redis_url,
-                             redis_stream_key=key, events_interval_s=0.02, **overrides)
+    settings = make_settings(
+        tmp_path,
+        **node_settings(sim_node),
+        redis_url=redis_url,
+        redis_stream_key=key,
+        events_interval_s=0.02,
+        **overrides,
+    )
     app = create_app(settings, database)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://vnode",
-                                     headers=bearer(ADMIN_KEY)) as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://vnode", headers=bearer(ADMIN_KEY)
+        ) as client:
             yield client
 
 
-async def transfer(client: httpx.AsyncClient, sender: int, recipient: int,
-                   amount_msat: int) -> None:
-    response = await client.post("/virtual_transfer", json={
-        "from_user_id": sender, "to_user_id": recipient, "amount_msat": amount_msat})
+async def transfer(
+    client: httpx.AsyncClient, sender: int, recipient: int, amount_msat: int
+) -> None:
+    response = await client.post(
+        "/virtual_transfer",
+        json={"from_user_id": sender, "to_user_id": recipient, "amount_msat": amount_msat},
+    )
     assert response.status_code == 200, response.text
 
 
@@ -72,9 +83,21 @@ class Outboxed:
 async def outbox(conn: asyncpg.Connection, after_id: int = 0) -> list[Outboxed]:
     rows = await conn.fetch(
         "SELECT id, event_id::text, event_type, user_id, user_seq, payload::text, created_at "
-        "FROM outbox WHERE id > $1 ORDER BY id", after_id)
-    return [Outboxed(r["id"], r["event_id"], r["event_type"], r["user_id"], r["user_seq"],
-                     orjson.loads(r["payload"]), r["created_at"]) for r in rows]
+        "FROM outbox WHERE id > $1 ORDER BY id",
+        after_id,
+    )
+    return [
+        Outboxed(
+            r["id"],
+            r["event_id"],
+            r["event_type"],
+            r["user_id"],
+            r["user_seq"],
+            orjson.loads(r["payload"]),
+            r["created_at"],
+        )
+        for r in rows
+    ]
 
 
 async def all_delivered_to_redis(conn: asyncpg.Connection) -> bool:
@@ -82,15 +105,18 @@ async def all_delivered_to_redis(conn: asyncpg.Connection) -> bool:
     pending = await conn.fetchval(
         "SELECT count(*) FROM outbox o LEFT JOIN event_deliveries d "
         "  ON d.outbox_id = o.id AND d.channel = 'redis' "
-        "WHERE d.status IS DISTINCT FROM 'delivered'")
+        "WHERE d.status IS DISTINCT FROM 'delivered'"
+    )
     return bool(pending == 0)
 
 
 async def read_stream(redis_url: str, key: str) -> list[Entry]:
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        return [(str(entry_id), {str(k): str(v) for k, v in (fields or {}).items()})
-                for entry_id, fields in await client.xrange(key) or []]
+        return [
+            (str(entry_id), {str(k): str(v) for k, v in (fields or {}).items()})
+            for entry_id, fields in await client.xrange(key) or []
+        ]
     finally:
         await client.aclose()
 
@@ -107,8 +133,14 @@ def assert_entry_matches(fields: dict[str, str], event: Outboxed) -> None:
     assert fields["seq"] == str(event.user_seq)
     assert fields["created_at"] == iso(event.created_at)
     assert orjson.loads(fields["envelope"]) == {
-        "version": 1, "id": event.event_id, "type": event.event_type, "user_id": event.user_id,
-        "seq": event.user_seq, "created_at": iso(event.created_at), "data": event.payload}
+        "version": 1,
+        "id": event.event_id,
+        "type": event.event_type,
+        "user_id": event.user_id,
+        "seq": event.user_seq,
+        "created_at": iso(event.created_at),
+        "data": event.payload,
+    }
 
 
 def assert_user_order(entries: list[Entry]) -> None:
@@ -121,7 +153,8 @@ def assert_user_order(entries: list[Entry]) -> None:
 
 
 async def test_every_event_is_xadded_once_with_the_documented_fields(
-        fresh_db: str, sim_node: str, redis_url: str, tmp_path: Path) -> None:
+    fresh_db: str, sim_node: str, redis_url: str, tmp_path: Path
+) -> None:
     key = stream_key()
     alice, bob = new_user_id(), new_user_id()
     conn = await asyncpg.connect(fresh_db)
@@ -133,16 +166,16 @@ async def test_every_event_is_xadded_once_with_the_documented_fields(
                 await transfer(client, alice, bob, amount)
             for amount in (7, 70, 700):
                 await transfer(client, bob, alice, amount)
-            await wait_until(lambda: all_delivered_to_redis(conn), 20,
-                             "every event to be delivered to Redis")
+            await wait_until(
+                lambda: all_delivered_to_redis(conn), 20, "every event to be delivered to Redis"
+            )
         # The app is stopped: nothing can be XADDed any more.
         events = await outbox(conn)
         entries = await read_stream(redis_url, key)
     finally:
         await conn.close()
 
-    assert Counter(e.event_type for e in events) == {"admin.credit": 2,
-                                                     "transfer.completed": 16}
+    assert Counter(e.event_type for e in events) == {"admin.credit": 2, "transfer.completed": 16}
     assert len(entries) == len(events)  # exactly once: no event missing, none twice
     by_id = {fields["id"]: fields for _, fields in entries}
     assert len(by_id) == len(entries)
@@ -154,7 +187,8 @@ async def test_every_event_is_xadded_once_with_the_documented_fields(
 
 
 async def test_consumer_group_reads_every_event_once_across_two_consumers(
-        fresh_db: str, sim_node: str, redis_url: str, tmp_path: Path) -> None:
+    fresh_db: str, sim_node: str, redis_url: str, tmp_path: Path
+) -> None:
     key, group = stream_key(), "bots"
     users = [new_user_id() for _ in range(4)]
     reader = aioredis.Redis.from_url(redis_url, decode_responses=True)
@@ -183,12 +217,14 @@ async def test_consumer_group_reads_every_event_once_across_two_consumers(
             for _ in range(20):
                 sender, recipient = rng.sample(users, 2)
                 await transfer(client, sender, recipient, rng.randint(1, 1000))
-            await wait_until(lambda: all_delivered_to_redis(conn), 20,
-                             "every event to be delivered to Redis")
+            await wait_until(
+                lambda: all_delivered_to_redis(conn), 20, "every event to be delivered to Redis"
+            )
         expected = {e.event_id for e in await outbox(conn)}
 
         async def all_read() -> bool:
             return set(received["c1"]) | set(received["c2"]) >= expected
+
         await wait_until(all_read, 20, "the two consumers to read every event")
         stop.set()
         await asyncio.gather(*consumers)
@@ -208,7 +244,8 @@ async def test_consumer_group_reads_every_event_once_across_two_consumers(
 
 
 async def test_each_users_seq_order_holds_in_the_stream(
-        fresh_db: str, sim_node: str, redis_url: str, tmp_path: Path) -> None:
+    fresh_db: str, sim_node: str, redis_url: str, tmp_path: Path
+) -> None:
     key = stream_key()
     users = [new_user_id() for _ in range(6)]
     conn = await asyncpg.connect(fresh_db)
@@ -219,10 +256,15 @@ async def test_each_users_seq_order_holds_in_the_stream(
             pairs = [rng.sample(users, 2) for _ in range(120)]
             # Concurrent transfers: the outbox interleaves users while the dispatcher runs.
             for start in range(0, len(pairs), 12):
-                await asyncio.gather(*(transfer(client, a, b, rng.randint(1, 500))
-                                       for a, b in pairs[start:start + 12]))
-            await wait_until(lambda: all_delivered_to_redis(conn), 30,
-                             "every event to be delivered to Redis")
+                await asyncio.gather(
+                    *(
+                        transfer(client, a, b, rng.randint(1, 500))
+                        for a, b in pairs[start : start + 12]
+                    )
+                )
+            await wait_until(
+                lambda: all_delivered_to_redis(conn), 30, "every event to be delivered to Redis"
+            )
         events = await outbox(conn)
         entries = await read_stream(redis_url, key)
     finally:
@@ -236,7 +278,8 @@ async def test_each_users_seq_order_holds_in_the_stream(
 
 
 async def test_redis_down_events_wait_and_arrive_once_when_it_is_back(
-        fresh_db: str, sim_node: str, redis_server: RedisServer, tmp_path: Path) -> None:
+    fresh_db: str, sim_node: str, redis_server: RedisServer, tmp_path: Path
+) -> None:
     key = stream_key()
     users = [new_user_id() for _ in range(3)]
     conn = await asyncpg.connect(fresh_db)
@@ -262,17 +305,27 @@ async def test_redis_down_events_wait_and_arrive_once_when_it_is_back(
                     "SELECT count(*) FILTER (WHERE status = 'pending') AS pending, "
                     "  max(attempts) AS attempts, bool_and(last_error LIKE 'redis:%') AS why "
                     "FROM event_deliveries WHERE channel = 'redis' AND outbox_id > $1",
-                    before[-1].outbox_id)
+                    before[-1].outbox_id,
+                )
                 assert row is not None
                 return bool(row["pending"] == 20 and row["attempts"] >= 2 and row["why"])
+
             await wait_until(retried_while_down, 20, "deliveries to be retried while Redis is down")
-            assert await conn.fetchval(
-                "SELECT count(*) FROM event_deliveries WHERE channel = 'redis' "
-                "AND status = 'delivered' AND outbox_id > $1", before[-1].outbox_id) == 0
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM event_deliveries WHERE channel = 'redis' "
+                    "AND status = 'delivered' AND outbox_id > $1",
+                    before[-1].outbox_id,
+                )
+                == 0
+            )
 
             await redis_server.start_async()  # same port; the restarted server is empty
-            await wait_until(lambda: all_delivered_to_redis(conn), 30,
-                             "the waiting events to reach Redis once it is back")
+            await wait_until(
+                lambda: all_delivered_to_redis(conn),
+                30,
+                "the waiting events to reach Redis once it is back",
+            )
         after_stream = await read_stream(redis_server.url, key)
         dead = await conn.fetchval("SELECT count(*) FROM event_deliveries WHERE status = 'dead'")
     finally:
@@ -290,14 +343,16 @@ async def test_redis_down_events_wait_and_arrive_once_when_it_is_back(
     assert dead == 0
 
 
-async def test_the_stream_is_bounded_by_maxlen(fresh_db: str, sim_node: str, redis_url: str,
-                                               tmp_path: Path) -> None:
+async def test_the_stream_is_bounded_by_maxlen(
+    fresh_db: str, sim_node: str, redis_url: str, tmp_path: Path
+) -> None:
     key, maxlen = stream_key(), 1000  # the smallest VNODE_REDIS_STREAM_MAXLEN accepted
     alice, bob = new_user_id(), new_user_id()
     conn = await asyncpg.connect(fresh_db)
     try:
-        async with running_app(tmp_path, sim_node, fresh_db, redis_url, key,
-                               redis_stream_maxlen=maxlen) as client:
+        async with running_app(
+            tmp_path, sim_node, fresh_db, redis_url, key, redis_stream_maxlen=maxlen
+        ) as client:
             await fund(client, alice, 10_000_000)
             await fund(client, bob, 10_000_000)
             # 800 transfers (1,600 events) through the ledger function itself, for speed.
@@ -305,10 +360,14 @@ async def test_the_stream_is_bounded_by_maxlen(fresh_db: str, sim_node: str, red
                 sender, recipient = (alice, bob) if i % 2 else (bob, alice)
                 code = await conn.fetchval(
                     "SELECT code FROM vnode_transfer($1, $2, 'unused', 'BTC', 1, NULL, "
-                    "'test', NULL, NULL)", sender, recipient)
+                    "'test', NULL, NULL)",
+                    sender,
+                    recipient,
+                )
                 assert code == "ok"
-            await wait_until(lambda: all_delivered_to_redis(conn), 60,
-                             "1,602 events to be delivered to Redis")
+            await wait_until(
+                lambda: all_delivered_to_redis(conn), 60, "1,602 events to be delivered to Redis"
+            )
         client_ = aioredis.Redis.from_url(redis_url, decode_responses=True)
         try:
             length = await client_.xlen(key)

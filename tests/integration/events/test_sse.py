@@ -36,8 +36,15 @@ from vnode.events import sse
 async def serving(app: FastAPI) -> AsyncIterator[str]:
     """`app` served by uvicorn on a free port, in this process; yields its URL."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
-                            access_log=False, lifespan="on", timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
 
@@ -45,6 +52,7 @@ async def serving(app: FastAPI) -> AsyncIterator[str]:
         if task.done():
             task.result()  # raises what stopped it
         return server.started
+
     await wait_until(started, 30, "uvicorn to start")
     try:
         yield f"http://127.0.0.1:{port}"
@@ -54,13 +62,15 @@ async def serving(app: FastAPI) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="module")
-async def server_url(shared_db: str, sim_node: str,
-                     tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+async def server_url(
+    shared_db: str, sim_node: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
     """A second vnode app on the shared database, served by uvicorn (no workers: the
     in-process app_client's workers run the flows)."""
     data_dir: Path = tmp_path_factory.mktemp("sse-app")
-    app = create_app(make_settings(data_dir, run_workers=False, **node_settings(sim_node)),
-                     shared_db)
+    app = create_app(
+        make_settings(data_dir, run_workers=False, **node_settings(sim_node)), shared_db
+    )
     async with serving(app) as url:
         yield url
 
@@ -107,19 +117,22 @@ class Stream:
     async def wait_for(self, count: int, what: str = "events") -> None:
         async def arrived() -> bool:
             return len(self.events) >= count
+
         await wait_until(arrived, 15, f"{count} {what}")
 
 
 @contextlib.asynccontextmanager
-async def open_stream(url: str, user_id: int | str, key: str = ADMIN_KEY,
-                      last_event_id: int | None = None) -> AsyncIterator[Stream]:
+async def open_stream(
+    url: str, user_id: int | str, key: str = ADMIN_KEY, last_event_id: int | None = None
+) -> AsyncIterator[Stream]:
     headers = bearer(key)
     if last_event_id is not None:
         headers["Last-Event-ID"] = str(last_event_id)
     async with (
         httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(30, read=None)) as client,
-        client.stream("GET", "/virtual_events", params={"user_id": user_id},
-                      headers=headers) as response,
+        client.stream(
+            "GET", "/virtual_events", params={"user_id": user_id}, headers=headers
+        ) as response,
     ):
         assert response.status_code == 200, await response.aread()
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -133,10 +146,13 @@ async def open_stream(url: str, user_id: int | str, key: str = ADMIN_KEY,
                 await reader
 
 
-async def transfer(client: httpx.AsyncClient, sender: int, recipient: int,
-                   amount_msat: int) -> None:
-    response = await client.post("/virtual_transfer", json={
-        "from_user_id": sender, "to_user_id": recipient, "amount_msat": amount_msat})
+async def transfer(
+    client: httpx.AsyncClient, sender: int, recipient: int, amount_msat: int
+) -> None:
+    response = await client.post(
+        "/virtual_transfer",
+        json={"from_user_id": sender, "to_user_id": recipient, "amount_msat": amount_msat},
+    )
     assert response.status_code == 200, response.text
 
 
@@ -144,17 +160,23 @@ async def open_streams(url: str) -> float:
     """The server's `vnode_sse_streams` gauge (GET /metrics)."""
     async with httpx.AsyncClient(base_url=url, headers=bearer(ADMIN_KEY), timeout=10) as client:
         text = (await client.get("/metrics")).text
-    return next(float(line.split()[1]) for line in text.splitlines()
-                if line.startswith("vnode_sse_streams "))
+    return next(
+        float(line.split()[1])
+        for line in text.splitlines()
+        if line.startswith("vnode_sse_streams ")
+    )
 
 
-async def test_live_events_of_one_user_only(server_url: str, app_client: httpx.AsyncClient,
-                                            scoped_keys: dict[Scope, str]) -> None:
+async def test_live_events_of_one_user_only(
+    server_url: str, app_client: httpx.AsyncClient, scoped_keys: dict[Scope, str]
+) -> None:
     alice, bob = new_user_id(), new_user_id()
     await fund(app_client, alice, 100_000)
     await fund(app_client, bob, 100_000)  # before the streams: not sent (no Last-Event-ID)
-    async with open_stream(server_url, alice, scoped_keys[Scope.READ]) as stream_a, \
-            open_stream(server_url, f"vn_{bob}", scoped_keys[Scope.READ]) as stream_b:
+    async with (
+        open_stream(server_url, alice, scoped_keys[Scope.READ]) as stream_a,
+        open_stream(server_url, f"vn_{bob}", scoped_keys[Scope.READ]) as stream_b,
+    ):
         await transfer(app_client, alice, bob, 1000)
         await transfer(app_client, bob, alice, 400)
         await fund(app_client, bob, 5)
@@ -168,11 +190,16 @@ async def test_live_events_of_one_user_only(server_url: str, app_client: httpx.A
     assert stream_a.seqs() == [2, 3, 4]  # seq 1 (the funding) came before the stream
     assert stream_b.seqs() == [2, 3, 4, 5]
     assert [e["type"] for e in stream_b.events] == [
-        "transfer.completed", "transfer.completed", "admin.credit", "transfer.completed"]
+        "transfer.completed",
+        "transfer.completed",
+        "admin.credit",
+        "transfer.completed",
+    ]
     assert [e["data"]["direction"] for e in stream_a.events] == ["out", "in", "out"]
 
     async def no_streams_left() -> bool:
         return await open_streams(server_url) == 0
+
     await wait_until(no_streams_left, 10, "the server to end the closed streams")
 
 
@@ -200,8 +227,9 @@ async def test_resume_with_last_event_id(server_url: str, app_client: httpx.Asyn
     assert [e["id"] for e in everything.events[2:]] == [e["id"] for e in resumed.events]
 
 
-async def test_keep_alive_comment(server_url: str, app_client: httpx.AsyncClient,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_keep_alive_comment(
+    server_url: str, app_client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     alice = new_user_id()
     await fund(app_client, alice, 1)
     # FastAPI's EventSourceResponse pings after 15 s without an event (docs/EVENTS.md). Its
@@ -210,15 +238,18 @@ async def test_keep_alive_comment(server_url: str, app_client: httpx.AsyncClient
     assert fastapi.sse._PING_INTERVAL == 15.0
     monkeypatch.setattr(fastapi.routing, "_PING_INTERVAL", 0.3)
     async with open_stream(server_url, alice) as stream:
+
         async def kept_alive() -> bool:
             return len(stream.comments) >= 2
+
         await wait_until(kept_alive, 10, "two keep-alive comments")
     assert set(stream.comments) == {": ping"}
     assert stream.events == []
 
 
-async def test_revoked_key_ends_the_stream(server_url: str, app_client: httpx.AsyncClient,
-                                           shared_db: str) -> None:
+async def test_revoked_key_ends_the_stream(
+    server_url: str, app_client: httpx.AsyncClient, shared_db: str
+) -> None:
     alice = new_user_id()
     await fund(app_client, alice, 1)
     conn = await asyncpg.connect(shared_db)
@@ -229,13 +260,15 @@ async def test_revoked_key_ends_the_stream(server_url: str, app_client: httpx.As
 
             async def ended() -> bool:
                 return stream.ended
+
             await wait_until(ended, 10, "the stream to end after the revocation")
     finally:
         await conn.close()
 
 
-async def test_refusals(server_url: str, app_client: httpx.AsyncClient,
-                        scoped_keys: dict[Scope, str]) -> None:
+async def test_refusals(
+    server_url: str, app_client: httpx.AsyncClient, scoped_keys: dict[Scope, str]
+) -> None:
     alice = new_user_id()
     await fund(app_client, alice, 1000)
     read_key = scoped_keys[Scope.READ]
@@ -254,10 +287,8 @@ async def test_refusals(server_url: str, app_client: httpx.AsyncClient,
         ({"user_id": "12x"}, bearer(read_key), 422, "invalid_user_id"),
         ({"user_id": 0}, bearer(read_key), 422, "invalid_user_id"),
         ({}, bearer(read_key), 422, "invalid_request"),
-        ({"user_id": alice}, {**bearer(read_key), "Last-Event-ID": "x"}, 422,
-         "invalid_request"),
-        ({"user_id": alice}, {**bearer(read_key), "Last-Event-ID": "99"}, 422,
-         "invalid_request"),
+        ({"user_id": alice}, {**bearer(read_key), "Last-Event-ID": "x"}, 422, "invalid_request"),
+        ({"user_id": alice}, {**bearer(read_key), "Last-Event-ID": "99"}, 422, "invalid_request"),
     ]
     for params, headers, status, code in cases:
         response = await get(params, headers)
@@ -271,12 +302,14 @@ async def test_refusals(server_url: str, app_client: httpx.AsyncClient,
 
 # --- L2: caps on open streams, and streams never starve the money endpoints -----------------
 
+
 async def try_stream(url: str, user_id: int, key: str) -> httpx.Response:
     """Open a stream that is expected to be refused; returns the (read) refusal."""
     async with (
         httpx.AsyncClient(base_url=url, timeout=10) as client,
-        client.stream("GET", "/virtual_events", params={"user_id": user_id},
-                      headers=bearer(key)) as response,
+        client.stream(
+            "GET", "/virtual_events", params={"user_id": user_id}, headers=bearer(key)
+        ) as response,
     ):
         assert response.status_code != 200, "the stream was admitted"
         await response.aread()
@@ -288,19 +321,28 @@ def hub_of(app: FastAPI) -> sse.StreamHub:
     return hub
 
 
-async def test_l2_sse_streams_capped(app_client: httpx.AsyncClient, shared_db: str,
-                                     sim_node: str, tmp_path: Path) -> None:
+async def test_l2_sse_streams_capped(
+    app_client: httpx.AsyncClient, shared_db: str, sim_node: str, tmp_path: Path
+) -> None:
     alice = new_user_id()
     await fund(app_client, alice, 1)
     conn = await asyncpg.connect(shared_db)
     try:
-        key_a, key_b, key_c = [(await create_key(conn, f"sse-cap-{n}", Scope.READ))[1]
-                               for n in "abc"]
+        key_a, key_b, key_c = [
+            (await create_key(conn, f"sse-cap-{n}", Scope.READ))[1] for n in "abc"
+        ]
     finally:
         await conn.close()
-    app = create_app(make_settings(tmp_path, run_workers=False, sse_max_streams=3,
-                                   sse_max_streams_per_key=2, **node_settings(sim_node)),
-                     shared_db)
+    app = create_app(
+        make_settings(
+            tmp_path,
+            run_workers=False,
+            sse_max_streams=3,
+            sse_max_streams_per_key=2,
+            **node_settings(sim_node),
+        ),
+        shared_db,
+    )
     async with serving(app) as url, contextlib.AsyncExitStack() as streams:
         first_a = await streams.enter_async_context(contextlib.AsyncExitStack())
         await first_a.enter_async_context(open_stream(url, alice, key_a))
@@ -322,6 +364,7 @@ async def test_l2_sse_streams_capped(app_client: httpx.AsyncClient, shared_db: s
 
         async def freed() -> bool:
             return hub_of(app).open_streams == 2
+
         await wait_until(freed, 10, "the closed stream's place to be given back")
         # A stream admitted, then refused (no such user), gives its place back at once.
         assert (await try_stream(url, new_user_id(), key_c)).status_code == 404
@@ -333,14 +376,18 @@ async def test_l2_sse_streams_capped(app_client: httpx.AsyncClient, shared_db: s
 
     async def none_left() -> bool:
         return hub_of(app).open_streams == 0
+
     await wait_until(none_left, 10, "every place to be given back")
 
 
 async def lock_waiters(conn: asyncpg.Connection) -> int:
     """Sessions of this database waiting for a lock (here: SSE queries behind LOCK outbox)."""
-    return int(await conn.fetchval(
-        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
-        "WHERE NOT l.granted AND d.datname = current_database()"))
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+            "WHERE NOT l.granted AND d.datname = current_database()"
+        )
+    )
 
 
 async def test_l2_money_endpoints_answer_with_many_streams_open(
@@ -352,9 +399,18 @@ async def test_l2_money_endpoints_answer_with_many_streams_open(
     Before: every stream polled on its own with no bound on pool use, so 24 stuck streams held
     the whole 4-connection pool and money requests waited for as long as the lock."""
     streams_n = 24
-    app = create_app(make_settings(tmp_path, run_workers=False, db_pool_min=2, db_pool_max=4,
-                                   sse_max_streams=100, sse_max_streams_per_key=100,
-                                   **node_settings(sim_node)), fresh_db)
+    app = create_app(
+        make_settings(
+            tmp_path,
+            run_workers=False,
+            db_pool_min=2,
+            db_pool_max=4,
+            sse_max_streams=100,
+            sse_max_streams_per_key=100,
+            **node_settings(sim_node),
+        ),
+        fresh_db,
+    )
     alice, bob = new_user_id(), new_user_id()
     locker = await asyncpg.connect(fresh_db)
     monitor = await asyncpg.connect(fresh_db)
@@ -365,8 +421,9 @@ async def test_l2_money_endpoints_answer_with_many_streams_open(
     ):
         await fund(client, alice, 1_000_000)
         await fund(client, bob, 1)
-        streams = [await stack.enter_async_context(open_stream(url, alice))
-                   for _ in range(streams_n)]
+        streams = [
+            await stack.enter_async_context(open_stream(url, alice)) for _ in range(streams_n)
+        ]
         lock = locker.transaction()
         await lock.start()
         try:
@@ -374,15 +431,16 @@ async def test_l2_money_endpoints_answer_with_many_streams_open(
 
             async def streams_stuck() -> bool:
                 return await lock_waiters(monitor) >= 1
+
             await wait_until(streams_stuck, 10, "the streams' queries to wait on the lock")
             # Balance reads, back to back, for longer than every stream takes to poll once.
             slowest, reads = 0.0, 0
             window_ends = time.monotonic() + 1.5
             while time.monotonic() < window_ends:
                 started = time.monotonic()
-                response = await client.post("/virtual_assetbalance",
-                                             json={"user_id": alice, "asset_id": "BTC"},
-                                             timeout=3)
+                response = await client.post(
+                    "/virtual_assetbalance", json={"user_id": alice, "asset_id": "BTC"}, timeout=3
+                )
                 assert response.status_code == 200, response.text
                 slowest = max(slowest, time.monotonic() - started)
                 reads += 1

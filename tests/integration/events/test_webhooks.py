@@ -73,15 +73,25 @@ async def running(settings: Settings, dsn: str) -> AsyncIterator[Vnode]:
     app = create_app(settings, dsn)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vnode",
-                          headers=bearer(ADMIN_KEY)) as client,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://vnode",
+            headers=bearer(ADMIN_KEY),
+        ) as client,
     ):
         yield Vnode(client, app, dsn)
 
 
 def settings_for(tmp_path: Path, sim_node: str, **overrides: object) -> Settings:
-    return make_settings(tmp_path, **{**node_settings(sim_node), "webhook_allow_hosts": "127.0.0.1",
-                                      "events_interval_s": 0.02, **overrides})
+    return make_settings(
+        tmp_path,
+        **{
+            **node_settings(sim_node),
+            "webhook_allow_hosts": "127.0.0.1",
+            "events_interval_s": 0.02,
+            **overrides,
+        },
+    )
 
 
 @pytest.fixture
@@ -92,8 +102,9 @@ async def vnode(fresh_db: str, sim_node: str, tmp_path: Path) -> AsyncIterator[V
         yield node
 
 
-async def subscribe(client: httpx.AsyncClient, receiver: WebhookReceiver,
-                    events: list[str] | None = None) -> dict[str, Any]:
+async def subscribe(
+    client: httpx.AsyncClient, receiver: WebhookReceiver, events: list[str] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {"url": receiver.url}
     if events is not None:
         body["events"] = events
@@ -109,7 +120,9 @@ async def outbox(dsn: str, event_type: str | None = None) -> list[tuple[str, str
     try:
         rows = await conn.fetch(
             "SELECT event_id, event_type, user_id, user_seq FROM outbox "
-            "WHERE $1::text IS NULL OR event_type = $1 ORDER BY id", event_type)
+            "WHERE $1::text IS NULL OR event_type = $1 ORDER BY id",
+            event_type,
+        )
     finally:
         await conn.close()
     return [(str(r["event_id"]), r["event_type"], r["user_id"], r["user_seq"]) for r in rows]
@@ -130,9 +143,13 @@ def datetime_now() -> datetime:
 async def deliveries(dsn: str, webhook_id: int) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(dsn)
     try:
-        return list(await conn.fetch(
-            "SELECT user_id, user_seq, status, attempts, last_error FROM event_deliveries "
-            "WHERE channel = $1 ORDER BY user_id, user_seq", f"webhook:{webhook_id}"))
+        return list(
+            await conn.fetch(
+                "SELECT user_id, user_seq, status, attempts, last_error FROM event_deliveries "
+                "WHERE channel = $1 ORDER BY user_id, user_seq",
+                f"webhook:{webhook_id}",
+            )
+        )
     finally:
         await conn.close()
 
@@ -149,22 +166,32 @@ def assert_in_order_once(receiver: WebhookReceiver) -> None:
 
 
 async def transfer(client: httpx.AsyncClient, from_user: int, to_user: int, sats: int) -> None:
-    response = await client.post("/virtual_transfer", json={
-        "from_user_id": from_user, "to_user_id": to_user, "amount_sats": sats})
+    response = await client.post(
+        "/virtual_transfer",
+        json={"from_user_id": from_user, "to_user_id": to_user, "amount_sats": sats},
+    )
     assert response.status_code == 200, response.text
 
 
 # --- subscriptions --------------------------------------------------------------------------
 
+
 async def test_create_list_delete_and_the_secret_shown_once(vnode: Vnode) -> None:
     client = vnode.client
-    created = (await client.post("/admin/webhooks", json={
-        "url": "http://127.0.0.1:9/hook", "events": ["invoice.paid", "transfer.completed"],
-        "description": "the bot"})).json()
+    created = (
+        await client.post(
+            "/admin/webhooks",
+            json={
+                "url": "http://127.0.0.1:9/hook",
+                "events": ["invoice.paid", "transfer.completed"],
+                "description": "the bot",
+            },
+        )
+    ).json()
     assert created["secret"].startswith("whsec_") and len(created["secret"]) > 40
     # Known types, in the catalogue's order, each once.
     assert created["events"] == ["transfer.completed", "invoice.paid"]
-    everything = (await client.post("/admin/webhooks", json={"url": "https://127.0.0.1/x"}))
+    everything = await client.post("/admin/webhooks", json={"url": "https://127.0.0.1/x"})
     assert everything.status_code == 201 and everything.json()["events"] == []
 
     listed = await client.get("/admin/webhooks")
@@ -188,27 +215,31 @@ async def test_create_list_delete_and_the_secret_shown_once(vnode: Vnode) -> Non
     assert retry.status_code == 404 and retry.json()["error"]["code"] == "unknown_webhook"
 
 
-@pytest.mark.parametrize(("body", "code"), [
-    ({"url": "http://127.0.0.1:9/", "events": ["transfer.done"]}, "invalid_event_type"),
-    ({"url": "http://127.0.0.1:9/", "events": "transfer.completed"}, "invalid_event_type"),
-    ({"events": []}, "invalid_request"),
-    ({"url": "http://127.0.0.1:9/", "secret": "mine"}, "invalid_request"),
-    ({"url": 42}, "invalid_url"),
-    ({"url": "127.0.0.1:9/hook"}, "invalid_url"),
-    ({"url": "http://127.0.0.1:99999/"}, "invalid_url"),
-    ({"url": "http://127.0.0.1:0/"}, "invalid_url"),
-    ({"url": "http://a..example.com/"}, "invalid_url"),
-    ({"url": "http://" + "a" * 70 + ".example.com/"}, "invalid_url"),
-    ({"url": "http://127.0.0.1/#frag"}, "invalid_url"),
-    ({"url": "http://127.0.0.1/ x"}, "invalid_url"),
-    ({"url": "http://127.0.0.1/" + "x" * 3000}, "invalid_url"),
-    # Allowing 127.0.0.1 allows that host, nothing else that is private.
-    ({"url": "http://localhost:9/"}, "unsafe_url"),
-    ({"url": "http://127.0.0.2:9/"}, "unsafe_url"),
-    ({"url": "http://10.0.0.1/"}, "unsafe_url"),
-])
-async def test_refused_subscriptions_store_nothing(vnode: Vnode, body: dict[str, Any],
-                                                   code: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"url": "http://127.0.0.1:9/", "events": ["transfer.done"]}, "invalid_event_type"),
+        ({"url": "http://127.0.0.1:9/", "events": "transfer.completed"}, "invalid_event_type"),
+        ({"events": []}, "invalid_request"),
+        ({"url": "http://127.0.0.1:9/", "secret": "mine"}, "invalid_request"),
+        ({"url": 42}, "invalid_url"),
+        ({"url": "127.0.0.1:9/hook"}, "invalid_url"),
+        ({"url": "http://127.0.0.1:99999/"}, "invalid_url"),
+        ({"url": "http://127.0.0.1:0/"}, "invalid_url"),
+        ({"url": "http://a..example.com/"}, "invalid_url"),
+        ({"url": "http://" + "a" * 70 + ".example.com/"}, "invalid_url"),
+        ({"url": "http://127.0.0.1/#frag"}, "invalid_url"),
+        ({"url": "http://127.0.0.1/ x"}, "invalid_url"),
+        ({"url": "http://127.0.0.1/" + "x" * 3000}, "invalid_url"),
+        # Allowing 127.0.0.1 allows that host, nothing else that is private.
+        ({"url": "http://localhost:9/"}, "unsafe_url"),
+        ({"url": "http://127.0.0.2:9/"}, "unsafe_url"),
+        ({"url": "http://10.0.0.1/"}, "unsafe_url"),
+    ],
+)
+async def test_refused_subscriptions_store_nothing(
+    vnode: Vnode, body: dict[str, Any], code: str
+) -> None:
     response = await vnode.client.post("/admin/webhooks", json=body)
     assert response.status_code == 422, response.text
     assert response.json()["error"]["code"] == code
@@ -217,24 +248,27 @@ async def test_refused_subscriptions_store_nothing(vnode: Vnode, body: dict[str,
 
 
 # Without VNODE_WEBHOOK_ALLOW_HOSTS (the session app): nothing inside the network is reachable.
-@pytest.mark.parametrize(("url", "code"), [
-    ("http://127.0.0.1:8080/hook", "unsafe_url"),
-    ("http://10.0.0.1/hook", "unsafe_url"),
-    ("http://192.168.1.10/hook", "unsafe_url"),
-    ("http://169.254.169.254/latest/meta-data/", "unsafe_url"),  # cloud metadata
-    ("http://[::1]:8080/hook", "unsafe_url"),
-    ("http://[::ffff:127.0.0.1]/hook", "unsafe_url"),
-    ("http://[fe80::1]/hook", "unsafe_url"),
-    ("http://0.0.0.0:8080/hook", "unsafe_url"),
-    ("http://100.64.0.1/hook", "unsafe_url"),  # carrier-grade NAT
-    ("http://localhost:8080/hook", "unsafe_url"),
-    ("http://2130706433/hook", "unsafe_url"),  # 127.0.0.1 as one decimal number
-    ("http://no-such-host.invalid/hook", "unsafe_url"),
-    ("https://user:password@example.com/hook", "invalid_url"),
-    ("ftp://example.com/hook", "invalid_url"),
-    ("file:///etc/passwd", "invalid_url"),
-    ("http:///hook", "invalid_url"),
-])
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("http://127.0.0.1:8080/hook", "unsafe_url"),
+        ("http://10.0.0.1/hook", "unsafe_url"),
+        ("http://192.168.1.10/hook", "unsafe_url"),
+        ("http://169.254.169.254/latest/meta-data/", "unsafe_url"),  # cloud metadata
+        ("http://[::1]:8080/hook", "unsafe_url"),
+        ("http://[::ffff:127.0.0.1]/hook", "unsafe_url"),
+        ("http://[fe80::1]/hook", "unsafe_url"),
+        ("http://0.0.0.0:8080/hook", "unsafe_url"),
+        ("http://100.64.0.1/hook", "unsafe_url"),  # carrier-grade NAT
+        ("http://localhost:8080/hook", "unsafe_url"),
+        ("http://2130706433/hook", "unsafe_url"),  # 127.0.0.1 as one decimal number
+        ("http://no-such-host.invalid/hook", "unsafe_url"),
+        ("https://user:password@example.com/hook", "invalid_url"),
+        ("ftp://example.com/hook", "invalid_url"),
+        ("file:///etc/passwd", "invalid_url"),
+        ("http:///hook", "invalid_url"),
+    ],
+)
 async def test_ssrf_targets_are_refused_without_the_allow_list(
     app_client: httpx.AsyncClient, url: str, code: str
 ) -> None:
@@ -250,16 +284,23 @@ async def test_ssrf_targets_are_refused_without_the_allow_list(
 async def test_only_admin_keys_manage_webhooks(vnode: Vnode) -> None:
     conn = await asyncpg.connect(vnode.dsn)
     try:
-        keys = {scope: (await create_key(conn, f"k-{scope.value}", scope))[1]
-                for scope in (Scope.READ, Scope.RECEIVE, Scope.SPEND)}
+        keys = {
+            scope: (await create_key(conn, f"k-{scope.value}", scope))[1]
+            for scope in (Scope.READ, Scope.RECEIVE, Scope.SPEND)
+        }
     finally:
         await conn.close()
-    calls = [("POST", "/admin/webhooks", {"url": "http://127.0.0.1:9/"}),
-             ("GET", "/admin/webhooks", None), ("DELETE", "/admin/webhooks/1", None),
-             ("GET", "/admin/webhooks/failed", None), ("POST", "/admin/webhooks/retry", {}),
-             ("POST", "/admin/webhooks/1/rotate", {})]
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=vnode.app),
-                                 base_url="http://vnode") as anonymous:
+    calls = [
+        ("POST", "/admin/webhooks", {"url": "http://127.0.0.1:9/"}),
+        ("GET", "/admin/webhooks", None),
+        ("DELETE", "/admin/webhooks/1", None),
+        ("GET", "/admin/webhooks/failed", None),
+        ("POST", "/admin/webhooks/retry", {}),
+        ("POST", "/admin/webhooks/1/rotate", {}),
+    ]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=vnode.app), base_url="http://vnode"
+    ) as anonymous:
         for method, path, body in calls:
             response = await anonymous.request(method, path, json=body)
             assert response.status_code == 401, (method, path)
@@ -275,14 +316,19 @@ async def test_only_admin_keys_manage_webhooks(vnode: Vnode) -> None:
     assert "scope: admin" in create["summary"]
     assert "unsafe_url" in create["responses"]["422"]["description"]
     assert "invalid_event_type" in create["responses"]["422"]["description"]
-    for path, method in (("/admin/webhooks", "get"), ("/admin/webhooks/{webhook_id}", "delete"),
-                         ("/admin/webhooks/failed", "get"), ("/admin/webhooks/retry", "post"),
-                         ("/admin/webhooks/{webhook_id}/rotate", "post")):
+    for path, method in (
+        ("/admin/webhooks", "get"),
+        ("/admin/webhooks/{webhook_id}", "delete"),
+        ("/admin/webhooks/failed", "get"),
+        ("/admin/webhooks/retry", "post"),
+        ("/admin/webhooks/{webhook_id}/rotate", "post"),
+    ):
         assert "scope: admin" in spec["paths"][path][method]["summary"]
         assert "403" in spec["paths"][path][method]["responses"]
 
 
 # --- deliveries -----------------------------------------------------------------------------
+
 
 async def test_every_event_type_arrives_once_signed_and_in_order(
     vnode: Vnode, sim_node: str
@@ -294,42 +340,63 @@ async def test_every_event_type_arrives_once_signed_and_in_order(
         alice, bob = new_user_id(), new_user_id()
 
         await fund(client, alice, 2_000_000)  # admin.credit
-        rgb = await client.post("/virtual_rgbinvoice", json={
-            "user_id": str(bob), "asset_id": RGB_ASSET, "duration_seconds": 3600})
+        rgb = await client.post(
+            "/virtual_rgbinvoice",
+            json={"user_id": str(bob), "asset_id": RGB_ASSET, "duration_seconds": 3600},
+        )
         assert rgb.status_code == 200, rgb.text
         await sim.rgbsend(rgb.json()["recipient_id"], RGB_ASSET, 7)  # rgb.transfer.settled
         await transfer(client, alice, bob, 1_000)  # transfer.completed, twice
         await transfer(client, bob, alice, 10)
-        paid = await client.post("/virtual_sendpayment", json={  # payment.pending, .succeeded
-            "user_id": alice, "invoice": await sim.invoice(100_000)})
+        paid = await client.post(
+            "/virtual_sendpayment",
+            json={  # payment.pending, .succeeded
+                "user_id": alice,
+                "invoice": await sim.invoice(100_000),
+            },
+        )
         assert paid.status_code == 200 and paid.json()["status"] == "succeeded", paid.text
         await sim.faults(next_payment="fail")
-        failed = await client.post("/virtual_sendpayment", json={  # payment.failed
-            "user_id": alice, "invoice": await sim.invoice(50_000)})
+        failed = await client.post(
+            "/virtual_sendpayment",
+            json={  # payment.failed
+                "user_id": alice,
+                "invoice": await sim.invoice(50_000),
+            },
+        )
         assert failed.status_code == 200 and failed.json()["status"] == "failed", failed.text
-        invoice = await client.post("/virtual_lninvoice", json={"user_id": bob,
-                                                                "amt_msat": 25_000})
+        invoice = await client.post("/virtual_lninvoice", json={"user_id": bob, "amt_msat": 25_000})
         assert invoice.status_code == 200, invoice.text
         assert (await sim.pay(invoice.json()["invoice"])).status_code == 200  # invoice.paid
-        debit = await client.post("/admin/debit", json={  # admin.debit
-            "user_id": alice, "amount_msat": 1_000, "reason": "correction"})
+        debit = await client.post(
+            "/admin/debit",
+            json={  # admin.debit
+                "user_id": alice,
+                "amount_msat": 1_000,
+                "reason": "correction",
+            },
+        )
         assert debit.status_code == 200, debit.text
 
         async def settled() -> bool:
             types = {t for _, t, _, _ in await outbox(vnode.dsn)}
             return {"invoice.paid", "rgb.transfer.settled"} <= types
+
         await wait_until(settled, 20, "the invoice and the RGB transfer to be credited")
 
         await sim.faults(locked=True)  # node.locked, then node.unlocked (user 0)
         try:
+
             async def locked() -> bool:
                 return bool(await outbox(vnode.dsn, "node.locked"))
+
             await wait_until(locked, 10, "the node lock to be announced")
         finally:
             await sim.faults(locked=False)
 
         async def unlocked() -> bool:
             return bool(await outbox(vnode.dsn, "node.unlocked"))
+
         await wait_until(unlocked, 10, "the node unlock to be announced")
 
         produced = await outbox(vnode.dsn)
@@ -337,17 +404,20 @@ async def test_every_event_type_arrives_once_signed_and_in_order(
 
         async def all_arrived() -> bool:
             return len(everything.received) >= len(produced)
+
         await wait_until(all_arrived, 10, "every event to reach the receiver")
         wanted = await outbox(vnode.dsn, "transfer.completed")
 
         async def transfers_arrived() -> bool:
             return len(transfers.received) >= len(wanted)
+
         await wait_until(transfers_arrived, 10, "the transfers to reach the filtered receiver")
 
     assert sorted(everything.ids()) == sorted(e for e, _, _, _ in produced)
     assert_in_order_once(everything)
-    assert [(r.id, r.type, r.user_id, r.seq) for r in everything.received if r.user_id == alice] \
-        == [e for e in produced if e[2] == alice]
+    assert [
+        (r.id, r.type, r.user_id, r.seq) for r in everything.received if r.user_id == alice
+    ] == [e for e in produced if e[2] == alice]
     # The filtered endpoint: only transfer.completed, each once.
     assert sorted(transfers.ids()) == sorted(e for e, _, _, _ in wanted)
     assert {r.type for r in transfers.received} == {"transfer.completed"}
@@ -356,9 +426,7 @@ async def test_every_event_type_arrives_once_signed_and_in_order(
     await assert_audit_clean(vnode.dsn)
 
 
-async def test_a_failing_receiver_gets_everything_in_order_once_it_recovers(
-    vnode: Vnode
-) -> None:
+async def test_a_failing_receiver_gets_everything_in_order_once_it_recovers(vnode: Vnode) -> None:
     with WebhookReceiver() as receiver:
         hook = await subscribe(vnode.client, receiver)
         alice, bob = new_user_id(), new_user_id()
@@ -373,8 +441,12 @@ async def test_a_failing_receiver_gets_everything_in_order_once_it_recovers(
 
         async def bob_served_alice_failing() -> bool:
             rows = await alice_rows()
-            return (len(receiver.seqs_by_user().get(bob, [])) == 2
-                    and len(rows) == 3 and rows[0]["attempts"] >= 1)
+            return (
+                len(receiver.seqs_by_user().get(bob, [])) == 2
+                and len(rows) == 3
+                and rows[0]["attempts"] >= 1
+            )
+
         await wait_until(bob_served_alice_failing, 10, "bob's events while alice's fail")
         # Alice's first event is retried with backoff; her later ones wait behind it, untried.
         rows = await alice_rows()
@@ -388,8 +460,10 @@ async def test_a_failing_receiver_gets_everything_in_order_once_it_recovers(
 
         async def alice_served() -> bool:
             rows = await deliveries(vnode.dsn, hook["id"])  # (recorded after the 200)
-            return (len(receiver.seqs_by_user().get(alice, [])) == 3
-                    and {r["status"] for r in rows} == {"delivered"})
+            return len(receiver.seqs_by_user().get(alice, [])) == 3 and {
+                r["status"] for r in rows
+            } == {"delivered"}
+
         await wait_until(alice_served, 10, "alice's events after the receiver recovered")
     assert receiver.seqs_by_user()[alice] == [1, 2, 3]
     assert_in_order_once(receiver)
@@ -405,6 +479,7 @@ async def test_removed_endpoint_receives_nothing_more(vnode: Vnode) -> None:
 
         async def failing() -> bool:
             return dropped.failed_requests >= 1 and len(kept.received) == 1
+
         await wait_until(failing, 10, "the first event")
         assert (await vnode.client.delete(f"/admin/webhooks/{gone['id']}")).status_code == 200
         dropped.fail_all(on=False)
@@ -412,6 +487,7 @@ async def test_removed_endpoint_receives_nothing_more(vnode: Vnode) -> None:
 
         async def second() -> bool:
             return len(kept.received) == 2
+
         await wait_until(second, 10, "the second event at the kept endpoint")
         rows = await deliveries(vnode.dsn, gone["id"])
         assert [(r["status"], r["last_error"]) for r in rows] == [("dead", "endpoint removed")]
@@ -423,6 +499,7 @@ async def test_removed_endpoint_receives_nothing_more(vnode: Vnode) -> None:
 
 
 # --- Standard Webhooks signatures and secret rotation ---------------------------------------
+
 
 def signatures(delivery: Delivery) -> list[str]:
     return delivery.headers["webhook-signature"].split(" ")
@@ -437,14 +514,16 @@ def verifies(secret: str | bytes, delivery: Delivery) -> bool:
     return True
 
 
-async def next_delivery(receiver: WebhookReceiver, client: httpx.AsyncClient,
-                        user_id: int) -> Delivery:
+async def next_delivery(
+    receiver: WebhookReceiver, client: httpx.AsyncClient, user_id: int
+) -> Delivery:
     """Make one event (an admin credit) and return its delivery as the receiver got it."""
     before = len(receiver.deliveries)
     await fund(client, user_id, 1_000)
 
     async def arrived() -> bool:
         return len(receiver.deliveries) > before
+
     await wait_until(arrived, 10, "the delivery")
     return receiver.deliveries[before]
 
@@ -482,8 +561,9 @@ async def test_deliveries_carry_standard_webhooks_headers(vnode: Vnode) -> None:
         with pytest.raises(WebhookVerificationError, match="No matching signature"):
             Webhook(secret).verify(delivery.body, {**headers, "webhook-id": "another-event"})
         with pytest.raises(WebhookVerificationError, match="Missing required headers"):
-            Webhook(secret).verify(delivery.body, {k: v for k, v in headers.items()
-                                                   if k != "webhook-signature"})
+            Webhook(secret).verify(
+                delivery.body, {k: v for k, v in headers.items() if k != "webhook-signature"}
+            )
         # An old timestamp: signed as vnode signs, with the right secret, ten minutes ago.
         now = int(time.time())
         fresh = standard_headers(envelope["id"], delivery.body, [secret], now)
@@ -493,15 +573,17 @@ async def test_deliveries_carry_standard_webhooks_headers(vnode: Vnode) -> None:
             Webhook(secret).verify(delivery.body, stale)
         # ...and a genuine delivery's signature does not carry over to another timestamp.
         with pytest.raises(WebhookVerificationError, match="No matching signature"):
-            Webhook(secret).verify(delivery.body, {
-                **headers, "webhook-timestamp": str(int(headers["webhook-timestamp"]) - 1)})
+            Webhook(secret).verify(
+                delivery.body,
+                {**headers, "webhook-timestamp": str(int(headers["webhook-timestamp"]) - 1)},
+            )
 
         # The deprecated header is still there, keyed with the secret's text as before.
         verify_legacy(secret.encode(), headers["x-vnode-signature"], delivery.body, 300)
 
 
 async def test_rotation_signs_with_both_secrets_during_the_grace_period_then_the_new_one(
-    vnode: Vnode
+    vnode: Vnode,
 ) -> None:
     client = vnode.client
     with WebhookReceiver() as receiver:
@@ -521,9 +603,13 @@ async def test_rotation_signs_with_both_secrets_during_the_grace_period_then_the
         assert new not in listed.text and old not in listed.text
         [shown] = listed.json()["webhooks"]
         assert shown["previous_secret_until"] == until
-        grace_left = (await conn_value(vnode.dsn, "SELECT extract(epoch FROM "
-                                       "previous_secret_until - now()) FROM webhook_endpoints "
-                                       "WHERE id = $1", created["id"]))
+        grace_left = await conn_value(
+            vnode.dsn,
+            "SELECT extract(epoch FROM "
+            "previous_secret_until - now()) FROM webhook_endpoints "
+            "WHERE id = $1",
+            created["id"],
+        )
         assert 86_400 - 60 < grace_left <= 86_400  # 24 hours by default
 
         # During the grace period: two signatures, the new secret's first; either verifies, so a
@@ -532,17 +618,27 @@ async def test_rotation_signs_with_both_secrets_during_the_grace_period_then_the
         assert len(signatures(during)) == 2
         assert verifies(old, during) and verifies(new, during)
         assert not verifies(endpoints.new_secret(), during)
-        assert signatures(during)[0] == standard_headers(
-            during.headers["webhook-id"], during.body, [new],
-            int(during.headers["webhook-timestamp"]))["webhook-signature"]
+        assert (
+            signatures(during)[0]
+            == standard_headers(
+                during.headers["webhook-id"],
+                during.body,
+                [new],
+                int(during.headers["webhook-timestamp"]),
+            )["webhook-signature"]
+        )
         # The deprecated header carries the current (new) secret only.
         verify_legacy(new.encode(), during.headers["x-vnode-signature"], during.body, 300)
         with pytest.raises(SignatureError):
             verify_legacy(old.encode(), during.headers["x-vnode-signature"], during.body, 300)
 
         # The grace period ends (moved to the past rather than waited for): only the new secret.
-        await conn_value(vnode.dsn, "UPDATE webhook_endpoints SET previous_secret_until = "
-                         "now() - interval '1 second' WHERE id = $1 RETURNING id", created["id"])
+        await conn_value(
+            vnode.dsn,
+            "UPDATE webhook_endpoints SET previous_secret_until = "
+            "now() - interval '1 second' WHERE id = $1 RETURNING id",
+            created["id"],
+        )
         receiver.secret = new
         after = await next_delivery(receiver, client, alice)
         assert len(signatures(after)) == 1
@@ -566,8 +662,9 @@ async def test_rotation_signs_with_both_secrets_during_the_grace_period_then_the
             answer = await client.post(f"/admin/webhooks/{bad_id}/rotate")
             assert answer.status_code in (404, 422), answer.text
         for grace in (-1, 7 * 86_400 + 1, "a day"):
-            answer = await client.post(f"/admin/webhooks/{created['id']}/rotate",
-                                       json={"grace_s": grace})
+            answer = await client.post(
+                f"/admin/webhooks/{created['id']}/rotate", json={"grace_s": grace}
+            )
             assert answer.status_code == 422, answer.text
             assert answer.json()["error"]["code"] == "invalid_request"
         assert (await client.delete(f"/admin/webhooks/{created['id']}")).status_code == 200
@@ -582,8 +679,9 @@ async def test_rotating_twice_keeps_at_most_two_secrets(fresh_db: str) -> None:
         one = await endpoints.rotate_secret(conn, info.id, 3600)
         two = await endpoints.rotate_secret(conn, info.id, 3600)
         assert one is not None and two is not None
-        row = await conn.fetchrow("SELECT secret, previous_secret FROM webhook_endpoints "
-                                  "WHERE id = $1", info.id)
+        row = await conn.fetchrow(
+            "SELECT secret, previous_secret FROM webhook_endpoints WHERE id = $1", info.id
+        )
         assert row is not None
         # The second rotation replaced `one`; `first` signs nothing any more.
         assert (row["secret"], row["previous_secret"]) == (two.secret, one.secret)
@@ -596,8 +694,15 @@ async def test_rotating_twice_keeps_at_most_two_secrets(fresh_db: str) -> None:
 
 
 def an_event(user_id: int = 42) -> Event:
-    return Event(1, "0b6f2a8e-0d0c-4c3e-9f58-3d8f0f3c1a11", "admin.credit", user_id, 1,
-                 {"amount_msat": 1000}, datetime_now())
+    return Event(
+        1,
+        "0b6f2a8e-0d0c-4c3e-9f58-3d8f0f3c1a11",
+        "admin.credit",
+        user_id,
+        1,
+        {"amount_msat": 1000},
+        datetime_now(),
+    )
 
 
 async def test_an_endpoint_made_before_keeps_its_secret_working() -> None:
@@ -621,17 +726,23 @@ async def test_an_endpoint_made_before_keeps_its_secret_working() -> None:
     assert SIGNATURE_HEADER.lower() in delivery.headers
 
 
-@pytest.mark.parametrize(("secret", "key"), [
-    ("whsec_" + base64.b64encode(b"k" * 32).decode(), b"k" * 32),  # padded base64
-    ("whsec_" + base64.b64encode(b"k" * 24).decode(), b"k" * 24),  # svix-style, no padding
-    ("whsec_" + base64.b64encode(b"k" * 34).decode().rstrip("="), b"k" * 34),  # padding left out
-    # vnode's earlier form, whsec_ and 43 URL-safe characters, is text even when it happens to
-    # be base64 too (43 characters are never padded base64; vnode's own are 44).
-    ("whsec_" + "A" * 43, ("whsec_" + "A" * 43).encode()),
-    ("whsec_test_" + "s" * 32, b"whsec_test_" + b"s" * 32),  # not base64: the text itself
-    ("whsec_", b"whsec_"),
-    ("plain-secret", b"plain-secret"),
-])
+@pytest.mark.parametrize(
+    ("secret", "key"),
+    [
+        ("whsec_" + base64.b64encode(b"k" * 32).decode(), b"k" * 32),  # padded base64
+        ("whsec_" + base64.b64encode(b"k" * 24).decode(), b"k" * 24),  # svix-style, no padding
+        (
+            "whsec_" + base64.b64encode(b"k" * 34).decode().rstrip("="),
+            b"k" * 34,
+        ),  # padding left out
+        # vnode's earlier form, whsec_ and 43 URL-safe characters, is text even when it happens to
+        # be base64 too (43 characters are never padded base64; vnode's own are 44).
+        ("whsec_" + "A" * 43, ("whsec_" + "A" * 43).encode()),
+        ("whsec_test_" + "s" * 32, b"whsec_test_" + b"s" * 32),  # not base64: the text itself
+        ("whsec_", b"whsec_"),
+        ("plain-secret", b"plain-secret"),
+    ],
+)
 def test_signing_key_reads_both_forms(secret: str, key: bytes) -> None:
     assert signing_key(secret) == key
     if secret.startswith("whsec_") and key != secret.encode():

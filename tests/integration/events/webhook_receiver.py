@@ -54,8 +54,14 @@ class Received:
 
 
 class WebhookReceiver:
-    def __init__(self, secret: str | None = None, path: str = "/hook", *,
-                 certfile: str | None = None, keyfile: str | None = None) -> None:
+    def __init__(
+        self,
+        secret: str | None = None,
+        path: str = "/hook",
+        *,
+        certfile: str | None = None,
+        keyfile: str | None = None,
+    ) -> None:
         self.secret = secret  # set it once the endpoint is created (the URL comes first)
         self.path = path
         self._lock = threading.Lock()
@@ -76,12 +82,18 @@ class WebhookReceiver:
         self._sock.listen(128)  # connections queue from now on, before the server runs
         self.port: int = self._sock.getsockname()[1]
         self.scheme = "https" if certfile else "http"
-        config = uvicorn.Config(self._app, interface="asgi3", log_config=None, access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=1,
-                                ssl_certfile=certfile, ssl_keyfile=keyfile)
+        config = uvicorn.Config(
+            self._app,
+            interface="asgi3",
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+            ssl_certfile=certfile,
+            ssl_keyfile=keyfile,
+        )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._run, name=f"receiver-{self.port}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"receiver-{self.port}", daemon=True)
 
     @property
     def url(self) -> str:
@@ -166,9 +178,14 @@ class WebhookReceiver:
             return Response(status_code=401)
         envelope = orjson.loads(body)
         event = Received(
-            str(envelope["id"]), str(envelope["type"]), int(envelope["user_id"]),
-            int(envelope["seq"]), request.headers.get("X-VNode-Event-Id"),
-            request.headers.get("X-VNode-Event-Type"), dict(envelope["data"]))
+            str(envelope["id"]),
+            str(envelope["type"]),
+            int(envelope["user_id"]),
+            int(envelope["seq"]),
+            request.headers.get("X-VNode-Event-Id"),
+            request.headers.get("X-VNode-Event-Type"),
+            dict(envelope["data"]),
+        )
         with self._lock:
             self._attempts.append(Delivery(headers, body))
             if self._fail_next > 0 or self._fail_all or event.user_id in self._fail_users:
@@ -195,6 +212,10 @@ class WebhookReceiver:
     def __enter__(self) -> WebhookReceiver:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

@@ -31,8 +31,9 @@ async def pool(fresh_db: str) -> AsyncIterator[asyncpg.Pool]:
     await created.close()
 
 
-async def admin(pool: asyncpg.Pool, move: AdminMove, user: int, amount: int,
-                asset: str = "BTC") -> None:
+async def admin(
+    pool: asyncpg.Pool, move: AdminMove, user: int, amount: int, asset: str = "BTC"
+) -> None:
     outcome = await admin_move(pool, SIGNER, AdminCommand(move, user, asset, amount, "t"), NO_KEY)
     assert outcome.status == 200, outcome.body
 
@@ -74,7 +75,9 @@ async def test_audit_clean_after_mixed_activity(busy: asyncpg.Pool) -> None:
     totals = {t.asset_id: t for t in report.totals}
     assert set(totals) == {"BTC", RGB}
     assert (totals["BTC"].users_spendable, totals["BTC"].system) == (
-        14_000, {"operator_funding": -14_000})
+        14_000,
+        {"operator_funding": -14_000},
+    )
     assert (totals[RGB].users_spendable, totals[RGB].system) == (250, {"operator_funding": -250})
     assert all(t.sum == 0 for t in report.totals)
 
@@ -94,56 +97,97 @@ class Tamper:
 
 
 _BTC_TRANSFER = "(SELECT min(id) FROM virtual_transactions WHERE kind = 'transfer')"
-_ALICE_CREDIT = ("(SELECT min(id) FROM virtual_transactions WHERE kind = 'admin_credit' "
-                 f"AND to_account = {ALICE})")
+_ALICE_CREDIT = (
+    "(SELECT min(id) FROM virtual_transactions WHERE kind = 'admin_credit' "
+    f"AND to_account = {ALICE})"
+)
 TAMPERS = [
-    Tamper("cached balance raised",
-           (f"UPDATE ln_user_balances SET spendable = spendable + 1 WHERE user_id = {ALICE} "
-            "AND asset_id = 'BTC'",),
-           frozenset(CHECKS), ("spendable = unspent coins", ALICE, "BTC", 7_500, 7_501)),
-    Tamper("pending invented",  # a reserve no pending payment accounts for
-           (f"UPDATE ln_user_balances SET pending = 9 WHERE user_id = {BOB} AND asset_id = 'BTC'",),
-           frozenset({"pending = pending payments"}),
-           ("pending = pending payments", BOB, "BTC", 0, 9)),
-    Tamper("coin inserted without journal",
-           ("INSERT INTO user_utxos (user_id, asset_id, amount, created_tx) "
-            f"VALUES ({BOB}, 'BTC', 42, {_BTC_TRANSFER})",),
-           frozenset({"spendable = unspent coins"}),
-           ("spendable = unspent coins", BOB, "BTC", 542, 500)),
-    Tamper("spent coin un-spent",
-           ("ALTER TABLE user_utxos DISABLE TRIGGER USER",
+    Tamper(
+        "cached balance raised",
+        (
+            f"UPDATE ln_user_balances SET spendable = spendable + 1 WHERE user_id = {ALICE} "
+            "AND asset_id = 'BTC'",
+        ),
+        frozenset(CHECKS),
+        ("spendable = unspent coins", ALICE, "BTC", 7_500, 7_501),
+    ),
+    Tamper(
+        "pending invented",  # a reserve no pending payment accounts for
+        (f"UPDATE ln_user_balances SET pending = 9 WHERE user_id = {BOB} AND asset_id = 'BTC'",),
+        frozenset({"pending = pending payments"}),
+        ("pending = pending payments", BOB, "BTC", 0, 9),
+    ),
+    Tamper(
+        "coin inserted without journal",
+        (
+            "INSERT INTO user_utxos (user_id, asset_id, amount, created_tx) "
+            f"VALUES ({BOB}, 'BTC', 42, {_BTC_TRANSFER})",
+        ),
+        frozenset({"spendable = unspent coins"}),
+        ("spendable = unspent coins", BOB, "BTC", 542, 500),
+    ),
+    Tamper(
+        "spent coin un-spent",
+        (
+            "ALTER TABLE user_utxos DISABLE TRIGGER USER",
             f"UPDATE user_utxos SET spent_tx = NULL WHERE user_id = {CAROL} "
             "AND spent_tx IS NOT NULL",
-            "ALTER TABLE user_utxos ENABLE TRIGGER USER"),
-           frozenset({"spendable = unspent coins"}),
-           ("spendable = unspent coins", CAROL, "BTC", 13_000, 6_000)),
-    Tamper("unspent coin grown",
-           ("ALTER TABLE user_utxos DISABLE TRIGGER USER",
+            "ALTER TABLE user_utxos ENABLE TRIGGER USER",
+        ),
+        frozenset({"spendable = unspent coins"}),
+        ("spendable = unspent coins", CAROL, "BTC", 13_000, 6_000),
+    ),
+    Tamper(
+        "unspent coin grown",
+        (
+            "ALTER TABLE user_utxos DISABLE TRIGGER USER",
             f"UPDATE user_utxos SET amount = amount + 5 WHERE user_id = {CAROL} "
             f"AND asset_id = '{RGB}'",
-            "ALTER TABLE user_utxos ENABLE TRIGGER USER"),
-           frozenset({"spendable = unspent coins"}),
-           ("spendable = unspent coins", CAROL, RGB, 105, 100)),
-    Tamper("journal amount changed",
-           (f"UPDATE virtual_transactions SET amount = amount + 7 WHERE id = {_BTC_TRANSFER}",),
-           frozenset({"balance = journal"}), ("balance = journal", ALICE, "BTC", 7_493, 7_500)),
-    Tamper("journal row removed",
-           ("SET session_replication_role = replica",  # skips the foreign keys to it
+            "ALTER TABLE user_utxos ENABLE TRIGGER USER",
+        ),
+        frozenset({"spendable = unspent coins"}),
+        ("spendable = unspent coins", CAROL, RGB, 105, 100),
+    ),
+    Tamper(
+        "journal amount changed",
+        (f"UPDATE virtual_transactions SET amount = amount + 7 WHERE id = {_BTC_TRANSFER}",),
+        frozenset({"balance = journal"}),
+        ("balance = journal", ALICE, "BTC", 7_493, 7_500),
+    ),
+    Tamper(
+        "journal row removed",
+        (
+            "SET session_replication_role = replica",  # skips the foreign keys to it
             f"DELETE FROM virtual_transactions WHERE id = {_ALICE_CREDIT}",
-            "SET session_replication_role = DEFAULT"),
-           frozenset({"balance = journal"}), ("balance = journal", ALICE, "BTC", -2_500, 7_500)),
-    Tamper("journal row invented",
-           ("INSERT INTO virtual_transactions (kind, asset_id, from_account, to_account, amount) "
-            f"VALUES ('transfer', 'BTC', {CAROL}, {ALICE}, 11)",),
-           frozenset({"balance = journal"}), ("balance = journal", ALICE, "BTC", 7_511, 7_500)),
-    Tamper("system balance changed",
-           ("UPDATE system_balances SET balance = balance + 3 WHERE asset_id = 'BTC'",),
-           frozenset({"balance = journal", "conservation"}),
-           ("conservation", 0, "BTC", 0, 3)),
-    Tamper("history amount changed",
-           (f"UPDATE ln_user_transactions SET amount = amount + 2 WHERE user_id = {BOB} "
-            "AND direction = 'in' AND kind = 'transfer'",),
-           frozenset({"spendable = history"}), ("spendable = history", BOB, "BTC", 502, 500)),
+            "SET session_replication_role = DEFAULT",
+        ),
+        frozenset({"balance = journal"}),
+        ("balance = journal", ALICE, "BTC", -2_500, 7_500),
+    ),
+    Tamper(
+        "journal row invented",
+        (
+            "INSERT INTO virtual_transactions (kind, asset_id, from_account, to_account, amount) "
+            f"VALUES ('transfer', 'BTC', {CAROL}, {ALICE}, 11)",
+        ),
+        frozenset({"balance = journal"}),
+        ("balance = journal", ALICE, "BTC", 7_511, 7_500),
+    ),
+    Tamper(
+        "system balance changed",
+        ("UPDATE system_balances SET balance = balance + 3 WHERE asset_id = 'BTC'",),
+        frozenset({"balance = journal", "conservation"}),
+        ("conservation", 0, "BTC", 0, 3),
+    ),
+    Tamper(
+        "history amount changed",
+        (
+            f"UPDATE ln_user_transactions SET amount = amount + 2 WHERE user_id = {BOB} "
+            "AND direction = 'in' AND kind = 'transfer'",
+        ),
+        frozenset({"spendable = history"}),
+        ("spendable = history", BOB, "BTC", 502, 500),
+    ),
 ]
 
 
@@ -159,8 +203,7 @@ async def test_audit_detects_tampering(busy: asyncpg.Pool, case: Tamper) -> None
     assert not report.clean
     assert {d.check for d in report.differences} == case.checks
     if case.first is not None:
-        found = [(d.check, d.account, d.asset_id, d.expected, d.found)
-                 for d in report.differences]
+        found = [(d.check, d.account, d.asset_id, d.expected, d.found) for d in report.differences]
         assert case.first in found, found
 
 

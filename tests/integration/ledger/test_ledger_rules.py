@@ -25,8 +25,14 @@ NO_KEY = Idempotency("test", None)
 ALICE, BOB, CAROL = 1_001, 1_002, 1_003
 RGB = "rgb:CJkb4YZw-jRiz2sk-~PARPio-wtVYI1c-XAEYCqO-wTfvRZ8"
 LEDGER_TABLES = (
-    "virtual_nodes", "virtual_transactions", "user_utxos", "ln_user_balances",
-    "ln_user_transactions", "system_balances", "outbox", "idempotency_keys",
+    "virtual_nodes",
+    "virtual_transactions",
+    "user_utxos",
+    "ln_user_balances",
+    "ln_user_transactions",
+    "system_balances",
+    "outbox",
+    "idempotency_keys",
 )
 
 
@@ -40,13 +46,20 @@ async def pool(fresh_db: str) -> AsyncIterator[asyncpg.Pool]:
 
 async def credit(pool: asyncpg.Pool, user: int, amount: int, asset: str = "BTC") -> LedgerAnswer:
     outcome = await admin_move(
-        pool, SIGNER, AdminCommand(AdminMove.CREDIT, user, asset, amount, "funding"), NO_KEY)
+        pool, SIGNER, AdminCommand(AdminMove.CREDIT, user, asset, amount, "funding"), NO_KEY
+    )
     assert outcome.status == 200, outcome.body
     return outcome
 
 
-async def send(pool: asyncpg.Pool, src: int, dst: int, amount: int, asset: str = "BTC",
-               idem: Idempotency = NO_KEY) -> LedgerAnswer:
+async def send(
+    pool: asyncpg.Pool,
+    src: int,
+    dst: int,
+    amount: int,
+    asset: str = "BTC",
+    idem: Idempotency = NO_KEY,
+) -> LedgerAnswer:
     return await transfer(pool, SIGNER, TransferCommand(src, dst, asset, amount, "memo"), idem)
 
 
@@ -61,14 +74,20 @@ async def snapshot(pool: asyncpg.Pool) -> dict[str, list[tuple[object, ...]]]:
 
 async def balance(pool: asyncpg.Pool, user: int, asset: str = "BTC") -> int | None:
     value = await pool.fetchval(
-        "SELECT spendable FROM ln_user_balances WHERE user_id = $1 AND asset_id = $2", user, asset)
+        "SELECT spendable FROM ln_user_balances WHERE user_id = $1 AND asset_id = $2", user, asset
+    )
     return None if value is None else int(value)
 
 
 async def unspent(pool: asyncpg.Pool, user: int, asset: str = "BTC") -> int:
-    return int(await pool.fetchval(
-        "SELECT coalesce(sum(amount), 0) FROM user_utxos "
-        "WHERE user_id = $1 AND asset_id = $2 AND spent_tx IS NULL", user, asset))
+    return int(
+        await pool.fetchval(
+            "SELECT coalesce(sum(amount), 0) FROM user_utxos "
+            "WHERE user_id = $1 AND asset_id = $2 AND spent_tx IS NULL",
+            user,
+            asset,
+        )
+    )
 
 
 @pytest.fixture
@@ -99,94 +118,224 @@ class Rule:
 
 RULES = [
     # no user balance below zero
-    Rule("spendable below zero",
-         f"UPDATE ln_user_balances SET spendable = -1 WHERE user_id = {ALICE}",
-         asyncpg.CheckViolationError, "ln_user_balances_spendable_check"),
-    Rule("pending below zero", f"UPDATE ln_user_balances SET pending = -1 WHERE user_id = {ALICE}",
-         asyncpg.CheckViolationError, "ln_user_balances_pending_check"),
-    Rule("spendable zero is fine",
-         f"UPDATE ln_user_balances SET spendable = 0 WHERE user_id = {ALICE}",
-         None),
+    Rule(
+        "spendable below zero",
+        f"UPDATE ln_user_balances SET spendable = -1 WHERE user_id = {ALICE}",
+        asyncpg.CheckViolationError,
+        "ln_user_balances_spendable_check",
+    ),
+    Rule(
+        "pending below zero",
+        f"UPDATE ln_user_balances SET pending = -1 WHERE user_id = {ALICE}",
+        asyncpg.CheckViolationError,
+        "ln_user_balances_pending_check",
+    ),
+    Rule(
+        "spendable zero is fine",
+        f"UPDATE ln_user_balances SET spendable = 0 WHERE user_id = {ALICE}",
+        None,
+    ),
     # coins are positive
-    Rule("zero coin", "INSERT INTO user_utxos (user_id, asset_id, amount, created_tx) "
-         f"VALUES ({ALICE}, 'BTC', 0, {FIRST_TX})",
-         asyncpg.CheckViolationError, "user_utxos_amount_check"),
-    Rule("negative coin", "INSERT INTO user_utxos (user_id, asset_id, amount, created_tx) "
-         f"VALUES ({ALICE}, 'BTC', -5, {FIRST_TX})",
-         asyncpg.CheckViolationError, "user_utxos_amount_check"),
-    Rule("coin for a user without node", "INSERT INTO user_utxos "
-         f"(user_id, asset_id, amount, created_tx) VALUES ({CAROL}, 'BTC', 5, {FIRST_TX})",
-         asyncpg.ForeignKeyViolationError, "user_utxos_user_id_fkey"),
-    Rule("bad outpoint", "INSERT INTO user_utxos (user_id, asset_id, amount, created_tx, outpoint) "
-         f"VALUES ({ALICE}, 'BTC', 5, {FIRST_TX}, 'abc:0')",
-         asyncpg.CheckViolationError, "user_utxos_outpoint_check"),
+    Rule(
+        "zero coin",
+        "INSERT INTO user_utxos (user_id, asset_id, amount, created_tx) "
+        f"VALUES ({ALICE}, 'BTC', 0, {FIRST_TX})",
+        asyncpg.CheckViolationError,
+        "user_utxos_amount_check",
+    ),
+    Rule(
+        "negative coin",
+        "INSERT INTO user_utxos (user_id, asset_id, amount, created_tx) "
+        f"VALUES ({ALICE}, 'BTC', -5, {FIRST_TX})",
+        asyncpg.CheckViolationError,
+        "user_utxos_amount_check",
+    ),
+    Rule(
+        "coin for a user without node",
+        "INSERT INTO user_utxos "
+        f"(user_id, asset_id, amount, created_tx) VALUES ({CAROL}, 'BTC', 5, {FIRST_TX})",
+        asyncpg.ForeignKeyViolationError,
+        "user_utxos_user_id_fkey",
+    ),
+    Rule(
+        "bad outpoint",
+        "INSERT INTO user_utxos (user_id, asset_id, amount, created_tx, outpoint) "
+        f"VALUES ({ALICE}, 'BTC', 5, {FIRST_TX}, 'abc:0')",
+        asyncpg.CheckViolationError,
+        "user_utxos_outpoint_check",
+    ),
     # a coin is spent at most once, and never deleted
-    Rule("re-spend a spent coin", f"UPDATE user_utxos SET spent_tx = {LAST_TX} "
-         f"WHERE id = {SPENT_COIN}", asyncpg.CheckViolationError, "already spent"),
-    Rule("un-spend a spent coin", f"UPDATE user_utxos SET spent_tx = NULL WHERE id = {SPENT_COIN}",
-         asyncpg.CheckViolationError, "already spent"),
-    Rule("grow a spent coin", f"UPDATE user_utxos SET amount = amount + 1 WHERE id = {SPENT_COIN}",
-         asyncpg.CheckViolationError, "already spent"),
-    Rule("delete a spent coin", f"DELETE FROM user_utxos WHERE id = {SPENT_COIN}",
-         asyncpg.CheckViolationError, "cannot be deleted"),
-    Rule("delete an unspent coin", f"DELETE FROM user_utxos WHERE id = {UNSPENT_COIN}",
-         asyncpg.CheckViolationError, "cannot be deleted"),
-    Rule("grow an unspent coin", f"UPDATE user_utxos SET amount = amount + 1 "
-         f"WHERE id = {UNSPENT_COIN}", asyncpg.CheckViolationError, "only be spent"),
-    Rule("give an unspent coin away", f"UPDATE user_utxos SET user_id = {BOB} "
-         f"WHERE id = {UNSPENT_COIN}", asyncpg.CheckViolationError, "only be spent"),
-    Rule("spend a coin and change it", f"UPDATE user_utxos SET spent_tx = {LAST_TX}, "
-         f"amount = 1 WHERE id = {UNSPENT_COIN}", asyncpg.CheckViolationError, "only be spent"),
-    Rule("spend an unspent coin once", f"UPDATE user_utxos SET spent_tx = {LAST_TX} "
-         f"WHERE id = {UNSPENT_COIN}", None),
+    Rule(
+        "re-spend a spent coin",
+        f"UPDATE user_utxos SET spent_tx = {LAST_TX} WHERE id = {SPENT_COIN}",
+        asyncpg.CheckViolationError,
+        "already spent",
+    ),
+    Rule(
+        "un-spend a spent coin",
+        f"UPDATE user_utxos SET spent_tx = NULL WHERE id = {SPENT_COIN}",
+        asyncpg.CheckViolationError,
+        "already spent",
+    ),
+    Rule(
+        "grow a spent coin",
+        f"UPDATE user_utxos SET amount = amount + 1 WHERE id = {SPENT_COIN}",
+        asyncpg.CheckViolationError,
+        "already spent",
+    ),
+    Rule(
+        "delete a spent coin",
+        f"DELETE FROM user_utxos WHERE id = {SPENT_COIN}",
+        asyncpg.CheckViolationError,
+        "cannot be deleted",
+    ),
+    Rule(
+        "delete an unspent coin",
+        f"DELETE FROM user_utxos WHERE id = {UNSPENT_COIN}",
+        asyncpg.CheckViolationError,
+        "cannot be deleted",
+    ),
+    Rule(
+        "grow an unspent coin",
+        f"UPDATE user_utxos SET amount = amount + 1 WHERE id = {UNSPENT_COIN}",
+        asyncpg.CheckViolationError,
+        "only be spent",
+    ),
+    Rule(
+        "give an unspent coin away",
+        f"UPDATE user_utxos SET user_id = {BOB} WHERE id = {UNSPENT_COIN}",
+        asyncpg.CheckViolationError,
+        "only be spent",
+    ),
+    Rule(
+        "spend a coin and change it",
+        f"UPDATE user_utxos SET spent_tx = {LAST_TX}, amount = 1 WHERE id = {UNSPENT_COIN}",
+        asyncpg.CheckViolationError,
+        "only be spent",
+    ),
+    Rule(
+        "spend an unspent coin once",
+        f"UPDATE user_utxos SET spent_tx = {LAST_TX} WHERE id = {UNSPENT_COIN}",
+        None,
+    ),
     # journal rows move a positive amount between two different accounts
-    Rule("zero journal amount", "INSERT INTO virtual_transactions "
-         f"(kind, asset_id, from_account, to_account, amount) VALUES ('transfer', 'BTC', {ALICE}, "
-         f"{BOB}, 0)", asyncpg.CheckViolationError, "virtual_transactions_amount_check"),
-    Rule("negative journal amount", "INSERT INTO virtual_transactions "
-         f"(kind, asset_id, from_account, to_account, amount) VALUES ('transfer', 'BTC', {ALICE}, "
-         f"{BOB}, -1)", asyncpg.CheckViolationError, "virtual_transactions_amount_check"),
-    Rule("journal to itself", "INSERT INTO virtual_transactions "
-         f"(kind, asset_id, from_account, to_account, amount) VALUES ('transfer', 'BTC', {ALICE}, "
-         f"{ALICE}, 1)", asyncpg.CheckViolationError, "virtual_transactions_check"),
-    Rule("journal from account 0", "INSERT INTO virtual_transactions "
-         "(kind, asset_id, from_account, to_account, amount) VALUES ('transfer', 'BTC', 0, "
-         f"{BOB}, 1)", asyncpg.CheckViolationError, "virtual_transactions_from_account_check"),
-    Rule("unknown journal kind", "INSERT INTO virtual_transactions "
-         f"(kind, asset_id, from_account, to_account, amount) VALUES ('gift', 'BTC', {ALICE}, "
-         f"{BOB}, 1)", asyncpg.CheckViolationError, "virtual_transactions_kind_check"),
-    Rule("memo too long", "INSERT INTO virtual_transactions "
-         "(kind, asset_id, from_account, to_account, amount, memo) VALUES ('transfer', 'BTC', "
-         f"{ALICE}, {BOB}, 1, repeat('m', 501))",
-         asyncpg.CheckViolationError, "virtual_transactions_memo_check"),
-    Rule("valid journal row", "INSERT INTO virtual_transactions "
-         f"(kind, asset_id, from_account, to_account, amount) VALUES ('transfer', 'BTC', {ALICE}, "
-         f"{BOB}, 1)", None),
+    Rule(
+        "zero journal amount",
+        "INSERT INTO virtual_transactions "
+        f"(kind, asset_id, from_account, to_account, amount) VALUES ('transfer', 'BTC', {ALICE}, "
+        f"{BOB}, 0)",
+        asyncpg.CheckViolationError,
+        "virtual_transactions_amount_check",
+    ),
+    Rule(
+        "negative journal amount",
+        "INSERT INTO virtual_transactions "
+        f"(kind, asset_id, from_account, to_account, amount) VALUES ('transfer', 'BTC', {ALICE}, "
+        f"{BOB}, -1)",
+        asyncpg.CheckViolationError,
+        "virtual_transactions_amount_check",
+    ),
+    Rule(
+        "journal to itself",
+        "INSERT INTO virtual_transactions "
+        f"(kind, asset_id, from_account, to_account, amount) VALUES ('transfer', 'BTC', {ALICE}, "
+        f"{ALICE}, 1)",
+        asyncpg.CheckViolationError,
+        "virtual_transactions_check",
+    ),
+    Rule(
+        "journal from account 0",
+        "INSERT INTO virtual_transactions "
+        "(kind, asset_id, from_account, to_account, amount) VALUES ('transfer', 'BTC', 0, "
+        f"{BOB}, 1)",
+        asyncpg.CheckViolationError,
+        "virtual_transactions_from_account_check",
+    ),
+    Rule(
+        "unknown journal kind",
+        "INSERT INTO virtual_transactions "
+        f"(kind, asset_id, from_account, to_account, amount) VALUES ('gift', 'BTC', {ALICE}, "
+        f"{BOB}, 1)",
+        asyncpg.CheckViolationError,
+        "virtual_transactions_kind_check",
+    ),
+    Rule(
+        "memo too long",
+        "INSERT INTO virtual_transactions "
+        "(kind, asset_id, from_account, to_account, amount, memo) VALUES ('transfer', 'BTC', "
+        f"{ALICE}, {BOB}, 1, repeat('m', 501))",
+        asyncpg.CheckViolationError,
+        "virtual_transactions_memo_check",
+    ),
+    Rule(
+        "valid journal row",
+        "INSERT INTO virtual_transactions "
+        f"(kind, asset_id, from_account, to_account, amount) VALUES ('transfer', 'BTC', {ALICE}, "
+        f"{BOB}, 1)",
+        None,
+    ),
     # virtual nodes: vn_<user id>, compressed secp256k1 pubkey in lower-case hex
-    Rule("node id of another user", "INSERT INTO virtual_nodes (user_id, node_id, pubkey) "
-         f"VALUES ({CAROL}, 'vn_{CAROL + 1}', '{PUBKEY}')",
-         asyncpg.CheckViolationError, "virtual_nodes_check"),
-    Rule("node id without prefix", "INSERT INTO virtual_nodes (user_id, node_id, pubkey) "
-         f"VALUES ({CAROL}, '{CAROL}', '{PUBKEY}')",
-         asyncpg.CheckViolationError, "virtual_nodes_check"),
-    Rule("user id zero", "INSERT INTO virtual_nodes (user_id, node_id, pubkey) "
-         f"VALUES (0, 'vn_0', '{PUBKEY}')", asyncpg.CheckViolationError, "virtual_nodes_user_id"),
-    Rule("pubkey of another node", "INSERT INTO virtual_nodes (user_id, node_id, pubkey) "
-         f"SELECT {CAROL}, 'vn_{CAROL}', pubkey FROM virtual_nodes WHERE user_id = {ALICE}",
-         asyncpg.UniqueViolationError, "virtual_nodes_pubkey_key"),
-    Rule("negative event seq", f"UPDATE virtual_nodes SET event_seq = -1 WHERE user_id = {ALICE}",
-         asyncpg.CheckViolationError, "virtual_nodes_event_seq_check"),
+    Rule(
+        "node id of another user",
+        "INSERT INTO virtual_nodes (user_id, node_id, pubkey) "
+        f"VALUES ({CAROL}, 'vn_{CAROL + 1}', '{PUBKEY}')",
+        asyncpg.CheckViolationError,
+        "virtual_nodes_check",
+    ),
+    Rule(
+        "node id without prefix",
+        "INSERT INTO virtual_nodes (user_id, node_id, pubkey) "
+        f"VALUES ({CAROL}, '{CAROL}', '{PUBKEY}')",
+        asyncpg.CheckViolationError,
+        "virtual_nodes_check",
+    ),
+    Rule(
+        "user id zero",
+        f"INSERT INTO virtual_nodes (user_id, node_id, pubkey) VALUES (0, 'vn_0', '{PUBKEY}')",
+        asyncpg.CheckViolationError,
+        "virtual_nodes_user_id",
+    ),
+    Rule(
+        "pubkey of another node",
+        "INSERT INTO virtual_nodes (user_id, node_id, pubkey) "
+        f"SELECT {CAROL}, 'vn_{CAROL}', pubkey FROM virtual_nodes WHERE user_id = {ALICE}",
+        asyncpg.UniqueViolationError,
+        "virtual_nodes_pubkey_key",
+    ),
+    Rule(
+        "negative event seq",
+        f"UPDATE virtual_nodes SET event_seq = -1 WHERE user_id = {ALICE}",
+        asyncpg.CheckViolationError,
+        "virtual_nodes_event_seq_check",
+    ),
     # outbox: one event per (user, seq), seq from 1
-    Rule("duplicate outbox seq", "INSERT INTO outbox (event_type, user_id, user_seq, payload) "
-         f"VALUES ('x', {ALICE}, 1, '{{}}')", asyncpg.UniqueViolationError,
-         "outbox_user_id_user_seq_key"),
-    Rule("outbox seq zero", "INSERT INTO outbox (event_type, user_id, user_seq, payload) "
-         f"VALUES ('x', {ALICE}, 0, '{{}}')", asyncpg.CheckViolationError, "outbox_user_seq_check"),
-    Rule("next outbox seq", "INSERT INTO outbox (event_type, user_id, user_seq, payload) "
-         f"VALUES ('x', {ALICE}, 1000, '{{}}')", None),
+    Rule(
+        "duplicate outbox seq",
+        "INSERT INTO outbox (event_type, user_id, user_seq, payload) "
+        f"VALUES ('x', {ALICE}, 1, '{{}}')",
+        asyncpg.UniqueViolationError,
+        "outbox_user_id_user_seq_key",
+    ),
+    Rule(
+        "outbox seq zero",
+        "INSERT INTO outbox (event_type, user_id, user_seq, payload) "
+        f"VALUES ('x', {ALICE}, 0, '{{}}')",
+        asyncpg.CheckViolationError,
+        "outbox_user_seq_check",
+    ),
+    Rule(
+        "next outbox seq",
+        "INSERT INTO outbox (event_type, user_id, user_seq, payload) "
+        f"VALUES ('x', {ALICE}, 1000, '{{}}')",
+        None,
+    ),
     # system accounts are negative ids
-    Rule("positive system account", "INSERT INTO system_accounts (account_id, name, description) "
-         "VALUES (7, 'seven', 'x')", asyncpg.CheckViolationError, "system_accounts_account_id"),
+    Rule(
+        "positive system account",
+        "INSERT INTO system_accounts (account_id, name, description) VALUES (7, 'seven', 'x')",
+        asyncpg.CheckViolationError,
+        "system_accounts_account_id",
+    ),
 ]
 
 
@@ -231,6 +380,7 @@ async def test_pubkey_format(pool: asyncpg.Pool, pubkey: str, accepted: bool) ->
 
 # --- vnode_transfer: refusals leave no trace ------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Refusal:
     name: str
@@ -244,16 +394,45 @@ class Refusal:
 
 REFUSALS = [
     Refusal("unknown sender", (), ALICE, 1, "BTC", 404, "unknown_user"),
-    Refusal("unknown sender, funded recipient", ((BOB, 500, "BTC"),), ALICE, 1, "BTC", 404,
-            "unknown_user"),
-    Refusal("one over the balance", ((ALICE, 1_000, "BTC"),), ALICE, 1_001, "BTC", 409,
-            "insufficient_balance"),
-    Refusal("empty after spending", ((ALICE, 1, "BTC"),), ALICE, 2, "BTC", 409,
-            "insufficient_balance"),
-    Refusal("holds BTC, sends an asset", ((ALICE, 10**9, "BTC"),), ALICE, 1, RGB, 409,
-            "insufficient_balance"),
-    Refusal("holds an asset, sends BTC", ((ALICE, 10**9, RGB),), ALICE, 1, "BTC", 409,
-            "insufficient_balance"),
+    Refusal(
+        "unknown sender, funded recipient",
+        ((BOB, 500, "BTC"),),
+        ALICE,
+        1,
+        "BTC",
+        404,
+        "unknown_user",
+    ),
+    Refusal(
+        "one over the balance",
+        ((ALICE, 1_000, "BTC"),),
+        ALICE,
+        1_001,
+        "BTC",
+        409,
+        "insufficient_balance",
+    ),
+    Refusal(
+        "empty after spending", ((ALICE, 1, "BTC"),), ALICE, 2, "BTC", 409, "insufficient_balance"
+    ),
+    Refusal(
+        "holds BTC, sends an asset",
+        ((ALICE, 10**9, "BTC"),),
+        ALICE,
+        1,
+        RGB,
+        409,
+        "insufficient_balance",
+    ),
+    Refusal(
+        "holds an asset, sends BTC",
+        ((ALICE, 10**9, RGB),),
+        ALICE,
+        1,
+        "BTC",
+        409,
+        "insufficient_balance",
+    ),
 ]
 
 
@@ -271,8 +450,11 @@ async def test_refused_transfer_leaves_no_trace(pool: asyncpg.Pool, case: Refusa
     assert not await pool.fetchval("SELECT true FROM virtual_nodes WHERE user_id = $1", CAROL)
 
 
-@pytest.mark.parametrize(("amount", "recipient"), [(0, BOB), (-5, BOB), (100, ALICE)],
-                         ids=["zero", "negative", "to self"])
+@pytest.mark.parametrize(
+    ("amount", "recipient"),
+    [(0, BOB), (-5, BOB), (100, ALICE)],
+    ids=["zero", "negative", "to self"],
+)
 async def test_impossible_transfer_raises_and_changes_nothing(
     pool: asyncpg.Pool, amount: int, recipient: int
 ) -> None:
@@ -286,12 +468,17 @@ async def test_impossible_transfer_raises_and_changes_nothing(
 
 # --- vnode_transfer: what a success writes --------------------------------------------------
 
-@pytest.mark.parametrize(("credits", "amount", "change"), [
-    ((1_000,), 1, 999),
-    ((600, 400), 700, 300),
-    ((600, 400), 1_000, 0),  # the whole balance: no change coin
-    ((1, 1, 1, 1), 3, 1),
-], ids=["one coin", "two coins", "all of it", "many small coins"])
+
+@pytest.mark.parametrize(
+    ("credits", "amount", "change"),
+    [
+        ((1_000,), 1, 999),
+        ((600, 400), 700, 300),
+        ((600, 400), 1_000, 0),  # the whole balance: no change coin
+        ((1, 1, 1, 1), 3, 1),
+    ],
+    ids=["one coin", "two coins", "all of it", "many small coins"],
+)
 async def test_transfer_writes_exactly(
     pool: asyncpg.Pool, credits: tuple[int, ...], amount: int, change: int
 ) -> None:
@@ -309,29 +496,40 @@ async def test_transfer_writes_exactly(
     assert (body["to_node_id"], body["amount_msat"], body["fee_msat"]) == ("vn_1002", amount, 0)
 
     journal = await pool.fetch("SELECT * FROM virtual_transactions WHERE id > $1", last_before)
-    assert [(r["id"], r["kind"], r["from_account"], r["to_account"], r["amount"])
-            for r in journal] == [(tx, "transfer", ALICE, BOB, amount)]
+    assert [
+        (r["id"], r["kind"], r["from_account"], r["to_account"], r["amount"]) for r in journal
+    ] == [(tx, "transfer", ALICE, BOB, amount)]
 
     history = await pool.fetch(
         "SELECT user_id, direction, amount, counterparty FROM ln_user_transactions "
-        "WHERE tx_id = $1 ORDER BY user_id", tx)
+        "WHERE tx_id = $1 ORDER BY user_id",
+        tx,
+    )
     assert [tuple(r.values()) for r in history] == [
-        (ALICE, "out", amount, "vn_1002"), (BOB, "in", amount, "vn_1001")]
+        (ALICE, "out", amount, "vn_1002"),
+        (BOB, "in", amount, "vn_1001"),
+    ]
     assert await pool.fetchval("SELECT count(*) FROM ln_user_transactions") == len(credits) + 2
 
     spent = await pool.fetch("SELECT amount FROM user_utxos WHERE spent_tx = $1", tx)
     assert sorted(r["amount"] for r in spent) == sorted(credits)  # every coin ALICE had
     created = await pool.fetch(
-        "SELECT user_id, amount FROM user_utxos WHERE created_tx = $1 ORDER BY user_id", tx)
+        "SELECT user_id, amount FROM user_utxos WHERE created_tx = $1 ORDER BY user_id", tx
+    )
     expected_created = ([(ALICE, change)] if change else []) + [(BOB, amount)]
     assert [tuple(r.values()) for r in created] == expected_created
     total_coins = await pool.fetchval("SELECT count(*) FROM user_utxos")
     assert total_coins == len(credits) + len(expected_created)
 
-    events = await pool.fetch("SELECT user_id, user_seq, event_type, payload FROM outbox "
-                              "WHERE (payload->>'transfer_id')::bigint = $1 ORDER BY user_id", tx)
+    events = await pool.fetch(
+        "SELECT user_id, user_seq, event_type, payload FROM outbox "
+        "WHERE (payload->>'transfer_id')::bigint = $1 ORDER BY user_id",
+        tx,
+    )
     assert [(r["user_id"], r["user_seq"], r["event_type"]) for r in events] == [
-        (ALICE, seq_before + 1, "transfer.completed"), (BOB, 1, "transfer.completed")]
+        (ALICE, seq_before + 1, "transfer.completed"),
+        (BOB, 1, "transfer.completed"),
+    ]
     assert await pool.fetchval("SELECT count(*) FROM outbox") == len(credits) + 2
     seqs = await pool.fetch("SELECT user_id, event_seq FROM virtual_nodes ORDER BY user_id")
     assert [tuple(r.values()) for r in seqs] == [(ALICE, seq_before + 1), (BOB, 1)]
@@ -346,13 +544,16 @@ async def test_outbox_seq_consecutive_per_user(pool: asyncpg.Pool) -> None:
     await credit(pool, BOB, 10_000)
     for src, dst in [(ALICE, BOB), (BOB, ALICE), (ALICE, CAROL), (CAROL, BOB), (BOB, ALICE)]:
         assert (await send(pool, src, dst, 100)).status == 200
-    rows = await pool.fetch("SELECT user_id, array_agg(user_seq ORDER BY id) AS seqs "
-                            "FROM outbox GROUP BY user_id ORDER BY user_id")
+    rows = await pool.fetch(
+        "SELECT user_id, array_agg(user_seq ORDER BY id) AS seqs "
+        "FROM outbox GROUP BY user_id ORDER BY user_id"
+    )
     by_user = {r["user_id"]: r["seqs"] for r in rows}
     assert by_user == {ALICE: [1, 2, 3, 4, 5], BOB: [1, 2, 3, 4, 5], CAROL: [1, 2]}
 
 
 # --- idempotency through the function -------------------------------------------------------
+
 
 async def test_idempotent_replay_runs_once(pool: asyncpg.Pool) -> None:
     await credit(pool, ALICE, 1_000)
@@ -361,18 +562,23 @@ async def test_idempotent_replay_runs_once(pool: asyncpg.Pool) -> None:
     again = await send(pool, ALICE, BOB, 300, idem=key)
     assert first.status == again.status == 200
     assert first.json() == again.json()
-    assert await pool.fetchval(
-        "SELECT count(*) FROM virtual_transactions WHERE kind = 'transfer'") == 1
+    assert (
+        await pool.fetchval("SELECT count(*) FROM virtual_transactions WHERE kind = 'transfer'")
+        == 1
+    )
     assert await balance(pool, ALICE) == 700
 
     reused = await send(pool, ALICE, BOB, 301, idem=key)
     assert reused.status == 409
     assert reused.code == "idempotency_key_reused"
     other_endpoint = await admin_move(
-        pool, SIGNER, AdminCommand(AdminMove.CREDIT, ALICE, "BTC", 300, "memo"), key)
+        pool, SIGNER, AdminCommand(AdminMove.CREDIT, ALICE, "BTC", 300, "memo"), key
+    )
     assert other_endpoint.status == 409
-    assert await pool.fetchval(
-        "SELECT count(*) FROM virtual_transactions WHERE kind = 'transfer'") == 1
+    assert (
+        await pool.fetchval("SELECT count(*) FROM virtual_transactions WHERE kind = 'transfer'")
+        == 1
+    )
     assert await balance(pool, ALICE) == 700
 
     other_owner = await send(pool, ALICE, BOB, 300, idem=Idempotency("other", "pay-1"))
@@ -399,8 +605,10 @@ async def test_idempotent_concurrent_racers_move_once(pool: asyncpg.Pool) -> Non
     outcomes = await asyncio.gather(*(send(pool, ALICE, BOB, 100, idem=key) for _ in range(10)))
     assert {o.status for o in outcomes} == {200}
     assert len({o.body for o in outcomes}) == 1
-    assert await pool.fetchval(
-        "SELECT count(*) FROM virtual_transactions WHERE kind = 'transfer'") == 1
+    assert (
+        await pool.fetchval("SELECT count(*) FROM virtual_transactions WHERE kind = 'transfer'")
+        == 1
+    )
     assert (await balance(pool, ALICE), await balance(pool, BOB)) == (900, 100)
 
 
@@ -411,11 +619,13 @@ async def test_concurrent_spenders_never_overdraw(pool: asyncpg.Pool) -> None:
     assert await balance(pool, ALICE) == 0
     assert await unspent(pool, ALICE) == 0
     received = await pool.fetchval(
-        "SELECT sum(spendable) FROM ln_user_balances WHERE user_id <> $1", ALICE)
+        "SELECT sum(spendable) FROM ln_user_balances WHERE user_id <> $1", ALICE
+    )
     assert received == 1_000
 
 
 # --- assets ---------------------------------------------------------------------------------
+
 
 async def test_rgb_asset_balances_are_separate(pool: asyncpg.Pool) -> None:
     await credit(pool, ALICE, 5_000, "BTC")
@@ -442,21 +652,33 @@ async def test_rgb_asset_balances_are_separate(pool: asyncpg.Pool) -> None:
 # --- the corruption guard -------------------------------------------------------------------
 
 TAMPERING = [
-    ("cached balance raised",
-     f"UPDATE ln_user_balances SET spendable = 1500 WHERE user_id = {ALICE}",
-     "transfer"),
-    ("cached balance lowered",
-     f"UPDATE ln_user_balances SET spendable = 500 WHERE user_id = {ALICE}",
-     "transfer"),
-    ("coin added", "INSERT INTO user_utxos (user_id, asset_id, amount, created_tx) "
-     f"VALUES ({ALICE}, 'BTC', 7, {FIRST_TX})", "transfer"),
-    ("cached balance raised, admin debit",
-     f"UPDATE ln_user_balances SET spendable = 1500 WHERE user_id = {ALICE}", "debit"),
+    (
+        "cached balance raised",
+        f"UPDATE ln_user_balances SET spendable = 1500 WHERE user_id = {ALICE}",
+        "transfer",
+    ),
+    (
+        "cached balance lowered",
+        f"UPDATE ln_user_balances SET spendable = 500 WHERE user_id = {ALICE}",
+        "transfer",
+    ),
+    (
+        "coin added",
+        "INSERT INTO user_utxos (user_id, asset_id, amount, created_tx) "
+        f"VALUES ({ALICE}, 'BTC', 7, {FIRST_TX})",
+        "transfer",
+    ),
+    (
+        "cached balance raised, admin debit",
+        f"UPDATE ln_user_balances SET spendable = 1500 WHERE user_id = {ALICE}",
+        "debit",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("tamper", "operation"), [(t[1], t[2]) for t in TAMPERING],
-                         ids=[t[0] for t in TAMPERING])
+@pytest.mark.parametrize(
+    ("tamper", "operation"), [(t[1], t[2]) for t in TAMPERING], ids=[t[0] for t in TAMPERING]
+)
 async def test_spend_refuses_corrupted_balance(
     pool: asyncpg.Pool, tamper: str, operation: str
 ) -> None:
@@ -468,8 +690,9 @@ async def test_spend_refuses_corrupted_balance(
         if operation == "transfer":
             await send(pool, ALICE, BOB, 100)
         else:
-            await admin_move(pool, SIGNER,
-                             AdminCommand(AdminMove.DEBIT, ALICE, "BTC", 100, "fix"), NO_KEY)
+            await admin_move(
+                pool, SIGNER, AdminCommand(AdminMove.DEBIT, ALICE, "BTC", 100, "fix"), NO_KEY
+            )
     assert caught.value.sqlstate == "XX001"  # data_corrupted
     assert "ledger corruption" in str(caught.value)
     assert await snapshot(pool) == before
@@ -499,7 +722,8 @@ async def test_concurrent_mix_with_new_recipients_keeps_invariants(pool: asyncpg
         "SELECT b.user_id, b.spendable, coalesce(sum(c.amount), 0) AS coins "
         "FROM ln_user_balances b LEFT JOIN user_utxos c ON c.user_id = b.user_id "
         "AND c.asset_id = b.asset_id AND c.spent_tx IS NULL GROUP BY 1, 2 "
-        "HAVING b.spendable <> coalesce(sum(c.amount), 0)")
+        "HAVING b.spendable <> coalesce(sum(c.amount), 0)"
+    )
     assert mismatched == []
     assert await pool.fetchval("SELECT sum(spendable) FROM ln_user_balances") == 200_000
     async with pool.acquire() as conn:

@@ -74,12 +74,10 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def expect_refusal(self, outcome: LedgerAnswer, user: int, asset: str, amount: int) -> None:
         if user not in self.nodes:
-            assert (outcome.status, outcome.code) == (
-                404, "unknown_user")
+            assert (outcome.status, outcome.code) == (404, "unknown_user")
         else:
             assert amount > self.balances[user, asset]
-            assert (outcome.status, outcome.code) == (
-                409, "insufficient_balance")
+            assert (outcome.status, outcome.code) == (409, "insufficient_balance")
 
     @rule(user=USERS, asset=ASSETS, amount=AMOUNTS)
     def credit(self, user: int, asset: str, amount: int) -> None:
@@ -133,8 +131,9 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @invariant()
     def balances_match_model(self) -> None:
-        rows = self.run(self.pool.fetch(
-            "SELECT user_id, asset_id, spendable, pending FROM ln_user_balances"))
+        rows = self.run(
+            self.pool.fetch("SELECT user_id, asset_id, spendable, pending FROM ln_user_balances")
+        )
         found = {(r["user_id"], r["asset_id"]): r["spendable"] for r in rows}
         assert all(r["pending"] == 0 for r in rows)
         model = {k: v for k, v in self.balances.items() if v}
@@ -144,43 +143,65 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @invariant()
     def coins_match_cached_balances(self) -> None:
-        rows = self.run(self.pool.fetch(
-            "SELECT b.user_id, b.asset_id, b.spendable, coalesce(sum(c.amount), 0) AS coins "
-            "FROM ln_user_balances b LEFT JOIN user_utxos c ON c.user_id = b.user_id "
-            "AND c.asset_id = b.asset_id AND c.spent_tx IS NULL GROUP BY 1, 2, 3"))
+        rows = self.run(
+            self.pool.fetch(
+                "SELECT b.user_id, b.asset_id, b.spendable, coalesce(sum(c.amount), 0) AS coins "
+                "FROM ln_user_balances b LEFT JOIN user_utxos c ON c.user_id = b.user_id "
+                "AND c.asset_id = b.asset_id AND c.spent_tx IS NULL GROUP BY 1, 2, 3"
+            )
+        )
         assert [(r["user_id"], r["asset_id"]) for r in rows if r["spendable"] != r["coins"]] == []
-        orphans = self.run(self.pool.fetchval(
-            "SELECT count(*) FROM user_utxos c WHERE spent_tx IS NULL AND NOT EXISTS ("
-            "SELECT 1 FROM ln_user_balances b WHERE b.user_id = c.user_id "
-            "AND b.asset_id = c.asset_id)"))
+        orphans = self.run(
+            self.pool.fetchval(
+                "SELECT count(*) FROM user_utxos c WHERE spent_tx IS NULL AND NOT EXISTS ("
+                "SELECT 1 FROM ln_user_balances b WHERE b.user_id = c.user_id "
+                "AND b.asset_id = c.asset_id)"
+            )
+        )
         assert orphans == 0
 
     @invariant()
     def conservation(self) -> None:
-        rows = self.run(self.pool.fetch(
-            "SELECT asset_id, sum(amount)::bigint AS total FROM ("
-            " SELECT asset_id, spendable + pending AS amount FROM ln_user_balances"
-            " UNION ALL SELECT asset_id, balance FROM system_balances) h GROUP BY asset_id"))
+        rows = self.run(
+            self.pool.fetch(
+                "SELECT asset_id, sum(amount)::bigint AS total FROM ("
+                " SELECT asset_id, spendable + pending AS amount FROM ln_user_balances"
+                " UNION ALL SELECT asset_id, balance FROM system_balances) h GROUP BY asset_id"
+            )
+        )
         assert {r["asset_id"]: r["total"] for r in rows if r["total"]} == {}
-        system = self.run(self.pool.fetch(
-            "SELECT asset_id, balance FROM system_balances WHERE account_id = $1", OPERATOR))
+        system = self.run(
+            self.pool.fetch(
+                "SELECT asset_id, balance FROM system_balances WHERE account_id = $1", OPERATOR
+            )
+        )
         assert {r["asset_id"]: r["balance"] for r in system if r["balance"]} == {
-            k: v for k, v in self.system.items() if v}
+            k: v for k, v in self.system.items() if v
+        }
 
     @invariant()
     def audit_clean(self) -> None:
         async def audit() -> list[object]:
             async with self.pool.acquire() as conn:
                 return list((await run_audit(conn)).differences)
+
         assert self.run(audit()) == []
 
 
 def test_ledger_matches_model(pg_server: str, template_db: str) -> None:
-    machine = type("BoundLedgerMachine", (LedgerMachine,),
-                   {"server_dsn": pg_server, "template": template_db})
-    run_state_machine_as_test(machine, settings=settings(
-        max_examples=25, stateful_step_count=20, deadline=None, database=None,
-        suppress_health_check=[HealthCheck.too_slow]))
+    machine = type(
+        "BoundLedgerMachine", (LedgerMachine,), {"server_dsn": pg_server, "template": template_db}
+    )
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=25,
+            stateful_step_count=20,
+            deadline=None,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
 
 
 def _balance_json(asset: str, value: int) -> dict[str, int]:

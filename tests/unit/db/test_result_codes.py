@@ -19,8 +19,11 @@ LITERAL = re.compile(r"'([^']*)'")
 
 
 def codes_in(sql: str) -> set[str]:
-    return {literal for expression in CODE_ASSIGNMENT.findall(sql)
-            for literal in LITERAL.findall(expression)}
+    return {
+        literal
+        for expression in CODE_ASSIGNMENT.findall(sql)
+        for literal in LITERAL.findall(expression)
+    }
 
 
 def sql_codes() -> set[str]:
@@ -30,10 +33,22 @@ def sql_codes() -> set[str]:
 def test_every_code_a_money_function_answers_is_catalogued() -> None:
     found = sql_codes()
     # The reader works: the codes the ledger is known to answer are all seen.
-    assert {"ok", "pending", "unknown_user", "insufficient_balance", "idempotency_key_reused",
-            "payment_in_progress", "invoice_already_paid", "invoice_mismatch", "self_payment",
-            "invoice_expired", "amount_required", "unknown_payment", "unknown_invoice",
-            "asset_mismatch"} <= found
+    assert {
+        "ok",
+        "pending",
+        "unknown_user",
+        "insufficient_balance",
+        "idempotency_key_reused",
+        "payment_in_progress",
+        "invoice_already_paid",
+        "invoice_mismatch",
+        "self_payment",
+        "invoice_expired",
+        "amount_required",
+        "unknown_payment",
+        "unknown_invoice",
+        "asset_mismatch",
+    } <= found
     catalogued = set(SUCCESS_STATUS) | {code.value for code in ErrorCode}
     assert found - catalogued == set()
 
@@ -45,10 +60,18 @@ def test_no_function_speaks_http(functions_file: Migration) -> None:
     assert "vnode_error(" not in sql.replace("DROP FUNCTION IF EXISTS vnode_error(", "")
 
 
-@pytest.mark.parametrize(("code", "status"), [
-    ("ok", 200), ("pending", 202), ("unknown_user", 404), ("insufficient_balance", 409),
-    ("idempotency_key_reused", 409), ("invoice_expired", 422), ("asset_mismatch", 409),
-])
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("ok", 200),
+        ("pending", 202),
+        ("unknown_user", 404),
+        ("insufficient_balance", 409),
+        ("idempotency_key_reused", 409),
+        ("invoice_expired", 422),
+        ("asset_mismatch", 409),
+    ],
+)
 def test_each_code_has_one_status(code: str, status: int) -> None:
     assert result_status(code) == status
 

@@ -15,18 +15,22 @@ from vnode.lightning.base import (
 from vnode.payments.node_errors import node_refusals
 
 
-@pytest.mark.parametrize(("raised", "refused", "code"), [
-    # the node refuses the request itself: the caller's error, as the step names it
-    (InvoiceRefused("bad invoice"), ErrorCode.INVALID_INVOICE, ErrorCode.INVALID_INVOICE),
-    (InvoiceRefused("no such asset"), ErrorCode.INVALID_ASSET_ID, ErrorCode.INVALID_ASSET_ID),
-    # anything else: nothing moved, try again later
-    (NodeLocked("locked"), ErrorCode.INVALID_INVOICE, ErrorCode.NODE_UNAVAILABLE),
-    (NodeUnreachable("timeout"), ErrorCode.INVALID_REQUEST, ErrorCode.NODE_UNAVAILABLE),
-    (PaymentNotFound("gone"), ErrorCode.INVALID_REQUEST, ErrorCode.NODE_UNAVAILABLE),
-    (NodeError("odd answer"), ErrorCode.INVALID_ASSET_ID, ErrorCode.NODE_UNAVAILABLE),
-])
-def test_node_errors_become_catalogued_refusals(raised: NodeError, refused: ErrorCode,
-                                                code: ErrorCode) -> None:
+@pytest.mark.parametrize(
+    ("raised", "refused", "code"),
+    [
+        # the node refuses the request itself: the caller's error, as the step names it
+        (InvoiceRefused("bad invoice"), ErrorCode.INVALID_INVOICE, ErrorCode.INVALID_INVOICE),
+        (InvoiceRefused("no such asset"), ErrorCode.INVALID_ASSET_ID, ErrorCode.INVALID_ASSET_ID),
+        # anything else: nothing moved, try again later
+        (NodeLocked("locked"), ErrorCode.INVALID_INVOICE, ErrorCode.NODE_UNAVAILABLE),
+        (NodeUnreachable("timeout"), ErrorCode.INVALID_REQUEST, ErrorCode.NODE_UNAVAILABLE),
+        (PaymentNotFound("gone"), ErrorCode.INVALID_REQUEST, ErrorCode.NODE_UNAVAILABLE),
+        (NodeError("odd answer"), ErrorCode.INVALID_ASSET_ID, ErrorCode.NODE_UNAVAILABLE),
+    ],
+)
+def test_node_errors_become_catalogued_refusals(
+    raised: NodeError, refused: ErrorCode, code: ErrorCode
+) -> None:
     with pytest.raises(ApiError) as caught, node_refusals(refused):
         raise raised
     assert caught.value.code is code

@@ -36,53 +36,107 @@ FRESH = STARTED + 5  # the node's record was updated during this attempt
 STALE = STARTED - SKEW_S - 60  # an earlier attempt's record
 
 
-def node_says(outcome: PaymentOutcome, *, preimage: str | None = None,
-              updated_at: int = 0) -> PaymentStatus:
+def node_says(
+    outcome: PaymentOutcome, *, preimage: str | None = None, updated_at: int = 0
+) -> PaymentStatus:
     return PaymentStatus(HASH, outcome, preimage=preimage, updated_at=updated_at)
 
 
 # node answer, invoice expires at -> verdict (docs/NODE.md, "Unknown outcomes")
 DECISIONS = [
-    ("succeeded, valid preimage", node_says(PaymentOutcome.SUCCEEDED, preimage=PREIMAGE),
-     NOT_EXPIRED, Verdict.SUCCEEDED),
-    ("succeeded, valid preimage, expired", node_says(PaymentOutcome.SUCCEEDED, preimage=PREIMAGE),
-     EXPIRED, Verdict.SUCCEEDED),
-    ("succeeded, upper-case preimage", node_says(PaymentOutcome.SUCCEEDED,
-                                                 preimage=PREIMAGE.upper()),
-     NOT_EXPIRED, Verdict.SUCCEEDED),
-    ("succeeded, no preimage", node_says(PaymentOutcome.SUCCEEDED), NOT_EXPIRED,
-     Verdict.INVALID_PREIMAGE),
-    ("succeeded, wrong preimage", node_says(PaymentOutcome.SUCCEEDED, preimage="00" * 32),
-     EXPIRED, Verdict.INVALID_PREIMAGE),
-    ("succeeded, short preimage", node_says(PaymentOutcome.SUCCEEDED, preimage=PREIMAGE[:62]),
-     NOT_EXPIRED, Verdict.INVALID_PREIMAGE),
-    ("failed during this attempt", node_says(PaymentOutcome.FAILED, updated_at=int(FRESH)),
-     NOT_EXPIRED, Verdict.FAILED),
+    (
+        "succeeded, valid preimage",
+        node_says(PaymentOutcome.SUCCEEDED, preimage=PREIMAGE),
+        NOT_EXPIRED,
+        Verdict.SUCCEEDED,
+    ),
+    (
+        "succeeded, valid preimage, expired",
+        node_says(PaymentOutcome.SUCCEEDED, preimage=PREIMAGE),
+        EXPIRED,
+        Verdict.SUCCEEDED,
+    ),
+    (
+        "succeeded, upper-case preimage",
+        node_says(PaymentOutcome.SUCCEEDED, preimage=PREIMAGE.upper()),
+        NOT_EXPIRED,
+        Verdict.SUCCEEDED,
+    ),
+    (
+        "succeeded, no preimage",
+        node_says(PaymentOutcome.SUCCEEDED),
+        NOT_EXPIRED,
+        Verdict.INVALID_PREIMAGE,
+    ),
+    (
+        "succeeded, wrong preimage",
+        node_says(PaymentOutcome.SUCCEEDED, preimage="00" * 32),
+        EXPIRED,
+        Verdict.INVALID_PREIMAGE,
+    ),
+    (
+        "succeeded, short preimage",
+        node_says(PaymentOutcome.SUCCEEDED, preimage=PREIMAGE[:62]),
+        NOT_EXPIRED,
+        Verdict.INVALID_PREIMAGE,
+    ),
+    (
+        "failed during this attempt",
+        node_says(PaymentOutcome.FAILED, updated_at=int(FRESH)),
+        NOT_EXPIRED,
+        Verdict.FAILED,
+    ),
     ("failed, no date", node_says(PaymentOutcome.FAILED), NOT_EXPIRED, Verdict.FAILED),
-    ("failed during this attempt, expired", node_says(PaymentOutcome.FAILED,
-                                                      updated_at=int(FRESH)),
-     EXPIRED, Verdict.FAILED),
-    ("stale failed", node_says(PaymentOutcome.FAILED, updated_at=int(STALE)), NOT_EXPIRED,
-     Verdict.PENDING),
-    ("stale failed, just expired", node_says(PaymentOutcome.FAILED, updated_at=int(STALE)),
-     JUST_EXPIRED, Verdict.PENDING),
-    ("stale failed, expired (M5)", node_says(PaymentOutcome.FAILED, updated_at=int(STALE)),
-     EXPIRED, Verdict.FAILED),
+    (
+        "failed during this attempt, expired",
+        node_says(PaymentOutcome.FAILED, updated_at=int(FRESH)),
+        EXPIRED,
+        Verdict.FAILED,
+    ),
+    (
+        "stale failed",
+        node_says(PaymentOutcome.FAILED, updated_at=int(STALE)),
+        NOT_EXPIRED,
+        Verdict.PENDING,
+    ),
+    (
+        "stale failed, just expired",
+        node_says(PaymentOutcome.FAILED, updated_at=int(STALE)),
+        JUST_EXPIRED,
+        Verdict.PENDING,
+    ),
+    (
+        "stale failed, expired (M5)",
+        node_says(PaymentOutcome.FAILED, updated_at=int(STALE)),
+        EXPIRED,
+        Verdict.FAILED,
+    ),
     ("pending", node_says(PaymentOutcome.PENDING), NOT_EXPIRED, Verdict.PENDING),
-    ("pending, expired: the HTLC is still out", node_says(PaymentOutcome.PENDING), EXPIRED,
-     Verdict.PENDING),
+    (
+        "pending, expired: the HTLC is still out",
+        node_says(PaymentOutcome.PENDING),
+        EXPIRED,
+        Verdict.PENDING,
+    ),
     ("unknown to the node", node_says(PaymentOutcome.UNKNOWN), NOT_EXPIRED, Verdict.PENDING),
-    ("unknown to the node, just expired", node_says(PaymentOutcome.UNKNOWN), JUST_EXPIRED,
-     Verdict.PENDING),
-    ("unknown to the node, expired", node_says(PaymentOutcome.UNKNOWN), EXPIRED,
-     Verdict.FAILED),
+    (
+        "unknown to the node, just expired",
+        node_says(PaymentOutcome.UNKNOWN),
+        JUST_EXPIRED,
+        Verdict.PENDING,
+    ),
+    ("unknown to the node, expired", node_says(PaymentOutcome.UNKNOWN), EXPIRED, Verdict.FAILED),
 ]
 
 
-@pytest.mark.parametrize(("status", "expires_at", "verdict"),
-                         [row[1:] for row in DECISIONS], ids=[row[0] for row in DECISIONS])
+@pytest.mark.parametrize(
+    ("status", "expires_at", "verdict"),
+    [row[1:] for row in DECISIONS],
+    ids=[row[0] for row in DECISIONS],
+)
 def test_node_answer_and_invoice_state_decide_the_payment(
-        status: PaymentStatus, expires_at: float, verdict: Verdict) -> None:
+    status: PaymentStatus, expires_at: float, verdict: Verdict
+) -> None:
     payment = PendingPayment(1, HASH, expires_at, STARTED)
     decision = decide(payment, status, stale_skew_s=SKEW_S, now=NOW)
     assert decision.verdict is verdict
@@ -119,12 +173,19 @@ def test_default_reserve_covers_ldk_fee_cap(amount: int) -> None:
 HORIZON_S = 2016 * 600
 
 
-def invoice(*, expiry_s: int, network: bolt11.Network = Network.REGTEST,
-            timestamp: int | None = None) -> str:
-    return bolt11.encode(network=network, amount_msat=1000, payment_hash=os.urandom(32).hex(),
-                         payment_secret=os.urandom(32).hex(),
-                         timestamp=int(time.time()) if timestamp is None else timestamp,
-                         private_key=os.urandom(32), description="t", expiry_s=expiry_s)
+def invoice(
+    *, expiry_s: int, network: bolt11.Network = Network.REGTEST, timestamp: int | None = None
+) -> str:
+    return bolt11.encode(
+        network=network,
+        amount_msat=1000,
+        payment_hash=os.urandom(32).hex(),
+        payment_secret=os.urandom(32).hex(),
+        timestamp=int(time.time()) if timestamp is None else timestamp,
+        private_key=os.urandom(32),
+        description="t",
+        expiry_s=expiry_s,
+    )
 
 
 # expiry, network -> refusal code or None (docs/NODE.md, "Invoice expiry")
@@ -138,13 +199,16 @@ CHECKS = [
 ]
 
 
-@pytest.mark.parametrize(("expiry_s", "network", "code"), [row[1:] for row in CHECKS],
-                         ids=[row[0] for row in CHECKS])
+@pytest.mark.parametrize(
+    ("expiry_s", "network", "code"), [row[1:] for row in CHECKS], ids=[row[0] for row in CHECKS]
+)
 def test_invoice_checks(expiry_s: int, network: bolt11.Network, code: ErrorCode | None) -> None:
     text = invoice(expiry_s=expiry_s, network=network)
     if code is None:
-        assert check_invoice_text(text, network=Network.REGTEST,
-                                  expiry_horizon_s=HORIZON_S).expiry_s == expiry_s
+        assert (
+            check_invoice_text(text, network=Network.REGTEST, expiry_horizon_s=HORIZON_S).expiry_s
+            == expiry_s
+        )
         return
     with pytest.raises(ApiError) as refused:
         check_invoice_text(text, network=Network.REGTEST, expiry_horizon_s=HORIZON_S)
@@ -182,9 +246,13 @@ class _Monitor:
 
 def issuer() -> InvoiceIssuer:
     # Nothing past the rules is reached: no pool, signer or node is needed.
-    return InvoiceIssuer(cast(asyncpg.Pool, None), cast(Signer, None),
-                         cast(LightningBackend, None), cast(NodeMonitor, _Monitor()),
-                         Settings.model_construct())
+    return InvoiceIssuer(
+        cast(asyncpg.Pool, None),
+        cast(Signer, None),
+        cast(LightningBackend, None),
+        cast(NodeMonitor, _Monitor()),
+        Settings.model_construct(),
+    )
 
 
 # asset, BTC carried, expiry -> refusal code or None
@@ -193,21 +261,30 @@ LN_INVOICES = [
     ("BTC, 1 msat", "BTC", 1, 3600, None),
     ("RGB, BTC defaults to the node's minimum", ASSET, None, 3600, None),
     ("RGB, the minimum BTC", ASSET, RGB_MIN_HTLC_MSAT, 3600, None),
-    ("RGB, below the minimum BTC", ASSET, RGB_MIN_HTLC_MSAT - 1, 3600,
-     ErrorCode.AMOUNT_MISMATCH),
+    ("RGB, below the minimum BTC", ASSET, RGB_MIN_HTLC_MSAT - 1, 3600, ErrorCode.AMOUNT_MISMATCH),
     ("a week", "BTC", None, WEEK_S, None),
     ("past a week", "BTC", None, WEEK_S + 1, ErrorCode.INVALID_EXPIRY),
-    ("RGB below the minimum and past a week: the amount first", ASSET, 1, WEEK_S + 1,
-     ErrorCode.AMOUNT_MISMATCH),
+    (
+        "RGB below the minimum and past a week: the amount first",
+        ASSET,
+        1,
+        WEEK_S + 1,
+        ErrorCode.AMOUNT_MISMATCH,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("asset_id", "amount_msat", "expiry_s", "code"),
-                         [row[1:] for row in LN_INVOICES], ids=[row[0] for row in LN_INVOICES])
-async def test_ln_invoice_rules(asset_id: str, amount_msat: int | None, expiry_s: int,
-                                code: ErrorCode | None) -> None:
-    command = InvoiceCommand(1, amount_msat, asset_id, None if asset_id == "BTC" else 10,
-                             None, expiry_s)
+@pytest.mark.parametrize(
+    ("asset_id", "amount_msat", "expiry_s", "code"),
+    [row[1:] for row in LN_INVOICES],
+    ids=[row[0] for row in LN_INVOICES],
+)
+async def test_ln_invoice_rules(
+    asset_id: str, amount_msat: int | None, expiry_s: int, code: ErrorCode | None
+) -> None:
+    command = InvoiceCommand(
+        1, amount_msat, asset_id, None if asset_id == "BTC" else 10, None, expiry_s
+    )
     expected: type[Exception] = _Reached if code is None else ApiError
     with pytest.raises(expected) as refused:
         await issuer().ln_invoice(command)
@@ -224,11 +301,12 @@ ASSET_INVOICES = [
 ]
 
 
-@pytest.mark.parametrize(("asset_id", "duration_s", "code"),
-                         [row[1:] for row in ASSET_INVOICES],
-                         ids=[row[0] for row in ASSET_INVOICES])
-async def test_asset_invoice_rules(asset_id: str, duration_s: int,
-                                   code: ErrorCode | None) -> None:
+@pytest.mark.parametrize(
+    ("asset_id", "duration_s", "code"),
+    [row[1:] for row in ASSET_INVOICES],
+    ids=[row[0] for row in ASSET_INVOICES],
+)
+async def test_asset_invoice_rules(asset_id: str, duration_s: int, code: ErrorCode | None) -> None:
     expected: type[Exception] = _Reached if code is None else ApiError
     with pytest.raises(expected) as refused:
         await issuer().asset_invoice(AssetInvoiceCommand(1, asset_id, duration_s))

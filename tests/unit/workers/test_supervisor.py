@@ -13,7 +13,8 @@ from vnode.workers.supervisor import Supervisor
 
 
 async def test_failures_are_counted_and_a_locked_node_only_waited_for(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     calls = {"broken": 0, "locked": 0}
 
     async def broken() -> None:
@@ -31,6 +32,7 @@ async def test_failures_are_counted_and_a_locked_node_only_waited_for(
 
         async def both_retried() -> bool:
             return calls["broken"] >= 2 and calls["locked"] >= 2
+
         await wait_until(both_retried, 10, "both steps retried")
         await supervisor.stop()
     assert supervisor.failures["broken"] >= 2 and supervisor.failures["locked"] == 0

@@ -10,5 +10,10 @@ from vnode.bot.handlers import history, receive, send, wallet
 
 def routers() -> list[Router]:
     # Commands first; the one free-text handler (an amount for an amountless invoice) last.
-    return [wallet.make_router(), send.make_router(), receive.make_router(),
-            history.make_router(), send.make_amount_router()]
+    return [
+        wallet.make_router(),
+        send.make_router(),
+        receive.make_router(),
+        history.make_router(),
+        send.make_amount_router(),
+    ]

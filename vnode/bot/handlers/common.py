@@ -11,10 +11,8 @@ from vnode.bot.context import UserError
 def sender(message: Message) -> User:
     """The person behind a command. Channel posts and anonymous admins (sender_chat set, and
     a shared placeholder user) are nobody's wallet."""
-    if message.from_user is None or message.sender_chat is not None \
-            or message.from_user.is_bot:
-        raise UserError("I only work with messages from people (not channels or anonymous "
-                        "admins).")
+    if message.from_user is None or message.sender_chat is not None or message.from_user.is_bot:
+        raise UserError("I only work with messages from people (not channels or anonymous admins).")
     return message.from_user
 
 

@@ -25,13 +25,19 @@ async def on_error(event: ErrorEvent, bot: Bot) -> None:
     elif isinstance(error, VNodeError):
         text = texts.refusal(error)
         if error.status >= 500:
-            log.warning("vnode answered %s", error.status,
-                        extra={"code": error.code, "request_id": error.request_id})
+            log.warning(
+                "vnode answered %s",
+                error.status,
+                extra={"code": error.code, "request_id": error.request_id},
+            )
     else:
         log.error("handler failed", exc_info=error)
         # After a tap, money may already have moved: never claim that nothing was sent.
-        text = texts.SOMETHING_WRONG_AFTER_TAP if event.update.callback_query \
+        text = (
+            texts.SOMETHING_WRONG_AFTER_TAP
+            if event.update.callback_query
             else texts.SOMETHING_WRONG
+        )
     await _tell(event, bot, text)
 
 

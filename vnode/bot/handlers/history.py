@@ -58,11 +58,13 @@ async def turn(query: CallbackQuery, callback_data: HistoryCallback, ctx: BotCon
         await message.edit_text(text, reply_markup=markup)
 
 
-async def _page(ctx: BotContext, key: str, user_id: int, cursors: list[str | None],
-                page: int) -> tuple[str, InlineKeyboardMarkup | None]:
+async def _page(
+    ctx: BotContext, key: str, user_id: int, cursors: list[str | None], page: int
+) -> tuple[str, InlineKeyboardMarkup | None]:
     try:
-        listing = await ctx.vnode.history(user_id, limit=ctx.settings.bot_history_page,
-                                          cursor=cursors[page])
+        listing = await ctx.vnode.history(
+            user_id, limit=ctx.settings.bot_history_page, cursor=cursors[page]
+        )
     except VNodeError as exc:
         if exc.code == "unknown_user":
             raise UserError(texts.START_FIRST) from None
@@ -72,11 +74,17 @@ async def _page(ctx: BotContext, key: str, user_id: int, cursors: list[str | Non
         await _save(ctx, key, user_id, cursors)
     buttons = []
     if page > 0:
-        buttons.append(InlineKeyboardButton(
-            text="« Newer", callback_data=HistoryCallback(key=key, page=page - 1).pack()))
+        buttons.append(
+            InlineKeyboardButton(
+                text="« Newer", callback_data=HistoryCallback(key=key, page=page - 1).pack()
+            )
+        )
     if listing.next_cursor is not None:
-        buttons.append(InlineKeyboardButton(
-            text="Older »", callback_data=HistoryCallback(key=key, page=page + 1).pack()))
+        buttons.append(
+            InlineKeyboardButton(
+                text="Older »", callback_data=HistoryCallback(key=key, page=page + 1).pack()
+            )
+        )
     markup = InlineKeyboardMarkup(inline_keyboard=[buttons]) if buttons else None
     return texts.history(list(listing.transactions), page), markup
 

@@ -35,21 +35,25 @@ async def receive(message: Message, command: CommandObject, ctx: BotContext) -> 
             if not amount_text:  # vnode refuses an RGB invoice without an amount (review L6)
                 raise UserError("Say how many units: /receive 100 rgb:...")
             units = parse_units(amount_text)
-            created = await ctx.vnode.ln_invoice(user.id, asset_id=asset_id,
-                                                 asset_amount=units, expiry_sec=expiry)
+            created = await ctx.vnode.ln_invoice(
+                user.id, asset_id=asset_id, asset_amount=units, expiry_sec=expiry
+            )
             shown = format_units(units, escape(texts.asset_label(asset_id)))
     except AmountError as exc:
         raise UserError(f"{exc}\nUsage: /receive 5000 (or /receive 100 rgb:...)") from None
     await message.answer(texts.invoice_text(created.invoice, shown, created.expires_at))
-    await message.answer_photo(BufferedInputFile(qr_png(created.invoice), "invoice.png"),
-                               caption=f"Scan to pay{f' {shown}' if shown else ''}")
+    await message.answer_photo(
+        BufferedInputFile(qr_png(created.invoice), "invoice.png"),
+        caption=f"Scan to pay{f' {shown}' if shown else ''}",
+    )
 
 
 def qr_png(invoice: str) -> bytes:
     """A QR code of the invoice; uppercase fits the alphanumeric mode, a denser code."""
     buffer = io.BytesIO()
-    segno.make(f"lightning:{invoice}".upper(), error="m").save(buffer, kind="png", scale=6,
-                                                                border=2)
+    segno.make(f"lightning:{invoice}".upper(), error="m").save(
+        buffer, kind="png", scale=6, border=2
+    )
     return buffer.getvalue()
 
 

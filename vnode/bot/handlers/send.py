@@ -56,8 +56,10 @@ def invoice_in(word: str) -> str | None:
 
 # --- /send, /tip -------------------------------------------------------------------------
 
-async def send(message: Message, command: CommandObject, ctx: BotContext,
-               state: FSMContext) -> None:
+
+async def send(
+    message: Message, command: CommandObject, ctx: BotContext, state: FSMContext
+) -> None:
     words = (command.args or "").split()
     if words and (invoice := invoice_in(words[0])) is not None:
         await _start_payment(message, invoice, ctx, state, words[1:])
@@ -66,12 +68,15 @@ async def send(message: Message, command: CommandObject, ctx: BotContext,
         amount_text, rest = take_amount(words)
         amount_msat = parse_msat(amount_text)
     except AmountError as exc:
-        raise UserError(f"{exc}\nUsage: /send 5000 @alice [memo], or reply to a message "
-                        "with /send 5000.") from None
+        raise UserError(
+            f"{exc}\nUsage: /send 5000 @alice [memo], or reply to a message with /send 5000."
+        ) from None
     replying = message.reply_to_message is not None
     # Replying, a bare number is part of the memo: only @name or vn_id names someone else.
-    explicit = rest and (rest[0].startswith("@") or (
-        looks_like_recipient(rest[0]) and not (replying and rest[0].isdigit())))
+    explicit = rest and (
+        rest[0].startswith("@")
+        or (looks_like_recipient(rest[0]) and not (replying and rest[0].isdigit()))
+    )
     if explicit:
         recipient = await resolve(rest[0], ctx)
         memo_words = rest[1:]
@@ -79,8 +84,9 @@ async def send(message: Message, command: CommandObject, ctx: BotContext,
         recipient = from_telegram(reply)
         memo_words = rest
     else:
-        raise UserError("Who to? /send 5000 @alice [memo], or reply to their message "
-                        "with /send 5000.")
+        raise UserError(
+            "Who to? /send 5000 @alice [memo], or reply to their message with /send 5000."
+        )
     await _ask_transfer(message, ctx, recipient, amount_msat, " ".join(memo_words) or None)
 
 
@@ -97,8 +103,9 @@ async def tip(message: Message, command: CommandObject, ctx: BotContext) -> None
     await _ask_transfer(message, ctx, from_telegram(reply), amount_msat, " ".join(rest) or None)
 
 
-async def _ask_transfer(message: Message, ctx: BotContext, recipient: Recipient,
-                        amount_msat: int, memo: str | None) -> None:
+async def _ask_transfer(
+    message: Message, ctx: BotContext, recipient: Recipient, amount_msat: int, memo: str | None
+) -> None:
     user = sender(message)
     if recipient.user_id == user.id:
         raise UserError("You can't send to yourself.")
@@ -106,13 +113,21 @@ async def _ask_transfer(message: Message, ctx: BotContext, recipient: Recipient,
         raise UserError(f"The memo is too long: at most {MEMO_MAX_CHARS} characters.")
     await _check_funds(ctx, user.id, amount_msat)
     action = PendingAction(
-        token=ctx.pending.new_token(), kind="transfer", user_id=user.id,
-        chat_id=message.chat.id, amount_msat=amount_msat, to_user_id=recipient.user_id,
-        to_label=recipient.label, create_recipient=recipient.create, memo=memo)
+        token=ctx.pending.new_token(),
+        kind="transfer",
+        user_id=user.id,
+        chat_id=message.chat.id,
+        amount_msat=amount_msat,
+        to_user_id=recipient.user_id,
+        to_label=recipient.label,
+        create_recipient=recipient.create,
+        memo=memo,
+    )
     await ctx.pending.put(action)
     to = texts.recipient(recipient.first_name, recipient.username, recipient.node_id)
-    await message.reply(texts.confirm_transfer(amount_msat, to, memo),
-                        reply_markup=confirm_keyboard(action.token))
+    await message.reply(
+        texts.confirm_transfer(amount_msat, to, memo), reply_markup=confirm_keyboard(action.token)
+    )
 
 
 async def _check_funds(ctx: BotContext, user_id: int, needed_msat: int) -> None:
@@ -125,14 +140,16 @@ async def _check_funds(ctx: BotContext, user_id: int, needed_msat: int) -> None:
         raise
     spendable = balance.spendable_msat or 0
     if spendable < needed_msat:
-        raise UserError(f"Not enough balance: that needs {format_msat(needed_msat)}, "
-                        f"you can spend {format_msat(spendable)}.")
+        raise UserError(
+            f"Not enough balance: that needs {format_msat(needed_msat)}, "
+            f"you can spend {format_msat(spendable)}."
+        )
 
 
 # --- /pay --------------------------------------------------------------------------------
 
-async def pay(message: Message, command: CommandObject, ctx: BotContext,
-              state: FSMContext) -> None:
+
+async def pay(message: Message, command: CommandObject, ctx: BotContext, state: FSMContext) -> None:
     words = (command.args or "").split()
     invoice = invoice_in(words[0]) if words else None
     if invoice is None:
@@ -140,8 +157,9 @@ async def pay(message: Message, command: CommandObject, ctx: BotContext,
     await _start_payment(message, invoice, ctx, state, words[1:])
 
 
-async def _start_payment(message: Message, invoice: str, ctx: BotContext, state: FSMContext,
-                         rest: list[str]) -> None:
+async def _start_payment(
+    message: Message, invoice: str, ctx: BotContext, state: FSMContext, rest: list[str]
+) -> None:
     amt_msat = None
     if rest:
         try:
@@ -152,11 +170,14 @@ async def _start_payment(message: Message, invoice: str, ctx: BotContext, state:
     if quote.amount_msat is None:
         await state.set_state(PayFlow.amount)
         await state.update_data(invoice=invoice)
-        await message.reply("This invoice has no amount. How much do you want to pay? "
-                            "(like 5000, 5k or 0.0001 btc; /cancel to stop)")
+        await message.reply(
+            "This invoice has no amount. How much do you want to pay? "
+            "(like 5000, 5k or 0.0001 btc; /cancel to stop)"
+        )
         return
-    await _ask_payment(message, ctx, invoice, amt_msat if quote.invoice_amount_msat is None
-                       else None)
+    await _ask_payment(
+        message, ctx, invoice, amt_msat if quote.invoice_amount_msat is None else None
+    )
 
 
 async def cancel_amount(message: Message, state: FSMContext) -> None:
@@ -174,29 +195,40 @@ async def amount_given(message: Message, ctx: BotContext, state: FSMContext) -> 
     await _ask_payment(message, ctx, str(data["invoice"]), amt_msat)
 
 
-async def _ask_payment(message: Message, ctx: BotContext, invoice: str,
-                       amt_msat: int | None) -> None:
+async def _ask_payment(
+    message: Message, ctx: BotContext, invoice: str, amt_msat: int | None
+) -> None:
     user = sender(message)
     quote = await ctx.vnode.decode_invoice(invoice, amt_msat=amt_msat)
     if quote.amount_msat is None:
         raise UserError("This invoice has no amount: /pay it again and give one.")
     await _check_funds(ctx, user.id, quote.total_msat or quote.amount_msat)
     action = PendingAction(
-        token=ctx.pending.new_token(), kind="payment", user_id=user.id,
-        chat_id=message.chat.id, amount_msat=quote.amount_msat, invoice=invoice,
-        amt_msat=amt_msat, payment_hash=quote.payment_hash)
+        token=ctx.pending.new_token(),
+        kind="payment",
+        user_id=user.id,
+        chat_id=message.chat.id,
+        amount_msat=quote.amount_msat,
+        invoice=invoice,
+        amt_msat=amt_msat,
+        payment_hash=quote.payment_hash,
+    )
     await ctx.pending.put(action)
     await message.reply(texts.confirm_payment(quote), reply_markup=confirm_keyboard(action.token))
 
 
 # --- the buttons -------------------------------------------------------------------------
 
+
 async def pressed(query: CallbackQuery, callback_data: ConfirmCallback, ctx: BotContext) -> None:
     message = callback_message(query)
     # Owner and "can it still be cancelled" are judged on the action as it is taken, in one
     # step: a look beforehand would be stale by the time of the take (L10 of the review).
-    taken = await ctx.pending.take(callback_data.token, query.from_user.id,
-                                   "cancelled" if callback_data.op == "no" else "confirmed")
+    taken = await ctx.pending.take(
+        callback_data.token,
+        query.from_user.id,
+        "cancelled" if callback_data.op == "no" else "confirmed",
+    )
     if taken == "not_yours":
         await _answer(query, texts.NOT_YOURS, alert=True)
         return
@@ -225,12 +257,19 @@ async def pressed(query: CallbackQuery, callback_data: ConfirmCallback, ctx: Bot
     await _show_result(query, message, text, action)
 
 
-async def _late_tap(query: CallbackQuery, message: Message | None, ctx: BotContext,
-                    token: str) -> None:
+async def _late_tap(
+    query: CallbackQuery, message: Message | None, ctx: BotContext, token: str
+) -> None:
     """A tap on an action already taken (several taps arrive together) or expired."""
     earlier = await ctx.pending.outcome(token)
-    await _answer(query, texts.EXPIRED if earlier is None else
-                  texts.CANCELLED if earlier == "cancelled" else texts.ALREADY)
+    await _answer(
+        query,
+        texts.EXPIRED
+        if earlier is None
+        else texts.CANCELLED
+        if earlier == "cancelled"
+        else texts.ALREADY,
+    )
     if message is not None and earlier is None and message.reply_markup is not None:
         with contextlib.suppress(TelegramAPIError):
             await message.edit_reply_markup(reply_markup=None)
@@ -244,8 +283,9 @@ async def _answer(query: CallbackQuery, text: str, *, alert: bool = False) -> No
         log.info("could not answer a button press: %s", exc)
 
 
-async def _show_result(query: CallbackQuery, message: Message | None, text: str,
-                       action: PendingAction) -> None:
+async def _show_result(
+    query: CallbackQuery, message: Message | None, text: str, action: PendingAction
+) -> None:
     """Money may have moved by now: if the confirmation cannot be edited, say it anew."""
     retry = retry_keyboard(action.token) if text == texts.UNREACHABLE_AMBIGUOUS else None
     if message is not None:
@@ -264,39 +304,52 @@ async def _carry_out_transfer(action: PendingAction, ctx: BotContext) -> str:
     async def transfer() -> str:
         if action.create_recipient:
             await ctx.vnode.node(to_user_id)
-        done = await ctx.vnode.transfer(action.user_id, to_user_id,
-                                        amount_msat=action.amount_msat, memo=memo,
-                                        idempotency_key=action.idempotency_key)
-        return texts.transfer_done(action.amount_msat, action.to_label or "",
-                                   done.sender_balance.balance_msat)
+        done = await ctx.vnode.transfer(
+            action.user_id,
+            to_user_id,
+            amount_msat=action.amount_msat,
+            memo=memo,
+            idempotency_key=action.idempotency_key,
+        )
+        return texts.transfer_done(
+            action.amount_msat, action.to_label or "", done.sender_balance.balance_msat
+        )
 
     return await _money_call(action, ctx, transfer)
 
 
-async def _carry_out_payment(action: PendingAction, ctx: BotContext,
-                             message: Message | None) -> str:
+async def _carry_out_payment(
+    action: PendingAction, ctx: BotContext, message: Message | None
+) -> str:
     invoice, payment_hash = action.payable()
     if message is not None:
-        await ctx.profiles.remember_payment_message(payment_hash, action.user_id,
-                                                    message.chat.id, message.message_id)
+        await ctx.profiles.remember_payment_message(
+            payment_hash, action.user_id, message.chat.id, message.message_id
+        )
 
     async def send_payment() -> str:
-        paid = await ctx.vnode.send_payment(action.user_id, invoice, amt_msat=action.amt_msat,
-                                            idempotency_key=action.idempotency_key)
+        paid = await ctx.vnode.send_payment(
+            action.user_id,
+            invoice,
+            amt_msat=action.amt_msat,
+            idempotency_key=action.idempotency_key,
+        )
         if paid.status != "pending":
             # This answer tells the end: the payment's final event will not tell it again.
             try:
                 await ctx.profiles.claim_final(payment_hash, action.user_id)
             except (OSError, asyncpg.PostgresError) as exc:  # then the event tells it too
                 log.warning("could not record a payment's end as told: %s", exc)
-        return texts.payment_result(paid.status, paid.amount_msat, paid.fee_msat,
-                                    paid.failure_reason)
+        return texts.payment_result(
+            paid.status, paid.amount_msat, paid.fee_msat, paid.failure_reason
+        )
 
     return await _money_call(action, ctx, send_payment)
 
 
-async def _money_call(action: PendingAction, ctx: BotContext,
-                      call: Callable[[], Awaitable[str]]) -> str:
+async def _money_call(
+    action: PendingAction, ctx: BotContext, call: Callable[[], Awaitable[str]]
+) -> str:
     """Run a money call; when its outcome is unknown (no answer, a 5xx, an answer we cannot
     read), retry with the same key, and if it stays unknown put the action back so that
     "Try again" can be pressed (it can only ever be carried out once)."""
@@ -306,12 +359,14 @@ async def _money_call(action: PendingAction, ctx: BotContext,
         except VNodeError as exc:
             if is_refusal(exc):
                 return texts.refusal(exc)
-            log.warning("money call outcome unknown: %s", exc.code,
-                        extra={"status": exc.status, "request_id": exc.request_id})
+            log.warning(
+                "money call outcome unknown: %s",
+                exc.code,
+                extra={"status": exc.status, "request_id": exc.request_id},
+            )
         if delay is not None:
             await asyncio.sleep(delay)
-    await ctx.pending.put(action.model_copy(update={"attempted": True}),
-                          ttl_s=ATTEMPTED_TTL_S)
+    await ctx.pending.put(action.model_copy(update={"attempted": True}), ttl_s=ATTEMPTED_TTL_S)
     return texts.UNREACHABLE_AMBIGUOUS
 
 
