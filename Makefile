@@ -35,11 +35,11 @@ run: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check vnode vnode_sim harness tests bench proving
+	$(BIN)/ruff format --check vnode vnode_sim harness tests bench proving
 	$(BIN)/mypy vnode vnode_sim harness tests
 
-# ruff format (settings in pyproject.toml). The tree is not formatted yet: that is one commit of
-# its own, later (CONTRIBUTING.md). Until then format only the files you are changing:
-# `make format FILES="vnode/cli_status.py tests/unit/test_logs.py"`.
+# ruff format (settings in pyproject.toml) of the whole tree, or of `FILES="path ..."`; `make
+# lint` fails on a file it would change.
 FILES ?= vnode vnode_sim harness tests bench proving
 format: $(STAMP)
 	$(BIN)/ruff format $(FILES)
