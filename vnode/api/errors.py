@@ -107,7 +107,15 @@ def documented_errors(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
     by_status: dict[int, list[ErrorCode]] = defaultdict(list)
     if ErrorCode.INVALID_REQUEST in codes and ErrorCode.INVALID_JSON not in codes:
         codes = (*codes, ErrorCode.INVALID_JSON)  # a body that is not JSON at all
-    for code in (*codes, ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN, ErrorCode.INTERNAL_ERROR):
+    # What any route can answer: no key or the wrong one, a body over the one limit every route
+    # shares (api/body_limit.py), and the 500 of a bug.
+    always = (
+        ErrorCode.UNAUTHORIZED,
+        ErrorCode.FORBIDDEN,
+        ErrorCode.PAYLOAD_TOO_LARGE,
+        ErrorCode.INTERNAL_ERROR,
+    )
+    for code in dict.fromkeys((*codes, *always)):
         by_status[CATALOGUE[code].status].append(code)
     return {
         status: {

@@ -81,7 +81,7 @@ async def test_openapi_documents_every_endpoint_scope_and_error(
         operation = spec["paths"][path][method.lower()]
         assert f"scope: {scope.value}" in operation["summary"], path
         assert operation.get("security"), path
-        assert {"401", "403", "500"} <= set(operation["responses"]), path
+        assert {"401", "403", "413", "500"} <= set(operation["responses"]), path
     for code in ErrorCode:
         assert f"`{code.value}`" in mentioned or code in (
             ErrorCode.NOT_FOUND,
