@@ -7,6 +7,9 @@ LOCK := requirements/dev.txt
 # `make lock` keeps the locked versions that still fit pyproject.toml; `make lock UPGRADE=1`
 # moves every package to the newest version its range allows.
 UPGRADE ?=
+# Python keeps compiled bytecode (__pycache__/, which git ignores) unless the environment says
+# not to, as some machines' do; without it every pytest process compiles the tree again (3 s).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: run test test-fast lint format lock redis bench soak chaos fuzz bot clean
 

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from hypothesis import settings
 
+from harness.postgres import DatabaseStock
 from harness.redis import RedisServer
 from tests.support import (
     ADMIN_KEY,
@@ -101,10 +102,21 @@ async def template_db(pg_server: str) -> str:
     return TEMPLATE_DB
 
 
+@pytest.fixture(scope="session")
+async def database_stock(pg_server: str, template_db: str) -> AsyncIterator[DatabaseStock]:
+    """Copies of the template made while tests await I/O, so that fresh_db seldom waits."""
+    stock = DatabaseStock(pg_server, template_db)
+    yield stock
+    await stock.close()
+
+
 @pytest.fixture
-async def fresh_db(pg_server: str, template_db: str) -> str:
-    """A database of its own, migrated, for a test that needs an otherwise empty ledger."""
-    return await create_database(pg_server, template_db)
+async def fresh_db(database_stock: DatabaseStock) -> AsyncIterator[str]:
+    """A database of its own, migrated, for a test that needs an otherwise empty ledger;
+    dropped when the test is done."""
+    dsn = await database_stock.take()
+    yield dsn
+    await database_stock.give_back(dsn)
 
 
 @pytest.fixture(scope="session")

@@ -33,8 +33,7 @@ from tests.bot.conftest import (
 )
 from tests.bot.telegram_api import FakeTelegram, SentMessage, TgUser
 from tests.support import ADMIN_KEY, VNODE, bearer, free_port, wait_until
-from vnode.bot.inbox import WebhookInbox
-from vnode.bot.notify import TryLater
+from vnode.bot.inbox import TryLater, WebhookInbox
 from vnode.bot.runtime import BotRuntime
 from vnode.domain.signing import SIGNATURE_HEADER, sign
 from vnode.events.endpoints import new_secret

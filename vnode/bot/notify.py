@@ -23,13 +23,10 @@ from aiogram.exceptions import (
 from aiogram.types import ReplyParameters
 
 from vnode.bot import texts
+from vnode.bot.inbox import TryLater
 from vnode.bot.profiles import ProfileStore
 
 log = logging.getLogger(__name__)
-
-
-class TryLater(Exception):
-    """The event could not be handled now; leave it unacknowledged to come again."""
 
 
 class Notifier:

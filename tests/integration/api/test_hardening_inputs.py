@@ -16,6 +16,7 @@ from tests.conftest import WEBHOOK_SECRET
 from tests.integration.api.test_api_transfer import balance, fund
 from tests.lightning_support import assert_audit_clean
 from tests.support import ADMIN_KEY, RGB_ASSET, bearer, new_user_id
+from vnode.bot.inbox import WebhookInbox
 from vnode.domain.signing import SIGNATURE_HEADER, SignatureError, sign, verify
 
 LIMIT = 64 * 1024  # the default VNODE_MAX_BODY_BYTES
@@ -242,11 +243,7 @@ async def test_l7_signature_huge_timestamp(anonymous: httpx.AsyncClient) -> None
         assert response.status_code == 401, (t[:10], response.text)
         assert response.json()["error"]["code"] == "invalid_signature"
 
-    # The bot's inbox verifies vnode's webhooks with the same function. Imported here, not at
-    # the top: vnode.bot loads aiogram (about 7 s of CPU here), which every test process (each
-    # pytest-xdist worker) would otherwise pay while collecting, whatever tests it then runs.
-    from vnode.bot.inbox import WebhookInbox
-
+    # The bot's inbox verifies vnode's webhooks with the same function.
     async def handle(_envelope: dict[str, Any]) -> None:
         raise AssertionError("an unsigned event must not be handled")
 
