@@ -64,6 +64,11 @@ class ErrorCode(StrEnum):
     UNKNOWN_WEBHOOK = "unknown_webhook"
     TOO_MANY_STREAMS = "too_many_streams"
     ASSET_MISMATCH = "asset_mismatch"
+    # Lightning Addresses (issue 12, part 2; docs/LNURL.md)
+    INVALID_ADDRESS_NAME = "invalid_address_name"
+    ADDRESS_RESERVED = "address_reserved"
+    ADDRESS_TAKEN = "address_taken"
+    NO_ADDRESS = "no_address"
 
 
 CATALOGUE: dict[ErrorCode, ErrorSpec] = {
@@ -154,6 +159,17 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
         "Too many event streams are open, for this API key or on this process; close one "
         "or retry later.",
     ),
+    # Lightning Addresses (issue 12, part 2; docs/LNURL.md)
+    ErrorCode.INVALID_ADDRESS_NAME: ErrorSpec(
+        422, "An address name is 1 to 64 characters of a-z, 0-9, '.', '_' and '-' (LUD-16)."
+    ),
+    ErrorCode.ADDRESS_RESERVED: ErrorSpec(422, "This address name is reserved for the service."),
+    ErrorCode.ADDRESS_TAKEN: ErrorSpec(
+        409,
+        "Another user has this address name, or gave it up recently and it is held for them "
+        "(VNODE_ADDRESS_HOLD_S).",
+    ),
+    ErrorCode.NO_ADDRESS: ErrorSpec(404, "The user has no Lightning Address."),
 }
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vnode.domain.public_url import check_public_url
 
 MIN_ADMIN_KEY_LENGTH = 24
 
@@ -86,6 +88,29 @@ class Settings(BaseSettings):
     run_workers: bool = True
     # Fault injection for crash tests only: comma-separated crash points (see vnode/faults.py).
     crash_points: str = ""
+
+    # Lightning Addresses and LNURL-pay (docs/LNURL.md). public_url is the base of every URL
+    # handed out; the addresses' domain is its host. Unset: addresses are off.
+    public_url: str | None = None
+    # The amounts an address takes (payRequest minSendable / maxSendable), msat.
+    lnurl_min_sendable_msat: int = Field(default=1_000, ge=1)
+    lnurl_max_sendable_msat: int = Field(default=10**10, ge=1)
+    # LUD-12: the longest payer's comment taken (0: none).
+    lnurl_comment_max_chars: int = Field(default=255, ge=0, le=1000)
+    # A name given up stays its former owner's this long before anyone else may claim it.
+    address_hold_s: int = Field(default=90 * 86400, ge=0)
+    lnurl_invoice_expiry_s: int = Field(default=600, ge=60, le=86400)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        return None if value is None or value == "" else check_public_url(value)
+
+    @model_validator(mode="after")
+    def _lnurl_range(self) -> Settings:
+        if self.lnurl_min_sendable_msat > self.lnurl_max_sendable_msat:
+            raise ValueError("VNODE_LNURL_MIN_SENDABLE_MSAT is above VNODE_LNURL_MAX_SENDABLE_MSAT")
+        return self
 
     @field_validator("admin_key")
     @classmethod
