@@ -4,6 +4,7 @@ conversation itself, with a strict client and the node, is tests/e2e/lnurl/."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import make_settings
+from tests.integration.api.test_response_models import Answers
 from tests.support import ADMIN_KEY, bearer, new_user_id, wait_until
 from vnode.app import create_app
 from vnode.lnurl.names import RESERVED_NAMES
@@ -33,6 +35,7 @@ async def running_app(
         async with httpx.AsyncClient(
             transport=transport, base_url="http://vnode", headers=bearer(ADMIN_KEY)
         ) as client:
+            client.app = app  # type: ignore[attr-defined]
             yield client
 
 
@@ -205,3 +208,47 @@ def test_public_url_is_https_or_loopback_http(url: str, accepted: bool, tmp_path
     else:
         with pytest.raises(ValueError, match="VNODE_PUBLIC_URL"):
             Settings(data_dir=tmp_path, public_url=url)
+
+
+async def test_racing_claims_of_one_name_have_one_winner(client: httpx.AsyncClient) -> None:
+    name = unique_name("race")
+    users = [new_user_id() for _ in range(6)]
+    answers = await asyncio.gather(*(claim(client, user, name) for user in users))
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200] + [409] * 5, [a.text for a in answers]
+    winner = next(u for u, a in zip(users, answers, strict=True) if a.status_code == 200)
+    for user in users:
+        info = await client.post("/virtual_address_info", json={"user_id": user})
+        assert info.status_code == (200 if user == winner else 404)
+
+
+async def test_racing_claims_of_one_user_leave_one_current_name(
+    client: httpx.AsyncClient,
+) -> None:
+    alice = new_user_id()
+    names = [unique_name("mine") for _ in range(5)]
+    answers = await asyncio.gather(*(claim(client, alice, name) for name in names))
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    current = (await client.post("/virtual_address_info", json={"user_id": alice})).json()
+    assert current["name"] in names
+    # Every other name is held for alice: nobody else can claim any of them.
+    for name in names:
+        assert (await claim(client, new_user_id(), name)).status_code == 409
+
+
+async def test_no_invoice_without_the_node(client: httpx.AsyncClient) -> None:
+    """This app has no node: the callback makes nothing and says so, 503 in the LUDs' words."""
+    name = unique_name()
+    assert (await claim(client, new_user_id(), name)).status_code == 200
+    response = await client.get(f"/lnurlp/{name}/callback", params={"amount": "5000"})
+    assert response.status_code == 503
+    body = response.json()
+    assert set(body) == {"status", "reason"} and body["status"] == "ERROR"
+
+
+async def test_address_answers_fit_their_model(client: httpx.AsyncClient) -> None:
+    answers = Answers(client)
+    alice = new_user_id()
+    claimed = await answers.post("/virtual_address", {"user_id": alice, "name": unique_name()})
+    assert await answers.post("/virtual_address_info", {"user_id": alice}) == claimed
+    assert set(answers.seen) == {"LightningAddress"}
