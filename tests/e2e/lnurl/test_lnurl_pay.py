@@ -30,6 +30,7 @@ from lnurl.models import (
 
 from tests.conftest import make_settings, node_settings
 from tests.integration.api.test_api_transfer import balance, fund
+from tests.integration.events.test_catalogue import check, data_of, envelopes
 from tests.lightning_support import SimControl, assert_audit_clean
 from tests.support import ADMIN_KEY, bearer, free_port, new_user_id, wait_until
 from vnode.app import create_app
@@ -107,6 +108,14 @@ async def receipts(shared_db: str, payment_hash: str) -> list[str]:
         await conn.close()
 
 
+async def events_of(shared_db: str, user_id: int) -> dict[int, list[dict[str, Any]]]:
+    conn = await asyncpg.connect(shared_db)
+    try:
+        return await envelopes(conn, user_id)
+    finally:
+        await conn.close()
+
+
 async def receipt_history(client: httpx.AsyncClient, user_id: int) -> list[dict[str, Any]]:
     page = (await client.post("/virtual_history", json={"user_id": user_id})).json()
     return [t for t in page["transactions"] if t["kind"] == "invoice_receipt"]
@@ -158,6 +167,11 @@ async def test_paid_from_outside_credited_once_and_verified(
     entries = await receipt_history(served, alice)
     assert [(e["amount_msat"], e["memo"]) for e in entries] == [(amount_msat, comment)]
     assert await balance(served, alice) == amount_msat
+    events = await events_of(shared_db, alice)
+    check(events, {alice: ["invoice.paid"]})  # valid against its schema, once
+    paid_event = data_of(events[alice], "invoice.paid")
+    assert (paid_event["comment"], paid_event["source"]) == (comment, "node")
+    assert paid_event["description"] == f"Payment to {address['address']}"
     await assert_audit_clean(shared_db)
 
 
@@ -180,6 +194,9 @@ async def test_an_internal_payer_is_settled_in_the_ledger(
     assert await balance(served, bob) == 70_000
     assert await balance(served, alice) == 30_000
     assert [e["memo"] for e in await receipt_history(served, alice)] == ["rent"]
+    events = await events_of(shared_db, alice)
+    check(events, {alice: ["invoice.paid"]})
+    assert data_of(events[alice], "invoice.paid")["comment"] == "rent"
     result = await verify(str(action.verify))
     assert (result.settled, result.preimage) == (True, None)
     again = await served.post(

@@ -16,7 +16,7 @@
 --   * A trigger: DROP TRIGGER IF EXISTS name ON table; then CREATE TRIGGER.
 
 -- One shape for invoice.paid, whether an outside payer paid through the node or a vnode user
--- paid inside the ledger.
+-- paid inside the ledger. `comment` is the payer's LNURL comment (LUD-12), NULL otherwise.
 CREATE OR REPLACE FUNCTION vnode_invoice_paid(
     inv ln_invoices, p_source text, p_from_node text, p_amount_msat bigint, p_asset_amount bigint)
 RETURNS jsonb
@@ -27,7 +27,8 @@ LANGUAGE sql STABLE AS $$
         'from_node_id', p_from_node,
         'amount_msat', p_amount_msat, 'amount_sats', p_amount_msat / 1000,
         'asset_id', inv.asset_id, 'asset_amount', p_asset_amount,
-        'description', inv.description, 'created_at', vnode_ts(now()))
+        'description', inv.description, 'comment', inv.comment,
+        'created_at', vnode_ts(now()))
 $$;
 
 -- Flow 3: the node received a payment for one of our invoices; credit its owner once, with
