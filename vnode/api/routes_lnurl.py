@@ -19,8 +19,8 @@ from vnode.api.deps import ReadKey, ReceiveKey, Services, ServicesDep
 from vnode.api.errors import documented_errors
 from vnode.api.models import LightningAddress, documented
 from vnode.api.responses import answer_response, json_response
-from vnode.api.schemas import AddressBody, UserBody
-from vnode.errors import ErrorCode
+from vnode.api.schemas import AddressBody, ErrorBody, UserBody
+from vnode.errors import CATALOGUE, ErrorCode
 from vnode.lnurl import service
 from vnode.lnurl.service import Addresses, LnurlPay, LnurlRefusal
 from vnode.lnurl.wire import LudError, PayAction, PayRequest, Verify
@@ -29,6 +29,16 @@ from vnode.payments.receive import InvoiceIssuer
 router = APIRouter(tags=["lightning addresses"])
 
 _PUBLIC: dict[str, Any] = {"security": []}
+# What any route can answer in vnode's own shape, before or around the handler: a body over
+# the one limit (api/body_limit.py), the 500 of a bug, and (in name only: every parameter is a
+# plain string) the 422 FastAPI would otherwise document in a shape vnode never sends.
+_ALWAYS: dict[int | str, dict[str, Any]] = {
+    CATALOGUE[code].status: {
+        "model": ErrorBody,
+        "description": f"`{code.value}`: {CATALOGUE[code].description}",
+    }
+    for code in (ErrorCode.INVALID_REQUEST, ErrorCode.PAYLOAD_TOO_LARGE, ErrorCode.INTERNAL_ERROR)
+}
 _LUD_ERROR = {
     "model": LudError,
     "description": '`{"status": "ERROR", "reason"}`: 200 for a refusal of the request '
@@ -104,7 +114,7 @@ async def virtual_address_info(body: UserBody, _key: ReadKey, services: Services
     "(msat), `metadata` (a JSON string with `text/plain` and `text/identifier`, the same at "
     "every request) and, when comments are taken, `commentAllowed` (LUD-12).",
     openapi_extra=_PUBLIC,
-    responses={200: {"model": PayRequest}, 404: _LUD_ERROR},
+    responses={200: {"model": PayRequest | LudError}, 404: _LUD_ERROR, **_ALWAYS},
 )
 async def well_known_lnurlp(name: str, services: ServicesDep) -> Response:
     try:
@@ -122,7 +132,12 @@ async def well_known_lnurlp(name: str, services: ServicesDep) -> Response:
     "`pr`, an invoice for exactly `amount` msat whose description hash is the SHA-256 of "
     "the payRequest's metadata, `routes` (empty) and LUD-21's `verify` URL.",
     openapi_extra=_PUBLIC,
-    responses={200: {"model": PayAction}, 404: _LUD_ERROR, 503: _LUD_ERROR},
+    responses={
+        200: {"model": PayAction | LudError},
+        404: _LUD_ERROR,
+        503: _LUD_ERROR,
+        **_ALWAYS,
+    },
 )
 async def lnurlp_callback(
     name: str, services: ServicesDep, amount: str | None = None, comment: str | None = None
@@ -141,7 +156,7 @@ async def lnurlp_callback(
     "the node (null before, and for a payment settled inside the ledger by another vnode "
     'user); `{"status": "ERROR", "reason": "Not found"}` for any other hash.',
     openapi_extra=_PUBLIC,
-    responses={200: {"model": Verify}, 404: _LUD_ERROR},
+    responses={200: {"model": Verify | LudError}, 404: _LUD_ERROR, **_ALWAYS},
 )
 async def lnurlp_verify(payment_hash: str, services: ServicesDep) -> Response:
     try:
