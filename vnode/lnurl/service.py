@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from dataclasses import dataclass
 
 import asyncpg
 
@@ -39,13 +38,14 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 NOT_FOUND = "Not found"  # LUD-21's reason for an unknown invoice
 
 
-@dataclass(frozen=True)
 class LnurlRefusal(Exception):
     """An LNURL refusal: `reason` for the payer's wallet, `status` the HTTP status (200 for the
     payer's mistakes, as wallets read the reason only from a 2xx answer)."""
 
-    reason: str
-    status: int = 200
+    def __init__(self, reason: str, status: int = 200) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
 
 
 def sendable_range(settings: Settings, user_id: int) -> tuple[int, int]:
