@@ -53,7 +53,7 @@ def _refused(refusal: LnurlRefusal) -> Response:
 
 
 def _addresses(services: Services) -> Addresses:
-    return Addresses(services.pool, services.signer, services.settings)
+    return Addresses(services.pool, services.settings)
 
 
 def _pay(services: Services) -> LnurlPay:
@@ -67,7 +67,8 @@ def _pay(services: Services) -> LnurlPay:
     "/virtual_address",
     summary="Claim a Lightning Address for a user (scope: receive)",
     description="`name` (1 to 64 of a-z, 0-9, `.`, `_`, `-`; case-insensitive, stored "
-    "lower-case) becomes `name@<host of VNODE_PUBLIC_URL>`. A user has one address: claiming "
+    "lower-case) becomes `name@<host of VNODE_PUBLIC_URL>` for a user whose node exists "
+    "(`POST /virtual_node`). A user has one address: claiming "
     "another gives the old name up, but it stays theirs (it still receives for them, and only "
     "they may take it back) for VNODE_ADDRESS_HOLD_S before anyone else may claim it. "
     "Claiming the name one has changes nothing. Answers the address, its LNURL and URL.",
@@ -79,6 +80,7 @@ def _pay(services: Services) -> LnurlPay:
             ErrorCode.INVALID_ADDRESS_NAME,
             ErrorCode.ADDRESS_RESERVED,
             ErrorCode.ADDRESS_TAKEN,
+            ErrorCode.UNKNOWN_USER,
             ErrorCode.NOT_CONFIGURED,
         ),
     },

@@ -18,9 +18,7 @@ import asyncpg
 
 from vnode.domain.ids import BTC
 from vnode.errors import ApiError, ErrorCode
-from vnode.keys import Signer
 from vnode.ledger.calls import LedgerAnswer
-from vnode.ledger.nodes import ensure_node
 from vnode.lightning.base import LightningBackend, NodeError, PaymentOutcome
 from vnode.lnurl import store
 from vnode.lnurl.links import AddressLinks, verify_url
@@ -78,9 +76,8 @@ def address_document(settings: Settings, row: dict[str, object]) -> dict[str, ob
 class Addresses:
     """Names: claim (one current per user; the old one held for them) and read."""
 
-    def __init__(self, pool: asyncpg.Pool, signer: Signer, settings: Settings) -> None:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
         self.pool = pool
-        self.signer = signer
         self.settings = settings
 
     async def claim(self, user_id: int, name: str) -> LedgerAnswer:
@@ -91,7 +88,7 @@ class Addresses:
         except NameRefused as exc:
             code = ErrorCode.ADDRESS_RESERVED if exc.reserved else ErrorCode.INVALID_ADDRESS_NAME
             raise ApiError(code, str(exc)) from None
-        await ensure_node(self.pool, self.signer, user_id)
+        # The user's node must exist (unknown_user otherwise): a refused claim creates nothing.
         return await store.claim(self.pool, user_id, canonical, self.settings.address_hold_s)
 
     async def show(self, user_id: int) -> dict[str, object]:

@@ -78,6 +78,7 @@ def sim(sim_node: str) -> SimControl:
 
 async def address_of(client: httpx.AsyncClient, user_id: int) -> dict[str, Any]:
     name = f"Pay-{secrets.token_hex(4)}"
+    assert (await client.post("/virtual_node", json={"user_id": user_id})).status_code == 200
     response = await client.post("/virtual_address", json={"user_id": user_id, "name": name})
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
@@ -272,3 +273,23 @@ async def test_the_strict_client_refuses_nothing_we_send(served: httpx.AsyncClie
     status = (await served.get(action["verify"].removeprefix(str(served.base_url)))).json()
     assert set(status) == {"status", "settled", "preimage", "pr"}
     LnurlPayVerifyResponse(**status)
+
+
+async def test_a_name_given_up_still_pays_its_former_owner(served: httpx.AsyncClient) -> None:
+    """During the hold, payers who still use the old address pay its former owner, and the
+    name cannot be claimed by someone else to catch those payments."""
+    alice, mallory, payer = new_user_id(), new_user_id(), new_user_id()
+    old = await address_of(served, alice)
+    await address_of(served, alice)  # alice moves to a new name
+    await served.post("/virtual_node", json={"user_id": mallory})
+    taken = await served.post("/virtual_address", json={"user_id": mallory, "name": old["name"]})
+    assert taken.status_code == 409
+    await fund(served, payer, 50_000)
+    action = await lnurl.execute_pay_request(await pay_request(old), 12_000)
+    assert isinstance(action, LnurlPayActionResponse)
+    paid = await served.post(
+        "/virtual_sendpayment", json={"user_id": payer, "invoice": str(action.pr)}
+    )
+    assert paid.status_code == 200, paid.text
+    assert await balance(served, alice) == 12_000
+    assert await balance(served, mallory) == 0

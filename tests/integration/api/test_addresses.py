@@ -52,7 +52,20 @@ def unique_name(prefix: str = "user") -> str:
 
 
 async def claim(client: httpx.AsyncClient, user_id: int, name: str) -> httpx.Response:
+    """The user's node first (a claim needs it), then the claim."""
+    assert (await client.post("/virtual_node", json={"user_id": user_id})).status_code == 200
     return await client.post("/virtual_address", json={"user_id": user_id, "name": name})
+
+
+async def test_a_user_without_a_node_gets_nothing(client: httpx.AsyncClient) -> None:
+    """A refused claim changes nothing: no node is made for it."""
+    stranger = new_user_id()
+    body = {"user_id": stranger, "name": unique_name()}
+    response = await client.post("/virtual_address", json=body)
+    assert response.status_code == 404 and response.json()["error"]["code"] == "unknown_user"
+    balances = await client.post("/virtual_balances", json={"user_id": stranger})
+    assert balances.status_code == 404
+    assert (await client.get(f"/.well-known/lnurlp/{body['name']}")).json()["status"] == "ERROR"
 
 
 async def test_a_claimed_name_is_the_users_address(client: httpx.AsyncClient) -> None:
@@ -249,6 +262,7 @@ async def test_no_invoice_without_the_node(client: httpx.AsyncClient) -> None:
 async def test_address_answers_fit_their_model(client: httpx.AsyncClient) -> None:
     answers = Answers(client)
     alice = new_user_id()
+    await client.post("/virtual_node", json={"user_id": alice})
     claimed = await answers.post("/virtual_address", {"user_id": alice, "name": unique_name()})
     assert await answers.post("/virtual_address_info", {"user_id": alice}) == claimed
     assert set(answers.seen) == {"LightningAddress"}
