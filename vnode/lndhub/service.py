@@ -319,11 +319,16 @@ def _page(limit: object, offset: object) -> tuple[int, int]:
     return (MAX_PAGE if not size else min(size, MAX_PAGE)), skip
 
 
-def _memo(invoice_text: str) -> str:
+def _read_invoice(invoice_text: str) -> bolt11.Invoice | None:
     try:
-        return bolt11.decode(invoice_text).description or ""
+        return bolt11.decode(invoice_text)
     except bolt11.InvoiceError:
-        return ""
+        return None
+
+
+def _memo(invoice_text: str) -> str:
+    decoded = _read_invoice(invoice_text)
+    return "" if decoded is None else decoded.description or ""
 
 
 def _tx(row: asyncpg.Record) -> dict[str, object]:
@@ -353,6 +358,11 @@ def _tx(row: asyncpg.Record) -> dict[str, object]:
 
 def _user_invoice(row: asyncpg.Record) -> dict[str, object]:
     amount_msat = row["amount_msat"] or row["received_msat"] or 0
+    # The invoice's own timestamp and expiry, so `timestamp + expire_time` (what BlueWallet
+    # computes) is exactly when the invoice expires.
+    decoded = _read_invoice(row["invoice"])
+    timestamp = row["created_s"] if decoded is None else decoded.timestamp
+    expiry = row["expires_s"] - timestamp if decoded is None else decoded.expiry_s
     return {
         "r_hash": wire.buffer(row["payment_hash"]),
         "payment_hash": row["payment_hash"],
@@ -361,10 +371,10 @@ def _user_invoice(row: asyncpg.Record) -> dict[str, object]:
         "description": row["description"] or "",
         "amt": wire.sats_floor(int(amount_msat)),
         "ispaid": row["status"] == "paid",
-        "expire_time": max(0, row["expires_s"] - row["created_s"]),  # relative, as clients read it
-        "timestamp": row["created_s"],
+        "expire_time": max(0, expiry),  # relative seconds, as clients read it
+        "timestamp": timestamp,
         "type": "user_invoice",
-        "add_index": str(row["created_s"]),
+        "add_index": str(timestamp),
     }
 
 
