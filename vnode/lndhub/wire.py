@@ -123,10 +123,10 @@ def token_of(authorization: str | None) -> str | None:
     sends it without the scheme; the original hub strips `Bearer `)."""
     if authorization is None:
         return None
-    value = authorization.strip()
-    if value[:7].lower() == "bearer ":
-        value = value[7:].strip()
-    return value or None
+    parts = authorization.split(None, 1)
+    if parts and parts[0].lower() == "bearer":
+        parts = parts[1:]
+    return parts[0].strip() if parts else None
 
 
 def integer(value: object, field: str, *, required: bool = False) -> int | None:

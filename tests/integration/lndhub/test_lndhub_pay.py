@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 
 import asyncpg
 import httpx
@@ -213,3 +214,52 @@ async def test_payinvoice_argument_refusals(
     self_pay = await wallet.payinvoice(own)
     assert self_pay.status_code == 400 and self_pay.json()["code"] == 8
     assert await wallet.balance_sats() == 100
+
+
+async def test_payinvoice_answers_in_flight_by_its_deadline_and_the_payment_goes_on(
+    app_client: httpx.AsyncClient,
+    anonymous: httpx.AsyncClient,
+    sim: SimControl,
+    shared_conn: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = app_client.app.state.services.settings  # type: ignore[attr-defined]
+    # Shorter than the payment path's own wait (payment_wait_s, 3 s in the tests), so the
+    # answer comes from /payinvoice's deadline while the payment is still being waited for.
+    monkeypatch.setattr(settings, "lndhub_pay_wait_s", 0.5)
+    _, wallet = await new_wallet(app_client, anonymous, funded_msat=1_000_000)
+    await sim.faults(next_payment="hold")
+    invoice = await sim.invoice(70_000)
+    payment_hash = bolt11.decode(invoice).payment_hash
+    started = time.monotonic()
+    answer = await wallet.payinvoice(invoice)
+    assert time.monotonic() - started < 2.5
+    assert answer.status_code == 202 and answer.json()["code"] == 9, answer.text
+    assert [r["status"] for r in await payment_rows(shared_conn, payment_hash)] == ["pending"]
+    await sim.release(payment_hash, "succeed")
+
+    async def paid() -> bool:
+        return (await wallet.payinvoice(invoice)).status_code == 200
+
+    await wait_until(paid, 15, "the payment to answer paid")
+    assert [r["status"] for r in await payment_rows(shared_conn, payment_hash)] == ["succeeded"]
+
+
+async def test_gettxs_pages_past_100(
+    app_client: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    _, alice = await new_wallet(app_client, anonymous, funded_msat=1_000_000)
+    _, bob = await new_wallet(app_client, anonymous, style="zeus")
+    for i in range(105):
+        invoice = (await bob.addinvoice(1 + i % 3, f"item {i}"))["payment_request"]
+        assert (await alice.payinvoice(invoice)).status_code == 200
+    everything = (await alice.get("/gettxs")).json()
+    assert len(everything) == 105
+    assert everything[0]["memo"] == "item 104" and everything[-1]["memo"] == "item 0"
+    pages = []
+    for offset in range(0, 105, 40):
+        pages.extend((await alice.get("/gettxs", {"limit": 40, "offset": offset})).json())
+    assert pages == everything
+    assert (await alice.get("/gettxs", {"limit": 10, "offset": 0})).json() == everything[:10]
+    assert (await alice.get("/gettxs", {"limit": 10, "offset": 100})).json() == everything[100:]
+    assert sum(tx["value"] for tx in everything) == 1_000 - await alice.balance_sats()
