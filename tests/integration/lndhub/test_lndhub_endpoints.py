@@ -183,3 +183,45 @@ async def test_balance_is_what_can_be_spent_now(
         return await wallet.balance_sats() == 1000
 
     await wait_until(refunded, 15, "the failed payment to be refunded")
+
+
+async def test_openapi_documents_every_lndhub_operation(app_client: httpx.AsyncClient) -> None:
+    spec = (await app_client.get("/openapi.json")).json()
+    operations = {
+        (method, path): operation
+        for path, item in spec["paths"].items()
+        if path.startswith("/lndhub/")
+        for method, operation in item.items()
+    }
+    expected = {
+        ("post", "/lndhub/create"),
+        ("post", "/lndhub/auth"),
+        ("post", "/lndhub/addinvoice"),
+        ("post", "/lndhub/payinvoice"),
+        *(
+            ("get", f"/lndhub/{name}")
+            for name in (
+                "balance",
+                "gettxs",
+                "getuserinvoices",
+                "getinfo",
+                "getpending",
+                "getbtc",
+                "checkpayment/{payment_hash}",
+                "decodeinvoice",
+                "checkrouteinvoice",
+            )
+        ),
+    }
+    assert set(operations) == expected
+    for (method, path), operation in operations.items():
+        responses = operation["responses"]
+        assert "413" in responses, path
+        if path not in ("/lndhub/create", "/lndhub/auth"):
+            assert {"200", "401"} <= set(responses), (method, path)
+        errors = [r for status, r in responses.items() if status >= "400"]
+        assert all("LndHubErrorBody" in str(r) for r in errors), path
+    pay = operations[("post", "/lndhub/payinvoice")]["responses"]
+    assert {"200", "202", "400", "401", "403", "409", "503"} <= set(pay)
+    account = spec["paths"]["/virtual_lndhub_account"]["post"]
+    assert "scope: spend" in account["summary"] and account.get("security")
