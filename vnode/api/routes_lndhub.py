@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vnode.api.deps import ServicesDep, SpendKey
 from vnode.api.errors import documented_errors
+from vnode.api.models import LndHubAccount, documented
 from vnode.api.responses import json_response
 from vnode.api.schemas import UserId
 from vnode.errors import ErrorCode
@@ -130,7 +131,7 @@ class LndHubAccountBody(BaseModel):
     "`lndhub://login:password@<VNODE_PUBLIC_URL>/lndhub` string BlueWallet, Zeus and Alby import.",
     tags=["lndhub"],
     responses={
-        **_ok(models.LndHubAccount),
+        **documented(LndHubAccount),
         **documented_errors(ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_USER_ID),
     },
 )

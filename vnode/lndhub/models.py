@@ -36,14 +36,6 @@ class InTransit(LndHubErrorBody):
     payment_hash: Buffer
 
 
-class LndHubAccount(_Model):
-    user_id: int
-    scope: Literal["spend", "invoice"]
-    login: str
-    password: str = Field(description="shown once; only its hash is kept")
-    url: str = Field(description="lndhub://login:password@<public url>/lndhub")
-
-
 class Tokens(_Model):
     access_token: str
     refresh_token: str

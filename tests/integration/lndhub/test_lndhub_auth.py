@@ -14,6 +14,7 @@ from tests.lightning_support import SimControl
 from tests.support import ADMIN_KEY, bearer, new_user_id, wait_until
 from vnode.apikeys import Scope
 from vnode.app import create_app
+from vnode.client import VNodeClient, VNodeError
 from vnode.lndhub import credentials
 
 
@@ -232,3 +233,25 @@ async def test_virtual_lndhub_account_needs_spend_and_a_valid_body(
         response = await app_client.post("/virtual_lndhub_account", json=body)
         assert response.status_code in (400, 422), body
         assert "code" in response.json()["error"]
+
+
+async def test_typed_client_issues_and_rotates_credentials(
+    app_client: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    transport = httpx.ASGITransport(app=app_client.app)  # type: ignore[attr-defined]
+    user = new_user_id()
+    async with VNodeClient("http://vnode", ADMIN_KEY, transport=transport) as vnode:
+        first = await vnode.lndhub_account(user)
+        assert first.user_id == user and first.scope == "spend"
+        assert first.url.startswith(f"lndhub://{first.login}:{first.password}@")
+        wallet = Wallet(anonymous, first.login, first.password)
+        await wallet.authorize()
+        pos = await vnode.lndhub_account(str(user), scope="invoice")
+        assert pos.scope == "invoice" and pos.login != first.login
+        assert await wallet.balance_sats() == 0  # another scope's account: no rotation
+        rotated = await vnode.lndhub_account(user)
+        assert rotated.login != first.login
+        assert (await wallet.get("/balance")).status_code == 401
+        with pytest.raises(VNodeError) as refused:
+            await vnode.lndhub_account(user, scope="admin")
+        assert (refused.value.status, refused.value.code) == (422, "invalid_request")
