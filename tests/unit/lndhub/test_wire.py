@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vnode.errors import CATALOGUE, ErrorCode
 from vnode.lndhub import credentials, wire
@@ -105,3 +107,29 @@ def test_passwords_are_salted_scrypt_and_tokens_sha256() -> None:
     assert len(credentials.token_hash(credentials.new_token())) == 32
     login = credentials.new_login()
     assert len(login) == 20 and not {":", "@"} & set(login + password)
+
+
+@given(
+    raw=st.binary(max_size=300),
+    content_type=st.sampled_from(
+        [None, "application/json", "application/x-www-form-urlencoded", "text/plain", ""]
+    ),
+)
+def test_any_body_is_an_object_or_bad_arguments(raw: bytes, content_type: str | None) -> None:
+    """No body a client sends can make anything but a 400 code 8 (never a 500)."""
+    try:
+        parsed = wire.parse_body(raw, content_type)
+    except LndHubError as refused:
+        assert (refused.status, refused.code) == (400, wire.BAD_ARGUMENTS)
+    else:
+        assert isinstance(parsed, dict)
+
+
+@given(value=st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=30)))
+def test_any_number_field_is_a_number_or_bad_arguments(value: object) -> None:
+    try:
+        number = wire.integer(value, "amt")
+    except LndHubError as refused:
+        assert refused.code == wire.BAD_ARGUMENTS
+    else:
+        assert number is None or 0 <= number < 2**53
