@@ -15,6 +15,7 @@ from vnode.api import (
     routes_admin,
     routes_events,
     routes_ledger,
+    routes_lndhub,
     routes_lnurl,  # Lightning Addresses (issue 12, part 2)
     routes_ops,
     routes_payments,
@@ -136,6 +137,9 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(routes_ops.router)
     app.include_router(routes_events.router)
     app.include_router(routes_webhooks.router)
+    # LndHub (issue 12): its routes, and its paths tidied before routing.
+    app.add_middleware(routes_lndhub.LndHubPaths)
+    app.include_router(routes_lndhub.router)
     app.include_router(routes_lnurl.router)  # Lightning Addresses (issue 12, part 2)
     return app
 

@@ -39,6 +39,7 @@ from vnode.api.models import (
     HistoryPage,
     InvoiceQuote,
     LightningAddress,
+    LndHubAccount,
     LnInvoice,
     Payment,
     Readiness,
@@ -378,6 +379,13 @@ class VNodeClient:
             asset_id=asset_id,
             asset_amount=asset_amount,
             reason=reason,
+        )
+
+    async def lndhub_account(self, user_id: UserId, scope: str = "spend") -> LndHubAccount:
+        """Create or rotate the user's LndHub credentials of `scope` ("spend" or "invoice");
+        rotating revokes every token issued before (scope: spend)."""
+        return await self._call(
+            LndHubAccount, "/virtual_lndhub_account", user_id=user_id, scope=scope
         )
 
     async def ready(self) -> Readiness:

@@ -88,10 +88,19 @@ class Settings(BaseSettings):
     run_workers: bool = True
     # Fault injection for crash tests only: comma-separated crash points (see vnode/faults.py).
     crash_points: str = ""
-
-    # Lightning Addresses and LNURL-pay (docs/LNURL.md). public_url is the base of every URL
-    # handed out; the addresses' domain is its host. Unset: addresses are off.
+    # LndHub API (/lndhub, issue 12): token lifetimes as lndhub.go's defaults (2 days access,
+    # 7 days refresh), and how long /payinvoice waits before answering "pending" (Zeus gives
+    # up after 30 s; the issue asks for 25 s at most).
+    lndhub_access_token_s: int = Field(default=2 * 86400, ge=1)
+    lndhub_refresh_token_s: int = Field(default=7 * 86400, ge=1)
+    lndhub_pay_wait_s: float = Field(default=20.0, gt=0, le=25)
+    # The public base URL of this service (https://host[/path]; plain http only for a loopback
+    # host): the base of every URL handed out, lndhub:// URIs and LNURL-pay's (docs/LNURL.md),
+    # and through its host the Lightning Addresses' domain. Unset: addresses are off, and
+    # lndhub:// URIs name the URL the request came to.
     public_url: str | None = None
+
+    # Lightning Addresses and LNURL-pay (docs/LNURL.md).
     # The amounts an address takes (payRequest minSendable / maxSendable), msat.
     lnurl_min_sendable_msat: int = Field(default=1_000, ge=1)
     lnurl_max_sendable_msat: int = Field(default=10**10, ge=1)

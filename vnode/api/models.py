@@ -282,3 +282,14 @@ def documented(answer: type[Answer]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for a 200 answer of this model. Documentation only: FastAPI neither
     validates nor re-encodes the Response a route returns, so the body's bytes stay as built."""
     return {200: {"model": answer}}
+
+
+class LndHubAccount(Answer):
+    """POST /virtual_lndhub_account: a user's LndHub credentials (issue 12). The password is
+    shown only here; `url` is what BlueWallet, Zeus and Alby import (docs/WALLETS.md)."""
+
+    user_id: int
+    scope: Literal["spend", "invoice"]
+    login: str
+    password: str
+    url: str
