@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+# LNURL (LUD-01) is bech32 without BOLT 11's length limit: the reader's own encoder, as the
+# sim's signer uses it (vnode_sim/bolt11.py), rather than a second copy.
 from vnode.lightning.bolt11 import _bech32_encode, _bytes_to_words
 
 WELL_KNOWN_PATH = "/.well-known/lnurlp/"

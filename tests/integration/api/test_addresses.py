@@ -266,3 +266,24 @@ async def test_address_answers_fit_their_model(client: httpx.AsyncClient) -> Non
     claimed = await answers.post("/virtual_address", {"user_id": alice, "name": unique_name()})
     assert await answers.post("/virtual_address_info", {"user_id": alice}) == claimed
     assert set(answers.seen) == {"LightningAddress"}
+
+
+async def test_without_comments_the_payrequest_offers_none(shared_db: str, tmp_path: Path) -> None:
+    async with running_app(shared_db, tmp_path, lnurl_comment_max_chars=0) as client:
+        name = unique_name()
+        assert (await claim(client, new_user_id(), name)).status_code == 200
+        body = (await client.get(f"/.well-known/lnurlp/{name}")).json()
+        assert "commentAllowed" not in body and body["tag"] == "payRequest"
+        refused = await client.get(
+            f"/lnurlp/{name}/callback", params={"amount": "5000", "comment": "hi"}
+        )
+        assert refused.status_code == 200
+        assert refused.json() == {
+            "status": "ERROR",
+            "reason": "Got a comment with 2 characters, but can only accept 0",
+        }
+
+
+def test_the_sendable_range_must_be_a_range(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="VNODE_LNURL_MIN_SENDABLE_MSAT"):
+        Settings(data_dir=tmp_path, lnurl_min_sendable_msat=2000, lnurl_max_sendable_msat=1000)
