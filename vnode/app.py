@@ -32,6 +32,7 @@ from vnode.keys import SoftwareSigner, load_or_create_seed
 from vnode.lightning.base import LightningBackend
 from vnode.lightning.monitor import NodeMonitor, NodeState
 from vnode.lightning.registry import create_backend
+from vnode.limits.store import defaults_from_settings, write_defaults
 from vnode.logs import configure_logging
 from vnode.metrics import Metrics
 from vnode.payments.send import PaymentSender
@@ -76,6 +77,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
                 applied = await migrate(conn)
             if applied:
                 log.info("migrations applied", extra={"migrations": [m.name for m in applied]})
+            # Per-user limits: this process's VNODE_LIMIT_* become the defaults (docs/LIMITS.md).
+            await write_defaults(pool, defaults_from_settings(settings))
             admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
             keys = KeyVerifier(pool, admin_key, settings.api_key_cache_s)
             await keys.start()

@@ -37,15 +37,21 @@ _HTTP_CODES = {
 
 
 def error_response(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    fields: Mapping[str, object] | None = None,
 ) -> Response:
-    body = {"error": {"code": code, "message": message}, "request_id": request_id_var.get()}
+    """`fields`: a refusal's data beside code and message (limit_exceeded's limit, headroom)."""
+    error = {"code": code, "message": message, **(fields or {})}
+    body = {"error": error, "request_id": request_id_var.get()}
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
 
 def api_error_response(error: ApiError) -> Response:
     headers = {"WWW-Authenticate": "Bearer"} if error.code is ErrorCode.UNAUTHORIZED else None
-    return error_response(error.status, error.code.value, error.message, headers)
+    return error_response(error.status, error.code.value, error.message, headers, error.fields)
 
 
 def _validation_code(error: dict[str, Any]) -> ErrorCode:

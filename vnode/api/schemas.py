@@ -199,6 +199,12 @@ class HistoryBody(_Body):
 class ErrorDetail(BaseModel):
     code: str
     message: str
+    # Only with limit_exceeded (docs/LIMITS.md): which limit refused, and its figures in msat.
+    limit: str | None = None
+    limit_msat: int | None = None
+    used_msat: int | None = None
+    amount_msat: int | None = None
+    headroom_msat: int | None = None
 
 
 class ErrorBody(BaseModel):
