@@ -15,6 +15,7 @@ from vnode.api import (
     routes_admin,
     routes_events,
     routes_ledger,
+    routes_limits,
     routes_ops,
     routes_payments,
     routes_webhooks,
@@ -138,6 +139,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(routes_ops.router)
     app.include_router(routes_events.router)
     app.include_router(routes_webhooks.router)
+    app.include_router(routes_limits.router)
     return app
 
 
