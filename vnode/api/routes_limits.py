@@ -13,32 +13,10 @@ from vnode.api.deps import AdminKey, ServicesDep
 from vnode.api.errors import documented_errors
 from vnode.api.responses import json_response
 from vnode.api.schemas import LimitsBody, UserId
-from vnode.domain.ids import node_id
 from vnode.errors import ErrorCode
 from vnode.limits import store
 
 router = APIRouter(prefix="/admin", tags=["admin"])
-
-
-def limits_answer(found: store.UserLimits) -> models.UserLimits:
-    """The API's view of a user's limits (also `vnode limits show`)."""
-    usage = found.usage
-    return models.UserLimits(
-        user_id=found.user_id,
-        node_id=node_id(found.user_id),
-        effective=models.LimitValues(**found.effective.as_dict()),
-        overrides=models.LimitValues(**found.overrides.as_dict()),
-        defaults=models.LimitValues(**found.defaults.as_dict()),
-        usage=models.LimitUsage(
-            sent_24h_msat=usage.sent_24h_msat,
-            sent_30d_msat=usage.sent_30d_msat,
-            received_24h_msat=usage.received_24h_msat,
-            received_30d_msat=usage.received_30d_msat,
-            balance_msat=usage.balance_msat,
-        ),
-        send_headroom_msat=found.send_headroom_msat(),
-        receive_headroom_msat=found.receive_headroom_msat(),
-    )
 
 
 @router.post(
@@ -57,7 +35,7 @@ def limits_answer(found: store.UserLimits) -> models.UserLimits:
 )
 async def set_limits(body: LimitsBody, _key: AdminKey, services: ServicesDep) -> Response:
     found = await store.set_overrides(services.pool, body.user_id, body.changes())
-    return json_response(limits_answer(found).model_dump(mode="json"))
+    return json_response(store.limits_answer(found).model_dump(mode="json"))
 
 
 @router.get(
@@ -74,4 +52,4 @@ async def show_limits(
     services: ServicesDep,
 ) -> Response:
     found = await store.user_limits(services.pool, user_id)
-    return json_response(limits_answer(found).model_dump(mode="json"))
+    return json_response(store.limits_answer(found).model_dump(mode="json"))

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from vnode.api import models
 from vnode.db.pool import DbConnection
+from vnode.domain.ids import node_id
 from vnode.limits.refusal import LIMIT_NAMES, LimitRefusal, Limits
 from vnode.settings import Settings
 
@@ -168,3 +170,24 @@ async def receive_refusal(
     if row is None or row["code"] is None:
         return None
     return LimitRefusal.from_detail(row["detail"])
+
+
+def limits_answer(found: UserLimits) -> models.UserLimits:
+    """The API's view of a user's limits (GET /admin/limits/{user_id}, `vnode limits show`)."""
+    usage = found.usage
+    return models.UserLimits(
+        user_id=found.user_id,
+        node_id=node_id(found.user_id),
+        effective=models.LimitValues(**found.effective.as_dict()),
+        overrides=models.LimitValues(**found.overrides.as_dict()),
+        defaults=models.LimitValues(**found.defaults.as_dict()),
+        usage=models.LimitUsage(
+            sent_24h_msat=usage.sent_24h_msat,
+            sent_30d_msat=usage.sent_30d_msat,
+            received_24h_msat=usage.received_24h_msat,
+            received_30d_msat=usage.received_30d_msat,
+            balance_msat=usage.balance_msat,
+        ),
+        send_headroom_msat=found.send_headroom_msat(),
+        receive_headroom_msat=found.receive_headroom_msat(),
+    )
