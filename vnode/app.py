@@ -33,6 +33,7 @@ from vnode.keys import SoftwareSigner, load_or_create_seed
 from vnode.lightning.base import LightningBackend
 from vnode.lightning.monitor import NodeMonitor, NodeState
 from vnode.lightning.registry import create_backend
+from vnode.limits.rate import RateLimiter
 from vnode.limits.store import defaults_from_settings, write_defaults
 from vnode.logs import configure_logging
 from vnode.metrics import Metrics
@@ -98,6 +99,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
                 monitor,
                 PaymentSender(pool, backend, monitor, settings),
                 supervisor,
+                rate=RateLimiter.from_settings(pool, settings),
             )
             dispatcher = _dispatcher(settings, pool)
             stack.push_async_callback(dispatcher.close)

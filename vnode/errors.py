@@ -67,6 +67,7 @@ class ErrorCode(StrEnum):
     ASSET_MISMATCH = "asset_mismatch"
     # Per-user limits (issue 12, docs/LIMITS.md).
     LIMIT_EXCEEDED = "limit_exceeded"
+    RATE_LIMITED = "rate_limited"
 
 
 CATALOGUE: dict[ErrorCode, ErrorSpec] = {
@@ -163,6 +164,11 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
         "A per-user limit refuses this amount (the error names the limit and the headroom "
         "left); nothing moved.",
     ),
+    ErrorCode.RATE_LIMITED: ErrorSpec(
+        429,
+        "Too many requests for this API key or account; nothing was done: retry after the "
+        "Retry-After header's seconds.",
+    ),
 }
 
 
@@ -185,10 +191,12 @@ class ApiError(Exception):
         code: ErrorCode,
         message: str | None = None,
         fields: Mapping[str, object] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.code = code
         self.status = CATALOGUE[code].status
         self.message = message or CATALOGUE[code].description
         # A refusal's data beside code and message (limit_exceeded: the limit and headroom).
         self.fields = dict(fields or {})
+        self.headers = dict(headers or {})  # rate_limited: Retry-After
         super().__init__(f"{code.value}: {self.message}")

@@ -159,3 +159,36 @@ BEGIN
                                      p_amount_msat);
     END IF;
 END $$;
+
+-- Rate limits: take one token from the bucket p_key (at most p_burst tokens, refilled at
+-- p_per_s a second). Answers 0 when a token was taken, else the seconds until one will be
+-- there (nothing taken). One upsert: concurrent callers, from any number of processes,
+-- serialise on the bucket's row. clock_timestamp(): the database's clock, the same for all.
+CREATE OR REPLACE FUNCTION vnode_rate_take(
+    p_key text, p_burst double precision, p_per_s double precision)
+RETURNS double precision
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_now timestamptz := clock_timestamp();
+    v_tokens double precision;
+BEGIN
+    IF p_burst < 1 OR p_per_s <= 0 THEN
+        RAISE EXCEPTION 'a rate limit needs a burst of at least 1 and a positive rate';
+    END IF;
+    INSERT INTO rate_buckets AS b (key, tokens, updated_at)
+    VALUES (p_key, p_burst - 1, v_now)
+    ON CONFLICT (key) DO UPDATE
+    SET tokens = least(p_burst, b.tokens
+                       + greatest(extract(epoch FROM v_now - b.updated_at), 0) * p_per_s) - 1,
+        updated_at = v_now
+    WHERE least(p_burst, b.tokens
+                + greatest(extract(epoch FROM v_now - b.updated_at), 0) * p_per_s) >= 1
+    RETURNING b.tokens INTO v_tokens;
+    IF FOUND THEN
+        RETURN 0;
+    END IF;
+    SELECT least(p_burst, b.tokens
+                 + greatest(extract(epoch FROM v_now - b.updated_at), 0) * p_per_s)
+    INTO v_tokens FROM rate_buckets b WHERE b.key = p_key;
+    RETURN greatest((1 - v_tokens) / p_per_s, 0.001);
+END $$;

@@ -19,3 +19,12 @@ CREATE TABLE user_limits (
     fee_max_msat        bigint CHECK (fee_max_msat >= 0),
     updated_at          timestamptz NOT NULL DEFAULT now()
 );
+
+-- Rate limits (docs/LIMITS.md, "Rate limits"): one token bucket per API key or LndHub account,
+-- shared by every vnode process on this database. UNLOGGED: a crash empties it, which only
+-- refills every bucket; it is not worth a WAL write per request.
+CREATE UNLOGGED TABLE rate_buckets (
+    key         text PRIMARY KEY,
+    tokens      double precision NOT NULL,
+    updated_at  timestamptz NOT NULL
+);
