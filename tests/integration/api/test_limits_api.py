@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import make_settings, node_settings
+from tests.lightning_support import SimControl
 from tests.support import ADMIN_KEY, bearer, new_user_id
 from vnode.apikeys import Scope
 from vnode.app import create_app
@@ -174,6 +175,42 @@ async def test_amountless_invoice_refused_only_without_any_headroom(
         1_000,
         0,
     )
+
+
+async def test_external_payment_refused_by_send_and_fee_limits(
+    app_client: httpx.AsyncClient, sim_node: str, shared_conn: asyncpg.Connection
+) -> None:
+    """Refused in vnode_payment_reserve, before the node is asked to pay: no payment row, no
+    money held."""
+    sim, alice = SimControl(sim_node), new_user_id()
+    await fund(app_client, alice, 10_000_000)
+    await set_limits(app_client, alice, fee_max_msat=10_000, send_max_msat=200_000)
+    invoice = await sim.invoice(100_000)
+    response = await app_client.post(
+        "/virtual_sendpayment", json={"user_id": alice, "invoice": invoice}
+    )
+    error = limit_error(response)
+    # The default reserve is 50 sat + 1 %: 51,000 msat for 100,000 msat.
+    assert (error["limit"], error["amount_msat"], error["headroom_msat"]) == (
+        "fee_max_msat",
+        51_000,
+        10_000,
+    )
+    big = await sim.invoice(300_000)
+    error = limit_error(
+        await app_client.post("/virtual_sendpayment", json={"user_id": alice, "invoice": big})
+    )
+    assert (error["limit"], error["limit_msat"]) == ("send_max_msat", 200_000)
+    payments = "SELECT count(*) FROM ln_payments WHERE user_id = $1"
+    assert await shared_conn.fetchval(payments, alice) == 0
+    spendable = "SELECT spendable FROM ln_user_balances WHERE user_id = $1 AND asset_id = 'BTC'"
+    assert await shared_conn.fetchval(spendable, alice) == 10_000_000
+    # Within both limits it is paid.
+    await set_limits(app_client, alice, fee_max_msat=None)
+    paid = await app_client.post(
+        "/virtual_sendpayment", json={"user_id": alice, "invoice": invoice}
+    )
+    assert paid.status_code == 200 and paid.json()["status"] == "succeeded", paid.text
 
 
 # --- server defaults from settings: an app of its own, on a database of its own ------------
