@@ -374,3 +374,21 @@ async def test_concurrent_payments_and_transfers_share_the_limit(pool: asyncpg.P
     assert len(passed) == 4, [a.code for a in answers]
     assert {a.code for a in answers} - {"ok", "pending"} == {"limit_exceeded"}
     assert (await user_limits(pool, ALICE)).usage.sent_24h_msat == 2_000
+
+
+async def test_volumes_skip_history_older_than_the_window(pool: asyncpg.Pool) -> None:
+    """The sums start above the newest row older than the window by an hour (the floor); rows
+    just inside the window, and rows within the hour's margin, are still summed right."""
+    await credit(pool, ALICE, 10**9)
+    for _ in range(30):
+        assert (await send(pool, ALICE, BOB, 1_000)).code == "ok"
+    await age_history(pool, ALICE, 24 * 40)  # far outside: below the floor
+    assert (await send(pool, ALICE, BOB, 7)).code == "ok"
+    await age_history(pool, ALICE, 24 * 30 - 2)  # the 7: 30 d - 2 h ago, still inside
+    assert (await send(pool, ALICE, BOB, 500)).code == "ok"
+    usage = (await user_limits(pool, ALICE)).usage
+    assert (usage.sent_24h_msat, usage.sent_30d_msat) == (500, 507)
+    await age_history(pool, ALICE, 2.5)  # the 7: 30 d + 30 min ago, out, inside the margin
+    assert (await send(pool, ALICE, BOB, 20)).code == "ok"
+    usage = (await user_limits(pool, ALICE)).usage
+    assert (usage.sent_24h_msat, usage.sent_30d_msat) == (520, 520)

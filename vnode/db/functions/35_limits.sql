@@ -48,31 +48,46 @@ $$;
 -- succeeded, by their amount (fees have their own limit). Received: transfers in and invoice
 -- receipts (from outside and from other users). Operator credits and refunds are not volume.
 -- numeric: a sum of bigints may exceed bigint.
+--
+-- Cost: the rows of the window only, not the user's whole history. Both tables are indexed by
+-- (user_id, id DESC), not by time, so each sum starts above a floor: the newest row of the
+-- user older than the window by an hour. Ids grow with insertion and created_at is the
+-- inserting transaction's start, so every row below that floor was inserted before it and is
+-- older than the window, as long as no transaction writing these tables runs for an hour (the
+-- money functions take milliseconds).
 CREATE OR REPLACE FUNCTION vnode_limit_volumes(
     p_user bigint, p_dir text, OUT day_msat numeric, OUT month_msat numeric)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v_day timestamptz := now() - interval '24 hours';
     v_month timestamptz := now() - interval '30 days';
+    v_floor bigint;
     v_pay_day numeric;
     v_pay_month numeric;
 BEGIN
     IF p_dir NOT IN ('send', 'receive') THEN
         RAISE EXCEPTION 'a limit direction is send or receive, not %', p_dir;
     END IF;
+    SELECT t.id INTO v_floor FROM ln_user_transactions t
+    WHERE t.user_id = p_user AND t.created_at < v_month - interval '1 hour'
+    ORDER BY t.id DESC LIMIT 1;
     SELECT coalesce(sum(t.amount) FILTER (WHERE t.created_at >= v_day), 0),
            coalesce(sum(t.amount), 0)
     INTO day_msat, month_msat
     FROM ln_user_transactions t
-    WHERE t.user_id = p_user AND t.asset_id = 'BTC' AND t.created_at >= v_month
+    WHERE t.user_id = p_user AND t.id > coalesce(v_floor, 0) AND t.created_at >= v_month
+      AND t.asset_id = 'BTC'
       AND CASE p_dir WHEN 'send' THEN t.direction = 'out' AND t.kind = 'transfer'
                      ELSE t.direction = 'in' AND t.kind IN ('transfer', 'invoice_receipt') END;
     IF p_dir = 'send' THEN
+        SELECT p.id INTO v_floor FROM ln_payments p
+        WHERE p.user_id = p_user AND p.created_at < v_month - interval '1 hour'
+        ORDER BY p.id DESC LIMIT 1;
         SELECT coalesce(sum(p.amount_msat) FILTER (WHERE p.created_at >= v_day), 0),
                coalesce(sum(p.amount_msat), 0)
         INTO v_pay_day, v_pay_month
         FROM ln_payments p
-        WHERE p.user_id = p_user AND p.created_at >= v_month
+        WHERE p.user_id = p_user AND p.id > coalesce(v_floor, 0) AND p.created_at >= v_month
           AND p.status IN ('pending', 'succeeded');
         day_msat := day_msat + v_pay_day;
         month_msat := month_msat + v_pay_month;
