@@ -199,12 +199,16 @@ class HistoryBody(_Body):
 class ErrorDetail(BaseModel):
     code: str
     message: str
-    # Only with limit_exceeded (docs/LIMITS.md): which limit refused, and its figures in msat.
+    # Only with limit_exceeded (docs/LIMITS.md): which limit refused, whose ("self" or
+    # "recipient"), and, for the user's own, its figures in msat.
     limit: str | None = None
+    party: str | None = None
     limit_msat: int | None = None
     used_msat: int | None = None
     amount_msat: int | None = None
     headroom_msat: int | None = None
+    # Only with rate_limited: the seconds to wait, as in the Retry-After header.
+    retry_after_s: int | None = None
 
 
 class ErrorBody(BaseModel):

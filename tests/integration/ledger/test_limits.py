@@ -162,7 +162,11 @@ async def test_receive_max_refuses_the_transfer_to_the_recipient(pool: asyncpg.P
     await credit(pool, BOB, 1)
     await set_overrides(pool, BOB, {"receive_max_msat": 500})
     found = await refused_without_trace(pool, send(pool, ALICE, BOB, 501))
-    assert found == LimitRefusal("receive_max_msat", 500, 0, 501, 500)
+    assert found == LimitRefusal("receive_max_msat", None, None, 501, None, "recipient")
+    # The figures are the recipient's own: the sender is not told them; the user is.
+    assert await receive_refusal(pool, BOB, 501) == LimitRefusal(
+        "receive_max_msat", 500, 0, 501, 500
+    )
     assert (await send(pool, ALICE, BOB, 500)).code == "ok"
 
 
@@ -171,9 +175,13 @@ async def test_balance_ceiling_counts_the_balance_held(pool: asyncpg.Pool) -> No
     await credit(pool, BOB, 700)
     await set_overrides(pool, BOB, {"balance_max_msat": 1_000})
     found = await refused_without_trace(pool, send(pool, ALICE, BOB, 301))
-    assert found == LimitRefusal("balance_max_msat", 1_000, 700, 301, 300)
+    assert found == LimitRefusal("balance_max_msat", None, None, 301, None, "recipient")
+    assert await receive_refusal(pool, BOB, 301) == LimitRefusal(
+        "balance_max_msat", 1_000, 700, 301, 300
+    )
     assert (await send(pool, ALICE, BOB, 300)).code == "ok"
-    assert refusal(await send(pool, ALICE, BOB, 1)).headroom_msat == 0
+    assert refusal(await send(pool, ALICE, BOB, 1)).limit == "balance_max_msat"
+    assert (await user_limits(pool, BOB)).receive_headroom_msat() == 0
 
 
 async def test_send_24h_counts_past_volume_plus_this_amount(pool: asyncpg.Pool) -> None:
@@ -201,16 +209,41 @@ async def test_send_30d_counts_the_month_not_only_the_day(pool: asyncpg.Pool) ->
     assert (await send(pool, ALICE, BOB, 1_000)).code == "ok"
 
 
+async def test_a_refused_transfer_does_not_tell_the_recipients_balance(
+    pool: asyncpg.Pool,
+) -> None:
+    """With a balance ceiling, the recipient's used figure is their balance: a sender probing
+    with a transfer that is bound to be refused learns only which limit refused it."""
+    await credit(pool, ALICE, 10**9)
+    await credit(pool, BOB, 123_456)
+    await write_defaults(pool, Limits(balance_max_msat=1_000_000))
+    answer = await send(pool, ALICE, BOB, 10**8)
+    error = answer.json()["error"]
+    assert error == {
+        "code": "limit_exceeded",
+        "message": "100000000 msat is over the recipient's balance_max_msat limit",
+        "limit": "balance_max_msat",
+        "party": "recipient",
+        "amount_msat": 10**8,
+    }
+    assert "123456" not in answer.body and "876544" not in answer.body
+
+
 async def test_receive_volumes_count_transfers_in(pool: asyncpg.Pool) -> None:
     await credit(pool, ALICE, 10_000)
     await credit(pool, BOB, 1)
     await set_overrides(pool, BOB, {"receive_24h_msat": 1_000, "receive_30d_msat": 1_200})
     assert (await send(pool, ALICE, BOB, 900)).code == "ok"
     found = await refused_without_trace(pool, send(pool, ALICE, BOB, 101))
-    assert found == LimitRefusal("receive_24h_msat", 1_000, 900, 101, 100)
+    assert (found.limit, found.party) == ("receive_24h_msat", "recipient")
+    assert await receive_refusal(pool, BOB, 101) == LimitRefusal(
+        "receive_24h_msat", 1_000, 900, 101, 100
+    )
     await age_history(pool, BOB, 30)
-    found = refusal(await send(pool, ALICE, BOB, 301))
-    assert found == LimitRefusal("receive_30d_msat", 1_200, 900, 301, 300)
+    assert refusal(await send(pool, ALICE, BOB, 301)).limit == "receive_30d_msat"
+    assert await receive_refusal(pool, BOB, 301) == LimitRefusal(
+        "receive_30d_msat", 1_200, 900, 301, 300
+    )
     assert (await send(pool, ALICE, BOB, 300)).code == "ok"
 
 
@@ -317,7 +350,7 @@ async def test_internal_payment_checks_payer_send_and_payee_receive(pool: asyncp
     bills = [await invoice(pool, BOB, amount) for amount in (7_001, 5_001, 3_000)]
     assert refusal(await internal_pay(pool, ALICE, bills[0])).limit == "send_max_msat"
     found = await refused_without_trace(pool, internal_pay(pool, ALICE, bills[1]))
-    assert found == LimitRefusal("receive_24h_msat", 5_000, 0, 5_001, 5_000)
+    assert found == LimitRefusal("receive_24h_msat", None, None, 5_001, None, "recipient")
     assert (await internal_pay(pool, ALICE, bills[2])).code == "ok"
     # Both sides' volumes moved: the payee's receipt and the payer's payment.
     bob, alice = await user_limits(pool, BOB), await user_limits(pool, ALICE)

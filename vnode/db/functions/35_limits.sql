@@ -95,16 +95,30 @@ BEGIN
 END $$;
 
 -- A refusal's detail: a JSON object naming the limit, its value, what was already used of it,
--- the amount asked for and the headroom left (limit - used, never below 0). vnode/limits/
--- refusal.py reads it into the answer's error object.
+-- the amount asked for and the headroom left (limit - used, never below 0); party 'self': the
+-- limit is the caller's user's own. vnode/limits/refusal.py reads it into the answer's error
+-- object.
 CREATE OR REPLACE FUNCTION vnode_limit_detail(
     p_limit text, p_limit_msat bigint, p_used_msat numeric, p_amount_msat bigint)
 RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
     SELECT jsonb_build_object(
-        'limit', p_limit, 'limit_msat', p_limit_msat, 'used_msat', p_used_msat,
+        'limit', p_limit, 'party', 'self', 'limit_msat', p_limit_msat, 'used_msat', p_used_msat,
         'amount_msat', p_amount_msat,
         'headroom_msat', greatest(p_limit_msat - p_used_msat, 0))::text
+$$;
+
+-- A refusal by the recipient's receive limits, as the payer is told it: which limit, and that
+-- it is the recipient's, but none of the recipient's figures. The used amount of
+-- balance_max_msat is the recipient's balance, and the headroom gives it away with the limit:
+-- a refused transfer, which changes nothing, must not be a way to read another user's balance
+-- or volume. NULL stays NULL (no refusal).
+CREATE OR REPLACE FUNCTION vnode_limit_for_payer(p_detail text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT jsonb_build_object(
+        'limit', d ->> 'limit', 'party', 'recipient', 'amount_msat', d -> 'amount_msat')::text
+    FROM (SELECT p_detail::jsonb AS d) AS refusal
+    WHERE p_detail IS NOT NULL
 $$;
 
 -- The check: may p_user send (p_dir 'send', with a fee of at most p_fee_msat) or receive

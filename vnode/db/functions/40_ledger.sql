@@ -219,7 +219,7 @@ BEGIN
         SELECT c.code, c.detail INTO code, detail
         FROM vnode_limit_check(p_from, 'send', p_amount, 0) c;
         IF code IS NULL THEN
-            SELECT c.code, c.detail INTO code, detail
+            SELECT c.code, vnode_limit_for_payer(c.detail) INTO code, detail
             FROM vnode_limit_check(p_to, 'receive', p_amount, 0) c;
         END IF;
         IF code IS NULL AND NOT v_to_found THEN
@@ -230,7 +230,7 @@ BEGIN
             VALUES (p_to, v_to_node, p_to_pubkey) ON CONFLICT (user_id) DO NOTHING;
             IF NOT FOUND THEN
                 PERFORM 1 FROM virtual_nodes WHERE user_id = p_to FOR UPDATE;
-                SELECT c.code, c.detail INTO code, detail
+                SELECT c.code, vnode_limit_for_payer(c.detail) INTO code, detail
                 FROM vnode_limit_check(p_to, 'receive', p_amount, 0) c;
             END IF;
             v_to_found := true;

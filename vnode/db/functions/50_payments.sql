@@ -283,7 +283,7 @@ BEGIN
             SELECT c.code, c.detail INTO code, detail
             FROM vnode_limit_check(p_payer, 'send', v_amount, 0) c;
             IF code IS NULL THEN
-                SELECT c.code, c.detail INTO code, detail
+                SELECT c.code, vnode_limit_for_payer(c.detail) INTO code, detail
                 FROM vnode_limit_check(inv.user_id, 'receive', v_amount, 0) c;
             END IF;
         END IF;
