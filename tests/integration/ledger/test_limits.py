@@ -425,3 +425,19 @@ async def test_volumes_skip_history_older_than_the_window(pool: asyncpg.Pool) ->
     assert (await send(pool, ALICE, BOB, 20)).code == "ok"
     usage = (await user_limits(pool, ALICE)).usage
     assert (usage.sent_24h_msat, usage.sent_30d_msat) == (520, 520)
+
+
+@pytest.mark.parametrize(
+    ("sql", "constraint"),
+    [
+        ("INSERT INTO user_limits (user_id, send_max_msat) VALUES (5, -1)", "send_max_msat"),
+        ("INSERT INTO user_limits (user_id, fee_max_msat) VALUES (5, -1)", "fee_max_msat"),
+        ("INSERT INTO user_limits (user_id) VALUES (-1)", "user_id"),
+    ],
+)
+async def test_the_table_refuses_negative_limits_and_users(
+    pool: asyncpg.Pool, sql: str, constraint: str
+) -> None:
+    with pytest.raises(asyncpg.CheckViolationError) as refused:
+        await pool.execute(sql)
+    assert constraint in str(refused.value.constraint_name)
