@@ -16,6 +16,7 @@ from vnode.api import (
     routes_events,
     routes_ledger,
     routes_limits,
+    routes_lndhub,
     routes_ops,
     routes_payments,
     routes_webhooks,
@@ -141,6 +142,9 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(routes_ops.router)
     app.include_router(routes_events.router)
     app.include_router(routes_webhooks.router)
+    # LndHub (issue 12): its routes, and its paths tidied before routing.
+    app.add_middleware(routes_lndhub.LndHubPaths)
+    app.include_router(routes_lndhub.router)
     app.include_router(routes_limits.router)
     return app
 

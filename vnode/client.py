@@ -38,6 +38,7 @@ from vnode.api.models import (
     HistoryEntry,
     HistoryPage,
     InvoiceQuote,
+    LndHubAccount,
     LnInvoice,
     Payment,
     Readiness,
@@ -381,6 +382,13 @@ class VNodeClient:
             asset_id=asset_id,
             asset_amount=asset_amount,
             reason=reason,
+        )
+
+    async def lndhub_account(self, user_id: UserId, scope: str = "spend") -> LndHubAccount:
+        """Create or rotate the user's LndHub credentials of `scope` ("spend" or "invoice");
+        rotating revokes every token issued before (scope: spend)."""
+        return await self._call(
+            LndHubAccount, "/virtual_lndhub_account", user_id=user_id, scope=scope
         )
 
     async def limits(self, user_id: UserId) -> UserLimits:

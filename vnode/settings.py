@@ -102,6 +102,14 @@ class Settings(BaseSettings):
     run_workers: bool = True
     # Fault injection for crash tests only: comma-separated crash points (see vnode/faults.py).
     crash_points: str = ""
+    # LndHub API (/lndhub, issue 12): token lifetimes as lndhub.go's defaults (2 days access,
+    # 7 days refresh), and how long /payinvoice waits before answering "pending" (Zeus gives
+    # up after 30 s; the issue asks for 25 s at most).
+    lndhub_access_token_s: int = Field(default=2 * 86400, ge=1)
+    lndhub_refresh_token_s: int = Field(default=7 * 86400, ge=1)
+    lndhub_pay_wait_s: float = Field(default=20.0, gt=0, le=25)
+    # The public base URL of this service (https://host[/path]), used in lndhub:// URIs.
+    public_url: str | None = None
 
     @field_validator("admin_key")
     @classmethod

@@ -254,6 +254,17 @@ def documented(answer: type[Answer]) -> dict[int | str, dict[str, Any]]:
     return {200: {"model": answer}}
 
 
+class LndHubAccount(Answer):
+    """POST /virtual_lndhub_account: a user's LndHub credentials (issue 12). The password is
+    shown only here; `url` is what BlueWallet, Zeus and Alby import (docs/WALLETS.md)."""
+
+    user_id: int
+    scope: Literal["spend", "invoice"]
+    login: str
+    password: str
+    url: str
+
+
 # Per-user limits (issue 12, docs/LIMITS.md). All msat of BTC; null: no limit (effective,
 # defaults) or no override (overrides).
 class LimitValues(Answer):

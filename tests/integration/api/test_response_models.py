@@ -146,6 +146,7 @@ async def test_every_answer_fits_its_model(app_client: httpx.AsyncClient, sim_no
     await answers.post("/virtual_sendpayment", {"user_id": alice, "invoice": btc["invoice"]})
     await answers.post("/virtual_rgbinvoice", {"user_id": bob, "asset_id": "BTC"})
     await answers.post("/virtual_rgbinvoice", {"user_id": bob, "asset_id": RGB_ASSET})
+    await answers.post("/virtual_lndhub_account", {"user_id": bob, "scope": "invoice"})
 
     # Per-user limits: set (the answer of the change) and read.
     await answers.post("/admin/limits", {"user_id": bob, "receive_30d_msat": 10**12})

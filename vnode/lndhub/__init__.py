@@ -1,0 +1,1 @@
+"""The LndHub API (BlueWallet, Zeus, Alby): its wire shapes, credentials and service."""
