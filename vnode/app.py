@@ -15,6 +15,7 @@ from vnode.api import (
     routes_admin,
     routes_events,
     routes_ledger,
+    routes_limits,
     routes_lndhub,
     routes_lnurl,  # Lightning Addresses (issue 12, part 2)
     routes_ops,
@@ -34,6 +35,8 @@ from vnode.keys import SoftwareSigner, load_or_create_seed
 from vnode.lightning.base import LightningBackend
 from vnode.lightning.monitor import NodeMonitor, NodeState
 from vnode.lightning.registry import create_backend
+from vnode.limits.rate import RateLimiter
+from vnode.limits.store import defaults_from_settings, write_defaults
 from vnode.logs import configure_logging
 from vnode.metrics import Metrics
 from vnode.payments.send import PaymentSender
@@ -78,6 +81,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
                 applied = await migrate(conn)
             if applied:
                 log.info("migrations applied", extra={"migrations": [m.name for m in applied]})
+            # Per-user limits: this process's VNODE_LIMIT_* become the defaults (docs/LIMITS.md).
+            await write_defaults(pool, defaults_from_settings(settings))
             admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
             keys = KeyVerifier(pool, admin_key, settings.api_key_cache_s)
             await keys.start()
@@ -96,6 +101,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
                 monitor,
                 PaymentSender(pool, backend, monitor, settings),
                 supervisor,
+                rate=RateLimiter.from_settings(pool, settings),
             )
             dispatcher = _dispatcher(settings, pool)
             stack.push_async_callback(dispatcher.close)
@@ -140,6 +146,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     # LndHub (issue 12): its routes, and its paths tidied before routing.
     app.add_middleware(routes_lndhub.LndHubPaths)
     app.include_router(routes_lndhub.router)
+    app.include_router(routes_limits.router)
     app.include_router(routes_lnurl.router)  # Lightning Addresses (issue 12, part 2)
     return app
 

@@ -24,6 +24,7 @@ from vnode.apikeys import Scope
 from vnode.app import create_app
 from vnode.cli_bot import bot
 from vnode.cli_db import with_connection
+from vnode.cli_limits import limits_app
 from vnode.cli_status import status
 from vnode.cli_webhooks import webhooks_app
 from vnode.db.migrate import migrate as apply_migrations
@@ -49,6 +50,7 @@ admin_app = typer.Typer(help="Operator funding and corrections.", no_args_is_hel
 app.add_typer(keys_app, name="keys")
 app.add_typer(admin_app, name="admin")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(limits_app, name="limits")
 app.command()(bot)
 app.command()(status)
 out = Console()

@@ -46,6 +46,7 @@ from vnode.api.models import (
     RgbInvoice,
     Transfer,
     UserAssetBalance,
+    UserLimits,
     VirtualNode,
 )
 from vnode.domain.ids import BTC
@@ -68,6 +69,7 @@ __all__ = [
     "Transfer",
     "UserAssetBalance",
     "UserId",
+    "UserLimits",
     "VNodeClient",
     "VNodeError",
     "VNodeUnavailable",
@@ -91,12 +93,16 @@ class VNodeError(Exception):
         message: str,
         request_id: str | None,
         idempotency_key: str | None = None,
+        fields: dict[str, Any] | None = None,
     ) -> None:
         self.status = status
         self.code = code
         self.message = message
         self.request_id = request_id
         self.idempotency_key = idempotency_key
+        # The error object's other fields: limit_exceeded's limit and headroom_msat,
+        # rate_limited's retry_after_s (docs/LIMITS.md).
+        self.fields = fields or {}
         super().__init__(
             f"{status} {code}: {message}" + (f" (request {request_id})" if request_id else "")
         )
@@ -164,11 +170,17 @@ class VNodeClient:
         method: str = "POST",
         idempotency_key: str | None = None,
         accept: tuple[int, ...] = (200, 202),
+        nulls: tuple[str, ...] = (),
         **fields: Any,
     ) -> _M:
-        """Every request: `fields` (those not None) as the JSON body of a POST, the answer
-        parsed with its model; a refusal or an answer of another shape raises VNodeError."""
-        body = {k: v for k, v in fields.items() if v is not None} if method == "POST" else None
+        """Every request: `fields` (those not None, and those named in `nulls` even when None)
+        as the JSON body of a POST, the answer parsed with its model; a refusal or an answer
+        of another shape raises VNodeError."""
+        body = (
+            {k: v for k, v in fields.items() if v is not None or k in nulls}
+            if method == "POST"
+            else None
+        )
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else None
         try:
             response = await self._http.request(method, path, json=body, headers=headers)
@@ -202,6 +214,7 @@ class VNodeClient:
                     message if isinstance(message, str) else "",
                     rid if isinstance(rid, str) else request_id,
                     idempotency_key,
+                    {k: v for k, v in error.items() if k not in ("code", "message")},
                 )
         raise VNodeError(
             status,
@@ -387,6 +400,16 @@ class VNodeClient:
         return await self._call(
             LndHubAccount, "/virtual_lndhub_account", user_id=user_id, scope=scope
         )
+
+    async def limits(self, user_id: UserId) -> UserLimits:
+        """A user's limits: effective, overrides, defaults, usage, headroom (scope: admin)."""
+        return await self._call(UserLimits, f"/admin/limits/{user_id}", method="GET")
+
+    async def set_limits(self, user_id: UserId, limits: dict[str, int | None]) -> UserLimits:
+        """Set a user's limit overrides, msat (scope: admin): None puts the server default
+        back; a limit not named stays (docs/LIMITS.md)."""
+        body: dict[str, Any] = {"user_id": user_id, **limits}
+        return await self._call(UserLimits, "/admin/limits", nulls=tuple(limits), **body)
 
     async def ready(self) -> Readiness:
         """`/readyz` (with this client's key: the details): a 503 "not ready" answer is

@@ -8,6 +8,7 @@ and may change.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -64,6 +65,9 @@ class ErrorCode(StrEnum):
     UNKNOWN_WEBHOOK = "unknown_webhook"
     TOO_MANY_STREAMS = "too_many_streams"
     ASSET_MISMATCH = "asset_mismatch"
+    # Per-user limits (issue 12, docs/LIMITS.md).
+    LIMIT_EXCEEDED = "limit_exceeded"
+    RATE_LIMITED = "rate_limited"
     # Lightning Addresses (issue 12, part 2; docs/LNURL.md)
     INVALID_ADDRESS_NAME = "invalid_address_name"
     ADDRESS_RESERVED = "address_reserved"
@@ -159,6 +163,17 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
         "Too many event streams are open, for this API key or on this process; close one "
         "or retry later.",
     ),
+    # Per-user limits (issue 12, docs/LIMITS.md).
+    ErrorCode.LIMIT_EXCEEDED: ErrorSpec(
+        409,
+        "A per-user limit refuses this amount (the error names the limit and the headroom "
+        "left); nothing moved.",
+    ),
+    ErrorCode.RATE_LIMITED: ErrorSpec(
+        429,
+        "Too many requests for this API key or account; nothing was done: retry after the "
+        "Retry-After header's seconds.",
+    ),
     # Lightning Addresses (issue 12, part 2; docs/LNURL.md)
     ErrorCode.INVALID_ADDRESS_NAME: ErrorSpec(
         422, "An address name is 1 to 64 characters of a-z, 0-9, '.', '_' and '-' (LUD-16)."
@@ -187,8 +202,17 @@ def result_status(code: str) -> int:
 class ApiError(Exception):
     """A refusal with a catalogued code. Raised by services, rendered by the API layer."""
 
-    def __init__(self, code: ErrorCode, message: str | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str | None = None,
+        fields: Mapping[str, object] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.code = code
         self.status = CATALOGUE[code].status
         self.message = message or CATALOGUE[code].description
+        # A refusal's data beside code and message (limit_exceeded: the limit and headroom).
+        self.fields = dict(fields or {})
+        self.headers = dict(headers or {})  # rate_limited: Retry-After
         super().__init__(f"{code.value}: {self.message}")

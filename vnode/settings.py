@@ -84,6 +84,22 @@ class Settings(BaseSettings):
     # too_many_streams (L2: each stream holds a task and a socket).
     sse_max_streams: int = Field(default=200, ge=1)
     sse_max_streams_per_key: int = Field(default=8, ge=1)
+    # Per-user limits' server defaults, msat of BTC (docs/LIMITS.md). Unset: that limit is off
+    # (the default for all); a user's override (POST /admin/limits) wins over these.
+    limit_send_max_msat: int | None = Field(default=None, ge=0, lt=2**63)
+    limit_receive_max_msat: int | None = Field(default=None, ge=0, lt=2**63)
+    limit_balance_max_msat: int | None = Field(default=None, ge=0, lt=2**63)
+    limit_send_24h_msat: int | None = Field(default=None, ge=0, lt=2**63)
+    limit_send_30d_msat: int | None = Field(default=None, ge=0, lt=2**63)
+    limit_receive_24h_msat: int | None = Field(default=None, ge=0, lt=2**63)
+    limit_receive_30d_msat: int | None = Field(default=None, ge=0, lt=2**63)
+    limit_fee_max_msat: int | None = Field(default=None, ge=0, lt=2**63)
+    # Rate limits (docs/LIMITS.md): a token bucket per API key and per LndHub account, shared
+    # by every process through the database. Unset rate: off. Over it: 429 rate_limited.
+    rate_limit_key_per_s: float | None = Field(default=None, gt=0)
+    rate_limit_key_burst: int = Field(default=50, ge=1)
+    rate_limit_account_per_s: float | None = Field(default=None, gt=0)
+    rate_limit_account_burst: int = Field(default=10, ge=1)
     # Background workers (node monitor, reconciler, invoice and RGB watchers) in this process.
     run_workers: bool = True
     # Fault injection for crash tests only: comma-separated crash points (see vnode/faults.py).

@@ -232,3 +232,19 @@ def test_the_client_imports_no_server_code() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
+
+
+async def test_limits_and_a_limit_refusal(vnode: VNodeClient) -> None:
+    """The admin limit calls, and a limit_exceeded refusal with its fields (docs/LIMITS.md)."""
+    alice, bob = new_user_id(), new_user_id()
+    await vnode.admin_credit(alice, amount_msat=10_000, reason="fund")
+    limits = await vnode.set_limits(alice, {"send_max_msat": 2_000, "fee_max_msat": 0})
+    assert limits.effective.send_max_msat == 2_000 and limits.send_headroom_msat == 2_000
+    with pytest.raises(VNodeError) as refused:
+        await vnode.transfer(alice, bob, amount_msat=2_001)
+    assert refused.value.status == 409 and refused.value.code == "limit_exceeded"
+    assert refused.value.fields["limit"] == "send_max_msat"
+    assert refused.value.fields["headroom_msat"] == 2_000
+    cleared = await vnode.set_limits(alice, {"send_max_msat": None})
+    assert cleared.overrides.send_max_msat is None and cleared.overrides.fee_max_msat == 0
+    assert (await vnode.limits(f"vn_{alice}")) == cleared

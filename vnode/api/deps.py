@@ -17,6 +17,7 @@ from vnode.keys import Signer
 from vnode.ledger.calls import Idempotency
 from vnode.lightning.base import LightningBackend
 from vnode.lightning.monitor import NodeMonitor
+from vnode.limits.rate import RateLimiter
 from vnode.metrics import Metrics
 from vnode.payments.send import PaymentSender
 from vnode.settings import Settings
@@ -37,6 +38,8 @@ class Services:
     monitor: NodeMonitor
     sender: PaymentSender
     workers: Supervisor
+    # Rate limits per API key (docs/LIMITS.md); None: none (tests that build Services alone).
+    rate: RateLimiter | None = None
 
 
 async def get_services(request: Request) -> Services:
@@ -58,13 +61,16 @@ def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     ) -> Principal:
         if credentials is None or credentials.scheme.lower() != "bearer":
             return await authorize(services.keys, None, scope)
-        return await authorize(services.keys, credentials.credentials, scope)
+        return await authorize(services.keys, credentials.credentials, scope, services.rate)
 
     return check
 
 
-async def authorize(keys: KeyVerifier, token: str | None, scope: Scope) -> Principal:
-    """The caller behind a bearer token, if its scope includes `scope` (401 / 403 otherwise)."""
+async def authorize(
+    keys: KeyVerifier, token: str | None, scope: Scope, rate: RateLimiter | None = None
+) -> Principal:
+    """The caller behind a bearer token, if its scope includes `scope` (401 / 403 otherwise)
+    and, given `rate`, its key is within its rate limit (429 rate_limited otherwise)."""
     if not token:
         raise ApiError(ErrorCode.UNAUTHORIZED, "send an API key as 'Authorization: Bearer ...'")
     principal = await keys.verify(token)
@@ -76,6 +82,8 @@ async def authorize(keys: KeyVerifier, token: str | None, scope: Scope) -> Princ
             f"this endpoint needs scope '{scope.value}' or above; "
             f"the key has '{principal.scope.value}'",
         )
+    if rate is not None:
+        await rate.check_key(principal.owner)
     return principal
 
 

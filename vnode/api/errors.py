@@ -37,15 +37,25 @@ _HTTP_CODES = {
 
 
 def error_response(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    fields: Mapping[str, object] | None = None,
 ) -> Response:
-    body = {"error": {"code": code, "message": message}, "request_id": request_id_var.get()}
+    """`fields`: a refusal's data beside code and message (limit_exceeded's limit, headroom)."""
+    error = {"code": code, "message": message, **(fields or {})}
+    body = {"error": error, "request_id": request_id_var.get()}
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
 
 def api_error_response(error: ApiError) -> Response:
-    headers = {"WWW-Authenticate": "Bearer"} if error.code is ErrorCode.UNAUTHORIZED else None
-    return error_response(error.status, error.code.value, error.message, headers)
+    headers = dict(error.headers)
+    if error.code is ErrorCode.UNAUTHORIZED:
+        headers["WWW-Authenticate"] = "Bearer"
+    return error_response(
+        error.status, error.code.value, error.message, headers or None, error.fields
+    )
 
 
 def _validation_code(error: dict[str, Any]) -> ErrorCode:
@@ -107,11 +117,13 @@ def documented_errors(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
     by_status: dict[int, list[ErrorCode]] = defaultdict(list)
     if ErrorCode.INVALID_REQUEST in codes and ErrorCode.INVALID_JSON not in codes:
         codes = (*codes, ErrorCode.INVALID_JSON)  # a body that is not JSON at all
-    # What any route can answer: no key or the wrong one, a body over the one limit every route
-    # shares (api/body_limit.py), and the 500 of a bug.
+    # What any route can answer: no key or the wrong one, a key over its rate limit
+    # (limits/rate.py), a body over the one limit every route shares (api/body_limit.py), and
+    # the 500 of a bug.
     always = (
         ErrorCode.UNAUTHORIZED,
         ErrorCode.FORBIDDEN,
+        ErrorCode.RATE_LIMITED,
         ErrorCode.PAYLOAD_TOO_LARGE,
         ErrorCode.INTERNAL_ERROR,
     )

@@ -57,7 +57,10 @@ class FastPath:
         scheme, _, token = authorization.partition(" ")
         try:
             key = await authorize(
-                services.keys, token.strip() if scheme.lower() == "bearer" else None, route.scope
+                services.keys,
+                token.strip() if scheme.lower() == "bearer" else None,
+                route.scope,
+                services.rate,
             )
             raw = await _read_body(receive)
             if not raw or not _is_json(headers.get(b"content-type")):

@@ -293,3 +293,64 @@ class LndHubAccount(Answer):
     login: str
     password: str
     url: str
+
+
+# Per-user limits (issue 12, docs/LIMITS.md). All msat of BTC; null: no limit (effective,
+# defaults) or no override (overrides).
+class LimitValues(Answer):
+    send_max_msat: int | None = None
+    receive_max_msat: int | None = None
+    balance_max_msat: int | None = None
+    send_24h_msat: int | None = None
+    send_30d_msat: int | None = None
+    receive_24h_msat: int | None = None
+    receive_30d_msat: int | None = None
+    fee_max_msat: int | None = None
+
+
+class LimitUsage(Answer):
+    """What the user used of the rolling windows, and holds (spendable + pending)."""
+
+    sent_24h_msat: int
+    sent_30d_msat: int
+    received_24h_msat: int
+    received_30d_msat: int
+    balance_msat: int
+
+
+class UserLimits(_OfNode):
+    """A user's limits: `effective` (the override, else the server default, else null: off),
+    the user's `overrides`, the server's `defaults`, the `usage` now, and the most one payment
+    may send or receive now (null: unlimited; the balance aside for sending)."""
+
+    effective: LimitValues
+    overrides: LimitValues
+    defaults: LimitValues
+    usage: LimitUsage
+    send_headroom_msat: int | None
+    receive_headroom_msat: int | None
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": 123456789,
+                    "node_id": "vn_123456789",
+                    "effective": {"send_24h_msat": 100000000, "fee_max_msat": 5000000},
+                    "overrides": {"send_24h_msat": 100000000},
+                    "defaults": {"send_24h_msat": 50000000, "fee_max_msat": 5000000},
+                    "usage": {
+                        "sent_24h_msat": 2000000,
+                        "sent_30d_msat": 9000000,
+                        "received_24h_msat": 0,
+                        "received_30d_msat": 1000000,
+                        "balance_msat": 7000000,
+                    },
+                    "send_headroom_msat": 98000000,
+                    "receive_headroom_msat": None,
+                }
+            ]
+        },
+    )

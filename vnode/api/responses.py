@@ -13,7 +13,7 @@ def answer_response(answer: LedgerAnswer) -> Response:
     """A success's document as the database wrote it; a refusal from the catalogue."""
     if answer.result is not None:
         return Response(answer.result, answer.status, media_type="application/json")
-    return error_response(answer.status, answer.code, answer.message)
+    return error_response(answer.status, answer.code, answer.message, fields=answer.error_fields)
 
 
 def json_response(content: object) -> Response:

@@ -108,6 +108,7 @@ HOT_ROUTES: tuple[HotRoute[Any], ...] = (
             ErrorCode.SELF_TRANSFER,
             ErrorCode.UNKNOWN_USER,
             ErrorCode.INSUFFICIENT_BALANCE,
+            ErrorCode.LIMIT_EXCEEDED,
             ErrorCode.IDEMPOTENCY_KEY_REUSED,
         ),
         idempotent=True,

@@ -21,6 +21,7 @@ from vnode.api.models import LndHubAccount, documented
 from vnode.api.responses import json_response
 from vnode.api.schemas import UserId
 from vnode.errors import ErrorCode
+from vnode.limits.rate import RateLimited
 from vnode.lndhub import models, wire
 from vnode.lndhub.service import SCOPES, LndHub, Reply, dumps
 from vnode.lndhub.store import Account
@@ -77,6 +78,11 @@ async def _answer(work: Callable[[], Awaitable[Reply]]) -> Response:
     except LndHubError as exc:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return Response(dumps(Reply(exc.body())), exc.status, headers, "application/json")
+    except RateLimited as exc:
+        # Never code 1, which makes wallets log in again (and again): 429, Retry-After, and
+        # the general error code, "try again later" (docs/LIMITS.md).
+        error = LndHubError(429, wire.GENERAL_ERROR, exc.message)
+        return Response(dumps(Reply(error.body())), 429, exc.headers, "application/json")
 
 
 def _token(request: Request) -> str | None:
@@ -96,6 +102,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "bad auth (1): no, an unknown, expired or revoked token or credentials",
         403: "an invoice-scope account may not pay (8); no new accounts (11)",
         409: "another payment of this invoice is in flight (9)",
+        429: "too many requests for this account (6), with Retry-After; nothing was done",
         413: "the body is over the limit every route shares",
         503: "the node is unavailable (6); nothing was paid or made",
     }
@@ -198,7 +205,7 @@ async def _auth(hub: LndHub, request: Request, kind: str | None) -> Reply:
     summary="LndHub: a BOLT 11 invoice for the account's user",
     description="`{amt, memo}` (amt in sats, a number or a string; 0 or none: amountless). "
     "Expires in 24 h; credited when paid, as /virtual_lninvoice." + _AUTH_HELP,
-    responses={**_ok(models.AddedInvoice), **_errors(400, 401, 503)},
+    responses={**_ok(models.AddedInvoice), **_errors(400, 401, 429, 503)},
 )
 async def lndhub_addinvoice(request: Request, services: ServicesDep) -> Response:
     hub = _lndhub(request, services)
@@ -220,7 +227,7 @@ async def lndhub_addinvoice(request: Request, services: ServicesDep) -> Response
     responses={
         **_ok(models.Paid),
         202: {"model": models.InTransit, "description": "in flight (code 9)"},
-        **_errors(400, 401, 403, 409, 503),
+        **_errors(400, 401, 403, 409, 429, 503),
     },
 )
 async def lndhub_payinvoice(request: Request, services: ServicesDep) -> Response:
@@ -256,7 +263,7 @@ def _read(
         methods=["GET"],
         summary=f"LndHub: {summary}",
         description=summary + "." + _AUTH_HELP,
-        responses={**_ok(model), **_errors(401, *statuses)},
+        responses={**_ok(model), **_errors(401, 429, *statuses)},
         name=f"lndhub_{path.strip('/').split('/')[0]}",
     )
 

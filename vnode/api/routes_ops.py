@@ -63,7 +63,7 @@ async def readyz(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_optional_bearer)],
 ) -> Response:
     if credentials is not None:  # a key that is given must be good
-        await authorize(services.keys, credentials.credentials, Scope.READ)
+        await authorize(services.keys, credentials.credentials, Scope.READ, services.rate)
     checks = await _database_checks(services)
     node = services.monitor.as_json()
     checks["node"] = str(node["state"])

@@ -207,6 +207,16 @@ class HistoryBody(_Body):
 class ErrorDetail(BaseModel):
     code: str
     message: str
+    # Only with limit_exceeded (docs/LIMITS.md): which limit refused, whose ("self" or
+    # "recipient"), and, for the user's own, its figures in msat.
+    limit: str | None = None
+    party: str | None = None
+    limit_msat: int | None = None
+    used_msat: int | None = None
+    amount_msat: int | None = None
+    headroom_msat: int | None = None
+    # Only with rate_limited: the seconds to wait, as in the Retry-After header.
+    retry_after_s: int | None = None
 
 
 class ErrorBody(BaseModel):
@@ -283,3 +293,37 @@ class RgbInvoiceBody(_Body):
             "examples": [{"user_id": "123456789", "asset_id": "BTC", "duration_seconds": 3600}]
         },
     )
+
+
+# Per-user limits (issue 12, docs/LIMITS.md): msat of BTC; null clears the user's override
+# (back to the server default); a field left out stays as it is.
+LimitMsat = Annotated[
+    int | None,
+    Field(ge=0, lt=2**63, strict=True, description="msat; null: back to the server default"),
+]
+
+
+class LimitsBody(_Body):
+    user_id: UserId
+    send_max_msat: LimitMsat = None
+    receive_max_msat: LimitMsat = None
+    balance_max_msat: LimitMsat = None
+    send_24h_msat: LimitMsat = None
+    send_30d_msat: LimitMsat = None
+    receive_24h_msat: LimitMsat = None
+    receive_30d_msat: LimitMsat = None
+    fee_max_msat: LimitMsat = None
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {"user_id": "123456789", "send_24h_msat": 100_000_000, "fee_max_msat": None}
+            ]
+        },
+    )
+
+    def changes(self) -> dict[str, int | None]:
+        """The limits the request names (null included), and only those."""
+        return {name: getattr(self, name) for name in self.model_fields_set if name != "user_id"}

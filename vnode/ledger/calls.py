@@ -10,6 +10,7 @@ import orjson
 
 from vnode.db.pool import retry_aborted
 from vnode.errors import CATALOGUE, SUCCESS_STATUS, ErrorCode, result_status
+from vnode.limits.refusal import LimitRefusal
 
 
 @dataclass(frozen=True)
@@ -35,16 +36,33 @@ class LedgerAnswer:
         return result_status(self.code)
 
     @property
+    def limit_refusal(self) -> LimitRefusal | None:
+        """A `limit_exceeded` refusal's limit and headroom (its detail is their JSON)."""
+        if self.code == ErrorCode.LIMIT_EXCEEDED and self.detail:
+            return LimitRefusal.from_detail(self.detail)
+        return None
+
+    @property
     def message(self) -> str:
         """A refusal's text: its detail, else the catalogue's description."""
+        refusal = self.limit_refusal
+        if refusal is not None:
+            return refusal.message
         return self.detail or CATALOGUE[ErrorCode(self.code)].description
+
+    @property
+    def error_fields(self) -> dict[str, object]:
+        """A refusal's data beside code and message in the error object (limit, headroom)."""
+        refusal = self.limit_refusal
+        return refusal.fields() if refusal is not None else {}
 
     @property
     def body(self) -> str:
         """The answer as the API sends it, without the request id (api/responses.py adds it)."""
         if self.result is not None:
             return self.result
-        return orjson.dumps({"error": {"code": self.code, "message": self.message}}).decode()
+        error = {"code": self.code, "message": self.message, **self.error_fields}
+        return orjson.dumps({"error": error}).decode()
 
     def json(self) -> dict[str, object]:
         """The answer decoded: a success's document or the refusal's error object."""

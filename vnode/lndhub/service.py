@@ -22,6 +22,7 @@ from vnode.ledger.nodes import ensure_node
 from vnode.lightning import bolt11
 from vnode.lightning.base import LightningBackend
 from vnode.lightning.monitor import NodeMonitor
+from vnode.limits.rate import RateLimiter
 from vnode.lndhub import credentials, store, wire
 from vnode.lndhub.store import Account
 from vnode.lndhub.wire import LndHubError
@@ -72,6 +73,8 @@ class LndHub:
         self.monitor = monitor
         self.settings = settings
         self.sender = sender
+        # Rate limits per LndHub account (docs/LIMITS.md); with none set, no query.
+        self.rate = RateLimiter.from_settings(pool, settings)
         # /payinvoice answers within lndhub_pay_wait_s; a payment still running then goes on
         # here (never cancelled halfway), so its task is kept until it ends.
         self._running: set[asyncio.Task[PaymentAnswer]] = set()
@@ -135,6 +138,7 @@ class LndHub:
             raise LndHubError(
                 403, wire.BAD_ARGUMENTS, "this account can make invoices and read only, not pay"
             )
+        await self.rate.check_account(str(account.id))  # RateLimited: a 429 (routes_lndhub)
         return account
 
     # ------------------------------------------------------------ reads

@@ -20,6 +20,7 @@ from vnode.lightning.base import (
     RgbTransfer,
 )
 from vnode.lightning.monitor import NodeMonitor
+from vnode.limits.store import receive_refusal
 from vnode.metrics import Metrics
 from vnode.payments import store
 from vnode.payments.node_errors import node_refusals
@@ -106,8 +107,17 @@ class InvoiceIssuer:
                 ErrorCode.INVALID_EXPIRY, f"{field} is at most {self.settings.invoice_expiry_max_s}"
             )
 
+    async def _check_receive_limits(self, user_id: int, amount_msat: int | None) -> None:
+        """Per-user receive limits (docs/LIMITS.md) refuse an invoice here, while a receipt can
+        still be refused: once paid, a receipt is always credited. An amountless invoice is
+        checked for 1 msat: refused only when nothing at all can be received now."""
+        refusal = await receive_refusal(self.pool, user_id, amount_msat or 1)
+        if refusal is not None:
+            raise ApiError(ErrorCode.LIMIT_EXCEEDED, refusal.message, refusal.fields())
+
     async def _create_ln(self, command: InvoiceCommand) -> dict[str, object]:
         """Ask the node for a BOLT 11 invoice and remember whose it is before handing it out."""
+        await self._check_receive_limits(command.user_id, command.amount_msat)
         await ensure_node(self.pool, self.signer, command.user_id)
         rgb = command.asset_id != BTC
         with node_refusals(ErrorCode.INVALID_REQUEST):

@@ -134,6 +134,9 @@ async def test_both_paths_answer_alike(
         headers={"Idempotency-Key": f"both-{alice}"},
     )
     ok = {"from_user_id": alice, "to_user_id": bob, "amount_msat": 1000}
+    # A per-user limit's refusal, with its limit and headroom fields (docs/LIMITS.md).
+    limited = new_user_id()
+    await app_client.post("/admin/limits", json={"user_id": limited, "receive_max_msat": 10})
     read, receive = bearer(scoped_keys[KeyScope.READ]), bearer(scoped_keys[KeyScope.RECEIVE])
     cases: list[tuple[str, dict[str, Any]]] = [
         ("/virtual_transfer", {"json": ok}),
@@ -143,6 +146,7 @@ async def test_both_paths_answer_alike(
         # (carol's balance, which the refusal names, is the same for both paths)
         ("/virtual_transfer", {"json": {**ok, "from_user_id": carol, "amount_msat": 10**12}}),
         ("/virtual_transfer", {"json": {**ok, "from_user_id": nobody}}),
+        ("/virtual_transfer", {"json": {**ok, "to_user_id": limited}}),
         ("/virtual_transfer", {"json": {**ok, "amount_msat": 0}}),
         ("/virtual_transfer", {"json": {**ok, "amount_sats": 1}}),
         ("/virtual_transfer", {"json": {**ok, "from_user_id": "vn_x"}}),
@@ -171,6 +175,8 @@ async def test_both_paths_answer_alike(
     for (path, request), one, other in zip(cases, fast, framework, strict=True):
         assert one == other, (path, request)
     assert {status for status, _, _ in fast} >= {200, 401, 403, 404, 409, 422}
+    refusals = [body["error"] for _, body, _ in fast if isinstance(body, dict) and "error" in body]
+    assert any(e.get("limit") == "receive_max_msat" for e in refusals), "no limit_exceeded case"
 
 
 async def _both(

@@ -148,6 +148,12 @@ async def test_every_answer_fits_its_model(app_client: httpx.AsyncClient, sim_no
     await answers.post("/virtual_rgbinvoice", {"user_id": bob, "asset_id": RGB_ASSET})
     await answers.post("/virtual_lndhub_account", {"user_id": bob, "scope": "invoice"})
 
+    # Per-user limits: set (the answer of the change) and read.
+    await answers.post("/admin/limits", {"user_id": bob, "receive_30d_msat": 10**12})
+    answers.check(
+        "/admin/limits/{user_id}", "get", await app_client.get(f"/admin/limits/{bob}"), 200
+    )
+
     # History after all of it: transfers both ways, operator moves, payments.
     for user in (alice, bob):
         page = await answers.post("/virtual_history", {"user_id": user, "limit": 200})
@@ -169,14 +175,20 @@ async def test_every_answer_fits_its_model(app_client: httpx.AsyncClient, sim_no
         and value is not models.Answer
         and not name.startswith("_")
     }
-    nested = {"BalanceAfter", "AssetBalance", "HistoryEntry"}  # checked inside the others
+    nested = {  # checked inside the others
+        "BalanceAfter",
+        "AssetBalance",
+        "HistoryEntry",
+        "LimitValues",
+        "LimitUsage",
+    }
     # Answered only with VNODE_PUBLIC_URL set: test_addresses.py checks them with this class.
     elsewhere = {"LightningAddress"}
     assert set(answers.seen) == public - nested - elsewhere, answers.seen
 
 
 def test_the_documented_examples_fit_their_models() -> None:
-    for model in (models.VirtualNode, models.Transfer, models.LightningAddress):
+    for model in (models.VirtualNode, models.Transfer, models.UserLimits, models.LightningAddress):
         examples = model.model_json_schema()["examples"]
         for example in examples:
             _fits_exactly(model, example, model.__name__)

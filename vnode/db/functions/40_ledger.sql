@@ -213,6 +213,28 @@ BEGIN
     ELSIF v_old < p_amount THEN
         code := 'insufficient_balance';
         detail := format('balance %s is less than the amount %s', v_old, p_amount);
+    ELSIF p_asset = 'BTC' AND vnode_limits_apply(p_from, p_to) THEN
+        -- Per-user limits (35_limits), under both node locks: the sender's, then the
+        -- recipient's (nothing has arrived yet, so a receipt can still be refused here).
+        SELECT c.code, c.detail INTO code, detail
+        FROM vnode_limit_check(p_from, 'send', p_amount, 0) c;
+        IF code IS NULL THEN
+            SELECT c.code, vnode_limit_for_payer(c.detail) INTO code, detail
+            FROM vnode_limit_check(p_to, 'receive', p_amount, 0) c;
+        END IF;
+        IF code IS NULL AND NOT v_to_found THEN
+            -- A new recipient was not locked above. Create its node now: if a concurrent
+            -- transfer created it first, this waits for that one's commit; then lock it and
+            -- check again, counting what that transfer credited.
+            INSERT INTO virtual_nodes (user_id, node_id, pubkey)
+            VALUES (p_to, v_to_node, p_to_pubkey) ON CONFLICT (user_id) DO NOTHING;
+            IF NOT FOUND THEN
+                PERFORM 1 FROM virtual_nodes WHERE user_id = p_to FOR UPDATE;
+                SELECT c.code, vnode_limit_for_payer(c.detail) INTO code, detail
+                FROM vnode_limit_check(p_to, 'receive', p_amount, 0) c;
+            END IF;
+            v_to_found := true;
+        END IF;
     END IF;
     IF code IS NOT NULL THEN
         IF p_idem_key IS NOT NULL THEN

@@ -67,6 +67,11 @@ BEGIN
             code := 'insufficient_balance';
             detail := format('the payment needs %s of %s; spendable %s', p_asset_amount,
                              p_asset_id, vnode_user_spendable(p_user, p_asset_id));
+        ELSIF vnode_limits_apply(p_user) THEN
+            -- Per-user limits (35_limits), under the payer's node lock; the reserve is the
+            -- largest fee the payer can be charged.
+            SELECT c.code, c.detail INTO code, detail
+            FROM vnode_limit_check(p_user, 'send', p_amount_msat, p_fee_reserve) c;
         END IF;
     END IF;
     IF code IS NOT NULL THEN
@@ -272,6 +277,15 @@ BEGIN
             code := 'insufficient_balance';
             detail := format('the payment needs %s of %s; spendable %s', inv.asset_amount,
                              v_asset, vnode_user_spendable(p_payer, v_asset));
+        ELSIF vnode_limits_apply(p_payer, inv.user_id) THEN
+            -- Per-user limits (35_limits), under both node locks: the payer's send limits,
+            -- then the payee's receive limits (the money has not arrived: it may be refused).
+            SELECT c.code, c.detail INTO code, detail
+            FROM vnode_limit_check(p_payer, 'send', v_amount, 0) c;
+            IF code IS NULL THEN
+                SELECT c.code, vnode_limit_for_payer(c.detail) INTO code, detail
+                FROM vnode_limit_check(inv.user_id, 'receive', v_amount, 0) c;
+            END IF;
         END IF;
     END IF;
     IF code IS NOT NULL THEN
