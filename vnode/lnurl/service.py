@@ -20,6 +20,7 @@ from vnode.domain.ids import BTC
 from vnode.errors import ApiError, ErrorCode
 from vnode.ledger.calls import LedgerAnswer
 from vnode.lightning.base import LightningBackend, NodeError, PaymentOutcome
+from vnode.limits.store import user_limits
 from vnode.lnurl import store
 from vnode.lnurl.links import AddressLinks, verify_url
 from vnode.lnurl.names import NameRefused, canonical_name
@@ -46,11 +47,16 @@ class LnurlRefusal(Exception):
         self.status = status
 
 
-def sendable_range(settings: Settings, user_id: int) -> tuple[int, int]:
-    """What an address of `user_id` takes, msat: (minSendable, maxSendable). The one place the
-    range is decided (per-user limits come here); `user_id` is unused until they do."""
-    del user_id
-    return settings.lnurl_min_sendable_msat, settings.lnurl_max_sendable_msat
+async def sendable_range(pool: asyncpg.Pool, settings: Settings, user_id: int) -> tuple[int, int]:
+    """What an address of `user_id` takes now, msat: (minSendable, maxSendable). The one place
+    the range is decided: the settings' range, its top lowered to what the user's receive
+    limits leave room for (docs/LIMITS.md). A top below the bottom means nothing fits now."""
+    low, high = settings.lnurl_min_sendable_msat, settings.lnurl_max_sendable_msat
+    room = (await user_limits(pool, user_id)).receive_headroom_msat()
+    return low, high if room is None else min(high, room)
+
+
+NO_ROOM = "This address cannot receive now: its user's receive limits leave no room"
 
 
 def _public_url(settings: Settings) -> str:
@@ -132,7 +138,9 @@ class LnurlPay:
 
     async def pay_request(self, name: str) -> PayRequest:
         links, resolved = await self._resolve(name)
-        low, high = sendable_range(self.settings, resolved.user_id)
+        low, high = await sendable_range(self.pool, self.settings, resolved.user_id)
+        if high < low:
+            raise LnurlRefusal(NO_ROOM)
         comment_chars = self.settings.lnurl_comment_max_chars
         return PayRequest(
             callback=links.callback_url,
@@ -147,7 +155,9 @@ class LnurlPay:
         if amount is None or not _AMOUNT.fullmatch(amount):
             raise LnurlRefusal("amount must be a whole number of millisatoshis")
         amount_msat = int(amount)
-        low, high = sendable_range(self.settings, resolved.user_id)
+        low, high = await sendable_range(self.pool, self.settings, resolved.user_id)
+        if high < low:
+            raise LnurlRefusal(NO_ROOM)
         if not low <= amount_msat <= high:
             raise LnurlRefusal(f"Amount {amount_msat} msat is not between {low} and {high} msat")
         comment = comment or None  # LUD-12: an empty comment is no comment

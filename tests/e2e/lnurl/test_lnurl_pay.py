@@ -293,3 +293,25 @@ async def test_a_name_given_up_still_pays_its_former_owner(served: httpx.AsyncCl
     assert paid.status_code == 200, paid.text
     assert await balance(served, alice) == 12_000
     assert await balance(served, mallory) == 0
+
+
+async def test_the_range_follows_the_users_receive_limits(served: httpx.AsyncClient) -> None:
+    """maxSendable is what the user's receive limits leave room for (docs/LIMITS.md); with no
+    room at all, the address says so instead of offering an empty range."""
+    alice = new_user_id()
+    address = await address_of(served, alice)
+    limited = await served.post(
+        "/admin/limits", json={"user_id": alice, "receive_max_msat": 30_000}
+    )
+    assert limited.status_code == 200, limited.text
+    request = await pay_request(address)
+    assert (request.minSendable, request.maxSendable) == (MIN_MSAT, 30_000)
+    callback = f"/lnurlp/{address['name']}/callback"
+    assert "not between 1000 and 30000" in await lud_error(served, f"{callback}?amount=30001")
+    action = await lnurl.execute_pay_request(request, 30_000)
+    assert isinstance(action, LnurlPayActionResponse)
+
+    await served.post("/admin/limits", json={"user_id": alice, "receive_max_msat": MIN_MSAT - 1})
+    reason = await lud_error(served, f"/.well-known/lnurlp/{address['name']}")
+    assert "receive limits leave no room" in reason
+    assert "receive limits leave no room" in await lud_error(served, f"{callback}?amount=1000")
