@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     rate_limit_key_burst: int = Field(default=50, ge=1)
     rate_limit_account_per_s: float | None = Field(default=None, gt=0)
     rate_limit_account_burst: int = Field(default=10, ge=1)
+    # LNURL-pay callbacks per Lightning Address (public: each makes a node invoice). Unset: off.
+    rate_limit_address_per_s: float | None = Field(default=None, gt=0)
+    rate_limit_address_burst: int = Field(default=20, ge=1)
     # Background workers (node monitor, reconciler, invoice and RGB watchers) in this process.
     run_workers: bool = True
     # Fault injection for crash tests only: comma-separated crash points (see vnode/faults.py).

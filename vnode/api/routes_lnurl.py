@@ -49,7 +49,10 @@ _LUD_ERROR = {
 
 def _refused(refusal: LnurlRefusal) -> Response:
     body = orjson.dumps(LudError(reason=refusal.reason).wire())
-    return Response(body, refusal.status, media_type="application/json")
+    headers = None
+    if refusal.retry_after_s is not None:
+        headers = {"Retry-After": str(refusal.retry_after_s)}
+    return Response(body, refusal.status, headers, media_type="application/json")
 
 
 def _addresses(services: Services) -> Addresses:
@@ -60,7 +63,7 @@ def _pay(services: Services) -> LnurlPay:
     issuer = InvoiceIssuer(
         services.pool, services.signer, services.backend, services.monitor, services.settings
     )
-    return LnurlPay(services.pool, issuer, services.backend, services.settings)
+    return LnurlPay(services.pool, issuer, services.backend, services.settings, services.rate)
 
 
 @router.post(
@@ -137,6 +140,11 @@ async def well_known_lnurlp(name: str, services: ServicesDep) -> Response:
     responses={
         200: {"model": PayAction | LudError},
         404: _LUD_ERROR,
+        429: {
+            **_LUD_ERROR,
+            "description": "Too many callbacks for this address "
+            "(VNODE_RATE_LIMIT_ADDRESS_PER_S): a LUD ERROR, with Retry-After.",
+        },
         503: _LUD_ERROR,
         **_ALWAYS,
     },

@@ -20,6 +20,7 @@ from vnode.domain.ids import BTC
 from vnode.errors import ApiError, ErrorCode
 from vnode.ledger.calls import LedgerAnswer
 from vnode.lightning.base import LightningBackend, NodeError, PaymentOutcome
+from vnode.limits.rate import RateLimited, RateLimiter
 from vnode.limits.store import user_limits
 from vnode.lnurl import store
 from vnode.lnurl.links import AddressLinks, verify_url
@@ -41,10 +42,11 @@ class LnurlRefusal(Exception):
     """An LNURL refusal: `reason` for the payer's wallet, `status` the HTTP status (200 for the
     payer's mistakes, as wallets read the reason only from a 2xx answer)."""
 
-    def __init__(self, reason: str, status: int = 200) -> None:
+    def __init__(self, reason: str, status: int = 200, retry_after_s: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
+        self.retry_after_s = retry_after_s  # a 429's Retry-After
 
 
 async def sendable_range(pool: asyncpg.Pool, settings: Settings, user_id: int) -> tuple[int, int]:
@@ -114,11 +116,13 @@ class LnurlPay:
         issuer: InvoiceIssuer,
         backend: LightningBackend,
         settings: Settings,
+        rate: RateLimiter | None = None,
     ) -> None:
         self.pool = pool
         self.issuer = issuer
         self.backend = backend
         self.settings = settings
+        self.rate = rate
 
     def _public_url(self) -> str:
         if self.settings.public_url is None:
@@ -152,6 +156,11 @@ class LnurlPay:
 
     async def callback(self, name: str, amount: str | None, comment: str | None) -> PayAction:
         links, resolved = await self._resolve(name)
+        if self.rate is not None:
+            try:
+                await self.rate.check_address(links.name)
+            except RateLimited as exc:
+                raise LnurlRefusal(exc.message, 429, exc.retry_after_s) from None
         if amount is None or not _AMOUNT.fullmatch(amount):
             raise LnurlRefusal("amount must be a whole number of millisatoshis")
         amount_msat = int(amount)

@@ -287,3 +287,24 @@ async def test_without_comments_the_payrequest_offers_none(shared_db: str, tmp_p
 def test_the_sendable_range_must_be_a_range(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="VNODE_LNURL_MIN_SENDABLE_MSAT"):
         Settings(data_dir=tmp_path, lnurl_min_sendable_msat=2000, lnurl_max_sendable_msat=1000)
+
+
+async def test_callbacks_are_rate_limited_per_address(shared_db: str, tmp_path: Path) -> None:
+    """The callback is public and each one makes a node invoice: with a rate per address, one
+    over it is a 429 LUD ERROR with Retry-After, and other addresses are not held back."""
+    overrides = {"rate_limit_address_per_s": 0.001, "rate_limit_address_burst": 2}
+    async with running_app(shared_db, tmp_path, **overrides) as client:
+        busy, other = unique_name("busy"), unique_name("other")
+        for name in (busy, other):
+            assert (await claim(client, new_user_id(), name)).status_code == 200
+        for _ in range(2):
+            answer = await client.get(f"/lnurlp/{busy}/callback", params={"amount": "x"})
+            assert answer.status_code == 200 and "whole number" in answer.json()["reason"]
+        over = await client.get(f"/lnurlp/{busy}/callback", params={"amount": "5000"})
+        assert over.status_code == 429
+        assert int(over.headers["Retry-After"]) >= 1
+        assert set(over.json()) == {"status", "reason"} and over.json()["status"] == "ERROR"
+        fine = await client.get(f"/lnurlp/{other}/callback", params={"amount": "x"})
+        assert fine.status_code == 200
+        # The payRequest is not counted: wallets fetch it freely.
+        assert (await client.get(f"/.well-known/lnurlp/{busy}")).json()["tag"] == "payRequest"
