@@ -344,6 +344,9 @@ async def own_service(workdir: Path, server_dsn: str | None) -> AsyncIterator[tu
             # The inbound webhook answers 503 without a secret; with one it checks signatures,
             # which is what there is to fuzz.
             "VNODE_WEBHOOK_SECRET": "whsec-fuzz-" + secrets.token_urlsafe(24),
+            # Lightning Addresses answer 503 not_configured without a public URL; with one
+            # they claim names and serve LNURL-pay, which is what there is to fuzz.
+            "VNODE_PUBLIC_URL": "http://127.0.0.1",
             # Never deliver events: the admin key registers whatever URLs the fuzzer invents.
             "VNODE_EVENTS_INTERVAL_S": "3600",
             # The hostile phase holds payments at the node: each such send answers 202 after

@@ -32,6 +32,7 @@ from proving.model import (
     TransferCase,
 )
 from vnode.apikeys import Scope
+from vnode.lightning import bolt11
 from vnode.lightning.base import Network
 from vnode_sim.invoices import issue_invoice
 
@@ -42,6 +43,7 @@ DEFAULT_MIX: dict[str, float] = {
     "replay": 3,  # an answered transfer sent again with its key: must answer the same
     "sendpayment": 12,  # an outside invoice paid through the node
     "receive": 10,  # a user's invoice, paid by the outside world
+    "lnurl": 5,  # a user's Lightning Address paid through LNURL-pay by the outside world
     "assetbalance": 14,
     "balances": 8,
     "history": 16,
@@ -251,6 +253,23 @@ class LoadGenerator:
                 raise RuntimeError(f"funding {user}: no answer")
 
         await asyncio.gather(*(credit(user) for user in self.users))
+        if self.options.mix.get("lnurl"):
+            await asyncio.gather(*(self._claim_address(user) for user in self.users))
+
+    async def _claim_address(self, user: int) -> None:
+        """The user's Lightning Address (its node exists once funded); claiming it again is
+        harmless, so a lost answer is simply asked again."""
+        body = {"user_id": user, "name": address_name(user)}
+        for _ in range(20):
+            answer = await self.call(
+                "address", "/virtual_address", body, Scope.RECEIVE, stats=self.setup_stats
+            )
+            if answer.status == 200:
+                return
+            if answer.known:
+                raise RuntimeError(f"address of {user} refused: {answer.body}")
+            await asyncio.sleep(RETRY_S)
+        raise RuntimeError(f"address of {user}: no answer")
 
     async def run(
         self, progress: Callable[[float], None] | None = None, progress_every_s: float = 5.0
@@ -324,6 +343,7 @@ class LoadGenerator:
             "replay": self._replay,
             "sendpayment": self._sendpayment,
             "receive": self._receive,
+            "lnurl": self._lnurl,
             "assetbalance": self._read_balance,
             "balances": self._read_balances,
             "history": self._read_history,
@@ -516,6 +536,53 @@ class LoadGenerator:
         # is looked up in the sim's state at the end.
         case.paid = True if paid.status == 200 else (False if paid.known else None)
 
+    async def _lnurl(self) -> None:
+        """A payer's wallet: payRequest, callback with a comment, the invoice checked as a
+        wallet checks it (amount, description hash), then paid by the outside world; the
+        books expect it credited once, like any invoice of the user."""
+        user = self.rng.choice(self.users)
+        amount = self.rng.randint(1_000, 100_000)
+        name = address_name(user)
+        found = await self.get("lnurlp", f"/.well-known/lnurlp/{name}")
+        if found.status != 200:
+            return  # the process was killed under the request: nothing was made
+        if found.body.get("tag") != "payRequest":
+            self.model.problems.append(f"lnurl: no payRequest for {name}: {found.body}")
+            return
+        made = await self.get("lnurl_callback", f"/lnurlp/{name}/callback?amount={amount}")
+        if made.status != 200 or "pr" not in made.body:
+            # No invoice handed out (the node unavailable, a lost answer): nothing to pay.
+            return
+        invoice = bolt11.decode(str(made.body["pr"]))
+        metadata = str(found.body.get("metadata"))
+        if invoice.amount_msat != amount or not invoice.matches_description(metadata):
+            self.model.problems.append(f"lnurl: {name}'s invoice is not what was asked")
+            return
+        case = InboundCase(user, amount, invoice.payment_hash, invoice.text)
+        self.model.inbound.append(case)
+        paid = await self.sim_call("pay", "/_sim/pay", {"invoice": case.invoice})
+        case.paid = True if paid.status == 200 else (False if paid.known else None)
+
+    async def get(self, op: str, path: str) -> Answer:
+        """GET a public LNURL endpoint of one of the processes; recorded under `op`. A LUD
+        ERROR body is a refusal; its 503 (the node unavailable) counts as node_unavailable."""
+        assert self._http is not None
+        target = self.targets.pick()
+        started = time.perf_counter()
+        try:
+            response = await self._http.get(self.targets.urls[target] + path)
+            data = response.json()
+            answer = Answer(response.status_code, data if isinstance(data, dict) else {})
+        except (httpx.HTTPError, ValueError) as exc:
+            answer = Answer(None, {}, type(exc).__name__)
+        if answer.body.get("status") == "ERROR":
+            # A refusal the LUDs answer with 200 is counted as the refusal it is.
+            code = NODE_UNAVAILABLE if answer.status == 503 else "lnurl_error"
+            status = 422 if answer.status == 200 else answer.status
+            answer = Answer(status, {"error": {"code": code}})
+        self.stats.record(op, time.perf_counter() - started, answer)
+        return answer
+
     # ---------------------------------------------------------------------------- reads
 
     async def _read_balance(self) -> None:
@@ -545,6 +612,10 @@ class LoadGenerator:
             value = answer.body.get(name)
             if isinstance(value, int) and value < 0:
                 self.model.problems.append(f"user {user}: {name} {value} < 0")
+
+
+def address_name(user: int) -> str:
+    return f"proving-{user}"
 
 
 def _ambiguous(answer: Answer, *, replay: bool, payment: bool) -> bool:

@@ -25,6 +25,7 @@ REQUIRED_OPS = [
     "replay",
     "sendpayment",
     "lninvoice",
+    "lnurl_callback",
     "assetbalance",
     "balances",
     "history",

@@ -225,6 +225,9 @@ class Stage:
             "VNODE_RLN_URL": self.sim_url,
             "VNODE_ACCESS_LOG": "false",
             "VNODE_LOG_LEVEL": "WARNING",
+            # Lightning Addresses on (the load's lnurl operation): one public URL for both
+            # processes; the load calls each process's own port with the URLs' paths.
+            "VNODE_PUBLIC_URL": "http://127.0.0.1",
         }
         if self.redis is not None:
             env["VNODE_REDIS_URL"] = self.redis.url

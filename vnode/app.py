@@ -17,6 +17,7 @@ from vnode.api import (
     routes_ledger,
     routes_limits,
     routes_lndhub,
+    routes_lnurl,  # Lightning Addresses (issue 12, part 2)
     routes_ops,
     routes_payments,
     routes_webhooks,
@@ -146,6 +147,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.add_middleware(routes_lndhub.LndHubPaths)
     app.include_router(routes_lndhub.router)
     app.include_router(routes_limits.router)
+    app.include_router(routes_lnurl.router)  # Lightning Addresses (issue 12, part 2)
     return app
 
 

@@ -38,6 +38,7 @@ from vnode.api.models import (
     HistoryEntry,
     HistoryPage,
     InvoiceQuote,
+    LightningAddress,
     LndHubAccount,
     LnInvoice,
     Payment,
@@ -339,6 +340,15 @@ class VNodeClient:
             asset_id=asset_id,
             duration_seconds=duration_seconds,
         )
+
+    # Lightning Addresses (issue 12, part 2; docs/LNURL.md)
+    async def claim_address(self, user_id: UserId, name: str) -> LightningAddress:
+        """Claim `name` as the user's Lightning Address (scope receive)."""
+        return await self._call(LightningAddress, "/virtual_address", user_id=user_id, name=name)
+
+    async def address(self, user_id: UserId) -> LightningAddress:
+        """The user's Lightning Address (scope read); no_address when they have none."""
+        return await self._call(LightningAddress, "/virtual_address_info", user_id=user_id)
 
     async def admin_credit(
         self,

@@ -68,6 +68,11 @@ class ErrorCode(StrEnum):
     # Per-user limits (issue 12, docs/LIMITS.md).
     LIMIT_EXCEEDED = "limit_exceeded"
     RATE_LIMITED = "rate_limited"
+    # Lightning Addresses (issue 12, part 2; docs/LNURL.md)
+    INVALID_ADDRESS_NAME = "invalid_address_name"
+    ADDRESS_RESERVED = "address_reserved"
+    ADDRESS_TAKEN = "address_taken"
+    NO_ADDRESS = "no_address"
 
 
 CATALOGUE: dict[ErrorCode, ErrorSpec] = {
@@ -169,6 +174,17 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
         "Too many requests for this API key or account; nothing was done: retry after the "
         "Retry-After header's seconds.",
     ),
+    # Lightning Addresses (issue 12, part 2; docs/LNURL.md)
+    ErrorCode.INVALID_ADDRESS_NAME: ErrorSpec(
+        422, "An address name is 1 to 64 characters of a-z, 0-9, '.', '_' and '-' (LUD-16)."
+    ),
+    ErrorCode.ADDRESS_RESERVED: ErrorSpec(422, "This address name is reserved for the service."),
+    ErrorCode.ADDRESS_TAKEN: ErrorSpec(
+        409,
+        "Another user has this address name, or gave it up recently and it is held for them "
+        "(VNODE_ADDRESS_HOLD_S).",
+    ),
+    ErrorCode.NO_ADDRESS: ErrorSpec(404, "The user has no Lightning Address."),
 }
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vnode.domain.public_url import check_public_url
 
 MIN_ADMIN_KEY_LENGTH = 24
 
@@ -98,6 +100,9 @@ class Settings(BaseSettings):
     rate_limit_key_burst: int = Field(default=50, ge=1)
     rate_limit_account_per_s: float | None = Field(default=None, gt=0)
     rate_limit_account_burst: int = Field(default=10, ge=1)
+    # LNURL-pay callbacks per Lightning Address (public: each makes a node invoice). Unset: off.
+    rate_limit_address_per_s: float | None = Field(default=None, gt=0)
+    rate_limit_address_burst: int = Field(default=20, ge=1)
     # Background workers (node monitor, reconciler, invoice and RGB watchers) in this process.
     run_workers: bool = True
     # Fault injection for crash tests only: comma-separated crash points (see vnode/faults.py).
@@ -108,8 +113,32 @@ class Settings(BaseSettings):
     lndhub_access_token_s: int = Field(default=2 * 86400, ge=1)
     lndhub_refresh_token_s: int = Field(default=7 * 86400, ge=1)
     lndhub_pay_wait_s: float = Field(default=20.0, gt=0, le=25)
-    # The public base URL of this service (https://host[/path]), used in lndhub:// URIs.
+    # The public base URL of this service (https://host[/path]; plain http only for a loopback
+    # host): the base of every URL handed out, lndhub:// URIs and LNURL-pay's (docs/LNURL.md),
+    # and through its host the Lightning Addresses' domain. Unset: addresses are off, and
+    # lndhub:// URIs name the URL the request came to.
     public_url: str | None = None
+
+    # Lightning Addresses and LNURL-pay (docs/LNURL.md).
+    # The amounts an address takes (payRequest minSendable / maxSendable), msat.
+    lnurl_min_sendable_msat: int = Field(default=1_000, ge=1)
+    lnurl_max_sendable_msat: int = Field(default=10**10, ge=1)
+    # LUD-12: the longest payer's comment taken (0: none).
+    lnurl_comment_max_chars: int = Field(default=255, ge=0, le=1000)
+    # A name given up stays its former owner's this long before anyone else may claim it.
+    address_hold_s: int = Field(default=90 * 86400, ge=0)
+    lnurl_invoice_expiry_s: int = Field(default=600, ge=60, le=86400)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        return None if value is None or value == "" else check_public_url(value)
+
+    @model_validator(mode="after")
+    def _lnurl_range(self) -> Settings:
+        if self.lnurl_min_sendable_msat > self.lnurl_max_sendable_msat:
+            raise ValueError("VNODE_LNURL_MIN_SENDABLE_MSAT is above VNODE_LNURL_MAX_SENDABLE_MSAT")
+        return self
 
     @field_validator("admin_key")
     @classmethod

@@ -23,6 +23,7 @@ from vnode.apikeys import Scope, create_key
 from vnode.bot.runtime import BotRuntime
 from vnode.bot.settings import BotSettings
 from vnode.client import VNodeClient
+from vnode.loopback import free_port_pair
 
 BOT_TOKEN = "7000000001:" + "T" * 35
 STREAM = "vnode:events"
@@ -72,7 +73,10 @@ async def start_vnode(
         _, spend_key = await create_key(conn, "bitmask", Scope.SPEND)
     finally:
         await conn.close()
-    serve = ServeProcess(database_url, data_dir, extra_env=serve_env(redis_url, stream_key))
+    # Lightning Addresses on, at the service's own loopback URL (plain http: loopback only).
+    port = free_port_pair()
+    env = {**serve_env(redis_url, stream_key), "VNODE_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    serve = ServeProcess(database_url, data_dir, extra_env=env, port=port)
     await serve.wait_ready()
     return Vnode(
         serve,

@@ -231,6 +231,36 @@ class RgbInvoice(_Invoice):
     batch_transfer_idx: int | None = None
 
 
+class LightningAddress(_OfNode):
+    """A user's Lightning Address (docs/LNURL.md): `address` (LUD-16) and the same as an LNURL
+    (LUD-01, for a QR code), both leading a wallet to `url`."""
+
+    name: str
+    address: str
+    lnurl: str
+    url: str
+    claimed_at: datetime
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": 123456789,
+                    "node_id": "vn_123456789",
+                    "name": "alice",
+                    "address": "alice@pay.example.com",
+                    "lnurl": "LNURL1DP68GURN8GHJ7URP0YHX27RPD4CXCEFWVDHK6TEWWAJKCMPDDD"
+                    "HX7AMW9AKXUATJD3CZ7CTVD93K2ME3CYY",
+                    "url": "https://pay.example.com/.well-known/lnurlp/alice",
+                    "claimed_at": "2026-11-26T10:00:00.000000Z",
+                }
+            ]
+        },
+    )
+
+
 class Readiness(Answer):
     """`/readyz`, for 200 (ready, degraded) and 503 (not ready) alike. Only `status` is there
     for everyone; the rest needs a read key."""

@@ -185,6 +185,14 @@ class UserBody(_Body):
     user_id: UserId
 
 
+class AddressBody(_Body):
+    """Claim a Lightning Address. `name` is checked by vnode/lnurl/names.py (its own codes,
+    invalid_address_name and address_reserved), so here it is only bounded."""
+
+    user_id: UserId
+    name: Annotated[str, Field(min_length=1, max_length=200, strict=True)]
+
+
 class AssetBalanceBody(_Body):
     user_id: UserId
     asset_id: AssetId = BTC

@@ -114,7 +114,9 @@ class Notifier:
         if event_type == "invoice.paid":
             payer = data.get("from_node_id")
             source = f"from {await self._name(str(payer))}" if payer else "from outside (Lightning)"
-            return f"Received <b>{amount}</b> {source}: your invoice was paid."
+            # The payer's comment, when paid through the user's Lightning Address (LUD-12).
+            said = f"\nComment: {escape(str(data['comment']))}" if data.get("comment") else ""
+            return f"Received <b>{amount}</b> {source}: your invoice was paid.{said}"
         if event_type == "admin.credit":
             return f"Received <b>{amount}</b>: {escape(str(data.get('reason') or 'a credit'))}."
         if event_type == "admin.debit":

@@ -146,7 +146,13 @@ class LightningBackend(Protocol):
         description: str | None,
         asset_id: str | None = None,
         asset_amount: int | None = None,
-    ) -> CreatedInvoice: ...
+        description_hash: str | None = None,
+    ) -> CreatedInvoice:
+        """An invoice of the node for `amount_msat` (None: any amount). `description_hash`
+        (64 hex digits, instead of `description`) is committed as the invoice's `h` field, as
+        LNURL-pay needs (LUD-06: SHA-256 of the metadata); the backend checks the invoice
+        commits it, as it checks the amount."""
+        ...
 
     async def pay_invoice(
         self,

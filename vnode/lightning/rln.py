@@ -251,6 +251,7 @@ class RlnBackend:
         description: str | None,
         asset_id: str | None = None,
         asset_amount: int | None = None,
+        description_hash: str | None = None,
     ) -> CreatedInvoice:
         request = api.LNInvoiceRequest.model_construct(
             amt_msat=amount_msat,
@@ -258,6 +259,7 @@ class RlnBackend:
             asset_id=asset_id,
             asset_amount=asset_amount,
             description=description,
+            description_hash=description_hash,
         )
         answer = await self._call("POST", "/lninvoice", api.request_body(request))
         text = _read(api.LNInvoiceResponse, answer, "/lninvoice").invoice
@@ -273,6 +275,13 @@ class RlnBackend:
             # Handing out an invoice for another amount would credit the wrong sum.
             raise NodeError(
                 f"/lninvoice made an invoice for {decoded.amount_msat} msat, asked {amount_msat}",
+                name="InvoiceMismatch",
+            )
+        if description_hash is not None and decoded.description_hash != description_hash.lower():
+            # An LNURL wallet refuses an invoice whose `h` is not the metadata's hash (LUD-06).
+            raise NodeError(
+                f"/lninvoice made an invoice committing to {decoded.description_hash}, "
+                f"asked {description_hash}",
                 name="InvoiceMismatch",
             )
         return CreatedInvoice(

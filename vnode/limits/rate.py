@@ -39,11 +39,16 @@ class RateLimiter:
     """The rate limits of one deployment. With no policy, a check costs nothing (no query)."""
 
     def __init__(
-        self, pool: asyncpg.Pool, per_key: RatePolicy | None, per_account: RatePolicy | None
+        self,
+        pool: asyncpg.Pool,
+        per_key: RatePolicy | None,
+        per_account: RatePolicy | None,
+        per_address: RatePolicy | None = None,
     ) -> None:
         self.pool = pool
         self.per_key = per_key
         self.per_account = per_account
+        self.per_address = per_address
 
     @classmethod
     def from_settings(cls, pool: asyncpg.Pool, settings: Settings) -> RateLimiter:
@@ -54,7 +59,12 @@ class RateLimiter:
             per_account = RatePolicy(
                 settings.rate_limit_account_burst, settings.rate_limit_account_per_s
             )
-        return cls(pool, per_key, per_account)
+        per_address = None
+        if settings.rate_limit_address_per_s is not None:
+            per_address = RatePolicy(
+                settings.rate_limit_address_burst, settings.rate_limit_address_per_s
+            )
+        return cls(pool, per_key, per_account, per_address)
 
     async def check_key(self, owner: str) -> None:
         """One request of the API key `owner` (`Principal.owner`); raises RateLimited."""
@@ -66,6 +76,12 @@ class RateLimiter:
         For the LndHub layer to call once per request, after authenticating the account."""
         if self.per_account is not None:
             await self._take(f"lndhub:{account}", self.per_account)
+
+    async def check_address(self, name: str) -> None:
+        """One LNURL-pay callback of the Lightning Address `name` (public, and each one makes
+        a node invoice and a row: docs/LNURL.md); raises RateLimited."""
+        if self.per_address is not None:
+            await self._take(f"address:{name}", self.per_address)
 
     async def _take(self, bucket: str, policy: RatePolicy) -> None:
         wait_s = await self.pool.fetchval(

@@ -42,6 +42,12 @@ class InvoiceCommand:
     asset_amount: int | None
     description: str | None
     expiry_s: int
+    # LNURL-pay (vnode/lnurl/): the invoice commits to this hash (`h`) instead of `description`,
+    # which then only names it in vnode's records; the address it was made through and the
+    # payer's LUD-12 comment are kept with it.
+    description_hash: str | None = None
+    address_id: int | None = None
+    comment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,9 +124,10 @@ class InvoiceIssuer:
             created = await self.backend.create_invoice(
                 amount_msat=command.amount_msat,
                 expiry_s=command.expiry_s,
-                description=command.description,
+                description=None if command.description_hash else command.description,
                 asset_id=command.asset_id if rgb else None,
                 asset_amount=command.asset_amount,
+                description_hash=command.description_hash,
             )
         await store.insert_ln_invoice(
             self.pool,
@@ -132,6 +139,8 @@ class InvoiceIssuer:
             command.asset_amount,
             command.description,
             float(created.expires_at),
+            address_id=command.address_id,
+            comment=command.comment,
         )
         return {
             "invoice": created.invoice,

@@ -329,11 +329,16 @@ async def insert_ln_invoice(
     asset_amount: int | None,
     description: str | None,
     expires_s: float,
+    *,
+    address_id: int | None = None,
+    comment: str | None = None,
 ) -> None:
+    """Record whose invoice it is; `address_id` and `comment` for one made through a
+    Lightning Address's LNURL-pay callback (vnode/lnurl/)."""
     await pool.execute(
         "INSERT INTO ln_invoices (payment_hash, user_id, invoice, asset_id, amount_msat, "
-        "asset_amount, description, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, "
-        "to_timestamp($8))",
+        "asset_amount, description, expires_at, address_id, comment) VALUES ($1, $2, $3, $4, "
+        "$5, $6, $7, to_timestamp($8), $9, $10)",
         payment_hash,
         user_id,
         invoice,
@@ -342,6 +347,8 @@ async def insert_ln_invoice(
         asset_amount,
         description,
         expires_s,
+        address_id,
+        comment,
     )
 
 

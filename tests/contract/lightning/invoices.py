@@ -46,7 +46,9 @@ def make_invoice(
     key: bytes = OUTSIDE_KEY,
     expiry_s: int = 3600,
     description: str = "vnode contract test",
+    description_hash: str | None = None,
 ) -> FixtureInvoice:
+    """A signed invoice; with `description_hash` it commits that `h` instead of a `d`."""
     preimage = hashlib.sha256(f"preimage {label}".encode()).digest()
     secret = hashlib.sha256(f"secret {label}".encode()).digest()
     payment_hash = hashlib.sha256(preimage).hexdigest()
@@ -57,7 +59,8 @@ def make_invoice(
         payment_secret=secret,
         timestamp=NOW,
         private_key=key,
-        description=description,
+        description=None if description_hash else description,
+        description_hash=description_hash,
         expiry_s=expiry_s,
     )
     return FixtureInvoice(

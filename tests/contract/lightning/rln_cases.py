@@ -8,6 +8,7 @@ Answers follow the real node: its error shape ``{"error", "code", "name"}`` and 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,11 @@ OUT_OPEN = make_invoice("outside, any amount", amount_msat=None)
 # Invoices whose payment is looked up by hash.
 PAID = make_invoice("paid", amount_msat=4_000_000)
 RECEIVED = make_invoice("received", amount_msat=2_000_000, key=NODE_KEY)
+# LNURL-pay: an invoice committing to a description hash (LUD-06), and one committing to another.
+METADATA_HASH = hashlib.sha256(b'[["text/plain","Payment to alice@pay.example.com"]]').hexdigest()
+OURS_HASHED = make_invoice(
+    "ours, hashed", amount_msat=5_000_000, key=NODE_KEY, description_hash=METADATA_HASH
+)
 
 
 @dataclass(frozen=True)
@@ -436,6 +442,30 @@ CASES: list[Case] = [
                              "asset_amount": 42, "description": "tokens"},
               answer={"invoice": OURS_RGB.text}),),
         returns=CreatedInvoice(OURS_RGB.text, OURS_RGB.payment_hash, NOW + 3600),
+    ),
+    Case(
+        "create_invoice-description-hash", "create_invoice",
+        lambda b: b.create_invoice(
+            amount_msat=5_000_000, expiry_s=3600, description=None,
+            description_hash=METADATA_HASH,
+        ),
+        (post("/lninvoice", {"amt_msat": 5_000_000, "expiry_sec": 3600,
+                             "description_hash": METADATA_HASH},
+              answer={"invoice": OURS_HASHED.text}),),
+        returns=CreatedInvoice(OURS_HASHED.text, OURS_HASHED.payment_hash, NOW + 3600),
+    ),
+    Case(
+        # The node made an invoice that does not commit to the hash asked: an LNURL wallet would
+        # refuse it, so it is never handed out.
+        "create_invoice-other-description-hash", "create_invoice",
+        lambda b: b.create_invoice(
+            amount_msat=5_000_000, expiry_s=3600, description=None,
+            description_hash=METADATA_HASH,
+        ),
+        (post("/lninvoice", {"amt_msat": 5_000_000, "expiry_sec": 3600,
+                             "description_hash": METADATA_HASH},
+              answer={"invoice": OURS.text}),),
+        raises=NodeError, error_name="InvoiceMismatch",
     ),
     Case(
         "create_invoice-other-amount", "create_invoice",

@@ -32,6 +32,8 @@ ENDPOINTS: list[tuple[str, str, Scope, dict[str, Any] | None]] = [
     ("POST", "/admin/credit", Scope.ADMIN, {"user_id": 1, "amount_msat": 1, "reason": "x"}),
     ("POST", "/admin/debit", Scope.ADMIN, {"user_id": 1, "amount_msat": 1, "reason": "x"}),
     ("GET", "/metrics", Scope.READ, None),
+    ("POST", "/virtual_address", Scope.RECEIVE, {"user_id": 1, "name": "alice"}),
+    ("POST", "/virtual_address_info", Scope.READ, {"user_id": 1}),
 ]
 OPEN = ["/healthz", "/readyz", "/openapi.json", "/docs"]
 

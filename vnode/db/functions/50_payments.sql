@@ -308,8 +308,11 @@ BEGIN
         PERFORM vnode_receive(inv.user_id, 'BTC', v_amount, v_tx);
         PERFORM vnode_history(p_payer, v_tx, 'payment', 'out', 'BTC', v_amount, v_payee_node,
                               inv.description, 'succeeded', p_hash);
+        -- The payee's memo: the payer's LNURL comment when there is one (as in
+        -- vnode_receipt_credit), else the invoice's description.
         PERFORM vnode_history(inv.user_id, v_tx, 'invoice_receipt', 'in', 'BTC', v_amount,
-                              v_payer_node, inv.description, 'completed', p_hash);
+                              v_payer_node, coalesce(inv.comment, inv.description), 'completed',
+                              p_hash);
     END IF;
     IF v_asset IS NOT NULL THEN
         v_tx := vnode_journal('internal_payment', v_asset, p_payer, inv.user_id,
@@ -320,8 +323,8 @@ BEGIN
         PERFORM vnode_history(p_payer, v_tx, 'payment', 'out', v_asset, inv.asset_amount,
                               v_payee_node, inv.description, 'succeeded', p_hash);
         PERFORM vnode_history(inv.user_id, v_tx, 'invoice_receipt', 'in', v_asset,
-                              inv.asset_amount, v_payer_node, inv.description, 'completed',
-                              p_hash);
+                              inv.asset_amount, v_payer_node,
+                              coalesce(inv.comment, inv.description), 'completed', p_hash);
     END IF;
     UPDATE ln_invoices SET status = 'paid' WHERE payment_hash = p_hash;
     INSERT INTO ln_receipts (payment_hash, source, user_id, amount_msat, asset_amount)

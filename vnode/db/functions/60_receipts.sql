@@ -16,7 +16,7 @@
 --   * A trigger: DROP TRIGGER IF EXISTS name ON table; then CREATE TRIGGER.
 
 -- One shape for invoice.paid, whether an outside payer paid through the node or a vnode user
--- paid inside the ledger.
+-- paid inside the ledger. `comment` is the payer's LNURL comment (LUD-12), NULL otherwise.
 CREATE OR REPLACE FUNCTION vnode_invoice_paid(
     inv ln_invoices, p_source text, p_from_node text, p_amount_msat bigint, p_asset_amount bigint)
 RETURNS jsonb
@@ -27,11 +27,13 @@ LANGUAGE sql STABLE AS $$
         'from_node_id', p_from_node,
         'amount_msat', p_amount_msat, 'amount_sats', p_amount_msat / 1000,
         'asset_id', inv.asset_id, 'asset_amount', p_asset_amount,
-        'description', inv.description, 'created_at', vnode_ts(now()))
+        'description', inv.description, 'comment', inv.comment,
+        'created_at', vnode_ts(now()))
 $$;
 
 -- Flow 3: the node received a payment for one of our invoices; credit its owner once, with
--- what the node says arrived (overpayment included). What arrived is checked against the
+-- what the node says arrived (overpayment included). The history entry's memo is the payer's
+-- LNURL comment when there is one (as in vnode_internal_pay), else the invoice's description. What arrived is checked against the
 -- invoice's asset first; p_asset_id is the asset the node reports (NULL: plain BTC).
 -- Before migration 0010 it had no p_asset_id: that older signature is dropped.
 DROP FUNCTION IF EXISTS vnode_receipt_credit(text, bigint, bigint);
@@ -77,13 +79,15 @@ BEGIN
         v_tx := vnode_credit_user(inv.user_id, 'BTC', p_amount_msat, c_inbound,
                                   'invoice_receipt', p_hash);
         PERFORM vnode_history(inv.user_id, v_tx, 'invoice_receipt', 'in', 'BTC', p_amount_msat,
-                              'lightning', inv.description, 'completed', p_hash);
+                              'lightning', coalesce(inv.comment, inv.description), 'completed',
+                              p_hash);
     END IF;
     IF inv.asset_id <> 'BTC' AND coalesce(p_asset_amount, 0) > 0 THEN
         v_tx := vnode_credit_user(inv.user_id, inv.asset_id, p_asset_amount, c_inbound,
                                   'invoice_receipt', p_hash);
         PERFORM vnode_history(inv.user_id, v_tx, 'invoice_receipt', 'in', inv.asset_id,
-                              p_asset_amount, 'lightning', inv.description, 'completed', p_hash);
+                              p_asset_amount, 'lightning', coalesce(inv.comment, inv.description),
+                              'completed', p_hash);
     END IF;
     UPDATE ln_invoices SET status = 'paid' WHERE payment_hash = p_hash;
     result := vnode_invoice_paid(inv, 'node', NULL, p_amount_msat,
