@@ -7,6 +7,7 @@ read here (JSON or form-encoded), not by FastAPI, so no body is ever a 422.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
@@ -246,8 +247,18 @@ def _read(
     model: Any,
     serve: Callable[[LndHub, Account, Request], Awaitable[Reply]],
     *statuses: int,
+    query: tuple[str, ...] = (),
 ) -> None:
-    """A GET route for an authenticated read."""
+    """A GET route for an authenticated read. The handler reads its parameters from the
+    request itself (LndHub clients send numbers as text, or nothing), so they are declared to
+    the OpenAPI document here: every `{name}` of the path, and the `query` names, as strings."""
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"{(\w+)}", path)
+    ] + [
+        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+        for name in query
+    ]
 
     async def route(request: Request, services: ServicesDep) -> Response:
         hub = _lndhub(request, services)
@@ -265,6 +276,7 @@ def _read(
         description=summary + "." + _AUTH_HELP,
         responses={**_ok(model), **_errors(401, 429, *statuses)},
         name=f"lndhub_{path.strip('/').split('/')[0]}",
+        openapi_extra={"parameters": parameters} if parameters else None,
     )
 
 
@@ -307,6 +319,7 @@ _read(
     list[models.Tx],
     _gettxs,
     400,
+    query=("limit", "offset"),
 )
 _read(
     "/getuserinvoices",
@@ -314,6 +327,7 @@ _read(
     list[models.UserInvoice],
     _getuserinvoices,
     400,
+    query=("limit", "offset"),
 )
 _read("/getinfo", "the master node's identity", models.Info, _getinfo, 503)
 _read("/getpending", "on-chain pending: always empty", list[object], _empty)
@@ -331,6 +345,7 @@ _read(
     models.DecodedInvoice,
     _decodeinvoice,
     400,
+    query=("invoice",),
 )
 _read(
     "/checkrouteinvoice",
@@ -338,4 +353,5 @@ _read(
     models.DecodedInvoice,
     _decodeinvoice,
     400,
+    query=("invoice",),
 )
