@@ -4,31 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
 import pytest
 
-from vnode.keys import SoftwareSigner
+from tests.integration.ledger.support import NO_KEY, RGB, SIGNER
 from vnode.ledger.admin import AdminCommand, AdminMove, admin_move
 from vnode.ledger.audit import AuditReport, run_audit
-from vnode.ledger.calls import Idempotency
 from vnode.ledger.transfers import TransferCommand, transfer
 
-SIGNER = SoftwareSigner(bytes.fromhex("11" * 32))
-NO_KEY = Idempotency("test", None)
 ALICE, BOB, CAROL = 2_001, 2_002, 2_003
-RGB = "rgb:CJkb4YZw-jRiz2sk-~PARPio-wtVYI1c-XAEYCqO-wTfvRZ8"
 CHECKS = {"spendable = unspent coins", "balance = journal", "spendable = history", "conservation"}
-
-
-@pytest.fixture
-async def pool(fresh_db: str) -> AsyncIterator[asyncpg.Pool]:
-    created = await asyncpg.create_pool(fresh_db, min_size=1, max_size=12)
-    assert created is not None
-    yield created
-    await created.close()
 
 
 async def admin(

@@ -8,22 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
 import pytest
 
-from vnode.keys import SoftwareSigner
+from tests.integration.ledger.support import NO_KEY, RGB, SIGNER, credit
 from vnode.ledger.admin import AdminCommand, AdminMove, admin_move
 from vnode.ledger.audit import run_audit
 from vnode.ledger.calls import Idempotency, LedgerAnswer
 from vnode.ledger.transfers import TransferCommand, transfer
 
-SIGNER = SoftwareSigner(bytes.fromhex("11" * 32))
-NO_KEY = Idempotency("test", None)
 ALICE, BOB, CAROL = 1_001, 1_002, 1_003
-RGB = "rgb:CJkb4YZw-jRiz2sk-~PARPio-wtVYI1c-XAEYCqO-wTfvRZ8"
 LEDGER_TABLES = (
     "virtual_nodes",
     "virtual_transactions",
@@ -34,22 +30,6 @@ LEDGER_TABLES = (
     "outbox",
     "idempotency_keys",
 )
-
-
-@pytest.fixture
-async def pool(fresh_db: str) -> AsyncIterator[asyncpg.Pool]:
-    created = await asyncpg.create_pool(fresh_db, min_size=1, max_size=12)
-    assert created is not None
-    yield created
-    await created.close()
-
-
-async def credit(pool: asyncpg.Pool, user: int, amount: int, asset: str = "BTC") -> LedgerAnswer:
-    outcome = await admin_move(
-        pool, SIGNER, AdminCommand(AdminMove.CREDIT, user, asset, amount, "funding"), NO_KEY
-    )
-    assert outcome.status == 200, outcome.body
-    return outcome
 
 
 async def send(

@@ -7,23 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
-from vnode.keys import SoftwareSigner
-from vnode.ledger.admin import AdminCommand, AdminMove, admin_move
+from tests.integration.ledger.support import NO_KEY, RGB, SIGNER, credit
 from vnode.ledger.audit import run_audit
 from vnode.ledger.calls import Idempotency, LedgerAnswer
 from vnode.ledger.transfers import TransferCommand, transfer
 from vnode.limits.refusal import LimitRefusal, Limits
 from vnode.limits.store import receive_refusal, set_overrides, user_limits, write_defaults
 
-SIGNER = SoftwareSigner(bytes.fromhex("22" * 32))
-NO_KEY = Idempotency("test", None)
 ALICE, BOB, CAROL = 2_001, 2_002, 2_003
-RGB = "rgb:CJkb4YZw-jRiz2sk-~PARPio-wtVYI1c-XAEYCqO-wTfvRZ8"
 MONEY_TABLES = (
     "virtual_nodes",
     "virtual_transactions",
@@ -36,21 +31,6 @@ MONEY_TABLES = (
     "ln_receipts",
     "ln_invoices",
 )
-
-
-@pytest.fixture
-async def pool(fresh_db: str) -> AsyncIterator[asyncpg.Pool]:
-    created = await asyncpg.create_pool(fresh_db, min_size=1, max_size=12)
-    assert created is not None
-    yield created
-    await created.close()
-
-
-async def credit(pool: asyncpg.Pool, user: int, amount: int, asset: str = "BTC") -> None:
-    outcome = await admin_move(
-        pool, SIGNER, AdminCommand(AdminMove.CREDIT, user, asset, amount, "funding"), NO_KEY
-    )
-    assert outcome.status == 200, outcome.body
 
 
 async def send(
