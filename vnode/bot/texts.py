@@ -172,6 +172,7 @@ WALLET_PRIVATE_ONLY = (
 WALLET_USAGE = "Usage: /wallet (spending), or /wallet invoice (receive only, for a point of sale)."
 WALLET_OFFER_GONE = "This button has expired or was used. Send /wallet again."
 WALLET_KEPT = "Cancelled. Your wallet credentials are unchanged."
+WALLET_REPLACED = "These credentials were replaced: they no longer work."
 WALLET_ISSUED = "New credentials made (below). Any earlier ones of this kind no longer work."
 _SCOPE_WORDS = {
     "spend": ("spending", "can <b>spend your whole balance</b>"),

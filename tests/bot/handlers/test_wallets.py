@@ -94,9 +94,31 @@ async def test_rotate_asks_then_replaces_the_credentials(
     second = await telegram.wait_for(hugo.id, _has_credentials)
     new_uri = _lndhub_uri(second)
     assert new_uri != old_uri
+    # The dead credentials are taken out of the chat; only the new ones are shown.
+    shown = [m for m in telegram.messages(hugo.id) if "lndhub://" in (m.caption or "")]
+    assert [m.message_id for m in shown] == [second.message_id]
     refused = await _login(old_uri)
     assert refused.status_code == 401 and refused.json()["code"] == 1
     assert (await _login(new_uri)).status_code == 200
+
+
+async def test_two_taps_on_create_issue_once(
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode
+) -> None:
+    nora = new_user("Nora")
+    await started(telegram, nora)
+    telegram.user_says(nora, "/wallet")
+    offer = await telegram.wait_for(nora.id, lambda m: "Create credentials" in dict(m.buttons()))
+    create = dict(offer.buttons())["Create credentials"]
+    telegram.press(nora, offer, create)
+    second_tap = telegram.press(nora, offer, create)  # before the bot has seen the first
+    answer = await telegram.wait_for_answer(second_tap)
+    assert "expired or was used" in str(answer.get("text"))
+    shown = await telegram.wait_for(nora.id, _has_credentials)
+    await telegram.wait_idle()
+    # One set issued (a second would have revoked the one shown), and it works.
+    assert [m for m in telegram.messages(nora.id) if _has_credentials(m)] == [shown]
+    assert (await _login(_lndhub_uri(shown))).status_code == 200
 
 
 async def test_wallet_invoice_gives_receive_only_credentials(

@@ -9,6 +9,7 @@ them. The credentials' Rotate button asks again before it replaces them.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 from typing import Literal
@@ -47,6 +48,7 @@ class WalletCallback(CallbackData, prefix="wl"):
     op: Literal["new", "no", "rotate"]
     scope: Scope
     offer: str = "-"  # the one-shot offer's id; the Rotate button has none
+    replaces: int = 0  # a rotation's: the message showing the credentials it replaces
 
 
 # --- /wallet -----------------------------------------------------------------------------
@@ -64,7 +66,9 @@ async def wallet(message: Message, command: CommandObject, ctx: BotContext) -> N
     await _offer(message, ctx, user.id, scope, texts.wallet_offer(scope))
 
 
-async def _offer(message: Message, ctx: BotContext, user_id: int, scope: Scope, text: str) -> None:
+async def _offer(
+    message: Message, ctx: BotContext, user_id: int, scope: Scope, text: str, replaces: int = 0
+) -> None:
     token = ctx.pending.new_token()
     await ctx.redis.set(_OFFER + token, f"{user_id}:{scope}", ex=ctx.settings.bot_confirm_ttl_s)
     keyboard = InlineKeyboardMarkup(
@@ -72,7 +76,9 @@ async def _offer(message: Message, ctx: BotContext, user_id: int, scope: Scope, 
             [
                 InlineKeyboardButton(
                     text="Create credentials",
-                    callback_data=WalletCallback(op="new", scope=scope, offer=token).pack(),
+                    callback_data=WalletCallback(
+                        op="new", scope=scope, offer=token, replaces=replaces
+                    ).pack(),
                 ),
                 InlineKeyboardButton(
                     text="Cancel",
@@ -94,13 +100,17 @@ async def pressed(query: CallbackQuery, callback_data: WalletCallback, ctx: BotC
     scope = callback_data.scope
     if callback_data.op == "rotate":
         await query.answer()
-        await _offer(message, ctx, user_id, scope, texts.wallet_rotate_offer(scope))
+        await _offer(
+            message, ctx, user_id, scope, texts.wallet_rotate_offer(scope), message.message_id
+        )
         return
     take = ctx.redis.register_script(_TAKE_IF_OWNER)
     taken = await take(keys=[_OFFER + callback_data.offer], args=[f"{user_id}:{scope}"])
-    if not taken:
-        await query.answer(texts.WALLET_OFFER_GONE)
-        await _edit(message, texts.WALLET_OFFER_GONE)
+    if not taken:  # expired, cancelled, or a second tap after the first issued
+        await query.answer(texts.WALLET_OFFER_GONE, show_alert=True)
+        if message.reply_markup is not None:
+            with contextlib.suppress(TelegramAPIError):  # already gone: nothing to remove
+                await message.edit_reply_markup(reply_markup=None)
         return
     if callback_data.op == "no":
         await query.answer(texts.WALLET_KEPT)
@@ -119,11 +129,30 @@ async def pressed(query: CallbackQuery, callback_data: WalletCallback, ctx: BotC
             ]
         ]
     )
+    if callback_data.replaces:
+        await _retire(message, callback_data.replaces)
     await message.answer_photo(
         BufferedInputFile(qr_png(account.url), "wallet.png"),
         caption=texts.wallet_credentials(account.url, scope),
         reply_markup=rotate,
     )
+
+
+async def _retire(message: Message, replaced_id: int) -> None:
+    """Take dead credentials out of the chat: delete their message, or (Telegram lets a bot
+    delete only for 48 hours) at least their text and Rotate button."""
+    if message.bot is None:
+        return
+    chat_id = message.chat.id
+    try:
+        await message.bot.delete_message(chat_id, replaced_id)
+    except TelegramAPIError:
+        try:
+            await message.bot.edit_message_caption(
+                chat_id=chat_id, message_id=replaced_id, caption=texts.WALLET_REPLACED
+            )
+        except TelegramAPIError as exc:  # cosmetic: they no longer work either way
+            log.info("could not retire replaced wallet credentials: %s", exc)
 
 
 async def _edit(message: Message, text: str) -> None:
