@@ -6,12 +6,16 @@ Credentials shown in the chat are used for real: logged in at the running vnode'
 from __future__ import annotations
 
 import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import lnurl
+import pytest
 from lnurl.models import LnurlPayResponse
 
-from tests.bot.conftest import Vnode, new_user, started
+from harness.redis import RedisServer
+from tests.bot.conftest import Vnode, bot_settings, new_user, start_vnode, started
 from tests.bot.telegram_api import FakeTelegram, SentMessage, TgUser
 from vnode.bot.runtime import BotRuntime
 
@@ -204,3 +208,36 @@ async def test_address_refusals_are_told(
     stranger = new_user("Stranger")
     telegram.user_says(stranger, f"/address s-{secrets.token_hex(4)}")
     assert "/start" in ((await telegram.wait_for(stranger.id)).text or "")
+
+
+@pytest.fixture
+async def bot_without_addresses(
+    pg_server: str,
+    template_db: str,
+    bot_redis: RedisServer,
+    own_telegram: FakeTelegram,
+    tmp_path: Path,
+) -> AsyncIterator[BotRuntime]:
+    """A bot of its own on a vnode without VNODE_PUBLIC_URL: Lightning Addresses are off."""
+    stream = f"test:{secrets.token_hex(4)}"
+    running = await start_vnode(
+        pg_server, template_db, tmp_path / "vnode", bot_redis.url, stream, public_url=False
+    )
+    runtime = BotRuntime(bot_settings(running, own_telegram, bot_redis.url))
+    await runtime.start()
+    yield runtime
+    await runtime.stop()
+    await running.admin.close()
+    running.serve.stop()
+
+
+async def test_address_when_addresses_are_off_says_so(
+    bot_without_addresses: BotRuntime, own_telegram: FakeTelegram
+) -> None:
+    olga = new_user("Olga")
+    await started(own_telegram, olga)
+    for said in ("/address olga", "/address"):
+        own_telegram.user_says(olga, said)
+        answer = await own_telegram.wait_for(olga.id)
+        assert "not enabled on this service" in (answer.text or ""), (said, answer.text)
+        assert answer.photo is None
