@@ -217,14 +217,20 @@ NO_ADDRESS_YET = (
 )
 
 
-def address_card(address: str, lnurl: str, *, claimed: bool) -> str:
+def address_card(address: str, lnurl: str, *, claimed: bool, old: str | None = None) -> str:
     head = "Your Lightning Address is now" if claimed else "Your Lightning Address:"
-    return (
+    text = (
         f"{head} <code>{escape(address)}</code>\n"
         "Anyone can pay you there from a wallet that supports Lightning Addresses, "
         "or by scanning this QR (LNURL):\n\n"
         f"<code>{escape(lnurl)}</code>"
     )
+    if old is not None:
+        text += (
+            f"\n\n{escape(old)} still pays you for a while; after that anyone may claim it, "
+            "so tell your payers the new one."
+        )
+    return text
 
 
 # --- refusals: short, friendly, never a stack trace ---------------------------------------

@@ -186,6 +186,14 @@ async def test_address_claims_shows_and_resolves(
     again = await telegram.wait_for(kim.id, lambda m: m.photo is not None)
     assert f"Your Lightning Address: {name}@{host}" in (again.caption or "")
 
+    # Another name: shown, and the user is told the old one pays them only for a while.
+    other = f"kim2-{secrets.token_hex(4)}"
+    telegram.user_says(kim, f"/address {other}")
+    moved = await telegram.wait_for(kim.id, lambda m: m.photo is not None)
+    assert f"is now {other}@{host}" in (moved.caption or "")
+    assert f"{name}@{host} still pays you for a while" in (moved.caption or "")
+    assert (await vnode.admin.address(kim.id)).name == other
+
 
 async def test_address_refusals_are_told(
     bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode
@@ -200,6 +208,7 @@ async def test_address_refusals_are_told(
         ("/address admin", "reserved"),
         ("/address no!way", "can't be an address"),
         ("/address two words", "Usage"),
+        ("/address", "no Lightning Address yet"),  # the refused claims claimed nothing
     ):
         telegram.user_says(max_, said)
         answer = await telegram.wait_for(max_.id)

@@ -30,7 +30,7 @@ from aiogram.types import (
 from vnode.bot import texts
 from vnode.bot.context import BotContext, UserError
 from vnode.bot.handlers.common import callback_message, sender
-from vnode.client import VNodeError
+from vnode.client import LightningAddress, VNodeError
 
 log = logging.getLogger(__name__)
 
@@ -168,27 +168,39 @@ async def _edit(message: Message, text: str) -> None:
 
 async def address(message: Message, command: CommandObject, ctx: BotContext) -> None:
     user = sender(message)
-    name = (command.args or "").strip()
-    if " " in name:
+    words = (command.args or "").split()
+    if len(words) > 1:
         raise UserError(texts.ADDRESS_USAGE)
     try:
-        if name:
-            found = await ctx.vnode.claim_address(user.id, name)
+        current = await _current_address(ctx, user.id)
+        if not words:
+            if current is None:
+                await message.answer(texts.NO_ADDRESS_YET)
+                return
+            found = current
         else:
-            found = await ctx.vnode.address(user.id)
+            found = await ctx.vnode.claim_address(user.id, words[0])
     except VNodeError as exc:
         if exc.code == "unknown_user":
             raise UserError(texts.START_FIRST) from None
         if exc.code == "not_configured":  # vnode has no public URL to make addresses with
             raise UserError(texts.ADDRESS_OFF) from None
-        if exc.code == "no_address":
-            await message.answer(texts.NO_ADDRESS_YET)
-            return
         raise
+    # A changed name: the old one still pays the user during vnode's hold, then is free.
+    released = current.address if current and words and current.name != found.name else None
     await message.answer_photo(
         BufferedInputFile(qr_png(f"lightning:{found.lnurl}".upper()), "address.png"),
-        caption=texts.address_card(found.address, found.lnurl, claimed=bool(name)),
+        caption=texts.address_card(found.address, found.lnurl, claimed=bool(words), old=released),
     )
+
+
+async def _current_address(ctx: BotContext, user_id: int) -> LightningAddress | None:
+    try:
+        return await ctx.vnode.address(user_id)
+    except VNodeError as exc:
+        if exc.code == "no_address":
+            return None
+        raise
 
 
 def qr_png(data: str) -> bytes:
