@@ -125,6 +125,25 @@ async def test_two_taps_on_create_issue_once(
     assert (await _login(_lndhub_uri(shown))).status_code == 200
 
 
+async def test_a_late_tap_still_gets_its_credentials(
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode
+) -> None:
+    """Telegram refuses to answer a tap after ~15 s; the offer is taken by then, so the
+    credentials must still come (or the user would be left with none)."""
+    olaf = new_user("Olaf")
+    await started(telegram, olaf)
+    telegram.user_says(olaf, "/wallet")
+    offer = await telegram.wait_for(olaf.id, lambda m: "Create credentials" in dict(m.buttons()))
+    telegram.fail_next(
+        "answerCallbackQuery",
+        error_code=400,
+        description="Bad Request: query is too old and response timeout expired",
+    )
+    telegram.press(olaf, offer, dict(offer.buttons())["Create credentials"])
+    shown = await telegram.wait_for(olaf.id, _has_credentials)
+    assert (await _login(_lndhub_uri(shown))).status_code == 200
+
+
 async def test_wallet_invoice_gives_receive_only_credentials(
     bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode
 ) -> None:

@@ -95,11 +95,11 @@ async def pressed(query: CallbackQuery, callback_data: WalletCallback, ctx: BotC
     user_id = query.from_user.id
     # Credentials go only to the presser's own private chat (where the button was sent).
     if message is None or message.chat.type != "private" or message.chat.id != user_id:
-        await query.answer(texts.WALLET_PRIVATE_ONLY, show_alert=True)
+        await _answer(query, texts.WALLET_PRIVATE_ONLY, alert=True)
         return
     scope = callback_data.scope
     if callback_data.op == "rotate":
-        await query.answer()
+        await _answer(query)
         await _offer(
             message, ctx, user_id, scope, texts.wallet_rotate_offer(scope), message.message_id
         )
@@ -107,16 +107,16 @@ async def pressed(query: CallbackQuery, callback_data: WalletCallback, ctx: BotC
     take = ctx.redis.register_script(_TAKE_IF_OWNER)
     taken = await take(keys=[_OFFER + callback_data.offer], args=[f"{user_id}:{scope}"])
     if not taken:  # expired, cancelled, or a second tap after the first issued
-        await query.answer(texts.WALLET_OFFER_GONE, show_alert=True)
+        await _answer(query, texts.WALLET_OFFER_GONE, alert=True)
         if message.reply_markup is not None:
             with contextlib.suppress(TelegramAPIError):  # already gone: nothing to remove
                 await message.edit_reply_markup(reply_markup=None)
         return
     if callback_data.op == "no":
-        await query.answer(texts.WALLET_KEPT)
+        await _answer(query, texts.WALLET_KEPT)
         await _edit(message, texts.WALLET_KEPT)
         return
-    await query.answer("Creating…")
+    await _answer(query, "Creating…")
     account = await ctx.vnode.lndhub_account(user_id, scope)
     await _edit(message, texts.WALLET_ISSUED)
     rotate = InlineKeyboardMarkup(
@@ -136,6 +136,15 @@ async def pressed(query: CallbackQuery, callback_data: WalletCallback, ctx: BotC
         caption=texts.wallet_credentials(account.url, scope),
         reply_markup=rotate,
     )
+
+
+async def _answer(query: CallbackQuery, text: str | None = None, *, alert: bool = False) -> None:
+    """Answer a tap; Telegram refuses answers after ~15 s, and that must not stop the work
+    (the offer is already taken: failing now would leave the user with nothing)."""
+    try:
+        await query.answer(text, show_alert=alert)
+    except TelegramAPIError as exc:
+        log.info("could not answer a button press: %s", exc)
 
 
 async def _retire(message: Message, replaced_id: int) -> None:
