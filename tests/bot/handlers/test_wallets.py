@@ -16,6 +16,7 @@ from lnurl.models import LnurlPayResponse
 
 from harness.redis import RedisServer
 from tests.bot.conftest import Vnode, bot_settings, new_user, start_vnode, started
+from tests.bot.qr_image import encodes
 from tests.bot.telegram_api import FakeTelegram, SentMessage, TgUser
 from vnode.bot.runtime import BotRuntime
 
@@ -68,6 +69,8 @@ async def test_wallet_asks_first_then_shows_credentials_that_log_in(
     assert any(e["type"] == "code" for e in shown.entities)
     uri = _lndhub_uri(shown)
     assert uri.endswith(f"@{vnode.url}/lndhub")
+    # The QR is of exactly that URI: never upper-cased (the password is case-sensitive).
+    assert encodes(shown.photo, uri)
     logged_in = await _login(uri)
     assert logged_in.status_code == 200, logged_in.text
     assert logged_in.json()["access_token"]
@@ -195,6 +198,8 @@ async def test_address_claims_shows_and_resolves(
     assert f"is now {name}@{host}" in (card.caption or "")
     shown_lnurl = next(w for w in (card.caption or "").split() if w.startswith("LNURL"))
     assert (await vnode.admin.address(kim.id)).lnurl == shown_lnurl
+    # Upper case, the QR's alphanumeric mode, with the scheme wallets' scanners expect.
+    assert encodes(card.photo, f"LIGHTNING:{shown_lnurl}")
     request = await lnurl.handle(shown_lnurl)
     assert isinstance(request, LnurlPayResponse)
     async with httpx.AsyncClient() as http:
