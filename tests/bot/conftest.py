@@ -65,7 +65,13 @@ def serve_env(redis_url: str, stream_key: str = STREAM) -> dict[str, str]:
 
 
 async def start_vnode(
-    pg_server: str, template_db: str, data_dir: Path, redis_url: str, stream_key: str = STREAM
+    pg_server: str,
+    template_db: str,
+    data_dir: Path,
+    redis_url: str,
+    stream_key: str = STREAM,
+    *,
+    public_url: bool = True,
 ) -> Vnode:
     database_url = await create_database(pg_server, template_db)
     conn = await asyncpg.connect(database_url)
@@ -75,7 +81,9 @@ async def start_vnode(
         await conn.close()
     # Lightning Addresses on, at the service's own loopback URL (plain http: loopback only).
     port = free_port_pair()
-    env = {**serve_env(redis_url, stream_key), "VNODE_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    env = serve_env(redis_url, stream_key)
+    if public_url:
+        env["VNODE_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
     serve = ServeProcess(database_url, data_dir, extra_env=env, port=port)
     await serve.wait_ready()
     return Vnode(

@@ -35,6 +35,8 @@ COMMANDS = [
     BotCommand(command="pay", description="Pay a Lightning invoice"),
     BotCommand(command="receive", description="An invoice to get paid"),
     BotCommand(command="history", description="Recent transactions"),
+    BotCommand(command="address", description="Your Lightning Address"),
+    BotCommand(command="wallet", description="Connect BlueWallet, Zeus or Alby"),
     BotCommand(command="tip", description="Tip the author of a message (in groups)"),
     BotCommand(command="help", description="How it works"),
 ]

@@ -16,7 +16,9 @@ HELP = (
     "/tip <code>1k</code>: in a group, reply to a message to tip its author\n"
     "/pay <code>lnbc...</code> (or /send <code>lnbc...</code>): pay a Lightning invoice\n"
     "/receive <code>5000 [asset]</code>: an invoice to be paid, with a QR code\n"
-    "/history: your recent transactions\n\n"
+    "/history: your recent transactions\n"
+    "/address <code>[name]</code>: your Lightning Address (claim one with a name you choose)\n"
+    "/wallet: connect BlueWallet, Zeus or Alby (private chat only)\n\n"
     "Amounts: <code>5000</code>, <code>5k</code>, <code>0.0001 btc</code>. Transfers between "
     "users are instant and free."
 )
@@ -162,6 +164,75 @@ def _when(moment: datetime) -> str:
     return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
+# --- /wallet and /address ------------------------------------------------------------------
+
+WALLET_PRIVATE_ONLY = (
+    "/wallet works only in a private chat with me: its credentials can spend your balance."
+)
+WALLET_USAGE = "Usage: /wallet (spending), or /wallet invoice (receive only, for a point of sale)."
+WALLET_OFFER_GONE = "This button has expired or was used. Send /wallet again."
+WALLET_KEPT = "Cancelled. Your wallet credentials are unchanged."
+WALLET_REPLACED = "These credentials were replaced: they no longer work."
+WALLET_ISSUED = "New credentials made (below). Any earlier ones of this kind no longer work."
+_SCOPE_WORDS = {
+    "spend": ("spending", "can <b>spend your whole balance</b>"),
+    "invoice": ("receive-only", "can make invoices and see your balance and history (not pay)"),
+}
+
+
+def wallet_offer(scope: str) -> str:
+    kind, power = _SCOPE_WORDS[scope]
+    return (
+        f"Connect BlueWallet, Zeus or Alby to this wallet with {kind} LndHub credentials.\n\n"
+        f"Anyone who has them {power}: never share them, and keep them out of screenshots.\n"
+        "Creating them replaces any you made before with /wallet"
+        + (" invoice" if scope == "invoice" else "")
+        + ": apps connected with those stop working."
+    )
+
+
+def wallet_rotate_offer(scope: str) -> str:
+    kind, _ = _SCOPE_WORDS[scope]
+    return (
+        f"Replace your {kind} credentials? The ones you have stop working at once in every "
+        "app that uses them; you then import the new ones."
+    )
+
+
+def wallet_credentials(url: str, scope: str) -> str:
+    kind, power = _SCOPE_WORDS[scope]
+    return (
+        f"Your {kind} LndHub credentials. In BlueWallet: Add wallet, Import wallet, then paste "
+        "or scan this (Zeus and Alby: LNDHub).\n\n"
+        f"<code>{escape(url)}</code>\n\n"
+        f"Anyone who has this {power}. If it leaks, tap Rotate."
+    )
+
+
+ADDRESS_USAGE = "Usage: /address to see yours, /address NAME to claim NAME@this service."
+ADDRESS_OFF = "Lightning Addresses are not enabled on this service."
+NO_ADDRESS_YET = (
+    "You have no Lightning Address yet. Choose a name (letters, digits, . _ -) and claim it: "
+    "<code>/address yourname</code>"
+)
+
+
+def address_card(address: str, lnurl: str, *, claimed: bool, old: str | None = None) -> str:
+    head = "Your Lightning Address is now" if claimed else "Your Lightning Address:"
+    text = (
+        f"{head} <code>{escape(address)}</code>\n"
+        "Anyone can pay you there from a wallet that supports Lightning Addresses, "
+        "or by scanning this QR (LNURL):\n\n"
+        f"<code>{escape(lnurl)}</code>"
+    )
+    if old is not None:
+        text += (
+            f"\n\n{escape(old)} still pays you for a while; after that anyone may claim it, "
+            "so tell your payers the new one."
+        )
+    return text
+
+
 # --- refusals: short, friendly, never a stack trace ---------------------------------------
 
 UNREACHABLE = (
@@ -202,6 +273,11 @@ _BY_CODE = {
     "invalid_memo": "The memo is too long or has odd characters.",
     "invalid_amount": "That amount is not valid.",
     "invalid_asset_id": "Unknown asset.",
+    "invalid_address_name": "That name can't be an address: 1 to 64 of a-z, 0-9, . _ - "
+    "(with at least one letter or digit).",
+    "address_reserved": "That name is reserved for the service. Choose another.",
+    "address_taken": "That name is taken. Choose another.",
+    "no_address": "You have no Lightning Address yet: /address yourname claims one.",
     "unavailable": UNREACHABLE,
     "transport_error": UNREACHABLE,
 }

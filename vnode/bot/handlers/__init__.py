@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from vnode.bot.handlers import history, receive, send, wallet
+from vnode.bot.handlers import history, receive, send, wallet, wallets
 
 
 def routers() -> list[Router]:
@@ -15,5 +15,6 @@ def routers() -> list[Router]:
         send.make_router(),
         receive.make_router(),
         history.make_router(),
+        wallets.make_router(),
         send.make_amount_router(),
     ]
