@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 
-from proving.model import NODE_UNAVAILABLE, Answer, PaymentCase
+from proving.model import NODE_UNAVAILABLE, Answer, PaymentCase, Stats
 from vnode.apikeys import Scope
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ class LndHubOps:
         form: dict[str, str] | None = None,
         get: bool = False,
         money: bool = False,
+        stats: Stats | None = None,
     ) -> Answer:
         """One LndHub request to one of the processes (Bearer token of `hub`), recorded."""
         load = self.load
@@ -100,7 +101,7 @@ class LndHubOps:
             answer = Answer(None, {}, type(exc).__name__)
         finally:
             load.targets.money_in_flight[target] -= int(money)
-        load.stats.record(op, time.perf_counter() - started, answer)
+        (stats or load.stats).record(op, time.perf_counter() - started, answer)
         return answer
 
     # ------------------------------------------------------------------------ accounts
@@ -125,17 +126,18 @@ class LndHubOps:
             else:
                 raise RuntimeError(f"LndHub account of {user}: no answer")
             hub = HubUser(user, str(made.body["login"]), str(made.body["password"]))
-            if not await self.login(hub):
+            if not await self.login(hub, self.load.setup_stats):
                 raise RuntimeError(f"LndHub login of {user} failed")
             self.hub_users.append(hub)
 
-    async def login(self, hub: HubUser) -> bool:
+    async def login(self, hub: HubUser, stats: Stats | None = None) -> bool:
         # Form-encoded, as BlueWallet sends it (the JSON shape is used for the refresh).
         answer = await self.request(
             "lndhub_auth",
             "/lndhub/auth?type=auth",
             None,
             form={"login": hub.login, "password": hub.password},
+            stats=stats,
         )
         return self._took(hub, answer)
 

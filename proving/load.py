@@ -49,7 +49,7 @@ DEFAULT_MIX: dict[str, float] = {
     # invoices, some repeated), its reads, and its logins and token refreshes.
     "lndhub_pay": 8,
     "lndhub_read": 4,
-    "lndhub_auth": 1,
+    "lndhub_auth": 2,
     "assetbalance": 14,
     "balances": 8,
     "history": 16,
