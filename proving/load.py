@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 from coincurve import PrivateKey
 
+from proving.lndhub_ops import LndHubOps
 from proving.model import (
     NODE_UNAVAILABLE,
     Answer,
@@ -44,12 +45,25 @@ DEFAULT_MIX: dict[str, float] = {
     "sendpayment": 12,  # an outside invoice paid through the node
     "receive": 10,  # a user's invoice, paid by the outside world
     "lnurl": 5,  # a user's Lightning Address paid through LNURL-pay by the outside world
+    # LndHub (issue 12, proving/lndhub_ops.py): a wallet's /payinvoice (outside and internal
+    # invoices, some repeated), its reads, and its logins and token refreshes.
+    "lndhub_pay": 8,
+    "lndhub_read": 4,
+    "lndhub_auth": 2,
     "assetbalance": 14,
     "balances": 8,
     "history": 16,
 }
 # External payments: plain, failed by the node, held by the node (slow), no route at all.
 PAY_VARIANTS: dict[str, float] = {"ok": 70, "fail": 10, "slow": 10, "noroute": 10}
+# LndHub payments: the same, plus another LndHub user's invoice (settled in the ledger).
+LNDHUB_VARIANTS: dict[str, float] = {
+    "ok": 45,
+    "fail": 10,
+    "slow": 15,  # more than the bot's: a hold outlasts /payinvoice's wait, answered 202
+    "noroute": 10,
+    "internal": 20,
+}
 REFUSALS = ("overdraft", "self_transfer", "unknown_sender")
 USER_BASE = 7_000_000_000
 UNKNOWN_USER_BASE = 8_000_000_000  # never funded, never paid to: stays without a node
@@ -72,6 +86,9 @@ class LoadOptions:
     allow_node_unavailable: bool = False
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     pay_variants: dict[str, float] = field(default_factory=lambda: dict(PAY_VARIANTS))
+    # Users with LndHub credentials (each login is a memory-hard hash: a few, not all).
+    lndhub_users: int = 12
+    lndhub_variants: dict[str, float] = field(default_factory=lambda: dict(LNDHUB_VARIANTS))
 
 
 class Targets:
@@ -136,6 +153,7 @@ class LoadGenerator:
         self._follow_until = float("inf")
         self._http: httpx.AsyncClient | None = None
         self._sim: httpx.AsyncClient | None = None
+        self.lndhub = LndHubOps(self)
 
     async def __aenter__(self) -> LoadGenerator:
         limits = httpx.Limits(max_connections=400, max_keepalive_connections=100)
@@ -161,6 +179,16 @@ class LoadGenerator:
     @property
     def in_flight(self) -> int:
         return len(self._tasks)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        assert self._http is not None
+        return self._http
+
+    @property
+    def follow_until(self) -> float:
+        """The drain's deadline for following payments (infinite while the load runs)."""
+        return self._follow_until
 
     # ---------------------------------------------------------------------------- HTTP
 
@@ -253,6 +281,8 @@ class LoadGenerator:
                 raise RuntimeError(f"funding {user}: no answer")
 
         await asyncio.gather(*(credit(user) for user in self.users))
+        if any(self.options.mix.get(op) for op in ("lndhub_pay", "lndhub_read", "lndhub_auth")):
+            await self.lndhub.setup(self.users[: self.options.lndhub_users])
         if self.options.mix.get("lnurl"):
             await asyncio.gather(*(self._claim_address(user) for user in self.users))
 
@@ -289,7 +319,7 @@ class LoadGenerator:
                 await asyncio.sleep(delay)
             self.stats.late(time.perf_counter() - planned, LATE_S)
             op = self.rng.choices(names, weights)[0]
-            self._spawn(op, self._operation(op))
+            self.spawn(op, self._operation(op))
             if progress is not None and planned - started >= next_progress:
                 progress(planned - started)
                 next_progress += progress_every_s
@@ -322,7 +352,7 @@ class LoadGenerator:
             )
         return len(held)
 
-    def _spawn(self, op: str, work: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, op: str, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(self._guard(op, work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -344,20 +374,23 @@ class LoadGenerator:
             "sendpayment": self._sendpayment,
             "receive": self._receive,
             "lnurl": self._lnurl,
+            "lndhub_pay": self.lndhub.pay,
+            "lndhub_read": self.lndhub.read,
+            "lndhub_auth": self.lndhub.auth,
             "assetbalance": self._read_balance,
             "balances": self._read_balances,
             "history": self._read_history,
         }
         return handlers[op]()
 
-    def _key(self, kind: str) -> str:
+    def key(self, kind: str) -> str:
         return f"{kind}-{self._run_id}-{next(self._ids)}"
 
     # ---------------------------------------------------------------------------- transfers
 
     async def _transfer(self) -> None:
         sender, recipient = self.rng.sample(self.users, 2)
-        case = TransferCase(self._key("t"), sender, recipient, self.rng.randint(1_000, 50_000))
+        case = TransferCase(self.key("t"), sender, recipient, self.rng.randint(1_000, 50_000))
         await self._send_transfer(case, "transfer")
 
     async def _refusal(self) -> None:
@@ -366,13 +399,13 @@ class LoadGenerator:
         amount = self.rng.randint(1_000, 50_000)
         if kind == "overdraft":
             case = TransferCase(
-                self._key("r"), sender, recipient, OVERDRAFT_MSAT, "insufficient_balance"
+                self.key("r"), sender, recipient, OVERDRAFT_MSAT, "insufficient_balance"
             )
         elif kind == "self_transfer":
-            case = TransferCase(self._key("r"), sender, sender, amount, "self_transfer")
+            case = TransferCase(self.key("r"), sender, sender, amount, "self_transfer")
         else:
             stranger = UNKNOWN_USER_BASE + self.rng.randint(1, 10**6)
-            case = TransferCase(self._key("r"), stranger, recipient, amount, "unknown_user")
+            case = TransferCase(self.key("r"), stranger, recipient, amount, "unknown_user")
         await self._send_transfer(case, "refusal_probe")
 
     async def _send_transfer(self, case: TransferCase, op: str) -> None:
@@ -413,28 +446,38 @@ class LoadGenerator:
 
     # ---------------------------------------------------------------------------- payments
 
-    async def _sendpayment(self) -> None:
-        variants = list(self.options.pay_variants)
-        variant = self.rng.choices(variants, [self.options.pay_variants[v] for v in variants])[0]
-        user = self.rng.choice(self.users)
-        amount = self.rng.randint(1_000, 100_000)
+    def pick(self, weights: dict[str, float]) -> str:
+        names = list(weights)
+        return self.rng.choices(names, [weights[n] for n in names])[0]
+
+    async def outside_invoice(self, variant: str, amount: int) -> tuple[str, str] | None:
+        """An invoice of the outside world for this variant of payment (invoice, hash), with
+        the node's fault for it set; None when the sim made none."""
         expiry_s = self.options.invoice_expiry_s
         if variant == "noroute":
-            invoice, payment_hash = foreign_invoice(amount, expiry_s)
-        else:
-            made = await self.sim_call(
-                "invoice", "/_sim/invoice", {"amt_msat": amount, "expiry_sec": expiry_s}
-            )
-            if made.status != 200:
-                return
-            invoice, payment_hash = made.body["invoice"], made.body["payment_hash"]
+            return foreign_invoice(amount, expiry_s)
+        made = await self.sim_call(
+            "invoice", "/_sim/invoice", {"amt_msat": amount, "expiry_sec": expiry_s}
+        )
+        if made.status != 200:
+            return None
         if variant in ("fail", "slow"):
             # The node's next payment fails or is held; another payment racing this one may
             # take the fault instead, which is as good a test.
             fault = "fail" if variant == "fail" else "hold"
             await self.sim_call("faults", "/_sim/faults", {"next_payment": fault})
+        return made.body["invoice"], made.body["payment_hash"]
+
+    async def _sendpayment(self) -> None:
+        variant = self.pick(self.options.pay_variants)
+        user = self.rng.choice(self.users)
+        amount = self.rng.randint(1_000, 100_000)
+        made = await self.outside_invoice(variant, amount)
+        if made is None:
+            return
+        invoice, payment_hash = made
         case = PaymentCase(
-            self._key("p"),
+            self.key("p"),
             user,
             payment_hash,
             invoice,
@@ -444,7 +487,7 @@ class LoadGenerator:
         )
         self.model.payments.append(case)
         if variant == "slow":
-            self._spawn("release", self._release_later(payment_hash))
+            self.spawn("release", self.release_later(payment_hash))
         body = {"user_id": user, "invoice": invoice}
         first = await self.call(
             "sendpayment", "/virtual_sendpayment", body, Scope.SPEND, key=case.key
@@ -477,7 +520,7 @@ class LoadGenerator:
             )
             case.answer = looked
 
-    async def _release_later(self, payment_hash: str) -> None:
+    async def release_later(self, payment_hash: str) -> None:
         await asyncio.sleep(self.options.hold_s)
         outcome = "succeed" if self.rng.random() < 0.8 else "fail"
         # NotHeld when the hold fault went to another payment: that one is released by its

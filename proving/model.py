@@ -74,17 +74,31 @@ class PaymentCase:
     payment_hash: str
     invoice: str
     amount_msat: int
-    variant: str  # ok | fail | slow | noroute
+    variant: str  # ok | fail | slow | noroute | internal (LndHub: another load user's invoice)
     answer: Answer | None = None  # the sendpayment answer the client ended up with
     final: str | None = None  # succeeded | failed, once the client saw it
     fee_msat: int | None = None
     retries: int = 0
     sends: list[str] = field(default_factory=list)  # each attempt's answer, in order
+    # "api" (/virtual_sendpayment with an Idempotency-Key) or "lndhub" (/lndhub/payinvoice,
+    # idempotent per account and invoice; a repeat after a final failure is a new attempt).
+    via: str = "api"
+    payee: int | None = None  # an internal invoice's user (credited in the ledger)
+    # LndHub: whether vnode made a payment at all, learned from /virtual_payment after the
+    # answers (a lost or refused repeat says nothing about an earlier attempt).
+    exists: bool = False
+    paid_answers: int = 0  # LndHub answers "paid" (200), repeats included
 
     @property
     def accepted(self) -> bool:
         """vnode took the payment on (200 final or 202 pending): a ledger row must exist."""
+        if self.via == "lndhub":
+            return self.exists
         return self.answer is not None and self.answer.status in (200, 202)
+
+    @property
+    def internal(self) -> bool:
+        return self.payee is not None
 
 
 @dataclass
@@ -198,7 +212,11 @@ class Model:
                 balance[t.recipient] += t.amount_msat
         for p in self.payments:
             if p.accepted and p.final == "succeeded":
-                balance[p.user] -= p.amount_msat + fee_of(p.amount_msat)
+                if p.payee is not None:  # settled in the ledger, no fee
+                    balance[p.user] -= p.amount_msat
+                    balance[p.payee] += p.amount_msat
+                else:
+                    balance[p.user] -= p.amount_msat + fee_of(p.amount_msat)
         for i in self.inbound:
             if i.paid:
                 balance[i.user] += i.amount_msat

@@ -228,6 +228,9 @@ class Stage:
             # Lightning Addresses on (the load's lnurl operation): one public URL for both
             # processes; the load calls each process's own port with the URLs' paths.
             "VNODE_PUBLIC_URL": "http://127.0.0.1",
+            # LndHub's /payinvoice answers 202 "in transit" (code 9) after this long, so the
+            # load's held and timed-out payments meet that answer, not only 200 and 400.
+            "VNODE_LNDHUB_PAY_WAIT_S": "1.0",
         }
         if self.redis is not None:
             env["VNODE_REDIS_URL"] = self.redis.url

@@ -17,7 +17,7 @@ import httpx
 
 from harness.waits import wait_until
 from proving.load import LoadGenerator
-from proving.model import Model
+from proving.model import Model, PaymentCase
 from vnode.apikeys import Scope
 from vnode.errors import result_status
 from vnode.payments.policy import settings_reserve_msat
@@ -153,6 +153,7 @@ async def check_ledger(dsn: str, load: LoadGenerator) -> Findings:
         await conn.close()
     await _check_api_balances(found, load)
     await _check_node(found, load)
+    found.facts.update({f"lndhub_answers_{k}": v for k, v in sorted(load.lndhub.outcomes.items())})
     for problem in model.problems:
         found.problem("during_load", problem)
     return found
@@ -244,6 +245,9 @@ def _check_payments(found: Findings, model: Model, rows: list[asyncpg.Record]) -
     finals: Counter[str] = Counter()
     for case in model.payments:
         ledger = by_hash.get(case.payment_hash, [])
+        if case.via == "lndhub":
+            _check_lndhub_payment(found, case, ledger, finals)
+            continue
         if case.answer is None:
             finals["unknown"] += 1
             found.problem("unknown", f"payment {case.key}: no answer learned")
@@ -285,8 +289,77 @@ def _check_payments(found: Findings, model: Model, rows: list[asyncpg.Record]) -
     for payment_hash in by_hash.keys() - hashes:
         found.problem("payment", f"ledger has a payment nobody asked for: {payment_hash}")
     found.facts.update({f"payments_{k.replace(' ', '_')}": v for k, v in finals.items()})
+    lndhub = [p for p in model.payments if p.via == "lndhub"]
+    found.facts["lndhub_payments"] = len(lndhub)
+    found.facts["lndhub_payments_internal"] = sum(1 for p in lndhub if p.internal)
+    found.facts["lndhub_payments_repeated"] = sum(
+        1 for p in lndhub if any("repeat" in send for send in p.sends)
+    )
+    found.facts["lndhub_paid_answers"] = sum(p.paid_answers for p in lndhub)
     found.facts["payments_retried"] = sum(1 for p in model.payments if p.retries)
     found.facts["payments_pending_in_ledger"] = sum(1 for r in rows if r["status"] == "pending")
+
+
+def _check_lndhub_payment(
+    found: Findings, case: PaymentCase, ledger: list[asyncpg.Record], finals: Counter[str]
+) -> None:
+    """A /payinvoice payment: idempotent per (account, invoice), a repeat after a final failure
+    being a new attempt, so several failed rows may precede the last; never two that paid."""
+    label = f"lndhub payment {case.key} ({case.variant})"
+    if case.answer is None:
+        finals["lndhub_unknown"] += 1
+        found.problem("unknown", f"{label}: no answer learned; sends: {', '.join(case.sends)}")
+        return
+    succeeded = [r for r in ledger if r["status"] == "succeeded"]
+    if len(succeeded) > 1:
+        found.problem("payment", f"{label} paid {len(succeeded)} times")
+    if not case.accepted:
+        finals["lndhub_refused"] += 1
+        if ledger:
+            found.problem("payment", f"refused {label} left {len(ledger)} ledger row(s)")
+        return
+    finals[f"lndhub_{case.final or 'not final'}"] += 1
+    if case.final not in ("succeeded", "failed"):
+        found.problem("pending", f"{label} not final for the client")
+    if case.paid_answers and case.final != "succeeded":
+        found.problem("payment", f"{label} was answered paid, then ended {case.final}")
+    kind = "internal" if case.internal else "external"
+    for row in ledger:
+        if (row["user_id"], row["amount_msat"], row["kind"]) != (case.user, case.amount_msat, kind):
+            found.problem("payment", f"{label}: ledger row {dict(row)}")
+    if case.final == "succeeded" and len(succeeded) != 1:
+        found.problem("payment", f"{label}: the client saw it paid, the ledger has no success")
+    if case.final == "failed" and succeeded:
+        found.problem("payment", f"{label}: the client saw it failed, the ledger says paid")
+    fee = 0 if case.internal else fee_of(case.amount_msat)
+    for row in succeeded:
+        if row["fee_msat"] != fee:
+            found.problem("payment", f"{label}: fee {row['fee_msat']}, expected {fee}")
+
+
+def _check_internal_receipts(found: Findings, model: Model, rows: list[asyncpg.Record]) -> None:
+    """An internal invoice paid through /payinvoice is credited once, to its user, and only
+    when the payment succeeded."""
+    credited: dict[str, list[asyncpg.Record]] = defaultdict(list)
+    for row in rows:
+        if row["source"] == "internal":
+            credited[row["payment_hash"]].append(row)
+    paid = {
+        p.payment_hash: p
+        for p in model.payments
+        if p.internal and p.accepted and p.final == "succeeded"
+    }
+    for payment_hash, case in paid.items():
+        receipts = credited.get(payment_hash, [])
+        if [(r["user_id"], r["amount_msat"]) for r in receipts] != [(case.payee, case.amount_msat)]:
+            found.problem(
+                "receipt",
+                f"internal {case.key}: credited {[dict(r) for r in receipts]}, expected "
+                f"{case.amount_msat} to {case.payee} once",
+            )
+    for payment_hash in credited.keys() - paid.keys():
+        found.problem("receipt", f"an internal receipt of no paid invoice: {payment_hash}")
+    found.facts["internal_invoices_credited"] = sum(len(r) for r in credited.values())
 
 
 def _check_receipts(found: Findings, model: Model, rows: list[asyncpg.Record]) -> None:
@@ -323,6 +396,7 @@ def _check_receipts(found: Findings, model: Model, rows: list[asyncpg.Record]) -
             )
     for payment_hash in node.keys() - ours:
         found.problem("receipt", f"a receipt nobody paid: {payment_hash}")
+    _check_internal_receipts(found, model, rows)
     found.facts.update(
         invoices_paid=sum(1 for i in model.inbound if i.paid),
         invoices_credited=credited,
@@ -389,7 +463,7 @@ async def _check_node(found: Findings, load: LoadGenerator) -> None:
                 f"payment {payment_hash[:16]}: the node says {status}, vnode says {vnode_final}",
             )
     for case in load.model.payments:
-        if case.final == "succeeded" and case.payment_hash not in outbound:
+        if case.final == "succeeded" and not case.internal and case.payment_hash not in outbound:
             found.problem("node", f"payment {case.key} succeeded in vnode, the node never sent it")
     found.facts["node_payments_sent"] = len(outbound)
     found.facts["node_payments_held"] = sum(1 for p in state["payments"] if p.get("held"))

@@ -22,9 +22,23 @@ def assert_money_exact(result: RunResult) -> None:
     assert facts["payments_pending_in_ledger"] == 0
     assert facts["payments_succeeded"] > 0 and facts["payments_failed"] > 0
     assert facts["invoices_credited"] == facts["invoices_paid"] > 0
+    assert_lndhub_traffic(facts)
     succeeded = {o.op: o.ok for o in result.ops}
     assert all(succeeded.get(op) for op in REQUIRED_OPS), succeeded
     assert result.passed, result.reasons
+
+
+def assert_lndhub_traffic(facts: dict[str, int]) -> None:
+    """The LndHub wallets' payments ran and ended every way (so a load whose LndHub traffic
+    silently did nothing fails here); their money facts are among the checks above."""
+    assert facts["lndhub_payments"] > 0
+    assert facts.get("payments_lndhub_unknown", 0) == 0
+    assert facts.get("payments_lndhub_succeeded", 0) > 0
+    assert facts.get("payments_lndhub_failed", 0) > 0
+    assert facts["lndhub_payments_internal"] > 0 and facts["internal_invoices_credited"] > 0
+    assert facts["lndhub_payments_repeated"] > 0
+    assert facts.get("lndhub_answers_paid", 0) > 0
+    assert facts.get("lndhub_answers_failed", 0) > 0
 
 
 async def test_soak_short(pg_server: str) -> None:
