@@ -118,13 +118,14 @@ def documented_errors(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
     if ErrorCode.INVALID_REQUEST in codes and ErrorCode.INVALID_JSON not in codes:
         codes = (*codes, ErrorCode.INVALID_JSON)  # a body that is not JSON at all
     # What any route can answer: no key or the wrong one, a key over its rate limit
-    # (limits/rate.py), a body over the one limit every route shares (api/body_limit.py), and
-    # the 500 of a bug.
+    # (limits/rate.py), a body over the one limit every route shares (api/body_limit.py), the
+    # database out of reach (api/middleware.py) and the 500 of a bug.
     always = (
         ErrorCode.UNAUTHORIZED,
         ErrorCode.FORBIDDEN,
         ErrorCode.RATE_LIMITED,
         ErrorCode.PAYLOAD_TOO_LARGE,
+        ErrorCode.UNAVAILABLE,
         ErrorCode.INTERNAL_ERROR,
     )
     for code in dict.fromkeys((*codes, *always)):

@@ -1,4 +1,5 @@
-"""One pure ASGI middleware for request ids, metrics, the access log and the 500 answer.
+"""One pure ASGI middleware for request ids, metrics, the access log, the 503 answer when the
+database cannot be reached, and the 500 answer.
 
 Pure ASGI rather than BaseHTTPMiddleware: it adds no task or stream copy to every request,
 which shows in the transfer rate.
@@ -11,6 +12,7 @@ import re
 import time
 import uuid
 
+import asyncpg
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vnode.api.errors import error_response
@@ -20,6 +22,25 @@ from vnode.metrics import Metrics
 
 log = logging.getLogger("vnode.http")
 _CLIENT_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
+
+# PostgreSQL out of reach: refused or lost connections (OSError covers ConnectionRefusedError
+# and a socket that is gone), a server shutting down or starting (PostgresConnectionError,
+# CannotConnectNowError) and a connection closed under a query (InterfaceError). A dependency
+# failing, not a bug: 503, never 500.
+DATABASE_DOWN: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.InterfaceError,
+)
+# A connection may be lost after a money function committed and before its answer came back, so
+# the caller is told the effect is unknown and how to find out: a retry with the same
+# Idempotency-Key answers what happened, or does it once.
+DATABASE_DOWN_MESSAGE = (
+    "the database cannot be reached; whether this request took effect is unknown: retry it "
+    "with the same Idempotency-Key (which never applies it twice), or read the state first"
+)
 
 
 def _request_id(scope: Scope) -> str:
@@ -59,6 +80,24 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except DATABASE_DOWN as exc:
+            log.warning(
+                "database unreachable: %s: %s",
+                type(exc).__name__,
+                exc,
+                extra={"path": scope["path"]},
+            )
+            self.metrics.ledger_errors.labels("database_down").inc()
+            if not response_started:
+                spec = CATALOGUE[ErrorCode.UNAVAILABLE]
+                response = error_response(
+                    spec.status,
+                    ErrorCode.UNAVAILABLE.value,
+                    DATABASE_DOWN_MESSAGE,
+                    {"x-request-id": request_id, "retry-after": "1"},
+                )
+                await response(scope, receive, send)
+                status = spec.status
         except Exception:
             # Details go to the log only; the caller gets the request id to quote.
             log.exception("unhandled error", extra={"path": scope["path"]})
