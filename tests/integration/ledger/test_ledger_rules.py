@@ -604,6 +604,22 @@ async def test_concurrent_spenders_never_overdraw(pool: asyncpg.Pool) -> None:
     assert received == 1_000
 
 
+async def test_concurrent_first_receipts_create_the_recipients_node_once(
+    pool: asyncpg.Pool,
+) -> None:
+    """Senders race to a recipient that has no node yet: each transfer creates it, and the
+    losers must find the winner's node, not fail on its node_id (a 500 before: the insert only
+    named user_id as its conflict target, so a race on the node_id key raised)."""
+    for round_ in range(40):
+        recipient = 5_000 + round_
+        senders = range(5_100 + 10 * round_, 5_110 + 10 * round_)
+        for sender in senders:
+            await credit(pool, sender, 1_000)
+        outcomes = await asyncio.gather(*(send(pool, s, recipient, 100) for s in senders))
+        assert {o.status for o in outcomes} == {200}
+        assert await balance(pool, recipient) == 1_000
+
+
 # --- assets ---------------------------------------------------------------------------------
 
 

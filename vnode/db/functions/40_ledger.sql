@@ -20,7 +20,9 @@ CREATE OR REPLACE FUNCTION vnode_ensure_node(p_user bigint, p_pubkey text) RETUR
 LANGUAGE sql AS $$
     INSERT INTO virtual_nodes (user_id, node_id, pubkey)
     VALUES (p_user, 'vn_' || p_user::text, p_pubkey)
-    ON CONFLICT (user_id) DO NOTHING
+    -- No conflict target: node_id and pubkey are unique keys too, and a concurrent first use
+    -- can collide on either before user_id; with a target only user_id's collision is caught.
+    ON CONFLICT DO NOTHING
 $$;
 
 -- The cached balance of (user, asset); 0 when the user never held the asset.
@@ -227,7 +229,7 @@ BEGIN
             -- transfer created it first, this waits for that one's commit; then lock it and
             -- check again, counting what that transfer credited.
             INSERT INTO virtual_nodes (user_id, node_id, pubkey)
-            VALUES (p_to, v_to_node, p_to_pubkey) ON CONFLICT (user_id) DO NOTHING;
+            VALUES (p_to, v_to_node, p_to_pubkey) ON CONFLICT DO NOTHING;  -- any key: see vnode_ensure_node
             IF NOT FOUND THEN
                 PERFORM 1 FROM virtual_nodes WHERE user_id = p_to FOR UPDATE;
                 SELECT c.code, vnode_limit_for_payer(c.detail) INTO code, detail
@@ -246,7 +248,7 @@ BEGIN
     -- Validated; from here on the transfer must complete.
     IF NOT v_to_found THEN
         INSERT INTO virtual_nodes (user_id, node_id, pubkey)
-        VALUES (p_to, v_to_node, p_to_pubkey) ON CONFLICT (user_id) DO NOTHING;
+        VALUES (p_to, v_to_node, p_to_pubkey) ON CONFLICT DO NOTHING;  -- any key: see vnode_ensure_node
     END IF;
 
     INSERT INTO virtual_transactions (kind, asset_id, from_account, to_account, amount, memo)
