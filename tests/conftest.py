@@ -8,6 +8,7 @@ import fcntl
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import httpx
@@ -32,6 +33,9 @@ from vnode.db.embedded import EmbeddedPostgres
 from vnode.db.migrate import migrate
 from vnode.lightning.sim_process import SimProcess
 from vnode.settings import Settings
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
 
 # `--hypothesis-profile fast` (make test-fast): a fifth of the examples. Without it hypothesis
 # keeps its own default profile (or its `ci` one), and tests that set their own count scale it
@@ -228,3 +232,14 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.start()
     yield server
     server.stop()
+
+
+# A real headless Chromium (Debian's chromium + chromium-driver), for the web pages' tests.
+@pytest.fixture
+def browser() -> Iterator[WebDriver]:
+    """A fresh headless Chromium for the test (no cookies carried over), quit after it.
+    harness.browser.save_screenshot(browser, name) keeps what it shows as test output."""
+    from harness.browser import headless_chromium  # selenium loads only for browser tests
+
+    with headless_chromium() as driver:
+        yield driver
