@@ -171,7 +171,7 @@ def node_settings(sim_url: str) -> dict[str, object]:
         "node_timeout_s": SIM_HANG_S / 2,
         "reconcile_interval_s": 0.2,
         "watch_interval_s": 0.25,
-        "payment_wait_s": 3.0,
+        "payment_wait_s": 1.5,
         "stale_failure_skew_s": 5,
     }
 
