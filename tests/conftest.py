@@ -136,6 +136,9 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "master_seed": TEST_SEED,
         "access_log": False,
         "webhook_secret": WEBHOOK_SECRET,
+        # LndHub passwords hashed at the cheapest cost allowed: 16 times less CPU per account
+        # and login than the default (tests/unit/lndhub checks the default's hash).
+        "lndhub_scrypt_log2_n": 10,
         # No node unless a test asks for the sim (port 9 refuses connections at once), so a
         # test can never reach a developer's running `make run` node on 3002.
         "node": "sim",
