@@ -26,6 +26,7 @@ import pytest
 from fastapi import FastAPI
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from harness.postgres import DatabaseStock
 from tests.conftest import make_settings, node_settings
 from tests.integration.api.test_api_transfer import fund
 from tests.integration.events.webhook_receiver import Delivery, WebhookReceiver
@@ -100,6 +101,19 @@ async def vnode(fresh_db: str, sim_node: str, tmp_path: Path) -> AsyncIterator[V
     dispatcher running every 20 ms, 127.0.0.1 allowed as a webhook host."""
     async with running(settings_for(tmp_path, sim_node), fresh_db) as node:
         yield node
+
+
+@pytest.fixture(scope="module")
+async def refusing_vnode(
+    database_stock: DatabaseStock, sim_node: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Vnode]:
+    """One such vnode for the refusal cases of this module, which store nothing: each case
+    checks that the list of webhooks is still empty."""
+    dsn = await database_stock.take()
+    settings = settings_for(tmp_path_factory.mktemp("refusals"), sim_node)
+    async with running(settings, dsn) as node:
+        yield node
+    await database_stock.give_back(dsn)
 
 
 async def subscribe(
@@ -238,13 +252,14 @@ async def test_create_list_delete_and_the_secret_shown_once(vnode: Vnode) -> Non
     ],
 )
 async def test_refused_subscriptions_store_nothing(
-    vnode: Vnode, body: dict[str, Any], code: str
+    refusing_vnode: Vnode, body: dict[str, Any], code: str
 ) -> None:
-    response = await vnode.client.post("/admin/webhooks", json=body)
+    client = refusing_vnode.client
+    response = await client.post("/admin/webhooks", json=body)
     assert response.status_code == 422, response.text
     assert response.json()["error"]["code"] == code
     assert response.json()["request_id"]
-    assert (await vnode.client.get("/admin/webhooks")).json()["webhooks"] == []
+    assert (await client.get("/admin/webhooks")).json()["webhooks"] == []
 
 
 # Without VNODE_WEBHOOK_ALLOW_HOSTS (the session app): nothing inside the network is reachable.
