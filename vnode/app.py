@@ -20,6 +20,7 @@ from vnode.api import (
     routes_lnurl,  # Lightning Addresses (issue 12, part 2)
     routes_ops,
     routes_payments,
+    routes_proofs,
     routes_webhooks,
 )
 from vnode.api.body_limit import BodyLimit
@@ -91,10 +92,11 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             stack.push_async_callback(backend.close)
             monitor = await _monitor(settings, pool, backend)
             supervisor = Supervisor(metrics)
+            signer = SoftwareSigner(seed)
             app.state.services = Services(
                 settings,
                 pool,
-                SoftwareSigner(seed),
+                signer,
                 keys,
                 metrics,
                 backend,
@@ -108,7 +110,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             # Stopped before the dispatcher, the backend and the pool they use.
             stack.push_async_callback(supervisor.stop)
             if settings.run_workers:
-                start_workers(supervisor, pool, backend, monitor, settings, metrics)
+                start_workers(supervisor, pool, backend, monitor, settings, metrics, signer)
                 supervisor.every("event-fan-out", settings.events_interval_s, dispatcher.fan_out)
                 supervisor.every(
                     "redis-delivery", settings.events_interval_s, dispatcher.deliver_redis
@@ -148,6 +150,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(routes_lndhub.router)
     app.include_router(routes_limits.router)
     app.include_router(routes_lnurl.router)  # Lightning Addresses (issue 12, part 2)
+    app.include_router(routes_proofs.router)  # proofs of liabilities (issue 16)
     return app
 
 

@@ -129,6 +129,12 @@ class Settings(BaseSettings):
     address_hold_s: int = Field(default=90 * 86400, ge=0)
     lnurl_invoice_expiry_s: int = Field(default=600, ge=60, le=86400)
 
+    # Proofs of liabilities (docs/PROOFS.md): an epoch per asset every interval (0: only on
+    # `vnode proofs publish`), statements kept forever, the trees that serve users' inclusion
+    # proofs kept this long (a million users' leaves are about 100 MB an epoch).
+    proofs_interval_s: float = Field(default=3600.0, ge=0)
+    proofs_retention_s: int = Field(default=2 * 86400, ge=60)
+
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str | None) -> str | None:
