@@ -25,6 +25,7 @@ from vnode.app import create_app
 from vnode.cli_bot import bot
 from vnode.cli_db import with_connection
 from vnode.cli_limits import limits_app
+from vnode.cli_proofs import proofs_app
 from vnode.cli_status import status
 from vnode.cli_webhooks import webhooks_app
 from vnode.db.migrate import migrate as apply_migrations
@@ -51,6 +52,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(admin_app, name="admin")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(limits_app, name="limits")
+app.add_typer(proofs_app, name="proofs")
 app.command()(bot)
 app.command()(status)
 out = Console()
