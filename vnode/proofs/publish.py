@@ -48,7 +48,7 @@ class Published:
 # Every user of the asset, zero balances included: for BTC every virtual node, for an RGB asset
 # everyone with a balance row of it. A user's balance is settled (spendable + pending), as in
 # ledger/solvency.liabilities.
-_BALANCES = """
+BALANCES_SQL = """
     SELECT n.user_id, coalesce(b.spendable + b.pending, 0) AS balance
     FROM virtual_nodes n
     LEFT JOIN ln_user_balances b ON b.user_id = n.user_id AND b.asset_id = $1
@@ -146,7 +146,7 @@ async def _stage(reader: DbConnection, writer: DbConnection, asset_id: str) -> i
         "CREATE TEMP TABLE proof_stage (user_id bigint, balance bigint, salt bytea) ON COMMIT DROP"
     )
     count = 0
-    cursor = await reader.cursor(_BALANCES, asset_id)
+    cursor = await reader.cursor(BALANCES_SQL, asset_id)
     while batch := await cursor.fetch(BATCH_ROWS):
         salts = secrets.token_bytes(32 * len(batch))
         await writer.copy_records_to_table(
