@@ -23,12 +23,13 @@ from vnode.domain.ids import BTC
 from vnode.domain.timestamps import format_timestamp
 from vnode.keys import Signer
 from vnode.ledger import solvency
-from vnode.proofs.tree import BuiltTree, Leaf, TreeBuilder
+from vnode.proofs.tree import BuiltTree, TreeBuilder
 from vnode.proofs.verifier import canonical, statement_digest
 
 log = logging.getLogger(__name__)
 
 BATCH_ROWS = 20_000
+SORT_MEMORY = "256MB"
 # One publisher at a time across processes (session-level advisory lock; key: "vnPROOFS").
 PUBLISH_LOCK = 0x766E50524F4F4653
 
@@ -93,6 +94,8 @@ async def _publish_asset(
             "SELECT coalesce(max(epoch), 0) + 1 FROM proof_epochs WHERE asset_id = $1", asset_id
         )
         count = await _stage(reader, writer, asset_id)
+        # The sort that orders a million leaves fits in memory instead of spilling to disk.
+        await writer.execute(f"SET LOCAL work_mem = '{SORT_MEMORY}'")
         await writer.execute(
             "INSERT INTO proof_leaves (asset_id, epoch, position, user_id, balance, salt) "
             "SELECT $1, $2, row_number() OVER (ORDER BY sha256(salt)) - 1, user_id, balance, salt "
@@ -169,7 +172,7 @@ async def _build(
     )
     while batch := await cursor.fetch(BATCH_ROWS):
         for user_id, balance, salt in batch:
-            builder.add(Leaf(user_id, balance, salt))
+            builder.add(user_id, balance, salt)
     return builder.finish()
 
 

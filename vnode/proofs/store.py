@@ -15,7 +15,7 @@ from vnode.domain.timestamps import format_timestamp
 from vnode.errors import ApiError, ErrorCode
 from vnode.keys import Signer
 from vnode.ledger.balances import all_balances
-from vnode.proofs.tree import Leaf, Node, chunk_size, leaf_node, pad_node, path
+from vnode.proofs.tree import Node, chunk_size, leaf_node, pad_node, path
 from vnode.proofs.verifier import statement_digest
 
 
@@ -95,7 +95,7 @@ async def inclusion_proof(
             start,
             start + chunk,
         )
-    nodes: list[Node] = [leaf_node(Leaf(r[0], r[1], r[2])) for r in stored]
+    nodes: list[Node] = [leaf_node(r[0], r[1], r[2]) for r in stored]
     nodes += [pad_node(row["pad_seed"], p) for p in range(start + len(nodes), start + chunk)]
     found = _epoch(row)
     return {

@@ -28,13 +28,6 @@ class TreeError(ValueError):
     """The tree cannot be built: a negative or oversized balance, or a sum over 64 bits."""
 
 
-@dataclass(frozen=True, slots=True, repr=False)
-class Leaf:
-    user_id: int
-    balance: int
-    salt: bytes
-
-
 @dataclass(frozen=True, slots=True)
 class BuiltTree:
     root: bytes
@@ -59,20 +52,19 @@ def pad_node(pad_seed: bytes, position: int) -> Node:
     return pad_hash(random32), 0
 
 
-def leaf_node(leaf: Leaf) -> Node:
-    if not 0 <= leaf.balance <= U64_MAX:
-        raise TreeError(f"balance of user {leaf.user_id} is outside 0..2^64-1")
-    return leaf_hash(leaf.salt, leaf.user_id, leaf.balance), leaf.balance
+def leaf_node(user_id: int, balance: int, salt: bytes) -> Node:
+    if not 0 <= balance <= U64_MAX:
+        raise TreeError(f"balance of user {user_id} is outside 0..2^64-1")
+    return leaf_hash(salt, user_id, balance), balance
 
 
 def combine(left: Node, right: Node) -> Node:
-    for _, child_sum in (left, right):
-        if not 0 <= child_sum <= U64_MAX:
-            raise TreeError("a child's sum is outside 0..2^64-1")
-    total = left[1] + right[1]
-    if total > U64_MAX:
-        raise TreeError("a sum overflows 64 bits")
-    return node_hash(left[0], left[1], right[0], right[1]), total
+    (left_hash, left_sum), (right_hash, right_sum) = left, right
+    total = left_sum + right_sum
+    # Both non-negative and their total in range: so each child is in range too.
+    if left_sum < 0 or right_sum < 0 or total > U64_MAX:
+        raise TreeError("a sum is negative or overflows 64 bits")
+    return node_hash(left_hash, left_sum, right_hash, right_sum), total
 
 
 def levels(nodes: Sequence[Node]) -> list[list[Node]]:
@@ -96,10 +88,10 @@ class TreeBuilder:
         self._position = 0
         self._chunk_roots: list[Node] = []
 
-    def add(self, leaf: Leaf) -> None:
+    def add(self, user_id: int, balance: int, salt: bytes) -> None:
         if self._position >= self.count:
             raise TreeError("more leaves than announced")
-        self._push(leaf_node(leaf))
+        self._push(leaf_node(user_id, balance, salt))
 
     def _push(self, node: Node) -> None:
         self._buffer.append(node)

@@ -38,9 +38,12 @@ class ProofError(ValueError):
 
 
 def u64(value: int) -> bytes:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= U64_MAX:
-        raise ProofError(f"not an unsigned 64-bit integer: {value!r}")
-    return value.to_bytes(8, "big")
+    # The hot path of building a tree: to_bytes itself refuses a negative or too large value.
+    # Callers check that untrusted values are ints first (`_int`).
+    try:
+        return value.to_bytes(8, "big")
+    except (OverflowError, AttributeError):
+        raise ProofError(f"not an unsigned 64-bit integer: {value!r}") from None
 
 
 def leaf_hash(salt: bytes, user_id: int, balance: int) -> bytes:
@@ -54,10 +57,10 @@ def pad_hash(random32: bytes) -> bytes:
 
 
 def node_sum(left_sum: int, right_sum: int) -> int:
-    u64(left_sum), u64(right_sum)  # each child's sum is itself in range
     total = left_sum + right_sum
-    if total > U64_MAX:
-        raise ProofError("a sum overflows 64 bits")
+    # Both non-negative and their total in range: so each child is in range too.
+    if left_sum < 0 or right_sum < 0 or total > U64_MAX:
+        raise ProofError("a sum is negative or overflows 64 bits")
     return total
 
 

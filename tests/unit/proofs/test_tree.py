@@ -17,7 +17,6 @@ from vnode.keys import SoftwareSigner
 from vnode.proofs import verifier
 from vnode.proofs.tree import (
     CHUNK_LEAVES,
-    Leaf,
     TreeBuilder,
     TreeError,
     chunk_size,
@@ -31,10 +30,13 @@ SIGNER = SoftwareSigner(bytes.fromhex("22" * 32))
 PUBKEY = SIGNER.proof_pubkey()
 
 
+Leaf = tuple[int, int, bytes]  # user id, balance, salt
+
+
 def _leaves(balances: list[int]) -> list[Leaf]:
-    leaves = [Leaf(i + 1, b, secrets.token_bytes(32)) for i, b in enumerate(balances)]
+    leaves = [(i + 1, b, secrets.token_bytes(32)) for i, b in enumerate(balances)]
     # The published order: by SHA-256 of the salt.
-    return sorted(leaves, key=lambda leaf: hashlib.sha256(leaf.salt).digest())
+    return sorted(leaves, key=lambda leaf: hashlib.sha256(leaf[2]).digest())
 
 
 def _proofs(balances: list[int], positions: list[int] | None = None) -> list[dict[str, Any]]:
@@ -42,7 +44,7 @@ def _proofs(balances: list[int], positions: list[int] | None = None) -> list[dic
     leaves, pad_seed = _leaves(balances), secrets.token_bytes(32)
     builder = TreeBuilder(len(leaves), pad_seed)
     for leaf in leaves:
-        builder.add(leaf)
+        builder.add(*leaf)
     tree = builder.finish()
     statement = {
         "asset_id": "BTC",
@@ -58,16 +60,16 @@ def _proofs(balances: list[int], positions: list[int] | None = None) -> list[dic
     out = []
     for position in range(len(leaves)) if positions is None else positions:
         start = position - position % chunk
-        nodes = [leaf_node(leaf) for leaf in leaves[start : start + chunk]]
+        nodes = [leaf_node(*leaf) for leaf in leaves[start : start + chunk]]
         nodes += [pad_node(pad_seed, p) for p in range(start + len(nodes), start + chunk)]
-        leaf = leaves[position]
+        user_id, balance, salt = leaves[position]
         out.append(
             {
                 "statement": statement,
                 "signature": signature,
-                "user_id": leaf.user_id,
-                "balance": leaf.balance,
-                "salt": leaf.salt.hex(),
+                "user_id": user_id,
+                "balance": balance,
+                "salt": salt.hex(),
                 "path": path(nodes, position, tree.leaves, tree.upper),
             }
         )
@@ -147,7 +149,7 @@ def test_the_builder_refuses_negative_and_oversized_sums() -> None:
         builder = TreeBuilder(len(balances), secrets.token_bytes(32))
         with pytest.raises(TreeError):
             for leaf in _leaves(balances):
-                builder.add(leaf)
+                builder.add(*leaf)
             builder.finish()
     with pytest.raises(TreeError):
         combine((b"\0" * 32, -5), (b"\0" * 32, 10))
@@ -157,6 +159,6 @@ def test_the_builder_takes_exactly_the_leaves_announced() -> None:
     builder = TreeBuilder(1, secrets.token_bytes(32))
     with pytest.raises(TreeError):
         builder.finish()
-    builder.add(Leaf(1, 1, b"\1" * 32))
+    builder.add(1, 1, b"\1" * 32)
     with pytest.raises(TreeError):
-        builder.add(Leaf(2, 1, b"\2" * 32))
+        builder.add(2, 1, b"\2" * 32)
