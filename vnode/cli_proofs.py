@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from vnode.cli_db import with_pool
-from vnode.keys import SoftwareSigner, load_or_create_seed
+from vnode.cli_db import DataDir, command_settings, master_seed, with_pool
+from vnode.keys import SoftwareSigner
 from vnode.proofs.publish import publish_all
 from vnode.proofs.verifier import ProofError, verify_proof
 from vnode.settings import Settings
@@ -24,22 +24,15 @@ proofs_app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
-DataDir = Annotated[Path | None, typer.Option(help="Data directory (default ./.vnode)")]
-
-
-def _settings(data_dir: Path | None) -> Settings:
-    return Settings(data_dir=data_dir) if data_dir is not None else Settings()
-
 
 def _signer(settings: Settings) -> SoftwareSigner:
-    env_seed = settings.master_seed.get_secret_value() if settings.master_seed else None
-    return SoftwareSigner(load_or_create_seed(settings.seed_path, env_seed))
+    return SoftwareSigner(master_seed(settings))
 
 
 @proofs_app.command("publish")
 def publish(data_dir: DataDir = None) -> None:
     """Publish an epoch of every asset from one snapshot taken now."""
-    settings = _settings(data_dir)
+    settings = command_settings(data_dir)
     signer = _signer(settings)
     published = with_pool(settings, lambda pool: publish_all(pool, signer))
     if not published:
@@ -56,7 +49,7 @@ def publish(data_dir: DataDir = None) -> None:
 @proofs_app.command("key")
 def key(data_dir: DataDir = None) -> None:
     """Print the operator's proof key (x-only, hex): what users check statements against."""
-    out.print(_signer(_settings(data_dir)).proof_pubkey(), soft_wrap=True)
+    out.print(_signer(command_settings(data_dir)).proof_pubkey(), soft_wrap=True)
 
 
 @proofs_app.command("verify")
@@ -79,7 +72,7 @@ def verify(
         err.print(f"[red]cannot read {file}: {exc}[/]")
         raise typer.Exit(2) from None
     if pubkey is None:
-        settings = _settings(data_dir)
+        settings = command_settings(data_dir)
         if settings.master_seed is None and not settings.seed_path.exists():
             # Never create a seed here: a user checking a proof has none.
             err.print("[red]no master seed here: give the operator's key with --pubkey[/]")

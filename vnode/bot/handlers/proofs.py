@@ -10,8 +10,8 @@ from aiogram.filters import Command
 from aiogram.types import BufferedInputFile, Message
 
 from vnode.bot import texts
-from vnode.bot.context import BotContext, UserError
-from vnode.bot.handlers.common import private_only, sender
+from vnode.bot.context import BotContext
+from vnode.bot.handlers.common import private_only, sender, started_first
 from vnode.client import BTC, VNodeError
 
 # Not yet in an epoch (a new user, or a new asset) or no longer kept: nothing to send for it.
@@ -21,12 +21,8 @@ _NO_PROOF = ("no_proof", "proof_pruned")
 async def proof(message: Message, ctx: BotContext) -> None:
     private_only(message)
     user_id = sender(message).id
-    try:
+    with started_first():
         held = await ctx.vnode.balances(user_id)
-    except VNodeError as exc:
-        if exc.code == "unknown_user":
-            raise UserError(texts.START_FIRST) from None
-        raise
     assets = [BTC, *(b.asset_id for b in held.balances if b.asset_id != BTC)]
     pubkey = (await ctx.vnode.proof_key()).pubkey
     sent = 0
