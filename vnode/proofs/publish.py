@@ -59,6 +59,9 @@ BALANCES_SQL = """
 
 async def publish_all(pool: asyncpg.Pool, signer: Signer) -> list[Published]:
     """Publish one epoch of every asset from one snapshot; [] when another process is at it."""
+    if pool.get_max_size() < 2:
+        # It holds two connections at once: from a pool of one it would wait for itself.
+        raise ProofsError("publishing needs a pool of at least 2 connections (VNODE_DB_POOL_MAX)")
     async with pool.acquire() as writer, pool.acquire() as reader:
         if not await writer.fetchval("SELECT pg_try_advisory_lock($1)", PUBLISH_LOCK):
             return []
