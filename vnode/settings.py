@@ -146,6 +146,13 @@ class Settings(BaseSettings):
             raise ValueError("VNODE_LNURL_MIN_SENDABLE_MSAT is above VNODE_LNURL_MAX_SENDABLE_MSAT")
         return self
 
+    @model_validator(mode="after")
+    def _proofs_window(self) -> Settings:
+        # A tree pruned before the next epoch leaves users with no proof to ask for.
+        if self.proofs_interval_s > 0 and self.proofs_retention_s < self.proofs_interval_s:
+            raise ValueError("VNODE_PROOFS_RETENTION_S is shorter than VNODE_PROOFS_INTERVAL_S")
+        return self
+
     @field_validator("admin_key")
     @classmethod
     def _admin_key_strong(cls, value: SecretStr | None) -> SecretStr | None:
