@@ -14,7 +14,7 @@ PIP_CHECK_OK := ^bip32 5.0.0 has requirement coincurve<21,>=15.0, but you have c
 # not to, as some machines' do; without it every pytest process compiles the tree again (3 s).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: run test test-fast lint format lock redis bench soak chaos fuzz bot clean
+.PHONY: run test test-fast lint format lock redis browser bench soak chaos fuzz bot clean
 
 # Installs exactly the lock: every package at its locked version, checked against its hashes
 # (the lock holds the build backend too, so `-e .` builds offline of anything unpinned). The
@@ -58,7 +58,13 @@ redis:
 	@command -v redis-server >/dev/null || (apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server)
 
-test: lint redis
+# The web pages' tests drive a real headless Chromium: Debian's chromium and chromium-driver.
+browser:
+	@(command -v chromium >/dev/null && command -v chromedriver >/dev/null) || \
+	  (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+
+test: lint redis browser
 	$(BIN)/pytest
 
 # The edit-test loop: tests/unit and tests/integration (the app in-process on the embedded
@@ -71,7 +77,7 @@ test: lint redis
 # Measured on 2 cores: 70 s of pytest, 75 s for the whole target, 703 tests (before: 106-163 s
 # for 598 tests, 225 s for 701 once the layout moved the event tests in). Not yet under a minute:
 # the event tests (an app in-process per test, a real Redis) are about half of it.
-test-fast: $(STAMP) redis
+test-fast: $(STAMP) redis browser
 	$(BIN)/pytest tests/unit tests/integration --ignore=tests/integration/ledger/test_stateful.py \
 	  --hypothesis-profile fast -n 2 --dist loadfile -q
 

@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
+from vnode.tls import tls_context
+
 PERIOD_S = 0.05
 
 
@@ -57,7 +59,7 @@ async def wait_http_ok(
 ) -> None:
     """Until GET `url` answers 200. `check` runs before each try and raises to give up (the
     process that should answer has exited)."""
-    async with httpx.AsyncClient(timeout=2.0) as client:
+    async with httpx.AsyncClient(timeout=2.0, verify=tls_context()) as client:
 
         async def answers() -> bool:
             check()
@@ -73,7 +75,7 @@ def wait_http_ok_blocking(
     url: str, timeout_s: float, what: str, check: Callable[[], None] = _no_check
 ) -> None:
     """wait_http_ok for code without an event loop."""
-    with httpx.Client(timeout=2.0) as client:
+    with httpx.Client(timeout=2.0, verify=tls_context()) as client:
 
         def answers() -> bool:
             check()

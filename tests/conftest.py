@@ -8,6 +8,7 @@ import fcntl
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import httpx
@@ -32,6 +33,9 @@ from vnode.db.embedded import EmbeddedPostgres
 from vnode.db.migrate import migrate
 from vnode.lightning.sim_process import SimProcess
 from vnode.settings import Settings
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
 
 # `--hypothesis-profile fast` (make test-fast): a fifth of the examples. Without it hypothesis
 # keeps its own default profile (or its `ci` one), and tests that set their own count scale it
@@ -132,6 +136,9 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "master_seed": TEST_SEED,
         "access_log": False,
         "webhook_secret": WEBHOOK_SECRET,
+        # LndHub passwords hashed at the cheapest cost allowed: 16 times less CPU per account
+        # and login than the default (tests/unit/lndhub checks the default's hash).
+        "lndhub_scrypt_log2_n": 10,
         # No node unless a test asks for the sim (port 9 refuses connections at once), so a
         # test can never reach a developer's running `make run` node on 3002.
         "node": "sim",
@@ -166,8 +173,8 @@ def node_settings(sim_url: str) -> dict[str, object]:
         "rln_url": sim_url,
         "node_timeout_s": SIM_HANG_S / 2,
         "reconcile_interval_s": 0.2,
-        "watch_interval_s": 0.1,
-        "payment_wait_s": 3.0,
+        "watch_interval_s": 0.25,
+        "payment_wait_s": 1.5,
         "stale_failure_skew_s": 5,
     }
 
@@ -228,3 +235,14 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.start()
     yield server
     server.stop()
+
+
+# A real headless Chromium (Debian's chromium + chromium-driver), for the web pages' tests.
+@pytest.fixture
+def browser() -> Iterator[WebDriver]:
+    """A fresh headless Chromium for the test (no cookies carried over), quit after it.
+    harness.browser.save_screenshot(browser, name) keeps what it shows as test output."""
+    from harness.browser import headless_chromium  # selenium loads only for browser tests
+
+    with headless_chromium() as driver:
+        yield driver

@@ -8,6 +8,7 @@ import asyncpg
 import httpx
 
 from vnode.ledger.audit import run_audit
+from vnode.tls import tls_context
 
 
 class SimControl:
@@ -17,7 +18,7 @@ class SimControl:
         self.url = url
 
     async def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=self.url, timeout=30, verify=tls_context()) as client:
             return await client.post(path, json={k: v for k, v in body.items() if v is not None})
 
     async def invoice(

@@ -21,7 +21,6 @@ from uvicorn.supervisors import Multiprocess
 
 from vnode import apikeys
 from vnode.apikeys import Scope
-from vnode.app import create_app
 from vnode.cli_bot import bot
 from vnode.cli_db import master_seed, with_connection
 from vnode.cli_limits import limits_app
@@ -141,6 +140,10 @@ def _serve_http(settings: Settings, dsn: str, signals: StopSignals) -> None:
         "timeout_graceful_shutdown": _DRAIN_S,
     }
     if settings.workers == 1:
+        # Loaded here, not with the module: FastAPI and every route are most of the CLI's start-up
+        # (1.5 s of CPU), which `vnode sim serve`, `vnode status` and the rest do not need.
+        from vnode.app import create_app
+
         server = _Server(uvicorn.Config(create_app(settings, dsn), **common))  # type: ignore[arg-type]
 
         def drain() -> None:

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from vnode.client import Readiness, VNodeClient, VNodeError, VNodeUnavailable
 from vnode.settings import Settings
+from vnode.tls import tls_context
 
 READY, DEGRADED, NOT_READY = 0, 1, 2
 _STYLES = {"ready": "green", "degraded": "yellow", "not_ready": "red"}
@@ -55,7 +56,11 @@ async def fetch_readiness(
             raise Unavailable(f"{url} refused the key: {exc.code}: {exc.message}") from None
     try:
         async with httpx.AsyncClient(
-            base_url=url.rstrip("/"), timeout=timeout_s, transport=transport, follow_redirects=False
+            base_url=url.rstrip("/"),
+            timeout=timeout_s,
+            transport=transport,
+            follow_redirects=False,
+            verify=tls_context(),
         ) as http:
             answer = await http.get("/readyz")
     except httpx.HTTPError as exc:

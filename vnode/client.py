@@ -28,7 +28,6 @@ from typing import Any, Self, TypeVar
 import httpx
 from pydantic import ValidationError
 
-# The answers' models are the server's own (vnode/api/models.py imports nothing of the server).
 from vnode.api.models import (
     AdminMove,
     Answer,
@@ -53,6 +52,9 @@ from vnode.api.models import (
     VirtualNode,
 )
 from vnode.domain.ids import BTC
+
+# The answers' models are the server's own (vnode/api/models.py imports nothing of the server).
+from vnode.tls import tls_context
 
 __all__ = [
     "BTC",
@@ -149,6 +151,7 @@ class VNodeClient:
             transport=transport,
             headers={"Authorization": f"Bearer {api_key}"},
             follow_redirects=False,
+            verify=tls_context(),
         )
 
     def __repr__(self) -> str:

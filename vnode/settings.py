@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     lndhub_access_token_s: int = Field(default=2 * 86400, ge=1)
     lndhub_refresh_token_s: int = Field(default=7 * 86400, ge=1)
     lndhub_pay_wait_s: float = Field(default=20.0, gt=0, le=25)
+    # The cost of an LndHub password's scrypt hash, as log2 of N (r=8): 14 is 16 MiB and about
+    # 50 ms per check. The passwords are 128 random bits, so the cost guards stolen hashes of
+    # secrets nobody can guess anyway; the test suite lowers it to 10 (1 MiB, 16 times cheaper).
+    lndhub_scrypt_log2_n: int = Field(default=14, ge=10, le=20)
     # The public base URL of this service (https://host[/path]; plain http only for a loopback
     # host): the base of every URL handed out, lndhub:// URIs and LNURL-pay's (docs/LNURL.md),
     # and through its host the Lightning Addresses' domain. Unset: addresses are off, and

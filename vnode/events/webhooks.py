@@ -27,7 +27,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 
 import httpcore
 import httpx
@@ -37,6 +36,7 @@ from vnode.domain.signing import SIGNATURE_HEADER, sign
 from vnode.events.delivery import Result
 from vnode.events.envelope import Event
 from vnode.events.ssrf import Resolver, UnsafeUrl, resolve_url
+from vnode.tls import tls_context
 
 DELIVERY_TIMEOUT_S = 10.0
 PARALLEL_USERS = 64
@@ -111,13 +111,6 @@ class Endpoint:
         if self.previous_secret is None or self.previous_secret == self.secret:
             return (self.secret,)
         return (self.secret, self.previous_secret)
-
-
-@cache
-def default_ssl_context() -> ssl.SSLContext:
-    """httpx's default verification (certifi, or SSL_CERT_FILE / SSL_CERT_DIR), built once:
-    loading the CA bundle costs milliseconds, and every delivery batch needs it."""
-    return httpx.create_ssl_context()
 
 
 class PinnedBackend(httpcore.AsyncNetworkBackend):
@@ -237,7 +230,7 @@ class WebhookChannel:
                 for user_events in by_user.values()
             ]
         gate = asyncio.Semaphore(PARALLEL_USERS)
-        transport = PinnedTransport(target.addresses, self.ssl_context or default_ssl_context())
+        transport = PinnedTransport(target.addresses, self.ssl_context or tls_context())
         async with httpx.AsyncClient(
             transport=transport, follow_redirects=False, trust_env=False, timeout=DELIVERY_TIMEOUT_S
         ) as client:

@@ -56,6 +56,7 @@ from vnode.lightning.base import (
     RgbInvoice,
     RgbTransfer,
 )
+from vnode.tls import tls_context
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT_S",
@@ -146,6 +147,7 @@ class RlnBackend:
             timeout=self._timeout,
             follow_redirects=False,
             transport=transport,
+            verify=tls_context(),
         )
 
     # ------------------------------------------------------------------ node

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import httpx
 
+from vnode.tls import tls_context
+
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
@@ -58,15 +60,16 @@ class SimProcess:
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the simulated node exited with {self.proc.returncode}")
-            try:
-                if httpx.get(f"{self.url}/networkinfo", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+        with httpx.Client(timeout=1, verify=tls_context()) as client:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"the simulated node exited with {self.proc.returncode}")
+                try:
+                    if client.get(f"{self.url}/networkinfo").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
         raise TimeoutError(f"the simulated node at {self.url} did not start")
 
     def stop(self, timeout_s: float = 10.0) -> None:

@@ -13,8 +13,10 @@ import hashlib
 import hmac
 import secrets
 
-# scrypt cost: N=2^14, r=8 -> 16 MiB and ~50 ms per check on one core.
-_N, _R, _P = 2**14, 8, 1
+# scrypt cost: N=2^log2_n, r=8; the default 2^14 -> 16 MiB and ~50 ms per check on one core
+# (settings.lndhub_scrypt_log2_n). Each hash carries its own parameters, so a change of the
+# setting applies to passwords issued afterwards, and earlier ones still check.
+_R, _P = 8, 1
 _MAXMEM = 64 * 1024 * 1024
 
 
@@ -34,10 +36,11 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def hash_password(password: str) -> str:
+def hash_password(password: str, log2_n: int) -> str:
     salt = secrets.token_bytes(16)
-    digest = _scrypt(password, salt, _N, _R, _P)
-    return f"scrypt${_N}${_R}${_P}${salt.hex()}${digest.hex()}"
+    n = 2**log2_n
+    digest = _scrypt(password, salt, n, _R, _P)
+    return f"scrypt${n}${_R}${_P}${salt.hex()}${digest.hex()}"
 
 
 def verify_password(password: str, stored: str) -> bool:
@@ -53,10 +56,10 @@ def verify_password(password: str, stored: str) -> bool:
 
 
 @functools.cache
-def dummy_hash() -> str:
+def dummy_hash(log2_n: int) -> str:
     """Checked against a login that does not exist, so an unknown login costs as long as a
     wrong password and the timing does not tell which logins exist."""
-    return hash_password(secrets.token_hex(16))
+    return hash_password(secrets.token_hex(16), log2_n)
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:

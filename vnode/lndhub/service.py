@@ -85,7 +85,9 @@ class LndHub:
         """Create or rotate the user's account of this scope (rotation revokes every token)."""
         await ensure_node(self.pool, self.signer, user_id)
         login, password = credentials.new_login(), credentials.new_password()
-        hashed = await asyncio.to_thread(credentials.hash_password, password)
+        hashed = await asyncio.to_thread(
+            credentials.hash_password, password, self.settings.lndhub_scrypt_log2_n
+        )
         account = await store.upsert_account(self.pool, user_id, scope, login, hashed)
         return Credentials(login, password, account)
 
@@ -106,7 +108,8 @@ class LndHub:
 
     async def _login(self, login: str | None, password: str | None) -> Account:
         found = None if login is None else await store.account_by_login(self.pool, login)
-        stored = credentials.dummy_hash() if found is None else found[1]
+        cost = self.settings.lndhub_scrypt_log2_n
+        stored = credentials.dummy_hash(cost) if found is None else found[1]
         matches = await asyncio.to_thread(credentials.verify_password, password or "", stored)
         if found is None or password is None or not matches:
             raise wire.bad_auth()

@@ -30,6 +30,7 @@ from tests.support import ADMIN_KEY, bearer, free_port, new_user_id, wait_until
 from vnode.apikeys import Scope, create_key, revoke_key
 from vnode.app import create_app
 from vnode.events import sse
+from vnode.tls import tls_context
 
 
 @contextlib.asynccontextmanager
@@ -129,7 +130,9 @@ async def open_stream(
     if last_event_id is not None:
         headers["Last-Event-ID"] = str(last_event_id)
     async with (
-        httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(30, read=None)) as client,
+        httpx.AsyncClient(
+            base_url=url, timeout=httpx.Timeout(30, read=None), verify=tls_context()
+        ) as client,
         client.stream(
             "GET", "/virtual_events", params={"user_id": user_id}, headers=headers
         ) as response,
@@ -158,7 +161,9 @@ async def transfer(
 
 async def open_streams(url: str) -> float:
     """The server's `vnode_sse_streams` gauge (GET /metrics)."""
-    async with httpx.AsyncClient(base_url=url, headers=bearer(ADMIN_KEY), timeout=10) as client:
+    async with httpx.AsyncClient(
+        base_url=url, headers=bearer(ADMIN_KEY), timeout=10, verify=tls_context()
+    ) as client:
         text = (await client.get("/metrics")).text
     return next(
         float(line.split()[1])
@@ -274,7 +279,9 @@ async def test_refusals(
     read_key = scoped_keys[Scope.READ]
 
     async def get(params: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
-        async with httpx.AsyncClient(base_url=server_url, timeout=10) as client:
+        async with httpx.AsyncClient(
+            base_url=server_url, timeout=10, verify=tls_context()
+        ) as client:
             return await client.get("/virtual_events", params=params, headers=headers)
 
     cases: list[tuple[dict[str, Any], dict[str, str], int, str]] = [
@@ -295,7 +302,7 @@ async def test_refusals(
         assert response.status_code == status, (params, headers, response.text)
         assert response.json()["error"]["code"] == code, (params, response.text)
     twice = f"{server_url}/virtual_events?user_id={alice}&user_id={alice}"
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, verify=tls_context()) as client:
         response = await client.get(twice, headers=bearer(read_key))
     assert response.status_code == 422
 
@@ -306,7 +313,7 @@ async def test_refusals(
 async def try_stream(url: str, user_id: int, key: str) -> httpx.Response:
     """Open a stream that is expected to be refused; returns the (read) refusal."""
     async with (
-        httpx.AsyncClient(base_url=url, timeout=10) as client,
+        httpx.AsyncClient(base_url=url, timeout=10, verify=tls_context()) as client,
         client.stream(
             "GET", "/virtual_events", params={"user_id": user_id}, headers=bearer(key)
         ) as response,
@@ -416,7 +423,9 @@ async def test_l2_money_endpoints_answer_with_many_streams_open(
     monitor = await asyncpg.connect(fresh_db)
     async with (
         serving(app) as url,
-        httpx.AsyncClient(base_url=url, headers=bearer(ADMIN_KEY), timeout=10) as client,
+        httpx.AsyncClient(
+            base_url=url, headers=bearer(ADMIN_KEY), timeout=10, verify=tls_context()
+        ) as client,
         contextlib.AsyncExitStack() as stack,
     ):
         await fund(client, alice, 1_000_000)

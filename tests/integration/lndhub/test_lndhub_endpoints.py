@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -149,7 +150,10 @@ async def test_getuserinvoices_pages_past_100(
     app_client: httpx.AsyncClient, anonymous: httpx.AsyncClient
 ) -> None:
     _, wallet = await new_wallet(app_client, anonymous, style="zeus")
-    made = [(await wallet.addinvoice(1 + i))["payment_request"] for i in range(130)]
+    made = [
+        i["payment_request"]
+        for i in await asyncio.gather(*(wallet.addinvoice(1 + i) for i in range(130)))
+    ]
     everything = (await wallet.get("/getuserinvoices")).json()
     assert len(everything) == 130
     pages: list[dict[str, Any]] = []

@@ -99,9 +99,13 @@ def test_every_refusal_maps_to_a_code_clients_know_and_never_to_bad_auth() -> No
 
 def test_passwords_are_salted_scrypt_and_tokens_sha256() -> None:
     password = credentials.new_password()
-    first, second = credentials.hash_password(password), credentials.hash_password(password)
+    first, second = credentials.hash_password(password, 14), credentials.hash_password(password, 14)
     assert first != second and password not in first
+    assert first.startswith(f"scrypt${2**14}$8$1$")
     assert credentials.verify_password(password, first)
+    # The cost travels with each hash: one made at another cost still checks.
+    cheaper = credentials.hash_password(password, 10)
+    assert cheaper.startswith(f"scrypt${2**10}$") and credentials.verify_password(password, cheaper)
     assert not credentials.verify_password(password + "0", first)
     assert not credentials.verify_password(password, "scrypt$garbage")
     assert len(credentials.token_hash(credentials.new_token())) == 32
