@@ -5,7 +5,11 @@ while transfers run sums exactly to the audit's total; pruning keeps the stateme
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import random
+import time
+from dataclasses import dataclass
 
 import asyncpg
 import pytest
@@ -131,3 +135,70 @@ async def test_publish_when_due_publishes_once_per_interval(pool: asyncpg.Pool) 
     assert len(await publish.publish_when_due(pool, SIGNER, 3600, 86400)) == 1
     assert await publish.publish_when_due(pool, SIGNER, 3600, 86400) == []
     assert await pool.fetchval("SELECT count(*) FROM proof_epochs") == 1
+
+
+@dataclass
+class _Credit:
+    user_id: int
+    amount: int
+    started: float
+    finished: float = math.inf
+    transaction_id: int = 0
+
+
+async def test_an_epoch_counts_exactly_the_credits_its_snapshot_saw(pool: asyncpg.Pool) -> None:
+    """Credits (which change the total) run while epochs are taken, each to a user of its own,
+    so each epoch shows which credits its snapshot saw: every credit done before the
+    publication began is in it, none begun after it ended is, every one in it is at or below
+    its ledger position, and the total is exactly the users' funding plus those credits."""
+    users = list(range(6001, 6011))
+    for user in users:
+        await credit(pool, user, 1_000_000)
+    base_total = 1_000_000 * len(users)
+    rng = random.Random(17)
+    stop = asyncio.Event()
+    credits: list[_Credit] = []
+
+    async def crediting() -> None:
+        while not stop.is_set():
+            entry = _Credit(7000 + len(credits), rng.randint(1, 10**6), time.monotonic())
+            credits.append(entry)
+            answer = await credit(pool, entry.user_id, entry.amount)
+            entry.transaction_id = json.loads(answer.result or "{}")["transaction_id"]
+            entry.finished = time.monotonic()
+
+    async def transfers() -> None:
+        while not stop.is_set():
+            payer, payee = rng.sample(users, 2)
+            command = TransferCommand(payer, payee, "BTC", rng.randint(1, 50_000), None)
+            await transfer(pool, SIGNER, command, NO_KEY)
+
+    movers = [asyncio.create_task(f()) for f in (crediting, crediting, transfers, transfers)]
+    taken: list[tuple[float, float, publish.Published]] = []
+    try:
+        for _ in range(4):
+            began = time.monotonic()
+            (epoch,) = await publish_now(pool, SIGNER)
+            taken.append((began, time.monotonic(), epoch))
+    finally:
+        stop.set()
+        await asyncio.gather(*movers)
+
+    for began, ended, epoch in taken:
+        rows = await pool.fetch(
+            "SELECT user_id, balance FROM proof_leaves WHERE asset_id = 'BTC' AND epoch = $1 "
+            "AND user_id >= 7000",
+            epoch.epoch,
+        )
+        seen = {row["user_id"]: row["balance"] for row in rows}
+        by_user = {c.user_id: c for c in credits}
+        assert all(by_user[user].amount == balance for user, balance in seen.items())
+        for entry in credits:
+            if entry.finished < began:
+                assert entry.user_id in seen, "a credit done before the snapshot is missing"
+            if entry.started > ended:
+                assert entry.user_id not in seen, "a credit begun after the epoch is in it"
+        position = epoch.statement["ledger_position"]
+        assert all(by_user[user].transaction_id <= position for user in seen)
+        assert epoch.statement["total"] == base_total + sum(seen.values())
+    assert len(credits) > len(taken)
