@@ -202,3 +202,14 @@ async def test_an_epoch_counts_exactly_the_credits_its_snapshot_saw(pool: asyncp
         assert all(by_user[user].transaction_id <= position for user in seen)
         assert epoch.statement["total"] == base_total + sum(seen.values())
     assert len(credits) > len(taken)
+
+
+async def test_the_newest_epoch_of_every_asset_is_listed(pool: asyncpg.Pool) -> None:
+    await credit(pool, 8001, 10)
+    await credit(pool, 8001, 3, RGB)
+    for _ in range(3):
+        await publish_now(pool, SIGNER)
+    listed = [
+        (e.statement["asset_id"], e.statement["epoch"]) for e in await store.latest_epochs(pool)
+    ]
+    assert listed == [("BTC", 3), (RGB, 3)]
