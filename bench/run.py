@@ -72,6 +72,12 @@ BENCHMARKS = (
         ("--duration", "5", "--users", "50", "--invoices", "1500"),
     ),
     Benchmark(
+        "proofs",
+        "proofs.py",
+        "A proof-of-liabilities epoch of 1,000,000 users against COPY of their balances",
+        ("--users", "20000"),
+    ),
+    Benchmark(
         "events",
         "events.py",
         "Event delivery under the transfer load",

@@ -23,6 +23,7 @@ from vnode.api import (
     routes_lnurl,  # Lightning Addresses (issue 12, part 2)
     routes_ops,
     routes_payments,
+    routes_proofs,
     routes_webhooks,
 )
 from vnode.api.body_limit import BodyLimit
@@ -82,6 +83,7 @@ ROUTES: list[BaseRoute] = [
         routes_lndhub.router,
         routes_limits.router,
         routes_lnurl.router,  # Lightning Addresses (issue 12, part 2)
+        routes_proofs.router,  # proofs of liabilities (issue 16)
     )
     for route in router.routes
 ]
@@ -116,10 +118,11 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             stack.push_async_callback(backend.close)
             monitor = await _monitor(settings, pool, backend)
             supervisor = Supervisor(metrics)
+            signer = SoftwareSigner(seed)
             app.state.services = Services(
                 settings,
                 pool,
-                SoftwareSigner(seed),
+                signer,
                 keys,
                 metrics,
                 backend,
@@ -133,7 +136,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             # Stopped before the dispatcher, the backend and the pool they use.
             stack.push_async_callback(supervisor.stop)
             if settings.run_workers:
-                start_workers(supervisor, pool, backend, monitor, settings, metrics)
+                start_workers(supervisor, pool, backend, monitor, settings, metrics, signer)
                 supervisor.every("event-fan-out", settings.events_interval_s, dispatcher.fan_out)
                 supervisor.every(
                     "redis-delivery", settings.events_interval_s, dispatcher.deliver_redis

@@ -22,15 +22,16 @@ from uvicorn.supervisors import Multiprocess
 from vnode import apikeys
 from vnode.apikeys import Scope
 from vnode.cli_bot import bot
-from vnode.cli_db import with_connection
+from vnode.cli_db import master_seed, with_connection
 from vnode.cli_limits import limits_app
+from vnode.cli_proofs import proofs_app
 from vnode.cli_status import status
 from vnode.cli_webhooks import webhooks_app
 from vnode.db.migrate import migrate as apply_migrations
 from vnode.db.pool import DbConnection, create_pool
 from vnode.domain.amounts import parse_amount
 from vnode.domain.ids import BTC, parse_asset_id, parse_user_id
-from vnode.keys import SoftwareSigner, load_or_create_seed
+from vnode.keys import SoftwareSigner
 from vnode.ledger import solvency
 from vnode.ledger.admin import AdminCommand, AdminMove, admin_move
 from vnode.ledger.audit import AuditReport, run_audit
@@ -50,6 +51,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(admin_app, name="admin")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(limits_app, name="limits")
+app.add_typer(proofs_app, name="proofs")
 app.command()(bot)
 app.command()(status)
 out = Console()
@@ -64,11 +66,6 @@ def _settings(data_dir: Path | None = None, **overrides: object) -> Settings:
     if data_dir is not None:
         values["data_dir"] = data_dir
     return Settings(**values)  # type: ignore[arg-type]
-
-
-def _seed(settings: Settings) -> bytes:
-    env_seed = settings.master_seed.get_secret_value() if settings.master_seed else None
-    return load_or_create_seed(settings.seed_path, env_seed)
 
 
 _DRAIN_S = 5  # open event streams never end on their own: the drain is bounded
@@ -92,7 +89,7 @@ def serve(
     try:
         with database_url(settings, signals) as dsn, _node_beside(settings, signals):
             asyncio.run(_prepare(settings, dsn))
-            _seed(settings)  # created once here, before workers could race to create it
+            master_seed(settings)  # created once here, before workers could race to create it
             _serve_http(settings, dsn, signals)
     except StopRequested as stop:
         log.info("stopped by %s before serving", stop)
@@ -402,7 +399,10 @@ def _admin(
         raise typer.Exit(2) from None
     settings = _settings(data_dir)
     outcome = _run_admin(
-        settings, SoftwareSigner(_seed(settings)), command, Idempotency("cli", idempotency_key)
+        settings,
+        SoftwareSigner(master_seed(settings)),
+        command,
+        Idempotency("cli", idempotency_key),
     )
     if outcome[0] >= 400:
         err.print(f"[red]{outcome[1]}[/]")

@@ -3,17 +3,15 @@ database, as POST /admin/limits and GET /admin/limits/{user_id} do."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from vnode.cli_db import with_pool
+from vnode.cli_db import DataDir, command_settings, with_pool
 from vnode.domain.ids import parse_user_id
 from vnode.limits import store
 from vnode.limits.refusal import LIMIT_NAMES
-from vnode.settings import Settings
 
 limits_app = typer.Typer(
     help="Per-user limits (msat of BTC): set a user's overrides, show a user's limits.",
@@ -22,12 +20,7 @@ limits_app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
-DataDir = Annotated[Path | None, typer.Option(help="Data directory (default ./.vnode)")]
 Msat = Annotated[int | None, typer.Option(min=0, max=2**63 - 1, help="msat")]
-
-
-def _settings(data_dir: Path | None) -> Settings:
-    return Settings(data_dir=data_dir) if data_dir is not None else Settings()
 
 
 def _user(user_id: str) -> int:
@@ -83,7 +76,9 @@ def set_limits(
     if not changes:
         err.print("[red]nothing to change: give a limit option or --clear[/]")
         raise typer.Exit(2)
-    _print(with_pool(_settings(data_dir), lambda pool: store.set_overrides(pool, user, changes)))
+    _print(
+        with_pool(command_settings(data_dir), lambda pool: store.set_overrides(pool, user, changes))
+    )
 
 
 @limits_app.command("show")
@@ -94,4 +89,4 @@ def show_limits(
     """USER's limits: effective, overrides, the server defaults, usage and headroom. The
     defaults are those the last `vnode serve` started with wrote."""
     user = _user(user_id)
-    _print(with_pool(_settings(data_dir), lambda pool: store.user_limits(pool, user)))
+    _print(with_pool(command_settings(data_dir), lambda pool: store.user_limits(pool, user)))

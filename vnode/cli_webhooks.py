@@ -3,7 +3,6 @@ straight on the database (the same SSRF rule: VNODE_WEBHOOK_ALLOW_HOSTS)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import orjson
@@ -11,12 +10,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from vnode.cli_db import with_pool
+from vnode.cli_db import DataDir, command_settings, with_pool
 from vnode.events import endpoints
 from vnode.events.catalogue import EVENT_TYPES
 from vnode.events.endpoints import InvalidEventType, InvalidUrl, WebhookInfo
 from vnode.events.ssrf import UnsafeUrl
-from vnode.settings import Settings
 
 webhooks_app = typer.Typer(
     help="Webhook endpoints: add (secret shown once), list, rotate (new secret shown once), "
@@ -25,12 +23,6 @@ webhooks_app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True)
-
-DataDir = Annotated[Path | None, typer.Option(help="Data directory (default ./.vnode)")]
-
-
-def _settings(data_dir: Path | None) -> Settings:
-    return Settings(data_dir=data_dir) if data_dir is not None else Settings()
 
 
 def _events(info: WebhookInfo) -> str:
@@ -50,7 +42,7 @@ def add(
     data_dir: DataDir = None,
 ) -> None:
     """Subscribe URL to events; prints the endpoint and its signing secret, once."""
-    settings = _settings(data_dir)
+    settings = command_settings(data_dir)
     try:
         endpoints.parse_url(url)
         endpoints.parse_event_types(event or ())
@@ -85,7 +77,8 @@ def list_(
 ) -> None:
     """List the endpoints and their queues (never their secrets)."""
     found = with_pool(
-        _settings(data_dir), lambda pool: endpoints.list_endpoints(pool, include_removed=removed)
+        command_settings(data_dir),
+        lambda pool: endpoints.list_endpoints(pool, include_removed=removed),
     )
     table = Table()
     for column in (
@@ -133,7 +126,7 @@ def rotate(
 ) -> None:
     """Give an endpoint a new signing secret; prints it, once."""
     rotated = with_pool(
-        _settings(data_dir), lambda pool: endpoints.rotate_secret(pool, webhook_id, grace_s)
+        command_settings(data_dir), lambda pool: endpoints.rotate_secret(pool, webhook_id, grace_s)
     )
     if rotated is None:
         err.print(f"no active webhook endpoint with id {webhook_id}")
@@ -162,7 +155,7 @@ def rotate(
 def remove(webhook_id: int, data_dir: DataDir = None) -> None:
     """Remove an endpoint; nothing more is sent to it."""
     removed = with_pool(
-        _settings(data_dir), lambda pool: endpoints.remove_endpoint(pool, webhook_id)
+        command_settings(data_dir), lambda pool: endpoints.remove_endpoint(pool, webhook_id)
     )
     if removed is None:
         err.print(f"no active webhook endpoint with id {webhook_id}")
@@ -177,7 +170,9 @@ def failed(
     data_dir: DataDir = None,
 ) -> None:
     """The dead-letter list: deliveries that kept failing past the retry period."""
-    dead = with_pool(_settings(data_dir), lambda pool: endpoints.dead_letters(pool, webhook, limit))
+    dead = with_pool(
+        command_settings(data_dir), lambda pool: endpoints.dead_letters(pool, webhook, limit)
+    )
     table = Table(title=f"dead deliveries ({len(dead)} shown)")
     for column in (
         "webhook",
@@ -213,7 +208,7 @@ def retry(
 ) -> None:
     """Queue dead deliveries again; a running vnode sends them, in their original order."""
     requeued = with_pool(
-        _settings(data_dir), lambda pool: endpoints.retry_dead_letters(pool, webhook_id)
+        command_settings(data_dir), lambda pool: endpoints.retry_dead_letters(pool, webhook_id)
     )
     if requeued is None:
         err.print(f"no active webhook endpoint with id {webhook_id}")

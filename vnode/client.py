@@ -34,13 +34,16 @@ from vnode.api.models import (
     AssetBalance,
     BalanceAfter,
     Balances,
+    BalanceStatement,
     HistoryEntry,
     HistoryPage,
+    InclusionProof,
     InvoiceQuote,
     LightningAddress,
     LndHubAccount,
     LnInvoice,
     Payment,
+    ProofKey,
     Readiness,
     RgbInvoice,
     Transfer,
@@ -60,14 +63,17 @@ __all__ = [
     "AdminMove",
     "AssetBalance",
     "BalanceAfter",
+    "BalanceStatement",
     "Balances",
     "HistoryEntry",
     "HistoryPage",
+    "InclusionProof",
     "InvoiceQuote",
     "LightningAddress",
     "LnInvoice",
     "LndHubAccount",
     "Payment",
+    "ProofKey",
     "Readiness",
     "RgbInvoice",
     "Transfer",
@@ -405,6 +411,22 @@ class VNodeClient:
         return await self._call(
             LndHubAccount, "/virtual_lndhub_account", user_id=user_id, scope=scope
         )
+
+    async def proof_key(self) -> ProofKey:
+        """The operator's proof key, x-only hex (no key needed; docs/PROOFS.md)."""
+        return await self._call(ProofKey, "/proofs/key", method="GET")
+
+    async def proof(
+        self, user_id: UserId, asset_id: str = BTC, epoch: int | None = None
+    ) -> InclusionProof:
+        """The user's inclusion proof in the asset's newest epoch, or `epoch` (scope read)."""
+        return await self._call(
+            InclusionProof, "/virtual_proof", user_id=user_id, asset_id=asset_id, epoch=epoch
+        )
+
+    async def balance_statement(self, user_id: UserId) -> BalanceStatement:
+        """The user's balances signed by the user's node key (scope read)."""
+        return await self._call(BalanceStatement, "/virtual_statement", user_id=user_id)
 
     async def limits(self, user_id: UserId) -> UserLimits:
         """A user's limits: effective, overrides, defaults, usage, headroom (scope: admin)."""

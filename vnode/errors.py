@@ -73,6 +73,9 @@ class ErrorCode(StrEnum):
     ADDRESS_RESERVED = "address_reserved"
     ADDRESS_TAKEN = "address_taken"
     NO_ADDRESS = "no_address"
+    # Proofs of liabilities (issue 16, docs/PROOFS.md)
+    NO_PROOF = "no_proof"
+    PROOF_PRUNED = "proof_pruned"
 
 
 CATALOGUE: dict[ErrorCode, ErrorSpec] = {
@@ -185,6 +188,14 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
         "(VNODE_ADDRESS_HOLD_S).",
     ),
     ErrorCode.NO_ADDRESS: ErrorSpec(404, "The user has no Lightning Address."),
+    ErrorCode.NO_PROOF: ErrorSpec(
+        404, "No such epoch was published, or the user held none of the asset in it."
+    ),
+    ErrorCode.PROOF_PRUNED: ErrorSpec(
+        410,
+        "The epoch's tree is no longer kept (VNODE_PROOFS_RETENTION_S); its signed statement "
+        "is. Ask for a newer epoch.",
+    ),
 }
 
 

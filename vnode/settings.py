@@ -133,6 +133,12 @@ class Settings(BaseSettings):
     address_hold_s: int = Field(default=90 * 86400, ge=0)
     lnurl_invoice_expiry_s: int = Field(default=600, ge=60, le=86400)
 
+    # Proofs of liabilities (docs/PROOFS.md): an epoch per asset every interval (0: only on
+    # `vnode proofs publish`), statements kept forever, the trees that serve users' inclusion
+    # proofs kept this long (a million users' leaves are about 100 MB an epoch).
+    proofs_interval_s: float = Field(default=3600.0, ge=0)
+    proofs_retention_s: int = Field(default=2 * 86400, ge=60)
+
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str | None) -> str | None:
@@ -142,6 +148,13 @@ class Settings(BaseSettings):
     def _lnurl_range(self) -> Settings:
         if self.lnurl_min_sendable_msat > self.lnurl_max_sendable_msat:
             raise ValueError("VNODE_LNURL_MIN_SENDABLE_MSAT is above VNODE_LNURL_MAX_SENDABLE_MSAT")
+        return self
+
+    @model_validator(mode="after")
+    def _proofs_window(self) -> Settings:
+        # A tree pruned before the next epoch leaves users with no proof to ask for.
+        if self.proofs_interval_s > 0 and self.proofs_retention_s < self.proofs_interval_s:
+            raise ValueError("VNODE_PROOFS_RETENTION_S is shorter than VNODE_PROOFS_INTERVAL_S")
         return self
 
     @field_validator("admin_key")

@@ -160,6 +160,8 @@ class SentMessage:
     date: int = 0
     edit_date: int | None = None
     deleted: bool = False
+    document: bytes | None = None  # raw bytes of a document (sendDocument)
+    document_name: str | None = None
 
     def buttons(self) -> list[tuple[str, str]]:
         """(text, callback_data) of every inline button in row order.
@@ -871,9 +873,12 @@ def _lenient(name: str, value: Any) -> Any:
 class Params:
     """Typed access to one request's parameters, however they were encoded."""
 
-    def __init__(self, values: dict[str, Any], files: dict[str, bytes]) -> None:
+    def __init__(
+        self, values: dict[str, Any], files: dict[str, bytes], names: dict[str, str] | None = None
+    ) -> None:
         self._values = values
         self._files = files
+        self._names = names or {}  # the file name of each upload
 
     def raw(self, name: str) -> Any:
         value = self._values.get(name)
@@ -920,6 +925,12 @@ class Params:
             return attached
         return value
 
+    def file_name(self, name: str) -> str | None:
+        value = self.string(name)
+        if value is not None and value.startswith("attach://"):
+            return self._names.get(value.removeprefix("attach://"))
+        return self._names.get(name)
+
     def snapshot(self) -> JsonDict:
         logged = {name: _lenient(name, value) for name, value in self._values.items()}
         logged.update(self._files)
@@ -929,6 +940,7 @@ class Params:
 async def read_params(request: web.Request) -> Params:
     values: dict[str, Any] = dict(request.query)
     files: dict[str, bytes] = {}
+    names: dict[str, str] = {}
     if request.content_type == "application/json" and request.can_read_body:
         try:
             body = await request.json()
@@ -942,11 +954,12 @@ async def read_params(request: web.Request) -> Params:
         for name, value in form.items():
             if isinstance(value, FileField):
                 files[name] = value.file.read()
+                names[name] = value.filename
             elif isinstance(value, bytes | bytearray):
                 values[name] = bytes(value).decode()
             else:
                 values[name] = value
-    return Params(values, files)
+    return Params(values, files, names)
 
 
 # --------------------------------------------------------------------------- the fake
@@ -1044,6 +1057,7 @@ class FakeTelegram:
             "close": self._accept,
             "sendMessage": self._send_message,
             "sendPhoto": self._send_photo,
+            "sendDocument": self._send_document,
             "editMessageText": self._edit_message_text,
             "editMessageCaption": self._edit_message_caption,
             "editMessageReplyMarkup": self._edit_message_reply_markup,
@@ -1453,6 +1467,17 @@ class FakeTelegram:
                 data["caption"] = message.caption
                 if message.entities:
                     data["caption_entities"] = message.entities
+        if message.document is not None:
+            data["document"] = {
+                "file_id": f"BQACAgIAAxkDAAI{message.message_id:08d}",
+                "file_unique_id": f"AgAD{message.message_id:08d}",
+                "file_name": message.document_name or "document",
+                "file_size": len(message.document),
+            }
+            if message.caption:
+                data["caption"] = message.caption
+                if message.entities:
+                    data["caption_entities"] = message.entities
         if message.reply_markup and "inline_keyboard" in message.reply_markup:
             data["reply_markup"] = message.reply_markup  # only inline keyboards are echoed
         if nested and message.reply_to_message_id is not None:
@@ -1623,6 +1648,31 @@ class FakeTelegram:
             entities=caption.entities,
             photo_sizes=self._photo_sizes(photo),
             date=int(time.time()),
+        )
+        return self._bot_message_json(self._store(chat, message))
+
+    def _send_document(self, params: Params) -> JsonDict:
+        chat = self._chat_for(params)
+        document = params.file("document")
+        if not isinstance(document, bytes) or not document:
+            # An uploaded file only: the bot sends none by file_id or URL.
+            raise bad_request("there is no document in the request")
+        caption = self._caption(params)
+        message = SentMessage(
+            chat_id=chat.id,
+            message_id=chat.next_message_id(),
+            text=None,
+            caption=caption.text or None,
+            photo=None,
+            reply_markup=parse_reply_markup(params.raw("reply_markup")),
+            parse_mode=params.string("parse_mode"),
+            reply_to_message_id=self._reply_target(chat, params),
+            method="sendDocument",
+            raw_text=params.string("caption"),
+            entities=caption.entities,
+            date=int(time.time()),
+            document=document,
+            document_name=params.file_name("document"),
         )
         return self._bot_message_json(self._store(chat, message))
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import asyncpg
 import pytest
 
 from vnode.workers import loops
@@ -21,3 +22,13 @@ def _quick_node_polls() -> Iterator[None]:
         patch.setattr(loops, "NODE_CHECK_S", QUICK_POLL_S)
         patch.setattr(loops, "RGB_REFRESH_S", QUICK_POLL_S)
         yield
+
+
+@pytest.fixture
+async def pool(fresh_db: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on an otherwise empty ledger, large enough for the concurrency tests (the
+    ledger's money functions and the proofs of liabilities, called directly)."""
+    created = await asyncpg.create_pool(fresh_db, min_size=1, max_size=12)
+    assert created is not None
+    yield created
+    await created.close()

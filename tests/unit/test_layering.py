@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -163,3 +164,15 @@ def test_the_bots_inbox_does_not_load_telegram() -> None:
         if not path.exists():
             path = path.with_suffix("") / "__init__.py"
         assert not any(m.startswith("aiogram") for m in _imported(name, path)), name
+
+
+def test_the_reference_verifier_stands_alone() -> None:
+    """vnode/proofs/verifier.py is the reference verifier (docs/PROOFS.md): a user copies it and
+    runs it trusting nothing else of vnode, so it imports the standard library and coincurve
+    only, anywhere in its source; its package's __init__ imports nothing."""
+    allowed = set(sys.stdlib_module_names) | {"coincurve", "__future__"}
+    path = ROOT / "vnode" / "proofs" / "verifier.py"
+    imported = {m.split(".")[0] for m in _imported("vnode.proofs.verifier", path, everywhere=True)}
+    assert imported <= allowed, sorted(imported - allowed)
+    init = ROOT / "vnode" / "proofs" / "__init__.py"
+    assert not _imported("vnode.proofs", init, everywhere=True)

@@ -354,3 +354,176 @@ class UserLimits(_OfNode):
             ]
         },
     )
+
+
+# Proofs of liabilities (issue 16, docs/PROOFS.md).
+_EXAMPLE_STATEMENT: dict[str, Any] = {
+    "asset_id": "BTC",
+    "created_at": "2026-12-06T17:00:00.000000Z",
+    "epoch": 42,
+    "leaves": 1024,
+    "ledger_position": 981234,
+    "root": "5f" * 32,
+    "total": 123456789000,
+}
+
+
+class ProofStatement(Answer):
+    """The signed root statement of an epoch; its canonical JSON (sorted keys, no spaces) is
+    what the operator's proof key signs (BIP340 over its SHA-256)."""
+
+    asset_id: str
+    epoch: int
+    root: str
+    total: int
+    leaves: int
+    created_at: str
+    ledger_position: int
+
+
+class ProofKey(Answer):
+    """GET /proofs/key: the operator's proof key, x-only hex (BIP340)."""
+
+    pubkey: str
+
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", json_schema_extra={"examples": [{"pubkey": "a1" * 32}]}
+    )
+
+
+class ProofEpoch(Answer):
+    """GET /proofs/{asset_id}/{epoch}: a signed statement; `pruned` once its tree (what serves
+    users' inclusion proofs) is no longer kept."""
+
+    statement: ProofStatement
+    signature: str
+    pruned: bool
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="ignore",
+        json_schema_extra={
+            "examples": [{"statement": _EXAMPLE_STATEMENT, "signature": "0b" * 64, "pruned": False}]
+        },
+    )
+
+
+class ProofAsset(ProofEpoch):
+    """An asset's newest epoch beside what the node could spend: owed (the signed total)
+    against held; `node_spendable` is null while the node's balances are unknown."""
+
+    owed: int
+    node_spendable: int | None
+    shortfall: int | None
+
+
+class ProofsOverview(Answer):
+    """GET /proofs: the proof key and, per asset, the newest signed statement with the
+    solvency check ("owed X, held Y")."""
+
+    pubkey: str
+    node_checked_age_s: float | None
+    assets: list[ProofAsset]
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "pubkey": "a1" * 32,
+                    "node_checked_age_s": 1.5,
+                    "assets": [
+                        {
+                            "statement": _EXAMPLE_STATEMENT,
+                            "signature": "0b" * 64,
+                            "pruned": False,
+                            "owed": 123456789000,
+                            "node_spendable": 150000000000,
+                            "shortfall": 0,
+                        }
+                    ],
+                }
+            ]
+        },
+    )
+
+
+class ProofStep(Answer):
+    hash: str
+    sum: int
+    side: Literal["left", "right"]
+
+
+class InclusionProof(Answer):
+    """POST /virtual_proof: a user's inclusion proof, bottom-up; check it with
+    `vnode proofs verify` or the standalone vnode/proofs/verifier.py."""
+
+    statement: ProofStatement
+    signature: str
+    user_id: int
+    balance: int
+    salt: str
+    path: list[ProofStep]
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "statement": {**_EXAMPLE_STATEMENT, "leaves": 2},
+                    "signature": "0b" * 64,
+                    "user_id": 123456789,
+                    "balance": 21000,
+                    "salt": "7e" * 32,
+                    "path": [{"hash": "c4" * 32, "sum": 123456768000, "side": "right"}],
+                }
+            ]
+        },
+    )
+
+
+class StatementBalance(Answer):
+    asset_id: str
+    balance: int  # settled: spendable plus pending
+    spendable: int
+
+
+class UserStatement(Answer):
+    user_id: int
+    node_id: str
+    node_pubkey: str
+    balances: list[StatementBalance]
+    last_tx_id: int | None
+    created_at: str
+
+
+class BalanceStatement(Answer):
+    """POST /virtual_statement: the user's balances, signed (BIP340 Schnorr over SHA-256 of the
+    canonical statement) by the user's own node key, the x-only form of `node_pubkey`."""
+
+    statement: UserStatement
+    signature: str
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "statement": {
+                        "user_id": 123456789,
+                        "node_id": "vn_123456789",
+                        "node_pubkey": "02" + "3b" * 32,
+                        "balances": [
+                            {"asset_id": "BTC", "balance": 21000000, "spendable": 21000000}
+                        ],
+                        "last_tx_id": 1234,
+                        "created_at": "2026-12-06T17:00:00.000000Z",
+                    },
+                    "signature": "0b" * 64,
+                }
+            ]
+        },
+    )

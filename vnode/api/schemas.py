@@ -198,6 +198,13 @@ class AssetBalanceBody(_Body):
     asset_id: AssetId = BTC
 
 
+class ProofBody(_Body):
+    user_id: UserId
+    asset_id: AssetId = BTC
+    # None: the newest epoch of the asset.
+    epoch: Annotated[int | None, Field(ge=1, le=2**63 - 1, strict=True)] = None
+
+
 class HistoryBody(_Body):
     user_id: UserId
     limit: Annotated[int, Field(ge=1, le=200, strict=True)] = 20

@@ -38,6 +38,7 @@ COMMANDS = [
     BotCommand(command="address", description="Your Lightning Address"),
     BotCommand(command="wallet", description="Connect BlueWallet, Zeus or Alby"),
     BotCommand(command="tip", description="Tip the author of a message (in groups)"),
+    BotCommand(command="proof", description="Proof your balance is counted in what we owe"),
     BotCommand(command="help", description="How it works"),
 ]
 # Conversation state (an invoice waiting for its amount) is dropped after this long.

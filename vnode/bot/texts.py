@@ -18,7 +18,8 @@ HELP = (
     "/receive <code>5000 [asset]</code>: an invoice to be paid, with a QR code\n"
     "/history: your recent transactions\n"
     "/address <code>[name]</code>: your Lightning Address (claim one with a name you choose)\n"
-    "/wallet: connect BlueWallet, Zeus or Alby (private chat only)\n\n"
+    "/wallet: connect BlueWallet, Zeus or Alby (private chat only)\n"
+    "/proof: proof that your balance is counted in what the wallet owes (private chat only)\n\n"
     "Amounts: <code>5000</code>, <code>5k</code>, <code>0.0001 btc</code>. Transfers between "
     "users are instant and free."
 )
@@ -254,6 +255,21 @@ NOT_YOURS = "This button is not for you."
 ALREADY = "Already done."
 CANCELLED = "Cancelled. Nothing was sent."
 START_FIRST = "Send /start first to open your wallet."
+NO_PROOF_YET = (
+    "No proof of liabilities has been published since your wallet got its balance; they are "
+    "published every hour. Try again later."
+)
+
+
+def proof_caption(asset_id: str, epoch: int, pubkey: str) -> str:
+    """The one line that tells how to check a proof file, with the operator's key."""
+    return (
+        f"Your balance of {escape(asset_label(asset_id))} in proof epoch {epoch}. Check it "
+        f"without trusting us: <code>python verifier.py FILE --pubkey {escape(pubkey)}</code> "
+        "(vnode/proofs/verifier.py; docs/PROOFS.md)."
+    )
+
+
 PRIVATE_ONLY = "Ask me that in a private chat: your balance and history are yours alone."
 
 _BY_CODE = {

@@ -7,7 +7,10 @@ The signer is a Protocol so an HSM-backed implementation can replace
 from __future__ import annotations
 
 import functools
+import secrets
 from typing import NoReturn, Protocol, runtime_checkable
+
+from coincurve import PrivateKey
 
 from vnode.domain.ids import MAX_USER_ID
 from vnode.keys.bip32 import (
@@ -21,6 +24,9 @@ from vnode.keys.bip32 import (
 
 # Project-wide purpose segment: m/7633'/... Changing it changes every node key.
 VNODE_PURPOSE = 7633
+# The operator's proof key (docs/PROOFS.md): m/7633'/1000'/0'. A user's key is four levels
+# deep with a second segment of 0 or 1 (bit 62 of the id), so no user ever shares this path.
+PROOF_KEY_BRANCH = 1000
 
 MIN_USER_ID = 1
 
@@ -66,6 +72,18 @@ class Signer(Protocol):
         """Hex of the 33-byte compressed public key of node vn_{user_id}."""
         ...
 
+    def proof_pubkey(self) -> str:
+        """Hex of the x-only public key that signs proof-of-liabilities statements."""
+        ...
+
+    def sign_proof(self, digest: bytes) -> bytes:
+        """BIP340 Schnorr signature of a 32-byte digest by the proof key."""
+        ...
+
+    def sign_as_node(self, user_id: int, digest: bytes) -> bytes:
+        """BIP340 Schnorr signature of a 32-byte digest by node vn_{user_id}'s key."""
+        ...
+
 
 class SoftwareSigner:
     """Signer holding the BIP32 account key in process memory.
@@ -74,7 +92,7 @@ class SoftwareSigner:
     all that node keys need.
     """
 
-    __slots__ = ("__weakref__", "_account", "_node_pubkey_cached", "_prefix_key")
+    __slots__ = ("__weakref__", "_account", "_node_pubkey_cached", "_prefix_key", "_proof_key")
 
     def __init__(self, seed: bytes) -> None:
         # Derived once; every node key lives below it.
@@ -87,6 +105,9 @@ class SoftwareSigner:
         # Hot path: a transfer to a new user needs their node pubkey.
         self._node_pubkey_cached = functools.lru_cache(maxsize=NODE_PUBKEY_CACHE_SIZE)(
             self._derive_node_pubkey
+        )
+        self._proof_key = PrivateKey(
+            derive_path(self._account, (hardened(PROOF_KEY_BRANCH), hardened(0))).private_key
         )
 
     def __repr__(self) -> str:
@@ -101,10 +122,22 @@ class SoftwareSigner:
     def _derive_prefix(self, top: int, mid: int) -> ExtendedKey:
         return derive_path(self._account, (top | HARDENED, mid | HARDENED))
 
-    def _derive_node_pubkey(self, user_id: int) -> str:
+    def _node_key(self, user_id: int) -> ExtendedKey:
         top, mid, low = user_id_segments(user_id)
-        node = derive_child(self._prefix_key(top, mid), low | HARDENED)
-        return node.public_key().hex()
+        return derive_child(self._prefix_key(top, mid), low | HARDENED)
+
+    def _derive_node_pubkey(self, user_id: int) -> str:
+        return self._node_key(user_id).public_key().hex()
+
+    def proof_pubkey(self) -> str:
+        return self._proof_key.public_key_xonly.format().hex()
+
+    def sign_proof(self, digest: bytes) -> bytes:
+        return self._proof_key.sign_schnorr(digest, secrets.token_bytes(32))
+
+    def sign_as_node(self, user_id: int, digest: bytes) -> bytes:
+        key = PrivateKey(self._node_key(user_id).private_key)
+        return key.sign_schnorr(digest, secrets.token_bytes(32))
 
     def node_pubkey(self, user_id: int) -> str:
         # Validate first so bad ids raise the same way whether cached or not

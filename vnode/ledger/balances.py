@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from vnode.db.pool import DbConnection
 from vnode.domain.amounts import msat_to_sats_floor
 from vnode.domain.ids import BTC, node_id
 
@@ -59,7 +60,9 @@ async def asset_balance(pool: asyncpg.Pool, user_id: int, asset_id: str) -> Asse
     return AssetBalance(asset_id, row["spendable"] or 0, row["pending"] or 0)
 
 
-async def all_balances(pool: asyncpg.Pool, user_id: int) -> list[AssetBalance] | None:
+async def all_balances(
+    pool: asyncpg.Pool | DbConnection, user_id: int
+) -> list[AssetBalance] | None:
     """Every asset the user holds or has held, BTC first; None if the user has no node."""
     rows = await pool.fetch(
         "SELECT b.asset_id, b.spendable, b.pending FROM virtual_nodes n "

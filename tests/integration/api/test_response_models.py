@@ -17,6 +17,7 @@ import httpx
 from fastapi import FastAPI
 from pydantic import BaseModel
 
+from tests.integration.proofs.support import publish_now
 from tests.lightning_support import SimControl
 from tests.support import RGB_ASSET, new_user_id
 from vnode.api import models
@@ -161,6 +162,19 @@ async def test_every_answer_fits_its_model(app_client: httpx.AsyncClient, sim_no
     first = await answers.post("/virtual_history", {"user_id": alice, "limit": 1})
     assert first["next_cursor"] is not None
 
+    # Proofs of liabilities (issue 16): an epoch of every asset, then each answer about it.
+    services = app_client.app.state.services  # type: ignore[attr-defined]
+    await publish_now(services.pool, services.signer)
+    proof = await answers.post("/virtual_proof", {"user_id": alice})
+    await answers.post("/virtual_statement", {"user_id": alice})
+    epoch = proof["statement"]["epoch"]
+    for path, url in [
+        ("/proofs/key", "/proofs/key"),
+        ("/proofs", "/proofs"),
+        ("/proofs/{asset_id}/{epoch}", f"/proofs/BTC/{epoch}"),
+    ]:
+        answers.check(path, "get", await app_client.get(url), 200)
+
     answers.check("/readyz", "get", await app_client.get("/readyz"), 200)
     transport = httpx.ASGITransport(app=app_client.app)  # type: ignore[attr-defined]
     async with httpx.AsyncClient(transport=transport, base_url="http://vnode") as anonymous:
@@ -181,6 +195,11 @@ async def test_every_answer_fits_its_model(app_client: httpx.AsyncClient, sim_no
         "HistoryEntry",
         "LimitValues",
         "LimitUsage",
+        "ProofStatement",
+        "ProofStep",
+        "ProofAsset",
+        "StatementBalance",
+        "UserStatement",
     }
     # Answered only with VNODE_PUBLIC_URL set: test_addresses.py checks them with this class.
     elsewhere = {"LightningAddress"}
@@ -188,7 +207,17 @@ async def test_every_answer_fits_its_model(app_client: httpx.AsyncClient, sim_no
 
 
 def test_the_documented_examples_fit_their_models() -> None:
-    for model in (models.VirtualNode, models.Transfer, models.UserLimits, models.LightningAddress):
+    for model in (
+        models.VirtualNode,
+        models.Transfer,
+        models.UserLimits,
+        models.LightningAddress,
+        models.ProofKey,
+        models.ProofEpoch,
+        models.ProofsOverview,
+        models.InclusionProof,
+        models.BalanceStatement,
+    ):
         examples = model.model_json_schema()["examples"]
         for example in examples:
             _fits_exactly(model, example, model.__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from vnode.bot.handlers import history, receive, send, wallet, wallets
+from vnode.bot.handlers import history, proofs, receive, send, wallet, wallets
 
 
 def routers() -> list[Router]:
@@ -16,5 +16,6 @@ def routers() -> list[Router]:
         receive.make_router(),
         history.make_router(),
         wallets.make_router(),
+        proofs.make_router(),
         send.make_amount_router(),
     ]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from aiogram.types import CallbackQuery, InaccessibleMessage, Message, User
 
 from vnode.bot import texts
 from vnode.bot.context import UserError
+from vnode.client import VNodeError
 
 
 def sender(message: Message) -> User:
@@ -26,3 +30,14 @@ def private_only(message: Message) -> None:
     """Balances and history are not for a group's eyes."""
     if message.chat.type != "private":
         raise UserError(texts.PRIVATE_ONLY)
+
+
+@contextmanager
+def started_first() -> Iterator[None]:
+    """Around a call about the sender: a user vnode does not know yet is asked to /start."""
+    try:
+        yield
+    except VNodeError as exc:
+        if exc.code == "unknown_user":
+            raise UserError(texts.START_FIRST) from None
+        raise

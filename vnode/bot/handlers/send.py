@@ -26,7 +26,7 @@ from vnode.bot.confirmations import (
     retry_keyboard,
 )
 from vnode.bot.context import BotContext, UserError
-from vnode.bot.handlers.common import callback_message, sender
+from vnode.bot.handlers.common import callback_message, sender, started_first
 from vnode.bot.recipients import (
     Recipient,
     from_telegram,
@@ -132,12 +132,8 @@ async def _ask_transfer(
 
 async def _check_funds(ctx: BotContext, user_id: int, needed_msat: int) -> None:
     """Refuse early what vnode would refuse anyway (it stays the judge at Confirm)."""
-    try:
+    with started_first():
         balance = await ctx.vnode.asset_balance(user_id)
-    except VNodeError as exc:
-        if exc.code == "unknown_user":
-            raise UserError(texts.START_FIRST) from None
-        raise
     spendable = balance.spendable_msat or 0
     if spendable < needed_msat:
         raise UserError(

@@ -7,9 +7,8 @@ from aiogram.filters import Command, CommandStart
 from aiogram.types import Message
 
 from vnode.bot import texts
-from vnode.bot.context import BotContext, UserError
-from vnode.bot.handlers.common import private_only, sender
-from vnode.client import VNodeError
+from vnode.bot.context import BotContext
+from vnode.bot.handlers.common import private_only, sender, started_first
 
 
 async def start(message: Message, ctx: BotContext) -> None:
@@ -24,12 +23,8 @@ async def help_(message: Message) -> None:
 
 async def balance(message: Message, ctx: BotContext) -> None:
     private_only(message)
-    try:
+    with started_first():
         every = await ctx.vnode.balances(sender(message).id)
-    except VNodeError as exc:
-        if exc.code == "unknown_user":
-            raise UserError(texts.START_FIRST) from None
-        raise
     lines = [texts.balance_line(b) for b in every.balances]
     await message.answer(texts.balances(lines))
 
