@@ -25,6 +25,7 @@ from vnode.apikeys import Scope
 from vnode.app import create_app
 from vnode.cli_bot import bot
 from vnode.cli_db import with_connection
+from vnode.cli_demo import demo
 from vnode.cli_limits import limits_app
 from vnode.cli_status import status
 from vnode.cli_webhooks import webhooks_app
@@ -43,7 +44,13 @@ from vnode.lightning.base import NodeError
 from vnode.lightning.registry import create_backend
 from vnode.lightning.sim_process import SimProcess
 from vnode.logs import configure_logging
-from vnode.runtime import StopRequested, StopSignals, database_url, redis_url
+from vnode.runtime import (
+    SignalFreeServer,
+    StopRequested,
+    StopSignals,
+    database_url,
+    redis_url,
+)
 from vnode.settings import Settings
 
 app = typer.Typer(help="vnode: virtual Lightning nodes for a chat wallet.", no_args_is_help=True)
@@ -54,6 +61,7 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(limits_app, name="limits")
 app.command()(bot)
+app.command()(demo)
 app.command()(status)
 out = Console()
 err = Console(stderr=True)
@@ -122,16 +130,6 @@ def _local_url(settings: Settings) -> str:
     return f"http://{host}:{settings.port}"
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server without its signal handling: StopSignals owns the stop signals and
-    asks this server to drain (uvicorn would re-raise SIGTERM with the default action after
-    draining, killing the process before the embedded database is stopped)."""
-
-    @contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 class _Workers(Multiprocess):
     """uvicorn's worker supervisor with a bounded wait for its workers at shutdown."""
 
@@ -163,7 +161,7 @@ def _serve_http(settings: Settings, dsn: str, signals: StopSignals) -> None:
         "timeout_graceful_shutdown": _DRAIN_S,
     }
     if settings.workers == 1:
-        server = _Server(uvicorn.Config(create_app(settings, dsn), **common))  # type: ignore[arg-type]
+        server = SignalFreeServer(uvicorn.Config(create_app(settings, dsn), **common))  # type: ignore[arg-type]
 
         def drain() -> None:
             server.should_exit = True

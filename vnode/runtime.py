@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
+import uvicorn
+
 from vnode.db.embedded import EmbeddedPostgres
 from vnode.embedded_redis import EmbeddedRedis
 from vnode.settings import Settings
@@ -30,6 +32,17 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 # fit in this; past it the watchdog stops the database at once and exits, so a stop is always
 # bounded.
 STOP_DEADLINE_S = 70.0
+
+
+class SignalFreeServer(uvicorn.Server):
+    """uvicorn's server without its signal handling: the process's stop signals belong to
+    StopSignals (or another owner), which asks this server to drain (uvicorn would re-raise
+    SIGTERM with the default action after draining, killing the process before the embedded
+    database is stopped)."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class StopRequested(BaseException):
