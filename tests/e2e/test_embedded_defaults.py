@@ -130,6 +130,11 @@ async def test_two_data_dirs_run_side_by_side(tmp_path: Path) -> None:
         await wait_until(published, 20, "an event in the first data dir's Redis")
         assert await stream_length(second) == 0, "an event crossed into the other data dir"
     finally:
-        codes = [serve.stop(signal.SIGTERM, STOP_S) for serve in serves]
+        # SIGHUP (the terminal went away) stops its Redis as SIGTERM does. (SIGINT and SIGQUIT
+        # take the same path, test_stop_signals.py; a shell's background job ignores them.)
+        codes = [
+            serve.stop(signum, STOP_S)
+            for serve, signum in zip(serves, (signal.SIGHUP, signal.SIGTERM), strict=True)
+        ]
     assert codes == [0, 0], [serve.log_tail() for serve in serves]
     assert not answers(redis_socket(first)) and not answers(redis_socket(second))

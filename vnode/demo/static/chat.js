@@ -28,8 +28,7 @@ function speaker(section) {
 function showError(section, message) {
   let line = section.querySelector(".error");
   if (!line) {
-    line = document.createElement("div");
-    line.className = "error";
+    line = element("div", "error");
     section.insertBefore(line, section.querySelector("form"));
   }
   line.textContent = message;
@@ -60,43 +59,34 @@ async function payFromOutside(section, invoice, button) {
   }
 }
 
+// An element with a class and, optionally, a text (always as text, never as HTML).
+function element(tag, className, text) {
+  const made = document.createElement(tag);
+  made.className = className;
+  if (text !== undefined) made.textContent = text;
+  return made;
+}
+
 function drawMessage(section, message) {
-  const item = document.createElement("li");
-  item.className = `msg ${message.side}`;
+  const item = element("li", `msg ${message.side}`);
   item.dataset.id = message.id;
   if (message.side === "user" && section.querySelector("select.as")) {
-    const from = document.createElement("div");
-    from.className = "from";
-    from.textContent = message.from;
-    item.append(from);
+    item.append(element("div", "from", message.from));
   }
   if (message.photo) {
-    const image = document.createElement("img");
+    const image = element("img", "qr");
     image.src = message.photo;
     image.alt = "QR code";
     item.append(image);
   }
-  if (message.text) {
-    const text = document.createElement("div");
-    text.className = "text";
-    text.textContent = message.text;
-    item.append(text);
-  }
-  if (message.edited) {
-    const edited = document.createElement("div");
-    edited.className = "edited";
-    edited.textContent = "edited";
-    item.append(edited);
-  }
-  const keyboard = document.createElement("div");
-  keyboard.className = "keyboard";
+  if (message.text) item.append(element("div", "text", message.text));
+  if (message.edited) item.append(element("div", "edited", "edited"));
+  const keyboard = element("div", "keyboard");
   for (const row of message.buttons) {
-    const line = document.createElement("div");
-    line.className = "row";
+    const line = element("div", "row");
     for (const button of row) {
-      const tap = document.createElement("button");
+      const tap = element("button", "", button.text);
       tap.type = "button";
-      tap.textContent = button.text;
       tap.disabled = !button.data;
       tap.addEventListener("click", async () => {
         tap.disabled = true;
@@ -117,10 +107,9 @@ function drawMessage(section, message) {
   if (message.buttons.length) item.append(keyboard);
   if (message.side === "bot") {
     for (const invoice of new Set((message.text || "").match(INVOICE) || [])) {
-      const pay = document.createElement("button");
+      const label = paid.has(invoice) ? "Paid from outside" : "Pay from outside (simulated wallet)";
+      const pay = element("button", "outside", label);
       pay.type = "button";
-      pay.className = "outside";
-      pay.textContent = paid.has(invoice) ? "Paid from outside" : "Pay from outside (simulated wallet)";
       pay.disabled = paid.has(invoice);
       pay.addEventListener("click", () => payFromOutside(section, invoice, pay));
       item.append(pay);
