@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 # sun_path is 108 bytes on Linux; a Unix socket deeper than this cannot be bound.
 MAX_SOCKET_PATH = 100
@@ -25,7 +26,8 @@ def redis_socket(data_dir: Path) -> Path:
 
 
 def redis_socket_url(data_dir: Path) -> str:
-    return f"unix://{redis_socket(data_dir).resolve()}?db=0"
+    # Quoted: redis-py unquotes the path, so a "%" or a space in a directory name survives.
+    return f"unix://{quote(str(redis_socket(data_dir).resolve()))}?db=0"
 
 
 def serve_url_file(data_dir: Path) -> Path:

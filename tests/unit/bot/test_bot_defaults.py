@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from redis import Redis
 
 from vnode.bot.defaults import redis_url, stored_key, vnode_url
 from vnode.bot.settings import DEFAULT_VNODE_URL, BotSettings
@@ -47,6 +48,9 @@ def test_published_file_is_left_to_a_later_writer(tmp_path: Path) -> None:
 def test_redis_url_explicit_wins_over_the_embedded_socket(tmp_path: Path) -> None:
     url, _ = redis_url(settings(tmp_path))
     assert url == f"unix://{(tmp_path / 'redis' / 'redis.sock').resolve()}?db=0"
+    odd = tmp_path / "a b%20c"
+    client = Redis.from_url(redis_url(settings(odd))[0])  # connects only when used
+    assert client.connection_pool.connection_kwargs["path"] == str(odd / "redis" / "redis.sock")
     assert redis_url(settings(tmp_path, redis_url="redis://h:6379/1")) == (
         "redis://h:6379/1",
         "VNODE_REDIS_URL",
