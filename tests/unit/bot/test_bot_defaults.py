@@ -10,15 +10,23 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from vnode.bot.defaults import redis_url, stored_key, vnode_url
+from vnode.bot.defaults import check, redis_url, stored_key, vnode_url
 from vnode.bot.settings import DEFAULT_VNODE_URL, BotSettings
 from vnode.datadir import bot_key_file, published, serve_url_file, write_private
+from vnode.loopback import free_port
 
 
 @pytest.fixture(autouse=True)
 def no_vnode_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's exported VNODE_ settings must not decide these tests."""
-    for name in ("VNODE_URL", "VNODE_REDIS_URL", "VNODE_API_KEY", "VNODE_DATABASE_URL"):
+    for name in (
+        "VNODE_URL",
+        "VNODE_REDIS_URL",
+        "VNODE_API_KEY",
+        "VNODE_DATABASE_URL",
+        "VNODE_BOT_TOKEN",
+        "VNODE_BOT_API_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -63,3 +71,14 @@ def test_key_file_is_private_and_the_first_writer_wins(tmp_path: Path) -> None:
     assert not write_private(bot_key_file(tmp_path), "vnk_second\n")
     assert stored_key(tmp_path) == "vnk_first"
     assert stat.S_IMODE(bot_key_file(tmp_path).stat().st_mode) == 0o600
+
+
+def test_check_names_what_is_missing_without_reaching_anything(tmp_path: Path) -> None:
+    """Nothing runs for this data dir: --check says so, part by part, and shows no secret."""
+    url = f"http://127.0.0.1:{free_port()}"  # nobody listens there
+    found = {f.what: f for f in check(settings(tmp_path, url=url))}
+    assert not found["bot token"].ok and "VNODE_BOT_TOKEN" in found["bot token"].source
+    assert not found["vnode"].ok and found["vnode"].found == f"{url} (not answering)"
+    assert found["API key"].found == "none yet: minted on the first start"
+    assert found["PostgreSQL"].found == "embedded cluster, created on the first start"
+    assert not found["Redis"].ok and "not answering" in found["Redis"].found
