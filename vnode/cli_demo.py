@@ -73,4 +73,8 @@ def demo(
     configure_logging(os.environ.get("VNODE_LOG_LEVEL", "INFO"))
     err.print("starting vnode, the bot and a local Bot API server (the first start takes longer)")
     config = DemoConfig(data_dir, _HOST, _web_port(port))
-    asyncio.run(run_demo(config, _announce))
+    try:
+        asyncio.run(run_demo(config, _announce))
+    except (RuntimeError, TimeoutError) as exc:  # a part did not start: say which, and where
+        err.print(f"[bold red]the demo could not start:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None

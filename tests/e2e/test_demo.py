@@ -119,3 +119,4 @@ async def test_two_people_chat_with_the_bot_in_the_demo(browser: WebDriver, tmp_
     assert code == 0, demo.log_tail()
     assert not answers(redis_socket(data_dir)), "the demo's Redis outlived it"
     assert not serve_url_file(data_dir).exists(), "the demo's vnode serve did not stop cleanly"
+    assert "admin API key" not in (data_dir / "serve.log").read_text(), "a key in the log"

@@ -87,10 +87,13 @@ class Demo:
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # An admin key of this run only, never shown: otherwise a first start would mint a
+        # bootstrap admin key and print it into serve.log. The demo needs none.
+        admin = {"VNODE_ADMIN_KEY": secrets.token_urlsafe(32)}
         self.serve = _child(
             ["serve", "--port", str(self.serve_port), "--data-dir", str(self.data_dir)],
             self.data_dir / "serve.log",
-            _SERVE_SETTINGS,
+            {**_SERVE_SETTINGS, **admin},
         )
         await self.telegram.start()
         await self._wait(self._serve_ready, "vnode serve to be ready (serve.log)")
