@@ -105,7 +105,7 @@ class Finding:
 
 def _telegram(settings: BotSettings) -> Finding:
     if settings.bot_token is None:
-        return Finding("bot token", "missing", "VNODE_BOT_TOKEN (from @BotFather)", False)
+        return Finding("bot token", "missing", "VNODE_BOT_TOKEN, from @BotFather", False)
     url = f"{settings.bot_api_url}/bot{settings.bot_token.get_secret_value()}/getMe"
     try:
         answer = httpx.get(url, timeout=_CHECK_TIMEOUT_S).json()
