@@ -14,7 +14,7 @@ PIP_CHECK_OK := ^bip32 5.0.0 has requirement coincurve<21,>=15.0, but you have c
 # not to, as some machines' do; without it every pytest process compiles the tree again (3 s).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: run test test-fast lint format lock redis browser bench soak chaos fuzz bot clean
+.PHONY: run test test-fast lint format lock redis browser bench soak chaos fuzz bot demo clean
 
 # Installs exactly the lock: every package at its locked version, checked against its hashes
 # (the lock holds the build backend too, so `-e .` builds offline of anything unpinned). The
@@ -39,6 +39,7 @@ $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet 'uv>=0.13,<0.14'
 
+# vnode with its embedded PostgreSQL and Redis and the simulated node, on :3001.
 run: $(STAMP)
 	$(BIN)/vnode serve
 
@@ -94,9 +95,15 @@ chaos: $(STAMP) redis
 fuzz: $(STAMP)
 	$(BIN)/python -m proving.fuzz
 
-# The bitMaskRGB Telegram bot (needs VNODE_BOT_TOKEN, VNODE_URL, VNODE_API_KEY, ...).
+# The bitMaskRGB Telegram bot. Only VNODE_BOT_TOKEN (from @BotFather) is needed beside a
+# `make run`: the rest is found in the data directory (docs/BOT.md).
 bot: $(STAMP)
+	@test -n "$$VNODE_BOT_TOKEN" || (echo "VNODE_BOT_TOKEN is not set: get a token from @BotFather, or try make demo (no account needed)" >&2; exit 2)
 	$(BIN)/vnode bot
+
+# The bot without Telegram: a web chat page on http://127.0.0.1:3003 (docs/BOT.md).
+demo: $(STAMP)
+	$(BIN)/vnode demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -23,6 +23,9 @@ class ServeProcess:
     ("" unsets one); a given `port` restarts a service where its clients expect it. Its log is
     `data_dir/log_name`, where `{port}` stands for the port.
 
+    `embedded_redis`: run the data dir's embedded Redis server when `env` names none (the
+    product's default; off here unless asked).
+
     `own_group`: in a process group of its own, so that kill() and a stop past its deadline
     take its workers and its sim too. The tests keep it in theirs (False): a Ctrl-C of pytest
     stops it with the test run.
@@ -40,6 +43,7 @@ class ServeProcess:
         name: str = "vnode serve",
         log_name: str = "serve.log",
         own_group: bool = True,
+        embedded_redis: bool = False,
     ) -> None:
         env = dict(env or {})
         self.port = port or (free_port() if "VNODE_NODE" in env else free_port_pair())
@@ -52,6 +56,10 @@ class ServeProcess:
             "harness-admin-" + secrets.token_urlsafe(24) if admin_key is None else admin_key
         )
         settings = {"VNODE_ADMIN_KEY": self.admin_key, "VNODE_ACCESS_LOG": "false"}
+        if not embedded_redis:
+            # Most tests want no Redis channel unless they give VNODE_REDIS_URL; the ones about
+            # the embedded defaults ask for it.
+            settings["VNODE_EMBEDDED_REDIS"] = "false"
         if database_url is not None:
             settings["VNODE_DATABASE_URL"] = database_url
         settings.update(env)

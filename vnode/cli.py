@@ -14,6 +14,7 @@ from typing import Annotated
 import asyncpg
 import typer
 import uvicorn
+from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 from uvicorn.config import STARTUP_FAILURE
@@ -23,10 +24,12 @@ from vnode import apikeys
 from vnode.apikeys import Scope
 from vnode.cli_bot import bot
 from vnode.cli_db import master_seed, with_connection
+from vnode.cli_demo import demo
 from vnode.cli_limits import limits_app
 from vnode.cli_proofs import proofs_app
 from vnode.cli_status import status
 from vnode.cli_webhooks import webhooks_app
+from vnode.datadir import published, serve_url_file
 from vnode.db.migrate import migrate as apply_migrations
 from vnode.db.pool import DbConnection, create_pool
 from vnode.domain.amounts import parse_amount
@@ -41,7 +44,13 @@ from vnode.lightning.base import NodeError
 from vnode.lightning.registry import create_backend
 from vnode.lightning.sim_process import SimProcess
 from vnode.logs import configure_logging
-from vnode.runtime import StopRequested, StopSignals, database_url
+from vnode.runtime import (
+    SignalFreeServer,
+    StopRequested,
+    StopSignals,
+    database_url,
+    redis_url,
+)
 from vnode.settings import Settings
 
 app = typer.Typer(help="vnode: virtual Lightning nodes for a chat wallet.", no_args_is_help=True)
@@ -53,6 +62,7 @@ app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(limits_app, name="limits")
 app.add_typer(proofs_app, name="proofs")
 app.command()(bot)
+app.command()(demo)
 app.command()(status)
 out = Console()
 err = Console(stderr=True)
@@ -87,10 +97,21 @@ def serve(
     signals = StopSignals()
     signals.install()
     try:
-        with database_url(settings, signals) as dsn, _node_beside(settings, signals):
+        with (
+            database_url(settings, signals) as dsn,
+            redis_url(settings, signals) as events_redis,
+            _node_beside(settings, signals),
+        ):
+            if events_redis is not None and settings.redis_url is None:
+                err.print(
+                    f"[bold]vnode's events go to the embedded Redis at {events_redis}[/]",
+                    soft_wrap=True,
+                )
+                settings = settings.model_copy(update={"redis_url": SecretStr(events_redis)})
             asyncio.run(_prepare(settings, dsn))
             master_seed(settings)  # created once here, before workers could race to create it
-            _serve_http(settings, dsn, signals)
+            with published(serve_url_file(settings.data_dir), _local_url(settings)):
+                _serve_http(settings, dsn, signals)
     except StopRequested as stop:
         log.info("stopped by %s before serving", stop)
     finally:
@@ -99,14 +120,10 @@ def serve(
         log.info("vnode serve stopped cleanly")
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server without its signal handling: StopSignals owns the stop signals and
-    asks this server to drain (uvicorn would re-raise SIGTERM with the default action after
-    draining, killing the process before the embedded database is stopped)."""
-
-    @contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+def _local_url(settings: Settings) -> str:
+    """Where a process on this machine reaches the service (for `vnode bot`)."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "", "::") else settings.host  # noqa: S104
+    return f"http://{host}:{settings.port}"
 
 
 class _Workers(Multiprocess):
@@ -144,7 +161,7 @@ def _serve_http(settings: Settings, dsn: str, signals: StopSignals) -> None:
         # (1.5 s of CPU), which `vnode sim serve`, `vnode status` and the rest do not need.
         from vnode.app import create_app
 
-        server = _Server(uvicorn.Config(create_app(settings, dsn), **common))  # type: ignore[arg-type]
+        server = SignalFreeServer(uvicorn.Config(create_app(settings, dsn), **common))  # type: ignore[arg-type]
 
         def drain() -> None:
             server.should_exit = True
@@ -159,6 +176,8 @@ def _serve_http(settings: Settings, dsn: str, signals: StopSignals) -> None:
         return
     # Worker processes read their settings from the environment: hand them the command
     # line's too (the port decides where the simulated node is).
+    if settings.redis_url is not None:
+        os.environ["VNODE_REDIS_URL"] = settings.redis_url.get_secret_value()
     os.environ.update(
         {
             "VNODE_DATABASE_URL": dsn,

@@ -1,11 +1,12 @@
-"""Where the database is (VNODE_DATABASE_URL, or the embedded cluster in the data dir), and how
-`vnode serve` stops.
+"""Where the database and Redis are (VNODE_DATABASE_URL and VNODE_REDIS_URL, or the embedded
+servers of the data dir), and how `vnode serve` stops.
 
 Every stop signal (SIGTERM from systemd, Docker and `timeout`; SIGINT from Ctrl-C; SIGHUP when
 the terminal goes away; SIGQUIT) means the same orderly stop: drain requests, stop the workers,
-stop the simulated node and the database this process started. uvicorn's own handling is not
-enough: after draining it re-raises SIGTERM with the default action, which kills the process
-before the embedded PostgreSQL is stopped, and it does not handle SIGHUP or SIGQUIT at all.
+stop the simulated node, the Redis server and the database this process started. uvicorn's own
+handling is not enough: after draining it re-raises SIGTERM with the default action, which kills
+the process before the embedded PostgreSQL is stopped, and it does not handle SIGHUP or SIGQUIT
+at all.
 """
 
 from __future__ import annotations
@@ -18,15 +19,30 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
+import uvicorn
+
 from vnode.db.embedded import EmbeddedPostgres
+from vnode.embedded_redis import EmbeddedRedis
 from vnode.settings import Settings
 
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
-# Drain (5 s) + app shutdown + workers (15 s) + sim (10 s) + database (fast 20 s) fit in this;
-# past it the watchdog stops the database at once and exits, so a stop is always bounded.
-STOP_DEADLINE_S = 60.0
+# Drain (5 s) + app shutdown + workers (15 s) + sim (10 s) + Redis (10 s) + database (fast 20 s)
+# fit in this; past it the watchdog stops the database at once and exits, so a stop is always
+# bounded.
+STOP_DEADLINE_S = 70.0
+
+
+class SignalFreeServer(uvicorn.Server):
+    """uvicorn's server without its signal handling: the process's stop signals belong to
+    StopSignals (or another owner), which asks this server to drain (uvicorn would re-raise
+    SIGTERM with the default action after draining, killing the process before the embedded
+    database is stopped)."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class StopRequested(BaseException):
@@ -186,3 +202,33 @@ def database_url(settings: Settings, signals: StopSignals | None = None) -> Iter
         if signals is not None:
             signals.begin_stop()
         cluster.stop()
+
+
+@contextmanager
+def redis_url(settings: Settings, signals: StopSignals | None = None) -> Iterator[str | None]:
+    """Yield the Redis URL vnode publishes its events to: VNODE_REDIS_URL, or the embedded
+    server of the data dir, started here and stopped on exit (None: embedded_redis is off).
+    A server another `vnode serve` of the same data dir already runs is used, not owned."""
+    if settings.redis_url is not None:
+        yield settings.redis_url.get_secret_value()
+        return
+    if not settings.embedded_redis:
+        yield None
+        return
+    server = EmbeddedRedis(settings.data_dir)
+    if server.running():
+        log.info("using the embedded Redis server already running at %s", server.url)
+        yield server.url
+        return
+    try:
+        with _shielded(signals):
+            server.start()
+        if signals is None:
+            yield server.url
+        else:
+            with signals.last_resort(server.kill):
+                yield server.url
+    finally:
+        if signals is not None:
+            signals.begin_stop()
+        server.stop()

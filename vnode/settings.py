@@ -73,7 +73,10 @@ class Settings(BaseSettings):
     stale_failure_skew_s: int = Field(default=30, ge=0)
     invoice_expiry_max_s: int = Field(default=7 * 86400, gt=0)
     # Events: Redis Streams (unset: no stream), webhook SSRF allow-list, dispatcher period.
+    # Unset: the embedded Redis-compatible server of the data dir (a Unix socket in
+    # <data_dir>/redis/, docs/adr/0022), unless embedded_redis is false (then no Redis channel).
     redis_url: SecretStr | None = None
+    embedded_redis: bool = True
     redis_stream_key: str = "vnode:events"
     redis_stream_maxlen: int = Field(default=1_000_000, ge=1000)
     # Hosts a webhook may target although they resolve to private addresses, comma-separated

@@ -1,5 +1,5 @@
 """The bot's test rig: the real aiogram bot (in-process, or `vnode bot` as a process) against
-a local stand-in for the Telegram Bot API (telegram_api.py), a real `vnode serve` on its own
+a local stand-in for the Telegram Bot API (vnode/demo/bot_api.py), a real `vnode serve` on its own
 simulated node over HTTP, a real redis-server and PostgreSQL."""
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from redis.asyncio import Redis
 
 from harness.redis import RedisServer
 from tests.bot.cutting_proxy import CuttingProxy
-from tests.bot.telegram_api import FakeTelegram, SentMessage, TgUser
 from tests.lightning_support import SimControl
 from tests.support import ADMIN_KEY, ServeProcess, create_database, new_user_id, wait_until
 from vnode.apikeys import Scope, create_key
 from vnode.bot.runtime import BotRuntime
 from vnode.bot.settings import BotSettings
 from vnode.client import VNodeClient
+from vnode.demo.bot_api import FakeTelegram, SentMessage, TgUser
 from vnode.loopback import free_port_pair
 
 BOT_TOKEN = "7000000001:" + "T" * 35

@@ -10,8 +10,8 @@ import lnurl
 from lnurl.models import LnurlPayActionResponse, LnurlPayResponse
 
 from tests.bot.conftest import Vnode, new_user, notified, started
-from tests.bot.telegram_api import FakeTelegram
 from vnode.bot.runtime import BotRuntime
+from vnode.demo.bot_api import FakeTelegram
 
 
 async def test_address_payment_is_told_with_its_comment(

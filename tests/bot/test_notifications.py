@@ -31,10 +31,10 @@ from tests.bot.conftest import (
     new_user,
     started,
 )
-from tests.bot.telegram_api import FakeTelegram, SentMessage, TgUser
 from tests.support import ADMIN_KEY, VNODE, bearer, free_port, wait_until
 from vnode.bot.inbox import TryLater, WebhookInbox
 from vnode.bot.runtime import BotRuntime
+from vnode.demo.bot_api import FakeTelegram, SentMessage, TgUser
 from vnode.domain.signing import SIGNATURE_HEADER, sign
 from vnode.events.endpoints import new_secret
 from vnode.events.webhooks import standard_headers

@@ -16,9 +16,9 @@ from tests.bot.conftest import (
     two_users,
 )
 from tests.bot.cutting_proxy import CuttingProxy
-from tests.bot.telegram_api import FakeTelegram
 from tests.support import ServeProcess, free_port, wait_until
 from vnode.bot.runtime import BotRuntime
+from vnode.demo.bot_api import FakeTelegram
 
 
 async def test_vnode_unreachable_gets_a_short_answer(

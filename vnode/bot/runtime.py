@@ -23,9 +23,10 @@ from vnode.bot.inbox import StreamInbox, WebhookInbox
 from vnode.bot.middleware import ProfileMiddleware, RateLimitMiddleware
 from vnode.bot.notify import Notifier
 from vnode.bot.profiles import ProfileStore, migrate_profiles
-from vnode.bot.settings import BotSettings
+from vnode.bot.settings import DEFAULT_VNODE_URL, BotSettings, required
 from vnode.bot.telegram import make_bot
 from vnode.client import VNodeClient
+from vnode.runtime import StopSignals
 
 log = logging.getLogger(__name__)
 COMMANDS = [
@@ -72,15 +73,19 @@ class BotRuntime:
     async def start(self) -> None:
         s = self.settings
         stack = self._stack
-        pool = await asyncpg.create_pool(s.database_url.get_secret_value(), min_size=1, max_size=8)
+        pool = await asyncpg.create_pool(
+            required(s.database_url, "VNODE_DATABASE_URL"), min_size=1, max_size=8
+        )
         assert pool is not None
         stack.push_async_callback(pool.close)
         async with pool.acquire() as conn:
             await migrate_profiles(conn)
-        redis = Redis.from_url(s.redis_url.get_secret_value())
+        redis = Redis.from_url(required(s.redis_url, "VNODE_REDIS_URL"))
         stack.push_async_callback(redis.aclose)
-        vnode = await stack.enter_async_context(VNodeClient(s.url, s.api_key.get_secret_value()))
-        bot = make_bot(s.bot_token.get_secret_value(), s.bot_api_url)
+        vnode = await stack.enter_async_context(
+            VNodeClient(s.url or DEFAULT_VNODE_URL, required(s.api_key, "VNODE_API_KEY"))
+        )
+        bot = make_bot(required(s.bot_token, "VNODE_BOT_TOKEN"), s.bot_api_url)
         stack.push_async_callback(bot.session.close)
         profiles = ProfileStore(pool)
         ctx = BotContext(vnode, profiles, PendingActions(redis, s.bot_confirm_ttl_s), redis, s)
@@ -136,11 +141,28 @@ class BotRuntime:
         await self._stack.aclose()
 
 
-async def run(settings: BotSettings) -> None:
+async def run(settings: BotSettings, signals: StopSignals | None = None) -> None:
+    """Run until a part stops, or a stop signal (SIGTERM, SIGINT, SIGHUP, SIGQUIT) arrives:
+    then polling ends, the inbox stops and the connections close, in that order."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_stop() -> None:  # runs in the signal handler
+        loop.call_soon_threadsafe(stop.set)
+
     runtime = BotRuntime(settings)
-    try:
-        await runtime.start()
-        log.info("bitMaskRGB is running", extra={"events": settings.bot_events})
-        await runtime.wait()
-    finally:
-        await runtime.stop()
+    with signals.serving(on_stop) if signals is not None else contextlib.nullcontext():
+        try:
+            await runtime.start()
+            log.info("bitMaskRGB is running", extra={"events": settings.bot_events})
+            stopped = asyncio.ensure_future(stop.wait())
+            parts = asyncio.ensure_future(runtime.wait())
+            await asyncio.wait((stopped, parts), return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if parts.done():
+                parts.result()
+            else:
+                parts.cancel()
+                log.info("bitMaskRGB stopping")
+        finally:
+            await runtime.stop()

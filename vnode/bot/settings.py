@@ -1,25 +1,39 @@
-"""The bot's settings, read from VNODE_* environment variables (no secret has a default)."""
+"""The bot's settings, read from VNODE_* environment variables (no secret has a default).
+
+vnode's URL, the API key, Redis and PostgreSQL may be left unset: `vnode bot` then finds them
+in the data directory `vnode serve` uses (vnode/bot/defaults.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_VNODE_URL = "http://127.0.0.1:3001"  # `vnode serve`'s default port
+
 
 class BotSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VNODE_", extra="ignore")
 
-    bot_token: SecretStr
-    # The Telegram Bot API; tests and self-hosted Bot API servers point it elsewhere.
+    # Required to run; optional here so that `vnode bot --check` can say it is missing.
+    bot_token: SecretStr | None = None
+    # The Telegram Bot API; tests, `vnode demo` and self-hosted Bot API servers point it
+    # elsewhere.
     bot_api_url: str = "https://api.telegram.org"
-    # vnode's HTTP API and a key of scope `spend` (enough to read, receive and pay).
-    url: str = "http://127.0.0.1:3001"
-    api_key: SecretStr
-    redis_url: SecretStr
-    # Profiles live in the `bitmask` schema of this database (vnode's own, or another).
-    database_url: SecretStr
+    # The data directory of the `vnode serve` this bot belongs to (the same VNODE_DATA_DIR).
+    data_dir: Path = Path(".vnode")
+    # vnode's HTTP API; unset: the URL the data dir's `vnode serve` published, else :3001.
+    url: str | None = None
+    # A key of scope `spend` (enough to read, receive and pay); unset: the one stored in the
+    # data dir, minted on the first start.
+    api_key: SecretStr | None = None
+    # Unset: the data dir's embedded Redis server (the one `vnode serve` publishes events to).
+    redis_url: SecretStr | None = None
+    # Profiles live in the `bitmask` schema of this database (vnode's own, or another); unset:
+    # the data dir's embedded PostgreSQL.
+    database_url: SecretStr | None = None
     log_level: str = "INFO"
 
     # Where vnode's events come from: its Redis stream (consumer group) or signed webhooks.
@@ -50,3 +64,13 @@ class BotSettings(BaseSettings):
     bot_history_page: int = Field(default=5, ge=1, le=20)
     # Invoices the bot makes for /receive.
     bot_invoice_expiry_s: int = Field(default=3600, ge=60)
+
+
+class MissingSetting(RuntimeError):
+    """A setting the bot cannot run without and could not find."""
+
+
+def required(value: SecretStr | None, variable: str) -> str:
+    if value is None:
+        raise MissingSetting(f"{variable} is not set and was not found in the data directory")
+    return value.get_secret_value()

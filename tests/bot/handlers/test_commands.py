@@ -6,10 +6,10 @@ import asyncpg
 import pytest
 
 from tests.bot.conftest import Vnode, funded, new_user, notified, started
-from tests.bot.telegram_api import FakeTelegram
 from tests.support import RGB_ASSET
 from vnode.bot.runtime import BotRuntime
 from vnode.client import VNodeError
+from vnode.demo.bot_api import FakeTelegram
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

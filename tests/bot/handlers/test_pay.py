@@ -15,8 +15,8 @@ from tests.bot.conftest import (
     started,
     two_users,
 )
-from tests.bot.telegram_api import FakeTelegram
 from vnode.bot.runtime import BotRuntime
+from vnode.demo.bot_api import FakeTelegram
 
 
 async def test_pay_shows_amount_and_fee_reserve_then_pays_once(

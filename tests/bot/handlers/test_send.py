@@ -28,12 +28,12 @@ from tests.bot.conftest import (
     two_users,
 )
 from tests.bot.cutting_proxy import CuttingProxy
-from tests.bot.telegram_api import FakeTelegram, TgUser
 from tests.support import new_user_id, wait_until
 from vnode.bot import texts
 from vnode.bot.confirmations import PendingAction, PendingActions
 from vnode.bot.runtime import BotRuntime
 from vnode.bot.settings import BotSettings
+from vnode.demo.bot_api import FakeTelegram, TgUser
 
 GROUP = -1001234567890
 

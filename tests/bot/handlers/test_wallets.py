@@ -17,8 +17,8 @@ from lnurl.models import LnurlPayResponse
 from harness.redis import RedisServer
 from tests.bot.conftest import Vnode, bot_settings, new_user, start_vnode, started
 from tests.bot.qr_image import encodes
-from tests.bot.telegram_api import FakeTelegram, SentMessage, TgUser
 from vnode.bot.runtime import BotRuntime
+from vnode.demo.bot_api import FakeTelegram, SentMessage, TgUser
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 GROUP_CHAT = -1009876543210  # this module's own group

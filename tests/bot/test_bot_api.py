@@ -30,7 +30,7 @@ from aiogram.types import (
     Message,
 )
 
-from tests.bot.telegram_api import (
+from vnode.demo.bot_api import (
     BotApiError,
     FakeTelegram,
     SentMessage,

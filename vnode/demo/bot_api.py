@@ -1,4 +1,6 @@
-"""A protocol-faithful local stand-in for the Telegram Bot API, for the bot's tests.
+"""A protocol-faithful local Bot API server: the stand-in for Telegram that the bot's tests run
+against, and that `vnode demo` serves so that anyone can chat with the bot without Telegram
+(it moved here from tests/bot/ for that).
 
 The real aiogram client talks to it over HTTP on 127.0.0.1 exactly as it would talk to
 api.telegram.org: point aiogram at it with ``TelegramAPIServer.from_base(fake.base_url)``
@@ -13,9 +15,10 @@ here too: unbalanced or unsupported HTML tags, over-long texts, callback data ov
 editing without a change, answering a callback query twice, sending to a chat that never
 talked to the bot.
 
-The test plays the users (``user_says``, ``press``) and observes the bot (``wait_for``,
-``messages``, ``calls``). Deliberately not modelled: webhooks are stored but never pushed,
-URLs given as files are not fetched, inline mode, channels, media other than photos.
+The test, or the demo's chat page, plays the users (``user_says``, ``press``) and observes the
+bot (``wait_for``, ``messages``, ``transcript``, ``calls``). Deliberately not modelled: webhooks
+are stored but never pushed, URLs given as files are not fetched, inline mode, channels, media
+other than photos.
 """
 
 from __future__ import annotations
@@ -1268,6 +1271,16 @@ class FakeTelegram:
         """The bot's messages in that chat in order, current state, deleted ones left out."""
         chat = self._chats.get(chat_id)
         return list(chat.bot_messages.values()) if chat else []
+
+    def transcript(self, chat_id: int) -> list[SentMessage | JsonDict]:
+        """Both sides of the chat in the order they were sent (users' and the bot's messages
+        share one id sequence per chat): a user's message as its Message JSON, the bot's in
+        their current state; deleted ones left out."""
+        chat = self._chats.get(chat_id)
+        if chat is None:
+            return []
+        both: dict[int, SentMessage | JsonDict] = {**chat.user_messages, **chat.bot_messages}
+        return [both[message_id] for message_id in sorted(both)]
 
     def callback_answers(self) -> list[JsonDict]:
         return [dict(answer) for answer in self._answers]
