@@ -28,6 +28,8 @@ from vnode.api.errors import install_error_handlers
 from vnode.api.fastpath import FastPath
 from vnode.api.middleware import RequestContextMiddleware
 from vnode.apikeys import KeyVerifier
+from vnode.console import routes as console_routes
+from vnode.console.traffic import roll_up
 from vnode.db.migrate import migrate
 from vnode.db.pool import create_pool
 from vnode.events.dispatcher import Dispatcher
@@ -45,6 +47,7 @@ from vnode.workers.loops import start_workers
 from vnode.workers.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
+TRAFFIC_ROLLUP_S = 30.0
 
 DESCRIPTION = """
 Virtual Lightning nodes for the bitMaskRGB wallet: one per Telegram user, on one master node.
@@ -116,6 +119,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
                 supervisor.every(
                     "webhook-delivery", settings.events_interval_s, dispatcher.deliver_webhooks
                 )
+                # The console's traffic counts per minute (vnode/console/traffic.py).
+                supervisor.every("console-traffic", TRAFFIC_ROLLUP_S, lambda: roll_up(pool))
             # Start-up objects (modules, the app) never die: move them out of the collector's
             # sight, and collect the young generation less often. Full collections of that
             # heap were 16% of a worker's time under load (docs/PERFORMANCE.md).
@@ -148,6 +153,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(routes_lndhub.router)
     app.include_router(routes_limits.router)
     app.include_router(routes_lnurl.router)  # Lightning Addresses (issue 12, part 2)
+    console_routes.install(app)  # the operator console, /console (issue 14)
     return app
 
 
