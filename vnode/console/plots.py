@@ -76,9 +76,11 @@ def line_plot(
             f'text-anchor="end">{short(value)}</text>'
         )
     if times:
-        for i in sorted({0, len(times) // 3, 2 * len(times) // 3, len(times) - 1}):
+        last = len(times) - 1
+        for i in sorted({0, last // 3, 2 * last // 3, last}):
+            anchor = "start" if i == 0 else "end" if i == last else "middle"
             parts.append(
-                f'<text class="axis" x="{x(i):.1f}" y="{HEIGHT - 8}" text-anchor="middle">'
+                f'<text class="axis" x="{x(i):.1f}" y="{HEIGHT - 8}" text-anchor="{anchor}">'
                 f"{_time_label(times[i], span_s)}</text>"
             )
     legend_x = WIDTH - RIGHT
