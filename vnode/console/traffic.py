@@ -93,8 +93,9 @@ WINDOWS = {
 }
 
 
-async def roll_up(pool: asyncpg.Pool) -> int:
-    """Count the minutes not rolled up yet that are ROLLUP_LAG old; returns how many minutes."""
+async def roll_up(pool: asyncpg.Pool, *, through: datetime | None = None) -> int:
+    """Count the minutes not rolled up yet that are ROLLUP_LAG old (or, given `through`, those
+    before it: for tests and tools that know no transaction is open); returns how many."""
     async with pool.acquire() as conn, conn.transaction():
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _LOCK):
             return 0  # another process is at it
@@ -106,7 +107,7 @@ async def roll_up(pool: asyncpg.Pool) -> int:
             "FROM console_traffic_state WHERE id = 1 FOR UPDATE"
         )
         now = await conn.fetchval("SELECT now()")
-        end = _minute(now - ROLLUP_LAG)
+        end = _minute(now - ROLLUP_LAG if through is None else through)
         if start is None:  # nothing ever happened: start from here
             start = end
         end = min(end, start + ROLLUP_CHUNK)
