@@ -25,9 +25,18 @@ ROLLUP_CHUNK = timedelta(days=1)  # the most one pass catches up (a first start 
 LATENCY_BUCKETS = 25  # 1 ms .. 2^25 ms (9 h)
 _LOCK = 7_014_014  # pg_try_advisory_xact_lock key: one roll-up at a time across processes
 _ROLL_UP = (
-    "INSERT INTO console_traffic (minute, series, asset_id, count, volume) "
-    "SELECT minute, series, asset_id, n, volume FROM ({aggregate}) counted "
-    "ON CONFLICT (minute, series, asset_id) DO UPDATE "
+    "INSERT INTO console_traffic (width_s, bucket, series, asset_id, count, volume) "
+    "SELECT 60, minute, series, asset_id, n, volume FROM ({aggregate}) counted "
+    "ON CONFLICT (width_s, bucket, series, asset_id) DO UPDATE "
+    "SET count = excluded.count, volume = excluded.volume"
+)
+# Complete hours [$1, $2) from their minutes: a 30-day page reads 720 hours, not 43,200 minutes.
+_ROLL_UP_HOURS = (
+    "INSERT INTO console_traffic (width_s, bucket, series, asset_id, count, volume) "
+    "SELECT 3600, date_trunc('hour', bucket), series, asset_id, sum(count), sum(volume) "
+    "FROM console_traffic WHERE width_s = 60 AND bucket >= $1 AND bucket < $2 "
+    "GROUP BY 2, 3, 4 "
+    "ON CONFLICT (width_s, bucket, series, asset_id) DO UPDATE "
     "SET count = excluded.count, volume = excluded.volume"
 )
 
@@ -113,12 +122,21 @@ async def roll_up(pool: asyncpg.Pool, *, through: datetime | None = None) -> int
         end = min(end, start + ROLLUP_CHUNK)
         if end > start:
             await conn.execute(_ROLL_UP.format(aggregate=_AGGREGATE), start, end)
+            # The hours this pass completed (an hour begun in an earlier pass is summed again
+            # whole: the same minutes, the same sums).
+            first_hour, done_hours = _hour(start), _hour(end)
+            if done_hours > first_hour:
+                await conn.execute(_ROLL_UP_HOURS, first_hour, done_hours)
         await conn.execute("UPDATE console_traffic_state SET rolled_through = $1", max(start, end))
         return int((end - start).total_seconds() // 60) if end > start else 0
 
 
 def _minute(at: datetime) -> datetime:
     return at.replace(second=0, microsecond=0)
+
+
+def _hour(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
 
 
 @dataclass
@@ -213,21 +231,40 @@ async def figures(pool: asyncpg.Pool, span: Span) -> Figures:
     through = await pool.fetchval("SELECT rolled_through FROM console_traffic_state WHERE id = 1")
     live_from = start if through is None else max(start, through)
     if through is not None and through > start:
-        # Binned in SQL: a month of minutes is tens of thousands of rows.
-        rows = await pool.fetch(
-            "SELECT floor((extract(epoch FROM minute) - $3) / $4)::int AS i, series, asset_id, "
-            "sum(count)::bigint AS n, sum(volume)::float8 AS volume FROM console_traffic "
-            "WHERE minute >= $1 AND minute < $2 GROUP BY 1, 2, 3",
-            start,
-            through,
-            start_epoch,
-            step,
-        )
-        for row in rows:
-            result.add(row["i"], row["series"], row["asset_id"], row["n"], row["volume"])
+        # Binned in SQL. Windows in steps of hours read hour rows up to the last complete hour.
+        minutes_from = start
+        if step % 3600 == 0:
+            minutes_from = max(start, _hour(through))
+            await _add_rolled(result, pool, 3600, start, minutes_from, start_epoch, step)
+        await _add_rolled(result, pool, 60, minutes_from, through, start_epoch, step)
     live = await pool.fetch(_AGGREGATE, live_from, now + timedelta(minutes=1))
     live += await pool.fetch(_PENDING, start)
     for row in live:
         index = (int(row["minute"].timestamp()) - start_epoch) // step
         result.add(index, row["series"], row["asset_id"], row["n"], float(row["volume"] or 0))
     return result
+
+
+async def _add_rolled(
+    result: Figures,
+    pool: asyncpg.Pool,
+    width_s: int,
+    low: datetime,
+    high: datetime,
+    start_epoch: int,
+    step: int,
+) -> None:
+    if high <= low:
+        return
+    rows = await pool.fetch(
+        "SELECT floor((extract(epoch FROM bucket) - $4) / $5)::int AS i, series, asset_id, "
+        "sum(count)::bigint AS n, sum(volume)::float8 AS volume FROM console_traffic "
+        "WHERE width_s = $1 AND bucket >= $2 AND bucket < $3 GROUP BY 1, 2, 3",
+        width_s,
+        low,
+        high,
+        start_epoch,
+        step,
+    )
+    for row in rows:
+        result.add(row["i"], row["series"], row["asset_id"], row["n"], row["volume"])

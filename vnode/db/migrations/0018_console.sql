@@ -63,17 +63,19 @@ CREATE INDEX ln_payments_hash ON ln_payments (payment_hash);
 CREATE INDEX ln_receipts_created ON ln_receipts USING brin (created_at);
 CREATE INDEX ln_payments_finished ON ln_payments (finished_at) WHERE kind = 'external';
 
--- Traffic per minute (vnode/console/traffic.py), rolled up by a worker from the journal and the
--- payment tables for minutes at least two minutes old; the console reads these rows, plus the
--- raw rows of the minutes not rolled up yet. Any process may roll up (an advisory lock keeps
--- it to one at a time); the result is a pure function of the rows, so every process agrees.
+-- Traffic per minute and per hour (vnode/console/traffic.py), rolled up by a worker from the
+-- journal and the payment tables for minutes at least two minutes old, and from those minutes
+-- for complete hours; the console reads these rows, plus the raw rows of the minutes not rolled
+-- up yet. Any process may roll up (an advisory lock keeps it to one at a time); the result is a
+-- pure function of the rows, so every process agrees.
 CREATE TABLE console_traffic (
-    minute    timestamptz NOT NULL,
+    width_s   integer NOT NULL CHECK (width_s IN (60, 3600)),
+    bucket    timestamptz NOT NULL,
     series    text NOT NULL,
     asset_id  text NOT NULL,
     count     bigint NOT NULL CHECK (count >= 0),
     volume    numeric NOT NULL,
-    PRIMARY KEY (minute, series, asset_id)
+    PRIMARY KEY (width_s, bucket, series, asset_id)
 );
 CREATE TABLE console_traffic_state (
     id              integer PRIMARY KEY CHECK (id = 1),
