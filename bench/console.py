@@ -98,6 +98,13 @@ async def fill(dsn: str, users: int, history: int, payments: int) -> None:
             ["user_id", "asset_id", "spendable", "pending"],
             _rows(users, lambda i: f"{i + 1}\tBTC\t{1_000_000 + i % 997 * 1000}\t0\n"),
         )
+        # The balances were credited by the operator: the system account the overview reads
+        # what users are owed from (ledger/solvency.liabilities_from_accounts) says so.
+        await conn.execute(
+            "INSERT INTO system_balances (account_id, asset_id, balance) "
+            "SELECT -1, 'BTC', -sum(spendable) FROM ln_user_balances "
+            "ON CONFLICT (account_id, asset_id) DO UPDATE SET balance = excluded.balance"
+        )
         moves = history // 2
 
         def sender(i: int) -> int:

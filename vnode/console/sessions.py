@@ -88,6 +88,8 @@ async def end_session(pool: asyncpg.Pool, token: str) -> None:
     )
 
 
-def same_token(given: str | None, expected: str) -> bool:
-    """A CSRF check in constant time; a missing token never matches."""
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+def same_token(given: str | None, expected: str | None) -> bool:
+    """A CSRF check in constant time; a missing or empty token, on either side, never matches."""
+    if not given or not expected:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())

@@ -19,6 +19,7 @@ from harness.browser import save_screenshot
 from tests.conftest import TEST_SEED
 from tests.integration.events.test_webhooks import LOCAL, deliveries, subscribe
 from tests.integration.events.webhook_receiver import WebhookReceiver
+from tests.lightning_support import SimControl
 from tests.support import ADMIN_KEY, ServeProcess, bearer, new_user_id, wait_until
 from vnode.console.pages import amount
 from vnode.events.delivery import deliver_once
@@ -30,6 +31,7 @@ from vnode.ledger import solvency
 @dataclass
 class Console:
     url: str
+    port: int
     api: httpx.AsyncClient
     pool: asyncpg.Pool
     dsn: str
@@ -56,7 +58,7 @@ async def served(fresh_db: str, tmp_path: Path) -> AsyncIterator[Console]:
     try:
         await server.wait_ready()
         async with httpx.AsyncClient(base_url=server.url, headers=bearer(ADMIN_KEY)) as api:
-            yield Console(server.url, api, pool, fresh_db)
+            yield Console(server.url, server.port, api, pool, fresh_db)
     finally:
         await pool.close()
         server.stop()
@@ -92,10 +94,17 @@ async def test_an_operator_logs_in_looks_credits_retries_and_logs_out(
     for sats in (1000, 2000, 3000):
         move = {"from_user_id": alice, "to_user_id": bob, "amount_sats": sats}
         assert (await api.post("/virtual_transfer", json=move)).status_code == 200
+    # An outside invoice paid through the simulated node beside the service (port + 1).
+    invoice = await SimControl(f"http://127.0.0.1:{served.port + 1}").invoice(100_000)
+    paid = await api.post("/virtual_sendpayment", json={"user_id": alice, "invoice": invoice})
+    assert paid.status_code == 200 and paid.json()["status"] == "succeeded", paid.text
+    payment_id = paid.json()["payment_id"]
 
-    # The eight events' deliveries (two credits, both sides of three transfers) to the failing
-    # endpoint, given up on at once (as after the retry period) by the delivery code itself:
-    # the dead letters the console retries.
+    # Every event's delivery to the failing endpoint (two credits, both sides of three
+    # transfers, the payment's), given up on at once (as after the retry period) by the
+    # delivery code itself: the dead letters the console retries.
+    events = int(await pool.fetchval("SELECT count(*) FROM outbox"))
+    assert events >= 9
     channel = WebhookChannel(Endpoint(hook["id"], hook["url"], hook["secret"]), LOCAL)
 
     await fan_out_once(pool, redis_enabled=False)  # (all_dead counts the deliveries)
@@ -103,7 +112,7 @@ async def test_an_operator_logs_in_looks_credits_retries_and_logs_out(
     async def all_dead() -> bool:
         await deliver_once(pool, channel.endpoint.channel, channel.send, dead_after_s=0)
         found = await deliveries(served.dsn, hook["id"])
-        return len(found) == 8 and {r["status"] for r in found} == {"dead"}
+        return len(found) == events and {r["status"] for r in found} == {"dead"}
 
     await wait_until(all_dead, 60, "the endpoint's deliveries to be dead")
 
@@ -120,7 +129,7 @@ async def test_an_operator_logs_in_looks_credits_retries_and_logs_out(
     assert text_of(browser, "#solvency tr[data-asset=BTC] .owed") == amount(owed["BTC"])
     assert text_of(browser, "#node-state") == "ready"
     assert "SIMULATED" in text_of(browser, "#simulated")
-    assert text_of(browser, "#dead-count") == "8"
+    assert text_of(browser, "#dead-count") == str(events)
     assert text_of(browser, "#pending-count") == "0"
     assert "console-traffic" in browser.page_source  # the roll-up worker's heartbeat
     save_screenshot(browser, "console-overview")
@@ -136,6 +145,11 @@ async def test_an_operator_logs_in_looks_credits_retries_and_logs_out(
     browser.get(url + "/console/payments")
     assert "No payment is pending" in text_of(browser, "#pending-payments")
     save_screenshot(browser, "console-payments")
+    browser.get(url + f"/console/payments/{payment_id}")
+    assert text_of(browser, "#payment-status") == "succeeded"
+    assert amount(100_000) in text_of(browser, "#payment")
+    assert "payment.succeeded" in text_of(browser, "#payment-events")
+    save_screenshot(browser, "console-payment")
 
     # Users: find alice by her vn_ id; her page shows the ledger's balance.
     browser.get(url + "/console/users")
@@ -143,9 +157,12 @@ async def test_an_operator_logs_in_looks_credits_retries_and_logs_out(
     browser.find_element(By.ID, "search").click()
     assert browser.current_url.endswith(f"/console/users/{alice}")
     before = await spendable(pool, alice)
-    assert before == 50_000_000 - 6_000_000
+    assert before < 50_000_000 - 6_000_000 - 100_000  # the payment and its fee
     assert text_of(browser, "#balances tr[data-asset=BTC] .spendable") == amount(before)
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#history tbody tr")) == 4
+    rows = await pool.fetchval(
+        "SELECT count(*) FROM ln_user_transactions WHERE user_id = $1", alice
+    )
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#history tbody tr")) == rows
     save_screenshot(browser, "console-user")
 
     # A credit with a reason: booked once, shown on her page and in the audit trail.
@@ -163,14 +180,14 @@ async def test_an_operator_logs_in_looks_credits_retries_and_logs_out(
     # Alerts and webhooks: Retry puts the dead letters back; the endpoint now takes them.
     receiver.fail_all(on=False)
     browser.get(url + "/console/alerts")
-    assert text_of(browser, f"#webhooks tr[data-webhook='{hook['id']}'] .dead") == "8"
+    assert text_of(browser, f"#webhooks tr[data-webhook='{hook['id']}'] .dead") == str(events)
     save_screenshot(browser, "console-alerts")
     submit_with_reason(browser, "#webhooks form", "endpoint fixed")
-    assert text_of(browser, "#outcome") == "ok: 8 deliveries queued again"
+    assert text_of(browser, "#outcome") == f"ok: {events} deliveries queued again"
 
     async def delivered() -> bool:
         await deliver_once(pool, channel.endpoint.channel, channel.send)
-        return len({r.id for r in receiver.received}) == 8
+        return len({r.id for r in receiver.received}) == events
 
     await wait_until(delivered, 20, "the retried deliveries to arrive")
     browser.get(url + "/console/alerts")

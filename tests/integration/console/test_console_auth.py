@@ -32,6 +32,15 @@ async def spendable(conn: asyncpg.Connection, user_id: int) -> int:
     return int(found or 0)
 
 
+async def on_user_page(
+    console: httpx.AsyncClient, app_client: httpx.AsyncClient
+) -> tuple[int, dict[str, str]]:
+    """An admin logged in, on a funded user's page: the user and the page's form fields."""
+    user = await funded_user(app_client)
+    await login(console, ADMIN_KEY)
+    return user, await form_fields(console, f"/console/users/{user}")
+
+
 async def funded_user(app_client: httpx.AsyncClient, amount_msat: int = 5_000) -> int:
     user = new_user_id()
     answer = await app_client.post(
@@ -68,8 +77,10 @@ async def test_login_needs_a_console_or_admin_key_and_its_form_token(
     answer = await login(console, "vnk_" + "z" * 43)
     assert answer.status_code == 401 and "Unknown or revoked" in answer.text
     # The login form's CSRF token (a cookie of its own) is required too.
-    answer = await console.post("/console/login", data={"key": ADMIN_KEY, "csrf": "forged" * 8})
-    assert answer.status_code == 403
+    console.cookies.clear()  # no login form was drawn: no token can match, empty or not
+    for forged in ("forged" * 8, "", "\x00"):
+        answer = await console.post("/console/login", data={"key": ADMIN_KEY, "csrf": forged})
+        assert answer.status_code == 403
     assert (await console.get("/console")).status_code == 303
 
     answer = await login(console, scoped_keys[Scope.CONSOLE])
@@ -123,9 +134,7 @@ async def test_a_console_key_looks_but_cannot_act(
 async def test_csrf_missing_or_wrong_is_refused(
     console: httpx.AsyncClient, app_client: httpx.AsyncClient, shared_conn: asyncpg.Connection
 ) -> None:
-    user = await funded_user(app_client)
-    await login(console, ADMIN_KEY)
-    fields = await form_fields(console, f"/console/users/{user}")
+    user, fields = await on_user_page(console, app_client)
     form = {"move": "credit", "amount": "1000", "reason": "csrf test", "idem": fields["idem"]}
     for csrf in (None, "", "wrong" * 9, fields["csrf"][:-1]):
         data = form if csrf is None else {**form, "csrf": csrf}
@@ -171,9 +180,7 @@ async def test_the_cookie_is_refused_after_logout_expiry_and_revocation(
 async def test_a_double_submit_moves_money_once(
     console: httpx.AsyncClient, app_client: httpx.AsyncClient, shared_conn: asyncpg.Connection
 ) -> None:
-    user = await funded_user(app_client)
-    await login(console, ADMIN_KEY)
-    fields = await form_fields(console, f"/console/users/{user}")
+    user, fields = await on_user_page(console, app_client)
     form = {**fields, "move": "credit", "amount": "7000", "reason": "goodwill", "asset_id": "BTC"}
     first = await console.post(f"/console/users/{user}/move", data=form)
     again = await console.post(f"/console/users/{user}/move", data=form)
@@ -197,9 +204,7 @@ async def test_a_double_submit_moves_money_once(
 async def test_bad_forms_are_clear_4xx_and_change_nothing(
     console: httpx.AsyncClient, app_client: httpx.AsyncClient, shared_conn: asyncpg.Connection
 ) -> None:
-    user = await funded_user(app_client)
-    await login(console, ADMIN_KEY)
-    fields = await form_fields(console, f"/console/users/{user}")
+    user, fields = await on_user_page(console, app_client)
     good = {**fields, "move": "debit", "amount": "1000", "reason": "fix"}
     path = f"/console/users/{user}/move"
     for change in (

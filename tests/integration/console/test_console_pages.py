@@ -19,6 +19,7 @@ from tests.lightning_support import SimControl
 from tests.support import ADMIN_KEY, bearer
 from vnode.console import traffic
 from vnode.console.pages import amount
+from vnode.ledger import solvency
 
 
 @pytest.fixture
@@ -109,6 +110,9 @@ async def test_traffic_agrees_before_and_after_the_roll_up(
         for sats in (10, 20, 30, 40):
             move = {"from_user_id": 1, "to_user_id": 2, "amount_sats": sats}
             assert (await node.client.post("/virtual_transfer", json=move)).status_code == 200
+        # The overview's figure of what users are owed, from the system accounts, is theirs.
+        owed = await solvency.liabilities_from_accounts(node.pool)
+        assert owed == await solvency.liabilities(node.pool) == {"BTC": 20_000_000}
         span = traffic.WINDOWS["day"]
         live = await traffic.figures(node.pool, span)
         assert sum(v or 0 for v in live.total("transfers")) == 4
