@@ -54,7 +54,8 @@ Virtual Lightning nodes for the bitMaskRGB wallet: one per Telegram user, on one
 
 **Authentication.** Every endpoint except `/healthz`, `/readyz` and the docs takes an API key as
 `Authorization: Bearer vnk_...`. Scopes are ordered, each including those below it:
-`admin` > `spend` (moves money) > `receive` (invoices, nodes) > `read`.
+`admin` > `spend` (moves money) > `receive` (invoices, nodes) > `read`. Beside them,
+`console` (the operator console's read-only scope, /console) reaches what `read` reaches.
 A missing or unknown key answers 401, a key whose scope is too weak 403.
 
 **Errors.** Every refusal is `{"error": {"code", "message"}, "request_id"}` with a stable `code`;

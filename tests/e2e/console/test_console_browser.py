@@ -15,7 +15,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from harness.browser import save_screenshot
+from harness.browser import headless_chromium, save_screenshot
 from tests.conftest import TEST_SEED
 from tests.integration.events.test_webhooks import LOCAL, deliveries, subscribe
 from tests.integration.events.webhook_receiver import WebhookReceiver
@@ -208,6 +208,16 @@ async def test_an_operator_logs_in_looks_credits_retries_and_logs_out(
     browser.get(url + "/console")
     assert text_of(browser, "#node-state") == "ready"
     save_screenshot(browser, "console-overview-phone")
+
+    # The system's dark setting gives the dark theme (a browser of its own, logged in anew).
+    with headless_chromium(dark=True) as dark:
+        dark.get(url + "/console/login")
+        dark.find_element(By.ID, "key").send_keys(ADMIN_KEY)
+        dark.find_element(By.ID, "login").click()
+        assert text_of(dark, "#node-state") == "ready"
+        background = dark.execute_script("return getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(15, 18, 22)", background
+        save_screenshot(dark, "console-overview-dark")
 
     browser.find_element(By.ID, "logout").click()
     assert browser.current_url.endswith("/console/login")
