@@ -99,10 +99,13 @@ async def test_limits_keys_and_the_audit_from_the_console_land_in_the_trail(
     assert "integration test" in trail
 
 
-async def test_traffic_agrees_before_and_after_the_roll_up(
+async def test_traffic_agrees_before_and_after_the_roll_up_and_addresses_are_found(
     fresh_db: str, sim_node: str, tmp_path: Path
 ) -> None:
-    settings = settings_for(tmp_path, sim_node, run_workers=False)
+    # A public URL turns Lightning Addresses on: the search finds a user by one.
+    settings = settings_for(
+        tmp_path, sim_node, run_workers=False, public_url="http://127.0.0.1:3001"
+    )
     async with running(settings, fresh_db) as node:
         for user in (1, 2):
             credit = {"user_id": user, "amount_msat": 10_000_000, "reason": "fund"}
@@ -126,6 +129,11 @@ async def test_traffic_agrees_before_and_after_the_roll_up(
         transport = httpx.ASGITransport(app=node.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://vnode") as client:
             await login(client, ADMIN_KEY)
+            claim = {"user_id": 2, "name": "carol"}
+            assert (await node.client.post("/virtual_address", json=claim)).status_code == 200
+            for query in ("carol", "carol@127.0.0.1", "CAROL@127.0.0.1"):
+                found = await client.get("/console/users", params={"q": query})
+                assert found.headers.get("location") == "/console/users/2", query
             for window in traffic.WINDOWS:
                 page = await client.get("/console/traffic", params={"window": window})
                 assert page.status_code == 200
