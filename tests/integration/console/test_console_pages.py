@@ -16,7 +16,7 @@ from tests.e2e.payments.test_payments import pay
 from tests.integration.console.test_console_auth import funded_user
 from tests.integration.events.test_webhooks import running, settings_for
 from tests.lightning_support import SimControl
-from tests.support import ADMIN_KEY, bearer
+from tests.support import ADMIN_KEY, bearer, wait_until
 from vnode.console import traffic
 from vnode.console.pages import amount
 from vnode.ledger import solvency
@@ -140,3 +140,28 @@ async def test_traffic_agrees_before_and_after_the_roll_up_and_addresses_are_fou
                 assert page.text.count('<svg class="plot"') == 5, window
                 assert "transfers: 4 in view" in page.text
         assert amount(100_000) == "100 sat"
+
+
+async def test_a_held_payment_is_pending_oldest_first_then_its_refund_is_on_its_page(
+    console: httpx.AsyncClient, app_client: httpx.AsyncClient, sim_node: str
+) -> None:
+    sim = SimControl(sim_node)
+    user = await funded_user(app_client, 1_000_000)
+    await sim.faults(next_payment="hold")
+    held = await pay(app_client, user, await sim.invoice(3_000))
+    assert held.status_code == 202, held.text
+    payment = held.json()
+    listed = (await console.get("/console/payments")).text
+    row = listed.split(f'href="/console/payments/{payment["payment_id"]}"')[1].split("</tr>")[0]
+    assert f"vn_{user}" in row and amount(3_000) in row
+    await sim.release(payment["payment_hash"], "fail")
+
+    async def refunded() -> bool:
+        page = await console.get(f"/console/payments/{payment['payment_id']}")
+        return 'id="payment-status" class="bad">failed' in page.text
+
+    await wait_until(refunded, 20, "the held payment to fail and be refunded")
+    page = (await console.get(f"/console/payments/{payment['payment_id']}")).text
+    assert "<td>payment_refund</td>" in page and "payment.failed" in page
+    listed = (await console.get("/console/payments")).text
+    assert f'href="/console/payments/{payment["payment_id"]}"' not in listed
