@@ -262,19 +262,25 @@ async def test_hostile_values_in_every_field_are_4xx_never_500(
     console: httpx.AsyncClient, app_client: httpx.AsyncClient, shared_conn: asyncpg.Connection
 ) -> None:
     user, fields = await on_user_page(console, app_client)
+    # Actions that do run act on this test's own things only (the database is shared): a key
+    # of its own to revoke, and a webhook endpoint that does not exist.
+    own, _ = await create_key(shared_conn, "hostile-test", Scope.READ)
     forms = {
         f"/console/users/{user}/move": ["move", "asset_id", "amount", "reason", "idem"],
         f"/console/users/{user}/limits": ["send_max_msat", "fee_max_msat", "reason", "idem"],
         "/console/webhooks/retry": ["webhook_id", "reason", "idem"],
         "/console/keys": ["name", "scope", "reason", "idem"],
-        "/console/keys/1/revoke": ["reason", "idem"],
+        f"/console/keys/{own.id}/revoke": ["reason", "idem"],
         "/console/audit": ["reason", "idem"],
     }
     good = {"move": "debit", "asset_id": "BTC", "amount": "1", "reason": "fine reason"}
     good |= {"name": "k", "scope": "read", "send_max_msat": "", "fee_max_msat": ""}
+    good |= {"webhook_id": "999999999"}
     for path, names in forms.items():
         for name in names:
             for value in HOSTILE:
+                if name == "webhook_id" and not value.strip():
+                    continue  # blank is "every endpoint": not this test's to retry
                 # A fresh form key each time, so that each value is judged, not replayed.
                 data = {**good, "csrf": fields["csrf"], "idem": secrets.token_urlsafe(18)}
                 answer = await console.post(path, data={**data, name: value})
