@@ -14,6 +14,7 @@ import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
 
 from harness.browser import headless_chromium, save_screenshot
 from tests.conftest import TEST_SEED
@@ -62,6 +63,17 @@ async def served(fresh_db: str, tmp_path: Path) -> AsyncIterator[Console]:
     finally:
         await pool.close()
         server.stop()
+
+
+def arrived_at(driver: WebDriver, suffix: str) -> None:
+    """Wait (10 s at most) until the page a click led to is `...suffix`: a click that submits
+    a form may return before the next page is there."""
+    WebDriverWait(driver, 10).until(lambda d: str(d.current_url).endswith(suffix))
+
+
+def shown(driver: WebDriver, css: str) -> None:
+    """Wait (10 s at most) until an element of the next page is there."""
+    WebDriverWait(driver, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, css))
 
 
 def text_of(driver: WebDriver, css: str) -> str:
@@ -122,7 +134,7 @@ async def test_an_operator_logs_in_looks_credits_retries_and_logs_out(
     save_screenshot(browser, "console-login")
     browser.find_element(By.ID, "key").send_keys(ADMIN_KEY)
     browser.find_element(By.ID, "login").click()
-    assert browser.current_url.endswith("/console")
+    arrived_at(browser, "/console")
 
     # Overview: what users are owed is the ledger's figure; the node is the simulated one.
     owed = await solvency.liabilities(pool)
@@ -155,7 +167,7 @@ async def test_an_operator_logs_in_looks_credits_retries_and_logs_out(
     browser.get(url + "/console/users")
     browser.find_element(By.ID, "q").send_keys(f"vn_{alice}")
     browser.find_element(By.ID, "search").click()
-    assert browser.current_url.endswith(f"/console/users/{alice}")
+    arrived_at(browser, f"/console/users/{alice}")
     before = await spendable(pool, alice)
     assert before < 50_000_000 - 6_000_000 - 100_000  # the payment and its fee
     assert text_of(browser, "#balances tr[data-asset=BTC] .spendable") == amount(before)
@@ -168,11 +180,13 @@ async def test_an_operator_logs_in_looks_credits_retries_and_logs_out(
     # A credit with a reason: booked once, shown on her page and in the audit trail.
     browser.find_element(By.ID, "amount").send_keys("1234000")
     submit_with_reason(browser, "#move-form", "goodwill for a stuck payment")
+    shown(browser, "#outcome")
     assert text_of(browser, "#outcome") == "ok"
     save_screenshot(browser, "console-credit-done")
     browser.back()  # the form as it was: submitting it again books nothing more
+    shown(browser, "#move-submit")
     browser.find_element(By.ID, "move-submit").click()
-    assert "replayed" in browser.page_source
+    shown(browser, "#replayed")
     assert await spendable(pool, alice) == before + 1_234_000
     browser.get(url + f"/console/users/{alice}")
     assert text_of(browser, "#balances tr[data-asset=BTC] .spendable") == amount(before + 1_234_000)
@@ -183,6 +197,7 @@ async def test_an_operator_logs_in_looks_credits_retries_and_logs_out(
     assert text_of(browser, f"#webhooks tr[data-webhook='{hook['id']}'] .dead") == str(events)
     save_screenshot(browser, "console-alerts")
     submit_with_reason(browser, "#webhooks form", "endpoint fixed")
+    shown(browser, "#outcome")
     assert text_of(browser, "#outcome") == f"ok: {events} deliveries queued again"
 
     async def delivered() -> bool:
@@ -214,13 +229,14 @@ async def test_an_operator_logs_in_looks_credits_retries_and_logs_out(
         dark.get(url + "/console/login")
         dark.find_element(By.ID, "key").send_keys(ADMIN_KEY)
         dark.find_element(By.ID, "login").click()
+        shown(dark, "#node-state")
         assert text_of(dark, "#node-state") == "ready"
         background = dark.execute_script("return getComputedStyle(document.body).backgroundColor")
         assert background == "rgb(15, 18, 22)", background
         save_screenshot(dark, "console-overview-dark")
 
     browser.find_element(By.ID, "logout").click()
-    assert browser.current_url.endswith("/console/login")
+    arrived_at(browser, "/console/login")
     browser.get(url + f"/console/users/{alice}")
     assert browser.current_url.endswith("/console/login")
     save_screenshot(browser, "console-logged-out")
