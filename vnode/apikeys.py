@@ -3,7 +3,9 @@
 Keys are 256-bit random strings, so a plain hash is enough (no password stretching needed).
 Scopes are ordered: each includes the ones below it (admin > spend > receive > read), so the
 bot's spend key can also read balances and make invoices, while a receive or read key can
-never reach an endpoint that moves money.
+never reach an endpoint that moves money. `console` stands beside that line, below admin: the
+operator console's read-only scope (docs/CONSOLE.md) sees the console's pages and what `read`
+sees, and nothing that moves money; admin includes it.
 """
 
 from __future__ import annotations
@@ -42,16 +44,24 @@ class Scope(StrEnum):
     RECEIVE = "receive"
     SPEND = "spend"
     ADMIN = "admin"
+    CONSOLE = "console"
 
     @property
     def rank(self) -> int:
         return _RANK[self]
 
     def allows(self, required: Scope) -> bool:
+        # console is off the ordered line: it allows itself and read; of the others only
+        # admin allows console, so a console key never reaches receive, spend or admin.
+        if required is Scope.CONSOLE:
+            return self in (Scope.CONSOLE, Scope.ADMIN)
+        if self is Scope.CONSOLE:
+            return required is Scope.READ
         return self.rank >= required.rank
 
 
-_RANK = {Scope.READ: 0, Scope.RECEIVE: 1, Scope.SPEND: 2, Scope.ADMIN: 3}
+# console's rank is read's: it is never compared by rank (allows), only listed by it.
+_RANK = {Scope.READ: 0, Scope.CONSOLE: 0, Scope.RECEIVE: 1, Scope.SPEND: 2, Scope.ADMIN: 3}
 
 
 @dataclass(frozen=True)
@@ -283,8 +293,14 @@ class KeyVerifier:
         if hit is not None and hit[1] > now:
             return hit[0]
         generation = self._generation
+        # The lookup also notes the key's last use (for the console's key page), at most once
+        # a minute per key: a cache miss, not a request, pays for it.
         row = await self._pool.fetchrow(
-            "SELECT id, name, scope FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+            "WITH k AS (SELECT id, name, scope, last_used_at FROM api_keys "
+            "           WHERE key_hash = $1 AND revoked_at IS NULL), "
+            "u AS (UPDATE api_keys a SET last_used_at = now() FROM k WHERE a.id = k.id "
+            "      AND (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute')) "
+            "SELECT id, name, scope FROM k",
             digest,
         )
         if row is None:

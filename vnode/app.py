@@ -32,6 +32,8 @@ from vnode.api.errors import install_error_handlers
 from vnode.api.fastpath import FastPath
 from vnode.api.middleware import RequestContextMiddleware
 from vnode.apikeys import KeyVerifier
+from vnode.console import routes as console_routes
+from vnode.console.traffic import roll_up
 from vnode.db.migrate import migrate
 from vnode.db.pool import create_pool
 from vnode.events.dispatcher import Dispatcher
@@ -49,13 +51,15 @@ from vnode.workers.loops import start_workers
 from vnode.workers.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
+TRAFFIC_ROLLUP_S = 30.0
 
 DESCRIPTION = """
 Virtual Lightning nodes for the bitMaskRGB wallet: one per Telegram user, on one master node.
 
 **Authentication.** Every endpoint except `/healthz`, `/readyz` and the docs takes an API key as
 `Authorization: Bearer vnk_...`. Scopes are ordered, each including those below it:
-`admin` > `spend` (moves money) > `receive` (invoices, nodes) > `read`.
+`admin` > `spend` (moves money) > `receive` (invoices, nodes) > `read`. Beside them,
+`console` (the operator console's read-only scope, /console) reaches what `read` reaches.
 A missing or unknown key answers 401, a key whose scope is too weak 403.
 
 **Errors.** Every refusal is `{"error": {"code", "message"}, "request_id"}` with a stable `code`;
@@ -83,6 +87,7 @@ ROUTES: list[BaseRoute] = [
         routes_lndhub.router,
         routes_limits.router,
         routes_lnurl.router,  # Lightning Addresses (issue 12, part 2)
+        console_routes.router,  # the operator console, /console (issue 14)
         routes_proofs.router,  # proofs of liabilities (issue 16)
     )
     for route in router.routes
@@ -144,6 +149,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
                 supervisor.every(
                     "webhook-delivery", settings.events_interval_s, dispatcher.deliver_webhooks
                 )
+                # The console's traffic counts per minute (vnode/console/traffic.py).
+                supervisor.every("console-traffic", TRAFFIC_ROLLUP_S, lambda: roll_up(pool))
             # Start-up objects (modules, the app) never die: move them out of the collector's
             # sight, and collect the young generation less often. Full collections of that
             # heap were 16% of a worker's time under load (docs/PERFORMANCE.md).
@@ -169,6 +176,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, metrics=metrics, access_log=settings.access_log)
     # LndHub (issue 12): its paths tidied before routing.
     app.add_middleware(routes_lndhub.LndHubPaths)
+    console_routes.install(app)  # the operator console's refusal pages (issue 14)
     return app
 
 

@@ -355,7 +355,12 @@ def _print_audit(report: AuditReport) -> None:
 
 @keys_app.command("create")
 def keys_create(
-    scope: Annotated[Scope, typer.Option(help="admin, spend, receive or read")],
+    scope: Annotated[
+        Scope,
+        typer.Option(
+            help="admin, console (the read-only operator console), spend, receive or read"
+        ),
+    ],
     name: Annotated[str, typer.Option(help="Who uses this key")],
     data_dir: DataDir = None,
 ) -> None:

@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     # and through its host the Lightning Addresses' domain. Unset: addresses are off, and
     # lndhub:// URIs name the URL the request came to.
     public_url: str | None = None
+    # The operator console (/console, docs/CONSOLE.md): how long a login lasts. The cookie is
+    # Secure when public_url is https.
+    console_session_ttl_s: int = Field(default=8 * 3600, ge=60, le=30 * 86400)
 
     # Lightning Addresses and LNURL-pay (docs/LNURL.md).
     # The amounts an address takes (payRequest minSendable / maxSendable), msat.

@@ -10,10 +10,10 @@ import asyncpg
 
 from tests import proofs_verifier
 from tests.bot.conftest import Vnode, funded, new_user, started
-from tests.bot.telegram_api import FakeTelegram, SentMessage
 from tests.integration.proofs.support import publish_now
 from tests.support import RGB_ASSET
 from vnode.bot.runtime import BotRuntime
+from vnode.demo.bot_api import FakeTelegram, SentMessage
 from vnode.keys import SoftwareSigner, load_or_create_seed
 from vnode.settings import Settings
 

@@ -1,0 +1,1 @@
+"""The operator console (issue 14, docs/CONSOLE.md): server-rendered pages at /console."""
