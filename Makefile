@@ -75,9 +75,9 @@ test: lint redis browser
 # a fifth of the examples of each property test; `make test` runs the full counts, on one
 # process). It leaves out tests/integration/ledger/test_stateful.py, the hypothesis state machine
 # of the ledger (about 43 s on its own), which `make test` runs with everything else.
-# Measured on 2 cores: 70 s of pytest, 75 s for the whole target, 703 tests (before: 106-163 s
-# for 598 tests, 225 s for 701 once the layout moved the event tests in). Not yet under a minute:
-# the event tests (an app in-process per test, a real Redis) are about half of it.
+# Measured on 2 cores (docs/PERFORMANCE.md): 67-76 s of pytest for 922 tests at 066ca9f. Not yet
+# under a minute: it is bound by CPU, and nearly half of it is PostgreSQL copying a template
+# database for each test that needs an empty ledger (187 copies).
 test-fast: $(STAMP) redis browser
 	$(BIN)/pytest tests/unit tests/integration --ignore=tests/integration/ledger/test_stateful.py \
 	  --hypothesis-profile fast -n 2 --dist loadfile -q
