@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,6 +44,23 @@ if TYPE_CHECKING:
 settings.register_profile("fast", max_examples=FAST_PROFILE_EXAMPLES)
 
 TEST_SEED = "11" * 32
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The processes the tests start see the stop signals as a terminal gives them.
+
+    A shell starts a background job (`cmd &`, as some CI runners do) with SIGINT and SIGQUIT
+    ignored, and children inherit that. vnode keeps a signal that was ignored at its start
+    ignored (`nohup vnode serve` asks for that; vnode/runtime.py), so the tests that stop a
+    `vnode serve` or `vnode bot` with SIGINT would wait for their timeout instead. A handler set
+    here is reset to the default in each child (a disposition set to ignore would not be)."""
+    del config
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGQUIT) is signal.SIG_IGN:
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 WEBHOOK_SECRET = "whsec-test-" + "w" * 24
 
 
