@@ -23,9 +23,9 @@ from tests.support import (
     FAST_PROFILE_EXAMPLES,
     RGB_ASSET,
     TEMPLATE_DB,
-    bearer,
     create_database,
     free_port,
+    in_process,
     with_database,
 )
 from vnode.apikeys import Scope, create_key
@@ -206,13 +206,8 @@ async def app_client(
     app = create_app(
         make_settings(tmp_path_factory.mktemp("app"), **node_settings(sim_node)), shared_db
     )
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://vnode", headers=bearer(ADMIN_KEY)
-        ) as client:
-            client.app = app  # type: ignore[attr-defined]
-            yield client
+    async with in_process(app) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,12 @@ import os
 import secrets
 import signal
 import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
+from fastapi import FastAPI
 from hypothesis import settings
 
 from harness import serve
@@ -79,3 +83,20 @@ def examples(full: int) -> int:
     """A property test's example count under the loaded hypothesis profile: `full` under the
     default profile (`make test`), scaled down with the `fast` one (`make test-fast`)."""
     return max(1, full * settings().max_examples // 100)
+
+
+@asynccontextmanager
+async def in_process(app: FastAPI, key: str | None = ADMIN_KEY) -> AsyncIterator[httpx.AsyncClient]:
+    """`app` started (its lifespan: pool, workers, ...) and a client that calls it in-process,
+    with `key` as its bearer key (None: no key); the client's `app` is the app, for tests that
+    reach its services."""
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://vnode",
+            headers=bearer(key) if key is not None else None,
+        ) as client,
+    ):
+        client.app = app  # type: ignore[attr-defined]
+        yield client

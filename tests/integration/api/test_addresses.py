@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import make_settings
 from tests.integration.api.test_response_models import Answers
-from tests.support import ADMIN_KEY, bearer, new_user_id, wait_until
+from tests.support import in_process, new_user_id, wait_until
 from vnode.app import create_app
 from vnode.lnurl.names import RESERVED_NAMES
 from vnode.settings import Settings
@@ -30,13 +30,8 @@ async def running_app(
     """The app in-process with addresses on (no node: claiming a name needs none)."""
     settings = make_settings(data_dir, public_url=PUBLIC_URL, run_workers=False, **overrides)
     app = create_app(settings, shared_db)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://vnode", headers=bearer(ADMIN_KEY)
-        ) as client:
-            client.app = app  # type: ignore[attr-defined]
-            yield client
+    async with in_process(app) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from harness.redis import RedisServer
 from tests.conftest import make_settings, node_settings
 from tests.integration.api.test_api_transfer import fund
-from tests.support import ADMIN_KEY, bearer, new_user_id, wait_until
+from tests.support import in_process, new_user_id, wait_until
 from vnode.app import create_app
 
 STREAM_FIELDS = {"id", "type", "user_id", "seq", "created_at", "envelope"}
@@ -51,12 +51,8 @@ async def running_app(
         **overrides,
     )
     app = create_app(settings, database)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://vnode", headers=bearer(ADMIN_KEY)
-        ) as client:
-            yield client
+    async with in_process(app) as client:
+        yield client
 
 
 async def transfer(

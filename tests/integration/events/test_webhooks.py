@@ -32,9 +32,9 @@ from tests.integration.api.test_api_transfer import fund
 from tests.integration.events.webhook_receiver import Delivery, WebhookReceiver
 from tests.lightning_support import SimControl, assert_audit_clean
 from tests.support import (
-    ADMIN_KEY,
     RGB_ASSET,
     bearer,
+    in_process,
     new_user_id,
     wait_until,
 )
@@ -72,14 +72,7 @@ class Vnode:
 @asynccontextmanager
 async def running(settings: Settings, dsn: str) -> AsyncIterator[Vnode]:
     app = create_app(settings, dsn)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://vnode",
-            headers=bearer(ADMIN_KEY),
-        ) as client,
-    ):
+    async with in_process(app) as client:
         yield Vnode(client, app, dsn)
 
 
