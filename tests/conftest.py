@@ -134,8 +134,10 @@ async def database_stock(pg_server: str, template_db: str) -> AsyncIterator[Data
 
 @pytest.fixture
 async def fresh_db(database_stock: DatabaseStock) -> AsyncIterator[str]:
-    """A database of its own, migrated, for a test that needs an otherwise empty ledger;
-    dropped when the test is done."""
+    """A database of its own, migrated, for a test that needs an otherwise empty ledger: a new
+    copy of the template, or a used one reset to the template's rows (harness/postgres.py
+    Recycler). When the test is done it is reset for the next one, under a new name, or
+    dropped if the test changed a definition in it."""
     dsn = await database_stock.take()
     yield dsn
     await database_stock.give_back(dsn)
