@@ -9,7 +9,6 @@ from collections.abc import Coroutine
 from contextlib import AsyncExitStack
 from typing import Any
 
-import asyncpg
 from aiogram import Bot, Dispatcher
 from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
 from aiogram.types import BotCommand
@@ -26,6 +25,7 @@ from vnode.bot.profiles import ProfileStore, migrate_profiles
 from vnode.bot.settings import DEFAULT_VNODE_URL, BotSettings, required
 from vnode.bot.telegram import make_bot
 from vnode.client import VNodeClient
+from vnode.db.pool import create_pool
 from vnode.runtime import StopSignals
 
 log = logging.getLogger(__name__)
@@ -73,10 +73,12 @@ class BotRuntime:
     async def start(self) -> None:
         s = self.settings
         stack = self._stack
-        pool = await asyncpg.create_pool(
-            required(s.database_url, "VNODE_DATABASE_URL"), min_size=1, max_size=8
+        pool = await create_pool(
+            required(s.database_url, "VNODE_DATABASE_URL"),
+            min_size=1,
+            max_size=8,
+            application_name="vnode-bot",
         )
-        assert pool is not None
         stack.push_async_callback(pool.close)
         async with pool.acquire() as conn:
             await migrate_profiles(conn)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from typing import TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar, cast
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+
+from vnode.db.connect import connect
 
 T = TypeVar("T")
 
@@ -25,13 +27,25 @@ async def _no_reset(_conn: asyncpg.Connection[asyncpg.Record]) -> None:
     so the default reset, a second round trip on every release, is skipped."""
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 16) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, *, min_size: int = 2, max_size: int = 16, application_name: str = "vnode"
+) -> asyncpg.Pool:
+    """A pool whose every new connection goes through vnode.db.connect: on a DSN of several
+    hosts it finds the primary (or what `target_session_attrs` asks), skipping hosts that
+    answer an error. asyncpg replaces a pooled connection that died (a restart, a failover,
+    a terminated backend) at its next acquire, so the pool recovers by itself.
+
+    No `command_timeout` and no `statement_timeout`: either could cancel a COMMIT waiting for a
+    synchronous standby, which PostgreSQL then makes visible here before the standby has it
+    (docs/adr/0023-database-failover-client-side.md)."""
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         reset=_no_reset,
-        server_settings={"application_name": "vnode"},
+        # The stubs' protocol spells out every keyword of asyncpg.connect; ours passes them on.
+        connect=cast(Any, connect),
+        server_settings={"application_name": application_name},
     )
     assert pool is not None
     return pool
