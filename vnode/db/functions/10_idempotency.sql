@@ -40,7 +40,7 @@ BEGIN
         -- here before the standby has it. A write makes this transaction's own commit wait
         -- for the standby, and its commit record comes after the stored answer's, so the
         -- answer is only returned once the standby has both (docs/adr/0023).
-        UPDATE idempotency_keys SET code = code WHERE owner = p_owner AND key = p_key;
+        UPDATE idempotency_keys k SET code = k.code WHERE k.owner = p_owner AND k.key = p_key;
         code := r.code;
         detail := r.detail;
         result := r.result;
