@@ -70,6 +70,7 @@ from vnode.tls import tls_context
 
 __all__ = [
     "BTC",
+    "NO_RETRY",
     "TRANSPORT_ERROR",
     "UNEXPECTED_RESPONSE",
     "AdminMove",

@@ -24,6 +24,7 @@ from vnode.client import RetryPolicy, VNodeClient
 from vnode.db.embedded import EmbeddedPostgres
 from vnode.db.migrate import migrate
 
+
 def _stable_address(dsn: str, link_dir: Path) -> str:
     """The same DSN through `link_dir`, whose socket is a link to the server's: each start of
     the embedded server makes a new socket directory, a real server keeps its address."""
@@ -139,4 +140,3 @@ async def test_every_route_answers_503_while_the_database_is_down_and_recovers(
         assert booked == 1
     finally:
         await asyncio.to_thread(cluster.stop)
-
