@@ -92,6 +92,15 @@ def candidates(dsn: str) -> Candidates:
     return Candidates(dsns, target)
 
 
+def with_default_target(dsn: str, target: str) -> str:
+    """`dsn` with `target_session_attrs=target` when it names several hosts and no target."""
+    parts = urlsplit(dsn)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if len(candidates(dsn).dsns) == 1 or any(k == "target_session_attrs" for k, _ in query):
+        return dsn
+    return urlunsplit(parts._replace(query=urlencode([*query, ("target_session_attrs", target)])))
+
+
 async def _session_fits(conn: asyncpg.Connection[Any], target: str) -> tuple[bool, bool]:
     """(fits, is a standby) of an open connection for `target`."""
     row = await conn.fetchrow(

@@ -10,7 +10,7 @@ from typing import Any, TypeAlias, TypeVar, cast
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from vnode.db.connect import connect
+from vnode.db.connect import connect, with_default_target
 
 T = TypeVar("T")
 
@@ -28,7 +28,12 @@ async def _no_reset(_conn: asyncpg.Connection[asyncpg.Record]) -> None:
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 2, max_size: int = 16, application_name: str = "vnode"
+    dsn: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 16,
+    application_name: str = "vnode",
+    read_only: bool = False,
 ) -> asyncpg.Pool:
     """A pool whose every new connection goes through vnode.db.connect: on a DSN of several
     hosts it finds the primary (or what `target_session_attrs` asks), skipping hosts that
@@ -37,7 +42,16 @@ async def create_pool(
 
     No `command_timeout` and no `statement_timeout`: either could cancel a COMMIT waiting for a
     synchronous standby, which PostgreSQL then makes visible here before the standby has it
-    (docs/adr/0023-database-failover-client-side.md)."""
+    (docs/adr/0023-database-failover-client-side.md).
+
+    `read_only`: a read replica's pool (VNODE_DATABASE_READ_URL). Its sessions are read-only
+    whatever server they reach, so a write handed to it by mistake fails instead of landing
+    on a primary behind the read URL; on several hosts it prefers a standby.
+    """
+    settings = {"application_name": application_name}
+    if read_only:
+        settings["default_transaction_read_only"] = "on"
+        dsn = with_default_target(dsn, "prefer-standby")
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
@@ -45,7 +59,7 @@ async def create_pool(
         reset=_no_reset,
         # The stubs' protocol spells out every keyword of asyncpg.connect; ours passes them on.
         connect=cast(Any, connect),
-        server_settings={"application_name": application_name},
+        server_settings=settings,
     )
     assert pool is not None
     return pool
