@@ -66,7 +66,18 @@ async def create_pool(
 
 
 async def retry_aborted(operation: Callable[[], Awaitable[T]]) -> T:
-    """Run `operation` again when PostgreSQL aborted it for a deadlock or serialization failure."""
+    """Run a money transaction, again when PostgreSQL aborted it for a deadlock or a
+    serialization failure; the one way vnode's money functions are called.
+
+    Shielded from cancellation: a caller cancelled (a client gone, a shutdown past its drain)
+    must not cancel the statement, because asyncpg would then send PostgreSQL a cancel, and
+    a COMMIT waiting for a synchronous standby that is cancelled stays committed here while
+    the standby may not have it (a failover would then lose an answered transfer). The
+    transaction runs to its end; only its answer is dropped (docs/adr/0023)."""
+    return await asyncio.shield(_retrying(operation))
+
+
+async def _retrying(operation: Callable[[], Awaitable[T]]) -> T:
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             return await operation()
