@@ -33,7 +33,8 @@ CODE_MEANINGS: dict[int, str] = {
     BAD_AUTH: "bad auth: unknown, expired or revoked credentials or token",
     NOT_ENOUGH_BALANCE: "not enough balance, an expired invoice, a wrong network or a limit",
     NOT_A_VALID_INVOICE: "not a valid invoice",
-    GENERAL_ERROR: "general server error (the node is unavailable: nothing was paid)",
+    GENERAL_ERROR: "general server error: the node is unavailable (nothing was paid), or "
+    "the database briefly is (503 with Retry-After: check the transactions before paying again)",
     ALREADY_PAID: "the invoice was already paid by someone else",
     BAD_ARGUMENTS: "bad arguments, or a read-only (invoice) account asked to pay",
     IN_TRANSIT: "the payment is in flight: it did not fail, do not pay again",
