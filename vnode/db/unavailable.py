@@ -15,16 +15,20 @@ import asyncpg
 
 # OSError covers ConnectionRefusedError, ConnectionResetError, a socket that is gone and the
 # builtin TimeoutError (asyncio.TimeoutError is the same class), which is what a pool acquire
-# timeout raises. PostgresConnectionError covers CannotConnectNowError ("the database system
-# is starting up / shutting down"); OperatorInterventionError covers AdminShutdownError
-# (pg_terminate_backend, a fast shutdown) and CrashShutdownError; InterfaceError covers
-# ConnectionDoesNotExistError ("connection was closed in the middle of operation"); a
-# ReadOnlySQLTransactionError on a write is a primary demoted under a pooled connection.
+# timeout raises. PostgresConnectionError is SQLSTATE class 08 (connection failures);
+# CannotConnectNowError is "the database system is starting up / shutting down";
+# AdminShutdownError a backend terminated (pg_terminate_backend, Patroni demoting a primary, a
+# fast shutdown); CrashShutdownError another backend's crash. A cancelled query
+# (QueryCanceledError) is not here: it is a timeout someone set, not the database going away.
+# InterfaceError covers ConnectionDoesNotExistError ("connection was closed in the middle of
+# operation"); a ReadOnlySQLTransactionError on a write is a primary demoted under a pooled
+# connection.
 DATABASE_DOWN: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
-    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
     asyncpg.InterfaceError,
     asyncpg.exceptions.ReadOnlySQLTransactionError,
 )
