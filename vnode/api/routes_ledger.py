@@ -43,6 +43,7 @@ router = APIRouter(tags=["virtual nodes"])
 )
 async def virtual_node(body: UserBody, _key: ReceiveKey, services: ServicesDep) -> Response:
     node = await nodes.ensure_node(services.pool, services.signer, body.user_id)
+    services.wrote_for(body.user_id)  # a new node: its reads see it at once
     return json_response(
         {
             "user_id": node.user_id,

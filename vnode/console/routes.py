@@ -379,6 +379,7 @@ async def move(
 
     async def run() -> Outcome:
         answer = await admin_move(services.pool, services.signer, command, idempotency)
+        services.wrote_for(body.user_id)  # the user's page then reads the primary
         return Outcome(answer.code, answer.detail)
 
     details = {"asset_id": body.asset_id, "amount": body.amount}

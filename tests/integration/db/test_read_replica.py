@@ -49,6 +49,12 @@ async def test_reads_use_the_replica_and_writes_never_do(
             assert history.status_code == 404
             assert reads.replica_reads >= replica_reads + 3
 
+            # A node made through this process is read from the primary until the replica
+            # has caught up past it.
+            assert (await client.post("/virtual_node", json={"user_id": 8})).status_code == 200
+            made = await client.post("/virtual_balances", json={"user_id": 8})
+            assert made.status_code == 200, made.text
+
             # A replica behind by more than read_max_lag_s: every read on the primary.
             reads.max_lag_s = 0.0
             lagging = await client.post("/virtual_assetbalance", json=BALANCE)
