@@ -33,7 +33,8 @@ import asyncpg
 log = logging.getLogger(__name__)
 
 SESSION_ATTRS = ("any", "read-write", "primary", "read-only", "standby", "prefer-standby")
-# Per host: a host that does not answer at all must not hold the others up for asyncpg's 60 s.
+# Per host: a host that does not answer at all must not hold the others, or a request, up for
+# asyncpg's 60 s.
 DEFAULT_HOST_TIMEOUT_S = 10.0
 
 
@@ -122,13 +123,14 @@ async def _session_fits(conn: asyncpg.Connection[Any], target: str) -> tuple[boo
 
 async def connect(dsn: str, **kwargs: Any) -> asyncpg.Connection[Any]:
     """A connection to the first host of `dsn` that answers and fits its
-    `target_session_attrs` (the module docstring). `kwargs` go to `asyncpg.connect`; with
-    several hosts `timeout` is per host (DEFAULT_HOST_TIMEOUT_S unless given)."""
+    `target_session_attrs` (the module docstring). `kwargs` go to `asyncpg.connect`; its
+    `timeout` (per host) is DEFAULT_HOST_TIMEOUT_S unless given, not asyncpg's 60 s: a request
+    waiting for a connection to a host that does not answer gets its 503 sooner."""
     found = candidates(dsn)
+    kwargs.setdefault("timeout", DEFAULT_HOST_TIMEOUT_S)
     if len(found.dsns) == 1:
         single: asyncpg.Connection[Any] = await asyncpg.connect(found.dsns[0], **kwargs)
         return single
-    kwargs.setdefault("timeout", DEFAULT_HOST_TIMEOUT_S)
     reasons: list[str] = []
     fallback: asyncpg.Connection[Any] | None = None
     for number, one in enumerate(found.dsns, start=1):
