@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 
 from harness.postgres import create_database
-from vnode.db.connect import NoServerAvailable, candidates, connect
+from vnode.db.connect import NoServerAvailable, candidates, connect, with_default_target
 from vnode.db.dsn import with_database
 from vnode.db.pool import create_pool
 
@@ -124,6 +124,14 @@ def test_a_dsn_is_cut_into_one_dsn_per_host() -> None:
     assert candidates(one).dsns == (one,)  # one host: handed to asyncpg as it is
     with pytest.raises(ValueError):
         candidates("postgresql://h1,h2/vnode?target_session_attrs=whatever")
+    # A read replica's pool prefers a standby unless the DSN says otherwise.
+    assert with_default_target(one, "prefer-standby") == one
+    both = "postgresql://u@h1,h2/vnode"
+    assert candidates(with_default_target(both, "prefer-standby")).target_session_attrs == (
+        "prefer-standby"
+    )
+    told = both + "?target_session_attrs=standby"
+    assert with_default_target(told, "prefer-standby") == told
 
 
 async def test_hosts_that_answer_an_error_or_are_read_only_are_skipped(
