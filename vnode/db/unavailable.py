@@ -22,7 +22,10 @@ import asyncpg
 # (QueryCanceledError) is not here: it is a timeout someone set, not the database going away.
 # InterfaceError covers ConnectionDoesNotExistError ("connection was closed in the middle of
 # operation"); a ReadOnlySQLTransactionError on a write is a primary demoted under a pooled
-# connection.
+# connection. InternalClientError ("cannot switch to state N; another operation (2) is in
+# progress") is what asyncpg 0.32 raises on a pooled connection whose backend was terminated
+# while it was idle (asyncpg issue #1069): nothing was sent, and the dead connection leaves the
+# pool on release.
 DATABASE_DOWN: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresConnectionError,
@@ -31,6 +34,7 @@ DATABASE_DOWN: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.InterfaceError,
     asyncpg.exceptions.ReadOnlySQLTransactionError,
+    asyncpg.exceptions.InternalClientError,
 )
 
 # A connection may be lost after a money function committed and before its answer came back, so
