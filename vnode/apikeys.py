@@ -255,7 +255,9 @@ class KeyVerifier:
             # A half-open TCP connection (peer gone without a FIN) fires no termination
             # callback; only a round trip finds it.
             await listener.fetchval("SELECT 1", timeout=LISTEN_CHECK_TIMEOUT_S)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+        except Exception:  # any failure of the check (asyncpg also raises InternalClientError
+            # on a connection whose backend was terminated): not alive, and the keeper must
+            # live on to reconnect, never die of an exception class nobody listed
             return False
         return True
 

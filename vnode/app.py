@@ -36,6 +36,7 @@ from vnode.console import routes as console_routes
 from vnode.console.traffic import roll_up
 from vnode.db.migrate import migrate
 from vnode.db.pool import create_pool
+from vnode.db.reads import ReadRouting
 from vnode.events.dispatcher import Dispatcher
 from vnode.keys import SoftwareSigner, load_or_create_seed
 from vnode.lightning.base import LightningBackend
@@ -109,6 +110,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
                 database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
             )
             stack.push_async_callback(pool.close)
+            reads = await _reads(settings, pool)
+            stack.push_async_callback(reads.close)
             async with pool.acquire() as conn:
                 applied = await migrate(conn)
             if applied:
@@ -135,6 +138,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
                 PaymentSender(pool, backend, monitor, settings),
                 supervisor,
                 rate=RateLimiter.from_settings(pool, settings),
+                reads=reads,
             )
             dispatcher = _dispatcher(settings, pool)
             stack.push_async_callback(dispatcher.close)
@@ -209,6 +213,24 @@ async def _monitor(
             extra={"node_url": settings.node_url},
         )
     return monitor
+
+
+async def _reads(settings: Settings, pool: asyncpg.Pool) -> ReadRouting:
+    """The read routing; with VNODE_DATABASE_READ_URL, the replica's pool beside the primary's.
+    A replica that cannot be reached at start is no reason not to start: reads use the
+    primary until its pool answers (vnode/db/reads.py)."""
+    replica = None
+    if settings.database_read_url is not None:
+        replica = await create_pool(
+            settings.database_read_url.get_secret_value(),
+            min_size=0,
+            max_size=settings.db_pool_max,
+            application_name="vnode-read",
+            read_only=True,
+        )
+    routing = ReadRouting(pool, replica, max_lag_s=settings.read_max_lag_s)
+    await routing.start()
+    return routing
 
 
 def _dispatcher(settings: Settings, pool: asyncpg.Pool) -> Dispatcher:

@@ -11,7 +11,6 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated
 
-import asyncpg
 import typer
 import uvicorn
 from pydantic import SecretStr
@@ -30,6 +29,7 @@ from vnode.cli_proofs import proofs_app
 from vnode.cli_status import status
 from vnode.cli_webhooks import webhooks_app
 from vnode.datadir import published, serve_url_file
+from vnode.db.connect import connect
 from vnode.db.migrate import migrate as apply_migrations
 from vnode.db.pool import DbConnection, create_pool
 from vnode.domain.amounts import parse_amount
@@ -226,7 +226,7 @@ async def _prepare(settings: Settings, dsn: str) -> None:
 
     After an operator revoked every admin key (incident response), a restart must not mint and
     print a new one into the service's logs: it says how to make one instead."""
-    conn = await asyncpg.connect(dsn)
+    conn = await connect(dsn)
     try:
         await apply_migrations(conn)
         if settings.admin_key is not None:

@@ -58,6 +58,7 @@ class ErrorCode(StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     UNAVAILABLE = "unavailable"
+    DATABASE_UNAVAILABLE = "database_unavailable"
     INTERNAL_ERROR = "internal_error"
     INVALID_URL = "invalid_url"
     UNSAFE_URL = "unsafe_url"
@@ -144,7 +145,12 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.NOT_FOUND: ErrorSpec(404, "No such endpoint or object."),
     ErrorCode.METHOD_NOT_ALLOWED: ErrorSpec(405, "The endpoint does not take this method."),
     ErrorCode.PAYLOAD_TOO_LARGE: ErrorSpec(413, "The body is larger than the service accepts."),
-    ErrorCode.UNAVAILABLE: ErrorSpec(503, "A dependency (the database) is not reachable."),
+    ErrorCode.UNAVAILABLE: ErrorSpec(503, "No database connection is free for a stream."),
+    ErrorCode.DATABASE_UNAVAILABLE: ErrorSpec(
+        503,
+        "The database cannot be reached (restarting, failing over): the effect is unknown, "
+        "send again with the same Idempotency-Key (docs/RELIABILITY.md).",
+    ),
     ErrorCode.INTERNAL_ERROR: ErrorSpec(
         500, "Something failed inside vnode; the log has the details under the request id."
     ),

@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = None
     db_pool_min: int = Field(default=2, ge=1)
     db_pool_max: int = Field(default=16, ge=1)
+    # A read replica for balances, history and the console's pages (docs/RELIABILITY.md, "Read
+    # replicas"): unset, every read uses database_url. Reads about a user this process just
+    # wrote for, and every read while the replica lags more than read_max_lag_s, use the primary.
+    database_read_url: SecretStr | None = None
+    read_max_lag_s: float = Field(default=1.0, gt=0)
     # When set, this exact value is accepted as an admin key (bootstrap for scripts and tests).
     admin_key: SecretStr | None = None
     # Hex master seed for virtual-node keys; unset: <data_dir>/master_seed (created, mode 0600).

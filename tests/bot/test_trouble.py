@@ -17,7 +17,7 @@ from tests.bot.conftest import (
 )
 from tests.bot.cutting_proxy import CuttingProxy
 from tests.support import ServeProcess, free_port, wait_until
-from vnode.bot.runtime import BotRuntime
+from vnode.bot.runtime import CHAT_RETRY, BotRuntime
 from vnode.demo.bot_api import FakeTelegram
 
 
@@ -170,7 +170,8 @@ async def test_an_unknown_outcome_is_never_called_nothing_sent(
     alice, bob = await two_users(telegram, vnode)
     await funded(vnode, alice, 10_000)
     asked = await asks_to_confirm(telegram, alice, f"/send 2000 {bob.id} rent")
-    proxy.cut_next = 3  # the first attempt and both retries: the outcome stays unknown
+    # Every send the client's chat policy makes: the outcome stays unknown.
+    proxy.cut_next = CHAT_RETRY.attempts
     press(telegram, alice, asked, "Confirm")
     unsure = await telegram.wait_for(alice.id, lambda m: "don't know yet" in (m.text or ""))
     assert [t for t, _ in unsure.buttons()] == ["Try again"]

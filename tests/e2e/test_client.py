@@ -16,7 +16,7 @@ import pytest
 from tests.e2e.payments.test_payments import reserve_for
 from tests.lightning_support import SimControl
 from tests.support import ADMIN_KEY, RGB_ASSET, new_user_id
-from vnode.client import VNodeClient, VNodeError, VNodeUnavailable
+from vnode.client import RetryPolicy, VNodeClient, VNodeError, VNodeUnavailable
 
 
 @pytest.fixture
@@ -198,18 +198,22 @@ async def test_ready(vnode: VNodeClient) -> None:
 async def test_transport_failure_is_unavailable(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     secret = "never-log-" + "s" * 30
-    async with VNodeClient("http://127.0.0.1:9", secret, timeout_s=2) as down:
+    quick = RetryPolicy(attempts=3, base_s=0.01, cap_s=0.02)
+    async with VNodeClient("http://127.0.0.1:9", secret, timeout_s=2, retry=quick) as down:
         assert secret not in repr(down)
         with pytest.raises(VNodeUnavailable) as caught:
             await down.transfer(1, 2, amount_msat=1000, idempotency_key="retry-me")
+        assert down.resends == 2  # sent three times in all, with the same key, then raised
         assert isinstance(caught.value, VNodeError)
         assert caught.value.status == 0 and caught.value.code == "transport_error"
         assert caught.value.idempotency_key == "retry-me"
         with pytest.raises(VNodeUnavailable) as generated:
             await down.send_payment(1, "lnbc1")
         assert generated.value.idempotency_key
+        resent = down.resends
         with pytest.raises(VNodeUnavailable):
             await down.ready()
+        assert down.resends == resent  # /readyz is never resent: its 503 is an answer
     assert secret not in caplog.text
     assert secret not in str(caught.value) and secret not in repr(caught.value)
 

@@ -12,6 +12,7 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from vnode.apikeys import KeyVerifier, Principal, Scope
+from vnode.db.reads import ReadRouting
 from vnode.errors import ApiError, ErrorCode
 from vnode.keys import Signer
 from vnode.ledger.calls import Idempotency
@@ -40,6 +41,17 @@ class Services:
     workers: Supervisor
     # Rate limits per API key (docs/LIMITS.md); None: none (tests that build Services alone).
     rate: RateLimiter | None = None
+    # Reads that may use the read replica (vnode/db/reads.py); None: every read on `pool`.
+    reads: ReadRouting | None = None
+
+    def read_pool(self, user_id: int | None = None) -> asyncpg.Pool:
+        """The pool for a read about `user_id` (balances, history, console pages)."""
+        return self.pool if self.reads is None else self.reads.for_user(user_id)
+
+    def wrote_for(self, *user_ids: int) -> None:
+        """A write for these users committed: their next reads see it (vnode/db/reads.py)."""
+        if self.reads is not None:
+            self.reads.note_write(*user_ids)
 
 
 async def get_services(request: Request) -> Services:

@@ -125,7 +125,7 @@ def documented_errors(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
         ErrorCode.FORBIDDEN,
         ErrorCode.RATE_LIMITED,
         ErrorCode.PAYLOAD_TOO_LARGE,
-        ErrorCode.UNAVAILABLE,
+        ErrorCode.DATABASE_UNAVAILABLE,
         ErrorCode.INTERNAL_ERROR,
     )
     for code in dict.fromkeys((*codes, *always)):

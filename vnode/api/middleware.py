@@ -12,35 +12,42 @@ import re
 import time
 import uuid
 
-import asyncpg
+import orjson
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vnode.api.errors import error_response
+from vnode.db.unavailable import (
+    DATABASE_DOWN,
+    DATABASE_DOWN_MESSAGE,
+    RETRY_AFTER_S,
+    describe,
+)
 from vnode.errors import CATALOGUE, ErrorCode
+from vnode.lndhub import wire as lndhub_wire
+from vnode.lnurl.wire import LudError
 from vnode.logs import request_id_var
 from vnode.metrics import Metrics
 
 log = logging.getLogger("vnode.http")
 _CLIENT_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
 
-# PostgreSQL out of reach: refused or lost connections (OSError covers ConnectionRefusedError
-# and a socket that is gone), a server shutting down or starting (PostgresConnectionError,
-# CannotConnectNowError) and a connection closed under a query (InterfaceError). A dependency
-# failing, not a bug: 503, never 500.
-DATABASE_DOWN: tuple[type[Exception], ...] = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.InterfaceError,
-)
-# A connection may be lost after a money function committed and before its answer came back, so
-# the caller is told the effect is unknown and how to find out: a retry with the same
-# Idempotency-Key answers what happened, or does it once.
-DATABASE_DOWN_MESSAGE = (
-    "the database cannot be reached; whether this request took effect is unknown: retry it "
-    "with the same Idempotency-Key (which never applies it twice), or read the state first"
-)
+
+def database_down_response(path: str, request_id: str) -> Response:
+    """503 with Retry-After in the shape the caller reads: LndHub's for /lndhub (code 6, the
+    general error, which no wallet takes as "log in again"), a LUD error for LNURL, vnode's
+    `database_unavailable` for everything else."""
+    headers = {"x-request-id": request_id, "retry-after": str(RETRY_AFTER_S)}
+    status = CATALOGUE[ErrorCode.DATABASE_UNAVAILABLE].status
+    if path.startswith("/lndhub"):
+        body = lndhub_wire.database_down().body()
+        return Response(orjson.dumps(body), status, headers, "application/json")
+    if path.startswith(("/.well-known/lnurlp/", "/lnurlp/")):
+        lud = LudError(reason="the service is briefly unavailable: try again in a moment")
+        return Response(orjson.dumps(lud.wire()), status, headers, "application/json")
+    return error_response(
+        status, ErrorCode.DATABASE_UNAVAILABLE.value, DATABASE_DOWN_MESSAGE, headers
+    )
 
 
 def _request_id(scope: Scope) -> str:
@@ -81,23 +88,17 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except DATABASE_DOWN as exc:
+            # One line, no traceback: the database failing is not vnode's bug.
             log.warning(
-                "database unreachable: %s: %s",
-                type(exc).__name__,
-                exc,
+                "database unavailable: %s",
+                describe(exc),
                 extra={"path": scope["path"]},
             )
             self.metrics.ledger_errors.labels("database_down").inc()
             if not response_started:
-                spec = CATALOGUE[ErrorCode.UNAVAILABLE]
-                response = error_response(
-                    spec.status,
-                    ErrorCode.UNAVAILABLE.value,
-                    DATABASE_DOWN_MESSAGE,
-                    {"x-request-id": request_id, "retry-after": "1"},
-                )
+                response = database_down_response(scope["path"], request_id)
                 await response(scope, receive, send)
-                status = spec.status
+                status = response.status_code
         except Exception:
             # Details go to the log only; the caller gets the request id to quote.
             log.exception("unhandled error", extra={"path": scope["path"]})

@@ -43,6 +43,7 @@ async def _move(
     answer = await admin_move(
         services.pool, services.signer, command, idempotency(key, idempotency_key)
     )
+    services.wrote_for(body.user_id)
     return answer_response(answer)
 
 

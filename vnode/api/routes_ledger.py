@@ -43,6 +43,7 @@ router = APIRouter(tags=["virtual nodes"])
 )
 async def virtual_node(body: UserBody, _key: ReceiveKey, services: ServicesDep) -> Response:
     node = await nodes.ensure_node(services.pool, services.signer, body.user_id)
+    services.wrote_for(body.user_id)  # a new node: its reads see it at once
     return json_response(
         {
             "user_id": node.user_id,
@@ -64,6 +65,7 @@ async def handle_transfer(
     answer = await transfers.transfer(
         services.pool, services.signer, command, idempotency(key, idempotency_key)
     )
+    services.wrote_for(body.from_user_id, body.to_user_id)
     services.metrics.transfers.labels(
         "completed" if answer.ok else answer.code,
         "BTC" if body.asset_id == BTC else "RGB",
@@ -74,7 +76,9 @@ async def handle_transfer(
 async def handle_assetbalance(
     services: Services, body: AssetBalanceBody, _key: Principal, _idempotency_key: str | None
 ) -> Response:
-    found = await balances.asset_balance(services.pool, body.user_id, body.asset_id)
+    found = await balances.asset_balance(
+        services.read_pool(body.user_id), body.user_id, body.asset_id
+    )
     if found is None:
         raise ApiError(ErrorCode.UNKNOWN_USER)
     return json_response(
@@ -135,7 +139,7 @@ hot.include(router, HOT_ROUTES)
 
 
 async def _require_node(services: ServicesDep, user_id: int) -> None:
-    if not await balances.node_exists(services.pool, user_id):
+    if not await balances.node_exists(services.read_pool(user_id), user_id):
         raise ApiError(ErrorCode.UNKNOWN_USER)
 
 
@@ -150,7 +154,7 @@ async def _require_node(services: ServicesDep, user_id: int) -> None:
     },
 )
 async def virtual_balances(body: UserBody, _key: ReadKey, services: ServicesDep) -> Response:
-    found = await balances.all_balances(services.pool, body.user_id)
+    found = await balances.all_balances(services.read_pool(body.user_id), body.user_id)
     if found is None:
         raise ApiError(ErrorCode.UNKNOWN_USER)
     return json_response(balances.balances_json(body.user_id, found))
@@ -180,7 +184,7 @@ async def virtual_history(body: HistoryBody, _key: ReadKey, services: ServicesDe
             raise ApiError(ErrorCode.INVALID_CURSOR) from None
     await _require_node(services, body.user_id)
     entries, next_cursor = await history.history_page(
-        services.pool, body.user_id, body.limit, before_id
+        services.read_pool(body.user_id), body.user_id, body.limit, before_id
     )
     return json_response(
         {

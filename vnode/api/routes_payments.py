@@ -85,6 +85,7 @@ async def virtual_sendpayment(
 ) -> Response:
     command = PayCommand(body.user_id, body.invoice, body.amt_msat, body.fee_limit_msat)
     answer = await services.sender.pay(command, idempotency(key, idempotency_key))
+    services.wrote_for(body.user_id)
     return answer_response(answer)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import httpx
 from pydantic import SecretStr
 from redis import Redis
@@ -24,6 +23,7 @@ from vnode import apikeys
 from vnode.apikeys import Scope
 from vnode.bot.settings import DEFAULT_VNODE_URL, BotSettings
 from vnode.datadir import bot_key_file, redis_socket_url, serve_url_file, write_private
+from vnode.db.connect import connect
 from vnode.db.migrate import migrate
 
 BOT_KEY_NAME = "bitmask"
@@ -59,7 +59,7 @@ async def bot_key(data_dir: Path, dsn: str) -> str:
     key = stored_key(data_dir)
     if key is not None:
         return key
-    conn = await asyncpg.connect(dsn)
+    conn = await connect(dsn)
     try:
         await migrate(conn)  # the bot may start before vnode serve ever ran here
         _, key = await apikeys.create_key(conn, BOT_KEY_NAME, Scope.SPEND)

@@ -9,7 +9,6 @@ from collections.abc import Coroutine
 from contextlib import AsyncExitStack
 from typing import Any
 
-import asyncpg
 from aiogram import Bot, Dispatcher
 from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
 from aiogram.types import BotCommand
@@ -25,10 +24,14 @@ from vnode.bot.notify import Notifier
 from vnode.bot.profiles import ProfileStore, migrate_profiles
 from vnode.bot.settings import DEFAULT_VNODE_URL, BotSettings, required
 from vnode.bot.telegram import make_bot
-from vnode.client import VNodeClient
+from vnode.client import RetryPolicy, VNodeClient
+from vnode.db.pool import create_pool
 from vnode.runtime import StopSignals
 
 log = logging.getLogger(__name__)
+# A user waits in the chat: resend an unknown outcome for about 10 s (a planned switchover
+# takes about 6 s), then say "don't know yet" with a Try again button (handlers/send.py).
+CHAT_RETRY = RetryPolicy(attempts=5, base_s=0.25, cap_s=3.0, total_s=10.0)
 COMMANDS = [
     BotCommand(command="start", description="Open your wallet"),
     BotCommand(command="balance", description="What you hold"),
@@ -73,17 +76,23 @@ class BotRuntime:
     async def start(self) -> None:
         s = self.settings
         stack = self._stack
-        pool = await asyncpg.create_pool(
-            required(s.database_url, "VNODE_DATABASE_URL"), min_size=1, max_size=8
+        pool = await create_pool(
+            required(s.database_url, "VNODE_DATABASE_URL"),
+            min_size=1,
+            max_size=8,
+            application_name="vnode-bot",
         )
-        assert pool is not None
         stack.push_async_callback(pool.close)
         async with pool.acquire() as conn:
             await migrate_profiles(conn)
         redis = Redis.from_url(required(s.redis_url, "VNODE_REDIS_URL"))
         stack.push_async_callback(redis.aclose)
         vnode = await stack.enter_async_context(
-            VNodeClient(s.url or DEFAULT_VNODE_URL, required(s.api_key, "VNODE_API_KEY"))
+            VNodeClient(
+                s.url or DEFAULT_VNODE_URL,
+                required(s.api_key, "VNODE_API_KEY"),
+                retry=CHAT_RETRY,
+            )
         )
         bot = make_bot(required(s.bot_token, "VNODE_BOT_TOKEN"), s.bot_api_url)
         stack.push_async_callback(bot.session.close)

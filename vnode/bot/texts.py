@@ -295,6 +295,7 @@ _BY_CODE = {
     "address_taken": "That name is taken. Choose another.",
     "no_address": "You have no Lightning Address yet: /address yourname claims one.",
     "unavailable": UNREACHABLE,
+    "database_unavailable": UNREACHABLE,
     "transport_error": UNREACHABLE,
 }
 

@@ -220,15 +220,17 @@ async def overview(services: ServicesDep, session: SessionDep) -> Response:
 
 @router.get("/payments")
 async def payments_page(services: ServicesDep, session: SessionDep) -> Response:
-    return _page("payments.html", session, payments=await queries.pending_payments(services.pool))
+    return _page(
+        "payments.html", session, payments=await queries.pending_payments(services.read_pool())
+    )
 
 
 @router.get("/payments/{payment_id}")
 async def payment_page(payment_id: RowId, services: ServicesDep, session: SessionDep) -> Response:
-    found = await queries.payment(services.pool, payment_id)
+    found = await queries.payment(services.read_pool(), payment_id)
     if found is None:
         raise ConsoleRefusal(404, f"No payment {payment_id}.")
-    life = await queries.payment_life(services.pool, found["user_id"], found["payment_hash"])
+    life = await queries.payment_life(services.read_pool(), found["user_id"], found["payment_hash"])
     return _page("payment.html", session, payment=found, **life)
 
 
@@ -244,7 +246,7 @@ async def users_page(services: ServicesDep, session: SessionDep, q: str | None =
 
 @router.get("/users/{user_id}")
 async def user_page(user_id: RowId, services: ServicesDep, session: SessionDep) -> Response:
-    found = await queries.user_page(services.pool, user_id)
+    found = await queries.user_page(services.read_pool(), user_id)
     if found is None:
         raise ConsoleRefusal(404, f"No user {user_id}: no movement has made the user's node yet.")
     limits = await limits_store.user_limits(services.pool, user_id)
@@ -256,7 +258,7 @@ async def alerts_page(services: ServicesDep, session: SessionDep) -> Response:
     return _page(
         "alerts.html",
         session,
-        alerts=await queries.alerts(services.pool),
+        alerts=await queries.alerts(services.read_pool()),
         webhooks=await endpoints.list_endpoints(services.pool),
         dead=await endpoints.dead_letters(services.pool),
     )
@@ -279,7 +281,7 @@ async def traffic_page(
     span = traffic.WINDOWS.get(window)
     if span is None:
         raise ConsoleRefusal(400, f"Unknown window {window[:20]!r}: hour, day or month.")
-    figures = await traffic.figures(services.pool, span)
+    figures = await traffic.figures(services.read_pool(), span)
     plots = [
         line_plot(title, figures.times, series, unit=unit)
         for title, series, unit in figures.plots()
@@ -377,6 +379,7 @@ async def move(
 
     async def run() -> Outcome:
         answer = await admin_move(services.pool, services.signer, command, idempotency)
+        services.wrote_for(body.user_id)  # the user's page then reads the primary
         return Outcome(answer.code, answer.detail)
 
     details = {"asset_id": body.asset_id, "amount": body.amount}

@@ -33,7 +33,8 @@ CODE_MEANINGS: dict[int, str] = {
     BAD_AUTH: "bad auth: unknown, expired or revoked credentials or token",
     NOT_ENOUGH_BALANCE: "not enough balance, an expired invoice, a wrong network or a limit",
     NOT_A_VALID_INVOICE: "not a valid invoice",
-    GENERAL_ERROR: "general server error (the node is unavailable: nothing was paid)",
+    GENERAL_ERROR: "general server error: the node is unavailable (nothing was paid), or "
+    "the database briefly is (503 with Retry-After: check the transactions before paying again)",
     ALREADY_PAID: "the invoice was already paid by someone else",
     BAD_ARGUMENTS: "bad arguments, or a read-only (invoice) account asked to pay",
     IN_TRANSIT: "the payment is in flight: it did not fail, do not pay again",
@@ -79,6 +80,18 @@ REFUSALS: dict[str, tuple[int, int]] = {
     ErrorCode.PAYMENT_IN_PROGRESS.value: (409, IN_TRANSIT),
     ErrorCode.NODE_UNAVAILABLE.value: (503, GENERAL_ERROR),
 }
+
+
+def database_down() -> LndHubError:
+    """The database out of reach (api/middleware.py): 503 and the general error. Unlike the
+    node's 503, a payment may have been booked before the connection was lost: the wallet is
+    told to look at its transactions before paying again (docs/WALLETS.md)."""
+    return LndHubError(
+        503,
+        GENERAL_ERROR,
+        "the service is briefly unavailable; a payment sent now may or may not have been made: "
+        "check your transactions before paying again",
+    )
 
 
 def refusal(code: str, message: str) -> LndHubError:

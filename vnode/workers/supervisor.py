@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from enum import Enum
 
+from vnode.db.unavailable import DATABASE_DOWN, describe
 from vnode.lightning.base import NodeLocked
 from vnode.logs import LogOnChange
 from vnode.metrics import Metrics
@@ -81,6 +82,20 @@ class Supervisor:
                     logging.WARNING,
                     "worker waits for the node: %s",
                     exc,
+                    extra={"worker": name, "retry_in_s": backoff_s},
+                )
+            except DATABASE_DOWN as exc:
+                # A restart or a failover: the pool reconnects on the next pass (or finds the
+                # new primary, vnode/db/connect.py). Counted, and said once per outage in one
+                # line: a traceback per pass per worker would bury the log.
+                self.failures[name] += 1
+                backoff_s = min(max(backoff_s * 2, 0.5), MAX_BACKOFF_S)
+                self._said.log(
+                    name,
+                    "database",
+                    logging.WARNING,
+                    "worker waits for the database: %s",
+                    describe(exc),
                     extra={"worker": name, "retry_in_s": backoff_s},
                 )
             except Exception:

@@ -31,7 +31,7 @@ from tests.bot.cutting_proxy import CuttingProxy
 from tests.support import new_user_id, wait_until
 from vnode.bot import texts
 from vnode.bot.confirmations import PendingAction, PendingActions
-from vnode.bot.runtime import BotRuntime
+from vnode.bot.runtime import CHAT_RETRY, BotRuntime
 from vnode.bot.settings import BotSettings
 from vnode.demo.bot_api import FakeTelegram, TgUser
 
@@ -377,7 +377,7 @@ async def test_l10_foreign_tap_cannot_take_owners_action(
     store: PendingActions = dispatcher["ctx"].pending
     _Interleaving(store, mallory.id, monkeypatch)
     dispatcher.callback_query.outer_middleware(_remember_presser)
-    proxy.cut_next = 3  # the transfer and both retries: vnode carries it out, unanswered
+    proxy.cut_next = CHAT_RETRY.attempts  # every send: vnode carries it out, unanswered
     press(telegram, alice, asked, "Confirm")
     tap = press(telegram, mallory, asked, "Cancel")  # both taps land together
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
 import pytest
 
 from tests.support import wait_until
@@ -43,3 +44,28 @@ async def test_failures_are_counted_and_a_locked_node_only_waited_for(
     assert tracebacks and all(getattr(r, "worker", None) == "broken" for r in tracebacks)
     assert all("bug" in str(r.exc_info[1]) for r in tracebacks if r.exc_info)
     assert any("waits for the node" in r.getMessage() for r in ours)
+
+
+async def test_a_worker_waits_out_the_database_and_recovers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The database gone (a real refused connection) is said once, without a traceback, and
+    the worker completes passes again once it is back."""
+    calls = {"n": 0}
+
+    async def step() -> None:
+        calls["n"] += 1
+        if calls["n"] <= 3:  # the database is down for three passes
+            await asyncpg.connect("postgresql://vnode@127.0.0.1:9/vnode", timeout=5)
+
+    supervisor = Supervisor()
+    with caplog.at_level(logging.WARNING, logger="vnode.workers.supervisor"):
+        supervisor.every("db-worker", 0.01, step)
+        await wait_until(
+            lambda: "db-worker" in supervisor.last_success, 20, "a pass after the outage"
+        )
+        await supervisor.stop()
+    assert supervisor.failures["db-worker"] == 3
+    said = [r for r in caplog.records if getattr(r, "worker", None) == "db-worker"]
+    assert len(said) == 1 and "waits for the database" in said[0].getMessage()
+    assert said[0].exc_info is None

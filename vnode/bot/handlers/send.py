@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
@@ -41,8 +40,6 @@ log = logging.getLogger(__name__)
 _INVOICE = re.compile(r"(?:lightning:)?(ln(?:bc|tb|bcrt|sb)[0-9a-z]+)", re.IGNORECASE)
 # vnode's limit on a memo (vnode/api/schemas.py), checked before the question is asked.
 MEMO_MAX_CHARS = 256
-# A money call that found vnode unreachable is retried (same Idempotency-Key) this often.
-_RETRY_DELAYS_S = (0.3, 1.0)
 
 
 class PayFlow(StatesGroup):
@@ -346,22 +343,20 @@ async def _carry_out_payment(
 async def _money_call(
     action: PendingAction, ctx: BotContext, call: Callable[[], Awaitable[str]]
 ) -> str:
-    """Run a money call; when its outcome is unknown (no answer, a 5xx, an answer we cannot
-    read), retry with the same key, and if it stays unknown put the action back so that
-    "Try again" can be pressed (it can only ever be carried out once)."""
-    for delay in (*_RETRY_DELAYS_S, None):
-        try:
-            return await call()
-        except VNodeError as exc:
-            if is_refusal(exc):
-                return texts.refusal(exc)
-            log.warning(
-                "money call outcome unknown: %s",
-                exc.code,
-                extra={"status": exc.status, "request_id": exc.request_id},
-            )
-        if delay is not None:
-            await asyncio.sleep(delay)
+    """Run a money call. vnode.client resends it by itself, with the same Idempotency-Key,
+    while its outcome is unknown (no answer, a 5xx such as `database_unavailable` during a
+    failover: its RetryPolicy); if it stays unknown, the action is put back so that "Try
+    again" can be pressed (it can only ever be carried out once)."""
+    try:
+        return await call()
+    except VNodeError as exc:
+        if is_refusal(exc):
+            return texts.refusal(exc)
+        log.warning(
+            "money call outcome unknown: %s",
+            exc.code,
+            extra={"status": exc.status, "request_id": exc.request_id},
+        )
     await ctx.pending.put(action.model_copy(update={"attempted": True}), ttl_s=ATTEMPTED_TTL_S)
     return texts.UNREACHABLE_AMBIGUOUS
 

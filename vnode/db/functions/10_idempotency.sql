@@ -35,6 +35,12 @@ BEGIN
     IF r.endpoint <> p_endpoint OR r.request_hash <> p_hash THEN
         code := 'idempotency_key_reused';
     ELSE
+        -- A replay must not confirm a commit a synchronous standby may not have: a first
+        -- request whose commit wait was cut short (its connection lost, a cancel) is visible
+        -- here before the standby has it. A write makes this transaction's own commit wait
+        -- for the standby, and its commit record comes after the stored answer's, so the
+        -- answer is only returned once the standby has both (docs/adr/0023).
+        UPDATE idempotency_keys k SET code = k.code WHERE k.owner = p_owner AND k.key = p_key;
         code := r.code;
         detail := r.detail;
         result := r.result;

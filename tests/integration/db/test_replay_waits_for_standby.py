@@ -1,0 +1,136 @@
+"""A replay of a stored answer must not confirm a commit a synchronous standby may not have
+(docs/adr/0023). With `synchronous_standby_names` naming a standby that never comes, every
+writing commit waits for it (wait event SyncRep): a replay of a transfer must wait too, not
+answer from what this server alone has. PostgreSQL here is a cluster of the test's own, since
+the setting is server-wide."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+from pathlib import Path
+
+import asyncpg
+
+from harness.waits import wait_until
+from vnode.db.embedded import EmbeddedPostgres
+from vnode.db.migrate import migrate
+from vnode.db.pool import create_pool
+from vnode.keys import SoftwareSigner
+from vnode.ledger.admin import AdminCommand, AdminMove, admin_move
+from vnode.ledger.calls import Idempotency
+from vnode.ledger.transfers import TransferCommand, transfer
+
+SIGNER = SoftwareSigner(bytes.fromhex("11" * 32))
+
+
+async def _sync_standby(conn: asyncpg.Connection, names: str) -> None:
+    await conn.execute(f"ALTER SYSTEM SET synchronous_standby_names = '{names}'")
+    await conn.execute("SELECT pg_reload_conf()")
+    await wait_until(
+        lambda: _setting_is(conn, names), what=f"synchronous_standby_names = {names!r}"
+    )
+
+
+async def _setting_is(conn: asyncpg.Connection, names: str) -> bool:
+    return bool(await conn.fetchval("SHOW synchronous_standby_names") == names)
+
+
+async def test_a_replay_waits_for_the_synchronous_standby(tmp_path: Path) -> None:
+    cluster = EmbeddedPostgres(tmp_path / "pg" / "data")
+    dsn = await asyncio.to_thread(cluster.start)
+    try:
+        admin = await asyncpg.connect(dsn)
+        await migrate(admin)
+        pool = await create_pool(dsn, min_size=1, max_size=4)
+        try:
+            credit = AdminCommand(AdminMove.CREDIT, 1, "BTC", 10_000, "test")
+            funded = await admin_move(pool, SIGNER, credit, Idempotency("test", None))
+            assert funded.code == "ok", funded
+            key = Idempotency("test", "replay-1")
+            move = TransferCommand(1, 2, "BTC", 1000, None)
+            first = await transfer(pool, SIGNER, move, key)
+            assert first.code == "ok", first
+
+            await _sync_standby(admin, "ghost")
+            replay = asyncio.create_task(transfer(pool, SIGNER, move, key))
+
+            async def waits_for_standby() -> bool:
+                return bool(
+                    await admin.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
+                    )
+                )
+
+            await wait_until(waits_for_standby, what="the replay waiting for the standby")
+            assert not replay.done()
+            await _sync_standby(admin, "")
+            again = await asyncio.wait_for(replay, 30)
+            assert again.body == first.body  # the stored answer, now on "both machines"
+        finally:
+            await pool.close()
+            await admin.close()
+    finally:
+        await asyncio.to_thread(cluster.stop)
+
+
+async def test_a_cancelled_money_call_does_not_cancel_its_commit_wait(tmp_path: Path) -> None:
+    """A request cancelled while its transfer's COMMIT waits for the standby (a client gone, a
+    shutdown) leaves the wait alone: cancelling it would make the transfer visible here
+    before the standby has it."""
+    cluster = EmbeddedPostgres(tmp_path / "pg" / "data")
+    dsn = await asyncio.to_thread(cluster.start)
+    try:
+        admin = await asyncpg.connect(dsn)
+        await migrate(admin)
+        pool = await create_pool(dsn, min_size=1, max_size=4)
+        try:
+            credit = AdminCommand(AdminMove.CREDIT, 1, "BTC", 10_000, "test")
+            funded = await admin_move(pool, SIGNER, credit, Idempotency("test", None))
+            assert funded.code == "ok", funded
+            await _sync_standby(admin, "ghost")
+            move = TransferCommand(1, 2, "BTC", 1000, None)
+            request = asyncio.create_task(transfer(pool, SIGNER, move, Idempotency("t", "c-1")))
+
+            async def waiting() -> int:
+                return int(
+                    await admin.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
+                    )
+                )
+
+            await wait_until(lambda: _positive(waiting()), what="the commit waiting")
+            request.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await request
+            # Still waiting: a cancel reaching PostgreSQL would have ended the wait. asyncpg
+            # sends a cancel from a task of the connection's; once none is in flight, any
+            # cancel has been delivered.
+            await wait_until(lambda: not _cancels_in_flight(pool), what="cancels delivered")
+            assert await waiting() == 1
+            await _sync_standby(admin, "")
+            await wait_until(lambda: _zero(waiting()), what="the commit done")
+            booked = await admin.fetchval(
+                "SELECT count(*) FROM virtual_transactions WHERE kind = 'transfer'"
+            )
+            assert booked == 1
+        finally:
+            await pool.close()
+            await admin.close()
+    finally:
+        await asyncio.to_thread(cluster.stop)
+
+
+def _cancels_in_flight(pool: asyncpg.Pool) -> bool:
+    # asyncpg's own bookkeeping (Connection._cancellations): the tasks sending cancel requests.
+    connections = [getattr(h, "_con", None) for h in getattr(pool, "_holders", [])]
+    return any(getattr(c, "_cancellations", None) for c in connections if c is not None)
+
+
+async def _positive(count: Awaitable[int]) -> bool:
+    return await count > 0
+
+
+async def _zero(count: Awaitable[int]) -> bool:
+    return await count == 0
