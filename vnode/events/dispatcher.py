@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from vnode.events.delivery import deliver_once
+from vnode.events.delivery import DELIVERY_BATCH, deliver_once
 from vnode.events.fanout import FAN_OUT_BATCH, fan_out_once
 from vnode.events.redis_stream import RedisStreamChannel
 from vnode.events.webhooks import Endpoint, WebhookChannel
@@ -24,10 +24,11 @@ from vnode.events.webhooks import Endpoint, WebhookChannel
 log = logging.getLogger(__name__)
 # Channels delivered at once; each holds a pool connection while it delivers.
 PARALLEL_CHANNELS = 4
-# Events a webhook endpoint reads, posts and acknowledges at a time. Smaller than the Redis
-# batch: an event waits for the batch before it to be posted, so a batch's time is its lag
-# (500 at about 900 deliveries/s was 0.7 s at p50; bench/events.py).
-WEBHOOK_BATCH = 100
+# Events a webhook endpoint reads, posts and acknowledges at a time. Each batch's due query
+# sorts the channel's whole due backlog (event_deliveries_due is ordered by next_attempt_at), so
+# batches of 100 cost PostgreSQL five times as much under a backlog and delivered 0.32 of the
+# events against 0.95 for 500 (bench/events.py, 2026-12-06; docs/PERFORMANCE.md).
+WEBHOOK_BATCH = DELIVERY_BATCH
 # The longest a webhook pass waits for an endpoint's task before it returns (the tasks go on).
 PASS_WAIT_S = 1.0
 # How long one fan-out pass goes on while every batch it takes is full: a backlog is worked

@@ -45,7 +45,7 @@ from vnode.tls import tls_context
 DELIVERY_TIMEOUT_S = 10.0
 # Deliveries in flight per endpoint (each a user's next event): enough to fill a batch on a
 # distant endpoint, few enough that the event loop's other work is not queued behind them.
-PARALLEL_USERS = 32
+PARALLEL_USERS = 64
 # A receiver's answer body is not used; read a little of it so the connection can be reused,
 # never a hostile receiver's gigabytes.
 MAX_ANSWER_BYTES = 64 * 1024
