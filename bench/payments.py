@@ -17,6 +17,9 @@ POST /admin/credit and pre-creates outside invoices of --amount-msat with POST /
       200 succeeded/failed: final, the latency is the response time;
       202 pending: POST /virtual_payment every --poll-s until it is final.
 
+The sim alone: payments per CPU-second of the simulated node in the direct run (its
+capacity on one core; the direct run's own rate is bound by the clients and the poll period).
+
 Time to final state is measured from the request to the answer that shows the final state.
 Only succeeded payments count towards payments/s.
 
@@ -576,6 +579,15 @@ def main(
         clean = run_audit(dsn, workdir / "data")
         ratio = via_vnode[0].rate / direct[0].rate if direct[0].rate else 0.0
         mine, theirs = via_vnode[0], direct[0]
+        # The sim alone: what one core of it carries, from its CPU time in the direct run (the
+        # direct run's rate is bound by the clients' poll period and count, not by the sim).
+        sim_cpu_s = direct[1].seconds(SIM)
+        sim_alone = theirs.succeeded / sim_cpu_s if sim_cpu_s else float("nan")
+        out.print(
+            f"the sim alone: {sim_alone:,.0f} payments per CPU-second of the sim "
+            f"({1e6 / sim_alone if sim_alone else float('nan'):,.0f} us per payment, "
+            f"{sim_cpu_s / max(theirs.seconds, 1e-9):.2f} cores during the direct run)"
+        )
         common.finish(
             json_path,
             "payments",
@@ -585,6 +597,7 @@ def main(
                 "vnode to final p99 ms": 1000 * _pct(mine.latencies_s, 99),
                 "sim-direct payments/s": theirs.rate,
                 "sim-direct to final p50 ms": 1000 * _pct(theirs.latencies_s, 50),
+                "sim alone, payments per sim CPU-second": sim_alone,
                 "vnode payments not succeeded": sum(mine.finals.values()) - mine.succeeded,
                 "audit clean (1 = yes)": 1.0 if clean else 0.0,
                 "other programs during vnode run, cores": via_vnode[1].foreign_user

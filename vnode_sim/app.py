@@ -12,6 +12,7 @@ from vnode_sim import routes_control, routes_rln
 from vnode_sim.config import SimConfig
 from vnode_sim.connection import DroppableFastAPI
 from vnode_sim.errors import install_error_handlers
+from vnode_sim.fast_path import FastPayments
 from vnode_sim.state import SimNode
 
 
@@ -36,6 +37,7 @@ def create_sim_app(config: SimConfig | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(routes_rln.router)
     app.include_router(routes_control.router)
+    app.add_middleware(FastPayments, node=node)  # the plain case of the payment routes
     return app
 
 

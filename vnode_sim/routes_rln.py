@@ -32,14 +32,16 @@ def sound(model: type[api.Model], answer: Json) -> Json:
     return answer
 
 
-def get_node(request: Request) -> SimNode:
+# Dependencies are coroutines: FastAPI runs a plain function in its thread pool, a thread hop
+# per request that was a good part of the sim's time per payment (bench/payments.py).
+async def get_node(request: Request) -> SimNode:
     node = request.app.state.sim_node
     assert isinstance(node, SimNode)
     return node
 
 
-def unlocked_node(request: Request) -> SimNode:
-    node = get_node(request)
+async def unlocked_node(request: Request) -> SimNode:
+    node = await get_node(request)
     node.require_unlocked()
     return node
 

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 MIN_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 3600.0
 DEAD_AFTER_S = 26 * 3600  # retried for more than 24 hours before the dead-letter list
+DELIVERY_BATCH = 500  # events read, sent and acknowledged together
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ async def deliver_once(
     channel: str,
     send: Sender,
     *,
-    batch: int = 500,
+    batch: int = DELIVERY_BATCH,
     dead_after_s: float = DEAD_AFTER_S,
 ) -> int:
     """Deliver what is due on `channel`; returns how many events were delivered."""
@@ -85,6 +86,8 @@ async def deliver_once(
         results = await send(events)
         attempts = {row["outbox_id"]: row["attempts"] for row in rows}
         delivered = [r.outbox_id for r in results if r.error is None]
+        failed = [r for r in results if r.error is not None]
+        tries = [attempts[f.outbox_id] + 1 for f in failed]
         if delivered:
             await conn.execute(
                 "UPDATE event_deliveries SET status = 'delivered', "
@@ -93,30 +96,31 @@ async def deliver_once(
                 channel,
                 delivered,
             )
-        for failed in results:
-            if failed.error is None:
-                continue
-            tries = attempts[failed.outbox_id] + 1
+        if failed:
+            # One statement for every failure of the batch, each with its own count and backoff.
             await conn.execute(
-                "UPDATE event_deliveries SET attempts = $3, last_error = $4, "
-                "next_attempt_at = now() + make_interval(secs => $5), "
-                "status = CASE WHEN created_at < now() - make_interval(secs => $6) "
+                "UPDATE event_deliveries d SET attempts = f.tries, last_error = f.error, "
+                "next_attempt_at = now() + make_interval(secs => f.backoff), "
+                "status = CASE WHEN d.created_at < now() - make_interval(secs => $2) "
                 "              THEN 'dead' ELSE 'pending' END "
-                "WHERE channel = $1 AND outbox_id = $2 AND status = 'pending'",
+                "FROM unnest($3::bigint[], $4::int[], $5::text[], $6::float8[]) "
+                "     AS f(outbox_id, tries, error, backoff) "
+                "WHERE d.channel = $1 AND d.outbox_id = f.outbox_id AND d.status = 'pending'",
                 channel,
-                failed.outbox_id,
-                tries,
-                failed.error[:500],
-                backoff_s(tries),
                 dead_after_s,
+                [f.outbox_id for f in failed],
+                tries,
+                [(f.error or "")[:500] for f in failed],
+                [backoff_s(t) for t in tries],
             )
+        for result, tries_now in zip(failed, tries, strict=True):
             log.warning(
                 "event delivery failed",
                 extra={
                     "channel": channel,
-                    "outbox_id": failed.outbox_id,
-                    "attempts": tries,
-                    "error": failed.error[:200],
+                    "outbox_id": result.outbox_id,
+                    "attempts": tries_now,
+                    "error": (result.error or "")[:200],
                 },
             )
         return len(delivered)

@@ -1,21 +1,45 @@
 """The outbox dispatcher: fan out, then deliver each channel. Runs in every vnode process;
-the database makes that safe (SKIP LOCKED fan-out, one deliverer per channel at a time)."""
+the database makes that safe (SKIP LOCKED fan-out, one deliverer per channel at a time).
+
+Each webhook endpoint is delivered by a task of its own, so a slow or failing endpoint never
+holds up the others: a pass starts a task for every endpoint that has none running, and
+returns as soon as one of them finishes (or after PASS_WAIT_S), not when the slowest does. An
+endpoint's channel, with its keep-alive connections, lives as long as the endpoint is
+unchanged (docs/adr/0025).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 import asyncpg
 
-from vnode.events.delivery import deliver_once
-from vnode.events.fanout import fan_out_once
+from vnode.events.delivery import DELIVERY_BATCH, deliver_once
+from vnode.events.fanout import FAN_OUT_BATCH, fan_out_once
 from vnode.events.redis_stream import RedisStreamChannel
 from vnode.events.webhooks import Endpoint, WebhookChannel
 
 log = logging.getLogger(__name__)
 # Channels delivered at once; each holds a pool connection while it delivers.
 PARALLEL_CHANNELS = 4
+# Events a webhook endpoint reads, posts and acknowledges at a time. Each batch's due query
+# sorts the channel's whole due backlog (event_deliveries_due is ordered by next_attempt_at), so
+# batches of 100 cost PostgreSQL five times as much under a backlog and delivered 0.32 of the
+# events against 0.95 for 500 (bench/events.py, 2026-12-06; docs/PERFORMANCE.md).
+WEBHOOK_BATCH = DELIVERY_BATCH
+# The longest a webhook pass waits for an endpoint's task before it returns (the tasks go on).
+PASS_WAIT_S = 1.0
+# How long one fan-out pass goes on while every batch it takes is full: a backlog is worked
+# off without the period's pause between batches, and the supervisor still sees passes end.
+FAN_OUT_PASS_S = 1.0
+
+
+@dataclass
+class _Delivering:
+    channel: WebhookChannel
+    task: asyncio.Task[int] | None = None
 
 
 class Dispatcher:
@@ -35,42 +59,100 @@ class Dispatcher:
             else None
         )
         self.allow_hosts = allow_hosts
+        self._gate = asyncio.Semaphore(PARALLEL_CHANNELS)
+        self._webhooks: dict[int, _Delivering] = {}
 
     async def fan_out(self) -> int:
-        return await fan_out_once(self.pool, redis_enabled=self.redis is not None)
+        """Fan out what is committed and hand it to Redis in the same pass: the stream's lag is
+        one fan-out period, not a fan-out period and a delivery period (the Redis loop still
+        delivers what this does not: retries, and what another process fanned out)."""
+        total = 0
+        loop = asyncio.get_running_loop()
+        until = loop.time() + FAN_OUT_PASS_S
+        while True:
+            fanned = await fan_out_once(self.pool, redis_enabled=self.redis is not None)
+            total += fanned
+            if fanned and self.redis is not None:
+                await self.deliver_redis()
+            if fanned < FAN_OUT_BATCH or loop.time() >= until:
+                return total
 
     async def deliver_redis(self) -> int:
         if self.redis is None:
             return 0
         return await deliver_once(self.pool, "redis", self.redis.send)
 
-    async def deliver_webhooks(self) -> int:
-        """Every endpoint side by side: a slow endpoint does not hold up the others, and one
-        endpoint's failure does not stop the rest. (Redis has a loop of its own.)"""
+    async def _endpoints(self) -> list[Endpoint]:
         # A secret replaced by a rotation signs too, until its grace period ends.
         rows = await self.pool.fetch(
             "SELECT id, url, secret, CASE WHEN previous_secret_until > now() "
             "THEN previous_secret END AS previous_secret "
             "FROM webhook_endpoints WHERE removed_at IS NULL ORDER BY id"
         )
-        gate = asyncio.Semaphore(PARALLEL_CHANNELS)
+        return [
+            Endpoint(row["id"], row["url"], row["secret"], row["previous_secret"]) for row in rows
+        ]
 
-        async def one(row: asyncpg.Record) -> int:
-            webhook = WebhookChannel(
-                Endpoint(row["id"], row["url"], row["secret"], row["previous_secret"]),
-                self.allow_hosts,
-            )
-            async with gate:
-                try:
-                    return await deliver_once(self.pool, webhook.endpoint.channel, webhook.send)
-                except Exception:
-                    log.exception(
-                        "delivering a webhook failed", extra={"channel": webhook.endpoint.channel}
+    async def _drain(self, channel: WebhookChannel) -> int:
+        """Deliver the endpoint's due events, batch after batch while they come full."""
+        total = 0
+        try:
+            while True:
+                async with self._gate:
+                    delivered = await deliver_once(
+                        self.pool, channel.endpoint.channel, channel.send, batch=WEBHOOK_BATCH
                     )
-                    return 0
+                total += delivered
+                if delivered < WEBHOOK_BATCH:
+                    return total
+        except Exception:
+            log.exception(
+                "delivering a webhook failed", extra={"channel": channel.endpoint.channel}
+            )
+            return total
 
-        return sum(await asyncio.gather(*(one(row) for row in rows)))
+    async def deliver_webhooks(self) -> int:
+        """Start delivering every endpoint that is not being delivered; returns the deliveries
+        of the endpoints' tasks that finished during this pass."""
+        endpoints = await self._endpoints()
+        current = {endpoint.id: endpoint for endpoint in endpoints}
+        for webhook_id, old in list(self._webhooks.items()):
+            # A removed or changed endpoint (its URL or secrets) is let go once its batch in
+            # flight is over: cancelling it would deliver again what it already sent.
+            if current.get(webhook_id) != old.channel.endpoint and old.task is None:
+                await self._forget(webhook_id)
+        for endpoint in endpoints:
+            known = self._webhooks.get(endpoint.id)
+            if known is None:
+                known = self._webhooks[endpoint.id] = _Delivering(
+                    WebhookChannel(endpoint, self.allow_hosts)
+                )
+            if known.task is None:
+                known.task = asyncio.create_task(
+                    self._drain(known.channel), name=f"deliver {endpoint.channel}"
+                )
+        running = [d.task for d in self._webhooks.values() if d.task is not None]
+        if not running:
+            return 0
+        await asyncio.wait(running, timeout=PASS_WAIT_S, return_when=asyncio.FIRST_COMPLETED)
+        delivered = 0
+        for delivering in self._webhooks.values():
+            if delivering.task is not None and delivering.task.done():
+                delivered += delivering.task.result()
+                delivering.task = None
+        return delivered
+
+    async def _forget(self, webhook_id: int) -> None:
+        delivering = self._webhooks.pop(webhook_id)
+        if delivering.task is not None:
+            # Only when the dispatcher closes: what the batch did not acknowledge stays pending
+            # and is delivered again (at least once).
+            delivering.task.cancel()
+            await asyncio.gather(delivering.task, return_exceptions=True)
+        await delivering.channel.close()
 
     async def close(self) -> None:
+        for webhook_id in list(self._webhooks):
+            await self._forget(webhook_id)
         if self.redis is not None:
             await self.redis.close()

@@ -13,23 +13,27 @@ Each delivery batch resolves the endpoint's host once, vets every address (vnode
 ssrf.py), and connects only to those addresses: the HTTP client never resolves the name again,
 so a DNS answer that changes after the check (rebinding to 127.0.0.1 or a metadata address)
 is never used. The URL's host name still goes in the Host header, in TLS SNI and in the
-certificate check, so virtual hosts and HTTPS work as with any client.
+certificate check, so virtual hosts and HTTPS work as with any client. The connections are
+kept alive from batch to batch (one aiohttp session per endpoint) while the vetted addresses stay
+the same: an httpx client per batch cost about 2.3 ms of CPU per delivery (docs/adr/0025).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import re
+import socket
 import ssl
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import httpcore
-import httpx
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 from standardwebhooks import Webhook
 
 from vnode.domain.signing import SIGNATURE_HEADER, sign
@@ -39,6 +43,8 @@ from vnode.events.ssrf import Resolver, UnsafeUrl, resolve_url
 from vnode.tls import tls_context
 
 DELIVERY_TIMEOUT_S = 10.0
+# Deliveries in flight per endpoint (each a user's next event): enough to fill a batch on a
+# distant endpoint, few enough that the event loop's other work is not queued behind them.
 PARALLEL_USERS = 64
 # A receiver's answer body is not used; read a little of it so the connection can be reused,
 # never a hostile receiver's gigabytes.
@@ -74,6 +80,12 @@ def standard_secret(secret: str) -> str:
     return SECRET_PREFIX + base64.b64encode(signing_key(secret)).decode()
 
 
+@functools.lru_cache(maxsize=1024)
+def _signer(secret: str) -> Webhook:
+    # Building one decodes the key; a delivery signs with the same few secrets again and again.
+    return Webhook(signing_key(secret))
+
+
 def standard_headers(
     msg_id: str, body: bytes, secrets: Sequence[str], timestamp: int | None = None
 ) -> dict[str, str]:
@@ -87,7 +99,7 @@ def standard_headers(
         ID_HEADER: msg_id,
         TIMESTAMP_HEADER: str(t),
         STANDARD_SIGNATURE_HEADER: " ".join(
-            Webhook(signing_key(secret)).sign(msg_id, when, body) for secret in secrets
+            _signer(secret).sign(msg_id, when, body) for secret in secrets
         ),
     }
 
@@ -113,67 +125,44 @@ class Endpoint:
         return (self.secret, self.previous_secret)
 
 
-class PinnedBackend(httpcore.AsyncNetworkBackend):
-    """Opens TCP connections to vetted addresses only, whatever host name it is asked for.
+class PinnedResolver(AbstractResolver):
+    """Answers every name with the vetted addresses only: the connector never resolves again.
 
-    httpcore still does TLS with the URL's host name as server_hostname, so SNI and the
+    aiohttp still does TLS with the URL's host name as server_hostname, so SNI and the
     certificate check are those of the name, not of the address."""
 
     def __init__(self, addresses: Sequence[str]) -> None:
         if not addresses:
             raise ValueError("no address to connect to")
-        self._addresses = tuple(addresses)
-        self._inner = httpcore.AnyIOBackend()
+        self.addresses = tuple(addresses)
 
-    # (The signatures are httpcore's, timeout parameters included.)
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
-        for address in self._addresses:  # each was vetted; try them in the resolver's order
-            try:
-                return await self._inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc
-        assert failure is not None
-        raise failure
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        # Each was vetted; the connector tries them in the resolver's order.
+        return [
+            ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address in self.addresses
+        ]
 
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("webhook deliveries use TCP only")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class PinnedTransport(httpx.AsyncHTTPTransport):
-    """httpx's own transport (same exception mapping, same HTTP/1.1 handling), with a
-    connection pool whose network backend is pinned to the vetted addresses."""
-
-    def __init__(self, addresses: Sequence[str], ssl_context: ssl.SSLContext) -> None:
-        super().__init__(verify=ssl_context, trust_env=False)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=PARALLEL_USERS,
-            max_keepalive_connections=PARALLEL_USERS,
-            network_backend=PinnedBackend(addresses),
-        )
+    async def close(self) -> None:
+        return None
 
 
 class WebhookChannel:
-    """One endpoint's deliveries. Each batch gets a client pinned to the addresses vetted for
-    that batch: a shared client would resolve host names again (DNS rebinding, review L1)."""
+    """One endpoint's deliveries, over a keep-alive connection pool of its own (aiohttp, one
+    session per endpoint, reused from batch to batch; docs/adr/0025).
+
+    Each batch resolves and vets the endpoint's host again; the pool is kept only while the
+    vetted addresses stay the same, and its connector reaches them through PinnedResolver, never
+    through DNS (a shared client would resolve host names again: DNS rebinding, review L1)."""
 
     def __init__(
         self,
@@ -187,11 +176,39 @@ class WebhookChannel:
         self.allow_hosts = allow_hosts
         self.resolver = resolver
         self.ssl_context = ssl_context
+        self._session: aiohttp.ClientSession | None = None
+        self._addresses: tuple[str, ...] = ()
 
-    async def _post(self, client: httpx.AsyncClient, event: Event) -> Result:
-        body = event.encode()
+    async def _session_for(self, addresses: tuple[str, ...]) -> aiohttp.ClientSession:
+        if self._session is not None and addresses == self._addresses:
+            return self._session
+        # The addresses changed: the old pool's connections go to the old ones.
+        await self.close()
+        connector = aiohttp.TCPConnector(
+            resolver=PinnedResolver(addresses),
+            use_dns_cache=False,
+            ssl=self.ssl_context or tls_context(),
+            limit=PARALLEL_USERS,
+            limit_per_host=0,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            trust_env=False,  # no proxy from the environment
+            auto_decompress=False,
+            # The answer is not read beyond MAX_ANSWER_BYTES, nor its cookies kept.
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+        self._addresses = addresses
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _headers(self, event: Event, body: bytes) -> dict[str, str]:
         timestamp = int(time.time())
-        headers = {
+        return {
             "Content-Type": "application/json",
             **standard_headers(event.event_id, body, self.endpoint.secrets, timestamp),
             # Deprecated (docs/EVENTS.md): vnode's own scheme, the current secret only.
@@ -199,17 +216,26 @@ class WebhookChannel:
             "X-VNode-Event-Id": event.event_id,
             "X-VNode-Event-Type": event.event_type,
         }
+
+    async def _post(self, session: aiohttp.ClientSession, event: Event) -> Result:
+        body = event.encode()
         try:
-            async with client.stream(
-                "POST", self.endpoint.url, content=body, headers=headers
+            async with session.post(
+                self.endpoint.url,
+                data=body,
+                headers=self._headers(event, body),
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=DELIVERY_TIMEOUT_S),
             ) as response:
-                status = response.status_code
+                status = response.status
                 read = 0
-                async for chunk in response.aiter_raw():
+                while chunk := await response.content.read(MAX_ANSWER_BYTES):
                     read += len(chunk)
                     if read > MAX_ANSWER_BYTES:
-                        break  # the connection is dropped instead of reused; that is all
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                        response.close()  # dropped instead of reused; that is all
+                        break
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            # (ValueError: a URL aiohttp cannot send to; TimeoutError: DELIVERY_TIMEOUT_S.)
             return Result(event.outbox_id, f"{type(exc).__name__}: {exc}")
         if 200 <= status < 300:
             return Result(event.outbox_id)
@@ -229,21 +255,18 @@ class WebhookChannel:
                 Result(user_events[0].outbox_id, f"refused: {exc}")
                 for user_events in by_user.values()
             ]
+        session = await self._session_for(target.addresses)
         gate = asyncio.Semaphore(PARALLEL_USERS)
-        transport = PinnedTransport(target.addresses, self.ssl_context or tls_context())
-        async with httpx.AsyncClient(
-            transport=transport, follow_redirects=False, trust_env=False, timeout=DELIVERY_TIMEOUT_S
-        ) as client:
 
-            async def chain(user_events: list[Event]) -> list[Result]:
-                done: list[Result] = []
-                async with gate:
-                    for event in user_events:
-                        result = await self._post(client, event)
-                        done.append(result)
-                        if result.error is not None:
-                            break  # later events of this user wait for this one
-                return done
+        async def chain(user_events: list[Event]) -> list[Result]:
+            done: list[Result] = []
+            async with gate:
+                for event in user_events:
+                    result = await self._post(session, event)
+                    done.append(result)
+                    if result.error is not None:
+                        break  # later events of this user wait for this one
+            return done
 
-            chains = await asyncio.gather(*(chain(evs) for evs in by_user.values()))
+        chains = await asyncio.gather(*(chain(evs) for evs in by_user.values()))
         return [result for results in chains for result in results]

@@ -131,6 +131,12 @@ def _foreign_invoice(network: str, *, timestamp: int | None = None, expiry_s: in
     )
 
 
+def _bad_checksum(invoice: str) -> str:
+    # Another last character: replacing it with "q" left it unchanged once in 32 runs (the
+    # invoice carries the time), and the test paid a valid invoice.
+    return invoice[:-1] + ("p" if invoice.endswith("q") else "q")
+
+
 @pytest.mark.parametrize(
     ("invoice", "code"),
     [
@@ -138,7 +144,7 @@ def _foreign_invoice(network: str, *, timestamp: int | None = None, expiry_s: in
         (_foreign_invoice("testnet"), "wrong_network"),
         (_foreign_invoice("regtest", timestamp=int(time.time()) - 7200), "invoice_expired"),
         ("lnbcrt1pnotaninvoice", "invalid_invoice"),
-        (_foreign_invoice("regtest")[:-1] + "q", "invalid_invoice"),
+        (_bad_checksum(_foreign_invoice("regtest")), "invalid_invoice"),
     ],
 )
 async def test_bad_invoices_are_refused_without_change(
