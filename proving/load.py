@@ -84,6 +84,7 @@ class LoadOptions:
     hold_s: float = 1.5  # how long a "slow" payment is held by the node before its release
     unknown_deadline_s: float = 120.0  # give up learning a lost answer after this long
     allow_node_unavailable: bool = False
+    allow_unknown_outcome: bool = False  # `make ha`: 5xx answers of a failover (model.Stats)
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     pay_variants: dict[str, float] = field(default_factory=lambda: dict(PAY_VARIANTS))
     # Users with LndHub credentials (each login is a memory-hard hash: a few, not all).
@@ -144,7 +145,7 @@ class LoadGenerator:
         self.rng = random.Random(options.seed)
         self.users = [USER_BASE + i for i in range(1, options.users + 1)]
         self.model = Model()
-        self.stats = Stats(options.allow_node_unavailable)
+        self.stats = Stats(options.allow_node_unavailable, options.allow_unknown_outcome)
         self.sim_stats = Stats(allow_node_unavailable=True)  # the outside world's calls
         self.setup_stats = Stats(allow_node_unavailable=False)  # funding, before the clock
         self._ids = itertools.count(1)
