@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -567,7 +566,19 @@ async def can_write(dsn: str, timeout_s: float = 2.0) -> bool:
         conn.terminate()
 
 
-@contextlib.contextmanager
-def ha_cluster(nodes: int = 3, keep: bool = False) -> Iterator[HACluster]:
-    with HACluster(nodes, keep=keep) as cluster:
-        yield cluster
+def processes_under(root: Path) -> list[int]:
+    """Live processes whose command line names `root` or whose working directory is in it:
+    what a cluster in `root` would leave behind (the no-leftovers check)."""
+    found = []
+    needle = str(root).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            cwd = os.readlink(entry / "cwd").encode()
+        except OSError:
+            continue  # gone, or not ours to look at
+        if (needle in cmdline or cwd.startswith(needle)) and process_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found

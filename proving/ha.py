@@ -266,15 +266,20 @@ async def run_ha(
     failover: FailoverOptions,
     console: Console | None = None,
     keep_cluster: bool = False,
+    cluster: HACluster | None = None,
 ) -> RunResult:
-    """The cluster up, then a session whose database is a fresh one on it, through HAProxy."""
+    """The cluster up (or `cluster`, started and later stopped by the caller), then a session
+    whose database is a fresh one on it, through HAProxy."""
     console = console or make_console()
-    with console.status("starting etcd, three Patroni nodes and HAProxy"):
-        cluster = HACluster(keep=keep_cluster)
-        began = time.monotonic()
-        await asyncio.to_thread(cluster.start)
+    own = cluster is None
+    if cluster is None:
+        with console.status("starting etcd, three Patroni nodes and HAProxy"):
+            cluster = HACluster(keep=keep_cluster)
+            began = time.monotonic()
+            await asyncio.to_thread(cluster.start)
+        console.print(f"ha: cluster up in {time.monotonic() - began:.1f} s", highlight=False)
     console.print(
-        f"ha: cluster up in {time.monotonic() - began:.1f} s ({cluster.root}); leader "
+        f"ha: cluster in {cluster.root}; leader "
         f"{(await asyncio.to_thread(cluster.leader) or cluster.nodes[0]).name}; vnode's "
         f"VNODE_DATABASE_URL is HAProxy's write port {cluster.write_port}",
         highlight=False,
@@ -294,7 +299,8 @@ async def run_ha(
         options.extra_checks = replicas
         result = await run_session(options, console, controller)
     finally:
-        await asyncio.to_thread(cluster.stop)
+        if own:
+            await asyncio.to_thread(cluster.stop)
     result.reasons += failover_reasons(result, failover)
     result.reasons += made[0].notes if made else ["the load never started"]
     result.passed = not result.reasons
