@@ -24,6 +24,7 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 import asyncpg
+import httpx
 import typer
 from rich.console import Console
 
@@ -99,6 +100,10 @@ class FailoverController:
         probing = asyncio.create_task(self.probe.run())
         try:
             await self._events()
+        except (TimeoutError, RuntimeError, httpx.HTTPError) as exc:
+            # The cluster did not do what it should (no leader, a refused switchover): a
+            # reason to fail, with the load still checked to the end.
+            self.notes.append(f"failover: {exc!r}")
         finally:
             probing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -173,7 +178,10 @@ class FailoverController:
             if node.process.pid is None:
                 await asyncio.to_thread(self.cluster.restart, node)
                 self.restarts += 1
-        await asyncio.to_thread(self.cluster.wait_healthy, 120.0)
+        try:
+            await asyncio.to_thread(self.cluster.wait_healthy, 120.0)
+        except TimeoutError as exc:
+            self.notes.append(f"cluster not healthy after the load: {exc}")
 
 
 def _rewound(node: Node) -> bool:
