@@ -56,6 +56,7 @@ PATRONI_BINARIES = (
     "pg_controldata",
     "pg_basebackup",
     "pg_rewind",
+    "pg_waldump",  # Patroni reads the timeline switch point of a former primary with it
     "pg_isready",
 )
 INSTALL_HINT = (

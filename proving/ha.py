@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -56,30 +57,33 @@ class FailoverOptions:
 @dataclass
 class WriteProbe:
     """A committed write through HAProxy's write port every PROBE_EVERY_S, each on a fresh
-    connection: the write outage of an event is the longest gap between two successful
-    writes around it, as a client that writes all the time would see it."""
+    connection, as (started, finished, ok): the write outage of an event is the longest gap
+    between two successful writes from the last one before the event to the first one started
+    after it, as a client that writes all the time would see it."""
 
     dsn: str
-    results: list[tuple[float, bool]] = field(default_factory=list)
+    results: list[tuple[float, float, bool]] = field(default_factory=list)
 
     async def run(self) -> None:
         while True:
             started = time.monotonic()
             ok = await can_write(self.dsn, PROBE_TIMEOUT_S)
-            self.results.append((time.monotonic(), ok))
+            self.results.append((started, time.monotonic(), ok))
             await asyncio.sleep(max(0.0, PROBE_EVERY_S - (time.monotonic() - started)))
 
-    def outage_s(self, event_at: float) -> float | None:
-        """Seconds between the last successful write before `event_at` and the first one
-        after it; None while no write has succeeded since."""
-        before = [t for t, ok in self.results if ok and t <= event_at]
-        after = [t for t, ok in self.results if ok and t > event_at]
+    def outage_s(self, began: float, ended: float) -> float | None:
+        """The write outage of an event that ran from `began` to `ended` (a crash: the kill; a
+        switchover: the REST call); None while no write started after `ended` has succeeded."""
+        after = [done for start, done, ok in self.results if ok and start >= ended]
         if not after:
             return None
-        return round(after[0] - (before[-1] if before else event_at), 2)
+        done = [d for _, d, ok in self.results if ok and d <= after[0]]
+        before = [d for d in done if d <= began]
+        window = [before[-1] if before else began, *(d for d in done if d > began)]
+        return round(max(b - a for a, b in itertools.pairwise(window)), 2)
 
-    def written_since(self, event_at: float) -> bool:
-        return self.outage_s(event_at) is not None
+    def written_since(self, ended: float) -> bool:
+        return any(ok and start >= ended for start, _, ok in self.results)
 
 
 class FailoverController:
@@ -121,16 +125,21 @@ class FailoverController:
             return
         crashed_at = time.monotonic()
         await asyncio.to_thread(self.cluster.crash, victim)
+        killed_at = time.monotonic()
         self.kills += 1
         self.faults["primary crash"] = 1
         self._say(f"{time.monotonic() - started:.0f}s: crashed the primary {victim.name}")
-        await self._wait_written(crashed_at, self.options.max_crash_outage_s + 30.0)
-        outage = self.probe.outage_s(crashed_at)
-        new = await asyncio.to_thread(self.cluster.leader)
+        # Its Patroni comes back only once another node leads (a supervisor restarting it at
+        # once would find its own leader key still valid and take the lead again).
+        new = await asyncio.to_thread(
+            self.cluster.wait_leader, self.options.max_crash_outage_s + 30.0, victim.name
+        )
+        await self._wait_written(killed_at, 30.0)
+        outage = self.probe.outage_s(crashed_at, killed_at)
         self.figures["crash_write_outage_s"] = outage if outage is not None else -1.0
         self._say(
-            f"writes again after {outage} s on {new.name if new else '?'}; starting "
-            f"{victim.name}'s Patroni again"
+            f"{new.name} leads; writes again {outage} s after the last one before the crash; "
+            f"starting {victim.name}'s Patroni again"
         )
         await asyncio.to_thread(self.cluster.restart, victim)
         self.restarts += 1
@@ -142,9 +151,10 @@ class FailoverController:
         await asyncio.to_thread(self.cluster.wait_healthy, 60.0)
         switched_at = time.monotonic()
         old = await asyncio.to_thread(self.cluster.switchover)
+        switched = time.monotonic()
         self.faults["switchover"] = 1
-        await self._wait_written(switched_at, self.options.max_switchover_outage_s + 30.0)
-        outage = self.probe.outage_s(switched_at)
+        await self._wait_written(switched, self.options.max_switchover_outage_s + 30.0)
+        outage = self.probe.outage_s(switched_at, switched)
         self.figures["switchover_write_outage_s"] = outage if outage is not None else -1.0
         new = await asyncio.to_thread(self.cluster.leader)
         self._say(
