@@ -156,10 +156,10 @@ class FailoverController:
         await self._wait_written(switched, self.options.max_switchover_outage_s + 30.0)
         outage = self.probe.outage_s(switched_at, switched)
         self.figures["switchover_write_outage_s"] = outage if outage is not None else -1.0
-        new = await asyncio.to_thread(self.cluster.leader)
+        leading = await asyncio.to_thread(self.cluster.leader)
         self._say(
             f"{time.monotonic() - started:.0f}s: switchover from {old} to "
-            f"{new.name if new else '?'}: writes again after {outage} s"
+            f"{leading.name if leading else '?'}: writes again after {outage} s"
         )
 
     async def _wait_written(self, since: float, timeout_s: float) -> None:
