@@ -13,14 +13,14 @@ from harness.ha import HACluster
 from proving.ha import FailoverOptions, WriteProbe, ha_options, run_ha
 from proving.session import REQUIRED_OPS
 
-# About 100 s: the cluster (15 s), the load (45 s, a crash outage of about 20 s in it), the
+# About 90 s: the cluster (15 s), the load (55 s, a crash outage of about 20 s in it), the
 # settling and the audits.
 pytestmark = pytest.mark.timeout(240)
 
 
 async def test_failover_under_load(ha_cluster: HACluster) -> None:
-    options = ha_options(duration_s=45, rate=30, users=30, seed=15, settle_timeout_s=60)
-    failover = FailoverOptions(crash_at_s=8, switchover_at_s=34)
+    options = ha_options(duration_s=55, rate=30, users=30, seed=15, settle_timeout_s=60)
+    failover = FailoverOptions(crash_at_s=8, switchover_at_s=38)
     result = await run_ha(options, failover, cluster=ha_cluster)
     figures = result.failover
     assert 0 < figures["crash_write_outage_s"] <= failover.max_crash_outage_s, figures
