@@ -69,6 +69,7 @@ USER_BASE = 7_000_000_000
 UNKNOWN_USER_BASE = 8_000_000_000  # never funded, never paid to: stays without a node
 OVERDRAFT_MSAT = 10**15
 RETRY_S = 0.5
+RETRY_MAX_S = 4.0
 POLL_S = 0.5
 LATE_S = 0.1  # a start this much after its planned time counts as late
 
@@ -245,11 +246,19 @@ class LoadGenerator:
         while _ambiguous(answer, replay=retries > 0, payment=payment):
             if time.monotonic() > deadline:
                 return None, retries
-            await asyncio.sleep(RETRY_S)
+            await asyncio.sleep(self.retry_delay(retries))
             retries += 1
             answer = await self.call(f"{op} (retry)", path, body, Scope.SPEND, key=key)
             sends.append(f"{time.strftime('%H:%M:%S')} {answer.summary()}")
         return answer, retries
+
+    def retry_delay(self, retries: int) -> float:
+        """How long to wait before the next send of a request whose outcome is unknown:
+        exponential from RETRY_S up to RETRY_MAX_S, with jitter, as a real client must (a
+        database failover leaves every request of 20 s unknown at once; resending each every
+        0.5 s would bury the service, and the load generator, under the resends)."""
+        ceiling = min(RETRY_MAX_S, RETRY_S * 2**retries)
+        return self.rng.uniform(RETRY_S, max(RETRY_S, ceiling))
 
     # ---------------------------------------------------------------------------- phases
 
