@@ -276,8 +276,11 @@ class HACluster:
         leader; on any failure, stop what was started and raise."""
         try:
             self._start(timeout_s)
-        except BaseException:
+        except BaseException as exc:
+            # The logs (etcd, each Patroni with its PostgreSQL, HAProxy) say why: kept.
+            self.keep = True
             self.stop()
+            exc.add_note(f"the HA cluster's logs are kept in {self.root}")
             raise
 
     def _start(self, timeout_s: float) -> None:
