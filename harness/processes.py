@@ -9,11 +9,13 @@ serve` uses for the simulated node): one rule for stopping a child, in the produ
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from vnode.lightning.sim_process import kill_child, stop_child
 
@@ -41,8 +43,13 @@ class Process:
         *,
         env: Mapping[str, str] | None = None,
         own_group: bool = True,
+        user: pwd.struct_passwd | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.command = list(command)
+        # Run as this OS user (root's groups dropped), as PostgreSQL's server must (harness/ha.py).
+        self.user = user
+        self.cwd = cwd
         self.log_path = log_path
         self.env = dict(env) if env is not None else None
         self.own_group = own_group
@@ -61,6 +68,8 @@ class Process:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=self.own_group,
+                cwd=self.cwd,
+                **as_user(self.user),
             )
         self.starts += 1
 
@@ -109,3 +118,10 @@ class Process:
 
     def log_tail(self, chars: int = 2000) -> str:
         return self.log()[-chars:]
+
+
+def as_user(user: pwd.struct_passwd | None) -> dict[str, Any]:
+    """Popen's arguments that run the child as `user` with none of this process's groups."""
+    if user is None:
+        return {}
+    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}

@@ -251,6 +251,7 @@ class LndHubOps:
         a 401 because a refresh replaced the token: log in again and send again)."""
         deadline = time.monotonic() + self.load.options.unknown_deadline_s
         body = {"invoice": case.invoice}
+        sends = 0
         while True:
             answer = await self.request(op, "/lndhub/payinvoice", hub, json=body, money=True)
             case.sends.append(f"{time.strftime('%H:%M:%S')} {op}: {answer.summary()}")
@@ -259,7 +260,8 @@ class LndHubOps:
                 return answer
             if time.monotonic() > deadline:
                 return None
-            await asyncio.sleep(RETRY_S)
+            await asyncio.sleep(RETRY_S if answer.status == 401 else self.load.retry_delay(sends))
+            sends += 1
             if answer.status == 401:
                 await self.login(hub)
             op = "lndhub_payinvoice (retry)"

