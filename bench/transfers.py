@@ -24,6 +24,7 @@ bench drops and recreates `bench_ref` there) and --admin-key an admin key.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import multiprocessing
 import os
 import random
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -83,6 +85,12 @@ class Workload:
     path: str
     lua_body: str
     body_format: str
+    # A fresh Idempotency-Key on every request, as the bot and the wallets send (issue 13).
+    idempotency_key: bool = False
+
+    def keyed(self) -> Workload:
+        """The same requests, each with an Idempotency-Key of its own."""
+        return dataclasses.replace(self, idempotency_key=True)
 
 
 TRANSFER = Workload(
@@ -105,10 +113,11 @@ function setup(thread)
   counter = counter + 1
 end
 
-local base, users, max_amount, headers
+local base, users, max_amount, headers, seed, sent
 function init(args)
   base = tonumber(args[1]); users = tonumber(args[2]); max_amount = tonumber(args[3])
-  math.randomseed(tonumber(args[4]) + id * 7919)
+  seed = tonumber(args[4])
+  math.randomseed(seed + id * 7919)
   headers = {["Authorization"] = "Bearer " .. args[5], ["Content-Type"] = "application/json"}
   statuses = {}
 end
@@ -117,6 +126,10 @@ function request()
   local a = math.random(users)
   local b = 1 + (a - 1 + math.random(users - 1)) % users
   local body = __BODY__
+  if __IDEMPOTENT__ then
+    sent = (sent or 0) + 1
+    headers["Idempotency-Key"] = string.format("wrk-%d-%d-%d", seed, id, sent)
+  end
   return wrk.format("POST", "__PATH__", headers, body)
 end
 
@@ -213,7 +226,7 @@ def _python_load(
     users: int,
     base: int,
     max_amount: int,
-    workload: Workload,
+    workloads: tuple[Workload, ...],
     ready: Any,
     go: Any,
     queue: multiprocessing.Queue[dict[str, Any]],
@@ -228,10 +241,14 @@ def _python_load(
     queue.put(
         asyncio.run(
             _timed_load(
-                run, url, key, clients, seconds, users, base, max_amount, ready, go, workload
+                run, url, key, clients, seconds, users, base, max_amount, ready, go, workloads
             )
         )
     )
+
+
+# What a client sends next: the path, the JSON body and the Idempotency-Key (or None).
+Request = Callable[[random.Random], tuple[str, bytes, str | None]]
 
 
 async def _timed_load(
@@ -245,27 +262,29 @@ async def _timed_load(
     max_amount: int,
     ready: Any,
     go: Any,
-    workload: Workload,
+    workloads: tuple[Workload, ...],
 ) -> dict[str, Any]:
     statuses: Counter[int] = Counter()
     errors: Counter[str] = Counter()
     latencies: list[float] = []
 
-    def body(rng: random.Random) -> bytes:
+    def request(rng: random.Random) -> tuple[str, bytes, str | None]:
+        # Several workloads: each request is one of them, at random (a mixed load).
+        workload = workloads[0] if len(workloads) == 1 else rng.choice(workloads)
         a = rng.randrange(users)
         b = (a + rng.randrange(1, users)) % users
-        return (
+        body = (
             workload.body_format
             % {"a": base + a + 1, "b": base + b + 1, "amount": rng.randint(1, max_amount)}
         ).encode()
+        idempotency_key = f"{rng.getrandbits(128):032x}" if workload.idempotency_key else None
+        return workload.path, body, idempotency_key
 
     ready.set()
     await asyncio.get_running_loop().run_in_executor(None, go.wait)
     cpu_before = os.times()
     started = time.perf_counter()
-    await run(
-        url, key, clients, started + seconds, body, statuses, errors, latencies, workload.path
-    )
+    await run(url, key, clients, started + seconds, request, statuses, errors, latencies)
     elapsed = time.perf_counter() - started
     cpu_after = os.times()
     latencies.sort()
@@ -285,28 +304,31 @@ async def _raw_load(
     key: str,
     clients: int,
     end: float,
-    body: Any,
+    request: Request,
     statuses: Counter[int],
     errors: Counter[str],
     latencies: list[float],
-    path: str,
 ) -> None:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-        f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
-        "Content-Length: %d\r\n\r\n"
-    ).encode()
+    common_headers = (
+        f"Host: {host}:{port}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+    )
+
+    def head(path: str, length: int, idempotency_key: str | None) -> bytes:
+        keyed = f"Idempotency-Key: {idempotency_key}\r\n" if idempotency_key else ""
+        return (
+            f"POST {path} HTTP/1.1\r\n{common_headers}{keyed}Content-Length: {length}\r\n\r\n"
+        ).encode()
 
     async def client() -> None:
         rng = random.Random()
         reader, writer = await asyncio.open_connection(host, port)
         try:
             while time.perf_counter() < end:
-                payload = body(rng)
+                path, payload, idempotency_key = request(rng)
                 t0 = time.perf_counter()
-                writer.write(head % len(payload) + payload)
+                writer.write(head(path, len(payload), idempotency_key) + payload)
                 header = await reader.readuntil(b"\r\n\r\n")
                 status = int(header[9:12])
                 length = 0
@@ -332,11 +354,10 @@ async def _httpx_load(
     key: str,
     clients: int,
     end: float,
-    body: Any,
+    request: Request,
     statuses: Counter[int],
     errors: Counter[str],
     latencies: list[float],
-    path: str,
 ) -> None:
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
@@ -347,9 +368,11 @@ async def _httpx_load(
         async def client() -> None:
             rng = random.Random()
             while time.perf_counter() < end:
+                path, payload, idempotency_key = request(rng)
+                extra = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
                 t0 = time.perf_counter()
                 try:
-                    response = await http.post(path, content=body(rng))
+                    response = await http.post(path, content=payload, headers=extra)
                 except httpx.HTTPError as exc:
                     errors[type(exc).__name__] += 1
                     continue
@@ -382,13 +405,21 @@ def run_load(
     workdir: Path,
     cpu_roots: dict[str, int],
     label: str,
-    workload: Workload = TRANSFER,
+    workload: Workload | tuple[Workload, ...] = TRANSFER,
 ) -> tuple[LoadResult, common.CpuMeter]:
-    """One timed load run; returns its result and the CPU each process tree used meanwhile."""
+    """One timed load run; returns its result and the CPU each process tree used meanwhile.
+    Several workloads make a mixed load (each request one of them at random; Python
+    generators only)."""
+    workloads = workload if isinstance(workload, tuple) else (workload,)
     if mode == "wrk":
+        if len(workloads) != 1:
+            raise ValueError("wrk runs one workload; a mixed load needs --loadgen python")
+        workload = workloads[0]
         script = workdir / "load.lua"
         script.write_text(
-            WRK_SCRIPT.replace("__BODY__", workload.lua_body).replace("__PATH__", workload.path)
+            WRK_SCRIPT.replace("__BODY__", workload.lua_body)
+            .replace("__PATH__", workload.path)
+            .replace("__IDEMPOTENT__", "true" if workload.idempotency_key else "false")
         )
         command = wrk_command(url, key, clients, threads, seconds, users, base, max_amount, script)
         proc = subprocess.Popen(
@@ -405,7 +436,7 @@ def run_load(
 
     raw, meter = common.run_load_process(
         _python_load,
-        (mode, url, key, clients, seconds, users, base, max_amount, workload),
+        (mode, url, key, clients, seconds, users, base, max_amount, workloads),
         label,
         seconds,
         cpu_roots,
