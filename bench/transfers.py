@@ -617,6 +617,21 @@ def main(
             {**cpu_roots, **spy_roots},
             f"vnode, {clients} clients",
         )
+        # The same with an Idempotency-Key on every request, as the bot and the wallets send
+        # (each key new: the stored answer is written, never replayed).
+        common.checkpoint(dsn)
+        keyed, keyed_meter = run_load(
+            loadgen,
+            *load_args,
+            duration,
+            users,
+            user_base,
+            max_amount,
+            workdir,
+            cpu_roots,
+            f"vnode with Idempotency-Key, {clients} clients",
+            TRANSFER.keyed(),
+        )
         if spies and py_spy is not None:
             with py_spy.open("w") as merged:
                 for proc, part in spies:
@@ -660,7 +675,7 @@ def main(
             db_roots,
         )
 
-        _report(result, meter, ceiling, reference, clients, duration)
+        _report(result, meter, ceiling, reference, clients, duration, (keyed, keyed_meter))
         if py_spy is not None and py_spy.exists():
             _print_profile(py_spy)
         ratio = result.rate / reference[0].tps if reference[0].tps else 0.0
@@ -670,6 +685,12 @@ def main(
             "vnode p99 ms": result.p99_ms,
             "pgbench transfer.sql tps": reference[0].tps,
             "other programs during vnode run, cores": meter.foreign_user / result.seconds,
+            "vnode with Idempotency-Key transfers/s": keyed.rate,
+            "vnode with Idempotency-Key p99 ms": keyed.p99_ms,
+            "ratio with Idempotency-Key vnode/pgbench": (
+                keyed.rate / reference[0].tps if reference[0].tps else 0.0
+            ),
+            "other programs during keyed run, cores": keyed_meter.foreign_user / keyed.seconds,
         }
         if ceiling is not None:
             figures["pgbench SELECT vnode_transfer() tps"] = ceiling[0].tps
@@ -744,8 +765,20 @@ def _report(
     reference: tuple[common.PgbenchResult, common.CpuMeter],
     clients: int,
     duration: int,
+    keyed_run: tuple[LoadResult, common.CpuMeter],
 ) -> None:
+    keyed = keyed_run[0]
     table = load_table(result, "transfers/s", clients, duration)
+    table.add_row("vnode transfers/s with Idempotency-Key (200 only)", f"{keyed.rate:,.0f}")
+    table.add_row(
+        "vnode with Idempotency-Key p50 / p99", f"{keyed.p50_ms:.1f} / {keyed.p99_ms:.1f} ms"
+    )
+    keyed_other = {s: n for s, n in sorted(keyed.statuses.items()) if s != 200}
+    if keyed_other:
+        table.add_row(
+            "vnode with Idempotency-Key non-200",
+            ", ".join(f"{s}: {n}" for s, n in keyed_other.items()),
+        )
     if ceiling is not None:
         table.add_row("pgbench SELECT vnode_transfer() tps", f"{ceiling[0].tps:,.0f}")
     table.add_row("pgbench transfer.sql tps", f"{reference[0].tps:,.0f}")
@@ -759,7 +792,10 @@ def _report(
     cpu = Table(title="CPU per transaction (us) and machine idle during each run")
     for column in ("run", "tx/s", SERVICE, POSTGRES, "client", "rest (kernel, bench)", "idle"):
         cpu.add_column(column, justify="left" if column == "run" else "right")
-    rows = [("vnode HTTP", result.ok, result.seconds, meter)]
+    rows = [
+        ("vnode HTTP", result.ok, result.seconds, meter),
+        ("vnode HTTP, Idempotency-Key", keyed.ok, keyed.seconds, keyed_run[1]),
+    ]
     if ceiling is not None:
         rows.append(("pgbench vnode_transfer()", ceiling[0].transactions, duration, ceiling[1]))
     rows.append(("pgbench transfer.sql", reference[0].transactions, duration, reference[1]))
