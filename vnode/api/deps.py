@@ -15,6 +15,7 @@ from vnode.apikeys import KeyVerifier, Principal, Scope
 from vnode.errors import ApiError, ErrorCode
 from vnode.keys import Signer
 from vnode.ledger.calls import Idempotency
+from vnode.ledger.transfer_batch import TransferBatcher
 from vnode.lightning.base import LightningBackend
 from vnode.lightning.monitor import NodeMonitor
 from vnode.limits.rate import RateLimiter
@@ -40,6 +41,8 @@ class Services:
     workers: Supervisor
     # Rate limits per API key (docs/LIMITS.md); None: none (tests that build Services alone).
     rate: RateLimiter | None = None
+    # Micro-batched transfers (docs/adr/0026); None: each transfer in its own call.
+    transfers: TransferBatcher | None = None
 
 
 async def get_services(request: Request) -> Services:
