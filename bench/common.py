@@ -332,10 +332,14 @@ class Target:
         workers: int,
         *,
         access_log: bool = False,
+        extra_env: dict[str, str] | None = None,
     ) -> Target:
-        """The running service, or a throwaway cluster and `vnode serve` started here."""
+        """The running service, or a throwaway cluster and `vnode serve` started here (with
+        `extra_env` added to its environment)."""
         if url is None:
-            running = RunningService.start(workdir, workers, access_log=access_log)
+            running = RunningService.start(
+                workdir, workers, access_log=access_log, extra_env=extra_env
+            )
             return cls(running.url, running.dsn, running.admin_key, running)
         assert dsn is not None and admin_key is not None  # check_options
         return cls(url, dsn, admin_key)

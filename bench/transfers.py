@@ -556,6 +556,16 @@ def main(
             "stacks to this file) and print where the Python time goes"
         ),
     ] = None,
+    batch: Annotated[
+        int,
+        typer.Option(
+            help="VNODE_TRANSFER_BATCH_MAX of the started service: micro-batched transfers "
+            "(docs/adr/0026); 1: each alone; 0: the service's default"
+        ),
+    ] = 0,
+    batch_in_flight: Annotated[
+        int, typer.Option(help="VNODE_TRANSFER_BATCH_IN_FLIGHT of the started service; 0: default")
+    ] = 0,
     json_path: opt.JsonOut = None,
 ) -> None:
     """Internal transfers/s through vnode vs pgbench transfer.sql on the same cluster."""
@@ -571,8 +581,13 @@ def main(
     target: common.Target | None = None
     try:
         with console.status("starting PostgreSQL and vnode serve"):
+            env = {}
+            if batch:
+                env["VNODE_TRANSFER_BATCH_MAX"] = str(batch)
+            if batch_in_flight:
+                env["VNODE_TRANSFER_BATCH_IN_FLIGHT"] = str(batch_in_flight)
             target = common.Target.start(
-                url, dsn, admin_key, workdir, workers, access_log=access_log
+                url, dsn, admin_key, workdir, workers, access_log=access_log, extra_env=env
             )
         url, dsn, admin_key, cpu_roots = (
             target.url,
@@ -591,6 +606,7 @@ def main(
                 else ""
             )
             + f"; load from {loadgen}"
+            + (f"; VNODE_TRANSFER_BATCH_MAX={batch}" if batch else "")
         )
 
         with console.status(f"funding {users} users"):
