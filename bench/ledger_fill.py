@@ -105,8 +105,9 @@ class CopyPipe:
 
     def flush(self) -> None:
         if self.lines:
-            self.rows += len(self.lines)
-            self.stdin.write("".join(self.lines).encode())
+            text = "".join(self.lines)
+            self.rows += text.count("\n")  # a line added may hold several rows
+            self.stdin.write(text.encode())
             self.lines = []
 
     def close(self) -> None:

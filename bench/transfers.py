@@ -566,6 +566,13 @@ def main(
     batch_in_flight: Annotated[
         int, typer.Option(help="VNODE_TRANSFER_BATCH_IN_FLIGHT of the started service; 0: default")
     ] = 0,
+    pg_set: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=VALUE server setting of the started cluster (ALTER SYSTEM, reload), "
+            "repeatable: e.g. checkpoint_timeout=30s"
+        ),
+    ] = None,
     json_path: opt.JsonOut = None,
 ) -> None:
     """Internal transfers/s through vnode vs pgbench transfer.sql on the same cluster."""
@@ -596,6 +603,10 @@ def main(
             target.cpu_roots(),
         )
         service = target.service
+        if pg_set:
+            if target.running is None:
+                raise typer.BadParameter("--pg-set only on a cluster started here (no --url)")
+            common.apply_settings(dsn, pg_set)
         pg_version = common.server_version(dsn)
         out.print(f"machine: {common.machine_summary()}")
         out.print(
@@ -607,6 +618,7 @@ def main(
             )
             + f"; load from {loadgen}"
             + (f"; VNODE_TRANSFER_BATCH_MAX={batch}" if batch else "")
+            + (f"; {', '.join(pg_set)}" if pg_set else "")
         )
 
         with console.status(f"funding {users} users"):
@@ -622,6 +634,7 @@ def main(
         common.checkpoint(dsn)
         spies = _start_py_spy(service, workdir, duration) if py_spy is not None else []
         spy_roots = {f"py-spy {i}": proc.pid for i, (proc, _) in enumerate(spies)}
+        wal_before = common.wal_counters(dsn)
         result, meter = run_load(
             loadgen,
             *load_args,
@@ -633,6 +646,7 @@ def main(
             {**cpu_roots, **spy_roots},
             f"vnode, {clients} clients",
         )
+        vnode_wal = common.wal_per(wal_before, common.wal_counters(dsn), result.ok)
         # The same with an Idempotency-Key on every request, as the bot and the wallets send
         # (each key new: the stored answer is written, never replayed).
         common.checkpoint(dsn)
@@ -680,6 +694,7 @@ def main(
             ref_dsn = common.recreate_database(dsn, "bench_ref")
             common.psql(ref_dsn, "-f", str(schema))
             common.checkpoint(dsn)
+        wal_before = common.wal_counters(dsn)
         reference = run_pgbench(
             ref_dsn,
             script,
@@ -689,6 +704,18 @@ def main(
             "pgbench transfer.sql",
             workdir,
             db_roots,
+        )
+        reference_wal = common.wal_per(
+            wal_before, common.wal_counters(dsn), reference[0].transactions
+        )
+        out.print(
+            "WAL per transaction: "
+            + "; ".join(
+                f"{name} {w['records']:.1f} records, {w['fpi']:.2f} full-page images, "
+                f"{w['bytes']:,.0f} bytes ({w['checkpoints']:.0f} checkpoints began)"
+                for name, w in (("vnode", vnode_wal), ("pgbench transfer.sql", reference_wal))
+            ),
+            soft_wrap=True,
         )
 
         _report(result, meter, ceiling, reference, clients, duration, (keyed, keyed_meter))
@@ -707,6 +734,10 @@ def main(
                 keyed.rate / reference[0].tps if reference[0].tps else 0.0
             ),
             "other programs during keyed run, cores": keyed_meter.foreign_user / keyed.seconds,
+            "vnode WAL bytes/transfer": vnode_wal["bytes"],
+            "vnode full-page images/transfer": vnode_wal["fpi"],
+            "pgbench WAL bytes/transaction": reference_wal["bytes"],
+            "pgbench full-page images/transaction": reference_wal["fpi"],
         }
         if ceiling is not None:
             figures["pgbench SELECT vnode_transfer() tps"] = ceiling[0].tps
