@@ -106,6 +106,7 @@ def main(
     service: ServeProcess | None = None
     figures: list[Figure] = []
     noise: list[float] = []
+    wal: dict[str, dict[str, float]] = {}
 
     def load(
         workload: transfers.Workload | tuple[transfers.Workload, ...],
@@ -116,7 +117,10 @@ def main(
         seconds: float,
         n_clients: int,
         mode: str = loadgen,
+        wal_of: str | None = None,
     ) -> transfers.LoadResult:
+        """One measured load (after --warmup); with `wal_of` (a DSN), the WAL per answer of the
+        measured part is kept in `wal[label]`."""
         assert service is not None and service.pid is not None
         args = (service.url, service.admin_key, n_clients, 2)
         if warmup > 0:
@@ -126,9 +130,16 @@ def main(
         roots = {"vnode serve": service.pid}
         if cluster.postmaster_pid is not None:
             roots["PostgreSQL"] = cluster.postmaster_pid
+        before = common.wal_counters(wal_of) if wal_of else None
         result, meter = transfers.run_load(
             mode, *args, seconds, n_users, base, max_amount, workdir, roots, label, workload
         )
+        if wal_of and before is not None:
+            wal[label] = common.wal_per(before, common.wal_counters(wal_of), result.ok)
+            out.print(
+                f"  WAL per transfer: {wal[label]['bytes']:,.0f} bytes, "
+                f"{wal[label]['fpi']:.2f} full-page images, {wal[label]['records']:.1f} records"
+            )
         noise.append(meter.foreign_user / result.seconds)
         others = {s: n for s, n in result.statuses.items() if s != 200}
         out.print(
@@ -167,6 +178,7 @@ def main(
             1000,
             duration,
             clients,
+            wal_of=empty_dsn,
         )
         service.stop(signal.SIGINT, common.STOP_TIMEOUT_S)
         service = None
@@ -221,7 +233,14 @@ def main(
         )
         common.checkpoint(big_dsn)
         big_transfers = load(
-            transfers.TRANSFER, "large: transfers", users, 0, 1000, duration, clients
+            transfers.TRANSFER,
+            "large: transfers",
+            users,
+            0,
+            1000,
+            duration,
+            clients,
+            wal_of=big_dsn,
         )
         rss_before = _rss_mib(service)
         mixed = load(
@@ -249,6 +268,10 @@ def main(
             Figure("empty: transfers/s", empty_transfers.rate, ""),
             Figure("large: transfers/s", big_transfers.rate, ""),
             Figure("large: transfers p99 ms", big_transfers.p99_ms, ""),
+            Figure("empty: WAL bytes/transfer", wal["empty: transfers"]["bytes"], ""),
+            Figure("large: WAL bytes/transfer", wal["large: transfers"]["bytes"], ""),
+            Figure("empty: full-page images/transfer", wal["empty: transfers"]["fpi"], ""),
+            Figure("large: full-page images/transfer", wal["large: transfers"]["fpi"], ""),
             Figure("large: vnode audit s", audit_s, "<= 60"),
             Figure("large: audit clean (1 = yes)", 1.0 if audit_clean else 0.0, "1"),
             Figure("large: functions re-applied s", migrate_s, ""),
