@@ -94,6 +94,13 @@ def main(
         float, typer.Option(help="Minutes of mixed load before the RSS is read (issue: 10)")
     ] = 10.0,
     loadgen: opt.Loadgen = "auto",
+    pg_set: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=VALUE server setting of the cluster (ALTER SYSTEM, reload), repeatable: "
+            "e.g. wal_compression=lz4"
+        ),
+    ] = None,
     json_path: opt.JsonOut = None,
 ) -> None:
     """Balance reads, history pages, transfers, audit, start-up and RSS with a million users."""
@@ -154,9 +161,14 @@ def main(
     try:
         with console.status("starting PostgreSQL"):
             server = cluster.start()
+        if pg_set:
+            common.apply_settings(server, pg_set)
         pg_version = common.server_version(server)
         out.print(f"machine: {common.machine_summary()}")
-        out.print(f"PostgreSQL {pg_version}; load from {loadgen}")
+        out.print(
+            f"PostgreSQL {pg_version}; load from {loadgen}"
+            + (f"; {', '.join(pg_set)}" if pg_set else "")
+        )
 
         # 1. The empty database: the reference figures.
         empty_dsn = common.recreate_database(server, "scale_empty")
