@@ -7,10 +7,13 @@ the transfers that arrive meanwhile wait, and the next call to leave takes up to
 them in arrival order, through `vnode_transfer_batch` (vnode/db/functions/40_ledger.sql): the
 same `vnode_transfer` for each, in one transaction, each with its own answer.
 
-If a batch fails as a whole (an error no transfer answers with: a concurrent request with the
-same Idempotency-Key, a deadlock retried too often, corruption), nothing of it was committed, and
-its transfers run again one by one, each through the single-transfer path with its own retries:
-each gets the answer or the error it would have had alone.
+If a batch fails as a whole with an ERROR from PostgreSQL (an error no transfer answers with: a
+concurrent request with the same Idempotency-Key, a deadlock retried too often, corruption),
+nothing of it was committed, and its transfers run again one by one, each through the
+single-transfer path with its own retries: each gets the answer or the error it would have had
+alone. Any other failure (the connection lost, the backend terminated) may have come after the
+commit: every transfer of the batch gets that error, as a single call would, and is never run
+again here (the Idempotency-Key makes the client's retry safe).
 """
 
 from __future__ import annotations
@@ -119,7 +122,9 @@ class TransferBatcher:
                 return
             try:
                 answers = await transfer_batch(self._pool, [args for args, _ in batch])
-            except Exception:
+            except asyncpg.PostgresError as exc:
+                if not rolled_back(exc):
+                    raise  # perhaps committed: each request gets the error, as alone
                 log.warning(
                     "a batch of %d transfers failed; running them one by one",
                     len(batch),
@@ -132,14 +137,29 @@ class TransferBatcher:
             for (_, future), answer in zip(batch, answers, strict=True):
                 if not future.done():
                     future.set_result(answer)
-        except BaseException as exc:
+        except Exception as exc:  # every request of the batch gets it, as alone
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
+        except BaseException:
+            for _, future in batch:
+                future.cancel()
             raise
         finally:
             self._in_flight -= 1
             self._start()
+
+
+def rolled_back(exc: asyncpg.PostgresError) -> bool:
+    """Whether the batch surely committed nothing, so that its transfers may run again.
+
+    An ERROR answer to the batch's statement aborts its transaction (one statement, one
+    transaction). Anything else may have come after the commit: a FATAL (the backend was
+    terminated, the server is shutting down) can arrive between the commit and the answer, and
+    a lost connection (not a PostgresError) says nothing either. Running those again would book
+    the transfers twice; like a single call, they give the error to every request instead.
+    """
+    return (getattr(exc, "severity_en", None) or getattr(exc, "severity", None)) == "ERROR"
 
 
 async def _settle(

@@ -195,3 +195,66 @@ async def test_a_batch_cut_off_by_a_crash_leaves_nothing(pool: asyncpg.Pool) -> 
     assert await journal_rows(pool) == before + 2
     assert [await spendable(pool, u) for u in (ALICE, BOB, CAROL, DAVE)] == [900, 800, 100, 200]
     await assert_audit_clean(pool)
+
+
+async def test_a_lost_batch_is_not_run_again(pool: asyncpg.Pool) -> None:
+    """A batch whose backend is terminated may have committed (a FATAL can follow the commit),
+    so the batcher gives the error to each of its requests and runs nothing again: a re-run
+    would book keyless transfers twice. (Here it had not committed: nothing is booked.)"""
+    for user in (ALICE, BOB):
+        await credit(pool, user, 1_000)
+    await credit(pool, CAROL, 1)  # CAROL's node exists, so the test can hold its lock
+    before = await journal_rows(pool)
+    batcher = TransferBatcher(pool, max_items=8, max_in_flight=1)
+
+    def send(src: int, dst: int) -> asyncio.Future[object]:
+        command = TransferCommand(src, dst, "BTC", 10, None)
+        return asyncio.ensure_future(
+            transfer(pool, SIGNER, command, Idempotency("test", None), batcher)
+        )
+
+    holder_bob, holder_carol = await pool.acquire(), await pool.acquire()
+    try:
+        bob_lock, carol_lock = holder_bob.transaction(), holder_carol.transaction()
+        await bob_lock.start()
+        await holder_bob.execute("SELECT 1 FROM virtual_nodes WHERE user_id = $1 FOR UPDATE", BOB)
+        await carol_lock.start()
+        await holder_carol.execute(
+            "SELECT 1 FROM virtual_nodes WHERE user_id = $1 FOR UPDATE", CAROL
+        )
+        alone = send(BOB, DAVE)  # leaves at once, alone, and waits for BOB's lock
+
+        async def waiting_for_lock(sql_fragment: str) -> int | None:
+            value = await pool.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE query LIKE $1 AND wait_event_type = 'Lock'",
+                f"%{sql_fragment}%",
+            )
+            return None if value is None else int(value)
+
+        async def single_waits() -> bool:
+            return await waiting_for_lock("FROM vnode_transfer(") is not None
+
+        await wait_until(single_waits, timeout_s=10.0, what="the single transfer waits")
+        batched = [send(ALICE, CAROL), send(BOB, CAROL)]  # wait for the call in flight
+        await bob_lock.rollback()
+        assert (await alone).code == "ok"  # type: ignore[attr-defined]
+
+        async def batch_waits() -> bool:
+            return await waiting_for_lock("vnode_transfer_batch(") is not None
+
+        await wait_until(batch_waits, timeout_s=10.0, what="the batch waits for CAROL's lock")
+        pid = await waiting_for_lock("vnode_transfer_batch(")
+        assert await holder_carol.fetchval("SELECT pg_terminate_backend($1)", pid)
+        # Each request gets the error. Had the batcher run them again, they would now wait for
+        # CAROL's lock, still held, and time out here.
+        for request in batched:
+            # Not TimeoutError (an OSError): that is the re-run waiting for the lock.
+            with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError)):
+                await asyncio.wait_for(request, timeout=10.0)
+        await carol_lock.rollback()
+    finally:
+        await pool.release(holder_bob)
+        await pool.release(holder_carol)
+    assert await journal_rows(pool) == before + 1  # the single transfer only
+    assert [await spendable(pool, u) for u in (ALICE, BOB, CAROL, DAVE)] == [1_000, 990, 1, 10]
+    await assert_audit_clean(pool)
