@@ -148,6 +148,42 @@ def checkpoint(dsn: str) -> None:
     psql(dsn, "-c", "CHECKPOINT")
 
 
+def wal_counters(dsn: str) -> dict[str, float]:
+    """The cluster's WAL and checkpoint counters (pg_stat_wal, pg_stat_checkpointer), for the
+    WAL written per transaction during a run: records, full-page images, bytes, checkpoints."""
+    line = psql(
+        dsn,
+        "-tAc",
+        "SELECT w.wal_records, w.wal_fpi, w.wal_bytes, c.num_timed + c.num_requested "
+        "FROM pg_stat_wal w, pg_stat_checkpointer c",
+    ).strip()
+    records, fpi, wal_bytes, checkpoints = (float(v) for v in line.split("|"))
+    return {"records": records, "fpi": fpi, "bytes": wal_bytes, "checkpoints": checkpoints}
+
+
+def wal_per(
+    before: dict[str, float], after: dict[str, float], transactions: int
+) -> dict[str, float]:
+    """WAL per transaction between two wal_counters, and the checkpoints begun meanwhile."""
+    n = max(transactions, 1)
+    return {
+        "records": (after["records"] - before["records"]) / n,
+        "fpi": (after["fpi"] - before["fpi"]) / n,
+        "bytes": (after["bytes"] - before["bytes"]) / n,
+        "checkpoints": after["checkpoints"] - before["checkpoints"],
+    }
+
+
+def apply_settings(dsn: str, settings: list[str]) -> None:
+    """`NAME=VALUE` server settings (ALTER SYSTEM, then a reload) on a throwaway cluster."""
+    for setting in settings:
+        name, sep, value = setting.partition("=")
+        if not sep or not re.fullmatch(r"[a-z_]+", name):
+            raise ValueError(f"not a NAME=VALUE setting: {setting!r}")
+        psql(dsn, "-c", f"ALTER SYSTEM SET {name} = '{value.replace(chr(39), '')}'")
+    psql(dsn, "-c", "SELECT pg_reload_conf()")
+
+
 @dataclass
 class PgbenchResult:
     tps: float
@@ -332,10 +368,14 @@ class Target:
         workers: int,
         *,
         access_log: bool = False,
+        extra_env: dict[str, str] | None = None,
     ) -> Target:
-        """The running service, or a throwaway cluster and `vnode serve` started here."""
+        """The running service, or a throwaway cluster and `vnode serve` started here (with
+        `extra_env` added to its environment)."""
         if url is None:
-            running = RunningService.start(workdir, workers, access_log=access_log)
+            running = RunningService.start(
+                workdir, workers, access_log=access_log, extra_env=extra_env
+            )
             return cls(running.url, running.dsn, running.admin_key, running)
         assert dsn is not None and admin_key is not None  # check_options
         return cls(url, dsn, admin_key)

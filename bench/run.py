@@ -78,6 +78,12 @@ BENCHMARKS = (
         ("--users", "20000"),
     ),
     Benchmark(
+        "sweep",
+        "sweep.py",
+        "Transfers against clients 1 to 256, vnode and pgbench `transfer.sql`",
+        ("--duration", "3", "--warmup", "1", "--users", "200", "--clients", "1,8,64"),
+    ),
+    Benchmark(
         "events",
         "events.py",
         "Event delivery under the transfer load",

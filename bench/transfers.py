@@ -24,6 +24,7 @@ bench drops and recreates `bench_ref` there) and --admin-key an admin key.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import multiprocessing
 import os
 import random
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -83,6 +85,12 @@ class Workload:
     path: str
     lua_body: str
     body_format: str
+    # A fresh Idempotency-Key on every request, as the bot and the wallets send (issue 13).
+    idempotency_key: bool = False
+
+    def keyed(self) -> Workload:
+        """The same requests, each with an Idempotency-Key of its own."""
+        return dataclasses.replace(self, idempotency_key=True)
 
 
 TRANSFER = Workload(
@@ -105,10 +113,11 @@ function setup(thread)
   counter = counter + 1
 end
 
-local base, users, max_amount, headers
+local base, users, max_amount, headers, seed, sent
 function init(args)
   base = tonumber(args[1]); users = tonumber(args[2]); max_amount = tonumber(args[3])
-  math.randomseed(tonumber(args[4]) + id * 7919)
+  seed = tonumber(args[4])
+  math.randomseed(seed + id * 7919)
   headers = {["Authorization"] = "Bearer " .. args[5], ["Content-Type"] = "application/json"}
   statuses = {}
 end
@@ -117,6 +126,10 @@ function request()
   local a = math.random(users)
   local b = 1 + (a - 1 + math.random(users - 1)) % users
   local body = __BODY__
+  if __IDEMPOTENT__ then
+    sent = (sent or 0) + 1
+    headers["Idempotency-Key"] = string.format("wrk-%d-%d-%d", seed, id, sent)
+  end
   return wrk.format("POST", "__PATH__", headers, body)
 end
 
@@ -213,7 +226,7 @@ def _python_load(
     users: int,
     base: int,
     max_amount: int,
-    workload: Workload,
+    workloads: tuple[Workload, ...],
     ready: Any,
     go: Any,
     queue: multiprocessing.Queue[dict[str, Any]],
@@ -228,10 +241,14 @@ def _python_load(
     queue.put(
         asyncio.run(
             _timed_load(
-                run, url, key, clients, seconds, users, base, max_amount, ready, go, workload
+                run, url, key, clients, seconds, users, base, max_amount, ready, go, workloads
             )
         )
     )
+
+
+# What a client sends next: the path, the JSON body and the Idempotency-Key (or None).
+Request = Callable[[random.Random], tuple[str, bytes, str | None]]
 
 
 async def _timed_load(
@@ -245,27 +262,29 @@ async def _timed_load(
     max_amount: int,
     ready: Any,
     go: Any,
-    workload: Workload,
+    workloads: tuple[Workload, ...],
 ) -> dict[str, Any]:
     statuses: Counter[int] = Counter()
     errors: Counter[str] = Counter()
     latencies: list[float] = []
 
-    def body(rng: random.Random) -> bytes:
+    def request(rng: random.Random) -> tuple[str, bytes, str | None]:
+        # Several workloads: each request is one of them, at random (a mixed load).
+        workload = workloads[0] if len(workloads) == 1 else rng.choice(workloads)
         a = rng.randrange(users)
         b = (a + rng.randrange(1, users)) % users
-        return (
+        body = (
             workload.body_format
             % {"a": base + a + 1, "b": base + b + 1, "amount": rng.randint(1, max_amount)}
         ).encode()
+        idempotency_key = f"{rng.getrandbits(128):032x}" if workload.idempotency_key else None
+        return workload.path, body, idempotency_key
 
     ready.set()
     await asyncio.get_running_loop().run_in_executor(None, go.wait)
     cpu_before = os.times()
     started = time.perf_counter()
-    await run(
-        url, key, clients, started + seconds, body, statuses, errors, latencies, workload.path
-    )
+    await run(url, key, clients, started + seconds, request, statuses, errors, latencies)
     elapsed = time.perf_counter() - started
     cpu_after = os.times()
     latencies.sort()
@@ -285,28 +304,31 @@ async def _raw_load(
     key: str,
     clients: int,
     end: float,
-    body: Any,
+    request: Request,
     statuses: Counter[int],
     errors: Counter[str],
     latencies: list[float],
-    path: str,
 ) -> None:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-        f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
-        "Content-Length: %d\r\n\r\n"
-    ).encode()
+    common_headers = (
+        f"Host: {host}:{port}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+    )
+
+    def head(path: str, length: int, idempotency_key: str | None) -> bytes:
+        keyed = f"Idempotency-Key: {idempotency_key}\r\n" if idempotency_key else ""
+        return (
+            f"POST {path} HTTP/1.1\r\n{common_headers}{keyed}Content-Length: {length}\r\n\r\n"
+        ).encode()
 
     async def client() -> None:
         rng = random.Random()
         reader, writer = await asyncio.open_connection(host, port)
         try:
             while time.perf_counter() < end:
-                payload = body(rng)
+                path, payload, idempotency_key = request(rng)
                 t0 = time.perf_counter()
-                writer.write(head % len(payload) + payload)
+                writer.write(head(path, len(payload), idempotency_key) + payload)
                 header = await reader.readuntil(b"\r\n\r\n")
                 status = int(header[9:12])
                 length = 0
@@ -332,11 +354,10 @@ async def _httpx_load(
     key: str,
     clients: int,
     end: float,
-    body: Any,
+    request: Request,
     statuses: Counter[int],
     errors: Counter[str],
     latencies: list[float],
-    path: str,
 ) -> None:
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
@@ -347,9 +368,11 @@ async def _httpx_load(
         async def client() -> None:
             rng = random.Random()
             while time.perf_counter() < end:
+                path, payload, idempotency_key = request(rng)
+                extra = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
                 t0 = time.perf_counter()
                 try:
-                    response = await http.post(path, content=body(rng))
+                    response = await http.post(path, content=payload, headers=extra)
                 except httpx.HTTPError as exc:
                     errors[type(exc).__name__] += 1
                     continue
@@ -382,13 +405,21 @@ def run_load(
     workdir: Path,
     cpu_roots: dict[str, int],
     label: str,
-    workload: Workload = TRANSFER,
+    workload: Workload | tuple[Workload, ...] = TRANSFER,
 ) -> tuple[LoadResult, common.CpuMeter]:
-    """One timed load run; returns its result and the CPU each process tree used meanwhile."""
+    """One timed load run; returns its result and the CPU each process tree used meanwhile.
+    Several workloads make a mixed load (each request one of them at random; Python
+    generators only)."""
+    workloads = workload if isinstance(workload, tuple) else (workload,)
     if mode == "wrk":
+        if len(workloads) != 1:
+            raise ValueError("wrk runs one workload; a mixed load needs --loadgen python")
+        workload = workloads[0]
         script = workdir / "load.lua"
         script.write_text(
-            WRK_SCRIPT.replace("__BODY__", workload.lua_body).replace("__PATH__", workload.path)
+            WRK_SCRIPT.replace("__BODY__", workload.lua_body)
+            .replace("__PATH__", workload.path)
+            .replace("__IDEMPOTENT__", "true" if workload.idempotency_key else "false")
         )
         command = wrk_command(url, key, clients, threads, seconds, users, base, max_amount, script)
         proc = subprocess.Popen(
@@ -405,7 +436,7 @@ def run_load(
 
     raw, meter = common.run_load_process(
         _python_load,
-        (mode, url, key, clients, seconds, users, base, max_amount, workload),
+        (mode, url, key, clients, seconds, users, base, max_amount, workloads),
         label,
         seconds,
         cpu_roots,
@@ -525,6 +556,23 @@ def main(
             "stacks to this file) and print where the Python time goes"
         ),
     ] = None,
+    batch: Annotated[
+        int,
+        typer.Option(
+            help="VNODE_TRANSFER_BATCH_MAX of the started service: micro-batched transfers "
+            "(docs/adr/0026); 1: each alone; 0: the service's default"
+        ),
+    ] = 0,
+    batch_in_flight: Annotated[
+        int, typer.Option(help="VNODE_TRANSFER_BATCH_IN_FLIGHT of the started service; 0: default")
+    ] = 0,
+    pg_set: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=VALUE server setting of the started cluster (ALTER SYSTEM, reload), "
+            "repeatable: e.g. checkpoint_timeout=30s"
+        ),
+    ] = None,
     json_path: opt.JsonOut = None,
 ) -> None:
     """Internal transfers/s through vnode vs pgbench transfer.sql on the same cluster."""
@@ -540,8 +588,13 @@ def main(
     target: common.Target | None = None
     try:
         with console.status("starting PostgreSQL and vnode serve"):
+            env = {}
+            if batch:
+                env["VNODE_TRANSFER_BATCH_MAX"] = str(batch)
+            if batch_in_flight:
+                env["VNODE_TRANSFER_BATCH_IN_FLIGHT"] = str(batch_in_flight)
             target = common.Target.start(
-                url, dsn, admin_key, workdir, workers, access_log=access_log
+                url, dsn, admin_key, workdir, workers, access_log=access_log, extra_env=env
             )
         url, dsn, admin_key, cpu_roots = (
             target.url,
@@ -550,6 +603,10 @@ def main(
             target.cpu_roots(),
         )
         service = target.service
+        if pg_set:
+            if target.running is None:
+                raise typer.BadParameter("--pg-set only on a cluster started here (no --url)")
+            common.apply_settings(dsn, pg_set)
         pg_version = common.server_version(dsn)
         out.print(f"machine: {common.machine_summary()}")
         out.print(
@@ -560,6 +617,8 @@ def main(
                 else ""
             )
             + f"; load from {loadgen}"
+            + (f"; VNODE_TRANSFER_BATCH_MAX={batch}" if batch else "")
+            + (f"; {', '.join(pg_set)}" if pg_set else "")
         )
 
         with console.status(f"funding {users} users"):
@@ -575,6 +634,7 @@ def main(
         common.checkpoint(dsn)
         spies = _start_py_spy(service, workdir, duration) if py_spy is not None else []
         spy_roots = {f"py-spy {i}": proc.pid for i, (proc, _) in enumerate(spies)}
+        wal_before = common.wal_counters(dsn)
         result, meter = run_load(
             loadgen,
             *load_args,
@@ -585,6 +645,22 @@ def main(
             workdir,
             {**cpu_roots, **spy_roots},
             f"vnode, {clients} clients",
+        )
+        vnode_wal = common.wal_per(wal_before, common.wal_counters(dsn), result.ok)
+        # The same with an Idempotency-Key on every request, as the bot and the wallets send
+        # (each key new: the stored answer is written, never replayed).
+        common.checkpoint(dsn)
+        keyed, keyed_meter = run_load(
+            loadgen,
+            *load_args,
+            duration,
+            users,
+            user_base,
+            max_amount,
+            workdir,
+            cpu_roots,
+            f"vnode with Idempotency-Key, {clients} clients",
+            TRANSFER.keyed(),
         )
         if spies and py_spy is not None:
             with py_spy.open("w") as merged:
@@ -618,6 +694,7 @@ def main(
             ref_dsn = common.recreate_database(dsn, "bench_ref")
             common.psql(ref_dsn, "-f", str(schema))
             common.checkpoint(dsn)
+        wal_before = common.wal_counters(dsn)
         reference = run_pgbench(
             ref_dsn,
             script,
@@ -628,8 +705,20 @@ def main(
             workdir,
             db_roots,
         )
+        reference_wal = common.wal_per(
+            wal_before, common.wal_counters(dsn), reference[0].transactions
+        )
+        out.print(
+            "WAL per transaction: "
+            + "; ".join(
+                f"{name} {w['records']:.1f} records, {w['fpi']:.2f} full-page images, "
+                f"{w['bytes']:,.0f} bytes ({w['checkpoints']:.0f} checkpoints began)"
+                for name, w in (("vnode", vnode_wal), ("pgbench transfer.sql", reference_wal))
+            ),
+            soft_wrap=True,
+        )
 
-        _report(result, meter, ceiling, reference, clients, duration)
+        _report(result, meter, ceiling, reference, clients, duration, (keyed, keyed_meter))
         if py_spy is not None and py_spy.exists():
             _print_profile(py_spy)
         ratio = result.rate / reference[0].tps if reference[0].tps else 0.0
@@ -639,6 +728,16 @@ def main(
             "vnode p99 ms": result.p99_ms,
             "pgbench transfer.sql tps": reference[0].tps,
             "other programs during vnode run, cores": meter.foreign_user / result.seconds,
+            "vnode with Idempotency-Key transfers/s": keyed.rate,
+            "vnode with Idempotency-Key p99 ms": keyed.p99_ms,
+            "ratio with Idempotency-Key vnode/pgbench": (
+                keyed.rate / reference[0].tps if reference[0].tps else 0.0
+            ),
+            "other programs during keyed run, cores": keyed_meter.foreign_user / keyed.seconds,
+            "vnode WAL bytes/transfer": vnode_wal["bytes"],
+            "vnode full-page images/transfer": vnode_wal["fpi"],
+            "pgbench WAL bytes/transaction": reference_wal["bytes"],
+            "pgbench full-page images/transaction": reference_wal["fpi"],
         }
         if ceiling is not None:
             figures["pgbench SELECT vnode_transfer() tps"] = ceiling[0].tps
@@ -713,8 +812,20 @@ def _report(
     reference: tuple[common.PgbenchResult, common.CpuMeter],
     clients: int,
     duration: int,
+    keyed_run: tuple[LoadResult, common.CpuMeter],
 ) -> None:
+    keyed = keyed_run[0]
     table = load_table(result, "transfers/s", clients, duration)
+    table.add_row("vnode transfers/s with Idempotency-Key (200 only)", f"{keyed.rate:,.0f}")
+    table.add_row(
+        "vnode with Idempotency-Key p50 / p99", f"{keyed.p50_ms:.1f} / {keyed.p99_ms:.1f} ms"
+    )
+    keyed_other = {s: n for s, n in sorted(keyed.statuses.items()) if s != 200}
+    if keyed_other:
+        table.add_row(
+            "vnode with Idempotency-Key non-200",
+            ", ".join(f"{s}: {n}" for s, n in keyed_other.items()),
+        )
     if ceiling is not None:
         table.add_row("pgbench SELECT vnode_transfer() tps", f"{ceiling[0].tps:,.0f}")
     table.add_row("pgbench transfer.sql tps", f"{reference[0].tps:,.0f}")
@@ -728,7 +839,10 @@ def _report(
     cpu = Table(title="CPU per transaction (us) and machine idle during each run")
     for column in ("run", "tx/s", SERVICE, POSTGRES, "client", "rest (kernel, bench)", "idle"):
         cpu.add_column(column, justify="left" if column == "run" else "right")
-    rows = [("vnode HTTP", result.ok, result.seconds, meter)]
+    rows = [
+        ("vnode HTTP", result.ok, result.seconds, meter),
+        ("vnode HTTP, Idempotency-Key", keyed.ok, keyed.seconds, keyed_run[1]),
+    ]
     if ceiling is not None:
         rows.append(("pgbench vnode_transfer()", ceiling[0].transactions, duration, ceiling[1]))
     rows.append(("pgbench transfer.sql", reference[0].transactions, duration, reference[1]))

@@ -39,6 +39,7 @@ from vnode.db.pool import create_pool
 from vnode.db.reads import ReadRouting
 from vnode.events.dispatcher import Dispatcher
 from vnode.keys import SoftwareSigner, load_or_create_seed
+from vnode.ledger.transfer_batch import TransferBatcher
 from vnode.lightning.base import LightningBackend
 from vnode.lightning.monitor import NodeMonitor, NodeState
 from vnode.lightning.registry import create_backend
@@ -139,6 +140,13 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
                 supervisor,
                 rate=RateLimiter.from_settings(pool, settings),
                 reads=reads,
+                transfers=(
+                    TransferBatcher(
+                        pool, settings.transfer_batch_max, settings.transfer_batch_in_flight
+                    )
+                    if settings.transfer_batch_max > 1
+                    else None
+                ),
             )
             dispatcher = _dispatcher(settings, pool)
             stack.push_async_callback(dispatcher.close)

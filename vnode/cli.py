@@ -15,6 +15,7 @@ import typer
 import uvicorn
 from pydantic import SecretStr
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
@@ -275,7 +276,23 @@ def audit(
     settings = _settings(data_dir)
 
     async def work(conn: DbConnection) -> tuple[AuditReport, list[AssetSolvency] | str | None]:
-        report = await run_audit(conn)
+        # A progress bar on stderr, one step per check: on a large ledger the audit takes tens
+        # of seconds (docs/PERFORMANCE.md, "A million users"). Transient: the tables stay.
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("audit", total=None)
+
+            def on_check(name: str, number: int, checks: int) -> None:
+                progress.update(task, description=f"audit: {name}", completed=number, total=checks)
+
+            report = await run_audit(conn, on_check)
+            progress.update(task, completed=len(report.checked))
         return report, (await _solvency(settings, conn) if node else None)
 
     report, solvent = with_connection(settings, work)

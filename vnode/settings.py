@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     # wrote for, and every read while the replica lags more than read_max_lag_s, use the primary.
     database_read_url: SecretStr | None = None
     read_max_lag_s: float = Field(default=1.0, gt=0)
+    # Micro-batched transfers (docs/adr/0026): up to this many concurrent transfers share one
+    # database call and one commit (1: each transfer alone), with at most
+    # transfer_batch_in_flight such calls at the database at once.
+    transfer_batch_max: int = Field(default=1, ge=1, le=64)
+    transfer_batch_in_flight: int = Field(default=4, ge=1)
     # When set, this exact value is accepted as an admin key (bootstrap for scripts and tests).
     admin_key: SecretStr | None = None
     # Hex master seed for virtual-node keys; unset: <data_dir>/master_seed (created, mode 0600).

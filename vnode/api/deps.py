@@ -16,6 +16,7 @@ from vnode.db.reads import ReadRouting
 from vnode.errors import ApiError, ErrorCode
 from vnode.keys import Signer
 from vnode.ledger.calls import Idempotency
+from vnode.ledger.transfer_batch import TransferBatcher
 from vnode.lightning.base import LightningBackend
 from vnode.lightning.monitor import NodeMonitor
 from vnode.limits.rate import RateLimiter
@@ -52,6 +53,8 @@ class Services:
         """A write for these users committed: their next reads see it (vnode/db/reads.py)."""
         if self.reads is not None:
             self.reads.note_write(*user_ids)
+    # Micro-batched transfers (docs/adr/0026); None: each transfer in its own call.
+    transfers: TransferBatcher | None = None
 
 
 async def get_services(request: Request) -> Services:

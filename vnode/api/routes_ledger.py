@@ -63,7 +63,11 @@ async def handle_transfer(
         body.from_user_id, body.to_user_id, body.asset_id, body.amount, body.memo
     )
     answer = await transfers.transfer(
-        services.pool, services.signer, command, idempotency(key, idempotency_key)
+        services.pool,
+        services.signer,
+        command,
+        idempotency(key, idempotency_key),
+        services.transfers,
     )
     services.wrote_for(body.from_user_id, body.to_user_id)
     services.metrics.transfers.labels(

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 import asyncpg
 
 from vnode.keys import Signer
-from vnode.ledger.calls import Idempotency, LedgerAnswer, call_money_function
-
-_SQL = "SELECT code, detail, result FROM vnode_transfer($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+from vnode.ledger.calls import Idempotency, LedgerAnswer
+from vnode.ledger.transfer_batch import TransferArgs, TransferBatcher, transfer_one
 
 
 @dataclass(frozen=True)
@@ -22,9 +21,14 @@ class TransferCommand:
 
 
 async def transfer(
-    pool: asyncpg.Pool, signer: Signer, command: TransferCommand, idempotency: Idempotency
+    pool: asyncpg.Pool,
+    signer: Signer,
+    command: TransferCommand,
+    idempotency: Idempotency,
+    batcher: TransferBatcher | None = None,
 ) -> LedgerAnswer:
-    """Move `amount` from one user to another in one database transaction.
+    """Move `amount` from one user to another in one database transaction (shared with other
+    concurrent transfers when `batcher` is given: vnode/ledger/transfer_batch.py).
 
     The recipient's virtual node is created on first use, as tip bots do, with its key derived
     here (the database never sees the seed).
@@ -36,9 +40,7 @@ async def transfer(
         "amount": command.amount,
         "memo": command.memo,
     }
-    return await call_money_function(
-        pool,
-        _SQL,
+    args = TransferArgs(
         command.from_user_id,
         command.to_user_id,
         signer.node_pubkey(command.to_user_id),
@@ -49,3 +51,6 @@ async def transfer(
         idempotency.key,
         idempotency.request_hash("transfer", fields),
     )
+    if batcher is not None:
+        return await batcher.transfer(args)
+    return await transfer_one(pool, args)

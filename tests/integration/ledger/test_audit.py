@@ -222,3 +222,19 @@ async def test_audit_is_clean_during_concurrent_transfers(
     assert await pool.fetchval(count_sql) == 200
     assert len(seen_mid_flight) >= 2, seen_mid_flight  # it did audit a ledger in motion
     assert (await audit(pool)).clean
+
+
+async def test_progress_is_reported_check_by_check(busy: asyncpg.Pool) -> None:
+    """`vnode audit`'s progress bar: the callback hears of every check, in order, before it runs,
+    then of the totals; the report counts the rows each check examined."""
+    heard: list[tuple[str, int, int]] = []
+    async with busy.acquire() as conn:
+        report = await run_audit(conn, lambda name, n, of: heard.append((name, n, of)))
+    names = list(report.checked)
+    assert heard == [(name, n, len(names)) for n, name in enumerate(names)] + [
+        ("totals", len(names), len(names))
+    ]
+    assert set(names) >= CHECKS
+    assert report.clean
+    # ALICE, BOB and CAROL hold BTC, ALICE and CAROL the RGB asset.
+    assert report.checked["spendable = unspent coins"] == 5

@@ -22,6 +22,7 @@ from vnode.keys import SoftwareSigner
 from vnode.ledger.admin import AdminCommand, AdminMove, admin_move
 from vnode.ledger.audit import run_audit
 from vnode.ledger.calls import Idempotency, LedgerAnswer
+from vnode.ledger.transfer_batch import TransferArgs, transfer_batch
 from vnode.ledger.transfers import TransferCommand, transfer
 
 T = TypeVar("T")
@@ -114,6 +115,29 @@ class LedgerMachine(RuleBasedStateMachine):
             assert body["sender_balance"] == _balance_json(asset, self.balances[src, asset])
         else:
             self.expect_refusal(outcome, src, asset, amount)
+
+    @rule(moves=st.lists(st.tuples(USERS, USERS, ASSETS, AMOUNTS), min_size=1, max_size=6))
+    def send_batch(self, moves: list[tuple[int, int, str, int]]) -> None:
+        """Several transfers in one call and one commit (docs/adr/0026): item by item, each
+        answers as it would alone, seeing the items before it."""
+        moves = [move for move in moves if move[0] != move[1]]
+        if not moves:
+            return
+        batch = [
+            TransferArgs(src, dst, SIGNER.node_pubkey(dst), asset, amount, None, "test", None, b"-")
+            for src, dst, asset, amount in moves
+        ]
+        answers = self.run(transfer_batch(self.pool, batch))
+        for (src, dst, asset, amount), outcome in zip(moves, answers, strict=True):
+            if src in self.nodes and amount <= self.balances[src, asset]:
+                assert outcome.status == 200, outcome.body
+                self.balances[src, asset] -= amount
+                self.balances[dst, asset] += amount
+                self.nodes.add(dst)
+                body = outcome.json()
+                assert body["sender_balance"] == _balance_json(asset, self.balances[src, asset])
+            else:
+                self.expect_refusal(outcome, src, asset, amount)
 
     @rule(user=USERS, asset=ASSETS)
     def send_everything(self, user: int, asset: str) -> None:

@@ -329,6 +329,36 @@ BEGIN
     END IF;
 END $$;
 
+-- Flow 1, several transfers in one call and one commit (micro-batching, docs/adr/0026): item i
+-- is exactly vnode_transfer(p_from[i], p_to[i], ...), in item order, each with its own answer
+-- (a refusal is an answer, not an error: one transfer's insufficient balance never fails its
+-- neighbours). Every existing node of the batch is locked first, in user-id order, so that two
+-- batches, or a batch and a single transfer, take their locks in one order (no deadlock); each
+-- item's own lock is then already held. An error (none is expected) rolls back the whole batch;
+-- the caller then runs its items one by one (vnode/ledger/transfer_batch.py). No savepoint per
+-- item: a subtransaction per transfer costs more than the batch saves, and more than 64 of
+-- them in one transaction slow every other backend's snapshots.
+DROP FUNCTION IF EXISTS vnode_transfer_batch(
+    bigint[], bigint[], text[], text[], bigint[], text[], text[], text[], bytea[]);
+CREATE OR REPLACE FUNCTION vnode_transfer_batch(
+    p_from bigint[], p_to bigint[], p_to_pubkey text[], p_asset text[], p_amount bigint[],
+    p_memo text[], p_owner text[], p_idem_key text[], p_hash bytea[])
+RETURNS TABLE (item integer, code text, detail text, result jsonb)
+LANGUAGE plpgsql AS $$
+DECLARE
+    i integer;
+BEGIN
+    PERFORM 1 FROM virtual_nodes n WHERE n.user_id = ANY (p_from || p_to)
+    ORDER BY n.user_id FOR UPDATE;
+    FOR i IN 1 .. coalesce(array_length(p_from, 1), 0) LOOP
+        item := i;
+        SELECT t.code, t.detail, t.result INTO code, detail, result
+        FROM vnode_transfer(p_from[i], p_to[i], p_to_pubkey[i], p_asset[i], p_amount[i],
+                            p_memo[i], p_owner[i], p_idem_key[i], p_hash[i]) t;
+        RETURN NEXT;
+    END LOOP;
+END $$;
+
 -- Operator funding and corrections, booked against the operator_funding system account.
 DROP FUNCTION IF EXISTS vnode_admin_move(text, bigint, text, text, bigint, text, text, text, bytea);
 CREATE OR REPLACE FUNCTION vnode_admin_move(
