@@ -44,6 +44,8 @@ class Services:
     rate: RateLimiter | None = None
     # Reads that may use the read replica (vnode/db/reads.py); None: every read on `pool`.
     reads: ReadRouting | None = None
+    # Micro-batched transfers (docs/adr/0026); None: each transfer in its own call.
+    transfers: TransferBatcher | None = None
 
     def read_pool(self, user_id: int | None = None) -> asyncpg.Pool:
         """The pool for a read about `user_id` (balances, history, console pages)."""
@@ -53,8 +55,6 @@ class Services:
         """A write for these users committed: their next reads see it (vnode/db/reads.py)."""
         if self.reads is not None:
             self.reads.note_write(*user_ids)
-    # Micro-batched transfers (docs/adr/0026); None: each transfer in its own call.
-    transfers: TransferBatcher | None = None
 
 
 async def get_services(request: Request) -> Services:
