@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 
-from proving.model import NODE_UNAVAILABLE, Answer, PaymentCase, Stats
+from proving.model import DATABASE_UNAVAILABLE, NODE_UNAVAILABLE, Answer, PaymentCase, Stats
 from vnode.apikeys import Scope
+from vnode.lndhub import wire as lndhub_wire
 
 if TYPE_CHECKING:
     from proving.load import LoadGenerator
@@ -52,12 +53,17 @@ class HubUser:
 
 def hub_answer(status: int, data: object) -> Answer:
     """An LndHub answer in the books' terms: a refusal `{"error": true, "code": N}` gets the
-    stable code `lndhub_N` (503: node_unavailable, as vnode's own); 202 code 9, in transit, is
-    not a refusal. A list (gettxs) is kept under `items`."""
+    stable code `lndhub_N` (503: node_unavailable or database_unavailable, as vnode's own);
+    202 code 9, in transit, is not a refusal. A list (gettxs) is kept under `items`."""
     if not isinstance(data, dict):
         return Answer(status, {"items": data if isinstance(data, list) else []})
     if data.get("error") is True and status >= 400:
-        code = NODE_UNAVAILABLE if status == 503 else f"lndhub_{data.get('code')}"
+        code = f"lndhub_{data.get('code')}"
+        if status == 503:
+            # Both are LndHub's code 6: the database's leaves the effect unknown (a replay with
+            # the same key resolves it), the node's means nothing moved.
+            down = data.get("message") == lndhub_wire.DATABASE_DOWN_MESSAGE
+            code = DATABASE_UNAVAILABLE if down else NODE_UNAVAILABLE
         return Answer(status, {**data, "error": {"code": code}})
     return Answer(status, data)
 

@@ -11,6 +11,7 @@ from typing import Any
 from vnode.errors import ErrorCode
 
 NODE_UNAVAILABLE = ErrorCode.NODE_UNAVAILABLE.value
+DATABASE_UNAVAILABLE = ErrorCode.DATABASE_UNAVAILABLE.value
 
 
 @dataclass(frozen=True)

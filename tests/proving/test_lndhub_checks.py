@@ -13,6 +13,7 @@ import asyncpg
 from proving.lndhub_ops import hub_answer
 from proving.model import NODE_UNAVAILABLE, Answer, PaymentCase
 from proving.verify import Findings, _check_lndhub_payment, fee_of
+from vnode.lndhub import wire as lndhub_wire
 
 USER, AMOUNT = 7_000_000_001, 50_000
 
@@ -75,4 +76,9 @@ def test_lndhub_answers_in_the_books_terms() -> None:
     assert in_transit.code is None  # in flight is not a refusal
     assert hub_answer(400, {"error": True, "code": 10}).code == "lndhub_10"
     assert hub_answer(503, {"error": True, "code": 6}).code == NODE_UNAVAILABLE
+    assert hub_answer(503, {"error": True, "code": 6}).known  # the node's: nothing moved
+    # The database's 503 is code 6 too, but its effect is unknown: a replay must resolve it.
+    down = hub_answer(503, lndhub_wire.database_down().body())
+    assert down.code == "database_unavailable"
+    assert not down.known
     assert hub_answer(200, [{"type": "paid_invoice"}]).body["items"] == [{"type": "paid_invoice"}]

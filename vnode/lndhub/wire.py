@@ -82,16 +82,17 @@ REFUSALS: dict[str, tuple[int, int]] = {
 }
 
 
+DATABASE_DOWN_MESSAGE = (
+    "the service is briefly unavailable; a payment sent now may or may not have been made: "
+    "check your transactions before paying again"
+)
+
+
 def database_down() -> LndHubError:
     """The database out of reach (api/middleware.py): 503 and the general error. Unlike the
     node's 503, a payment may have been booked before the connection was lost: the wallet is
     told to look at its transactions before paying again (docs/WALLETS.md)."""
-    return LndHubError(
-        503,
-        GENERAL_ERROR,
-        "the service is briefly unavailable; a payment sent now may or may not have been made: "
-        "check your transactions before paying again",
-    )
+    return LndHubError(503, GENERAL_ERROR, DATABASE_DOWN_MESSAGE)
 
 
 def refusal(code: str, message: str) -> LndHubError:
