@@ -89,9 +89,9 @@ test: lint redis browser ha-tools
 # a fifth of the examples of each property test; `make test` runs the full counts, on one
 # process). It leaves out tests/integration/ledger/test_stateful.py, the hypothesis state machine
 # of the ledger (about 43 s on its own), which `make test` runs with everything else.
-# Measured on 2 cores (docs/PERFORMANCE.md): 67-76 s of pytest for 922 tests at 066ca9f. Not yet
-# under a minute: it is bound by CPU, and nearly half of it is PostgreSQL copying a template
-# database for each test that needs an empty ledger (187 copies).
+# Measured on 2 cores (docs/PERFORMANCE.md): 66-69 s of pytest for 948 tests at 043ca32, test
+# databases reset and reused rather than copied (harness/postgres.py). Not yet under a minute:
+# bound by the CPU of the pytest processes themselves.
 test-fast: $(STAMP) redis browser
 	$(BIN)/pytest tests/unit tests/integration --ignore=tests/integration/ledger/test_stateful.py \
 	  --hypothesis-profile fast -n 2 --dist loadfile -q
