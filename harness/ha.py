@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import pwd
@@ -33,16 +32,18 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+from packaging.requirements import Requirement
 
 from harness.processes import Process, as_user
 from harness.usage import descendants
 from harness.waits import wait_until_blocking
-from vnode.db.embedded import bin_dir, copy_server, process_alive, server_os_user
+from vnode.db.embedded import bin_dir, copy_readable, copy_server, process_alive, server_os_user
 from vnode.loopback import free_port
 
 SCOPE = "vnode-ha"
@@ -96,19 +97,50 @@ def missing_tools() -> list[str]:
     return missing
 
 
-def _site_packages() -> Path:
-    spec = importlib.util.find_spec("patroni")
-    if spec is None or not spec.submodule_search_locations:
+def _distributions(name: str, extras: frozenset[str]) -> list[metadata.Distribution]:
+    """`name`'s installed distribution and those it needs with `extras`, transitively."""
+    found: dict[str, metadata.Distribution] = {}
+    todo = [(name, extras)]
+    while todo:
+        wanted, wanted_extras = todo.pop()
+        try:
+            dist = metadata.distribution(wanted)
+        except metadata.PackageNotFoundError:
+            continue  # a requirement for another platform or an extra not installed
+        key = dist.metadata["Name"].lower()
+        if key in found:
+            continue
+        found[key] = dist
+        for line in dist.requires or []:
+            need = Requirement(line)
+            if need.marker is None or any(
+                need.marker.evaluate({"extra": extra}) for extra in wanted_extras or {""}
+            ):
+                todo.append((need.name, frozenset(need.extras)))
+    return list(found.values())
+
+
+def patroni_packages(into: Path) -> Path:
+    """Patroni and every package it needs (with its etcd3 and psycopg2 extras), linked or
+    copied from this venv into `into`, which the server user can read: the venv may sit under
+    a folder it cannot enter (a checkout in a 0700 `mktemp -d`, or under /root)."""
+    pairs: list[tuple[Path, Path]] = []
+    for dist in _distributions("patroni", frozenset({"etcd3", "psycopg2-binary"})):
+        for file in dist.files or []:
+            if file.parts and file.parts[0] != "..":  # scripts in bin/ are not needed
+                pairs.append((Path(str(file.locate())), into / file))
+    if not pairs:
         raise RuntimeError(f"patroni is not installed: {INSTALL_HINT}")
-    return Path(next(iter(spec.submodule_search_locations))).parent
+    copy_readable(pairs, into)
+    return into
 
 
-def patroni_command(user: pwd.struct_passwd | None) -> list[str]:
-    """How `user` runs this venv's Patroni. The venv's interpreter may sit where the server
-    user cannot reach it (a pyenv Python under a 0700 /root); then the system's Python of the
-    same version runs it with the venv's packages in front of its path (same version, same
-    ABI for psycopg2's and PyYAML's compiled parts)."""
-    path = f"import sys; sys.path[:0] = [{str(_site_packages())!r}]"
+def patroni_command(user: pwd.struct_passwd | None, packages: Path) -> list[str]:
+    """How `user` runs Patroni from `packages` (patroni_packages). The venv's interpreter may
+    sit where the server user cannot reach it (a pyenv Python under a 0700 /root); then the
+    system's Python of the same version runs it (same version, same ABI for psycopg2's and
+    PyYAML's compiled parts)."""
+    path = f"import sys; sys.path[:0] = [{str(packages)!r}]"
     boot = f"{path}; from patroni.__main__ import main; sys.argv[0] = 'patroni'; main()"
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     for python in (sys.executable, f"/usr/bin/python{version}"):
@@ -122,7 +154,7 @@ def patroni_command(user: pwd.struct_passwd | None) -> list[str]:
         return [python, "-c", boot]
     raise RuntimeError(
         f"{user.pw_name if user else 'this user'} can run no Python {version} that imports "
-        f"Patroni from {_site_packages()}: install python{version} (Debian's), or make the venv's "
+        f"Patroni from {packages}: install python{version} (Debian's), or make the venv's "
         "interpreter readable"
     )
 
@@ -198,7 +230,7 @@ class HACluster:
         self.keep = keep
         self.root = root or Path(tempfile.mkdtemp(prefix="vnode-ha-"))
         self.user: pwd.struct_passwd | None = server_os_user()
-        patroni = patroni_command(self.user)
+        patroni = patroni_command(self.user, patroni_packages(self.root / "python"))
         self.etcd_client_port = free_port()
         self.etcd_peer_port = free_port()
         self.write_port = free_port()

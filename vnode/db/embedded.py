@@ -51,7 +51,7 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -196,6 +196,17 @@ def _make_readable(root: Path) -> None:
             if info.st_nlink > 1:
                 continue  # a link to the wheel's file, already readable (see _link_or_copy)
             os.chmod(path, 0o755 if info.st_mode & 0o111 else 0o644, follow_symlinks=False)
+
+
+def copy_readable(files: Iterable[tuple[Path, Path]], root: Path) -> None:
+    """Link or copy each (source, target) file, targets under `root` (made here), and leave
+    `root` readable by the server's user whatever the sources' folders allow: for files that
+    user must read from a place it cannot reach (a 0700 checkout), such as Python packages."""
+    root.mkdir(parents=True, exist_ok=True)
+    for source, target in files:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _link_or_copy(str(source), str(target))
+    _make_readable(root)
 
 
 def copy_server(install: Path, binaries: tuple[str, ...] = _SERVER_BINARIES) -> Path:
