@@ -230,6 +230,9 @@ class HACluster:
         self.keep = keep
         self.root = root or Path(tempfile.mkdtemp(prefix="vnode-ha-"))
         self.user: pwd.struct_passwd | None = server_os_user()
+        if self.user is not None:
+            # The server user's folder from the start: Patroni's packages are tried from it.
+            os.chown(self.root, self.user.pw_uid, self.user.pw_gid)
         patroni = patroni_command(self.user, patroni_packages(self.root / "python"))
         self.etcd_client_port = free_port()
         self.etcd_peer_port = free_port()
