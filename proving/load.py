@@ -24,6 +24,7 @@ from coincurve import PrivateKey
 
 from proving.lndhub_ops import LndHubOps
 from proving.model import (
+    DATABASE_UNAVAILABLE,
     NODE_UNAVAILABLE,
     Answer,
     InboundCase,
@@ -35,6 +36,7 @@ from proving.model import (
 from vnode.apikeys import Scope
 from vnode.lightning import bolt11
 from vnode.lightning.base import Network
+from vnode.lnurl import wire as lnurl_wire
 from vnode_sim.invoices import issue_invoice
 
 # Share of each operation in the offered load (weights, not necessarily summing to 1).
@@ -618,7 +620,7 @@ class LoadGenerator:
 
     async def get(self, op: str, path: str) -> Answer:
         """GET a public LNURL endpoint of one of the processes; recorded under `op`. A LUD
-        ERROR body is a refusal; its 503 (the node unavailable) counts as node_unavailable."""
+        ERROR body is a refusal; its 503 counts as node_unavailable or database_unavailable."""
         assert self._http is not None
         target = self.targets.pick()
         started = time.perf_counter()
@@ -629,8 +631,13 @@ class LoadGenerator:
         except (httpx.HTTPError, ValueError) as exc:
             answer = Answer(None, {}, type(exc).__name__)
         if answer.body.get("status") == "ERROR":
-            # A refusal the LUDs answer with 200 is counted as the refusal it is.
-            code = NODE_UNAVAILABLE if answer.status == 503 else "lnurl_error"
+            # A refusal the LUDs answer with 200 is counted as the refusal it is. A 503 is the
+            # node's (nothing made) or the database's (unknown: an invoice may have been made,
+            # but none was handed out, so nothing is paid).
+            code = "lnurl_error"
+            if answer.status == 503:
+                down = answer.body.get("reason") == lnurl_wire.DATABASE_DOWN_REASON
+                code = DATABASE_UNAVAILABLE if down else NODE_UNAVAILABLE
             status = 422 if answer.status == 200 else answer.status
             answer = Answer(status, {"error": {"code": code}})
         self.stats.record(op, time.perf_counter() - started, answer)

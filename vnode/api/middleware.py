@@ -25,7 +25,7 @@ from vnode.db.unavailable import (
 )
 from vnode.errors import CATALOGUE, ErrorCode
 from vnode.lndhub import wire as lndhub_wire
-from vnode.lnurl.wire import LudError
+from vnode.lnurl.wire import DATABASE_DOWN_REASON, LudError
 from vnode.logs import request_id_var
 from vnode.metrics import Metrics
 
@@ -43,7 +43,7 @@ def database_down_response(path: str, request_id: str) -> Response:
         body = lndhub_wire.database_down().body()
         return Response(orjson.dumps(body), status, headers, "application/json")
     if path.startswith(("/.well-known/lnurlp/", "/lnurlp/")):
-        lud = LudError(reason="the service is briefly unavailable: try again in a moment")
+        lud = LudError(reason=DATABASE_DOWN_REASON)
         return Response(orjson.dumps(lud.wire()), status, headers, "application/json")
     return error_response(
         status, ErrorCode.DATABASE_UNAVAILABLE.value, DATABASE_DOWN_MESSAGE, headers

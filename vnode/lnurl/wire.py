@@ -48,6 +48,11 @@ class Verify(_Lud):
         return self.model_dump(mode="json")
 
 
+# The reason of the 503 a LNURL path answers while the database is out of reach
+# (api/middleware.py); the node's 503 gives its own.
+DATABASE_DOWN_REASON = "the service is briefly unavailable: try again in a moment"
+
+
 class LudError(_Lud):
     status: Literal["ERROR"] = "ERROR"
     reason: str
