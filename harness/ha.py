@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import subprocess
@@ -228,6 +229,9 @@ class HACluster:
         if missing:
             raise RuntimeError(f"missing {', '.join(missing)}: {INSTALL_HINT}")
         self.keep = keep
+        # The roles' password: loopback connections are trusted (pg_hba below), but Patroni sets
+        # one on its roles; from VNODE_HA_PASSWORD, else made for this cluster alone.
+        self.password = os.environ.get("VNODE_HA_PASSWORD") or secrets.token_urlsafe(24)
         self.root = root or Path(tempfile.mkdtemp(prefix="vnode-ha-"))
         self.user: pwd.struct_passwd | None = server_os_user()
         if self.user is not None:
@@ -536,8 +540,8 @@ class HACluster:
                 "bin_dir": str(self.bin_dir),
                 "pgpass": str(node.root / "pgpass"),
                 "authentication": {
-                    "superuser": {"username": SUPERUSER, "password": "unused-trust"},
-                    "replication": {"username": REPLICATION_USER, "password": "unused-trust"},
+                    "superuser": {"username": SUPERUSER, "password": self.password},
+                    "replication": {"username": REPLICATION_USER, "password": self.password},
                 },
                 "parameters": {
                     "unix_socket_directories": str(node.root),

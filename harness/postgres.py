@@ -8,6 +8,7 @@ import io
 import secrets
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -83,7 +84,7 @@ class Recycler:
     def __init__(self) -> None:
         self.catalog = ""
         self._tables: list[str] = []
-        self._seeds: dict[str, bytes] = {}  # table -> the template's rows, COPY binary
+        self._seeds: dict[str, _Seed] = {}  # table -> the template's rows
         self._sequences: list[tuple[str, int, bool]] = []
 
     async def learn(self, template: asyncpg.Connection) -> None:
@@ -99,9 +100,7 @@ class Recycler:
             )
         ]
         for table in await _filled(template, self._tables):
-            sink = io.BytesIO()
-            await _copy_out(template, table, sink)
-            self._seeds[table] = sink.getvalue()
+            self._seeds[table] = await _Seed.read(template, table)
         for row in await template.fetch(
             "SELECT format('%I.%I', schemaname, sequencename) AS name FROM pg_sequences ORDER BY 1"
         ):
@@ -126,8 +125,8 @@ class Recycler:
             if emptied:
                 deletes = (f"DELETE FROM {table}" for table in sorted(emptied))  # noqa: S608
                 await conn.execute("; ".join(deletes))
-            for table, rows in self._seeds.items():
-                await _copy_in(conn, table, rows)
+            for seed in self._seeds.values():
+                await seed.write(conn)
             await conn.executemany("SELECT setval($1::regclass, $2, $3)", self._sequences)
         return True
 
@@ -144,48 +143,49 @@ async def _filled(conn: asyncpg.Connection, tables: list[str]) -> list[str]:
     return [tables[row[0]] for row in await conn.fetch(probes)]
 
 
-async def _copy_out(conn: asyncpg.Connection, table: str, sink: io.BytesIO) -> None:
-    schema, name = await _split(conn, table)
-    await conn.copy_from_table(
-        name,
-        schema_name=schema,
-        columns=await _stored_columns(conn, table),
-        output=sink,
-        format="binary",
-    )
+@dataclass(frozen=True)
+class _Seed:
+    """A template table's rows (COPY binary) and where they go back."""
 
+    schema: str
+    name: str
+    columns: list[str]  # the columns COPY can write: not dropped, not generated
+    rows: bytes
 
-async def _copy_in(conn: asyncpg.Connection, table: str, rows: bytes) -> None:
-    schema, name = await _split(conn, table)
-    await conn.copy_to_table(
-        name,
-        schema_name=schema,
-        columns=await _stored_columns(conn, table),
-        source=io.BytesIO(rows),
-        format="binary",
-    )
-
-
-async def _split(conn: asyncpg.Connection, table: str) -> tuple[str, str]:
-    row = await conn.fetchrow(
-        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.oid = $1::regclass",
-        table,
-    )
-    assert row is not None
-    return row["nspname"], row["relname"]
-
-
-async def _stored_columns(conn: asyncpg.Connection, table: str) -> list[str]:
-    """The columns COPY can write: not dropped, not generated."""
-    return [
-        row["attname"]
-        for row in await conn.fetch(
-            "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 "
-            "AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+    @classmethod
+    async def read(cls, conn: asyncpg.Connection, table: str) -> _Seed:
+        where = await conn.fetchrow(
+            "SELECT n.nspname, c.relname FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::regclass",
             table,
         )
-    ]
+        assert where is not None
+        columns = [
+            row["attname"]
+            for row in await conn.fetch(
+                "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 "
+                "AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+                table,
+            )
+        ]
+        sink = io.BytesIO()
+        await conn.copy_from_table(
+            where["relname"],
+            schema_name=where["nspname"],
+            columns=columns,
+            output=sink,
+            format="binary",
+        )
+        return cls(where["nspname"], where["relname"], columns, sink.getvalue())
+
+    async def write(self, conn: asyncpg.Connection) -> None:
+        await conn.copy_to_table(
+            self.name,
+            schema_name=self.schema,
+            columns=self.columns,
+            source=io.BytesIO(self.rows),
+            format="binary",
+        )
 
 
 async def catalog_state(conn: asyncpg.Connection, since: int = 2**62) -> str:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from harness.waits import wait_until
 from vnode.db.embedded import EmbeddedPostgres
@@ -37,7 +39,23 @@ async def _setting_is(conn: asyncpg.Connection, names: str) -> bool:
     return bool(await conn.fetchval("SHOW synchronous_standby_names") == names)
 
 
-async def test_a_replay_waits_for_the_synchronous_standby(tmp_path: Path) -> None:
+@dataclass
+class Ledger:
+    admin: asyncpg.Connection
+    pool: asyncpg.Pool
+
+    async def waiting_for_standby(self) -> int:
+        """Backends whose commit waits for the synchronous standby."""
+        return int(
+            await self.admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
+            )
+        )
+
+
+@pytest.fixture
+async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
+    """A migrated ledger on a cluster of the test's own, user 1 credited 10,000 sat."""
     cluster = EmbeddedPostgres(tmp_path / "pg" / "data")
     dsn = await asyncio.to_thread(cluster.start)
     try:
@@ -48,26 +66,7 @@ async def test_a_replay_waits_for_the_synchronous_standby(tmp_path: Path) -> Non
             credit = AdminCommand(AdminMove.CREDIT, 1, "BTC", 10_000, "test")
             funded = await admin_move(pool, SIGNER, credit, Idempotency("test", None))
             assert funded.code == "ok", funded
-            key = Idempotency("test", "replay-1")
-            move = TransferCommand(1, 2, "BTC", 1000, None)
-            first = await transfer(pool, SIGNER, move, key)
-            assert first.code == "ok", first
-
-            await _sync_standby(admin, "ghost")
-            replay = asyncio.create_task(transfer(pool, SIGNER, move, key))
-
-            async def waits_for_standby() -> bool:
-                return bool(
-                    await admin.fetchval(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
-                    )
-                )
-
-            await wait_until(waits_for_standby, what="the replay waiting for the standby")
-            assert not replay.done()
-            await _sync_standby(admin, "")
-            again = await asyncio.wait_for(replay, 30)
-            assert again.body == first.body  # the stored answer, now on "both machines"
+            yield Ledger(admin, pool)
         finally:
             await pool.close()
             await admin.close()
@@ -75,51 +74,46 @@ async def test_a_replay_waits_for_the_synchronous_standby(tmp_path: Path) -> Non
         await asyncio.to_thread(cluster.stop)
 
 
-async def test_a_cancelled_money_call_does_not_cancel_its_commit_wait(tmp_path: Path) -> None:
+async def test_a_replay_waits_for_the_synchronous_standby(ledger: Ledger) -> None:
+    key = Idempotency("test", "replay-1")
+    move = TransferCommand(1, 2, "BTC", 1000, None)
+    first = await transfer(ledger.pool, SIGNER, move, key)
+    assert first.code == "ok", first
+
+    await _sync_standby(ledger.admin, "ghost")
+    replay = asyncio.create_task(transfer(ledger.pool, SIGNER, move, key))
+    await wait_until(
+        lambda: _positive(ledger.waiting_for_standby()),
+        what="the replay waiting for the standby",
+    )
+    assert not replay.done()
+    await _sync_standby(ledger.admin, "")
+    again = await asyncio.wait_for(replay, 30)
+    assert again.body == first.body  # the stored answer, now on "both machines"
+
+
+async def test_a_cancelled_money_call_does_not_cancel_its_commit_wait(ledger: Ledger) -> None:
     """A request cancelled while its transfer's COMMIT waits for the standby (a client gone, a
     shutdown) leaves the wait alone: cancelling it would make the transfer visible here
     before the standby has it."""
-    cluster = EmbeddedPostgres(tmp_path / "pg" / "data")
-    dsn = await asyncio.to_thread(cluster.start)
-    try:
-        admin = await asyncpg.connect(dsn)
-        await migrate(admin)
-        pool = await create_pool(dsn, min_size=1, max_size=4)
-        try:
-            credit = AdminCommand(AdminMove.CREDIT, 1, "BTC", 10_000, "test")
-            funded = await admin_move(pool, SIGNER, credit, Idempotency("test", None))
-            assert funded.code == "ok", funded
-            await _sync_standby(admin, "ghost")
-            move = TransferCommand(1, 2, "BTC", 1000, None)
-            request = asyncio.create_task(transfer(pool, SIGNER, move, Idempotency("t", "c-1")))
-
-            async def waiting() -> int:
-                return int(
-                    await admin.fetchval(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
-                    )
-                )
-
-            await wait_until(lambda: _positive(waiting()), what="the commit waiting")
-            request.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await request
-            # Still waiting: a cancel reaching PostgreSQL would have ended the wait. asyncpg
-            # sends a cancel from a task of the connection's; once none is in flight, any
-            # cancel has been delivered.
-            await wait_until(lambda: not _cancels_in_flight(pool), what="cancels delivered")
-            assert await waiting() == 1
-            await _sync_standby(admin, "")
-            await wait_until(lambda: _zero(waiting()), what="the commit done")
-            booked = await admin.fetchval(
-                "SELECT count(*) FROM virtual_transactions WHERE kind = 'transfer'"
-            )
-            assert booked == 1
-        finally:
-            await pool.close()
-            await admin.close()
-    finally:
-        await asyncio.to_thread(cluster.stop)
+    await _sync_standby(ledger.admin, "ghost")
+    move = TransferCommand(1, 2, "BTC", 1000, None)
+    request = asyncio.create_task(transfer(ledger.pool, SIGNER, move, Idempotency("t", "c-1")))
+    await wait_until(lambda: _positive(ledger.waiting_for_standby()), what="the commit waiting")
+    request.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await request
+    # Still waiting: a cancel reaching PostgreSQL would have ended the wait. asyncpg sends a
+    # cancel from a task of the connection's; once none is in flight, any cancel has been
+    # delivered.
+    await wait_until(lambda: not _cancels_in_flight(ledger.pool), what="cancels delivered")
+    assert await ledger.waiting_for_standby() == 1
+    await _sync_standby(ledger.admin, "")
+    await wait_until(lambda: _zero(ledger.waiting_for_standby()), what="the commit done")
+    booked = await ledger.admin.fetchval(
+        "SELECT count(*) FROM virtual_transactions WHERE kind = 'transfer'"
+    )
+    assert booked == 1
 
 
 def _cancels_in_flight(pool: asyncpg.Pool) -> bool:
