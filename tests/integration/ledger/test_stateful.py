@@ -52,7 +52,10 @@ class LedgerMachine(RuleBasedStateMachine):
         return self.loop.run_until_complete(work)
 
     def teardown(self) -> None:
-        self.run(self.pool.close())
+        # terminate(), not close(): close() waits for every connection to be released, and a
+        # fresh-clone run hung there once after batched transfers (an unreleased connection,
+        # not yet explained: see the issue 13 note). The checks above have all run by now.
+        self.pool.terminate()
         self.run(self._drop())
         self.loop.close()
 
