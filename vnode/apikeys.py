@@ -208,6 +208,14 @@ class KeyVerifier:
         self._generation += 1
         self._cache.clear()
 
+    async def revoke(self, conn: DbConnection, key_id: int) -> bool:
+        """Revoke a key and forget it here at once. Other processes hear the NOTIFY; this one
+        must not wait for its own: a console that revoked a key and sees it still accepted a
+        moment later (the NOTIFY queued behind other work) has been lied to."""
+        revoked = await revoke_key(conn, key_id)
+        self._invalidate()
+        return revoked
+
     def _on_notify(self, *_args: object) -> None:
         self._invalidate()
 

@@ -439,7 +439,7 @@ async def revoke_key(
 
     async def run() -> Outcome:
         async with services.pool.acquire() as conn:
-            revoked = await apikeys.revoke_key(conn, key_id)
+            revoked = await services.keys.revoke(conn, key_id)
         return Outcome("ok") if revoked else Outcome("not_found", "no such live key")
 
     done = await _act(services, session, form, "revoke_key", f"key:{key_id}", {}, run)
