@@ -17,6 +17,8 @@ from vnode.metrics import Metrics
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 30.0
+# The first wait after a failure, doubled on each failure after it up to MAX_BACKOFF_S.
+MIN_BACKOFF_S = 0.5
 
 
 class Pass(Enum):
@@ -26,7 +28,10 @@ class Pass(Enum):
 
 
 class Supervisor:
-    def __init__(self, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, metrics: Metrics | None = None, *, min_backoff_s: float = MIN_BACKOFF_S
+    ) -> None:
+        self._min_backoff_s = min_backoff_s
         self._tasks: list[asyncio.Task[None]] = []
         self._metrics = metrics
         self.failures: dict[str, int] = {}
@@ -55,6 +60,9 @@ class Supervisor:
             > max(max_age_s, 3 * self.intervals[name])
         )
 
+    def _backoff_after(self, backoff_s: float) -> float:
+        return min(max(backoff_s * 2, self._min_backoff_s), MAX_BACKOFF_S)
+
     def _beat(self, name: str) -> None:
         self.last_success[name] = time.time()
         if self._metrics is not None:
@@ -75,7 +83,7 @@ class Supervisor:
             except NodeLocked as exc:
                 # Expected while an operator has the node locked: the monitor reports it and
                 # /readyz says so; said once per worker until a pass succeeds again.
-                backoff_s = min(max(backoff_s * 2, 0.5), MAX_BACKOFF_S)
+                backoff_s = self._backoff_after(backoff_s)
                 self._said.log(
                     name,
                     "locked",
@@ -89,7 +97,7 @@ class Supervisor:
                 # new primary, vnode/db/connect.py). Counted, and said once per outage in one
                 # line: a traceback per pass per worker would bury the log.
                 self.failures[name] += 1
-                backoff_s = min(max(backoff_s * 2, 0.5), MAX_BACKOFF_S)
+                backoff_s = self._backoff_after(backoff_s)
                 self._said.log(
                     name,
                     "database",
@@ -100,7 +108,7 @@ class Supervisor:
                 )
             except Exception:
                 self.failures[name] += 1
-                backoff_s = min(max(backoff_s * 2, 0.5), MAX_BACKOFF_S)
+                backoff_s = self._backoff_after(backoff_s)
                 log.exception(
                     "worker step failed; retrying", extra={"worker": name, "retry_in_s": backoff_s}
                 )

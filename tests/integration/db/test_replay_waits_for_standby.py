@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
-from pathlib import Path
 
 import asyncpg
 import pytest
 
 from harness.waits import wait_until
+from vnode.db.dsn import with_database
 from vnode.db.embedded import EmbeddedPostgres
 from vnode.db.migrate import migrate
 from vnode.db.pool import create_pool
@@ -25,6 +26,7 @@ from vnode.ledger.calls import Idempotency
 from vnode.ledger.transfers import TransferCommand, transfer
 
 SIGNER = SoftwareSigner(bytes.fromhex("11" * 32))
+TEMPLATE = "ledger_template"
 
 
 async def _sync_standby(conn: asyncpg.Connection, names: str) -> None:
@@ -53,25 +55,50 @@ class Ledger:
         )
 
 
-@pytest.fixture
-async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
-    """A migrated ledger on a cluster of the test's own, user 1 credited 10,000 sat."""
-    cluster = EmbeddedPostgres(tmp_path / "pg" / "data")
-    dsn = await asyncio.to_thread(cluster.start)
+@pytest.fixture(scope="module")
+async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """A cluster of this module's own, with a migrated template database; yields its DSN.
+    One for both tests: each test's ledger is a copy of the template, and each test leaves
+    `synchronous_standby_names` empty again."""
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    dsn = await asyncio.to_thread(server.start)
     try:
         admin = await asyncpg.connect(dsn)
-        await migrate(admin)
-        pool = await create_pool(dsn, min_size=1, max_size=4)
         try:
-            credit = AdminCommand(AdminMove.CREDIT, 1, "BTC", 10_000, "test")
-            funded = await admin_move(pool, SIGNER, credit, Idempotency("test", None))
-            assert funded.code == "ok", funded
-            yield Ledger(admin, pool)
+            await admin.execute(f"CREATE DATABASE {TEMPLATE}")
         finally:
-            await pool.close()
             await admin.close()
+        template = await asyncpg.connect(with_database(dsn, TEMPLATE))
+        try:
+            await migrate(template)
+        finally:
+            await template.close()
+        yield dsn
     finally:
-        await asyncio.to_thread(cluster.stop)
+        await asyncio.to_thread(server.stop)
+
+
+@pytest.fixture
+async def ledger(cluster: str) -> AsyncIterator[Ledger]:
+    """A migrated ledger of the test's own on that cluster, user 1 credited 10,000 sat."""
+    name = f"ledger_{secrets.token_hex(4)}"
+    server = await asyncpg.connect(cluster)
+    try:
+        await server.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    finally:
+        await server.close()
+    dsn = with_database(cluster, name)
+    admin = await asyncpg.connect(dsn)
+    pool = await create_pool(dsn, min_size=1, max_size=4)
+    try:
+        credit = AdminCommand(AdminMove.CREDIT, 1, "BTC", 10_000, "test")
+        funded = await admin_move(pool, SIGNER, credit, Idempotency("test", None))
+        assert funded.code == "ok", funded
+        yield Ledger(admin, pool)
+    finally:
+        await _sync_standby(admin, "")
+        await pool.close()
+        await admin.close()
 
 
 async def test_a_replay_waits_for_the_synchronous_standby(ledger: Ledger) -> None:

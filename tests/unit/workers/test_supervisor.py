@@ -26,7 +26,7 @@ async def test_failures_are_counted_and_a_locked_node_only_waited_for(
         calls["locked"] += 1
         raise NodeLocked("Node is locked", "LockedNode", 403)
 
-    supervisor = Supervisor()
+    supervisor = Supervisor(min_backoff_s=0.01)
     with caplog.at_level(logging.WARNING, logger="vnode.workers.supervisor"):
         supervisor.every("broken", 0.01, broken)
         supervisor.every("locked", 0.01, locked)
@@ -58,7 +58,8 @@ async def test_a_worker_waits_out_the_database_and_recovers(
         if calls["n"] <= 3:  # the database is down for three passes
             await asyncpg.connect("postgresql://vnode@127.0.0.1:9/vnode", timeout=5)
 
-    supervisor = Supervisor()
+    # Waits of 10, 20 and 40 ms between the passes, not the service's 0.5, 1 and 2 s.
+    supervisor = Supervisor(min_backoff_s=0.01)
     with caplog.at_level(logging.WARNING, logger="vnode.workers.supervisor"):
         supervisor.every("db-worker", 0.01, step)
         await wait_until(
