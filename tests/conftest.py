@@ -11,32 +11,23 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import asyncpg
-import httpx
 import pytest
 from hypothesis import settings
 
-from harness.postgres import DatabaseStock
-from harness.redis import RedisServer
-from tests.support import (
-    ADMIN_KEY,
-    FAST_PROFILE_EXAMPLES,
-    RGB_ASSET,
-    TEMPLATE_DB,
-    create_database,
-    free_port,
-    in_process,
-    with_database,
-)
-from vnode.apikeys import Scope, create_key
-from vnode.app import create_app
-from vnode.db.embedded import EmbeddedPostgres
-from vnode.db.migrate import migrate
-from vnode.lightning.sim_process import SimProcess
-from vnode.settings import Settings
+from tests.constants import ADMIN_KEY, FAST_PROFILE_EXAMPLES, RGB_ASSET, TEMPLATE_DB
 
+# What the fixtures use is imported inside them: the pytest-xdist controller loads this file
+# too, runs no test, and starts its workers only once it has (vnode.app and its FastAPI routes
+# alone took 1-2 s of every `make test-fast` before a worker began).
 if TYPE_CHECKING:
+    import asyncpg
+    import httpx
     from selenium.webdriver.remote.webdriver import WebDriver
+
+    from harness.postgres import DatabaseStock
+    from harness.redis import RedisServer
+    from vnode.apikeys import Scope
+    from vnode.settings import Settings
 
 # `--hypothesis-profile fast` (make test-fast): a fifth of the examples. Without it hypothesis
 # keeps its own default profile (or its `ci` one), and tests that set their own count scale it
@@ -67,6 +58,8 @@ WEBHOOK_SECRET = "whsec-test-" + "w" * 24
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """DSN of a PostgreSQL server the tests may create databases on."""
+    from harness.postgres import initialised_cluster
+
     given = os.environ.get("VNODE_TEST_DATABASE_URL")
     if given:
         yield given
@@ -78,7 +71,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         data_dir = tmp_path_factory.getbasetemp().parent / "pg" / "data"
     else:
         data_dir = tmp_path_factory.mktemp("pg") / "data"
-    cluster = EmbeddedPostgres(data_dir)
+    cluster = initialised_cluster(data_dir)
     with _lock(tmp_path_factory.getbasetemp().parent / "vnode-pg-start.lock"):
         dsn = cluster.start()
     asyncio.run(_throwaway_durability(dsn))
@@ -98,6 +91,10 @@ async def _throwaway_durability(dsn: str) -> None:
     machine: no fsync and no full-page writes. Each copied database, and the checkpoint of all of
     them at the session's end (12-20 s), was flushed to disk. Every commit still writes its WAL
     before it returns, so a crash of PostgreSQL alone loses nothing."""
+    import asyncpg
+
+    from tests.support import with_database
+
     conn = await asyncpg.connect(with_database(dsn, "postgres"))
     try:
         for setting in ("fsync", "full_page_writes"):
@@ -110,6 +107,11 @@ async def _throwaway_durability(dsn: str) -> None:
 @pytest.fixture(scope="session")
 async def template_db(pg_server: str) -> str:
     """A migrated database that fresh test databases are copied from (fast CREATE DATABASE)."""
+    import asyncpg
+
+    from tests.support import with_database
+    from vnode.db.migrate import migrate
+
     admin = await asyncpg.connect(with_database(pg_server, "postgres"))
     try:
         await admin.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB}")
@@ -127,6 +129,8 @@ async def template_db(pg_server: str) -> str:
 @pytest.fixture(scope="session")
 async def database_stock(pg_server: str, template_db: str) -> AsyncIterator[DatabaseStock]:
     """Copies of the template made while tests await I/O, so that fresh_db seldom waits."""
+    from harness.postgres import DatabaseStock
+
     stock = DatabaseStock(pg_server, template_db)
     yield stock
     await stock.close()
@@ -146,10 +150,14 @@ async def fresh_db(database_stock: DatabaseStock) -> AsyncIterator[str]:
 @pytest.fixture(scope="session")
 async def shared_db(pg_server: str, template_db: str) -> str:
     """One database shared by the API tests; each test uses its own random user ids."""
+    from tests.support import create_database
+
     return await create_database(pg_server, template_db)
 
 
 def make_settings(data_dir: Path, **overrides: object) -> Settings:
+    from vnode.settings import Settings
+
     values: dict[str, object] = {
         "data_dir": data_dir,
         "admin_key": ADMIN_KEY,
@@ -174,6 +182,9 @@ SIM_HANG_S = 3.0
 @pytest.fixture(scope="session")
 def sim_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A simulated RGB Lightning Node (`vnode sim serve`) as a real process; yields its URL."""
+    from tests.support import free_port
+    from vnode.lightning.sim_process import SimProcess
+
     log_dir = tmp_path_factory.mktemp("sim")
     sim = SimProcess(
         "127.0.0.1",
@@ -205,6 +216,9 @@ async def app_client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The real app in-process (lifespan and workers included) on the shared database and
     the simulated node, admin key set."""
+    from tests.support import in_process
+    from vnode.app import create_app
+
     app = create_app(
         make_settings(tmp_path_factory.mktemp("app"), **node_settings(sim_node)), shared_db
     )
@@ -215,6 +229,10 @@ async def app_client(
 @pytest.fixture(scope="session")
 async def scoped_keys(shared_db: str) -> dict[Scope, str]:
     """One real API key per scope, stored (hashed) in the shared database."""
+    import asyncpg
+
+    from vnode.apikeys import Scope, create_key
+
     conn = await asyncpg.connect(shared_db)
     try:
         keys = {}
@@ -228,6 +246,8 @@ async def scoped_keys(shared_db: str) -> dict[Scope, str]:
 
 @pytest.fixture
 async def shared_conn(shared_db: str) -> AsyncIterator[asyncpg.Connection]:
+    import asyncpg
+
     conn = await asyncpg.connect(shared_db)
     yield conn
     await conn.close()
@@ -237,6 +257,8 @@ async def shared_conn(shared_db: str) -> AsyncIterator[asyncpg.Connection]:
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of a redis-server shared by the session; tests use their own stream keys."""
+    from harness.redis import RedisServer
+
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     server.start()
     yield server.url
@@ -246,6 +268,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A redis-server of the test's own, started, that the test may stop and start again."""
+    from harness.redis import RedisServer
+
     server = RedisServer(tmp_path_factory.mktemp("redis-own"))
     server.start()
     yield server

@@ -4,16 +4,15 @@ proving/; this module gives them the tests' settings."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
-from fastapi import FastAPI
 from hypothesis import settings
 
 from harness import serve
@@ -22,15 +21,15 @@ from harness import serve
 from harness.postgres import create_database as create_database
 from harness.processes import VNODE as VNODE
 from harness.waits import wait_until as wait_until
+from tests.constants import ADMIN_KEY as ADMIN_KEY
+from tests.constants import FAST_PROFILE_EXAMPLES as FAST_PROFILE_EXAMPLES
+from tests.constants import RGB_ASSET as RGB_ASSET
+from tests.constants import TEMPLATE_DB as TEMPLATE_DB
 from vnode.db.dsn import with_database as with_database
 from vnode.loopback import free_port as free_port
 
-ADMIN_KEY = "test-admin-" + "k" * 24
-# max_examples of the `fast` hypothesis profile (tests/conftest.py), against hypothesis's 100.
-FAST_PROFILE_EXAMPLES = 20
-RGB_ASSET = "rgb:CJkb4YZw-jRiz2sk-~PARPio-wtVYI1c-XAEYCqO-wTfvRZ8"
-# One per pytest-xdist worker: workers share a server given by VNODE_TEST_DATABASE_URL.
-TEMPLATE_DB = "vnode_test_template" + os.environ.get("PYTEST_XDIST_WORKER", "").replace("gw", "_")
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 def new_user_id() -> int:

@@ -11,6 +11,7 @@ import asyncpg
 import httpx
 import pytest
 
+from harness.postgres import initialised_cluster
 from tests.support import bearer, new_user_id, wait_until
 from vnode.apikeys import KeyVerifier, Scope, create_key, hash_key, list_keys, revoke_key
 from vnode.db.embedded import EmbeddedPostgres
@@ -269,7 +270,7 @@ def point_at_server(cluster: EmbeddedPostgres, link_dir: Path) -> None:
 async def test_l4_listen_resubscribes_after_db_restart(tmp_path: Path) -> None:
     """A real PostgreSQL of the test's own is restarted under a running verifier; revocations
     made afterwards are refused long before the 300 s cache TTL would expire them."""
-    cluster = EmbeddedPostgres(tmp_path / "pg" / "data")
+    cluster = initialised_cluster(tmp_path / "pg" / "data")
     await asyncio.to_thread(cluster.start)
     link_dir = tmp_path / "pg-address"
     point_at_server(cluster, link_dir)

@@ -16,12 +16,12 @@ import asyncpg
 import httpx
 import pytest
 
+from harness.postgres import initialised_cluster
 from harness.waits import wait_until
 from tests.conftest import make_settings
 from tests.support import ADMIN_KEY, in_process
 from vnode.app import create_app
 from vnode.client import RetryPolicy, VNodeClient
-from vnode.db.embedded import EmbeddedPostgres
 from vnode.db.migrate import migrate
 
 
@@ -43,7 +43,7 @@ TRANSFER = {"from_user_id": 1, "to_user_id": 2, "asset_id": "BTC", "amount_msat"
 async def test_every_route_answers_503_while_the_database_is_down_and_recovers(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    cluster = EmbeddedPostgres(tmp_path / "pg" / "data")
+    cluster = initialised_cluster(tmp_path / "pg" / "data")
     dsn = _stable_address(await asyncio.to_thread(cluster.start), tmp_path / "sock")
     try:
         conn = await asyncpg.connect(dsn)

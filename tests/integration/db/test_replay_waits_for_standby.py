@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import asyncpg
 import pytest
 
+from harness.postgres import initialised_cluster
 from harness.waits import wait_until
 from vnode.db.dsn import with_database
-from vnode.db.embedded import EmbeddedPostgres
 from vnode.db.migrate import migrate
 from vnode.db.pool import create_pool
 from vnode.keys import SoftwareSigner
@@ -60,7 +60,7 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str
     """A cluster of this module's own, with a migrated template database; yields its DSN.
     One for both tests: each test's ledger is a copy of the template, and each test leaves
     `synchronous_standby_names` empty again."""
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    server = initialised_cluster(tmp_path_factory.mktemp("pg") / "data")
     dsn = await asyncio.to_thread(server.start)
     try:
         admin = await asyncpg.connect(dsn)
