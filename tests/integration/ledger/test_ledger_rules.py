@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 
 from tests.integration.ledger.support import NO_KEY, RGB, SIGNER, credit
+from tests.support import examples
 from vnode.ledger.admin import AdminCommand, AdminMove, admin_move
 from vnode.ledger.audit import run_audit
 from vnode.ledger.calls import Idempotency, LedgerAnswer
@@ -610,7 +611,8 @@ async def test_concurrent_first_receipts_create_the_recipients_node_once(
     """Senders race to a recipient that has no node yet: each transfer creates it, and the
     losers must find the winner's node, not fail on its node_id (a 500 before: the insert only
     named user_id as its conflict target, so a race on the node_id key raised)."""
-    for round_ in range(40):
+    # 40 rounds in `make test`, 8 in `make test-fast` (the hypothesis profile's share).
+    for round_ in range(examples(40)):
         recipient = 5_000 + round_
         senders = range(5_100 + 10 * round_, 5_110 + 10 * round_)
         for sender in senders:
