@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+import pytest
 from hypothesis import settings
 
 from harness import serve
@@ -35,6 +36,14 @@ if TYPE_CHECKING:
 def new_user_id() -> int:
     """A random Telegram-sized id, so tests sharing a database never share users."""
     return secrets.randbelow(2**40) + 10**12
+
+
+def answer_held_payments_soon(client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """For one test: the in-process app behind `client` answers a payment the sim holds with
+    202 after 0.2 s, not after the tests' payment_wait_s (1.5 s, which leaves room for an
+    ordinary payment to answer 200 under load). For tests that hold every payment they make."""
+    settings = client.app.state.services.settings  # type: ignore[attr-defined]
+    monkeypatch.setattr(settings, "payment_wait_s", 0.2)
 
 
 def bearer(key: str) -> dict[str, str]:

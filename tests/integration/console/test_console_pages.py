@@ -16,7 +16,7 @@ from tests.e2e.payments.test_payments import pay
 from tests.integration.console.test_console_auth import funded_user
 from tests.integration.events.test_webhooks import running, settings_for
 from tests.lightning_support import SimControl
-from tests.support import ADMIN_KEY, bearer, wait_until
+from tests.support import ADMIN_KEY, answer_held_payments_soon, bearer, wait_until
 from vnode.console import traffic
 from vnode.console.pages import amount
 from vnode.ledger import solvency
@@ -143,8 +143,12 @@ async def test_traffic_agrees_before_and_after_the_roll_up_and_addresses_are_fou
 
 
 async def test_a_held_payment_is_pending_oldest_first_then_its_refund_is_on_its_page(
-    console: httpx.AsyncClient, app_client: httpx.AsyncClient, sim_node: str
+    console: httpx.AsyncClient,
+    app_client: httpx.AsyncClient,
+    sim_node: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    answer_held_payments_soon(app_client, monkeypatch)
     sim = SimControl(sim_node)
     user = await funded_user(app_client, 1_000_000)
     await sim.faults(next_payment="hold")

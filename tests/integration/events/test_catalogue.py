@@ -21,7 +21,7 @@ import pytest
 from tests.e2e.payments.test_payments import new_invoice, pay, wait_payment
 from tests.integration.api.test_api_transfer import balance, fund
 from tests.lightning_support import SimControl
-from tests.support import RGB_ASSET, new_user_id, wait_until
+from tests.support import RGB_ASSET, answer_held_payments_soon, new_user_id, wait_until
 from vnode.events.catalogue import EVENT_TYPES, NODE_EVENT_TYPES, schema_file_name, schema_for
 from vnode.events.envelope import OUTBOX_COLUMNS, Event
 
@@ -196,8 +196,12 @@ async def test_failed_payment(
 
 
 async def test_held_payment_is_pending_then_final(
-    app_client: httpx.AsyncClient, sim: SimControl, db: asyncpg.Connection
+    app_client: httpx.AsyncClient,
+    sim: SimControl,
+    db: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    answer_held_payments_soon(app_client, monkeypatch)
     alice = new_user_id()
     await fund(app_client, alice, 300_000)
     await sim.faults(next_payment="hold")

@@ -12,7 +12,7 @@ from pydantic import TypeAdapter
 
 from tests.integration.lndhub.conftest import Style, Wallet, new_wallet
 from tests.lightning_support import SimControl
-from tests.support import wait_until
+from tests.support import answer_held_payments_soon, wait_until
 from vnode.lightning import bolt11
 from vnode.lndhub import models
 
@@ -171,8 +171,12 @@ async def test_getuserinvoices_pages_past_100(
 
 
 async def test_balance_is_what_can_be_spent_now(
-    app_client: httpx.AsyncClient, anonymous: httpx.AsyncClient, sim: SimControl
+    app_client: httpx.AsyncClient,
+    anonymous: httpx.AsyncClient,
+    sim: SimControl,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    answer_held_payments_soon(app_client, monkeypatch)
     user, wallet = await new_wallet(app_client, anonymous, funded_msat=1_000_000)
     await sim.faults(next_payment="hold")
     invoice = await sim.invoice(100_000)

@@ -14,7 +14,7 @@ from pydantic import TypeAdapter
 
 from tests.integration.lndhub.conftest import Style, fund, new_wallet
 from tests.lightning_support import SimControl, assert_audit_clean
-from tests.support import wait_until
+from tests.support import answer_held_payments_soon, wait_until
 from vnode.lightning import bolt11
 from vnode.lndhub import models
 from vnode.payments.policy import settings_reserve_msat
@@ -95,7 +95,9 @@ async def test_a_held_payment_is_reported_in_flight_and_never_paid_twice(
     anonymous: httpx.AsyncClient,
     sim: SimControl,
     shared_conn: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    answer_held_payments_soon(app_client, monkeypatch)
     _, wallet = await new_wallet(app_client, anonymous, style="zeus", funded_msat=1_000_000)
     await sim.faults(next_payment="hold")
     invoice = await sim.invoice(200_000)
