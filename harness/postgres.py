@@ -49,8 +49,12 @@ def _initdb_cache() -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     with (cache / "lock").open("a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # one maker; the others wait and copy its result
-        if not (cache / "ready").exists():
-            shutil.rmtree(cache / "pg", ignore_errors=True)  # a maker that was interrupted
+        # Remade when a maker was interrupted, or when a cleaner of the temporary folder took
+        # some of its files.
+        whole = all((data / part).exists() for part in ("PG_VERSION", "global/pg_control", "base"))
+        if not ((cache / "ready").exists() and whole):
+            (cache / "ready").unlink(missing_ok=True)
+            shutil.rmtree(cache / "pg", ignore_errors=True)
             cluster = EmbeddedPostgres(data)
             try:
                 cluster.start()
