@@ -84,17 +84,17 @@ test: lint redis browser ha-tools
 
 # The edit-test loop: tests/unit and tests/integration (the app in-process on the embedded
 # PostgreSQL and the sim; tests/integration/events also starts a redis-server), without lint, on
-# 2 pytest-xdist workers (a test file runs whole on one worker; the workers share one embedded
+# 3 pytest-xdist workers (a test file runs whole on one worker; the workers share one embedded
 # cluster, each with databases of its own), with the `fast` hypothesis profile (tests/conftest.py:
 # a fifth of the examples of each property test; `make test` runs the full counts, on one
 # process). It leaves out tests/integration/ledger/test_stateful.py, the hypothesis state machine
 # of the ledger (about 43 s on its own), which `make test` runs with everything else.
-# Measured on 2 cores (docs/PERFORMANCE.md): 66-69 s of pytest for 948 tests at 043ca32, test
-# databases reset and reused rather than copied (harness/postgres.py). Not yet under a minute:
-# bound by the CPU of the pytest processes themselves.
+# Three workers on 2 cores: a fifth of the run is tests waiting (a database restarted, a held
+# payment, a retry's backoff), which a third worker fills. Measured (docs/PERFORMANCE.md): 949
+# tests, 50.7 s for the target with 3 workers, 56.3-58.1 s with 2, at bb24db9.
 test-fast: $(STAMP) redis browser
 	$(BIN)/pytest tests/unit tests/integration --ignore=tests/integration/ledger/test_stateful.py \
-	  --hypothesis-profile fast -n 2 --dist loadfile -q
+	  --hypothesis-profile fast -n 3 --dist loadfile -q
 
 bench: $(STAMP) redis
 	$(BIN)/python bench/run.py
