@@ -10,8 +10,8 @@ It starts a throwaway embedded PostgreSQL cluster, a standalone simulated RGB Li
 seconds later) and `vnode serve` with VNODE_NODE=sim and VNODE_RLN_URL pointing at it (the
 reconciler and the invoice watcher run as in production). It funds --users users with
 POST /admin/credit and pre-creates outside invoices of --amount-msat with POST /_sim/invoice
-(not timed). Then --clients concurrent clients (httpx, in a separate process) pay them for
---duration seconds, each looping:
+(not timed). Then --clients concurrent clients (raw asyncio HTTP/1.1, one kept-alive connection
+each, in a separate process: bench/raw_http.py) pay them for --duration seconds, each looping:
 
     POST /virtual_sendpayment {user_id, invoice}    a random funded user
       200 succeeded/failed: final, the latency is the response time;
@@ -64,6 +64,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 import transfers
+from raw_http import Answer, RawConnection, TransportError
 
 from harness.options import JsonOut, Seconds, Users, Workers
 from harness.processes import VNODE as VNODE_COMMAND
@@ -107,7 +108,8 @@ def make_invoices(sim_url: str, count: int, amount_msat: int) -> list[Invoice]:
 
 
 # --------------------------------------------------------------------------------------------
-# The load generator: its own process, httpx.AsyncClient, one connection per client
+# The load generator: its own process, raw asyncio HTTP, one connection per client (httpx's
+# CPU per payment was more than the sim's, on the same two cores)
 
 
 @dataclass(frozen=True)
@@ -152,23 +154,19 @@ def _load_main(
 async def _timed_load(spec: LoadSpec, ready: Any, go: Any) -> dict[str, Any]:
     tally = _Tally()
     invoices = iter(spec.invoices)
-    limits = httpx.Limits(
-        max_connections=spec.clients + 4, max_keepalive_connections=spec.clients + 4
-    )
     headers = {"Authorization": f"Bearer {spec.key}"} if spec.key else {}
-    async with (
-        httpx.AsyncClient(base_url=spec.url, limits=limits, headers=headers, timeout=30.0) as http,
-        httpx.AsyncClient(base_url=spec.sim_url, timeout=30.0) as control,
-    ):
-        pay = _pay_vnode if spec.mode == VNODE else _pay_direct
-        ready.set()
-        await asyncio.get_running_loop().run_in_executor(None, go.wait)
-        cpu_before = os.times()
-        started = time.perf_counter()
-        end = started + spec.seconds
+    pay = _pay_vnode if spec.mode == VNODE else _pay_direct
+    ready.set()
+    await asyncio.get_running_loop().run_in_executor(None, go.wait)
+    cpu_before = os.times()
+    started = time.perf_counter()
+    end = started + spec.seconds
 
-        async def client() -> None:
-            rng = random.Random()
+    async def client() -> None:
+        rng = random.Random()
+        # Connected on first use (the control one only when a fault is set or released).
+        http, control = RawConnection(spec.url, headers), RawConnection(spec.sim_url)
+        try:
             while time.perf_counter() < end:
                 try:
                     payment_hash, invoice = next(invoices)
@@ -185,10 +183,13 @@ async def _timed_load(spec: LoadSpec, ready: Any, go: Any) -> dict[str, Any]:
                 tally.finals[final] += 1
                 if final == "succeeded":
                     tally.latencies.append(time.perf_counter() - t0)
+        finally:
+            http.close()
+            control.close()
 
-        await asyncio.gather(*(client() for _ in range(spec.clients)))
-        elapsed = time.perf_counter() - started
-        cpu_after = os.times()
+    await asyncio.gather(*(client() for _ in range(spec.clients)))
+    elapsed = time.perf_counter() - started
+    cpu_after = os.times()
     tally.latencies.sort()
     return {
         "seconds": elapsed,
@@ -205,18 +206,19 @@ async def _timed_load(spec: LoadSpec, ready: Any, go: Any) -> dict[str, Any]:
 
 
 async def _post(
-    http: httpx.AsyncClient, path: str, body: dict[str, Any], tally: _Tally, kind: str
-) -> httpx.Response | str:
+    http: RawConnection, path: str, body: dict[str, Any], tally: _Tally, kind: str
+) -> Answer | str:
     """The response, or the transport error's name."""
     tally.requests[kind] += 1
     try:
-        return await http.post(path, json=body)
-    except httpx.HTTPError as exc:
+        async with asyncio.timeout(30.0):
+            return await http.post(path, body)
+    except (*TransportError, TimeoutError) as exc:
         return type(exc).__name__
 
 
 async def _maybe_release(
-    control: httpx.AsyncClient,
+    control: RawConnection,
     spec: LoadSpec,
     tally: _Tally,
     payment_hash: str,
@@ -233,13 +235,13 @@ async def _maybe_release(
             tally,
             "release",
         )
-        if isinstance(answer, httpx.Response) and answer.status_code == 200:
+        if isinstance(answer, Answer) and answer.status_code == 200:
             tally.released += 1
 
 
 async def _pay_vnode(
-    http: httpx.AsyncClient,
-    control: httpx.AsyncClient,
+    http: RawConnection,
+    control: RawConnection,
     spec: LoadSpec,
     tally: _Tally,
     user_id: int,
@@ -277,8 +279,8 @@ async def _pay_vnode(
 
 
 async def _pay_direct(
-    http: httpx.AsyncClient,
-    control: httpx.AsyncClient,
+    http: RawConnection,
+    control: RawConnection,
     spec: LoadSpec,
     tally: _Tally,
     user_id: int,
@@ -300,7 +302,7 @@ async def _pay_direct(
         if time.perf_counter() - t0 > spec.final_timeout_s:
             return "still pending at the timeout"
         polled = await _post(http, "/getpayment", {"payment_hash": payment_hash}, tally, "poll")
-        if isinstance(polled, httpx.Response) and polled.status_code == 200:
+        if isinstance(polled, Answer) and polled.status_code == 200:
             status = str(polled.json()["payment"]["status"])
             if status != "Pending":
                 break
@@ -521,7 +523,7 @@ def main(
         out.print(
             f"PostgreSQL {pg_version}; vnode serve --workers {workers} "
             f"(VNODE_NODE=sim, reconciler and watchers on); vnode sim serve "
-            f"--settle-delay-s {settle_delay}; load from httpx, {clients} clients, "
+            f"--settle-delay-s {settle_delay}; load from raw asyncio HTTP, {clients} clients, "
             f"poll every {poll_s} s"
             + (
                 f"; hold fault before {hold_fraction:.0%} of payments, released after {hold_s} s"
