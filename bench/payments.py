@@ -36,6 +36,10 @@ another client's), and any payment still not final --hold-s seconds after its re
 released by its client (POST /_sim/release, succeed). With --hold-s above VNODE_PAYMENT_WAIT_S
 (5 s) vnode answers 202 for those and the reconciler finishes them.
 
+With --py-spy DIR, `py-spy record` samples vnode serve's workers and the sim during the vnode
+run, and the sim during the direct run (collapsed stacks in DIR), and a table shows where
+each process's time goes, by the innermost frame's module.
+
 After the run `vnode audit --no-node` is run against the bench's database; its verdict is printed.
 """
 
@@ -333,8 +337,13 @@ class LoadResult:
 
 
 def run_load(
-    spec: LoadSpec, label: str, cpu_roots: dict[str, int]
+    spec: LoadSpec,
+    label: str,
+    cpu_roots: dict[str, int],
+    spy: dict[str, list[int]] | None = None,
+    spy_dir: Path | None = None,
 ) -> tuple[LoadResult, common.CpuMeter]:
+    spies = _start_py_spy(spy or {}, spy_dir, label, spec.seconds) if spy_dir else []
     raw, meter = common.run_load_process(
         _load_main,
         (spec,),
@@ -344,6 +353,9 @@ def run_load(
         CLIENT,
         result_timeout_s=spec.final_timeout_s + 30,
     )
+    for process, path in spies:
+        process.wait(timeout=60)
+        _print_profile(path)
     return LoadResult(
         label,
         raw["seconds"],
@@ -355,6 +367,77 @@ def run_load(
         raw["released"],
         raw["ran_out"],
     ), meter
+
+
+# --------------------------------------------------------------------------------------------
+# py-spy
+
+
+def _start_py_spy(
+    targets: dict[str, list[int]], spy_dir: Path, label: str, seconds: float
+) -> list[tuple[subprocess.Popen[bytes], Path]]:
+    """`py-spy record` on each process of `targets` (name -> pids) for the run's seconds."""
+    binary = common.py_spy_path()
+    if binary is None:
+        console.print("[yellow]py-spy not found: no profile[/]")
+        return []
+    spy_dir.mkdir(parents=True, exist_ok=True)
+    spies = []
+    for name, pids in targets.items():
+        for pid in pids:
+            path = spy_dir / f"{label}-{name.replace(' ', '-')}-{pid}.txt"
+            command = [binary, "record", "--pid", str(pid), "--rate", "200"]
+            command += ["--duration", str(int(seconds)), "--format", "raw", "--output", str(path)]
+            quiet = subprocess.DEVNULL
+            spies.append((subprocess.Popen(command, stdout=quiet, stderr=quiet), path))
+    return spies
+
+
+def _module_of(frame: str) -> str:
+    """`function (path:line)` -> a short module name: the file under vnode/ or vnode_sim/, else
+    the top-level package."""
+    where = frame.rpartition("(")[2].rstrip(")").rpartition(":")[0]
+    for root in ("vnode/", "vnode_sim/"):
+        if root in where:
+            return root + where.rsplit(root, 1)[1]
+    if "site-packages/" in where:
+        return where.split("site-packages/", 1)[1].split("/", 1)[0]
+    return "python: " + where.rsplit("/", 1)[-1]
+
+
+def _print_profile(path: Path, top: int = 14) -> None:
+    """Samples by the innermost frame's module, and the innermost frames of vnode's own code."""
+    leaf: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+        stack, _, number = line.rpartition(" ")
+        if not stack or not number.isdigit():
+            continue
+        frames = stack.split(";")[1:]
+        n = int(number)
+        total += n
+        if frames:
+            leaf[_module_of(frames[-1])] += n
+            mine = [f for f in frames if "vnode/" in f or "vnode_sim/" in f]
+            if mine:
+                own[mine[-1].split(" (")[0] + " " + _module_of(mine[-1])] += n
+    table = Table(title=f"py-spy {path.name}: {total} samples")
+    table.add_column("innermost frame's module")
+    table.add_column("share", justify="right")
+    table.add_column("innermost frame of vnode's code")
+    table.add_column("share", justify="right")
+    by_module, by_own = leaf.most_common(top), own.most_common(top)
+    for i in range(max(len(by_module), len(by_own))):
+        a = by_module[i] if i < len(by_module) else ("", 0)
+        b = by_own[i] if i < len(by_own) else ("", 0)
+        table.add_row(
+            a[0],
+            f"{100 * a[1] / max(total, 1):.1f}%" if a[0] else "",
+            b[0],
+            f"{100 * b[1] / max(total, 1):.1f}%" if b[0] else "",
+        )
+    out.print(table)
 
 
 # --------------------------------------------------------------------------------------------
@@ -493,6 +576,10 @@ def main(
         float,
         typer.Option(help="Seconds a client waits for a final state before giving up on a payment"),
     ] = 60.0,
+    py_spy: Annotated[
+        Path | None,
+        typer.Option(help="Profile vnode serve and the sim with py-spy; stacks go to this folder"),
+    ] = None,
     json_path: JsonOut = None,
 ) -> None:
     """External payments/s through vnode and the sim node, against the sim node alone."""
@@ -558,7 +645,8 @@ def main(
             hold_fraction,
             hold_s,
         )
-        via_vnode = run_load(base, VNODE, roots)
+        vnode_spied = {"vnode serve": service.worker_pids(), SIM: [sim.proc.pid]}
+        via_vnode = run_load(base, VNODE, roots, vnode_spied, py_spy)
         common.checkpoint(dsn)
         direct_spec = LoadSpec(
             DIRECT,
@@ -574,7 +662,7 @@ def main(
             hold_fraction,
             hold_s,
         )
-        direct = run_load(direct_spec, DIRECT, roots)
+        direct = run_load(direct_spec, DIRECT, roots, {SIM: [sim.proc.pid]}, py_spy)
 
         _report([via_vnode, direct], clients, duration, hold_fraction)
         service.stop(signal.SIGINT, common.STOP_TIMEOUT_S)
