@@ -394,15 +394,14 @@ def _start_py_spy(
 
 
 def _module_of(frame: str) -> str:
-    """`function (path:line)` -> a short module name: the file under vnode/ or vnode_sim/, else
-    the top-level package."""
+    """`function (path:line)` -> a short module name: the package and file under vnode/ or
+    vnode_sim/, else the top-level package (py-spy names files from their package down:
+    `asyncpg/connection.py`, `asyncio/runners.py`)."""
     where = frame.rpartition("(")[2].rstrip(")").rpartition(":")[0]
-    for root in ("vnode/", "vnode_sim/"):
-        if root in where:
-            return root + where.rsplit(root, 1)[1]
-    if "site-packages/" in where:
-        return where.split("site-packages/", 1)[1].split("/", 1)[0]
-    return "python: " + where.rsplit("/", 1)[-1]
+    parts = where.split("/")
+    if parts[0] in ("vnode", "vnode_sim"):
+        return "/".join(parts[:2])
+    return parts[0]
 
 
 def _print_profile(path: Path, top: int = 14) -> None:
@@ -421,7 +420,7 @@ def _print_profile(path: Path, top: int = 14) -> None:
             leaf[_module_of(frames[-1])] += n
             mine = [f for f in frames if "vnode/" in f or "vnode_sim/" in f]
             if mine:
-                own[mine[-1].split(" (")[0] + " " + _module_of(mine[-1])] += n
+                own[mine[-1].rpartition(":")[0] + ")"] += n
     table = Table(title=f"py-spy {path.name}: {total} samples")
     table.add_column("innermost frame's module")
     table.add_column("share", justify="right")
