@@ -10,8 +10,8 @@ It starts a throwaway embedded PostgreSQL cluster, a standalone simulated RGB Li
 seconds later) and `vnode serve` with VNODE_NODE=sim and VNODE_RLN_URL pointing at it (the
 reconciler and the invoice watcher run as in production). It funds --users users with
 POST /admin/credit and pre-creates outside invoices of --amount-msat with POST /_sim/invoice
-(not timed). Then --clients concurrent clients (httpx, in a separate process) pay them for
---duration seconds, each looping:
+(not timed). Then --clients concurrent clients (raw asyncio HTTP/1.1, one kept-alive connection
+each, in a separate process: bench/raw_http.py) pay them for --duration seconds, each looping:
 
     POST /virtual_sendpayment {user_id, invoice}    a random funded user
       200 succeeded/failed: final, the latency is the response time;
@@ -35,6 +35,10 @@ With --hold-fraction F, before a fraction F of the payments the client sets the 
 another client's), and any payment still not final --hold-s seconds after its request is
 released by its client (POST /_sim/release, succeed). With --hold-s above VNODE_PAYMENT_WAIT_S
 (5 s) vnode answers 202 for those and the reconciler finishes them.
+
+With --py-spy DIR, `py-spy record` samples vnode serve's workers and the sim during the vnode
+run, and the sim during the direct run (collapsed stacks in DIR), and a table shows where
+each process's time goes, by the innermost frame's module.
 
 After the run `vnode audit --no-node` is run against the bench's database; its verdict is printed.
 """
@@ -64,6 +68,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 import transfers
+from raw_http import Answer, RawConnection, TransportError
 
 from harness.options import JsonOut, Seconds, Users, Workers
 from harness.processes import VNODE as VNODE_COMMAND
@@ -107,7 +112,8 @@ def make_invoices(sim_url: str, count: int, amount_msat: int) -> list[Invoice]:
 
 
 # --------------------------------------------------------------------------------------------
-# The load generator: its own process, httpx.AsyncClient, one connection per client
+# The load generator: its own process, raw asyncio HTTP, one connection per client (httpx's
+# CPU per payment was more than the sim's, on the same two cores)
 
 
 @dataclass(frozen=True)
@@ -152,23 +158,19 @@ def _load_main(
 async def _timed_load(spec: LoadSpec, ready: Any, go: Any) -> dict[str, Any]:
     tally = _Tally()
     invoices = iter(spec.invoices)
-    limits = httpx.Limits(
-        max_connections=spec.clients + 4, max_keepalive_connections=spec.clients + 4
-    )
     headers = {"Authorization": f"Bearer {spec.key}"} if spec.key else {}
-    async with (
-        httpx.AsyncClient(base_url=spec.url, limits=limits, headers=headers, timeout=30.0) as http,
-        httpx.AsyncClient(base_url=spec.sim_url, timeout=30.0) as control,
-    ):
-        pay = _pay_vnode if spec.mode == VNODE else _pay_direct
-        ready.set()
-        await asyncio.get_running_loop().run_in_executor(None, go.wait)
-        cpu_before = os.times()
-        started = time.perf_counter()
-        end = started + spec.seconds
+    pay = _pay_vnode if spec.mode == VNODE else _pay_direct
+    ready.set()
+    await asyncio.get_running_loop().run_in_executor(None, go.wait)
+    cpu_before = os.times()
+    started = time.perf_counter()
+    end = started + spec.seconds
 
-        async def client() -> None:
-            rng = random.Random()
+    async def client() -> None:
+        rng = random.Random()
+        # Connected on first use (the control one only when a fault is set or released).
+        http, control = RawConnection(spec.url, headers), RawConnection(spec.sim_url)
+        try:
             while time.perf_counter() < end:
                 try:
                     payment_hash, invoice = next(invoices)
@@ -185,10 +187,13 @@ async def _timed_load(spec: LoadSpec, ready: Any, go: Any) -> dict[str, Any]:
                 tally.finals[final] += 1
                 if final == "succeeded":
                     tally.latencies.append(time.perf_counter() - t0)
+        finally:
+            http.close()
+            control.close()
 
-        await asyncio.gather(*(client() for _ in range(spec.clients)))
-        elapsed = time.perf_counter() - started
-        cpu_after = os.times()
+    await asyncio.gather(*(client() for _ in range(spec.clients)))
+    elapsed = time.perf_counter() - started
+    cpu_after = os.times()
     tally.latencies.sort()
     return {
         "seconds": elapsed,
@@ -205,18 +210,19 @@ async def _timed_load(spec: LoadSpec, ready: Any, go: Any) -> dict[str, Any]:
 
 
 async def _post(
-    http: httpx.AsyncClient, path: str, body: dict[str, Any], tally: _Tally, kind: str
-) -> httpx.Response | str:
+    http: RawConnection, path: str, body: dict[str, Any], tally: _Tally, kind: str
+) -> Answer | str:
     """The response, or the transport error's name."""
     tally.requests[kind] += 1
     try:
-        return await http.post(path, json=body)
-    except httpx.HTTPError as exc:
+        async with asyncio.timeout(30.0):
+            return await http.post(path, body)
+    except (*TransportError, TimeoutError) as exc:
         return type(exc).__name__
 
 
 async def _maybe_release(
-    control: httpx.AsyncClient,
+    control: RawConnection,
     spec: LoadSpec,
     tally: _Tally,
     payment_hash: str,
@@ -233,13 +239,13 @@ async def _maybe_release(
             tally,
             "release",
         )
-        if isinstance(answer, httpx.Response) and answer.status_code == 200:
+        if isinstance(answer, Answer) and answer.status_code == 200:
             tally.released += 1
 
 
 async def _pay_vnode(
-    http: httpx.AsyncClient,
-    control: httpx.AsyncClient,
+    http: RawConnection,
+    control: RawConnection,
     spec: LoadSpec,
     tally: _Tally,
     user_id: int,
@@ -277,8 +283,8 @@ async def _pay_vnode(
 
 
 async def _pay_direct(
-    http: httpx.AsyncClient,
-    control: httpx.AsyncClient,
+    http: RawConnection,
+    control: RawConnection,
     spec: LoadSpec,
     tally: _Tally,
     user_id: int,
@@ -300,7 +306,7 @@ async def _pay_direct(
         if time.perf_counter() - t0 > spec.final_timeout_s:
             return "still pending at the timeout"
         polled = await _post(http, "/getpayment", {"payment_hash": payment_hash}, tally, "poll")
-        if isinstance(polled, httpx.Response) and polled.status_code == 200:
+        if isinstance(polled, Answer) and polled.status_code == 200:
             status = str(polled.json()["payment"]["status"])
             if status != "Pending":
                 break
@@ -331,8 +337,13 @@ class LoadResult:
 
 
 def run_load(
-    spec: LoadSpec, label: str, cpu_roots: dict[str, int]
+    spec: LoadSpec,
+    label: str,
+    cpu_roots: dict[str, int],
+    spy: dict[str, list[int]] | None = None,
+    spy_dir: Path | None = None,
 ) -> tuple[LoadResult, common.CpuMeter]:
+    spies = _start_py_spy(spy or {}, spy_dir, label, spec.seconds) if spy_dir else []
     raw, meter = common.run_load_process(
         _load_main,
         (spec,),
@@ -342,6 +353,9 @@ def run_load(
         CLIENT,
         result_timeout_s=spec.final_timeout_s + 30,
     )
+    for process, path in spies:
+        process.wait(timeout=60)
+        _print_profile(path)
     return LoadResult(
         label,
         raw["seconds"],
@@ -353,6 +367,76 @@ def run_load(
         raw["released"],
         raw["ran_out"],
     ), meter
+
+
+# --------------------------------------------------------------------------------------------
+# py-spy
+
+
+def _start_py_spy(
+    targets: dict[str, list[int]], spy_dir: Path, label: str, seconds: float
+) -> list[tuple[subprocess.Popen[bytes], Path]]:
+    """`py-spy record` on each process of `targets` (name -> pids) for the run's seconds."""
+    binary = common.py_spy_path()
+    if binary is None:
+        console.print("[yellow]py-spy not found: no profile[/]")
+        return []
+    spy_dir.mkdir(parents=True, exist_ok=True)
+    spies = []
+    for name, pids in targets.items():
+        for pid in pids:
+            path = spy_dir / f"{label}-{name.replace(' ', '-')}-{pid}.txt"
+            command = [binary, "record", "--pid", str(pid), "--rate", "200"]
+            command += ["--duration", str(int(seconds)), "--format", "raw", "--output", str(path)]
+            quiet = subprocess.DEVNULL
+            spies.append((subprocess.Popen(command, stdout=quiet, stderr=quiet), path))
+    return spies
+
+
+def _module_of(frame: str) -> str:
+    """`function (path:line)` -> a short module name: the package and file under vnode/ or
+    vnode_sim/, else the top-level package (py-spy names files from their package down:
+    `asyncpg/connection.py`, `asyncio/runners.py`)."""
+    where = frame.rpartition("(")[2].rstrip(")").rpartition(":")[0]
+    parts = where.split("/")
+    if parts[0] in ("vnode", "vnode_sim"):
+        return "/".join(parts[:2])
+    return parts[0]
+
+
+def _print_profile(path: Path, top: int = 14) -> None:
+    """Samples by the innermost frame's module, and the innermost frames of vnode's own code."""
+    leaf: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+        stack, _, number = line.rpartition(" ")
+        if not stack or not number.isdigit():
+            continue
+        frames = stack.split(";")[1:]
+        n = int(number)
+        total += n
+        if frames:
+            leaf[_module_of(frames[-1])] += n
+            mine = [f for f in frames if "vnode/" in f or "vnode_sim/" in f]
+            if mine:
+                own[mine[-1].rpartition(":")[0] + ")"] += n
+    table = Table(title=f"py-spy {path.name}: {total} samples")
+    table.add_column("innermost frame's module")
+    table.add_column("share", justify="right")
+    table.add_column("innermost frame of vnode's code")
+    table.add_column("share", justify="right")
+    by_module, by_own = leaf.most_common(top), own.most_common(top)
+    for i in range(max(len(by_module), len(by_own))):
+        a = by_module[i] if i < len(by_module) else ("", 0)
+        b = by_own[i] if i < len(by_own) else ("", 0)
+        table.add_row(
+            a[0],
+            f"{100 * a[1] / max(total, 1):.1f}%" if a[0] else "",
+            b[0],
+            f"{100 * b[1] / max(total, 1):.1f}%" if b[0] else "",
+        )
+    out.print(table)
 
 
 # --------------------------------------------------------------------------------------------
@@ -491,6 +575,10 @@ def main(
         float,
         typer.Option(help="Seconds a client waits for a final state before giving up on a payment"),
     ] = 60.0,
+    py_spy: Annotated[
+        Path | None,
+        typer.Option(help="Profile vnode serve and the sim with py-spy; stacks go to this folder"),
+    ] = None,
     json_path: JsonOut = None,
 ) -> None:
     """External payments/s through vnode and the sim node, against the sim node alone."""
@@ -521,7 +609,7 @@ def main(
         out.print(
             f"PostgreSQL {pg_version}; vnode serve --workers {workers} "
             f"(VNODE_NODE=sim, reconciler and watchers on); vnode sim serve "
-            f"--settle-delay-s {settle_delay}; load from httpx, {clients} clients, "
+            f"--settle-delay-s {settle_delay}; load from raw asyncio HTTP, {clients} clients, "
             f"poll every {poll_s} s"
             + (
                 f"; hold fault before {hold_fraction:.0%} of payments, released after {hold_s} s"
@@ -556,7 +644,8 @@ def main(
             hold_fraction,
             hold_s,
         )
-        via_vnode = run_load(base, VNODE, roots)
+        vnode_spied = {"vnode serve": service.worker_pids(), SIM: [sim.proc.pid]}
+        via_vnode = run_load(base, VNODE, roots, vnode_spied, py_spy)
         common.checkpoint(dsn)
         direct_spec = LoadSpec(
             DIRECT,
@@ -572,7 +661,7 @@ def main(
             hold_fraction,
             hold_s,
         )
-        direct = run_load(direct_spec, DIRECT, roots)
+        direct = run_load(direct_spec, DIRECT, roots, {SIM: [sim.proc.pid]}, py_spy)
 
         _report([via_vnode, direct], clients, duration, hold_fraction)
         service.stop(signal.SIGINT, common.STOP_TIMEOUT_S)

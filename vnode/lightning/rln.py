@@ -12,6 +12,8 @@ mapping are written down in ``docs/NODE.md``; the short version:
   ``UNKNOWN``, never into something that looks like a failure.
 * RLN takes no fee limit and reports no fee: the payment code reserves a fee and charges it
   whole (the fee-reserve policy in docs/NODE.md).
+* The HTTP client is aiohttp (node_http.py, docs/adr/0028): a request is sent at most once,
+  and every transport failure keeps httpx's name (``ReadTimeout``, ``ConnectError``...).
 * Every answer is read as hostile until proved otherwise, through the shared models of
   ``rln_api.py`` (the simulated node checks its answers against the same ones). An answer
   that is not the node's documented shape raises :class:`NodeProtocolError` (a
@@ -28,13 +30,13 @@ mapping are written down in ``docs/NODE.md``; the short version:
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final, NoReturn, TypeVar
 
-import httpx
 from pydantic import BaseModel, ValidationError
 
 from vnode.domain.ids import BTC
@@ -56,7 +58,7 @@ from vnode.lightning.base import (
     RgbInvoice,
     RgbTransfer,
 )
-from vnode.tls import tls_context
+from vnode.lightning.node_http import Answer, NodeHttp, TransportFailure
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT_S",
@@ -126,28 +128,24 @@ class RlnBackend:
         transport_endpoints: Sequence[str] = DEFAULT_TRANSPORT_ENDPOINTS,
         simulated: bool = False,
         clock: Callable[[], float] = time.time,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if not transport_endpoints:
             raise ValueError("an RGB invoice needs at least one transport endpoint")
         headers = {"Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self._timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
-        self._refresh_timeout = httpx.Timeout(refresh_timeout_s, connect=connect_timeout_s)
+        self._refresh_timeout_s = refresh_timeout_s
         self._transport_endpoints = tuple(transport_endpoints)
         self._simulated = simulated
         self._clock = clock
         self._reported: set[tuple[str, str | None, str]] = set()
         # No retries and no redirects: a request that moves money is sent at most once, and
         # whatever the node answers is the answer.
-        self._client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
+        self._http = NodeHttp(
+            base_url,
             headers=headers,
-            timeout=self._timeout,
-            follow_redirects=False,
-            transport=transport,
-            verify=tls_context(),
+            connect_timeout_s=connect_timeout_s,
+            read_timeout_s=read_timeout_s,
         )
 
     # ------------------------------------------------------------------ node
@@ -403,7 +401,7 @@ class RlnBackend:
             "POST",
             "/refreshtransfers",
             api.request_body(request),
-            http_timeout=self._refresh_timeout,
+            read_timeout_s=self._refresh_timeout_s,
         )
 
     async def list_transfers(self, asset_id: str) -> list[RgbTransfer]:
@@ -429,7 +427,7 @@ class RlnBackend:
         ]
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._http.close()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -495,27 +493,24 @@ class RlnBackend:
         path: str,
         body: JsonObject | None = None,
         *,
-        http_timeout: httpx.Timeout | None = None,
+        read_timeout_s: float | None = None,
     ) -> JsonObject:
         where = f"{method} {path}"
         try:
-            response = await self._client.request(
-                method, path, json=body, timeout=http_timeout or self._timeout
-            )
-        except httpx.HTTPError as exc:
+            response = await self._http.request(method, path, body, read_timeout_s=read_timeout_s)
+        except TransportFailure as exc:
             # Timeout, refused or dropped connection, broken HTTP: the request may or may
             # not have reached the node, and may or may not have done its work there.
-            kind = type(exc).__name__
-            raise NodeUnreachable(f"{where}: {kind}: {exc}", name=kind) from exc
+            raise NodeUnreachable(f"{where}: {exc}", name=exc.name) from exc
         return _answer(where, response)
 
 
 # ---------------------------------------------------------------------- answers and errors
 
 
-def _answer(where: str, response: httpx.Response) -> JsonObject:
+def _answer(where: str, response: Answer) -> JsonObject:
     """The JSON object of a 2xx answer, or the exception that the error answer maps to."""
-    status = response.status_code
+    status = response.status
     if status == 401:
         # Checked first: a proxy in front of the node may answer 401 in plain text too.
         raise NodeError(f"{where}: HTTP 401: the node refused vnode's token", "Unauthorized", 401)
@@ -549,10 +544,11 @@ def _answer(where: str, response: httpx.Response) -> JsonObject:
     raise NodeError(message, name, status)
 
 
-def _json_of(response: httpx.Response) -> tuple[bool, object]:
+def _json_of(response: Answer) -> tuple[bool, object]:
     """(True, the parsed body), or (False, None) when the body is not JSON."""
     try:
-        return True, response.json()
+        # As httpx's Response.json(): the encoding (UTF-8, -16 or -32) is detected.
+        return True, json.loads(response.body)
     # JSONDecodeError, UnicodeDecodeError and the int-digits limit are ValueErrors; a deeply
     # nested body overflows the parser's stack.
     except (ValueError, RecursionError):

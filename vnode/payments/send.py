@@ -265,15 +265,23 @@ class PaymentSender:
             return reserved
         payment_id = reserved.payment_id
         sent = await store.claim_send(self.pool, payment_id)
+        answered_pending = False
         if sent:
             crash_point(self.settings.crash_points, "after_reserve")
-            await self._send(payment_id, target, command, reserve)
+            answered_pending = await self._send(payment_id, target, command, reserve)
             crash_point(self.settings.crash_points, "after_pay")
-        return await self.wait_final(payment_id, self.settings.payment_wait_s, just_sent=sent)
+        return await self.wait_final(
+            payment_id,
+            self.settings.payment_wait_s,
+            just_sent=sent,
+            answered_pending=answered_pending,
+        )
 
     async def _send(
         self, payment_id: int, target: InvoiceToPay, command: PayCommand, reserve: int
-    ) -> None:
+    ) -> bool:
+        """Send the payment and apply the node's answer; True when the node answered PENDING
+        (nothing to apply: the payment is pending as the reserve left it)."""
         try:
             status = await self.backend.pay_invoice(
                 target.decoded,
@@ -292,13 +300,13 @@ class PaymentSender:
                 None,
                 f"refused by the node: {exc}",
             )
-            return
+            return False
         except DuplicatePayment:
             log.warning(
                 "node already has a payment for this invoice; tracking it",
                 extra={"payment_hash": target.payment_hash},
             )
-            return
+            return False
         except (NodeUnreachable, NodeError) as exc:
             # Unreachable, or a refusal we cannot prove happened before sending: unknown, so
             # the reserve stays held and the reconciler asks the node until it knows.
@@ -310,23 +318,39 @@ class PaymentSender:
                     "node_error": exc.name,
                 },
             )
-            return
+            return False
+        if status.outcome is PaymentOutcome.PENDING:
+            # resolve.decide leaves a PENDING answer pending whatever the row says: reading
+            # the row to apply it would be a query for nothing.
+            return True
         pending = await store.pending_payment(self.pool, payment_id)
         if pending is not None:
             await resolve.apply_status(
                 self.pool, pending, status, stale_skew_s=self.settings.stale_failure_skew_s
             )
+        return False
 
     async def wait_final(
-        self, payment_id: int, wait_s: float, *, just_sent: bool = False
+        self,
+        payment_id: int,
+        wait_s: float,
+        *,
+        just_sent: bool = False,
+        answered_pending: bool = False,
     ) -> PaymentAnswer:
         """Poll the node until the payment is final or `wait_s` passes; answer its state.
 
         `just_sent`: the node answered the send a moment ago, so its first check waits a poll
         period instead of asking again at once (the answer would be the one just applied: a
-        node call and two queries per payment for nothing; bench/payments.py)."""
+        node call and two queries per payment for nothing; bench/payments.py).
+        `answered_pending`: and that answer was PENDING, so the row is not read before the
+        first wait either (it was pending a moment ago; a payment the reconciler finishes
+        meanwhile is seen at the next read)."""
         deadline = time.monotonic() + wait_s
         ask = not just_sent
+        if answered_pending and wait_s > 0:
+            await asyncio.sleep(min(_POLL_S, wait_s))
+            ask = True
         while True:
             pending = await store.pending_payment(self.pool, payment_id)
             if pending is None or time.monotonic() >= deadline:
@@ -339,7 +363,9 @@ class PaymentSender:
                     stale_skew_s=self.settings.stale_failure_skew_s,
                 )
                 if final is not None:
-                    break  # finished by this answer
+                    # The money function's answer is the row as it finished (the same
+                    # vnode_payment_json as payment_answer reads): no need to read it again.
+                    return final
             ask = True
             await asyncio.sleep(_POLL_S)
         return await store.payment_answer(self.pool, payment_id)
