@@ -138,11 +138,16 @@ def main(
         if cluster.postmaster_pid is not None:
             roots["PostgreSQL"] = cluster.postmaster_pid
         before = common.wal_counters(wal_of) if wal_of else None
+        lsn_before = common.wal_lsn(wal_of) if wal_of else ""
         result, meter = transfers.run_load(
             mode, *args, seconds, n_users, base, max_amount, workdir, roots, label, workload
         )
         if wal_of and before is not None:
             wal[label] = common.wal_per(before, common.wal_counters(wal_of), result.ok)
+            relations = common.wal_by_relation(
+                wal_of, lsn_before, common.wal_lsn(wal_of), result.ok
+            )
+            out.print(common.wal_table(relations, f"transfer ({label})"))
             out.print(
                 f"  WAL per transfer: {wal[label]['bytes']:,.0f} bytes, "
                 f"{wal[label]['fpi']:.2f} full-page images, {wal[label]['records']:.1f} records"

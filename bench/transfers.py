@@ -635,6 +635,7 @@ def main(
         spies = _start_py_spy(service, workdir, duration) if py_spy is not None else []
         spy_roots = {f"py-spy {i}": proc.pid for i, (proc, _) in enumerate(spies)}
         wal_before = common.wal_counters(dsn)
+        lsn_before = common.wal_lsn(dsn)
         result, meter = run_load(
             loadgen,
             *load_args,
@@ -647,9 +648,11 @@ def main(
             f"vnode, {clients} clients",
         )
         vnode_wal = common.wal_per(wal_before, common.wal_counters(dsn), result.ok)
+        vnode_relations = common.wal_by_relation(dsn, lsn_before, common.wal_lsn(dsn), result.ok)
         # The same with an Idempotency-Key on every request, as the bot and the wallets send
         # (each key new: the stored answer is written, never replayed).
         common.checkpoint(dsn)
+        lsn_before = common.wal_lsn(dsn)
         keyed, keyed_meter = run_load(
             loadgen,
             *load_args,
@@ -662,6 +665,7 @@ def main(
             f"vnode with Idempotency-Key, {clients} clients",
             TRANSFER.keyed(),
         )
+        keyed_relations = common.wal_by_relation(dsn, lsn_before, common.wal_lsn(dsn), keyed.ok)
         if spies and py_spy is not None:
             with py_spy.open("w") as merged:
                 for proc, part in spies:
@@ -718,6 +722,9 @@ def main(
             soft_wrap=True,
         )
 
+        # Which rows and index entries the WAL is made of (docs/PERFORMANCE.md, issue 13).
+        out.print(common.wal_table(vnode_relations, "transfer"))
+        out.print(common.wal_table(keyed_relations, "transfer with an Idempotency-Key"))
         _report(result, meter, ceiling, reference, clients, duration, (keyed, keyed_meter))
         if py_spy is not None and py_spy.exists():
             _print_profile(py_spy)

@@ -512,6 +512,12 @@ async def test_transfer_writes_exactly(
         (BOB, 1, "transfer.completed"),
     ]
     assert await pool.fetchval("SELECT count(*) FROM outbox") == len(credits) + 2
+    # Time-ordered ids (uuidv7) for the transfer's events: the event_id index grows at its end.
+    ids = await pool.fetch(
+        "SELECT event_id FROM outbox WHERE (payload->>'transfer_id')::bigint = $1 ORDER BY id", tx
+    )
+    assert [r["event_id"].version for r in ids] == [7, 7]
+    assert ids[0]["event_id"] < ids[1]["event_id"]
     seqs = await pool.fetch("SELECT user_id, event_seq FROM virtual_nodes ORDER BY user_id")
     assert [tuple(r.values()) for r in seqs] == [(ALICE, seq_before + 1), (BOB, 1)]
 

@@ -50,7 +50,8 @@ END $$;
 
 -- Records the answer. A concurrent request with the same key that got here first makes this
 -- INSERT fail with a unique violation, which rolls back the whole second movement; the caller
--- then retries and replays the stored answer.
+-- then retries and replays the stored answer. vnode_transfer (40_ledger.sql) runs this INSERT
+-- inline on its success path, for speed: change both.
 DROP FUNCTION IF EXISTS vnode_idem_store(text, text, text, bytea, integer, jsonb);
 DROP FUNCTION IF EXISTS vnode_idem_store(text, text, text, bytea, text, text, jsonb);
 CREATE OR REPLACE FUNCTION vnode_idem_store(

@@ -187,7 +187,13 @@ DECLARE
     v_event jsonb;
     r record;
 BEGIN
-    IF p_idem_key IS NOT NULL THEN
+    -- A key is nearly always new: one probe of its primary key here, and the replay's rules
+    -- (vnode_idem_lookup: the same request, the write for a synchronous standby) only when it
+    -- is there. A duplicate racing this one finds nothing yet; it waits on the key's INSERT
+    -- below and replays when retried (vnode/ledger/calls.py).
+    IF p_idem_key IS NOT NULL
+       AND EXISTS (SELECT FROM idempotency_keys k WHERE k.owner = p_owner AND k.key = p_idem_key)
+    THEN
         SELECT l.code, l.detail, l.result INTO code, detail, result
         FROM vnode_idem_lookup(p_owner, p_idem_key, 'transfer', p_hash) l;
         IF FOUND THEN
@@ -305,10 +311,14 @@ BEGIN
     END LOOP;
     v_event := v_amounts || jsonb_build_object(
         'transfer_id', v_tx, 'asset_id', p_asset, 'memo', p_memo, 'created_at', v_at_text);
-    INSERT INTO outbox (event_type, user_id, user_seq, payload) VALUES
-        ('transfer.completed', p_from, v_from_seq, v_event || jsonb_build_object(
+    -- Time-ordered event ids (uuidv7, not the column's random default): each new entry of the
+    -- event_id index lands on its rightmost pages instead of a random one, which after every
+    -- checkpoint cost a full-page image once the index outgrew the cache (docs/PERFORMANCE.md,
+    -- "Issue 13, transfers (session 6)"). Unique all the same; the index still checks it.
+    INSERT INTO outbox (event_id, event_type, user_id, user_seq, payload) VALUES
+        (uuidv7(), 'transfer.completed', p_from, v_from_seq, v_event || jsonb_build_object(
             'direction', 'out', 'counterparty', v_to_node)),
-        ('transfer.completed', p_to, v_to_seq, v_event || jsonb_build_object(
+        (uuidv7(), 'transfer.completed', p_to, v_to_seq, v_event || jsonb_build_object(
             'direction', 'in', 'counterparty', v_from_node));
 
     code := 'ok';
@@ -325,7 +335,10 @@ BEGIN
             THEN jsonb_build_object('balance_msat', v_new, 'balance_sats', v_new / 1000)
             ELSE jsonb_build_object('asset_amount', v_new) END);
     IF p_idem_key IS NOT NULL THEN
-        PERFORM vnode_idem_store(p_owner, p_idem_key, 'transfer', p_hash, code, NULL, result);
+        -- vnode_idem_store's INSERT (10_idempotency.sql), inlined on this path: the nested
+        -- function call cost a third of what the key adds to a transfer.
+        INSERT INTO idempotency_keys (owner, key, endpoint, request_hash, code, detail, result)
+        VALUES (p_owner, p_idem_key, 'transfer', p_hash, code, NULL, result);
     END IF;
 END $$;
 
