@@ -243,6 +243,12 @@ def main(
     redis_stream: Annotated[
         bool, typer.Option("--redis/--no-redis", help="Set VNODE_REDIS_URL")
     ] = True,
+    own_loop: Annotated[
+        bool,
+        typer.Option(
+            help="VNODE_EVENTS_OWN_LOOP: fan-out and Redis on a loop of their own (docs/adr/0027)"
+        ),
+    ] = True,
     json_path: JsonOut = None,
 ) -> None:
     """Events delivered/s and commit-to-delivery lag per channel, under the transfer load."""
@@ -261,7 +267,10 @@ def main(
             redis_server.start()
             receiver = Receiver()
             receiver.start()
-            env = {"VNODE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1"}
+            env = {
+                "VNODE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
+                "VNODE_EVENTS_OWN_LOOP": "true" if own_loop else "false",
+            }
             if redis_stream:
                 env.update(
                     {"VNODE_REDIS_URL": redis_server.url, "VNODE_REDIS_STREAM_KEY": STREAM_KEY}
@@ -275,7 +284,7 @@ def main(
         out.print(
             f"PostgreSQL {pg_version}; redis-server "
             f"{redis.Redis.from_url(redis_server.url).info()['redis_version']}; "
-            f"vnode serve --workers {workers}; load from {loadgen}"
+            f"vnode serve --workers {workers}, events own loop {own_loop}; load from {loadgen}"
         )
 
         with console.status(f"funding {users} users"):

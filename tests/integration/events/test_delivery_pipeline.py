@@ -150,9 +150,7 @@ async def test_a_cancelled_pass_leaves_what_it_sent_pending_and_the_channel_free
     total = await emit_grid(pool, users, per_user)
     await fan_out_all(pool)
     stuck = Gate()
-    running = asyncio.create_task(
-        deliver_pipelined(pool, channel, stuck.send, batch=10, pass_s=60)
-    )
+    running = asyncio.create_task(deliver_pipelined(pool, channel, stuck.send, batch=10, pass_s=60))
 
     async def two_batches_held() -> bool:
         return len(stuck.held) == 20
