@@ -250,6 +250,14 @@ def main(
         ),
     ] = True,
     json_path: JsonOut = None,
+    py_spy: Annotated[
+        Path | None,
+        typer.Option(
+            "--py-spy",
+            help="Record the service with py-spy during the load (collapsed stacks, every "
+            "thread), and print where its time goes",
+        ),
+    ] = None,
 ) -> None:
     """Events delivered/s and commit-to-delivery lag per channel, under the transfer load."""
     loadgen = transfers.pick_loadgen(loadgen)
@@ -294,6 +302,8 @@ def main(
 
         assert redis_server.process.pid is not None
         roots = {**running.cpu_roots(), RECEIVER: receiver.pid, REDIS: redis_server.process.pid}
+        spies = transfers.start_py_spy(service, workdir, duration) if py_spy else []
+        roots.update({f"py-spy {i}": proc.pid for i, (proc, _) in enumerate(spies)})
         load, meter = transfers.run_load(
             loadgen,
             service.url,
@@ -309,6 +319,13 @@ def main(
             f"transfers, {clients} clients",
         )
         drained_s = _wait_drained(dsn, drain_timeout)
+        if spies and py_spy is not None:
+            with py_spy.open("w") as merged:
+                for proc, part in spies:
+                    proc.wait(60)
+                    if part.exists():
+                        merged.write(part.read_text())
+            transfers.print_profile(py_spy)
 
         # The load window, by the outbox's own clock: first to last event the load committed
         # (every transfer.completed; the funding wrote admin.credit events).
