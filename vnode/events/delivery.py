@@ -188,13 +188,28 @@ async def deliver_pipelined(
     behind on a pooled connection), while the first reads and acknowledges in autocommit, each
     acknowledgement committed as soon as its batch is sent. A pass reads new batches for
     `pass_s`, then finishes what is in flight and returns, so endpoint changes are seen."""
-    async with pool.acquire() as holder, holder.transaction():
-        if not await holder.fetchval(
-            "SELECT pg_try_advisory_xact_lock($1)", channel_lock_key(channel)
-        ):
-            return 0  # another process is delivering this channel right now
-        async with pool.acquire() as conn:
-            return await _pipeline(conn, channel, send, batch, depth, pass_s, dead_after_s)
+    async with pool.acquire() as holder:
+        holding = holder.transaction()
+        await holding.start()
+        try:
+            if not await holder.fetchval(
+                "SELECT pg_try_advisory_xact_lock($1)", channel_lock_key(channel)
+            ):
+                return 0  # another process is delivering this channel right now
+            async with pool.acquire() as conn:
+                return await _pipeline(
+                    conn, channel, send, batch, depth, pass_s, dead_after_s, lambda: _gone(holder)
+                )
+        finally:
+            if not _gone(holder):  # else the lock went with the connection
+                await holding.rollback()  # it only held the lock
+
+
+def _gone(conn: DbConnection) -> bool:
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
+        return True  # the pool took it back when it closed (asyncpg detaches the proxy)
 
 
 async def _pipeline(
@@ -205,6 +220,7 @@ async def _pipeline(
     depth: int,
     pass_s: float,
     dead_after_s: float,
+    lock_lost: Callable[[], bool],
 ) -> int:
     loop = asyncio.get_running_loop()
     until = loop.time() + pass_s
@@ -214,7 +230,9 @@ async def _pipeline(
     more = True  # a full batch came last, or one was acknowledged since: read again
     try:
         while True:
-            while more and len(in_flight) < depth and loop.time() < until:
+            # Nothing more is read once the lock's connection is gone (the server ended it):
+            # another process may be reading this channel now.
+            while more and len(in_flight) < depth and loop.time() < until and not lock_lost():
                 rows = await _due(conn, channel, batch, busy)
                 more = len(rows) == batch
                 if not rows:

@@ -168,3 +168,44 @@ async def test_a_cancelled_pass_leaves_what_it_sent_pending_and_the_channel_free
     for user in range(1, users + 1):
         assert again.seqs(user) == list(range(1, per_user + 1)), user
     assert await pending(pool, channel) == 0
+
+
+async def test_a_pass_whose_lock_connection_is_ended_reads_no_more(pool: asyncpg.Pool) -> None:
+    """The server ends the connection that holds the channel's lock (an operator's
+    pg_terminate_backend, a failover): the pass acknowledges the batches it already sent and
+    reads no more, since another process may now hold the channel; the next pass sends the
+    rest, each user's events in order."""
+    channel = f"webhook:{await add_endpoint(pool)}"
+    users, per_user = 20, 3
+    total = await emit_grid(pool, users, per_user)
+    await fan_out_all(pool)
+    stuck = Gate()
+    running = asyncio.create_task(deliver_pipelined(pool, channel, stuck.send, batch=10, pass_s=60))
+    try:
+
+        async def two_batches_held() -> bool:
+            return len(stuck.held) == 20
+
+        await wait_until(two_batches_held, 10, "two batches in flight")
+        holder = await pool.fetchval(
+            "SELECT pid FROM pg_stat_activity WHERE state = 'idle in transaction' "
+            "AND query LIKE '%pg_try_advisory_xact_lock%'"
+        )
+        assert holder is not None
+        assert await pool.fetchval("SELECT pg_terminate_backend($1, 5000)", holder)
+
+        async def gone() -> bool:
+            return not await pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", holder
+            )
+
+        await wait_until(gone, 10, "the lock's backend to end")
+    finally:
+        stuck.opened.set()
+    assert await running == 20  # the two batches sent, acknowledged; nothing more read
+    assert await pending(pool, channel) == total - 20
+
+    rest = Recorder()
+    assert await deliver_pipelined(pool, channel, rest.send, batch=10, pass_s=60) == total - 20
+    for user in range(1, users + 1):
+        assert stuck.inner.seqs(user) + rest.seqs(user) == list(range(1, per_user + 1)), user
