@@ -183,26 +183,30 @@ async def deliver_pipelined(
     is read. At least once: a batch is acknowledged after it was sent; what was sent but not
     acknowledged (a crash, a cancellation) stays pending and is sent again.
 
-    One deliverer per channel: a second connection holds the channel's advisory lock in an open
-    transaction for the whole pass (it dies with the process or the connection, never left
-    behind on a pooled connection), while the first reads and acknowledges in autocommit, each
-    acknowledgement committed as soon as its batch is sent. A pass reads new batches for
-    `pass_s`, then finishes what is in flight and returns, so endpoint changes are seen."""
-    async with pool.acquire() as holder:
-        holding = holder.transaction()
-        await holding.start()
+    One deliverer per channel: the pass's connection holds the channel's advisory lock at
+    session level, reads and acknowledges in autocommit (each batch's acknowledgement committed
+    as soon as it is sent), and unlocks at the end. Not a transaction-scoped lock: a transaction
+    open for the whole pass held back PostgreSQL's xmin horizon (dead rows and index entries
+    could not be pruned while it lasted; bench/events.py measured PostgreSQL at 1.0-1.2 cores
+    instead of 0.75, docs/PERFORMANCE.md). A pass reads new batches for `pass_s`, then
+    finishes what is in flight and returns, so endpoint changes are seen."""
+    key = channel_lock_key(channel)
+    async with pool.acquire() as conn:
         try:
-            if not await holder.fetchval(
-                "SELECT pg_try_advisory_xact_lock($1)", channel_lock_key(channel)
-            ):
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
                 return 0  # another process is delivering this channel right now
-            async with pool.acquire() as conn:
-                return await _pipeline(
-                    conn, channel, send, batch, depth, pass_s, dead_after_s, lambda: _gone(holder)
-                )
-        finally:
-            if not _gone(holder):  # else the lock went with the connection
-                await holding.rollback()  # it only held the lock
+            try:
+                return await _pipeline(conn, channel, send, batch, depth, pass_s, dead_after_s)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", key)
+        except BaseException:
+            # Cancelled or failed, perhaps with the lock still held (mid-statement, or the
+            # unlock did not run): the pool does not reset connections (vnode/db/pool.py), so
+            # a lock left on one would stop this channel for good. Closing the connection ends
+            # its session and every lock with it; the pool opens another.
+            if not _gone(conn):
+                conn.terminate()
+            raise
 
 
 def _gone(conn: DbConnection) -> bool:
@@ -220,7 +224,6 @@ async def _pipeline(
     depth: int,
     pass_s: float,
     dead_after_s: float,
-    lock_lost: Callable[[], bool],
 ) -> int:
     loop = asyncio.get_running_loop()
     until = loop.time() + pass_s
@@ -230,9 +233,7 @@ async def _pipeline(
     more = True  # a full batch came last, or one was acknowledged since: read again
     try:
         while True:
-            # Nothing more is read once the lock's connection is gone (the server ended it):
-            # another process may be reading this channel now.
-            while more and len(in_flight) < depth and loop.time() < until and not lock_lost():
+            while more and len(in_flight) < depth and loop.time() < until:
                 rows = await _due(conn, channel, batch, busy)
                 more = len(rows) == batch
                 if not rows:
