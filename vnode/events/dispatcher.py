@@ -22,8 +22,7 @@ from vnode.events.redis_stream import RedisStreamChannel
 from vnode.events.webhooks import Endpoint, WebhookChannel
 
 log = logging.getLogger(__name__)
-# Channels delivered at once; each holds two pool connections while it delivers (the
-# channel's lock, and its reads and acknowledgements).
+# Channels delivered at once; each holds a pool connection while it delivers.
 PARALLEL_CHANNELS = 4
 # The longest a webhook pass waits for an endpoint's task before it returns (the tasks go on).
 PASS_WAIT_S = 1.0
