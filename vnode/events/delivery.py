@@ -1,11 +1,13 @@
 """Delivering one channel's pending events: in order per user, at least once, with backoff.
 
-One process at a time delivers a given channel (a transaction-scoped advisory lock; the others
-skip it), so an event never goes to a channel twice at the same moment. `deliver_once` reads,
-sends and acknowledges one batch (Redis Streams); `deliver_pipelined` keeps two smaller batches
-in flight (webhooks, where a batch waits on HTTP round trips). A user's next event
-waits while an earlier one is pending; other users' events go on. A failed delivery is retried
-with exponential backoff and becomes dead (the dead-letter list) after `dead_after_s`.
+One process at a time delivers a given channel (an advisory lock on the channel's key,
+transaction-scoped in `deliver_once`, session-level in `deliver_pipelined`, each excluding the
+other; the others skip the channel), so an event never goes to a channel twice at the same
+moment. `deliver_once` reads, sends and acknowledges one batch (Redis Streams);
+`deliver_pipelined` keeps two smaller batches in flight (webhooks, where a batch waits on HTTP
+round trips). A user's next event waits while an earlier one is pending; other users' events go
+on. A failed delivery is retried with exponential backoff and becomes dead (the dead-letter
+list) after `dead_after_s`.
 """
 
 from __future__ import annotations
@@ -246,7 +248,8 @@ async def _pipeline(
                 return delivered
             oldest = in_flight[0]
             results = await oldest.sending
-            delivered += await _record(conn, channel, oldest.rows, results, dead_after_s)
+            async with conn.transaction():  # one commit for its deliveries and failures
+                delivered += await _record(conn, channel, oldest.rows, results, dead_after_s)
             in_flight.popleft()
             busy -= oldest.users
             more = True
