@@ -243,7 +243,21 @@ def main(
     redis_stream: Annotated[
         bool, typer.Option("--redis/--no-redis", help="Set VNODE_REDIS_URL")
     ] = True,
+    own_loop: Annotated[
+        bool,
+        typer.Option(
+            help="VNODE_EVENTS_OWN_LOOP: fan-out and Redis on a loop of their own (docs/adr/0027)"
+        ),
+    ] = True,
     json_path: JsonOut = None,
+    py_spy: Annotated[
+        Path | None,
+        typer.Option(
+            "--py-spy",
+            help="Record the service with py-spy during the load (collapsed stacks, every "
+            "thread), and print where its time goes",
+        ),
+    ] = None,
 ) -> None:
     """Events delivered/s and commit-to-delivery lag per channel, under the transfer load."""
     loadgen = transfers.pick_loadgen(loadgen)
@@ -261,7 +275,10 @@ def main(
             redis_server.start()
             receiver = Receiver()
             receiver.start()
-            env = {"VNODE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1"}
+            env = {
+                "VNODE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
+                "VNODE_EVENTS_OWN_LOOP": "true" if own_loop else "false",
+            }
             if redis_stream:
                 env.update(
                     {"VNODE_REDIS_URL": redis_server.url, "VNODE_REDIS_STREAM_KEY": STREAM_KEY}
@@ -275,7 +292,7 @@ def main(
         out.print(
             f"PostgreSQL {pg_version}; redis-server "
             f"{redis.Redis.from_url(redis_server.url).info()['redis_version']}; "
-            f"vnode serve --workers {workers}; load from {loadgen}"
+            f"vnode serve --workers {workers}, events own loop {own_loop}; load from {loadgen}"
         )
 
         with console.status(f"funding {users} users"):
@@ -285,6 +302,8 @@ def main(
 
         assert redis_server.process.pid is not None
         roots = {**running.cpu_roots(), RECEIVER: receiver.pid, REDIS: redis_server.process.pid}
+        spies = transfers.start_py_spy(service, workdir, duration) if py_spy else []
+        roots.update({f"py-spy {i}": proc.pid for i, (proc, _) in enumerate(spies)})
         load, meter = transfers.run_load(
             loadgen,
             service.url,
@@ -300,6 +319,13 @@ def main(
             f"transfers, {clients} clients",
         )
         drained_s = _wait_drained(dsn, drain_timeout)
+        if spies and py_spy is not None:
+            with py_spy.open("w") as merged:
+                for proc, part in spies:
+                    proc.wait(60)
+                    if part.exists():
+                        merged.write(part.read_text())
+            transfers.print_profile(py_spy)
 
         # The load window, by the outbox's own clock: first to last event the load committed
         # (every transfer.completed; the funding wrote admin.credit events).

@@ -632,7 +632,7 @@ def main(
                 loadgen, *load_args, warmup, users, user_base, max_amount, workdir, {}, "warm-up"
             )
         common.checkpoint(dsn)
-        spies = _start_py_spy(service, workdir, duration) if py_spy is not None else []
+        spies = start_py_spy(service, workdir, duration) if py_spy is not None else []
         spy_roots = {f"py-spy {i}": proc.pid for i, (proc, _) in enumerate(spies)}
         wal_before = common.wal_counters(dsn)
         lsn_before = common.wal_lsn(dsn)
@@ -727,7 +727,7 @@ def main(
         out.print(common.wal_table(keyed_relations, "transfer with an Idempotency-Key"))
         _report(result, meter, ceiling, reference, clients, duration, (keyed, keyed_meter))
         if py_spy is not None and py_spy.exists():
-            _print_profile(py_spy)
+            print_profile(py_spy)
         ratio = result.rate / reference[0].tps if reference[0].tps else 0.0
         figures = {
             "vnode transfers/s": result.rate,
@@ -758,7 +758,7 @@ def main(
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _start_py_spy(
+def start_py_spy(
     service: ServeProcess | None, workdir: Path, duration: int
 ) -> list[tuple[subprocess.Popen[bytes], Path]]:
     """One `py-spy record` per worker process; returns each with its output file."""
@@ -879,7 +879,7 @@ def _report(
         )
 
 
-def _print_profile(path: Path) -> None:
+def print_profile(path: Path) -> None:
     counts = common.categorize_profile(path)
     running = sum(n for name, n in counts if name not in common.APART) or 1
     total = sum(n for _, n in counts) or 1

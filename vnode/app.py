@@ -38,6 +38,7 @@ from vnode.db.migrate import migrate
 from vnode.db.pool import create_pool
 from vnode.db.reads import ReadRouting
 from vnode.events.dispatcher import Dispatcher
+from vnode.events.fanout_thread import FanOutThread
 from vnode.keys import SoftwareSigner, load_or_create_seed
 from vnode.ledger.transfer_batch import TransferBatcher
 from vnode.lightning.base import LightningBackend
@@ -148,16 +149,25 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
                     else None
                 ),
             )
-            dispatcher = _dispatcher(settings, pool)
+            own_loop = settings.run_workers and settings.events_own_loop
+            # With the fan-out on its own loop, the API's dispatcher delivers webhooks only.
+            dispatcher = _dispatcher(settings, pool, redis=not own_loop)
             stack.push_async_callback(dispatcher.close)
             # Stopped before the dispatcher, the backend and the pool they use.
             stack.push_async_callback(supervisor.stop)
             if settings.run_workers:
                 start_workers(supervisor, pool, backend, monitor, settings, metrics, signer)
-                supervisor.every("event-fan-out", settings.events_interval_s, dispatcher.fan_out)
-                supervisor.every(
-                    "redis-delivery", settings.events_interval_s, dispatcher.deliver_redis
-                )
+                if own_loop:
+                    fan_out = FanOutThread(settings, database_url, metrics)
+                    await fan_out.start()
+                    stack.push_async_callback(fan_out.stop)
+                else:
+                    supervisor.every(
+                        "event-fan-out", settings.events_interval_s, dispatcher.fan_out
+                    )
+                    supervisor.every(
+                        "redis-delivery", settings.events_interval_s, dispatcher.deliver_redis
+                    )
                 supervisor.every(
                     "webhook-delivery", settings.events_interval_s, dispatcher.deliver_webhooks
                 )
@@ -241,10 +251,10 @@ async def _reads(settings: Settings, pool: asyncpg.Pool) -> ReadRouting:
     return routing
 
 
-def _dispatcher(settings: Settings, pool: asyncpg.Pool) -> Dispatcher:
+def _dispatcher(settings: Settings, pool: asyncpg.Pool, *, redis: bool) -> Dispatcher:
     return Dispatcher(
         pool,
-        redis_url=settings.redis_url.get_secret_value() if settings.redis_url else None,
+        redis_url=(settings.redis_url.get_secret_value() if settings.redis_url and redis else None),
         redis_stream_key=settings.redis_stream_key,
         redis_maxlen=settings.redis_stream_maxlen,
         allow_hosts=settings.allowed_webhook_hosts,

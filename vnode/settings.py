@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     # (e.g. 127.0.0.1 for a bot on the same machine).
     webhook_allow_hosts: str = ""
     events_interval_s: float = Field(default=0.05, gt=0)
+    # Fan-out and Redis Streams on an event loop of their own, in a thread, off the loop that
+    # serves requests and posts webhooks (docs/adr/0027); false: all on the API's loop.
+    events_own_loop: bool = True
     # Open GET /virtual_events streams per process, in all and per API key; one more is a 429
     # too_many_streams (L2: each stream holds a task and a socket).
     sse_max_streams: int = Field(default=200, ge=1)

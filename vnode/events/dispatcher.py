@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from vnode.events.delivery import DELIVERY_BATCH, deliver_once
+from vnode.events.delivery import deliver_once, deliver_pipelined
 from vnode.events.fanout import FAN_OUT_BATCH, fan_out_once
 from vnode.events.redis_stream import RedisStreamChannel
 from vnode.events.webhooks import Endpoint, WebhookChannel
@@ -24,11 +24,6 @@ from vnode.events.webhooks import Endpoint, WebhookChannel
 log = logging.getLogger(__name__)
 # Channels delivered at once; each holds a pool connection while it delivers.
 PARALLEL_CHANNELS = 4
-# Events a webhook endpoint reads, posts and acknowledges at a time. Each batch's due query
-# sorts the channel's whole due backlog (event_deliveries_due is ordered by next_attempt_at), so
-# batches of 100 cost PostgreSQL five times as much under a backlog and delivered 0.32 of the
-# events against 0.95 for 500 (bench/events.py, 2026-12-06; docs/PERFORMANCE.md).
-WEBHOOK_BATCH = DELIVERY_BATCH
 # The longest a webhook pass waits for an endpoint's task before it returns (the tasks go on).
 PASS_WAIT_S = 1.0
 # How long one fan-out pass goes on while every batch it takes is full: a backlog is worked
@@ -94,22 +89,16 @@ class Dispatcher:
         ]
 
     async def _drain(self, channel: WebhookChannel) -> int:
-        """Deliver the endpoint's due events, batch after batch while they come full."""
-        total = 0
+        """Deliver the endpoint's due events: one pipelined pass (batches of 100, the next read
+        and sent while the one before is acknowledged; docs/adr/0027)."""
         try:
-            while True:
-                async with self._gate:
-                    delivered = await deliver_once(
-                        self.pool, channel.endpoint.channel, channel.send, batch=WEBHOOK_BATCH
-                    )
-                total += delivered
-                if delivered < WEBHOOK_BATCH:
-                    return total
+            async with self._gate:
+                return await deliver_pipelined(self.pool, channel.endpoint.channel, channel.send)
         except Exception:
             log.exception(
                 "delivering a webhook failed", extra={"channel": channel.endpoint.channel}
             )
-            return total
+            return 0
 
     async def deliver_webhooks(self) -> int:
         """Start delivering every endpoint that is not being delivered; returns the deliveries
