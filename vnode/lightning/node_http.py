@@ -122,9 +122,12 @@ class NodeHttp:
                 trust_env=False,
                 raise_for_status=False,
             )
-            # At most once: aiohttp sends a GET again when a kept-alive connection turns out
-            # to be closed; httpx did not, and no request of the adapter's is sent twice.
-            session._retry_connection = False  # no public switch
+            # aiohttp sends a request again on a new connection when the kept-alive one it
+            # reused turns out closed, for idempotent methods only: here the GETs, which all
+            # read (/nodeinfo, /networkinfo, /listchannels, /listpayments). Every POST (a
+            # payment, an invoice) is sent at most once. Without it, a connection the node
+            # closed as it was reused made the monitor call the node unreachable, and every
+            # request failed with 503 until the next check (seen under a loaded test run).
             self._session = session
         return self._session
 

@@ -139,16 +139,41 @@ async def test_transport_fault_after_a_send_is_ambiguous(
     assert requests[0].startswith(b"POST /sendpayment ")
 
 
-async def test_kept_alive_connection_closed_under_a_get_is_not_retried(
+async def test_kept_alive_connection_closed_under_a_get_is_read_again(
     scripted_node: tuple[ScriptedNode, str],
 ) -> None:
-    """aiohttp would send a GET again on a fresh connection when the kept-alive one it used
-    turns out closed; the adapter sends every request once, as with httpx."""
+    """A GET (a read) on a kept-alive connection the node closed is sent again on a new one:
+    the node's state is read, not changed, and a monitor that called the node unreachable
+    for it would refuse every request until its next check."""
     node, url = scripted_node
     node.load(
         (
             Exchange("GET", "/listchannels", answer={"channels": []}),
             Exchange("GET", "/listchannels", kind="drop"),
+            Exchange("GET", "/listchannels", answer={"channels": []}),
+        ),
+        None,
+    )
+    adapter = backend(url)
+    try:
+        assert await adapter.spendable_balances() == {"BTC": 0}  # the connection is kept
+        assert await adapter.spendable_balances() == {"BTC": 0}  # dropped, then read again
+    finally:
+        await adapter.close()
+    assert node.mismatches == []
+    assert [r.path for r in node.requests] == ["/listchannels"] * 3
+
+
+async def test_kept_alive_connection_closed_under_a_post_is_not_sent_again(
+    scripted_node: tuple[ScriptedNode, str],
+) -> None:
+    """A POST (here a payment) on a kept-alive connection the node closed is never sent again
+    behind the payment code's back: it ends ambiguous, as every transport fault after a send."""
+    node, url = scripted_node
+    node.load(
+        (
+            Exchange("GET", "/listchannels", answer={"channels": []}),
+            Exchange("POST", "/sendpayment", {"invoice": OUT.text}, kind="drop"),
         ),
         None,
     )
@@ -156,13 +181,11 @@ async def test_kept_alive_connection_closed_under_a_get_is_not_retried(
     try:
         assert await adapter.spendable_balances() == {"BTC": 0}  # the connection is kept
         with pytest.raises(NodeUnreachable) as caught:
-            await adapter.spendable_balances()
+            await adapter.pay_invoice(bolt11.decode(OUT.text), amount_msat=None, fee_limit_msat=1)
     finally:
         await adapter.close()
-    assert node.mismatches == []
     assert caught.value.name == "RemoteProtocolError"
-    assert node.mismatches == []  # a second /listchannels would be one
-    assert [r.path for r in node.requests] == ["/listchannels", "/listchannels"]
+    assert [r.path for r in node.requests] == ["/listchannels", "/sendpayment"]
 
 
 async def test_connections_are_kept_alive(scripted_node: tuple[ScriptedNode, str]) -> None:
