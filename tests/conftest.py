@@ -171,6 +171,12 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         # test can never reach a developer's running `make run` node on 3002.
         "node": "sim",
         "rln_url": "http://127.0.0.1:9",
+        # The outbox fan-out on the app's own loop, not on a thread of its own as the service
+        # runs it (docs/adr/0027): a thread, a loop and a pool more for every app started
+        # in-process cost `make test-fast` about 5 s. The thread is what every `vnode serve` of
+        # tests/e2e and proving runs, and what test_redis_streams.py and
+        # test_fan_out_thread.py run in-process.
+        "events_own_loop": False,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -48,6 +48,7 @@ async def running_app(
         redis_url=redis_url,
         redis_stream_key=key,
         events_interval_s=0.02,
+        events_own_loop=True,  # the service's default: fan-out and XADD on their own thread
         **overrides,
     )
     app = create_app(settings, database)
