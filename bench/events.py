@@ -320,11 +320,7 @@ def main(
         )
         drained_s = _wait_drained(dsn, drain_timeout)
         if spies and py_spy is not None:
-            with py_spy.open("w") as merged:
-                for proc, part in spies:
-                    proc.wait(60)
-                    if part.exists():
-                        merged.write(part.read_text())
+            transfers.merge_py_spy(spies, py_spy)
             transfers.print_profile(py_spy)
 
         # The load window, by the outbox's own clock: first to last event the load committed

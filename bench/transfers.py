@@ -667,11 +667,7 @@ def main(
         )
         keyed_relations = common.wal_by_relation(dsn, lsn_before, common.wal_lsn(dsn), keyed.ok)
         if spies and py_spy is not None:
-            with py_spy.open("w") as merged:
-                for proc, part in spies:
-                    proc.wait(60)
-                    if part.exists():
-                        merged.write(part.read_text())
+            merge_py_spy(spies, py_spy)
             spy_cpu = sum(meter.seconds(name) for name in spy_roots)
             out.print(f"py-spy used {spy_cpu / result.seconds:.2f} cores while sampling")
 
@@ -877,6 +873,15 @@ def _report(
             "low; run again on a quiet machine: " + "; ".join(noisy) + "[/]",
             soft_wrap=True,
         )
+
+
+def merge_py_spy(spies: list[tuple[subprocess.Popen[bytes], Path]], path: Path) -> None:
+    """Wait for each `py-spy record` of start_py_spy and write their samples into `path`."""
+    with path.open("w") as merged:
+        for proc, part in spies:
+            proc.wait(60)
+            if part.exists():
+                merged.write(part.read_text())
 
 
 def print_profile(path: Path) -> None:
