@@ -16,11 +16,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 
-from vnode.db.dsn import with_database
+from vnode.db.dsn import database_of, with_database
 from vnode.db.embedded import EmbeddedPostgres, bin_dir
 
 
@@ -307,7 +306,7 @@ class DatabaseStock:
     async def give_back(self, dsn: str) -> None:
         """`dsn` is no longer used: reset it for reuse, or drop it (closing any connection left
         to it)."""
-        self._used.append(urlsplit(dsn).path.lstrip("/"))
+        self._used.append(database_of(dsn))
         await self._changed_now()
 
     async def close(self) -> None:
@@ -339,7 +338,7 @@ class DatabaseStock:
                 finally:
                     self._making -= 1
                 if made is not None:
-                    self._since[urlsplit(made).path.lstrip("/")] = await _next_xid(conn)
+                    self._since[database_of(made)] = await _next_xid(conn)
                     self._ready.put_nowait(made)
         finally:
             await conn.close()
@@ -396,7 +395,7 @@ async def _rename_closed(admin: asyncpg.Connection, name: str, new_name: str) ->
 
 async def drop_database(dsn: str) -> None:
     """Drop the database of `dsn`, closing its connections."""
-    name = urlsplit(dsn).path.lstrip("/")
+    name = database_of(dsn)
     conn = await asyncpg.connect(with_database(dsn, "postgres"))
     try:
         await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

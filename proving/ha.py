@@ -22,7 +22,6 @@ import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Annotated
-from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -36,6 +35,7 @@ from proving.load import LoadGenerator, LoadOptions, Targets
 from proving.report import RunResult, check_load, finish, make_console
 from proving.session import SessionOptions, run_session
 from proving.stage import Stage, StageOptions
+from vnode.db.dsn import database_of
 from vnode.ledger.audit import run_audit
 
 # The offered rate: lower than the soak's 50/s. A crash leaves every request of ~20 s unknown
@@ -207,7 +207,7 @@ def _rewound(node: Node) -> bool:
 async def audit_replicas(cluster: HACluster, stage: Stage, result: RunResult) -> None:
     """The audit's checks on each replica, once it has replayed what the primary had written:
     a replica a failover would promote must hold the same books."""
-    database = urlsplit(stage.database.dsn).path.lstrip("/")
+    database = database_of(stage.database.dsn)
     primary = await asyncpg.connect(stage.database.dsn)
     try:
         target = await primary.fetchval("SELECT pg_current_wal_lsn()")

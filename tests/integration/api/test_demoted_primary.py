@@ -5,7 +5,6 @@ takes writes again the same app books the transfer, once, on a resend with the s
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -14,14 +13,14 @@ from harness.waits import wait_until
 from tests.conftest import make_settings
 from tests.support import in_process
 from vnode.app import create_app
-from vnode.db.dsn import with_database
+from vnode.db.dsn import database_of, with_database
 
 KEY = {"Idempotency-Key": "demoted-1"}
 TRANSFER = {"from_user_id": 11, "to_user_id": 12, "asset_id": "BTC", "amount_msat": 1000}
 
 
 async def _demote(dsn: str, read_only: bool) -> None:
-    database = urlsplit(dsn).path.lstrip("/")
+    database = database_of(dsn)
     admin = await asyncpg.connect(with_database(dsn, "postgres"))
     try:
         setting = "on" if read_only else "off"

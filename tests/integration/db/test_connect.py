@@ -21,7 +21,7 @@ import pytest
 
 from harness.postgres import create_database
 from vnode.db.connect import NoServerAvailable, candidates, connect, with_default_target
-from vnode.db.dsn import with_database
+from vnode.db.dsn import database_of, with_database
 from vnode.db.pool import create_pool
 
 SSL_REQUEST = 80877103
@@ -145,10 +145,10 @@ async def test_hosts_that_answer_an_error_or_are_read_only_are_skipped(
     pg_server: str, template_db: str
 ) -> None:
     dsn = await create_database(pg_server, template_db)
-    database = urlsplit(dsn).path.lstrip("/")
+    database = database_of(dsn)
     read_only = await create_database(pg_server, template_db)
     admin = await asyncpg.connect(with_database(pg_server, "postgres"))
-    ro_name = urlsplit(read_only).path.lstrip("/")
+    ro_name = database_of(read_only)
     await admin.execute(f'ALTER DATABASE "{ro_name}" SET default_transaction_read_only = on')
     await admin.close()
     socket_dir, port = _socket_of(dsn)

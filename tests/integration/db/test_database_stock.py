@@ -12,7 +12,7 @@ import pytest
 from harness.postgres import DatabaseStock, Recycler, _next_xid, create_database, drop_database
 from harness.waits import wait_until
 from tests.integration.ledger.support import NO_KEY, SIGNER, credit
-from vnode.db.dsn import with_database
+from vnode.db.dsn import database_of, with_database
 from vnode.ledger.transfers import TransferCommand, transfer
 
 Change = Callable[[asyncpg.Connection], Awaitable[object]]
@@ -174,7 +174,7 @@ async def test_a_reused_database_has_a_new_name_and_a_changed_one_is_dropped(
         with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
             await held.fetchval("SELECT 1")  # and what was still connected was cut off
         names = {row["datname"] for row in await admin.fetch("SELECT datname FROM pg_database")}
-        assert changed.rsplit("/", 1)[1] not in names
+        assert database_of(changed) not in names
     finally:
         await stock.close()
         await admin.close()

@@ -10,7 +10,6 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Coroutine
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import asyncpg
 from hypothesis import HealthCheck, settings
@@ -18,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from tests.support import create_database, with_database
+from vnode.db.dsn import database_of
 from vnode.keys import SoftwareSigner
 from vnode.ledger.admin import AdminCommand, AdminMove, admin_move
 from vnode.ledger.audit import run_audit
@@ -68,7 +68,7 @@ class LedgerMachine(RuleBasedStateMachine):
     async def _drop(self) -> None:
         conn = await asyncpg.connect(with_database(self.server_dsn, "postgres"))
         try:
-            await conn.execute(f"DROP DATABASE {urlsplit(self.dsn).path.lstrip('/')}")
+            await conn.execute(f"DROP DATABASE {database_of(self.dsn)}")
         finally:
             await conn.close()
 
