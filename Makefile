@@ -101,7 +101,7 @@ bench: $(STAMP) redis
 
 # Issue 13's "Scale" table: a ledger of 1,000,000 users and 10,000,000 history rows built by
 # COPY, against an empty database in the same run (about 25 minutes with its 10-minute mixed
-# load; bench/README.md). Apart from `make bench`, whose runs it would triple.
+# load; bench/README.md). Alone: `make bench` runs it once too, in its first round.
 bench-scale: $(STAMP)
 	$(BIN)/python bench/scale.py
 

@@ -1,13 +1,16 @@
 """`make bench`: every benchmark in bench/, several runs each, summarised in
 docs/PERFORMANCE.md.
 
-    python bench/run.py                              # 3 runs of each, about 15 minutes
+    python bench/run.py                              # 3 rounds, then the scale run: ~1 hour
+    python bench/run.py --only transfers,balances,payments,proofs,sweep,events  # no scale
     python bench/run.py --runs 5 --only transfers,balances
     python bench/run.py --quick --runs 2             # 5-second runs: checks the plumbing only
     python bench/run.py --no-write                   # print the summary, leave the doc alone
 
 Each benchmark script runs as its own process with `--json FILE`, in rounds (every benchmark
-once, then again), so that a slow drift of the machine touches them all alike. For every figure
+once, then again), so that a slow drift of the machine touches them all alike. `bench/scale.py`
+(a million users, a 10-minute mixed load: about 25 minutes) runs once, in the first round only:
+its figures are each measured against an empty database in that same run. For every figure
 a script reports, the summary gives the median of the runs with the lowest and highest value;
 the ratio against the reference is computed inside each run (vnode and its reference measured
 one after the other on the same machine), and summarised the same way.
@@ -50,6 +53,7 @@ class Benchmark:
     script: str
     title: str
     quick: tuple[str, ...]  # options of a --quick run: short, for checking the plumbing
+    max_runs: int | None = None  # at most this many runs, whatever --runs says
 
 
 BENCHMARKS = (
@@ -88,6 +92,13 @@ BENCHMARKS = (
         "events.py",
         "Event delivery under the transfer load",
         ("--duration", "5", "--users", "200", "--drain-timeout", "60"),
+    ),
+    Benchmark(
+        "scale",
+        "scale.py",
+        "A million users and ten million history rows against an empty database",
+        ("--users", "20000", "--history", "200000", "--duration", "5", "--minutes", "0.2"),
+        max_runs=1,
     ),
 )
 
@@ -152,9 +163,11 @@ def run_all(benchmarks: list[Benchmark], runs: int, quick: bool, logs: Path) -> 
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("benchmarks", total=runs * len(benchmarks))
+        task = progress.add_task("benchmarks", total=sum(_runs(b, runs) for b in benchmarks))
         for number in range(1, runs + 1):
             for result in results:
+                if number > _runs(result.benchmark, runs):
+                    continue
                 name = result.benchmark.name
                 progress.update(task, description=f"{name}, run {number} of {runs}")
                 started = time.monotonic()
@@ -174,6 +187,10 @@ def run_all(benchmarks: list[Benchmark], runs: int, quick: bool, logs: Path) -> 
                     )
                 progress.advance(task)
     return results
+
+
+def _runs(benchmark: Benchmark, runs: int) -> int:
+    return min(runs, benchmark.max_runs or runs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,7 +224,8 @@ def markdown(results: list[Results], runs: int, quick: bool) -> str:
             f"{_commit()}. Each figure is the median of {runs} runs, with the lowest and "
             "highest value; each run measures vnode and its reference one after the other on "
             "the same machine and computes its ratio, summarised the same way. This section "
-            "is rewritten by every `make bench`; the analysis below is written by hand."
+            "is rewritten by every `make bench`; the analysis below is written by hand. "
+            "The scale benchmark runs once (its figures are from one run)."
         ),
         "",
     ]
@@ -223,7 +241,7 @@ def markdown(results: list[Results], runs: int, quick: bool) -> str:
             "",
         ]
     for result in results:
-        lines += _section(result, runs)
+        lines += _section(result, _runs(result.benchmark, runs))
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -310,7 +328,10 @@ def main(
     runs: Annotated[int, typer.Option(help="Runs of each benchmark")] = 3,
     only: Annotated[
         str | None,
-        typer.Option(help="Comma-separated benchmarks (transfers, balances, payments, events)"),
+        typer.Option(
+            help="Comma-separated benchmarks: transfers, balances, payments, proofs, sweep, "
+            "events, scale"
+        ),
     ] = None,
     quick: Annotated[
         bool,
