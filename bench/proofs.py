@@ -45,7 +45,7 @@ BATCH = 50_000
 BUDGET_S = 60.0
 
 
-def _rows(users: int, start: int) -> Iterator[list[tuple[object, ...]]]:
+def _rows(users: int, start: int) -> Iterator[list[tuple[int, str, str]]]:
     for first in range(start, start + users, BATCH):
         ids = range(first, min(first + BATCH, start + users))
         yield [(i, f"vn_{i}", "02" + hashlib.sha256(str(i).encode()).hexdigest()) for i in ids]
@@ -59,7 +59,7 @@ async def _load(dsn: str, users: int) -> None:
             await conn.copy_records_to_table(
                 "virtual_nodes", records=nodes, columns=["user_id", "node_id", "pubkey"]
             )
-            balances = [(n[0], "BTC", (int(n[0]) * 7919) % 10**9, 0) for n in nodes]
+            balances = [(n[0], "BTC", (n[0] * 7919) % 10**9, 0) for n in nodes]
             await conn.copy_records_to_table(
                 "ln_user_balances",
                 records=balances,
