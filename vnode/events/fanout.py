@@ -25,7 +25,6 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
-from vnode.db.pool import DbConnection
 from vnode.events.delivery import Result
 from vnode.events.envelope import OUTBOX_COLUMNS, Event
 
@@ -73,6 +72,41 @@ class DirectRedis:
         return True
 
 
+_CLAIM = (
+    "SELECT o.id AS outbox_id FROM outbox o WHERE o.fanned_out_at IS NULL "
+    "ORDER BY o.id LIMIT $1 FOR UPDATE SKIP LOCKED"
+)
+# The same, with what an envelope needs, and `held`: the user has a Redis delivery pending (a
+# retry waiting for its backoff, or one the Redis loop is sending now, not yet committed), so
+# its events keep their order only behind it, left pending for the Redis loop.
+_CLAIM_DIRECT = f"""
+    SELECT {OUTBOX_COLUMNS}, EXISTS (
+        SELECT 1 FROM event_deliveries e
+        WHERE e.channel = 'redis' AND e.status = 'pending' AND e.user_id = o.user_id) AS held
+    FROM outbox o WHERE o.fanned_out_at IS NULL
+    ORDER BY o.id LIMIT $1 FOR UPDATE OF o SKIP LOCKED"""  # noqa: S608 - a constant
+# $1 the batch's outbox ids, $2 which of them Redis took, $3 whether Redis is a channel.
+_RECORD = """
+    WITH batch AS (
+        SELECT o.id, o.user_id, o.user_seq, o.event_type, b.sent
+        FROM unnest($1::bigint[], $2::bool[]) AS b(id, sent) JOIN outbox o ON o.id = b.id
+    ), to_redis AS (
+        INSERT INTO event_deliveries
+            (outbox_id, channel, user_id, user_seq, status, attempts, delivered_at)
+        SELECT id, 'redis', user_id, user_seq,
+               CASE WHEN sent THEN 'delivered' ELSE 'pending' END,
+               CASE WHEN sent THEN 1 ELSE 0 END,
+               CASE WHEN sent THEN clock_timestamp() END
+        FROM batch WHERE $3
+    ), to_webhooks AS (
+        INSERT INTO event_deliveries (outbox_id, channel, user_id, user_seq)
+        SELECT b.id, 'webhook:' || w.id, b.user_id, b.user_seq
+        FROM batch b JOIN webhook_endpoints w ON w.removed_at IS NULL
+          AND (cardinality(w.event_types) = 0 OR b.event_type = ANY(w.event_types))
+    )
+    UPDATE outbox SET fanned_out_at = now() WHERE id = ANY($1::bigint[])"""
+
+
 async def fan_out_once(
     pool: asyncpg.Pool,
     *,
@@ -86,64 +120,26 @@ async def fan_out_once(
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _FAN_OUT_LOCK):
             return 0  # another process is fanning out right now
         direct = redis_enabled and redis is not None and not redis.paused
-        columns = OUTBOX_COLUMNS if direct else "o.id AS outbox_id, o.user_id"
-        rows = await conn.fetch(
-            f"SELECT {columns} FROM outbox o WHERE o.fanned_out_at IS NULL "  # noqa: S608
-            "ORDER BY o.id LIMIT $1 FOR UPDATE SKIP LOCKED",
-            batch,
-        )
+        rows = await conn.fetch(_CLAIM_DIRECT if direct else _CLAIM, batch)
         if not rows:
             return 0
         ids = [row["outbox_id"] for row in rows]
-        if redis_enabled:
-            sent: list[int] = []
-            if direct:
-                assert redis is not None
-                sent = await _send_direct(conn, redis, rows)
-            if redis is not None:
-                redis.left_pending = len(ids) - len(sent)
-            await conn.execute(
-                "INSERT INTO event_deliveries "
-                "  (outbox_id, channel, user_id, user_seq, status, attempts, delivered_at) "
-                "SELECT id, 'redis', user_id, user_seq, "
-                "  CASE WHEN id = ANY($2::bigint[]) THEN 'delivered' ELSE 'pending' END, "
-                "  CASE WHEN id = ANY($2::bigint[]) THEN 1 ELSE 0 END, "
-                "  CASE WHEN id = ANY($2::bigint[]) THEN clock_timestamp() END "
-                "FROM outbox WHERE id = ANY($1::bigint[])",
-                ids,
-                sent,
-            )
-        await conn.execute(
-            "INSERT INTO event_deliveries (outbox_id, channel, user_id, user_seq) "
-            "SELECT o.id, 'webhook:' || w.id, o.user_id, o.user_seq "
-            "FROM outbox o JOIN webhook_endpoints w ON w.removed_at IS NULL "
-            "  AND (cardinality(w.event_types) = 0 OR o.event_type = ANY(w.event_types)) "
-            "WHERE o.id = ANY($1::bigint[])",
-            ids,
-        )
-        await conn.execute(
-            "UPDATE outbox SET fanned_out_at = now() WHERE id = ANY($1::bigint[])", ids
-        )
+        sent: set[int] = set()
+        if direct:
+            assert redis is not None
+            sent = await _send_direct(redis, rows)
+        if redis is not None:
+            redis.left_pending = len(ids) - len(sent) if redis_enabled else 0
+        # One statement for the batch's deliveries and its outbox rows: each round trip on the
+        # fan-out's path also waits for the interpreter lock (docs/adr/0030).
+        await conn.execute(_RECORD, ids, [i in sent for i in ids], redis_enabled)
         return len(ids)
 
 
-async def _send_direct(
-    conn: DbConnection, redis: DirectRedis, rows: Sequence[asyncpg.Record]
-) -> list[int]:
-    """XADD the rows whose users have no earlier Redis delivery pending; returns their ids
-    (none when Redis failed: then all of them are left pending)."""
-    users = list({row["user_id"] for row in rows})
-    # A user with a Redis delivery pending (its retry waits for a backoff, or the Redis loop
-    # is sending it now, not yet committed) keeps its order only behind it: left pending.
-    held = {
-        r["user_id"]
-        for r in await conn.fetch(
-            "SELECT DISTINCT user_id FROM event_deliveries WHERE channel = 'redis' "
-            "AND status = 'pending' AND user_id = ANY($1::bigint[])",
-            users,
-        )
-    }
-    events = [Event.from_row(row) for row in rows if row["user_id"] not in held]
+async def _send_direct(redis: DirectRedis, rows: Sequence[asyncpg.Record]) -> set[int]:
+    """XADD the rows whose users have no earlier Redis delivery pending (`held`); returns their
+    ids (none when Redis failed: then all of them are left pending)."""
+    events = [Event.from_row(row) for row in rows if not row["held"]]
     if not events or not await redis.send_all(events):
-        return []
-    return [event.outbox_id for event in events]
+        return set()
+    return {event.outbox_id for event in events}
