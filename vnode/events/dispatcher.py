@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from vnode.events.delivery import deliver_once, deliver_pipelined
-from vnode.events.fanout import FAN_OUT_BATCH, fan_out_once
+from vnode.events.fanout import FAN_OUT_BATCH, DirectRedis, fan_out_once
 from vnode.events.redis_stream import RedisStreamChannel
 from vnode.events.webhooks import Endpoint, WebhookChannel
 
@@ -53,21 +53,27 @@ class Dispatcher:
             if redis_url
             else None
         )
+        # The fan-out XADDs in its own transaction (vnode/events/fanout.py, docs/adr/0030).
+        self._direct = DirectRedis(self.redis.send) if self.redis is not None else None
         self.allow_hosts = allow_hosts
         self._gate = asyncio.Semaphore(PARALLEL_CHANNELS)
         self._webhooks: dict[int, _Delivering] = {}
 
     async def fan_out(self) -> int:
-        """Fan out what is committed and hand it to Redis in the same pass: the stream's lag is
-        one fan-out period, not a fan-out period and a delivery period (the Redis loop still
-        delivers what this does not: retries, and what another process fanned out)."""
+        """Fan out what is committed, XADDing it to Redis in the fan-out's transaction, and
+        deliver in the same pass what that left pending (a user with an earlier event pending,
+        Redis failing): the stream's lag is one fan-out, not a fan-out and a delivery period.
+        The Redis loop delivers the rest: retries, and what another process fanned out."""
         total = 0
         loop = asyncio.get_running_loop()
         until = loop.time() + FAN_OUT_PASS_S
+        direct = self._direct
         while True:
-            fanned = await fan_out_once(self.pool, redis_enabled=self.redis is not None)
+            fanned = await fan_out_once(
+                self.pool, redis_enabled=self.redis is not None, redis=direct
+            )
             total += fanned
-            if fanned and self.redis is not None:
+            if fanned and direct is not None and direct.left_pending and not direct.paused:
                 await self.deliver_redis()
             if fanned < FAN_OUT_BATCH or loop.time() >= until:
                 return total

@@ -24,6 +24,7 @@ import threading
 
 from vnode.db.pool import create_pool
 from vnode.events.dispatcher import Dispatcher
+from vnode.events.wakeup import OUTBOX
 from vnode.metrics import Metrics
 from vnode.settings import Settings
 from vnode.workers.supervisor import Supervisor
@@ -96,13 +97,19 @@ class FanOutThread:
             allow_hosts=settings.allowed_webhook_hosts,
         )
         supervisor = Supervisor(self.metrics)
+        # Woken by this process's commits of outbox rows; the period stays, as the safety net
+        # and for what other processes commit (docs/adr/0030).
+        wake = OUTBOX.attach()
         try:
-            supervisor.every("event-fan-out", settings.events_interval_s, dispatcher.fan_out)
+            supervisor.every(
+                "event-fan-out", settings.events_interval_s, dispatcher.fan_out, wake=wake
+            )
             # Retries, and what another process fanned out (the fan-out pass sends its own).
             supervisor.every("redis-delivery", settings.events_interval_s, dispatcher.deliver_redis)
             self._started.set()
             await self._stop.wait()
         finally:
+            OUTBOX.detach(wake)
             await supervisor.stop()
             await dispatcher.close()
             await pool.close()

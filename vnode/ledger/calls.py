@@ -10,6 +10,7 @@ import orjson
 
 from vnode.db.pool import retry_aborted
 from vnode.errors import CATALOGUE, SUCCESS_STATUS, ErrorCode, result_status
+from vnode.events.wakeup import OUTBOX
 from vnode.limits.refusal import LimitRefusal
 
 
@@ -102,4 +103,6 @@ async def call_money_function(pool: asyncpg.Pool, sql: str, *args: object) -> Le
         assert row is not None
         return LedgerAnswer.from_row(row)
 
-    return await retry_aborted(attempt)
+    answer = await retry_aborted(attempt)
+    OUTBOX.committed()  # its events, if it made any, are the fan-out's now (wakeup.py)
+    return answer

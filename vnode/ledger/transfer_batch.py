@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from vnode.db.pool import retry_aborted
+from vnode.events.wakeup import OUTBOX
 from vnode.ledger.calls import LedgerAnswer, call_money_function
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,9 @@ async def transfer_batch(pool: asyncpg.Pool, batch: Sequence[TransferArgs]) -> l
             raise RuntimeError(f"vnode_transfer_batch answered {len(rows)} of {len(batch)}")
         return [LedgerAnswer.from_row(row) for row in rows]
 
-    return await retry_aborted(attempt)
+    answers = await retry_aborted(attempt)
+    OUTBOX.committed()  # the batch's events are the fan-out's now (vnode/events/wakeup.py)
+    return answers
 
 
 class TransferBatcher:

@@ -4,6 +4,7 @@ never silently dropped; each completed pass is a heartbeat; shutdown cancels the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -40,12 +41,21 @@ class Supervisor:
         self.last_success: dict[str, float] = {}
         self._said = LogOnChange(log)
 
-    def every(self, name: str, interval_s: float, step: Callable[[], Awaitable[object]]) -> None:
-        """Run `step` now and then every `interval_s`, for as long as the supervisor lives."""
+    def every(
+        self,
+        name: str,
+        interval_s: float,
+        step: Callable[[], Awaitable[object]],
+        *,
+        wake: asyncio.Event | None = None,
+    ) -> None:
+        """Run `step` now and then every `interval_s`, for as long as the supervisor lives;
+        sooner when `wake` is set (set during a pass, it starts the next one at once). After
+        a failure the backoff applies, wake-ups or not."""
         self.failures[name] = 0
         self.started_at[name] = time.time()
         self.intervals[name] = interval_s
-        self._tasks.append(asyncio.create_task(self._loop(name, interval_s, step), name=name))
+        self._tasks.append(asyncio.create_task(self._loop(name, interval_s, step, wake), name=name))
 
     def stale(self, names: Iterable[str], max_age_s: float, now: float | None = None) -> list[str]:
         """The workers among `names` running here that have not completed a pass for
@@ -69,10 +79,16 @@ class Supervisor:
             self._metrics.worker_last_success.labels(name).set(self.last_success[name])
 
     async def _loop(
-        self, name: str, interval_s: float, step: Callable[[], Awaitable[object]]
+        self,
+        name: str,
+        interval_s: float,
+        step: Callable[[], Awaitable[object]],
+        wake: asyncio.Event | None,
     ) -> None:
         backoff_s = interval_s
         while True:
+            if wake is not None:
+                wake.clear()  # what is committed from here on is this pass's or sets it again
             try:
                 if await step() is not Pass.SKIPPED:
                     self._beat(name)
@@ -112,7 +128,11 @@ class Supervisor:
                 log.exception(
                     "worker step failed; retrying", extra={"worker": name, "retry_in_s": backoff_s}
                 )
-            await asyncio.sleep(backoff_s)
+            if wake is None or backoff_s > interval_s:
+                await asyncio.sleep(backoff_s)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), backoff_s)
 
     async def stop(self) -> None:
         for task in self._tasks:

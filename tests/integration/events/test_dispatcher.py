@@ -203,7 +203,7 @@ async def test_a_user_is_never_delivered_ahead_of_a_fan_out_still_in_progress(
             return bool(
                 await pool.fetchval(
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND query LIKE 'INSERT INTO event_deliveries%'"
+                    "AND query LIKE '%INSERT INTO event_deliveries%'"
                 )
             )
 

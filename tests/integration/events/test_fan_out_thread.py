@@ -16,11 +16,13 @@ import asyncpg
 import pytest
 
 from tests.conftest import make_settings
-from tests.integration.events.test_dispatcher import emit_grid
+from tests.integration.events.test_dispatcher import emit, emit_grid
 from tests.integration.events.test_redis_streams import read_stream
 from tests.support import wait_until
 from vnode.db.pool import create_pool
+from vnode.events.fanout import FAN_OUT_BATCH
 from vnode.events.fanout_thread import FanOutThread
+from vnode.events.wakeup import OUTBOX
 from vnode.settings import Settings
 
 
@@ -93,6 +95,17 @@ async def test_stopped_mid_backlog_a_new_thread_delivers_the_rest_in_order(
     settings = settings_for(tmp_path, redis_url, key)
     users, per_user = 50, 60
     total = await emit_grid(pool, users, per_user)  # 3,000: several fan-out batches
+    # The first thread stops in the middle of the backlog: a test-only trigger holds the fan-out
+    # of everything after the first batch (its XADD done, its inserts waiting: rolled back when
+    # the thread stops, so sent again by the second thread, at least once).
+    first_batch_end = await pool.fetchval("SELECT min(id) + $1 - 1 FROM outbox", FAN_OUT_BATCH)
+    holder = await asyncpg.connect(fresh_db)
+    await holder.execute(f"""
+        CREATE FUNCTION test_hold() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN PERFORM pg_advisory_xact_lock_shared(4243); RETURN NEW; END $$;
+        CREATE TRIGGER test_hold BEFORE INSERT ON event_deliveries FOR EACH ROW
+        WHEN (NEW.outbox_id > {first_batch_end}) EXECUTE FUNCTION test_hold();""")
+    await holder.execute("SELECT pg_advisory_lock(4243)")
     first = FanOutThread(settings, fresh_db, None)
     await first.start()
     try:
@@ -103,6 +116,11 @@ async def test_stopped_mid_backlog_a_new_thread_delivers_the_rest_in_order(
         await wait_until(some_streamed, 20, "the first entries")
     finally:
         await first.stop()
+        # Unlocked first: the stopped thread's backend may still wait on the lock (its client
+        # is gone, so its transaction rolls back once it runs on), and the DROP waits for it.
+        await holder.execute("SELECT pg_advisory_unlock(4243)")
+        await holder.execute("DROP TRIGGER test_hold ON event_deliveries")
+        await holder.close()
     partial = len(await stream(redis_url, key))
 
     second = FanOutThread(settings, fresh_db, None)
@@ -133,3 +151,58 @@ async def test_a_thread_that_cannot_reach_the_database_fails_its_start(
     with pytest.raises(RuntimeError, match="could not start"):
         await thread.start()
     assert not thread.alive
+
+
+def slow_poll_settings(tmp_path: Path, redis_url: str, key: str, interval_s: float) -> Settings:
+    return make_settings(
+        tmp_path, redis_url=redis_url, redis_stream_key=key, events_interval_s=interval_s
+    )
+
+
+async def test_a_commit_wakes_the_fan_out_before_its_next_poll(
+    tmp_path: Path, fresh_db: str, pool: asyncpg.Pool, redis_url: str
+) -> None:
+    """With a poll of 60 s, an event is in the stream within seconds of the wake-up that a
+    commit of outbox rows sends (vnode/events/wakeup.py; docs/adr/0030)."""
+    key = f"vnode:test:{secrets.token_hex(6)}"
+    first = await emit(pool, 1)
+    thread = FanOutThread(slow_poll_settings(tmp_path, redis_url, key, 60.0), fresh_db, None)
+    await thread.start()
+    try:
+        await wait_until(lambda: delivered(pool, first), 20, "the first pass to deliver it")
+        second = await emit(pool, 1)
+        OUTBOX.committed()
+        # Delivered: in the stream and recorded (the XADD comes before the fan-out's commit).
+        await wait_until(lambda: delivered(pool, second), 10, "the woken fan-out to deliver it")
+    finally:
+        await thread.stop()
+    assert [seq for _, seq, _ in await stream(redis_url, key)] == [1, 2]
+
+
+async def delivered(pool: asyncpg.Pool, outbox_id: int) -> bool:
+    return bool(
+        await pool.fetchval(
+            "SELECT count(*) FROM event_deliveries WHERE channel = 'redis' "
+            "AND status = 'delivered' AND outbox_id = $1",
+            outbox_id,
+        )
+    )
+
+
+async def test_without_a_wake_up_the_poll_still_delivers(
+    tmp_path: Path, fresh_db: str, pool: asyncpg.Pool, redis_url: str
+) -> None:
+    """A wake-up is a hint: events committed with none (another process, a wake-up lost) are
+    fanned out and streamed by the next poll."""
+    key = f"vnode:test:{secrets.token_hex(6)}"
+    thread = FanOutThread(slow_poll_settings(tmp_path, redis_url, key, 0.5), fresh_db, None)
+    await thread.start()
+    try:
+        await emit(pool, 2)  # committed by SQL alone: OUTBOX.committed() is never called
+
+        async def streamed() -> bool:
+            return len(await stream(redis_url, key)) == 1
+
+        await wait_until(streamed, 20, "the poll to stream the event")
+    finally:
+        await thread.stop()
