@@ -31,8 +31,17 @@ def initialised_cluster(pgdata: Path) -> EmbeddedPostgres:
     depend on their path."""
     if not pgdata.exists():
         pgdata.parent.mkdir(parents=True, exist_ok=True)
-        # `cp -a`: the files keep their owner, the server's OS user when run as root.
-        subprocess.run(["cp", "-a", str(_initdb_cache()), str(pgdata)], check=True)
+        # Copied beside it, then renamed into place: processes that share `pgdata` (the
+        # pytest-xdist workers) never see a copy half made, whose folder `cp` has not yet given
+        # to the server's user. `cp -a`: the files keep their owner, that user when run as root.
+        partial = pgdata.with_name(f".{pgdata.name}-{secrets.token_hex(4)}")
+        subprocess.run(["cp", "-a", str(_initdb_cache()), str(partial)], check=True)
+        try:
+            partial.rename(pgdata)
+        except OSError:  # another process put its copy there first: use that one
+            shutil.rmtree(partial, ignore_errors=True)
+            if not pgdata.is_dir():
+                raise
     return EmbeddedPostgres(pgdata)
 
 
