@@ -76,6 +76,7 @@ async def test_the_reserve_claims_the_payment_and_answers_what_the_resolver_read
         "SELECT spendable, pending FROM ln_user_balances WHERE user_id = $1 AND asset_id = 'BTC'",
         PAYER,
     )
+    assert balance is not None
     assert (balance["spendable"], balance["pending"]) == (
         1_000_000 - AMOUNT - RESERVE,
         AMOUNT + RESERVE,
@@ -125,6 +126,7 @@ async def test_concurrent_payments_move_the_system_accounts_as_the_journal_says(
         "SELECT spendable, pending FROM ln_user_balances WHERE user_id = $1 AND asset_id = 'BTC'",
         PAYER,
     )
+    assert balance is not None
     assert (balance["spendable"], balance["pending"]) == (
         10_000_000 - succeeded * (AMOUNT + RESERVE),
         0,
