@@ -237,7 +237,7 @@ def apply_settings(dsn: str, settings: list[str]) -> None:
     """`NAME=VALUE` server settings (ALTER SYSTEM, then a reload) on a throwaway cluster."""
     for setting in settings:
         name, sep, value = setting.partition("=")
-        if not sep or not re.fullmatch(r"[a-z_]+", name):
+        if not sep or not re.fullmatch(r"[a-z_.]+", name):
             raise ValueError(f"not a NAME=VALUE setting: {setting!r}")
         psql(dsn, "-c", f"ALTER SYSTEM SET {name} = '{value.replace(chr(39), '')}'")
     psql(dsn, "-c", "SELECT pg_reload_conf()")
@@ -362,10 +362,17 @@ class RunningService:
         *,
         access_log: bool = False,
         extra_env: dict[str, str] | None = None,
+        server_settings: tuple[str, ...] = (),
     ) -> RunningService:
+        """`server_settings` (NAME=VALUE, e.g. a shared_preload_libraries) are set with ALTER
+        SYSTEM and the cluster restarted before the service starts."""
         cluster = TemporaryCluster(prefix="vnode-bench-")
         try:
             dsn = cluster.start()
+            if server_settings:
+                apply_settings(dsn, list(server_settings))
+                cluster.pg.stop()
+                dsn = cluster.start()
             service = start_serve(
                 dsn, workdir / "data", workers, access_log=access_log, extra_env=extra_env
             )

@@ -36,6 +36,10 @@ another client's), and any payment still not final --hold-s seconds after its re
 released by its client (POST /_sim/release, succeed). With --hold-s above VNODE_PAYMENT_WAIT_S
 (5 s) vnode answers 202 for those and the reconciler finishes them.
 
+With --pg-stat-statements, the bench's cluster preloads pg_stat_statements (`track = all`, with
+`track_functions = all`), and after the vnode run the top statements and the functions are
+printed per succeeded payment: calls, time, mean, rows, WAL bytes.
+
 With --py-spy DIR, `py-spy record` samples vnode serve's workers and the sim during the vnode
 run, and the sim during the direct run (collapsed stacks in DIR), and a table shows where
 each process's time goes, by the innermost frame's module.
@@ -67,6 +71,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
+import statements
 import transfers
 from raw_http import Answer, RawConnection, TransportError
 
@@ -518,6 +523,18 @@ def _report(
             )
 
 
+def _print_statements(dsn: str, payments: int) -> None:
+    """What PostgreSQL did per succeeded payment of the vnode run (the reconciler, the watchers
+    and the event fan-out included: everything on the bench's database)."""
+    out.print(statements.statements_table(statements.top_statements(dsn, payments), "payment"))
+    out.print(statements.functions_table(statements.functions(dsn, payments), "payment"))
+    calls, total_us = statements.toplevel_total(dsn, payments)
+    out.print(
+        f"top-level statements per payment: {calls:.2f} calls, {total_us:,.0f} us of execution "
+        f"({payments:,} succeeded payments)"
+    )
+
+
 def run_audit(dsn: str, data_dir: Path) -> bool:
     """`vnode audit --no-node` against the bench's database; prints its verdict."""
     done = subprocess.run(
@@ -579,6 +596,14 @@ def main(
         Path | None,
         typer.Option(help="Profile vnode serve and the sim with py-spy; stacks go to this folder"),
     ] = None,
+    pg_stat_statements: Annotated[
+        bool,
+        typer.Option(
+            "--pg-stat-statements",
+            help="Preload pg_stat_statements on the bench's cluster and print, after the vnode "
+            "run, PostgreSQL's statements and functions per succeeded payment",
+        ),
+    ] = False,
     json_path: JsonOut = None,
 ) -> None:
     """External payments/s through vnode and the sim node, against the sim node alone."""
@@ -601,7 +626,10 @@ def main(
             )
             sim.wait_ready()
             running = common.RunningService.start(
-                workdir, workers, extra_env={"VNODE_NODE": "sim", "VNODE_RLN_URL": sim.url}
+                workdir,
+                workers,
+                extra_env={"VNODE_NODE": "sim", "VNODE_RLN_URL": sim.url},
+                server_settings=statements.SETTINGS if pg_stat_statements else (),
             )
         service, dsn = running.service, running.dsn
         out.print(f"machine: {common.machine_summary()}")
@@ -645,7 +673,11 @@ def main(
             hold_s,
         )
         vnode_spied = {"vnode serve": service.worker_pids(), SIM: [sim.proc.pid]}
+        if pg_stat_statements:
+            statements.reset(dsn)
         via_vnode = run_load(base, VNODE, roots, vnode_spied, py_spy)
+        if pg_stat_statements:
+            _print_statements(dsn, via_vnode[0].succeeded)
         common.checkpoint(dsn)
         direct_spec = LoadSpec(
             DIRECT,

@@ -33,7 +33,7 @@ from vnode.payments import resolve, store
 from vnode.payments.checks import check_invoice_text, payable_amount
 from vnode.payments.node_errors import node_refusals
 from vnode.payments.policy import RGB_MIN_HTLC_MSAT, settings_reserve_msat
-from vnode.payments.store import PaymentAnswer
+from vnode.payments.store import PaymentAnswer, PendingPayment
 from vnode.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -261,20 +261,19 @@ class PaymentSender:
                 raise
             # Another payer of the same invoice got there first (docs/design/LESSONS.md 3).
             raise ApiError(ErrorCode.PAYMENT_IN_PROGRESS) from None
-        if reserved.payment_id is None:
-            return reserved
-        payment_id = reserved.payment_id
-        sent = await store.claim_send(self.pool, payment_id)
-        answered_pending = False
-        if sent:
-            crash_point(self.settings.crash_points, "after_reserve")
-            answered_pending = await self._send(payment_id, target, command, reserve)
-            crash_point(self.settings.crash_points, "after_pay")
+        if reserved.pending is None:
+            return reserved.answer
+        # The payment is new and this request's alone (the reserve claimed it for sending; a
+        # replay of the key answered before the reserve): send it once.
+        payment_id = reserved.pending.id
+        crash_point(self.settings.crash_points, "after_reserve")
+        answered_pending = await self._send(payment_id, target, command, reserve)
+        crash_point(self.settings.crash_points, "after_pay")
         return await self.wait_final(
             payment_id,
             self.settings.payment_wait_s,
-            just_sent=sent,
-            answered_pending=answered_pending,
+            just_sent=True,
+            answered_pending=reserved.pending if answered_pending else None,
         )
 
     async def _send(
@@ -336,23 +335,29 @@ class PaymentSender:
         wait_s: float,
         *,
         just_sent: bool = False,
-        answered_pending: bool = False,
+        answered_pending: PendingPayment | None = None,
     ) -> PaymentAnswer:
         """Poll the node until the payment is final or `wait_s` passes; answer its state.
 
         `just_sent`: the node answered the send a moment ago, so its first check waits a poll
         period instead of asking again at once (the answer would be the one just applied: a
         node call and two queries per payment for nothing; bench/payments.py).
-        `answered_pending`: and that answer was PENDING, so the row is not read before the
-        first wait either (it was pending a moment ago; a payment the reconciler finishes
-        meanwhile is seen at the next read)."""
+        `answered_pending`: and that answer was PENDING; this is the payment as its reserve
+        made it, so the first check after the wait asks the node without reading the row
+        first (docs/adr/0031). Nothing is decided from it that the row could contradict: the
+        node's answer is applied by vnode_payment_finish, which locks the row and leaves a
+        payment the reconciler finished meanwhile as it is; a PENDING answer reads the row
+        again as every later check does."""
         deadline = time.monotonic() + wait_s
         ask = not just_sent
-        if answered_pending and wait_s > 0:
+        known: PendingPayment | None = None
+        if answered_pending is not None and wait_s > 0:
             await asyncio.sleep(min(_POLL_S, wait_s))
             ask = True
+            known = answered_pending
         while True:
-            pending = await store.pending_payment(self.pool, payment_id)
+            pending = known or await store.pending_payment(self.pool, payment_id)
+            known = None
             if pending is None or time.monotonic() >= deadline:
                 break
             if ask:

@@ -138,6 +138,16 @@ async def internal_pay(
     )
 
 
+@dataclass(frozen=True)
+class Reserved:
+    """A reserve's answer and, when it made a payment, the payment as the resolver reads it
+    (what pending_payment would read right after: the reserve's own values, so the first
+    check after the send needs no read of the row)."""
+
+    answer: PaymentAnswer
+    pending: PendingPayment | None
+
+
 async def reserve_payment(
     pool: asyncpg.Pool,
     user_id: int,
@@ -150,35 +160,45 @@ async def reserve_payment(
     invoice_expires_s: float,
     idempotency: Idempotency,
     request_hash: bytes,
-) -> PaymentAnswer:
+) -> Reserved:
     """Hold amount + reserve for an external payment (raises UniqueViolationError on
-    `ln_payments_one_live` when another payment of the invoice is live)."""
-    return await _payment_call(
-        pool,
-        "SELECT code, detail, result, payment_id FROM vnode_payment_reserve("
-        "$1, $2, $3, $4, $5, $6, $7, to_timestamp($8), $9, $10, $11)",
-        user_id,
-        payment_hash,
-        invoice,
-        amount_msat,
-        asset_id,
-        asset_amount,
-        reserve_msat,
-        invoice_expires_s,
-        idempotency.owner,
-        idempotency.key,
-        request_hash,
-    )
+    `ln_payments_one_live` when another payment of the invoice is live). A payment reserved
+    here is claimed for sending by this call (the reserve writes its `sent_at`): only the
+    request that made it sends it, an idempotent replay never does.
 
+    `started_s` is now() of the reserve's transaction, which is the row's
+    `attempt_started_at` (its default), and `expires_s` the stored `invoice_expires_at`, both
+    read as pending_payment reads them."""
 
-async def claim_send(pool: asyncpg.Pool, payment_id: int) -> bool:
-    """Only one caller sends a payment to the node (an idempotent replay does not)."""
-    claimed = await pool.fetchval(
-        "UPDATE ln_payments SET sent_at = now() WHERE id = $1 AND sent_at IS NULL "
-        "AND status = 'pending' RETURNING id",
-        payment_id,
-    )
-    return claimed is not None
+    async def attempt() -> Reserved:
+        row = await pool.fetchrow(
+            "SELECT code, detail, result, payment_id, "
+            "extract(epoch FROM now())::float8 AS started_s, "
+            "extract(epoch FROM to_timestamp($8))::float8 AS expires_s "
+            "FROM vnode_payment_reserve("
+            "$1, $2, $3, $4, $5, $6, $7, to_timestamp($8), $9, $10, $11)",
+            user_id,
+            payment_hash,
+            invoice,
+            amount_msat,
+            asset_id,
+            asset_amount,
+            reserve_msat,
+            invoice_expires_s,
+            idempotency.owner,
+            idempotency.key,
+            request_hash,
+        )
+        assert row is not None
+        answer = PaymentAnswer.from_row(row)
+        if answer.payment_id is None:
+            return Reserved(answer, None)
+        pending = PendingPayment(
+            answer.payment_id, payment_hash, row["expires_s"], row["started_s"], 0
+        )
+        return Reserved(answer, pending)
+
+    return await retry_aborted(attempt)
 
 
 async def finish_payment(
