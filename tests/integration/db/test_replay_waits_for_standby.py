@@ -35,6 +35,11 @@ async def _sync_standby(conn: asyncpg.Connection, names: str) -> None:
     await wait_until(
         lambda: _setting_is(conn, names), what=f"synchronous_standby_names = {names!r}"
     )
+    # Whether a commit waits is decided by a flag in shared memory that the checkpointer sets
+    # when it reloads the configuration, not by the setting a backend shows: a loaded
+    # make test-fast saw the replay commit at once, the checkpointer not yet reloaded. It
+    # reloads at the top of its loop, before the checkpoint this asks for and waits on.
+    await conn.execute("CHECKPOINT")
 
 
 async def _setting_is(conn: asyncpg.Connection, names: str) -> bool:
