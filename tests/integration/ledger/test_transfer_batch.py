@@ -169,7 +169,8 @@ async def test_a_batch_cut_off_by_a_crash_leaves_nothing(pool: asyncpg.Pool) -> 
             # Not on `holder`: inside its transaction pg_stat_activity is a snapshot.
             value = await pool.fetchval(
                 "SELECT pid FROM pg_stat_activity WHERE query LIKE '%vnode_transfer_batch(%' "
-                "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid() "
+                "AND datname = current_database()"  # other workers' tests run beside it
             )
             return None if value is None else int(value)
 
@@ -226,7 +227,8 @@ async def test_a_lost_batch_is_not_run_again(pool: asyncpg.Pool) -> None:
 
         async def waiting_for_lock(sql_fragment: str) -> int | None:
             value = await pool.fetchval(
-                "SELECT pid FROM pg_stat_activity WHERE query LIKE $1 AND wait_event_type = 'Lock'",
+                "SELECT pid FROM pg_stat_activity WHERE query LIKE $1 AND wait_event_type = 'Lock' "
+                "AND pid <> pg_backend_pid() AND datname = current_database()",
                 f"%{sql_fragment}%",
             )
             return None if value is None else int(value)
