@@ -4,6 +4,7 @@ proving/; this module gives them the tests' settings."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import asyncpg
 import httpx
 import pytest
 from hypothesis import settings
@@ -108,3 +110,16 @@ async def in_process(app: FastAPI, key: str | None = ADMIN_KEY) -> AsyncIterator
     ):
         client.app = app  # type: ignore[attr-defined]
         yield client
+
+
+POOL_CLOSE_S = 10.0
+
+
+async def close_pool(pool: asyncpg.Pool) -> None:
+    """A test's pool closed, or cut off after POOL_CLOSE_S: a test stopped by its timeout can
+    leave a task holding a connection, and `close()` would wait for it for ever (a whole
+    make test-fast hung on one such teardown)."""
+    try:
+        await asyncio.wait_for(pool.close(), POOL_CLOSE_S)
+    except TimeoutError:
+        pool.terminate()

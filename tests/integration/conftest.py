@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
+from tests.support import close_pool
 from vnode.workers import loops
 
 QUICK_POLL_S = 0.5
@@ -31,4 +32,4 @@ async def pool(fresh_db: str) -> AsyncIterator[asyncpg.Pool]:
     created = await asyncpg.create_pool(fresh_db, min_size=1, max_size=12)
     assert created is not None
     yield created
-    await created.close()
+    await close_pool(created)

@@ -20,7 +20,7 @@ from tests.integration.events.test_dispatcher import (
     make_due,
 )
 from tests.integration.events.webhook_receiver import WebhookReceiver
-from tests.support import wait_until
+from tests.support import close_pool, wait_until
 from vnode.db.pool import create_pool
 from vnode.events import webhooks
 from vnode.events.delivery import DELIVERY_BATCH, backoff_s, deliver_once
@@ -35,7 +35,7 @@ LOCAL = frozenset({"127.0.0.1"})
 async def pool(fresh_db: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(fresh_db, min_size=1, max_size=12)
     yield pool
-    await pool.close()
+    await close_pool(pool)
 
 
 def dispatcher_on(pool: asyncpg.Pool) -> Dispatcher:

@@ -24,7 +24,7 @@ from tests.integration.events.test_dispatcher import (
     fan_out_all,
     make_due,
 )
-from tests.support import wait_until
+from tests.support import close_pool, wait_until
 from vnode.db.pool import create_pool
 from vnode.events.delivery import Result, deliver_pipelined
 from vnode.events.envelope import Event
@@ -34,7 +34,7 @@ from vnode.events.envelope import Event
 async def pool(fresh_db: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(fresh_db, min_size=1, max_size=12)
     yield pool
-    await pool.close()
+    await close_pool(pool)
 
 
 @dataclass

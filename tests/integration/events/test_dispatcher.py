@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import asyncpg
 import pytest
 
-from tests.support import wait_until
+from tests.support import close_pool, wait_until
 from vnode.db.pool import create_pool
 from vnode.events.delivery import DEAD_AFTER_S, Result, backoff_s, deliver_once, retry_dead
 from vnode.events.envelope import Event
@@ -29,7 +29,7 @@ FailWhen = Callable[[Event], str | None]
 async def pool(fresh_db: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(fresh_db, min_size=1, max_size=12)
     yield pool
-    await pool.close()
+    await close_pool(pool)
 
 
 async def emit_grid(pool: asyncpg.Pool, users: int, per_user: int) -> int:

@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from tests.integration.events.test_dispatcher import Recorder, delivery, emit, make_due
+from tests.support import close_pool
 from vnode.db.pool import create_pool
 from vnode.events.delivery import deliver_once
 from vnode.events.fanout import DirectRedis, fan_out_once
@@ -20,7 +21,7 @@ from vnode.events.fanout import DirectRedis, fan_out_once
 async def pool(fresh_db: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(fresh_db, min_size=1, max_size=4)
     yield pool
-    await pool.close()
+    await close_pool(pool)
 
 
 async def statuses(pool: asyncpg.Pool) -> dict[int, str]:

@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import make_settings
 from tests.integration.events.test_dispatcher import emit, emit_grid
 from tests.integration.events.test_redis_streams import read_stream
-from tests.support import wait_until
+from tests.support import close_pool, wait_until
 from vnode.db.pool import create_pool
 from vnode.events.fanout import FAN_OUT_BATCH
 from vnode.events.fanout_thread import FanOutThread
@@ -30,7 +30,7 @@ from vnode.settings import Settings
 async def pool(fresh_db: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(fresh_db, min_size=1, max_size=4)
     yield pool
-    await pool.close()
+    await close_pool(pool)
 
 
 def settings_for(tmp_path: Path, redis_url: str, key: str) -> Settings:
