@@ -36,6 +36,17 @@ def oracle(secret: str) -> Webhook:
     return Webhook(secret)
 
 
+def _verify_any(secrets: tuple[str, ...], body: bytes, headers: dict[str, str]) -> None:
+    """What the library's verify does, for whichever of `secrets` signed the delivery."""
+    for secret in secrets[:-1]:
+        try:
+            oracle(secret).verify(body, headers)
+        except WebhookVerificationError:
+            continue
+        return
+    oracle(secrets[-1]).verify(body, headers)
+
+
 @dataclass(frozen=True)
 class Delivery:
     headers: dict[str, str]  # names in lower case
@@ -62,7 +73,9 @@ class WebhookReceiver:
         certfile: str | None = None,
         keyfile: str | None = None,
     ) -> None:
-        self.secret = secret  # set it once the endpoint is created (the URL comes first)
+        # Set it once the endpoint is created (the URL comes first); a tuple accepts a delivery
+        # any of them signed (a receiver switching secrets in step with a rotation).
+        self.secret: str | tuple[str, ...] | None = secret
         self.path = path
         self._lock = threading.Lock()
         self._received: list[Received] = []
@@ -171,7 +184,7 @@ class WebhookReceiver:
         try:
             if secret is None:
                 raise WebhookVerificationError("the receiver has no secret yet")
-            oracle(secret).verify(body, headers)
+            _verify_any((secret,) if isinstance(secret, str) else secret, body, headers)
         except WebhookVerificationError as exc:
             with self._lock:
                 self.bad_signatures.append(str(exc))
