@@ -47,7 +47,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check vnode vnode_sim harness tests bench proving
 	$(BIN)/ruff format --check vnode vnode_sim harness tests bench proving
-	$(BIN)/mypy vnode vnode_sim harness tests
+	$(BIN)/mypy vnode vnode_sim harness tests bench proving
 
 # ruff format (settings in pyproject.toml) of the whole tree, or of `FILES="path ..."`; `make
 # lint` fails on a file it would change.

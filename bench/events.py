@@ -186,9 +186,11 @@ def _stream_arrivals(redis_url: str) -> list[tuple[str, float]]:
             chunk = client.xrange(STREAM_KEY, min=start, count=10_000)
             if not chunk:
                 return found
+            # decode_responses: every id and field is a str (redis-py's types allow bytes).
             for entry_id, fields in chunk:
-                found.append((fields["created_at"], int(entry_id.split("-")[0]) / 1000))
-            start = "(" + chunk[-1][0]
+                created_at = str((fields or {})["created_at"])
+                found.append((created_at, int(str(entry_id).split("-")[0]) / 1000))
+            start = "(" + str(chunk[-1][0])
     finally:
         client.close()
 
