@@ -128,6 +128,7 @@ class Supervisor:
                 log.exception(
                     "worker step failed; retrying", extra={"worker": name, "retry_in_s": backoff_s}
                 )
+            _stop_if_cancelled()
             if wake is None or backoff_s > interval_s:
                 await asyncio.sleep(backoff_s)
             else:
@@ -139,3 +140,13 @@ class Supervisor:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+
+
+def _stop_if_cancelled() -> None:
+    """Stop a worker whose cancellation a step turned into another error: asyncpg's
+    `async with conn.transaction()` cancelled mid-statement raises its own error from the
+    rollback, and the loop would have logged it and slept its backoff (up to a minute), so
+    `stop()` waited that long (a fan-out thread's stop, 30 s, about one test run in six)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

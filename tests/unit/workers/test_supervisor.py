@@ -1,9 +1,11 @@
 """The worker supervisor: a failing step is retried and counted; a locked node is waited
-for without a traceback."""
+for without a traceback; a worker stops when told, whatever its step made of the cancel."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 import asyncpg
 import pytest
@@ -70,3 +72,23 @@ async def test_a_worker_waits_out_the_database_and_recovers(
     said = [r for r in caplog.records if getattr(r, "worker", None) == "db-worker"]
     assert len(said) == 1 and "waits for the database" in said[0].getMessage()
     assert said[0].exc_info is None
+
+
+async def test_stop_ends_a_worker_whose_step_turned_the_cancel_into_an_error() -> None:
+    """As asyncpg's transaction does when cancelled mid-statement: its rollback fails and that
+    error replaces the CancelledError. The worker must not log it and sleep its backoff."""
+    started = asyncio.Event()
+
+    async def step() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            raise RuntimeError("cannot roll back: another operation is in progress") from None
+
+    supervisor = Supervisor(min_backoff_s=0.01)
+    supervisor.every("converts-its-cancel", 60, step)
+    await asyncio.wait_for(started.wait(), 10)
+    began = time.monotonic()
+    await asyncio.wait_for(supervisor.stop(), 10)
+    assert time.monotonic() - began < 5
