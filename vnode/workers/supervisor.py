@@ -145,8 +145,9 @@ class Supervisor:
 def _stop_if_cancelled() -> None:
     """Stop a worker whose cancellation a step turned into another error: asyncpg's
     `async with conn.transaction()` cancelled mid-statement raises its own error from the
-    rollback, and the loop would have logged it and slept its backoff (up to a minute), so
-    `stop()` waited that long (a fan-out thread's stop, 30 s, about one test run in six)."""
+    rollback, and the loop would have logged it and slept its backoff (up to MAX_BACKOFF_S),
+    so `stop()` waited that long (a fan-out thread's stop took 30 s in about one test run in
+    six)."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
