@@ -41,6 +41,8 @@ async def test_balance_lists_every_asset_with_thousands_separators(
     await vnode.admin.admin_credit(
         bob.id, asset_id=RGB_ASSET, asset_amount=25_000, reason="stablecoin"
     )
+    # Its notification first, as funded() does: else it may be the message the reply wait gets.
+    await telegram.wait_for(bob.id, lambda m: "stablecoin" in (m.text or ""))
     telegram.user_says(bob, "/balance")
     shown = (await telegram.wait_for(bob.id)).text or ""
     assert "BTC: 1,234,567 sats" in shown
