@@ -18,11 +18,12 @@ import pytest
 from tests.conftest import make_settings
 from tests.integration.events.test_dispatcher import emit, emit_grid
 from tests.integration.events.test_redis_streams import read_stream
+from tests.integration.ledger.support import NO_KEY, SIGNER
 from tests.support import close_pool, wait_until
 from vnode.db.pool import create_pool
 from vnode.events.fanout import FAN_OUT_BATCH
 from vnode.events.fanout_thread import FanOutThread
-from vnode.events.wakeup import OUTBOX
+from vnode.ledger.admin import AdminCommand, AdminMove, admin_move
 from vnode.settings import Settings
 
 
@@ -182,13 +183,18 @@ async def test_a_commit_wakes_the_fan_out_before_its_next_poll(
     await thread.start()
     try:
         await wait_until(lambda: delivered(pool, first), 20, "the first pass to deliver it")
-        second = await emit(pool, 1)
-        OUTBOX.committed()
+        # A money call (an admin credit, through call_money_function) commits the next event and
+        # sends the wake-up; the test sends none of its own.
+        credited = await admin_move(
+            pool, SIGNER, AdminCommand(AdminMove.CREDIT, 2, "BTC", 1000, "wake"), NO_KEY
+        )
+        assert credited.code == "ok", credited
+        second = await pool.fetchval("SELECT max(id) FROM outbox WHERE user_id = 2")
         # Delivered: in the stream and recorded (the XADD comes before the fan-out's commit).
         await wait_until(lambda: delivered(pool, second), 10, "the woken fan-out to deliver it")
     finally:
         await thread.stop()
-    assert [seq for _, seq, _ in await stream(redis_url, key)] == [1, 2]
+    assert [(user, seq) for user, seq, _ in await stream(redis_url, key)] == [(1, 1), (2, 1)]
 
 
 async def delivered(pool: asyncpg.Pool, outbox_id: int) -> bool:
