@@ -14,7 +14,7 @@ PIP_CHECK_OK := ^bip32 5.0.0 has requirement coincurve<21,>=15.0, but you have c
 # not to, as some machines' do; without it every pytest process compiles the tree again (3 s).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: run test test-fast lint format lock redis browser ha-tools bench bench-scale soak chaos ha \
+.PHONY: run test test-fast lint format lock redis browser ha-tools wrk bench bench-scale soak chaos ha \
 	fuzz bot demo clean
 
 # Installs exactly the lock: every package at its locked version, checked against its hashes
@@ -66,6 +66,13 @@ browser:
 	  (apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 
+# The benchmarks' load generator: Debian's wrk (C, about 35 us of CPU per request). pgbench, the
+# reference, is C too; the Python generator the benchmarks fall back to costs more CPU per
+# request on the same 2 cores and lowered the transfer ratio from 0.27 to 0.24 (docs/PERFORMANCE.md).
+wrk:
+	@command -v wrk >/dev/null || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
+
 # The HA cluster (harness/ha.py, `make ha`, tests/ha): Debian's haproxy, installed, and etcd
 # from Debian's etcd-server package, extracted into the venv rather than installed (the package
 # starts a system-wide etcd service; the harness runs its own on loopback). Patroni is a Python
@@ -96,13 +103,13 @@ test-fast: $(STAMP) redis browser
 	$(BIN)/pytest tests/unit tests/integration --ignore=tests/integration/ledger/test_stateful.py \
 	  --hypothesis-profile fast -n 3 --dist loadfile -q
 
-bench: $(STAMP) redis
+bench: $(STAMP) redis wrk
 	$(BIN)/python bench/run.py
 
 # Issue 13's "Scale" table: a ledger of 1,000,000 users and 10,000,000 history rows built by
 # COPY, against an empty database in the same run (about 25 minutes with its 10-minute mixed
 # load; bench/README.md). Alone: `make bench` runs it once too, in its first round.
-bench-scale: $(STAMP)
+bench-scale: $(STAMP) wrk
 	$(BIN)/python bench/scale.py
 
 # The proving ground (docs/RELIABILITY.md): a mixed load, the same under faults, and fuzzing.
