@@ -45,6 +45,7 @@ from harness.processes import Process, as_user
 from harness.usage import descendants
 from harness.waits import wait_until_blocking
 from vnode.db.embedded import bin_dir, copy_readable, copy_server, process_alive, server_os_user
+from vnode.db.unavailable import DATABASE_DOWN
 from vnode.loopback import free_port
 
 SCOPE = "vnode-ha"
@@ -587,12 +588,20 @@ class HACluster:
         return "\n".join(lines) + "\n"
 
 
+# What a probe's failure to write looks like: any refusal by the server, and every way vnode
+# counts the database as down (vnode/db/unavailable.py), InternalClientError included: a fresh
+# connection whose server failed it just after the handshake, during a failover, raised it
+# ("cannot switch to state 15; another operation (2) is in progress") and failed the failover
+# test instead of reading as "cannot write yet".
+_CANNOT_WRITE: tuple[type[BaseException], ...] = (asyncpg.PostgresError, *DATABASE_DOWN)
+
+
 async def can_write(dsn: str, timeout_s: float = 2.0) -> bool:
     """One committed write at `dsn` (a fresh connection): True when the commit came back, so
     the synchronous standby has it too. The probe's table is the harness's, not vnode's."""
     try:
         conn = await asyncpg.connect(dsn, timeout=timeout_s)
-    except (OSError, asyncpg.PostgresError, TimeoutError, asyncpg.InterfaceError):
+    except _CANNOT_WRITE:
         return False
     try:
         await asyncio.wait_for(
@@ -603,7 +612,7 @@ async def can_write(dsn: str, timeout_s: float = 2.0) -> bool:
             timeout_s,
         )
         return True
-    except (OSError, asyncpg.PostgresError, TimeoutError, asyncpg.InterfaceError):
+    except _CANNOT_WRITE:
         return False
     finally:
         conn.terminate()

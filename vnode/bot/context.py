@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from vnode.bot.confirmations import PendingActions
+from vnode.bot.payment_calls import PaymentCalls
 from vnode.bot.profiles import ProfileStore
 from vnode.bot.settings import BotSettings
 from vnode.client import VNodeClient
@@ -19,6 +20,7 @@ class BotContext:
     pending: PendingActions
     redis: Redis
     settings: BotSettings
+    payment_calls: PaymentCalls
 
 
 class UserError(Exception):

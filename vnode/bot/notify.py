@@ -24,15 +24,19 @@ from aiogram.types import ReplyParameters
 
 from vnode.bot import texts
 from vnode.bot.inbox import TryLater
+from vnode.bot.payment_calls import PaymentCalls
 from vnode.bot.profiles import ProfileStore
 
 log = logging.getLogger(__name__)
 
 
 class Notifier:
-    def __init__(self, bot: Bot, profiles: ProfileStore, max_age_s: int) -> None:
+    def __init__(
+        self, bot: Bot, profiles: ProfileStore, max_age_s: int, payment_calls: PaymentCalls
+    ) -> None:
         self.bot = bot
         self.profiles = profiles
+        self.payment_calls = payment_calls
         self.max_age = timedelta(seconds=max_age_s)  # older events are not told
 
     async def handle(self, envelope: dict[str, Any]) -> None:
@@ -74,6 +78,9 @@ class Notifier:
         this event, whichever comes first; a payment made elsewhere is always told here."""
         payment_hash = str(data["payment_hash"])
         started_here = await self.profiles.knows_payment(payment_hash, user_id)
+        if started_here:
+            # Its button's call may not have answered yet: let that answer claim the telling.
+            await self.payment_calls.answered(payment_hash, user_id)
         confirmation = await self.profiles.claim_final(payment_hash, user_id)
         if started_here and confirmation is None:
             return

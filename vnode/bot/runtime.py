@@ -21,6 +21,7 @@ from vnode.bot.handlers.errors import on_error
 from vnode.bot.inbox import StreamInbox, WebhookInbox
 from vnode.bot.middleware import ProfileMiddleware, RateLimitMiddleware
 from vnode.bot.notify import Notifier
+from vnode.bot.payment_calls import PaymentCalls
 from vnode.bot.profiles import ProfileStore, migrate_profiles
 from vnode.bot.settings import DEFAULT_VNODE_URL, BotSettings, required
 from vnode.bot.telegram import make_bot
@@ -97,10 +98,13 @@ class BotRuntime:
         bot = make_bot(required(s.bot_token, "VNODE_BOT_TOKEN"), s.bot_api_url)
         stack.push_async_callback(bot.session.close)
         profiles = ProfileStore(pool)
-        ctx = BotContext(vnode, profiles, PendingActions(redis, s.bot_confirm_ttl_s), redis, s)
+        payment_calls = PaymentCalls()
+        ctx = BotContext(
+            vnode, profiles, PendingActions(redis, s.bot_confirm_ttl_s), redis, s, payment_calls
+        )
         storage = RedisStorage(redis, state_ttl=_STATE_TTL_S, data_ttl=_STATE_TTL_S)
         self.bot, self.dispatcher = bot, build_dispatcher(ctx, storage)
-        notifier = Notifier(bot, profiles, s.bot_notify_max_age_s)
+        notifier = Notifier(bot, profiles, s.bot_notify_max_age_s, payment_calls)
         await self._start_inbox(notifier, redis)
         await bot.delete_webhook(drop_pending_updates=False)
         await bot.set_my_commands(COMMANDS)

@@ -518,6 +518,9 @@ async def test_transfer_writes_exactly(
     )
     assert [r["event_id"].version for r in ids] == [7, 7]
     assert ids[0]["event_id"] < ids[1]["event_id"]
+    # And every other writer's (the credits' events, vnode_emit): the column's default (0020).
+    every_id = await pool.fetch("SELECT event_id FROM outbox")
+    assert {r["event_id"].version for r in every_id} == {7}
     seqs = await pool.fetch("SELECT user_id, event_seq FROM virtual_nodes ORDER BY user_id")
     assert [tuple(r.values()) for r in seqs] == [(ALICE, seq_before + 1), (BOB, 1)]
 

@@ -321,18 +321,20 @@ async def _carry_out_payment(
         )
 
     async def send_payment() -> str:
-        paid = await ctx.vnode.send_payment(
-            action.user_id,
-            invoice,
-            amt_msat=action.amt_msat,
-            idempotency_key=action.idempotency_key,
-        )
-        if paid.status != "pending":
-            # This answer tells the end: the payment's final event will not tell it again.
-            try:
-                await ctx.profiles.claim_final(payment_hash, action.user_id)
-            except (OSError, asyncpg.PostgresError) as exc:  # then the event tells it too
-                log.warning("could not record a payment's end as told: %s", exc)
+        # While in flight, the payment's final event waits for this answer (payment_calls.py).
+        async with ctx.payment_calls.in_flight(payment_hash, action.user_id):
+            paid = await ctx.vnode.send_payment(
+                action.user_id,
+                invoice,
+                amt_msat=action.amt_msat,
+                idempotency_key=action.idempotency_key,
+            )
+            if paid.status != "pending":
+                # This answer tells the end: the payment's final event will not tell it again.
+                try:
+                    await ctx.profiles.claim_final(payment_hash, action.user_id)
+                except (OSError, asyncpg.PostgresError) as exc:  # then the event tells it too
+                    log.warning("could not record a payment's end as told: %s", exc)
         return texts.payment_result(
             paid.status, paid.amount_msat, paid.fee_msat, paid.failure_reason
         )

@@ -311,14 +311,11 @@ BEGIN
     END LOOP;
     v_event := v_amounts || jsonb_build_object(
         'transfer_id', v_tx, 'asset_id', p_asset, 'memo', p_memo, 'created_at', v_at_text);
-    -- Time-ordered event ids (uuidv7, not the column's random default): each new entry of the
-    -- event_id index lands on its rightmost pages instead of a random one, which after every
-    -- checkpoint cost a full-page image once the index outgrew the cache (docs/PERFORMANCE.md,
-    -- "Issue 13, transfers (session 6)"). Unique all the same; the index still checks it.
-    INSERT INTO outbox (event_id, event_type, user_id, user_seq, payload) VALUES
-        (uuidv7(), 'transfer.completed', p_from, v_from_seq, v_event || jsonb_build_object(
+    -- (event_id: the column's time-ordered default, migration 0020.)
+    INSERT INTO outbox (event_type, user_id, user_seq, payload) VALUES
+        ('transfer.completed', p_from, v_from_seq, v_event || jsonb_build_object(
             'direction', 'out', 'counterparty', v_to_node)),
-        (uuidv7(), 'transfer.completed', p_to, v_to_seq, v_event || jsonb_build_object(
+        ('transfer.completed', p_to, v_to_seq, v_event || jsonb_build_object(
             'direction', 'in', 'counterparty', v_from_node));
 
     code := 'ok';
