@@ -66,6 +66,7 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
@@ -523,6 +524,53 @@ def _report(
             )
 
 
+# The stages of vnode/payments/send.py, in the order a payment meets them (Metrics.payment_stages).
+STAGES = ("read_invoice", "reserve", "send", "poll_sleep", "read_row", "check")
+
+
+def payment_stages(url: str, key: str) -> dict[str, tuple[int, float]]:
+    """vnode_payment_stage_seconds from the service's /metrics: stage -> (count, seconds)."""
+    text = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {key}"}).text
+    found: dict[str, tuple[int, float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "vnode_payment_stage_seconds":
+            continue
+        for sample in family.samples:
+            stage = sample.labels.get("stage", "")
+            count, total = found.get(stage, (0, 0.0))
+            if sample.name.endswith("_count"):
+                found[stage] = (int(sample.value), total)
+            elif sample.name.endswith("_sum"):
+                found[stage] = (count, sample.value)
+    return found
+
+
+def stages_table(stages: dict[str, tuple[int, float]], mine: LoadResult) -> tuple[Table, float]:
+    """Where a payment request's time went, per payment; returns the table and the ms per
+    payment that no stage accounts for (the event loop's queue, the HTTP hop, the answer)."""
+    payments = stages.get("read_invoice", (0, 0.0))[0]
+    mean_ms = 1000 * sum(mine.latencies_s) / max(len(mine.latencies_s), 1)
+    table = Table(title=f"vnode: where a payment request's time goes ({payments:,} requests)")
+    for column in ("stage", "per payment", "mean ms each", "ms per payment"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    staged_ms = 0.0
+    for stage in STAGES:
+        count, seconds = stages.get(stage, (0, 0.0))
+        per_payment = 1000 * seconds / max(payments, 1)
+        staged_ms += per_payment
+        table.add_row(
+            stage,
+            f"{count / max(payments, 1):.2f}",
+            f"{1000 * seconds / max(count, 1):.2f}",
+            f"{per_payment:.1f}",
+        )
+    rest = mean_ms - staged_ms
+    table.add_row("all stages", "", "", f"{staged_ms:.1f}")
+    table.add_row("request to final, mean (client)", "", "", f"{mean_ms:.1f}")
+    table.add_row("outside every stage", "", "", f"{rest:.1f}")
+    return table, rest
+
+
 def _print_statements(dsn: str, payments: int) -> None:
     """What PostgreSQL did per succeeded payment of the vnode run (the reconciler, the watchers
     and the event fan-out included: everything on the bench's database)."""
@@ -676,6 +724,10 @@ def main(
         if pg_stat_statements:
             statements.reset(dsn)
         via_vnode = run_load(base, VNODE, roots, vnode_spied, py_spy)
+        staged, unstaged_ms = stages_table(
+            payment_stages(service.url, service.admin_key), via_vnode[0]
+        )
+        out.print(staged)
         if pg_stat_statements:
             _print_statements(dsn, via_vnode[0].succeeded)
         common.checkpoint(dsn)
@@ -716,6 +768,7 @@ def main(
                 "vnode payments/s": mine.rate,
                 "vnode to final p50 ms": 1000 * _pct(mine.latencies_s, 50),
                 "vnode to final p99 ms": 1000 * _pct(mine.latencies_s, 99),
+                "vnode time outside the payment stages, ms per payment": unstaged_ms,
                 "sim-direct payments/s": theirs.rate,
                 "sim-direct to final p50 ms": 1000 * _pct(theirs.latencies_s, 50),
                 "sim alone, payments per sim CPU-second": sim_alone,

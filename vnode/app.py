@@ -137,7 +137,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
                 metrics,
                 backend,
                 monitor,
-                PaymentSender(pool, backend, monitor, settings),
+                PaymentSender(pool, backend, monitor, settings, metrics),
                 supervisor,
                 rate=RateLimiter.from_settings(pool, settings),
                 reads=reads,

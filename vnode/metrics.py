@@ -48,6 +48,18 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Where an external payment request's time goes (docs/PERFORMANCE.md): each stage of
+        # vnode/payments/send.py, timed once per occurrence (a stage may occur several times
+        # per payment: a poll's sleep and check), so sum / count of the request's route is the
+        # time per payment and the rest of the request's latency is queueing and the HTTP hop.
+        self.payment_stages = Histogram(
+            "vnode_payment_stage_seconds",
+            "Time an external payment request spends in each stage",
+            ["stage"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
+        )
+
         # GET /virtual_events streams being served by this process (docs/EVENTS.md).
         self.sse_streams = Gauge(
             "vnode_sse_streams",

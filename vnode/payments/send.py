@@ -8,8 +8,10 @@ ambiguous stays pending for the reconciler.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -29,6 +31,7 @@ from vnode.lightning.base import (
     PaymentOutcome,
 )
 from vnode.lightning.monitor import NodeMonitor
+from vnode.metrics import Metrics
 from vnode.payments import resolve, store
 from vnode.payments.checks import check_invoice_text, payable_amount
 from vnode.payments.node_errors import node_refusals
@@ -77,11 +80,23 @@ class PaymentSender:
         backend: LightningBackend,
         monitor: NodeMonitor,
         settings: Settings,
+        metrics: Metrics | None = None,
     ) -> None:
         self.pool = pool
         self.backend = backend
         self.monitor = monitor
         self.settings = settings
+        self._stages = None if metrics is None else metrics.payment_stages
+
+    @contextlib.contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        """Time one stage of a payment request (Metrics.payment_stages), whatever its end."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self._stages is not None:
+                self._stages.labels(name).observe(time.perf_counter() - started)
 
     async def pay(self, command: PayCommand, idempotency: Idempotency) -> PaymentAnswer:
         request = {
@@ -111,7 +126,10 @@ class PaymentSender:
     async def _pay_new(
         self, command: PayCommand, idempotency: Idempotency, request_hash: bytes
     ) -> PaymentAnswer:
-        target = await self._read_invoice(command.invoice, command.amt_msat, amount_required=True)
+        with self._stage("read_invoice"):
+            target = await self._read_invoice(
+                command.invoice, command.amt_msat, amount_required=True
+            )
         if target.internal:
             # Our own node cannot pay itself: settle in the ledger (the SQL refuses a
             # substituted invoice text or an invoice vnode does not know).
@@ -243,19 +261,20 @@ class PaymentSender:
         assert target.amount_msat is not None  # pay() requires an amount
         reserve = self._reserve_for(target.amount_msat, command.fee_limit_msat)
         try:
-            reserved = await store.reserve_payment(
-                self.pool,
-                command.user_id,
-                target.payment_hash,
-                target.invoice,
-                target.amount_msat,
-                target.asset_id,
-                target.asset_amount,
-                reserve,
-                target.decoded.expires_at,
-                idempotency,
-                request_hash,
-            )
+            with self._stage("reserve"):
+                reserved = await store.reserve_payment(
+                    self.pool,
+                    command.user_id,
+                    target.payment_hash,
+                    target.invoice,
+                    target.amount_msat,
+                    target.asset_id,
+                    target.asset_amount,
+                    reserve,
+                    target.decoded.expires_at,
+                    idempotency,
+                    request_hash,
+                )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != "ln_payments_one_live":
                 raise
@@ -267,7 +286,8 @@ class PaymentSender:
         # replay of the key answered before the reserve): send it once.
         payment_id = reserved.pending.id
         crash_point(self.settings.crash_points, "after_reserve")
-        answered_pending = await self._send(payment_id, target, command, reserve)
+        with self._stage("send"):
+            answered_pending = await self._send(payment_id, target, command, reserve)
         crash_point(self.settings.crash_points, "after_pay")
         return await self.wait_final(
             payment_id,
@@ -352,28 +372,35 @@ class PaymentSender:
         ask = not just_sent
         known: PendingPayment | None = None
         if answered_pending is not None and wait_s > 0:
-            await asyncio.sleep(min(_POLL_S, wait_s))
+            with self._stage("poll_sleep"):
+                await asyncio.sleep(min(_POLL_S, wait_s))
             ask = True
             known = answered_pending
         while True:
-            pending = known or await store.pending_payment(self.pool, payment_id)
-            known = None
+            if known is None:
+                with self._stage("read_row"):
+                    pending = await store.pending_payment(self.pool, payment_id)
+            else:
+                pending, known = known, None
             if pending is None or time.monotonic() >= deadline:
                 break
             if ask:
-                final = await resolve.resolve(
-                    self.pool,
-                    self.backend,
-                    pending,
-                    stale_skew_s=self.settings.stale_failure_skew_s,
-                )
+                with self._stage("check"):  # the node's status, applied
+                    final = await resolve.resolve(
+                        self.pool,
+                        self.backend,
+                        pending,
+                        stale_skew_s=self.settings.stale_failure_skew_s,
+                    )
                 if final is not None:
                     # The money function's answer is the row as it finished (the same
                     # vnode_payment_json as payment_answer reads): no need to read it again.
                     return final
             ask = True
-            await asyncio.sleep(_POLL_S)
-        return await store.payment_answer(self.pool, payment_id)
+            with self._stage("poll_sleep"):
+                await asyncio.sleep(_POLL_S)
+        with self._stage("read_row"):
+            return await store.payment_answer(self.pool, payment_id)
 
 
 async def find_payment(pool: asyncpg.Pool, user_id: int, payment_hash: str) -> PaymentAnswer | None:

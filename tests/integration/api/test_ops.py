@@ -9,10 +9,12 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import make_settings
 from tests.integration.api.test_api_transfer import fund
 from tests.integration.api.test_auth import ENDPOINTS
+from tests.lightning_support import SimControl
 from tests.support import ADMIN_KEY, bearer, new_user_id
 from vnode.app import create_app
 from vnode.errors import ErrorCode
@@ -70,6 +72,34 @@ async def test_metrics_count_requests_and_transfers(app_client: httpx.AsyncClien
     assert 'vnode_http_request_duration_seconds_bucket{le="0.001",method="POST"' in text
     assert 'vnode_transfers_total{asset="BTC",outcome="completed"}' in text
     assert 'vnode_transfers_total{asset="BTC",outcome="insufficient_balance"}' in text
+
+
+def _stage_counts(text: str) -> dict[str, float]:
+    return {
+        sample.labels["stage"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "vnode_payment_stage_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_count")
+    }
+
+
+async def test_metrics_time_each_stage_of_a_payment(
+    app_client: httpx.AsyncClient, sim_node: str
+) -> None:
+    alice = new_user_id()
+    await fund(app_client, alice, 1_000_000)
+    before = _stage_counts((await app_client.get("/metrics")).text)
+    paid = await app_client.post(
+        "/virtual_sendpayment",
+        json={"user_id": alice, "invoice": await SimControl(sim_node).invoice(100_000)},
+    )
+    assert paid.status_code == 200 and paid.json()["status"] == "succeeded"
+    after = _stage_counts((await app_client.get("/metrics")).text)
+    added = {stage: after[stage] - before.get(stage, 0) for stage in after}
+    # One of each stage up to the send; the wait for the end at least one sleep and one check.
+    assert added["read_invoice"] == added["reserve"] == added["send"] == 1
+    assert added["poll_sleep"] >= 1 and added["check"] >= 1
 
 
 async def test_openapi_documents_every_endpoint_scope_and_error(
