@@ -152,16 +152,19 @@ def main(
 
         _report(result, reference, clients, duration, workload.path)
         ratio = result.rate / reference.tps if reference.tps else 0.0
+        figures = {
+            "vnode reads/s": result.rate,
+            "vnode p50 ms": result.p50_ms,
+            "vnode p99 ms": result.p99_ms,
+            "pgbench SELECT balance tps": reference.tps,
+            "other programs during vnode run, cores": meter.foreign_user / result.seconds,
+        }
+        if target.running is not None:  # a service of its own: its database is the bench's
+            figures["audit clean (1 = yes)"] = float(common.audit(dsn, workdir, out))
         common.finish(
             json_path,
             "balances",
-            {
-                "vnode reads/s": result.rate,
-                "vnode p50 ms": result.p50_ms,
-                "vnode p99 ms": result.p99_ms,
-                "pgbench SELECT balance tps": reference.tps,
-                "other programs during vnode run, cores": meter.foreign_user / result.seconds,
-            },
+            figures,
             ("vnode/pgbench", ratio),
             postgres=pg_version,
         )

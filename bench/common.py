@@ -32,6 +32,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from harness.postgres import TemporaryCluster
+from harness.processes import VNODE as VNODE_COMMAND
+from harness.processes import clean_env
 from harness.serve import ServeProcess
 from harness.usage import Cpu as Cpu
 from harness.usage import CpuMeter as CpuMeter
@@ -115,6 +117,25 @@ def finish(
     """write_figures, then the comparable figure as the last line: `ratio NAME: 0.NN`."""
     write_figures(path, benchmark, figures, ratio, postgres=postgres)
     print(f"ratio {ratio[0]}: {ratio[1]:.2f}", flush=True)
+
+
+def audit(dsn: str, workdir: Path, out: Console) -> bool:
+    """`vnode audit --no-node` on the bench's database after its load (issue 13: the audit is
+    clean after every benchmark); prints its verdict, and its output when it is not clean."""
+    done = subprocess.run(
+        [VNODE_COMMAND, "audit", "--no-node", "--data-dir", str(workdir / "audit")],
+        env=clean_env({"VNODE_DATABASE_URL": dsn}),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    verdict = next((line for line in reversed(lines) if "audit" in line), "no verdict printed")
+    colour = "green" if done.returncode == 0 else "red"
+    out.print(f"vnode audit --no-node: [{colour}]{verdict.strip()}[/] (exit {done.returncode})")
+    if done.returncode != 0:
+        out.print(done.stdout[-3000:] + done.stderr[-2000:])
+    return done.returncode == 0
 
 
 # --------------------------------------------------------------------------------------------

@@ -362,6 +362,7 @@ def main(
             drained_s if drained_s is not None else float("nan")
         )
         figures["other programs during the load, cores"] = meter.foreign_user / load.seconds
+        figures["audit clean (1 = yes)"] = float(common.audit(dsn, workdir, out))
         common.write_figures(
             json_path,
             "events",

@@ -77,8 +77,6 @@ import transfers
 from raw_http import Answer, RawConnection, TransportError
 
 from harness.options import JsonOut, Seconds, Users, Workers
-from harness.processes import VNODE as VNODE_COMMAND
-from harness.processes import clean_env
 from vnode.lightning.sim_process import SimProcess
 from vnode.loopback import free_port
 
@@ -583,24 +581,6 @@ def _print_statements(dsn: str, payments: int) -> None:
     )
 
 
-def run_audit(dsn: str, data_dir: Path) -> bool:
-    """`vnode audit --no-node` against the bench's database; prints its verdict."""
-    done = subprocess.run(
-        [VNODE_COMMAND, "audit", "--no-node", "--data-dir", str(data_dir)],
-        env=clean_env({"VNODE_DATABASE_URL": dsn}),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    lines = [line for line in done.stdout.splitlines() if line.strip()]
-    verdict = next((line for line in reversed(lines) if "audit" in line), "no verdict printed")
-    colour = "green" if done.returncode == 0 else "red"
-    out.print(f"vnode audit --no-node: [{colour}]{verdict.strip()}[/] (exit {done.returncode})")
-    if done.returncode != 0:
-        out.print(done.stdout[-3000:] + done.stderr[-2000:])
-    return done.returncode == 0
-
-
 # --------------------------------------------------------------------------------------------
 
 
@@ -749,7 +729,7 @@ def main(
 
         _report([via_vnode, direct], clients, duration, hold_fraction)
         service.stop(signal.SIGINT, common.STOP_TIMEOUT_S)
-        clean = run_audit(dsn, workdir / "data")
+        clean = common.audit(dsn, workdir, out)
         ratio = via_vnode[0].rate / direct[0].rate if direct[0].rate else 0.0
         mine, theirs = via_vnode[0], direct[0]
         # The sim alone: what one core of it carries, from its CPU time in the direct run (the

@@ -123,6 +123,7 @@ def main(
             figures[f"{n} clients: vnode p99 ms"] = result.p99_ms
             figures[f"{n} clients: pgbench tps"] = reference.tps
         figures["other programs during vnode runs, cores (max)"] = max(r[3] for r in rows)
+        figures["audit clean (1 = yes)"] = float(common.audit(running.dsn, workdir, out))
         common.finish(
             json_path,
             "sweep",

@@ -744,6 +744,8 @@ def main(
         }
         if ceiling is not None:
             figures["pgbench SELECT vnode_transfer() tps"] = ceiling[0].tps
+        if target.running is not None:  # a service of its own: its database is the bench's
+            figures["audit clean (1 = yes)"] = float(common.audit(dsn, workdir, out))
         common.finish(
             json_path, "transfers", figures, ("vnode/pgbench", ratio), postgres=pg_version
         )

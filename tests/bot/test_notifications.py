@@ -11,8 +11,10 @@ import secrets
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +31,16 @@ from tests.bot.conftest import (
     bot_settings,
     funded,
     new_user,
+    notified,
     started,
 )
 from tests.support import ADMIN_KEY, VNODE, bearer, free_port, wait_until
 from vnode.bot.inbox import TryLater, WebhookInbox
+from vnode.bot.notify import Notifier
+from vnode.bot.payment_calls import PaymentCalls
+from vnode.bot.profiles import ProfileStore
 from vnode.bot.runtime import BotRuntime
+from vnode.bot.telegram import make_bot
 from vnode.demo.bot_api import FakeTelegram, SentMessage, TgUser
 from vnode.domain.signing import SIGNATURE_HEADER, sign
 from vnode.events.endpoints import new_secret
@@ -402,3 +409,74 @@ async def test_profiles_record_first_and_last_seen(
     row = await db.fetchrow("SELECT * FROM bitmask.profiles WHERE user_id = $1", gina.id)
     assert row is not None and row["language"] == "it" and row["username"] is None
     assert row["first_seen"] <= row["last_seen"]
+
+
+async def _payment_told_with_a_button_in_flight(
+    telegram: FakeTelegram, vnode: Vnode, db: asyncpg.Connection, *, answer_was_final: bool
+) -> list[SentMessage]:
+    """A payment's final event reaches the notifier while the Confirm button's call for it is
+    still in flight (events come within milliseconds of their commit, docs/adr/0030); the call
+    then answers, final or pending. Returns the "Paid" messages the user got."""
+    alice = new_user("Alice")
+    await started(telegram, alice)
+    confirmation = telegram.messages(alice.id)[-1]
+    payment_hash = secrets.token_hex(32)
+    pool = await asyncpg.create_pool(vnode.database_url, min_size=1, max_size=2)
+    tg = make_bot(BOT_TOKEN, telegram.base_url)
+    try:
+        profiles = ProfileStore(pool)
+        await profiles.remember_payment_message(
+            payment_hash, alice.id, alice.id, confirmation.message_id
+        )
+        calls = PaymentCalls()
+        notifier = Notifier(tg, profiles, 3600, calls)
+        in_flight, answered = asyncio.Event(), asyncio.Event()
+
+        async def button() -> None:  # as vnode/bot/handlers/send.py's send_payment does
+            async with calls.in_flight(payment_hash, alice.id):
+                in_flight.set()
+                await answered.wait()
+                if answer_was_final:
+                    assert await profiles.claim_final(payment_hash, alice.id) is not None
+
+        pressing = asyncio.create_task(button())
+        await in_flight.wait()
+        envelope = {
+            "id": str(uuid.uuid4()),
+            "user_id": alice.id,
+            "type": "payment.succeeded",
+            "created_at": datetime.now(UTC).isoformat(),
+            "data": {
+                "payment_hash": payment_hash,
+                "status": "succeeded",
+                "amount_msat": 2_000_000,
+                "fee_msat": 0,
+            },
+        }
+        telling = asyncio.create_task(notifier.handle(envelope))
+        await notified(db, alice, "payment.succeeded")  # claimed; now it waits for the button
+        answered.set()
+        await asyncio.wait_for(asyncio.gather(pressing, telling), 10)
+        return [m for m in telegram.messages(alice.id) if "Paid" in (m.text or "")]
+    finally:
+        await tg.session.close()
+        await pool.close()
+
+
+async def test_a_final_event_before_the_buttons_final_answer_is_not_told_twice(
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode, db: asyncpg.Connection
+) -> None:
+    """The answer tells the end (the confirmation is edited, elsewhere); the event, which came
+    first, waits for it and then tells nothing."""
+    assert (
+        await _payment_told_with_a_button_in_flight(telegram, vnode, db, answer_was_final=True)
+        == []
+    )
+
+
+async def test_a_final_event_before_a_pending_answer_tells_the_end(
+    bot: BotRuntime, telegram: FakeTelegram, vnode: Vnode, db: asyncpg.Connection
+) -> None:
+    """The answer said "in flight": the event, which waited for it, tells the end."""
+    told = await _payment_told_with_a_button_in_flight(telegram, vnode, db, answer_was_final=False)
+    assert [m.text for m in told] == ["Paid 2,000 sats."]

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncpg
 
-from harness.redis import RedisServer
 from tests.bot.conftest import (
     Vnode,
     asks_to_confirm,
     balance_msat,
-    bot_settings,
     funded,
     new_user,
     notified,
@@ -19,7 +15,6 @@ from tests.bot.conftest import (
     started,
     two_users,
 )
-from tests.bot.cutting_proxy import CuttingProxy
 from vnode.bot.runtime import BotRuntime
 from vnode.demo.bot_api import FakeTelegram
 
@@ -45,39 +40,6 @@ async def test_pay_shows_amount_and_fee_reserve_then_pays_once(
     await notified(db, alice, "payment.succeeded")
     # The event came after the answer told the end: no second message about it.
     assert [m for m in telegram.messages(alice.id) if "Paid" in (m.text or "")] == [done]
-
-
-async def test_a_final_event_before_the_buttons_answer_is_not_told_twice(
-    own_vnode: Vnode, own_telegram: FakeTelegram, bot_redis: RedisServer
-) -> None:
-    """The payment's final event can reach the bot before the answer to its Confirm button
-    (events come within milliseconds of their commit): the end is still told once, by the
-    answer. Here the answer is held back until the event has been handled."""
-    telegram = own_telegram
-    proxy = CuttingProxy(own_vnode.serve.port)
-    await proxy.start()
-    runtime = BotRuntime(bot_settings(own_vnode, telegram, bot_redis.url, url=proxy.url))
-    await runtime.start()
-    db = await asyncpg.connect(own_vnode.database_url)
-    try:
-        alice = new_user("Alice")
-        await started(telegram, alice)
-        await funded(own_vnode, alice, 10_000, telegram)
-        invoice = await own_vnode.sim.invoice(2_000_000)
-        asked = await asks_to_confirm(telegram, alice, f"/pay {invoice}")
-        proxy.held = asyncio.Event()
-        press(telegram, alice, asked, "Confirm")
-        # The event is claimed before it is told; it then waits for the button's answer.
-        await notified(db, alice, "payment.succeeded")
-        proxy.held.set()
-        done = await telegram.wait_for(alice.id, lambda m: "Paid" in (m.text or ""))
-        assert done.message_id == asked.message_id and "Paid 2,000 sats" in (done.text or "")
-        await telegram.wait_idle()
-        assert [m for m in telegram.messages(alice.id) if "Paid" in (m.text or "")] == [done]
-    finally:
-        await db.close()
-        await runtime.stop()
-        await proxy.stop()
 
 
 async def test_send_with_an_amountless_invoice_asks_for_the_amount(
