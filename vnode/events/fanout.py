@@ -75,7 +75,8 @@ class DirectRedis:
 # The events still to fan out are the ids in fan_out_queue (migration 0021, docs/adr/0032):
 # a trigger queues every new outbox row, and _RECORD deletes the ids of the batch.
 _CLAIM = (
-    "SELECT q.outbox_id FROM fan_out_queue q ORDER BY q.outbox_id LIMIT $1 FOR UPDATE SKIP LOCKED"
+    "SELECT q.outbox_id FROM fan_out_queue q "
+    "ORDER BY q.outbox_id LIMIT $1 FOR UPDATE SKIP LOCKED"
 )
 # The same, with what an envelope needs, and `held`: the user has a Redis delivery pending (a
 # retry waiting for its backoff, or one the Redis loop is sending now, not yet committed), so
