@@ -231,10 +231,10 @@ async def fill(dsn: str, users: int, history: int, payments: int) -> None:
         await copy(
             conn,
             "outbox",
-            ["event_type", "user_id", "user_seq", "payload", "created_at"],
+            ["event_type", "user_id", "user_seq", "payload", "created_at", "fanned_out_at"],
             _rows(
                 users,
-                lambda i: f"admin.credit\t{i + 1}\t1\t{{}}\t{stamp(i, users)}\n",
+                lambda i: f"admin.credit\t{i + 1}\t1\t{{}}\t{stamp(i, users)}\t{stamp(i, users)}\n",
             ),
         )
         await conn.execute("SET session_replication_role = origin")

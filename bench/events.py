@@ -202,7 +202,7 @@ def _wait_drained(dsn: str, timeout_s: float) -> float | None:
         return (
             _scalar(
                 dsn,
-                "SELECT (SELECT count(*) FROM fan_out_queue)"
+                "SELECT (SELECT count(*) FROM outbox WHERE fanned_out_at IS NULL)"
                 " + (SELECT count(*) FROM event_deliveries "
                 "    WHERE status = 'pending')",
             )

@@ -7,9 +7,9 @@ operator_funding balance), then transfers are replayed in order as `vnode_transf
 a journal row; every unspent coin of the sender spent by it; a coin for the recipient and one
 for the sender's change; the cached balances; an 'out' and an 'in' history row; both users'
 next event numbers and a `transfer.completed` event for each (already fanned out: no channel
-is behind; with triggers off, none is queued in fan_out_queue). The coins are tracked user by
-user so that the unspent ones add up to each cached balance, and the simulation refuses a
-transfer above the sender's balance, as the database would.
+is behind). The coins are tracked user by user so that the unspent ones add up to each cached
+balance, and the simulation refuses a transfer above the sender's balance, as the database
+would.
 
 The transfers come in rounds. A round puts its users in a random order and each one pays the
 next (the last pays the first), the same amount: everyone sends once and receives once, so
@@ -187,7 +187,7 @@ def fill(dsn: str, plan: Plan, now: int, log: Callable[[str], None]) -> dict[str
         "outbox": CopyPipe(
             dsn,
             "outbox",
-            ["event_type", "user_id", "user_seq", "payload", "created_at"],
+            ["event_type", "user_id", "user_seq", "payload", "created_at", "fanned_out_at"],
         ),
     }
     journal, coins_out, history, outbox = (
@@ -224,7 +224,7 @@ def fill(dsn: str, plan: Plan, now: int, log: Callable[[str], None]) -> dict[str
                 f"admin.credit\t{user}\t1\t"
                 f'{{"amount_msat": {FUND_MSAT}, "amount_sats": {FUND_MSAT // 1000}, '
                 f'"transaction_id": {tx}, "direction": "in", "asset_id": "BTC", '
-                f'"reason": "{CREDIT_MEMO}", "created_at": "{at_json}"}}\t{at}\n'
+                f'"reason": "{CREDIT_MEMO}", "created_at": "{at_json}"}}\t{at}\t{at}\n'
             )
         log(f"credits of {users:,} users written ({time.monotonic() - started:.0f}s)")
         # The transfers: transactions users + 1 .. users + transfers.
@@ -267,9 +267,9 @@ def fill(dsn: str, plan: Plan, now: int, log: Callable[[str], None]) -> dict[str
             )
             outbox.add(
                 f"transfer.completed\t{sender}\t{seq[sender]}\t{event}"
-                f'"direction": "out", "counterparty": "{recipient_node}"}}\t{at}\n'
+                f'"direction": "out", "counterparty": "{recipient_node}"}}\t{at}\t{at}\n'
                 f"transfer.completed\t{recipient}\t{seq[recipient]}\t{event}"
-                f'"direction": "in", "counterparty": "{sender_node}"}}\t{at}\n'
+                f'"direction": "in", "counterparty": "{sender_node}"}}\t{at}\t{at}\n'
             )
             if (tx - users) % 500_000 == 0:
                 log(f"{tx - users:,} of {plan.transfers:,} transfers written")

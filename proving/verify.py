@@ -147,7 +147,7 @@ async def check_ledger(dsn: str, load: LoadGenerator) -> Findings:
             )
         found.facts["events_in_outbox"] = int(await conn.fetchval("SELECT count(*) FROM outbox"))
         found.facts["events_not_fanned_out"] = int(
-            await conn.fetchval("SELECT count(*) FROM fan_out_queue")
+            await conn.fetchval("SELECT count(*) FROM outbox WHERE fanned_out_at IS NULL")
         )
     finally:
         await conn.close()

@@ -72,11 +72,9 @@ class DirectRedis:
         return True
 
 
-# The events still to fan out are the ids in fan_out_queue (migration 0021, docs/adr/0032):
-# a trigger queues every new outbox row, and _RECORD deletes the ids of the batch.
 _CLAIM = (
-    "SELECT q.outbox_id FROM fan_out_queue q "
-    "ORDER BY q.outbox_id LIMIT $1 FOR UPDATE SKIP LOCKED"
+    "SELECT o.id AS outbox_id FROM outbox o WHERE o.fanned_out_at IS NULL "
+    "ORDER BY o.id LIMIT $1 FOR UPDATE SKIP LOCKED"
 )
 # The same, with what an envelope needs, and `held`: the user has a Redis delivery pending (a
 # retry waiting for its backoff, or one the Redis loop is sending now, not yet committed), so
@@ -85,8 +83,8 @@ _CLAIM_DIRECT = f"""
     SELECT {OUTBOX_COLUMNS}, EXISTS (
         SELECT 1 FROM event_deliveries e
         WHERE e.channel = 'redis' AND e.status = 'pending' AND e.user_id = o.user_id) AS held
-    FROM fan_out_queue q JOIN outbox o ON o.id = q.outbox_id
-    ORDER BY q.outbox_id LIMIT $1 FOR UPDATE OF q SKIP LOCKED"""  # noqa: S608 - a constant
+    FROM outbox o WHERE o.fanned_out_at IS NULL
+    ORDER BY o.id LIMIT $1 FOR UPDATE OF o SKIP LOCKED"""  # noqa: S608 - a constant
 # $1 the batch's outbox ids, $2 which of them Redis took, $3 whether Redis is a channel.
 _RECORD = """
     WITH batch AS (
@@ -106,7 +104,7 @@ _RECORD = """
         FROM batch b JOIN webhook_endpoints w ON w.removed_at IS NULL
           AND (cardinality(w.event_types) = 0 OR b.event_type = ANY(w.event_types))
     )
-    DELETE FROM fan_out_queue WHERE outbox_id = ANY($1::bigint[])"""
+    UPDATE outbox SET fanned_out_at = now() WHERE id = ANY($1::bigint[])"""
 
 
 async def fan_out_once(
@@ -132,7 +130,7 @@ async def fan_out_once(
             sent = await _send_direct(redis, rows)
         if redis is not None:
             redis.left_pending = len(ids) - len(sent) if redis_enabled else 0
-        # One statement for the batch's deliveries and its queue entries: each round trip on the
+        # One statement for the batch's deliveries and its outbox rows: each round trip on the
         # fan-out's path also waits for the interpreter lock (docs/adr/0030).
         await conn.execute(_RECORD, ids, [i in sent for i in ids], redis_enabled)
         return len(ids)

@@ -154,7 +154,7 @@ async def test_fan_out_is_exactly_once_with_five_concurrent_callers(pool: asyncp
     claimed: list[int] = []
 
     async def fan_out_worker() -> None:
-        while await pool.fetchval("SELECT count(*) FROM fan_out_queue"):
+        while await pool.fetchval("SELECT count(*) FROM outbox WHERE fanned_out_at IS NULL"):
             claimed.append(await fan_out_once(pool, redis_enabled=True, batch=100))
 
     await asyncio.gather(*(fan_out_worker() for _ in range(5)))
@@ -176,7 +176,7 @@ async def test_fan_out_is_exactly_once_with_five_concurrent_callers(pool: asyncp
         )
         == 0
     )
-    assert await pool.fetchval("SELECT count(*) FROM fan_out_queue") == 0
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE fanned_out_at IS NULL") == 0
     assert await fan_out_once(pool, redis_enabled=True) == 0  # nothing left, nothing redone
 
 

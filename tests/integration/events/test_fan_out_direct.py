@@ -94,50 +94,25 @@ async def test_a_fan_out_rolled_back_after_its_xadd_sends_again(
     pool: asyncpg.Pool, fresh_db: str
 ) -> None:
     """At least once: the fan-out's transaction fails after Redis took the batch (here a
-    test-only trigger refuses its removal of the batch from the queue); nothing is recorded,
-    the next fan-out sends the same events again (consumers dedupe by event id)."""
+    test-only trigger refuses its outbox update); nothing is recorded, the next fan-out sends
+    the same events again (consumers dedupe by event id)."""
     event = await emit(pool, 5)
     admin = await asyncpg.connect(fresh_db)
     try:
         await admin.execute("""
             CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN RAISE EXCEPTION 'refused for the test'; END $$;
-            CREATE TRIGGER test_refuse BEFORE DELETE ON fan_out_queue
+            CREATE TRIGGER test_refuse BEFORE UPDATE ON outbox
             FOR EACH ROW EXECUTE FUNCTION test_refuse();""")
         redis = Recorder()
         with pytest.raises(asyncpg.RaiseError):
             await fan_out_once(pool, redis_enabled=True, redis=DirectRedis(redis.send))
         assert [e.outbox_id for e in redis.attempts] == [event]
         assert await statuses(pool) == {}
-        await admin.execute("DROP TRIGGER test_refuse ON fan_out_queue")
+        await admin.execute("DROP TRIGGER test_refuse ON outbox")
     finally:
         await admin.close()
 
     await fan_out_once(pool, redis_enabled=True, redis=DirectRedis(redis.send))
     assert [e.outbox_id for e in redis.attempts] == [event, event]
     assert await statuses(pool) == {event: "delivered"}
-
-
-async def test_every_event_is_queued_once_and_its_row_never_written_again(
-    pool: asyncpg.Pool,
-) -> None:
-    """docs/adr/0032: a trigger queues each new outbox row, whoever writes it (a plain INSERT,
-    the node-state function, a money call), and the fan-out deletes the ids it took instead of
-    updating the event's row, which keeps the version its writer made (the same xmin)."""
-    ids = [await emit(pool, 1), await emit(pool, 2)]
-    assert await pool.fetchval("SELECT vnode_node_state_changed('ready')") is False
-    assert await pool.fetchval("SELECT vnode_node_state_changed('locked')") is True
-    await pool.execute("SELECT vnode_ensure_node(3, '02' || repeat('ab', 32))")
-    await pool.execute("SELECT vnode_emit(3, 'admin.credit', '{}')")
-    every = await pool.fetch("SELECT id, xmin::text AS version FROM outbox ORDER BY id")
-    assert ids == [r["id"] for r in every][:2] and len(every) == 4
-    queued = await pool.fetch("SELECT outbox_id FROM fan_out_queue ORDER BY outbox_id")
-    assert [r["outbox_id"] for r in queued] == [r["id"] for r in every]
-
-    assert await fan_out_once(pool, redis_enabled=True, redis=DirectRedis(Recorder().send)) == 4
-
-    assert await pool.fetchval("SELECT count(*) FROM fan_out_queue") == 0
-    after = await pool.fetch("SELECT id, xmin::text AS version FROM outbox ORDER BY id")
-    assert after == every  # not one row rewritten
-    assert await statuses(pool) == {r["id"]: "delivered" for r in every}
-    assert await fan_out_once(pool, redis_enabled=True, redis=DirectRedis(Recorder().send)) == 0

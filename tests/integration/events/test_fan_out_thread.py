@@ -120,10 +120,7 @@ async def test_stopped_mid_backlog_a_new_thread_delivers_the_rest_in_order(
 
         async def first_batch_committed() -> bool:  # in the stream is not yet committed
             return bool(
-                await pool.fetchval(
-                    "SELECT count(*) FROM outbox "
-                    "WHERE id NOT IN (SELECT outbox_id FROM fan_out_queue)"
-                )
+                await pool.fetchval("SELECT count(*) FROM outbox WHERE fanned_out_at IS NOT NULL")
             )
 
         await wait_until(first_batch_committed, 20, "the first batch")
@@ -136,7 +133,7 @@ async def test_stopped_mid_backlog_a_new_thread_delivers_the_rest_in_order(
         await holder.close()
     # The first thread left work: what it had not committed (the stream may hold some of it, and
     # more than once: each held attempt XADDed its batch before its inserts gave up).
-    left = await pool.fetchval("SELECT count(*) FROM fan_out_queue")
+    left = await pool.fetchval("SELECT count(*) FROM outbox WHERE fanned_out_at IS NULL")
 
     second = FanOutThread(settings, fresh_db, None)
     await second.start()
@@ -144,7 +141,7 @@ async def test_stopped_mid_backlog_a_new_thread_delivers_the_rest_in_order(
 
         async def everything_delivered() -> bool:
             return not await pool.fetchval(
-                "SELECT (SELECT count(*) FROM fan_out_queue) + "
+                "SELECT (SELECT count(*) FROM outbox WHERE fanned_out_at IS NULL) + "
                 "(SELECT count(*) FROM event_deliveries WHERE status <> 'delivered')"
             )
 

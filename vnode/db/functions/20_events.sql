@@ -15,20 +15,6 @@
 --     right above its CREATE (it is then made anew each time this file is applied).
 --   * A trigger: DROP TRIGGER IF EXISTS name ON table; then CREATE TRIGGER.
 
--- Every new event is queued for the fan-out (migration 0021, docs/adr/0032), whoever writes
--- it: one statement-level trigger, so no writer can forget it. The fan-out deletes the ids it
--- took (vnode/events/fanout.py); the outbox row itself is never updated.
-CREATE OR REPLACE FUNCTION vnode_queue_fan_out() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO fan_out_queue (outbox_id) SELECT id FROM new_events;
-    RETURN NULL;
-END $$;
-DROP TRIGGER IF EXISTS outbox_queue_fan_out ON outbox;
-CREATE TRIGGER outbox_queue_fan_out AFTER INSERT ON outbox
-    REFERENCING NEW TABLE AS new_events
-    FOR EACH STATEMENT EXECUTE FUNCTION vnode_queue_fan_out();
-
 -- Append an event for one user, with the next number of that user's sequence.
 CREATE OR REPLACE FUNCTION vnode_emit(p_user bigint, p_type text, p_payload jsonb) RETURNS void
 LANGUAGE sql AS $$
