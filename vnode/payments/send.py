@@ -80,13 +80,13 @@ class PaymentSender:
         backend: LightningBackend,
         monitor: NodeMonitor,
         settings: Settings,
-        metrics: Metrics | None = None,
+        metrics: Metrics,
     ) -> None:
         self.pool = pool
         self.backend = backend
         self.monitor = monitor
         self.settings = settings
-        self._stages = None if metrics is None else metrics.payment_stages
+        self._stages = metrics.payment_stages
 
     @contextlib.contextmanager
     def _stage(self, name: str) -> Iterator[None]:
@@ -95,8 +95,7 @@ class PaymentSender:
         try:
             yield
         finally:
-            if self._stages is not None:
-                self._stages.labels(name).observe(time.perf_counter() - started)
+            self._stages.labels(name).observe(time.perf_counter() - started)
 
     async def pay(self, command: PayCommand, idempotency: Idempotency) -> PaymentAnswer:
         request = {
