@@ -15,6 +15,7 @@ import pytest
 from hypothesis import settings
 
 from tests.constants import ADMIN_KEY, FAST_PROFILE_EXAMPLES, RGB_ASSET, TEMPLATE_DB
+from tests.task_dump import dumped_before
 
 # What the fixtures use is imported inside them: the pytest-xdist controller loads this file
 # too, runs no test, and starts its workers only once it has (vnode.app and its FastAPI routes
@@ -291,3 +292,14 @@ def browser() -> Iterator[WebDriver]:
 
     with headless_chromium() as driver:
         yield driver
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A test near its timeout writes what its asyncio tasks await (tests/task_dump.py)."""
+    marker = item.get_closest_marker("timeout")
+    timeout_s = float(marker.args[0] if marker and marker.args else item.config.getini("timeout"))
+    if timeout_s <= 0:
+        return (yield)
+    with dumped_before(timeout_s):
+        return (yield)

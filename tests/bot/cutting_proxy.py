@@ -1,5 +1,6 @@
 """A TCP proxy in front of vnode that can lose answers: the request reaches vnode and is
-carried out, the answer never reaches the bot. The one failure an Idempotency-Key is for."""
+carried out, the answer never reaches the bot. The one failure an Idempotency-Key is for. It
+can also hold answers back until the test lets them through (`held`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ class CuttingProxy:
         self.upstream_port = upstream_port
         self.cut_next = 0  # how many of the next answers to lose
         self.cut = 0  # answers lost so far
+        self.held: asyncio.Event | None = None  # when set to an unset Event: answers wait for it
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self.url = ""
@@ -45,6 +47,8 @@ class CuttingProxy:
                     self.cut_next -= 1
                     self.cut += 1
                     break
+                if self.held is not None:
+                    await self.held.wait()
                 client_w.write(data)
                 await client_w.drain()
         except (ConnectionError, OSError):

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from vnode.cancelling import stop_if_cancelled
 from vnode.domain.signing import SIGNATURE_HEADER, SignatureError, verify
 from vnode.events.webhooks import (
     ID_HEADER,
@@ -94,6 +95,7 @@ class StreamInbox:
                 log.exception("event stream: unexpected failure")
                 failures += 1
                 backlog = True
+            stop_if_cancelled()  # redis-py may have lost the cancel that stops this loop
             if failures:
                 await asyncio.sleep(_BACKOFF_S[min(failures, len(_BACKOFF_S)) - 1])
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from enum import Enum
 
+from vnode.cancelling import stop_if_cancelled
 from vnode.db.unavailable import DATABASE_DOWN, describe
 from vnode.lightning.base import NodeLocked
 from vnode.logs import LogOnChange
@@ -128,7 +129,7 @@ class Supervisor:
                 log.exception(
                     "worker step failed; retrying", extra={"worker": name, "retry_in_s": backoff_s}
                 )
-            _stop_if_cancelled()
+            stop_if_cancelled()  # a step may have lost the cancel (vnode/cancelling.py)
             if wake is None or backoff_s > interval_s:
                 await asyncio.sleep(backoff_s)
             else:
@@ -140,14 +141,3 @@ class Supervisor:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-
-
-def _stop_if_cancelled() -> None:
-    """Stop a worker whose cancellation a step turned into another error: asyncpg's
-    `async with conn.transaction()` cancelled mid-statement raises its own error from the
-    rollback, and the loop would have logged it and slept its backoff (up to MAX_BACKOFF_S),
-    so `stop()` waited that long (a fan-out thread's stop took 30 s in about one test run in
-    six)."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 
+from harness.redis import RedisServer
 from tests.bot.conftest import (
     Vnode,
     asks_to_confirm,
     balance_msat,
+    bot_settings,
     funded,
     new_user,
     notified,
@@ -15,6 +19,7 @@ from tests.bot.conftest import (
     started,
     two_users,
 )
+from tests.bot.cutting_proxy import CuttingProxy
 from vnode.bot.runtime import BotRuntime
 from vnode.demo.bot_api import FakeTelegram
 
@@ -40,6 +45,44 @@ async def test_pay_shows_amount_and_fee_reserve_then_pays_once(
     await notified(db, alice, "payment.succeeded")
     # The event came after the answer told the end: no second message about it.
     assert [m for m in telegram.messages(alice.id) if "Paid" in (m.text or "")] == [done]
+
+
+async def test_the_buttons_answer_held_past_the_final_event_still_tells_once(
+    own_vnode: Vnode, own_telegram: FakeTelegram, bot_redis: RedisServer
+) -> None:
+    """End to end: the Confirm button's handler registers its call in flight
+    (vnode/bot/payment_calls.py), so the payment's final event, handled while vnode's answer
+    is held back in a proxy, waits for that answer and does not tell the end a second time.
+    Without the handler's registration the event tells "Paid" and the answer does too.
+    (tests/bot/test_notifications.py drives the notifier's side step by step.)"""
+    telegram = own_telegram
+    proxy = CuttingProxy(own_vnode.serve.port)
+    await proxy.start()
+    runtime = BotRuntime(bot_settings(own_vnode, telegram, bot_redis.url, url=proxy.url))
+    await runtime.start()
+    db = await asyncpg.connect(own_vnode.database_url)
+    proxy.held = held = asyncio.Event()
+    held.set()  # answers pass until the payment's
+    try:
+        alice = new_user("Alice")
+        await started(telegram, alice)
+        await funded(own_vnode, alice, 10_000, telegram)
+        invoice = await own_vnode.sim.invoice(2_000_000)
+        asked = await asks_to_confirm(telegram, alice, f"/pay {invoice}")
+        held.clear()
+        press(telegram, alice, asked, "Confirm")
+        # The event is claimed before it is told; it then waits for the button's answer.
+        await notified(db, alice, "payment.succeeded")
+        held.set()
+        done = await telegram.wait_for(alice.id, lambda m: "Paid" in (m.text or ""))
+        assert done.message_id == asked.message_id and "Paid 2,000 sats" in (done.text or "")
+        await telegram.wait_idle()
+        assert [m for m in telegram.messages(alice.id) if "Paid" in (m.text or "")] == [done]
+    finally:
+        held.set()
+        await db.close()
+        await runtime.stop()
+        await proxy.stop()
 
 
 async def test_send_with_an_amountless_invoice_asks_for_the_amount(
