@@ -28,10 +28,8 @@ Printed last: `ratio transfers large/empty: 0.NN` (issue 13's target: at least 0
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -361,21 +359,9 @@ def _rss_mib(service: ServeProcess) -> float:
 
 def _audit(dsn: str, workdir: Path) -> tuple[float, bool]:
     """`vnode audit --no-node` on the database, as an operator runs it: seconds and verdict."""
-    vnode = Path(sys.executable).parent / "vnode"
-    env = {**os.environ, "VNODE_DATABASE_URL": dsn, "VNODE_EMBEDDED_REDIS": "false"}
     started = time.monotonic()
-    done = subprocess.run(
-        [str(vnode), "audit", "--no-node", "--data-dir", str(workdir / "audit")],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    took = time.monotonic() - started
-    out.print(done.stdout[-3000:])
-    if done.returncode != 0:
-        out.print(done.stderr[-2000:])
-    return took, done.returncode == 0
+    clean = common.audit(dsn, workdir, out)
+    return time.monotonic() - started, clean
 
 
 if __name__ == "__main__":

@@ -7,15 +7,16 @@ import contextlib
 import fcntl
 import os
 import signal
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import settings
 
+from tests import task_dump
 from tests.constants import ADMIN_KEY, FAST_PROFILE_EXAMPLES, RGB_ASSET, TEMPLATE_DB
-from tests.task_dump import dumped_before
 
 # What the fixtures use is imported inside them: the pytest-xdist controller loads this file
 # too, runs no test, and starts its workers only once it has (vnode.app and its FastAPI routes
@@ -294,12 +295,16 @@ def browser() -> Iterator[WebDriver]:
         yield driver
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """A test near its timeout writes what its asyncio tasks await (tests/task_dump.py)."""
-    marker = item.get_closest_marker("timeout")
-    timeout_s = float(marker.args[0] if marker and marker.args else item.config.getini("timeout"))
-    if timeout_s <= 0:
-        return (yield)
-    with dumped_before(timeout_s):
-        return (yield)
+_DUMP_TIMER = pytest.StashKey[threading.Timer]()
+
+
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> None:
+    """Beside pytest-timeout's own timer (this returns None, so its hook runs too): a test
+    near its timeout writes what its asyncio tasks await (tests/task_dump.py)."""
+    item.stash[_DUMP_TIMER] = task_dump.start(float(settings.timeout))
+
+
+def pytest_timeout_cancel_timer(item: pytest.Item) -> None:
+    timer = item.stash.get(_DUMP_TIMER, None)
+    if timer is not None:
+        timer.cancel()

@@ -3,8 +3,10 @@
 pytest-timeout shows where the main thread is, which for an async test is the event loop's
 select(): nothing about what is stuck. This writes each pending task's whole await chain (a
 task's own get_stack() stops at its outermost coroutine) a little before the timeout, into the
-test's captured stderr. It reads the tasks from a timer thread while the loop waits in
-select(); it only reads, so a torn view costs a line of the dump, never the test."""
+test's captured stderr. tests/conftest.py starts it from pytest-timeout's own timer hooks,
+which know each test's timeout and when its clock starts. It reads the tasks from a timer
+thread while the loop waits in select(); it only reads, so a torn view costs a line of the
+dump, never the test."""
 
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ import gc
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 # Written this long before pytest-timeout fails the test.
@@ -46,9 +47,8 @@ def dump_tasks() -> str:
     return "\n".join(lines)
 
 
-@contextmanager
-def dumped_before(timeout_s: float) -> Iterator[None]:
-    """Around a test's call: if it still runs `_AHEAD_S` before `timeout_s`, dump its tasks."""
+def start(timeout_s: float) -> threading.Timer:
+    """A timer that dumps the tasks `_AHEAD_S` before `timeout_s` from now, started."""
 
     def write() -> None:
         sys.stderr.write(dump_tasks() + "\n")
@@ -56,7 +56,4 @@ def dumped_before(timeout_s: float) -> Iterator[None]:
     timer = threading.Timer(max(timeout_s - _AHEAD_S, 1.0), write)
     timer.daemon = True
     timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
+    return timer
